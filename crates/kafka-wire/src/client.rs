@@ -1,0 +1,264 @@
+//! The cluster client: connections per broker and lane, and the metadata cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{MetadataRequest, TopicName};
+use kafka_protocol::protocol::{Request, StrBytes};
+
+use crate::backoff::Backoff;
+use crate::config::ClientConfig;
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::metadata::{ClusterMetadata, TopicInfo};
+
+/// Which connection to a broker a request uses. Kafka answers the requests of one connection in
+/// order, so a long-poll fetch gets a lane of its own and never delays produce or heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Metadata, produce, admin requests.
+    Default,
+    /// Long-poll fetches.
+    Fetch,
+    /// Consumer-group coordination (join, sync, heartbeat, commit).
+    Coordinator,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
+
+struct Inner {
+    config: ClientConfig,
+    slots: Mutex<HashMap<(String, Lane), Slot>>,
+    metadata: RwLock<ClusterMetadata>,
+}
+
+/// A handle on one Kafka cluster; cheap to clone, shared by producers and fetchers.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("bootstrap", &self.inner.config.bootstrap).finish()
+    }
+}
+
+impl Client {
+    /// Connects to the first bootstrap broker that answers and loads the broker list.
+    ///
+    /// Fails with [`Error::BootstrapUnreachable`] naming the addresses once the connect timeout
+    /// has elapsed.
+    pub async fn connect(config: ClientConfig) -> Result<Self> {
+        if config.bootstrap.is_empty() {
+            return Err(Error::InvalidArgument("no bootstrap broker given".into()));
+        }
+        let client = Self {
+            inner: Arc::new(Inner {
+                config,
+                slots: Mutex::new(HashMap::new()),
+                metadata: RwLock::new(ClusterMetadata::default()),
+            }),
+        };
+        client.refresh_metadata(&[]).await?;
+        Ok(client)
+    }
+
+    /// The settings this client was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// A connection to `addr` on `lane`, dialled (with backoff, within the connect timeout) if
+    /// there is none or the cached one broke.
+    pub async fn connection(&self, addr: &str, lane: Lane) -> Result<Arc<Connection>> {
+        let slot = {
+            let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.entry((addr.to_string(), lane)).or_default().clone()
+        };
+        let mut guard = slot.lock().await;
+        if let Some(conn) = guard.as_ref().filter(|c| !c.is_broken()) {
+            return Ok(conn.clone());
+        }
+        *guard = None;
+        let cfg = &self.inner.config;
+        let mut backoff = Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max, cfg.connect_timeout);
+        loop {
+            let attempt_cfg = ClientConfig {
+                connect_timeout: backoff.remaining().max(std::time::Duration::from_millis(10)),
+                ..cfg.clone()
+            };
+            match Connection::connect(addr, &attempt_cfg).await {
+                Ok(conn) => {
+                    let conn = Arc::new(conn);
+                    *guard = Some(conn.clone());
+                    tracing::debug!(broker = addr, ?lane, "connected");
+                    return Ok(conn);
+                }
+                Err(e) if e.is_retriable() => {
+                    tracing::debug!(broker = addr, error = %e, "connect failed, retrying");
+                    if !backoff.wait().await {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A connection to any broker: known brokers first, then the bootstrap list.
+    pub async fn any_connection(&self) -> Result<Arc<Connection>> {
+        let cfg = &self.inner.config;
+        let mut addrs: Vec<String> = self.metadata_snapshot().brokers.values().cloned().collect();
+        addrs.sort();
+        addrs.extend(cfg.bootstrap.iter().cloned());
+        let mut backoff = Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max, cfg.connect_timeout);
+        let mut last = String::from("no address");
+        loop {
+            for addr in &addrs {
+                match self.connection_once(addr).await {
+                    Ok(conn) => return Ok(conn),
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            if !backoff.wait().await {
+                return Err(Error::BootstrapUnreachable {
+                    addrs: addrs.join(","),
+                    timeout: cfg.connect_timeout,
+                    reason: last,
+                });
+            }
+        }
+    }
+
+    /// One attempt at a default-lane connection (used while cycling through brokers).
+    async fn connection_once(&self, addr: &str) -> Result<Arc<Connection>> {
+        let slot = {
+            let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.entry((addr.to_string(), Lane::Default)).or_default().clone()
+        };
+        let mut guard = slot.lock().await;
+        if let Some(conn) = guard.as_ref().filter(|c| !c.is_broken()) {
+            return Ok(conn.clone());
+        }
+        let cfg = &self.inner.config;
+        let conn = Arc::new(Connection::connect(addr, cfg).await?);
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Sends a request to any broker, retrying on another connection if the first breaks.
+    pub async fn send_any<R: Request + Clone>(&self, req: &R) -> Result<R::Response> {
+        let mut backoff = self.backoff();
+        loop {
+            let conn = self.any_connection().await?;
+            match conn.send(req).await {
+                Err(e) if e.is_retriable() && backoff.wait().await => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// A backoff with this client's retry settings and its request timeout as budget.
+    pub fn backoff(&self) -> Backoff {
+        let cfg = &self.inner.config;
+        Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max, cfg.request_timeout)
+    }
+
+    /// A copy of the cached metadata.
+    pub fn metadata_snapshot(&self) -> ClusterMetadata {
+        self.inner.metadata.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Fetches metadata for `topics` (all topics when empty) and merges it into the cache.
+    pub async fn refresh_metadata(&self, topics: &[&str]) -> Result<()> {
+        let topics = if topics.is_empty() {
+            None
+        } else {
+            Some(
+                topics
+                    .iter()
+                    .map(|t| {
+                        MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(t.to_string()))))
+                    })
+                    .collect(),
+            )
+        };
+        let req = MetadataRequest::default()
+            .with_topics(topics)
+            .with_allow_auto_topic_creation(false);
+        let resp = self.send_any(&req).await?;
+        self.inner
+            .metadata
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .merge(&resp);
+        Ok(())
+    }
+
+    /// Forgets what is cached for `topic`, so the next lookup asks the cluster.
+    pub fn invalidate_topic(&self, topic: &str) {
+        self.inner
+            .metadata
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .topics
+            .remove(topic);
+    }
+
+    /// The partitions of `topic`, from the cache or (if absent or stale) the cluster.
+    pub async fn topic(&self, topic: &str) -> Result<TopicInfo> {
+        let max_age = self.inner.config.metadata_max_age;
+        {
+            let md = self.inner.metadata.read().unwrap_or_else(|p| p.into_inner());
+            if md.updated.elapsed() < max_age {
+                if let Some(t) = md.topics.get(topic) {
+                    return Ok(t.clone());
+                }
+            }
+        }
+        self.refresh_metadata(&[topic]).await?;
+        let md = self.inner.metadata.read().unwrap_or_else(|p| p.into_inner());
+        md.topics.get(topic).cloned().ok_or_else(|| Error::UnknownTopic {
+            topic: topic.to_string(),
+        })
+    }
+
+    /// The number of partitions of `topic`.
+    pub async fn partition_count(&self, topic: &str) -> Result<i32> {
+        Ok(self.topic(topic).await?.partitions.len() as i32)
+    }
+
+    /// A connection on `lane` to the leader of `topic`/`partition`.
+    pub async fn leader(&self, topic: &str, partition: i32, lane: Lane) -> Result<Arc<Connection>> {
+        let addr = self.leader_addr(topic, partition).await?;
+        self.connection(&addr, lane).await
+    }
+
+    /// The address of the leader of `topic`/`partition`, refreshing metadata once if unknown.
+    pub async fn leader_addr(&self, topic: &str, partition: i32) -> Result<String> {
+        self.topic(topic).await?;
+        if let Some(addr) = self.metadata_snapshot().leader_addr(topic, partition) {
+            return Ok(addr.to_string());
+        }
+        self.refresh_metadata(&[topic]).await?;
+        self.metadata_snapshot()
+            .leader_addr(topic, partition)
+            .map(str::to_string)
+            .ok_or_else(|| Error::NoLeader {
+                topic: topic.to_string(),
+                partition,
+            })
+    }
+
+    /// A connection to the controller (any broker if none is announced).
+    pub async fn controller(&self) -> Result<Arc<Connection>> {
+        let md = self.metadata_snapshot();
+        match md.controller.and_then(|id| md.brokers.get(&id)) {
+            Some(addr) => self.connection(addr, Lane::Default).await,
+            None => self.any_connection().await,
+        }
+    }
+}

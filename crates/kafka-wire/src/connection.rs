@@ -1,0 +1,242 @@
+//! One broker connection: pipelined requests matched to responses by correlation id.
+//!
+//! A writer task owns the socket's write half and writes whole frames taken from a queue, so a
+//! caller that is cancelled (timeout, `select!`) never leaves half a frame on the wire. A reader
+//! task owns the read half and hands each response frame to the waiter with its correlation id.
+//! Any read or write failure breaks the connection for good: every pending and later request
+//! fails with [`Error::ConnectionBroken`], and the owner dials a new connection.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
+use kafka_protocol::protocol::{Request, StrBytes};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use crate::config::ClientConfig;
+use crate::error::{Error, Result};
+use crate::frame;
+use crate::protocol::{api_key, decode_response, encode_request, peek_correlation_id};
+use crate::versions::VersionTable;
+
+/// What a waiter receives: the response frame, or why the connection broke.
+type Reply = std::result::Result<Bytes, String>;
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<i32, oneshot::Sender<Reply>>,
+    broken: Option<String>,
+}
+
+impl State {
+    /// Marks the connection broken and fails every waiter with `reason`.
+    fn break_with(&mut self, reason: String) {
+        if self.broken.is_none() {
+            self.broken = Some(reason.clone());
+        }
+        for (_, tx) in self.pending.drain() {
+            let _ = tx.send(Err(reason.clone()));
+        }
+    }
+}
+
+/// A live connection to one broker, with its negotiated API versions.
+pub struct Connection {
+    broker: String,
+    client_id: String,
+    request_timeout: Duration,
+    next_id: AtomicI32,
+    outgoing: mpsc::UnboundedSender<Bytes>,
+    state: Arc<Mutex<State>>,
+    versions: VersionTable,
+    reader: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("broker", &self.broker).finish()
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Removes a pending entry when its caller goes away before the answer came.
+struct PendingGuard<'a> {
+    state: &'a Mutex<State>,
+    id: i32,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        lock(self.state).pending.remove(&self.id);
+    }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Connection {
+    /// Dials `broker`, starts the reader and writer tasks and negotiates API versions.
+    pub async fn connect(broker: &str, config: &ClientConfig) -> Result<Self> {
+        let connect_err = |reason: String| Error::Connect {
+            broker: broker.to_string(),
+            reason,
+        };
+        let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(broker))
+            .await
+            .map_err(|_| connect_err(format!("no answer within {:?}", config.connect_timeout)))?
+            .map_err(|e| connect_err(e.to_string()))?;
+        stream.set_nodelay(true).map_err(|e| connect_err(e.to_string()))?;
+        let (read_half, write_half) = stream.into_split();
+        let state = Arc::new(Mutex::new(State::default()));
+        let (outgoing, mut queue) = mpsc::unbounded_channel::<Bytes>();
+
+        let codec = frame::codec(config.max_frame_bytes);
+        let mut writer = FramedWrite::new(write_half, codec.clone());
+        let writer_state = state.clone();
+        tokio::spawn(async move {
+            while let Some(frame) = queue.recv().await {
+                if let Err(e) = writer.send(frame).await {
+                    lock(&writer_state).break_with(format!("write failed: {e}"));
+                    return;
+                }
+            }
+        });
+
+        let mut frames = FramedRead::new(read_half, codec);
+        let reader_state = state.clone();
+        let reader = tokio::spawn(async move {
+            let reason = loop {
+                match frames.next().await {
+                    Some(Ok(frame)) => {
+                        let frame = frame.freeze();
+                        let Some(id) = peek_correlation_id(&frame) else {
+                            break format!("response frame of {} bytes has no correlation id", frame.len());
+                        };
+                        // An unknown id belongs to a caller that gave up (timeout): drop it.
+                        if let Some(tx) = lock(&reader_state).pending.remove(&id) {
+                            let _ = tx.send(Ok(frame));
+                        }
+                    }
+                    Some(Err(e)) => break format!("read failed: {e}"),
+                    None => break "closed by the broker".to_string(),
+                };
+            };
+            lock(&reader_state).break_with(reason);
+        });
+
+        let mut conn = Self {
+            broker: broker.to_string(),
+            client_id: config.client_id.clone(),
+            request_timeout: config.request_timeout,
+            next_id: AtomicI32::new(0),
+            outgoing,
+            state,
+            versions: VersionTable::default(),
+            reader,
+        };
+        conn.versions = conn.negotiate_versions().await?;
+        Ok(conn)
+    }
+
+    /// ApiVersions v3; a broker that does not know v3 answers in v0, which we then speak.
+    async fn negotiate_versions(&self) -> Result<VersionTable> {
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("kafka-wire"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let resp = match self.send_version(&req, 3, self.request_timeout).await {
+            Ok(resp) if resp.error_code == 0 => resp,
+            Ok(_) | Err(Error::Malformed { .. }) => self.send_version(&req, 0, self.request_timeout).await?,
+            Err(e) => return Err(e),
+        };
+        crate::error::check_code(resp.error_code, &self.broker, ApiKey::ApiVersions, String::new)?;
+        Ok(VersionTable::from_response(&resp))
+    }
+
+    /// The broker's address.
+    pub fn broker(&self) -> &str {
+        &self.broker
+    }
+
+    /// Whether the connection broke (a new one must be dialled).
+    pub fn is_broken(&self) -> bool {
+        lock(&self.state).broken.is_some()
+    }
+
+    /// The version this connection uses for request type `R`.
+    pub fn version<R: Request>(&self) -> Result<i16> {
+        self.versions.pick::<R>(&self.broker)
+    }
+
+    /// Sends `req` at the negotiated version and waits for its response (request timeout).
+    pub async fn send<R: Request>(&self, req: &R) -> Result<R::Response> {
+        self.send_timeout(req, self.request_timeout).await
+    }
+
+    /// Sends `req` at the negotiated version and waits at most `timeout` for its response.
+    pub async fn send_timeout<R: Request>(&self, req: &R, timeout: Duration) -> Result<R::Response> {
+        let version = self.version::<R>()?;
+        self.send_version(req, version, timeout).await
+    }
+
+    /// Sends `req` for which the broker sends no response (Produce with acks=0).
+    pub fn send_no_response<R: Request>(&self, req: &R) -> Result<()> {
+        let version = self.version::<R>()?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_request(req, version, id, &self.client_id)?;
+        if let Some(reason) = lock(&self.state).broken.clone() {
+            return Err(self.broken_error(api_key::<R>(), reason));
+        }
+        self.outgoing
+            .send(frame)
+            .map_err(|_| self.broken_error(api_key::<R>(), "writer stopped".into()))
+    }
+
+    async fn send_version<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<R::Response> {
+        let api = api_key::<R>();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_request(req, version, id, &self.client_id)?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut state = lock(&self.state);
+            if let Some(reason) = state.broken.clone() {
+                return Err(self.broken_error(api, reason));
+            }
+            state.pending.insert(id, tx);
+        }
+        let _guard = PendingGuard { state: &self.state, id };
+        if self.outgoing.send(frame).is_err() {
+            return Err(self.broken_error(api, "writer stopped".into()));
+        }
+        let reply = tokio::time::timeout(timeout, rx).await.map_err(|_| Error::Timeout {
+            broker: self.broker.clone(),
+            api,
+            after: timeout,
+        })?;
+        match reply {
+            Ok(Ok(frame)) => decode_response::<R>(frame, version, &self.broker),
+            Ok(Err(reason)) => Err(self.broken_error(api, reason)),
+            Err(_) => Err(self.broken_error(api, "connection dropped".into())),
+        }
+    }
+
+    fn broken_error(&self, api: ApiKey, reason: String) -> Error {
+        Error::ConnectionBroken {
+            broker: self.broker.clone(),
+            api: Some(api),
+            reason,
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Long-poll fetching of assigned partitions from their leaders.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::client::{Client, Lane};
+use crate::error::{check_code, Error, Result};
+use crate::offsets::OffsetSpec;
+use crate::records::{decode_batches, ConsumerRecord, RecordsError};
+
+/// What to do when the fetch position is outside the stored range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetReset {
+    /// Jump to the earliest stored offset.
+    Earliest,
+    /// Jump to the end.
+    #[default]
+    Latest,
+    /// Fail the poll with the broker's error.
+    Error,
+}
+
+/// Fetch settings.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    /// How long the broker may hold a fetch waiting for `min_bytes`.
+    pub max_wait: Duration,
+    /// Bytes the broker waits for before answering early.
+    pub min_bytes: i32,
+    /// Upper bound on the bytes of one response.
+    pub max_bytes: i32,
+    /// Upper bound on the bytes returned per partition.
+    pub partition_max_bytes: i32,
+    /// Largest size one batch may inflate to when decompressed.
+    pub max_inflated_bytes: usize,
+    /// What to do on OFFSET_OUT_OF_RANGE.
+    pub offset_reset: OffsetReset,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        Self {
+            max_wait: Duration::from_millis(500),
+            min_bytes: 1,
+            max_bytes: 50 * 1024 * 1024,
+            partition_max_bytes: 1024 * 1024,
+            max_inflated_bytes: 64 * 1024 * 1024,
+            offset_reset: OffsetReset::Latest,
+        }
+    }
+}
+
+/// Fetches records of a set of assigned partitions, tracking each one's position.
+pub struct Fetcher {
+    client: Client,
+    config: FetchConfig,
+    /// Next offset to fetch, per topic and partition.
+    positions: HashMap<Arc<str>, HashMap<i32, i64>>,
+}
+
+impl Fetcher {
+    /// A fetcher with nothing assigned.
+    pub fn new(client: Client, config: FetchConfig) -> Self {
+        Self {
+            client,
+            config,
+            positions: HashMap::new(),
+        }
+    }
+
+    /// Starts fetching `topic`/`partition` at `offset`.
+    pub fn assign(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.positions.entry(Arc::from(topic)).or_default().insert(partition, offset);
+    }
+
+    /// Starts fetching `topic`/`partition` at the offset `spec` names.
+    pub async fn assign_at(&mut self, topic: &str, partition: i32, spec: OffsetSpec) -> Result<i64> {
+        let offset = self.client.list_offset(topic, partition, spec).await?;
+        self.assign(topic, partition, offset);
+        Ok(offset)
+    }
+
+    /// Stops fetching `topic`/`partition`.
+    pub fn unassign(&mut self, topic: &str, partition: i32) {
+        if let Some(parts) = self.positions.get_mut(topic) {
+            parts.remove(&partition);
+        }
+    }
+
+    /// The next offset that will be fetched for `topic`/`partition`.
+    pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.positions.get(topic)?.get(&partition).copied()
+    }
+
+    /// The settings of this fetcher.
+    pub fn config(&self) -> &FetchConfig {
+        &self.config
+    }
+
+    /// One long-poll fetch round over every assigned partition (leaders asked concurrently).
+    /// Returns the records in offset order per partition and advances the positions.
+    pub async fn poll(&mut self) -> Result<Vec<ConsumerRecord>> {
+        let mut by_leader: HashMap<String, Vec<(Arc<str>, i32, i64)>> = HashMap::new();
+        for (topic, parts) in &self.positions {
+            for (&partition, &offset) in parts {
+                match self.client.leader_addr(topic, partition).await {
+                    Ok(addr) => by_leader.entry(addr).or_default().push((topic.clone(), partition, offset)),
+                    Err(e) if e.is_retriable() => self.client.invalidate_topic(topic),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if by_leader.is_empty() {
+            tokio::time::sleep(self.config.max_wait.min(Duration::from_millis(100))).await;
+            return Ok(Vec::new());
+        }
+        let rounds = by_leader.into_iter().map(|(addr, parts)| self.fetch_from(addr, parts));
+        let results = futures::future::join_all(rounds).await;
+        let mut records = Vec::new();
+        for result in results {
+            for outcome in result? {
+                match outcome {
+                    PartitionOutcome::Records { topic, partition, next, mut batch } => {
+                        self.positions.entry(topic).or_default().insert(partition, next);
+                        records.append(&mut batch);
+                    }
+                    PartitionOutcome::Reset { topic, partition, spec } => {
+                        let offset = self.client.list_offset(&topic, partition, spec).await?;
+                        tracing::warn!(%topic, partition, offset, "fetch position out of range, reset");
+                        self.positions.entry(topic).or_default().insert(partition, offset);
+                    }
+                    PartitionOutcome::Stale { topic } => self.client.invalidate_topic(&topic),
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    async fn fetch_from(&self, addr: String, parts: Vec<(Arc<str>, i32, i64)>) -> Result<Vec<PartitionOutcome>> {
+        let mut topics: Vec<FetchTopic> = Vec::new();
+        for (topic, partition, offset) in &parts {
+            let fp = FetchPartition::default()
+                .with_partition(*partition)
+                .with_fetch_offset(*offset)
+                .with_current_leader_epoch(-1)
+                .with_last_fetched_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(self.config.partition_max_bytes);
+            match topics.iter_mut().find(|t| t.topic.0.as_str() == &**topic) {
+                Some(t) => t.partitions.push(fp),
+                None => topics.push(
+                    FetchTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_partitions(vec![fp]),
+                ),
+            }
+        }
+        let req = FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(self.config.max_wait.as_millis().min(i32::MAX as u128) as i32)
+            .with_min_bytes(self.config.min_bytes)
+            .with_max_bytes(self.config.max_bytes)
+            .with_isolation_level(0)
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(topics);
+        let conn = match self.client.connection(&addr, Lane::Fetch).await {
+            Ok(c) => c,
+            Err(e) if e.is_retriable() => return Ok(stale_all(&parts)),
+            Err(e) => return Err(e),
+        };
+        let timeout = self.client.config().request_timeout + self.config.max_wait;
+        let resp = match conn.send_timeout(&req, timeout).await {
+            Ok(r) => r,
+            Err(e) if e.is_retriable() => {
+                tracing::debug!(broker = %addr, error = %e, "fetch failed; will retry");
+                return Ok(stale_all(&parts));
+            }
+            Err(e) => return Err(e),
+        };
+        check_code(resp.error_code, &addr, ApiKey::Fetch, String::new)?;
+        self.outcomes(&addr, &parts, resp)
+    }
+
+    fn outcomes(&self, addr: &str, parts: &[(Arc<str>, i32, i64)], resp: FetchResponse) -> Result<Vec<PartitionOutcome>> {
+        let mut out = Vec::new();
+        for t in resp.responses {
+            for p in t.partitions {
+                let Some((topic, partition, offset)) = parts
+                    .iter()
+                    .find(|(topic, partition, _)| &**topic == t.topic.0.as_str() && *partition == p.partition_index)
+                    .cloned()
+                else {
+                    continue; // a partition we did not ask for
+                };
+                let context = || format!(" {topic}/{partition} at offset {offset}");
+                if let Err(e) = check_code(p.error_code, addr, ApiKey::Fetch, context) {
+                    match e.kafka_error() {
+                        Some(ResponseError::OffsetOutOfRange) => match self.config.offset_reset {
+                            OffsetReset::Earliest => out.push(PartitionOutcome::Reset { topic, partition, spec: OffsetSpec::Earliest }),
+                            OffsetReset::Latest => out.push(PartitionOutcome::Reset { topic, partition, spec: OffsetSpec::Latest }),
+                            OffsetReset::Error => return Err(e),
+                        },
+                        _ if e.is_retriable() || e.invalidates_metadata() => out.push(PartitionOutcome::Stale { topic }),
+                        _ => return Err(e),
+                    }
+                    continue;
+                }
+                let data = p.records.unwrap_or_default();
+                let decoded = decode_batches(&data, &topic, partition, offset, self.config.max_inflated_bytes)
+                    .map_err(|e| match e {
+                        RecordsError::UnsupportedCodec(codec) => Error::UnsupportedCompression {
+                            topic: topic.to_string(),
+                            partition,
+                            codec,
+                        },
+                        RecordsError::Malformed { .. } => Error::Malformed {
+                            broker: addr.to_string(),
+                            what: format!("record batch of {topic}/{partition}"),
+                            reason: e.to_string(),
+                        },
+                    })?;
+                let next = decoded.next_offset.map_or(offset, |n| n.max(offset));
+                out.push(PartitionOutcome::Records { topic, partition, next, batch: decoded.records });
+            }
+        }
+        Ok(out)
+    }
+}
+
+enum PartitionOutcome {
+    Records { topic: Arc<str>, partition: i32, next: i64, batch: Vec<ConsumerRecord> },
+    Reset { topic: Arc<str>, partition: i32, spec: OffsetSpec },
+    Stale { topic: Arc<str> },
+}
+
+fn stale_all(parts: &[(Arc<str>, i32, i64)]) -> Vec<PartitionOutcome> {
+    parts.iter().map(|(topic, _, _)| PartitionOutcome::Stale { topic: topic.clone() }).collect()
+}

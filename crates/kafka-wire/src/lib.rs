@@ -1,0 +1,32 @@
+//! kafka-wire: a minimal pure-Rust Kafka client.
+//!
+//! It knows nothing of RPC. Messages are encoded by the `kafka-protocol` crate; this crate adds
+//! connections with pipelining ([`connection`]), version negotiation ([`versions`]), a metadata
+//! cache and connection pool ([`client`]), topic creation ([`topics`]), offset lookups
+//! ([`offsets`]), a batching producer ([`producer`]) and a long-poll fetcher ([`fetcher`]).
+
+pub mod backoff;
+pub mod client;
+pub mod compression;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod fetcher;
+pub mod frame;
+pub mod metadata;
+pub mod offsets;
+pub mod producer;
+pub mod protocol;
+pub mod records;
+pub mod topics;
+pub mod versions;
+
+pub use client::{Client, Lane};
+pub use compression::Codec;
+pub use config::ClientConfig;
+pub use error::{Error, Result};
+pub use fetcher::{FetchConfig, Fetcher, OffsetReset};
+pub use offsets::OffsetSpec;
+pub use producer::{Acks, Producer, ProducerConfig, RecordMetadata};
+pub use records::{ConsumerRecord, Header, ProducerRecord};
+pub use topics::NewTopic;

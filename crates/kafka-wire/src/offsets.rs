@@ -1,0 +1,94 @@
+//! ListOffsets: the earliest, latest, or first-at-a-time offset of partitions.
+
+use std::collections::HashMap;
+
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::client::{Client, Lane};
+use crate::error::{check_code, Result};
+
+/// Which offset to look up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The first offset still stored.
+    Earliest,
+    /// The offset the next record will get (the high watermark).
+    Latest,
+    /// The first offset whose timestamp is at or after this many ms since the epoch.
+    Timestamp(i64),
+}
+
+impl OffsetSpec {
+    fn as_timestamp(self) -> i64 {
+        match self {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Timestamp(ms) => ms,
+        }
+    }
+}
+
+impl Client {
+    /// The offset `spec` names for one partition (-1 when a timestamp is past every record).
+    pub async fn list_offset(&self, topic: &str, partition: i32, spec: OffsetSpec) -> Result<i64> {
+        let map = self.list_offsets(topic, &[partition], spec).await?;
+        Ok(map.get(&partition).copied().unwrap_or(-1))
+    }
+
+    /// The offsets `spec` names for `partitions` of `topic`, asked of each leader, with retries
+    /// on leadership changes.
+    pub async fn list_offsets(&self, topic: &str, partitions: &[i32], spec: OffsetSpec) -> Result<HashMap<i32, i64>> {
+        let mut backoff = self.backoff();
+        loop {
+            match self.list_offsets_once(topic, partitions, spec).await {
+                Err(e) if e.is_retriable() => {
+                    if e.invalidates_metadata() {
+                        self.invalidate_topic(topic);
+                    }
+                    if !backoff.wait().await {
+                        return Err(e);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn list_offsets_once(&self, topic: &str, partitions: &[i32], spec: OffsetSpec) -> Result<HashMap<i32, i64>> {
+        let mut by_leader: HashMap<String, Vec<i32>> = HashMap::new();
+        for &p in partitions {
+            by_leader.entry(self.leader_addr(topic, p).await?).or_default().push(p);
+        }
+        let mut out = HashMap::new();
+        for (addr, parts) in by_leader {
+            let req = ListOffsetsRequest::default()
+                .with_replica_id((-1).into())
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_partitions(
+                        parts
+                            .iter()
+                            .map(|p| {
+                                ListOffsetsPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_current_leader_epoch(-1)
+                                    .with_timestamp(spec.as_timestamp())
+                            })
+                            .collect(),
+                    )]);
+            let conn = self.connection(&addr, Lane::Default).await?;
+            let resp = conn.send(&req).await?;
+            for t in &resp.topics {
+                for p in &t.partitions {
+                    check_code(p.error_code, &addr, ApiKey::ListOffsets, || {
+                        format!(" {topic}/{}", p.partition_index)
+                    })?;
+                    out.insert(p.partition_index, p.offset);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,100 @@
+//! Creating topics and waiting until they can be used.
+
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::client::Client;
+use crate::error::{check_code, Error, Result};
+
+/// A topic to create.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    /// Topic name.
+    pub name: String,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Replication factor (-1: the broker's default).
+    pub replication_factor: i16,
+}
+
+impl NewTopic {
+    /// A topic with `partitions` partitions and the broker's default replication factor.
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        Self {
+            name: name.into(),
+            partitions,
+            replication_factor: -1,
+        }
+    }
+
+    /// Sets the replication factor.
+    pub fn replication_factor(mut self, rf: i16) -> Self {
+        self.replication_factor = rf;
+        self
+    }
+}
+
+impl Client {
+    /// Creates `topics` on the controller; a topic that already exists is fine when
+    /// `if_not_exists`. Waits until every created topic has a leader for every partition.
+    pub async fn create_topics(&self, topics: &[NewTopic], if_not_exists: bool) -> Result<()> {
+        let timeout = self.config().request_timeout;
+        let req = CreateTopicsRequest::default()
+            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        CreatableTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(t.name.clone())))
+                            .with_num_partitions(t.partitions)
+                            .with_replication_factor(t.replication_factor)
+                    })
+                    .collect(),
+            );
+        let conn = self.controller().await?;
+        let resp = conn.send(&req).await?;
+        for result in &resp.topics {
+            let name = result.name.0.to_string();
+            if if_not_exists && result.error_code == ResponseError::TopicAlreadyExists.code() {
+                continue;
+            }
+            check_code(result.error_code, conn.broker(), ApiKey::CreateTopics, || {
+                let msg = result.error_message.as_ref().map(|m| format!(": {}", m.as_str()));
+                format!(" topic {name}{}", msg.unwrap_or_default())
+            })?;
+        }
+        for t in topics {
+            self.wait_for_leaders(&t.name, timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until `topic` exists with a leader for every partition, or `timeout` passes.
+    pub async fn wait_for_leaders(&self, topic: &str, timeout: Duration) -> Result<()> {
+        let cfg = self.config();
+        let mut backoff = crate::backoff::Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max, timeout);
+        loop {
+            self.refresh_metadata(&[topic]).await?;
+            let md = self.metadata_snapshot();
+            if let Some(t) = md.topics.get(topic) {
+                if t.partitions.iter().all(|p| md.brokers.contains_key(&p.leader)) {
+                    return Ok(());
+                }
+            }
+            if !backoff.wait().await {
+                return Err(match md.topics.get(topic) {
+                    None => Error::UnknownTopic { topic: topic.into() },
+                    Some(t) => Error::NoLeader {
+                        topic: topic.into(),
+                        partition: t.partitions.iter().find(|p| !md.brokers.contains_key(&p.leader)).map_or(-1, |p| p.id),
+                    },
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! ApiVersions negotiation: for each API, the highest version both sides support.
+
+use std::collections::HashMap;
+
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use kafka_protocol::protocol::Request;
+
+use crate::error::{Error, Result};
+
+/// Highest version this crate uses for an API, below the `kafka-protocol` maximum where a
+/// gotcha applies: Produce and Fetch v13+ address topics by id only (KAFKA-NOTES).
+pub fn our_max<R: Request>() -> i16 {
+    let crate_max = R::VERSIONS.max;
+    match ApiKey::try_from(R::KEY) {
+        Ok(ApiKey::Produce) | Ok(ApiKey::Fetch) => crate_max.min(12),
+        _ => crate_max,
+    }
+}
+
+/// The versions a broker announced, per API key.
+#[derive(Debug, Clone, Default)]
+pub struct VersionTable {
+    ranges: HashMap<i16, (i16, i16)>,
+}
+
+impl VersionTable {
+    /// Builds the table from an ApiVersions response.
+    pub fn from_response(resp: &ApiVersionsResponse) -> Self {
+        let ranges = resp
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect();
+        Self { ranges }
+    }
+
+    /// The version to use for request type `R` with this broker.
+    pub fn pick<R: Request>(&self, broker: &str) -> Result<i16> {
+        let ours_min = R::VERSIONS.min;
+        let ours_max = our_max::<R>();
+        let api = crate::protocol::api_key::<R>();
+        let Some(&(broker_min, broker_max)) = self.ranges.get(&R::KEY) else {
+            return Err(Error::NoVersionMatch {
+                broker: broker.to_string(),
+                api,
+                broker_min: -1,
+                broker_max: -1,
+                ours_min,
+                ours_max,
+            });
+        };
+        let v = broker_max.min(ours_max);
+        if v < broker_min.max(ours_min) {
+            return Err(Error::NoVersionMatch {
+                broker: broker.to_string(),
+                api,
+                broker_min,
+                broker_max,
+                ours_min,
+                ours_max,
+            });
+        }
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::{FetchRequest, MetadataRequest, ProduceRequest};
+
+    fn table(entries: &[(ApiKey, i16, i16)]) -> VersionTable {
+        let resp = ApiVersionsResponse::default().with_api_keys(
+            entries
+                .iter()
+                .map(|(k, lo, hi)| {
+                    ApiVersion::default()
+                        .with_api_key(*k as i16)
+                        .with_min_version(*lo)
+                        .with_max_version(*hi)
+                })
+                .collect(),
+        );
+        VersionTable::from_response(&resp)
+    }
+
+    #[test]
+    fn picks_highest_common_version_and_caps_produce_and_fetch() {
+        let t = table(&[(ApiKey::Produce, 0, 13), (ApiKey::Fetch, 4, 17), (ApiKey::Metadata, 0, 5)]);
+        assert_eq!(t.pick::<ProduceRequest>("b").unwrap(), 12);
+        assert_eq!(t.pick::<FetchRequest>("b").unwrap(), 12);
+        assert_eq!(t.pick::<MetadataRequest>("b").unwrap(), 5);
+    }
+
+    #[test]
+    fn no_overlap_or_missing_api_is_a_typed_error() {
+        let t = table(&[(ApiKey::Metadata, 100, 200)]);
+        assert!(matches!(t.pick::<MetadataRequest>("b"), Err(Error::NoVersionMatch { broker_min: 100, .. })));
+        assert!(matches!(t.pick::<FetchRequest>("b"), Err(Error::NoVersionMatch { broker_min: -1, .. })));
+    }
+}
