@@ -48,15 +48,25 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn stops_at_the_deadline_and_grows_to_max() {
         let start = Instant::now();
-        let mut b = Backoff::new(Duration::from_millis(10), Duration::from_millis(80), Duration::from_secs(1));
+        let mut b = Backoff::new(
+            Duration::from_millis(10),
+            Duration::from_millis(80),
+            Duration::from_secs(1),
+        );
         let mut attempts = 0;
         while b.wait().await {
             attempts += 1;
             assert!(attempts < 100, "backoff never ran out");
         }
         let spent = start.elapsed();
-        assert!(spent >= Duration::from_secs(1) && spent < Duration::from_millis(1100), "{spent:?}");
-        assert!(attempts >= 12, "delays never reached the 80 ms cap shape: {attempts}");
+        assert!(
+            spent >= Duration::from_secs(1) && spent < Duration::from_millis(1100),
+            "{spent:?}"
+        );
+        assert!(
+            attempts >= 12,
+            "delays never reached the 80 ms cap shape: {attempts}"
+        );
         assert_eq!(b.remaining(), Duration::ZERO);
     }
 }

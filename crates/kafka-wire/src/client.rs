@@ -41,7 +41,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("bootstrap", &self.inner.config.bootstrap).finish()
+        f.debug_struct("Client")
+            .field("bootstrap", &self.inner.config.bootstrap)
+            .finish()
     }
 }
 
@@ -83,10 +85,16 @@ impl Client {
         }
         *guard = None;
         let cfg = &self.inner.config;
-        let mut backoff = Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max, cfg.connect_timeout);
+        let mut backoff = Backoff::new(
+            cfg.retry_backoff,
+            cfg.retry_backoff_max,
+            cfg.connect_timeout,
+        );
         loop {
             let attempt_cfg = ClientConfig {
-                connect_timeout: backoff.remaining().max(std::time::Duration::from_millis(10)),
+                connect_timeout: backoff
+                    .remaining()
+                    .max(std::time::Duration::from_millis(10)),
                 ..cfg.clone()
             };
             match Connection::connect(addr, &attempt_cfg).await {
@@ -113,7 +121,11 @@ impl Client {
         let mut addrs: Vec<String> = self.metadata_snapshot().brokers.values().cloned().collect();
         addrs.sort();
         addrs.extend(cfg.bootstrap.iter().cloned());
-        let mut backoff = Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max, cfg.connect_timeout);
+        let mut backoff = Backoff::new(
+            cfg.retry_backoff,
+            cfg.retry_backoff_max,
+            cfg.connect_timeout,
+        );
         let mut last = String::from("no address");
         loop {
             for addr in &addrs {
@@ -136,7 +148,10 @@ impl Client {
     async fn connection_once(&self, addr: &str) -> Result<Arc<Connection>> {
         let slot = {
             let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
-            slots.entry((addr.to_string(), Lane::Default)).or_default().clone()
+            slots
+                .entry((addr.to_string(), Lane::Default))
+                .or_default()
+                .clone()
         };
         let mut guard = slot.lock().await;
         if let Some(conn) = guard.as_ref().filter(|c| !c.is_broken()) {
@@ -163,12 +178,20 @@ impl Client {
     /// A backoff with this client's retry settings and its request timeout as budget.
     pub fn backoff(&self) -> Backoff {
         let cfg = &self.inner.config;
-        Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max, cfg.request_timeout)
+        Backoff::new(
+            cfg.retry_backoff,
+            cfg.retry_backoff_max,
+            cfg.request_timeout,
+        )
     }
 
     /// A copy of the cached metadata.
     pub fn metadata_snapshot(&self) -> ClusterMetadata {
-        self.inner.metadata.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner
+            .metadata
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Fetches metadata for `topics` (all topics when empty) and merges it into the cache.
@@ -212,7 +235,11 @@ impl Client {
     pub async fn topic(&self, topic: &str) -> Result<TopicInfo> {
         let max_age = self.inner.config.metadata_max_age;
         {
-            let md = self.inner.metadata.read().unwrap_or_else(|p| p.into_inner());
+            let md = self
+                .inner
+                .metadata
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
             if md.updated.elapsed() < max_age {
                 if let Some(t) = md.topics.get(topic) {
                     return Ok(t.clone());
@@ -220,10 +247,17 @@ impl Client {
             }
         }
         self.refresh_metadata(&[topic]).await?;
-        let md = self.inner.metadata.read().unwrap_or_else(|p| p.into_inner());
-        md.topics.get(topic).cloned().ok_or_else(|| Error::UnknownTopic {
-            topic: topic.to_string(),
-        })
+        let md = self
+            .inner
+            .metadata
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        md.topics
+            .get(topic)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic {
+                topic: topic.to_string(),
+            })
     }
 
     /// The number of partitions of `topic`.

@@ -99,7 +99,8 @@ pub fn compress(codec: Compression, raw: &[u8], out: &mut BytesMut) -> anyhow::R
         })?,
         Compression::Lz4 => {
             // Independent blocks: the Java client's lz4 reader refuses dependent ones.
-            let info = lz4_flex::frame::FrameInfo::new().block_mode(lz4_flex::frame::BlockMode::Independent);
+            let info = lz4_flex::frame::FrameInfo::new()
+                .block_mode(lz4_flex::frame::BlockMode::Independent);
             let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(info, out.writer());
             enc.write_all(raw)?;
             enc.finish()?;
@@ -112,12 +113,18 @@ pub fn compress(codec: Compression, raw: &[u8], out: &mut BytesMut) -> anyhow::R
 /// Decompresses `data` written with `codec`, refusing to produce more than `limit` bytes.
 pub fn decompress(codec: Compression, data: &[u8], limit: usize) -> Result<Bytes, DecompressError> {
     let name = codec_name(codec);
-    let corrupt = |reason: String| DecompressError::Corrupt { codec: name, reason };
+    let corrupt = |reason: String| DecompressError::Corrupt {
+        codec: name,
+        reason,
+    };
     let mut out = Vec::new();
     match codec {
         Compression::None => out.extend_from_slice(data),
-        Compression::Gzip => read_bounded(flate2::read::GzDecoder::new(data), limit, &mut out).map_err(corrupt)?,
-        Compression::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(data), limit, &mut out).map_err(corrupt)?,
+        Compression::Gzip => {
+            read_bounded(flate2::read::GzDecoder::new(data), limit, &mut out).map_err(corrupt)?
+        }
+        Compression::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(data), limit, &mut out)
+            .map_err(corrupt)?,
         Compression::Snappy => snappy_decompress(data, limit, &mut out).map_err(corrupt)?,
         Compression::Zstd => return Err(DecompressError::Unsupported(name)),
     }
@@ -165,7 +172,9 @@ fn snappy_decompress(data: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(),
             return Err("truncated block length".into());
         }
         let len = rest.get_u32() as usize;
-        let block = rest.get(..len).ok_or_else(|| format!("block of {len} bytes is truncated"))?;
+        let block = rest
+            .get(..len)
+            .ok_or_else(|| format!("block of {len} bytes is truncated"))?;
         raw_block(block, out)?;
         rest = &rest[len..];
     }
@@ -178,7 +187,9 @@ mod tests {
 
     #[test]
     fn every_codec_round_trips() {
-        let raw: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let raw: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         for codec in Codec::ALL {
             let mut out = BytesMut::new();
             compress(codec.to_protocol(), &raw, &mut out).unwrap();
@@ -200,7 +211,10 @@ mod tests {
 
     #[test]
     fn zstd_is_a_typed_unsupported_error() {
-        assert!(matches!(decompress(Compression::Zstd, b"x", 10), Err(DecompressError::Unsupported("zstd"))));
+        assert!(matches!(
+            decompress(Compression::Zstd, b"x", 10),
+            Err(DecompressError::Unsupported("zstd"))
+        ));
     }
 
     #[test]

@@ -61,7 +61,9 @@ pub struct Connection {
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection").field("broker", &self.broker).finish()
+        f.debug_struct("Connection")
+            .field("broker", &self.broker)
+            .finish()
     }
 }
 
@@ -98,7 +100,9 @@ impl Connection {
             .await
             .map_err(|_| connect_err(format!("no answer within {:?}", config.connect_timeout)))?
             .map_err(|e| connect_err(e.to_string()))?;
-        stream.set_nodelay(true).map_err(|e| connect_err(e.to_string()))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| connect_err(e.to_string()))?;
         let (read_half, write_half) = stream.into_split();
         let state = Arc::new(Mutex::new(State::default()));
         let (outgoing, mut queue) = mpsc::unbounded_channel::<Bytes>();
@@ -123,7 +127,10 @@ impl Connection {
                     Some(Ok(frame)) => {
                         let frame = frame.freeze();
                         let Some(id) = peek_correlation_id(&frame) else {
-                            break format!("response frame of {} bytes has no correlation id", frame.len());
+                            break format!(
+                                "response frame of {} bytes has no correlation id",
+                                frame.len()
+                            );
                         };
                         // An unknown id belongs to a caller that gave up (timeout): drop it.
                         if let Some(tx) = lock(&reader_state).pending.remove(&id) {
@@ -158,10 +165,17 @@ impl Connection {
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         let resp = match self.send_version(&req, 3, self.request_timeout).await {
             Ok(resp) if resp.error_code == 0 => resp,
-            Ok(_) | Err(Error::Malformed { .. }) => self.send_version(&req, 0, self.request_timeout).await?,
+            Ok(_) | Err(Error::Malformed { .. }) => {
+                self.send_version(&req, 0, self.request_timeout).await?
+            }
             Err(e) => return Err(e),
         };
-        crate::error::check_code(resp.error_code, &self.broker, ApiKey::ApiVersions, String::new)?;
+        crate::error::check_code(
+            resp.error_code,
+            &self.broker,
+            ApiKey::ApiVersions,
+            String::new,
+        )?;
         Ok(VersionTable::from_response(&resp))
     }
 
@@ -175,6 +189,11 @@ impl Connection {
         lock(&self.state).broken.is_some()
     }
 
+    /// Requests sent and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        lock(&self.state).pending.len()
+    }
+
     /// The version this connection uses for request type `R`.
     pub fn version<R: Request>(&self) -> Result<i16> {
         self.versions.pick::<R>(&self.broker)
@@ -186,7 +205,11 @@ impl Connection {
     }
 
     /// Sends `req` at the negotiated version and waits at most `timeout` for its response.
-    pub async fn send_timeout<R: Request>(&self, req: &R, timeout: Duration) -> Result<R::Response> {
+    pub async fn send_timeout<R: Request>(
+        &self,
+        req: &R,
+        timeout: Duration,
+    ) -> Result<R::Response> {
         let version = self.version::<R>()?;
         self.send_version(req, version, timeout).await
     }
@@ -204,7 +227,12 @@ impl Connection {
             .map_err(|_| self.broken_error(api_key::<R>(), "writer stopped".into()))
     }
 
-    async fn send_version<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<R::Response> {
+    async fn send_version<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response> {
         let api = api_key::<R>();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_request(req, version, id, &self.client_id)?;
@@ -216,15 +244,20 @@ impl Connection {
             }
             state.pending.insert(id, tx);
         }
-        let _guard = PendingGuard { state: &self.state, id };
+        let _guard = PendingGuard {
+            state: &self.state,
+            id,
+        };
         if self.outgoing.send(frame).is_err() {
             return Err(self.broken_error(api, "writer stopped".into()));
         }
-        let reply = tokio::time::timeout(timeout, rx).await.map_err(|_| Error::Timeout {
-            broker: self.broker.clone(),
-            api,
-            after: timeout,
-        })?;
+        let reply = tokio::time::timeout(timeout, rx)
+            .await
+            .map_err(|_| Error::Timeout {
+                broker: self.broker.clone(),
+                api,
+                after: timeout,
+            })?;
         match reply {
             Ok(Ok(frame)) => decode_response::<R>(frame, version, &self.broker),
             Ok(Err(reason)) => Err(self.broken_error(api, reason)),

@@ -192,7 +192,12 @@ impl Error {
 }
 
 /// Turns a response error code into `Ok(())` or a [`Error::Broker`] with context.
-pub fn check_code(code: i16, broker: &str, api: ApiKey, context: impl FnOnce() -> String) -> Result<()> {
+pub fn check_code(
+    code: i16,
+    broker: &str,
+    api: ApiKey,
+    context: impl FnOnce() -> String,
+) -> Result<()> {
     if code == 0 {
         return Ok(());
     }

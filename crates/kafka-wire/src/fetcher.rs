@@ -76,11 +76,19 @@ impl Fetcher {
 
     /// Starts fetching `topic`/`partition` at `offset`.
     pub fn assign(&mut self, topic: &str, partition: i32, offset: i64) {
-        self.positions.entry(Arc::from(topic)).or_default().insert(partition, offset);
+        self.positions
+            .entry(Arc::from(topic))
+            .or_default()
+            .insert(partition, offset);
     }
 
     /// Starts fetching `topic`/`partition` at the offset `spec` names.
-    pub async fn assign_at(&mut self, topic: &str, partition: i32, spec: OffsetSpec) -> Result<i64> {
+    pub async fn assign_at(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        spec: OffsetSpec,
+    ) -> Result<i64> {
         let offset = self.client.list_offset(topic, partition, spec).await?;
         self.assign(topic, partition, offset);
         Ok(offset)
@@ -110,7 +118,12 @@ impl Fetcher {
         for (topic, parts) in &self.positions {
             for (&partition, &offset) in parts {
                 match self.client.leader_addr(topic, partition).await {
-                    Ok(addr) => by_leader.entry(addr).or_default().push((topic.clone(), partition, offset)),
+                    Ok(addr) => {
+                        by_leader
+                            .entry(addr)
+                            .or_default()
+                            .push((topic.clone(), partition, offset))
+                    }
                     Err(e) if e.is_retriable() => self.client.invalidate_topic(topic),
                     Err(e) => return Err(e),
                 }
@@ -120,20 +133,37 @@ impl Fetcher {
             tokio::time::sleep(self.config.max_wait.min(Duration::from_millis(100))).await;
             return Ok(Vec::new());
         }
-        let rounds = by_leader.into_iter().map(|(addr, parts)| self.fetch_from(addr, parts));
+        let rounds = by_leader
+            .into_iter()
+            .map(|(addr, parts)| self.fetch_from(addr, parts));
         let results = futures::future::join_all(rounds).await;
         let mut records = Vec::new();
         for result in results {
             for outcome in result? {
                 match outcome {
-                    PartitionOutcome::Records { topic, partition, next, mut batch } => {
-                        self.positions.entry(topic).or_default().insert(partition, next);
+                    PartitionOutcome::Records {
+                        topic,
+                        partition,
+                        next,
+                        mut batch,
+                    } => {
+                        self.positions
+                            .entry(topic)
+                            .or_default()
+                            .insert(partition, next);
                         records.append(&mut batch);
                     }
-                    PartitionOutcome::Reset { topic, partition, spec } => {
+                    PartitionOutcome::Reset {
+                        topic,
+                        partition,
+                        spec,
+                    } => {
                         let offset = self.client.list_offset(&topic, partition, spec).await?;
                         tracing::warn!(%topic, partition, offset, "fetch position out of range, reset");
-                        self.positions.entry(topic).or_default().insert(partition, offset);
+                        self.positions
+                            .entry(topic)
+                            .or_default()
+                            .insert(partition, offset);
                     }
                     PartitionOutcome::Stale { topic } => self.client.invalidate_topic(&topic),
                 }
@@ -142,7 +172,11 @@ impl Fetcher {
         Ok(records)
     }
 
-    async fn fetch_from(&self, addr: String, parts: Vec<(Arc<str>, i32, i64)>) -> Result<Vec<PartitionOutcome>> {
+    async fn fetch_from(
+        &self,
+        addr: String,
+        parts: Vec<(Arc<str>, i32, i64)>,
+    ) -> Result<Vec<PartitionOutcome>> {
         let mut topics: Vec<FetchTopic> = Vec::new();
         for (topic, partition, offset) in &parts {
             let fp = FetchPartition::default()
@@ -188,13 +222,20 @@ impl Fetcher {
         self.outcomes(&addr, &parts, resp)
     }
 
-    fn outcomes(&self, addr: &str, parts: &[(Arc<str>, i32, i64)], resp: FetchResponse) -> Result<Vec<PartitionOutcome>> {
+    fn outcomes(
+        &self,
+        addr: &str,
+        parts: &[(Arc<str>, i32, i64)],
+        resp: FetchResponse,
+    ) -> Result<Vec<PartitionOutcome>> {
         let mut out = Vec::new();
         for t in resp.responses {
             for p in t.partitions {
                 let Some((topic, partition, offset)) = parts
                     .iter()
-                    .find(|(topic, partition, _)| &**topic == t.topic.0.as_str() && *partition == p.partition_index)
+                    .find(|(topic, partition, _)| {
+                        &**topic == t.topic.0.as_str() && *partition == p.partition_index
+                    })
                     .cloned()
                 else {
                     continue; // a partition we did not ask for
@@ -203,31 +244,52 @@ impl Fetcher {
                 if let Err(e) = check_code(p.error_code, addr, ApiKey::Fetch, context) {
                     match e.kafka_error() {
                         Some(ResponseError::OffsetOutOfRange) => match self.config.offset_reset {
-                            OffsetReset::Earliest => out.push(PartitionOutcome::Reset { topic, partition, spec: OffsetSpec::Earliest }),
-                            OffsetReset::Latest => out.push(PartitionOutcome::Reset { topic, partition, spec: OffsetSpec::Latest }),
+                            OffsetReset::Earliest => out.push(PartitionOutcome::Reset {
+                                topic,
+                                partition,
+                                spec: OffsetSpec::Earliest,
+                            }),
+                            OffsetReset::Latest => out.push(PartitionOutcome::Reset {
+                                topic,
+                                partition,
+                                spec: OffsetSpec::Latest,
+                            }),
                             OffsetReset::Error => return Err(e),
                         },
-                        _ if e.is_retriable() || e.invalidates_metadata() => out.push(PartitionOutcome::Stale { topic }),
+                        _ if e.is_retriable() || e.invalidates_metadata() => {
+                            out.push(PartitionOutcome::Stale { topic })
+                        }
                         _ => return Err(e),
                     }
                     continue;
                 }
                 let data = p.records.unwrap_or_default();
-                let decoded = decode_batches(&data, &topic, partition, offset, self.config.max_inflated_bytes)
-                    .map_err(|e| match e {
-                        RecordsError::UnsupportedCodec(codec) => Error::UnsupportedCompression {
-                            topic: topic.to_string(),
-                            partition,
-                            codec,
-                        },
-                        RecordsError::Malformed { .. } => Error::Malformed {
-                            broker: addr.to_string(),
-                            what: format!("record batch of {topic}/{partition}"),
-                            reason: e.to_string(),
-                        },
-                    })?;
+                let decoded = decode_batches(
+                    &data,
+                    &topic,
+                    partition,
+                    offset,
+                    self.config.max_inflated_bytes,
+                )
+                .map_err(|e| match e {
+                    RecordsError::UnsupportedCodec(codec) => Error::UnsupportedCompression {
+                        topic: topic.to_string(),
+                        partition,
+                        codec,
+                    },
+                    RecordsError::Malformed { .. } => Error::Malformed {
+                        broker: addr.to_string(),
+                        what: format!("record batch of {topic}/{partition}"),
+                        reason: e.to_string(),
+                    },
+                })?;
                 let next = decoded.next_offset.map_or(offset, |n| n.max(offset));
-                out.push(PartitionOutcome::Records { topic, partition, next, batch: decoded.records });
+                out.push(PartitionOutcome::Records {
+                    topic,
+                    partition,
+                    next,
+                    batch: decoded.records,
+                });
             }
         }
         Ok(out)
@@ -235,11 +297,27 @@ impl Fetcher {
 }
 
 enum PartitionOutcome {
-    Records { topic: Arc<str>, partition: i32, next: i64, batch: Vec<ConsumerRecord> },
-    Reset { topic: Arc<str>, partition: i32, spec: OffsetSpec },
-    Stale { topic: Arc<str> },
+    Records {
+        topic: Arc<str>,
+        partition: i32,
+        next: i64,
+        batch: Vec<ConsumerRecord>,
+    },
+    Reset {
+        topic: Arc<str>,
+        partition: i32,
+        spec: OffsetSpec,
+    },
+    Stale {
+        topic: Arc<str>,
+    },
 }
 
 fn stale_all(parts: &[(Arc<str>, i32, i64)]) -> Vec<PartitionOutcome> {
-    parts.iter().map(|(topic, _, _)| PartitionOutcome::Stale { topic: topic.clone() }).collect()
+    parts
+        .iter()
+        .map(|(topic, _, _)| PartitionOutcome::Stale {
+            topic: topic.clone(),
+        })
+        .collect()
 }

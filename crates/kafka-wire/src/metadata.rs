@@ -69,11 +69,16 @@ impl ClusterMetadata {
                 .iter()
                 .map(|p| PartitionInfo {
                     id: p.partition_index,
-                    leader: if p.error_code == 0 || p.leader_id.0 >= 0 { p.leader_id.0 } else { -1 },
+                    leader: if p.error_code == 0 || p.leader_id.0 >= 0 {
+                        p.leader_id.0
+                    } else {
+                        -1
+                    },
                 })
                 .collect();
             partitions.sort_by_key(|p| p.id);
-            self.topics.insert(name.clone(), TopicInfo { name, partitions });
+            self.topics
+                .insert(name.clone(), TopicInfo { name, partitions });
         }
         self.updated = Instant::now();
     }

@@ -39,7 +39,12 @@ impl Client {
 
     /// The offsets `spec` names for `partitions` of `topic`, asked of each leader, with retries
     /// on leadership changes.
-    pub async fn list_offsets(&self, topic: &str, partitions: &[i32], spec: OffsetSpec) -> Result<HashMap<i32, i64>> {
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        spec: OffsetSpec,
+    ) -> Result<HashMap<i32, i64>> {
         let mut backoff = self.backoff();
         loop {
             match self.list_offsets_once(topic, partitions, spec).await {
@@ -56,10 +61,18 @@ impl Client {
         }
     }
 
-    async fn list_offsets_once(&self, topic: &str, partitions: &[i32], spec: OffsetSpec) -> Result<HashMap<i32, i64>> {
+    async fn list_offsets_once(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        spec: OffsetSpec,
+    ) -> Result<HashMap<i32, i64>> {
         let mut by_leader: HashMap<String, Vec<i32>> = HashMap::new();
         for &p in partitions {
-            by_leader.entry(self.leader_addr(topic, p).await?).or_default().push(p);
+            by_leader
+                .entry(self.leader_addr(topic, p).await?)
+                .or_default()
+                .push(p);
         }
         let mut out = HashMap::new();
         for (addr, parts) in by_leader {

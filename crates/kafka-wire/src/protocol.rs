@@ -44,7 +44,11 @@ pub fn peek_correlation_id(frame: &[u8]) -> Option<i32> {
 }
 
 /// Decodes a response frame of `api` at `version`; leftover bytes are an error.
-pub fn decode_response<R: Request>(mut frame: Bytes, version: i16, broker: &str) -> Result<R::Response> {
+pub fn decode_response<R: Request>(
+    mut frame: Bytes,
+    version: i16,
+    broker: &str,
+) -> Result<R::Response> {
     let api = api_key::<R>();
     let malformed = |reason: String| Error::Malformed {
         broker: broker.to_string(),
@@ -57,10 +61,48 @@ pub fn decode_response<R: Request>(mut frame: Bytes, version: i16, broker: &str)
     } else {
         <R::Response as kafka_protocol::protocol::HeaderVersion>::header_version(version)
     };
-    ResponseHeader::decode(&mut frame, header_version).map_err(|e| malformed(format!("header: {e:#}")))?;
+    ResponseHeader::decode(&mut frame, header_version)
+        .map_err(|e| malformed(format!("header: {e:#}")))?;
     let body = R::Response::decode(&mut frame, version).map_err(|e| malformed(format!("{e:#}")))?;
     if frame.has_remaining() {
-        return Err(malformed(format!("{} bytes left over after the body", frame.remaining())));
+        return Err(malformed(format!(
+            "{} bytes left over after the body",
+            frame.remaining()
+        )));
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+
+    #[test]
+    fn a_huge_array_count_is_an_error_not_an_abort() {
+        // Metadata v1 response: correlation id, then a brokers array claiming 2^31-1 entries.
+        let frame = Bytes::from_static(&[0, 0, 0, 7, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 1]);
+        let err = decode_response::<MetadataRequest>(frame, 1, "b:1").unwrap_err();
+        assert!(err.to_string().contains("Metadata v1 response"), "{err}");
+    }
+
+    #[test]
+    fn leftover_bytes_are_an_error() {
+        // ApiVersions v0: correlation id, error 0, empty api list, then one stray byte.
+        let frame = Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 9]);
+        let err = decode_response::<ApiVersionsRequest>(frame, 0, "b:1").unwrap_err();
+        assert!(err.to_string().contains("left over"), "{err}");
+    }
+
+    #[test]
+    fn requests_carry_their_header() {
+        let frame = encode_request(&ApiVersionsRequest::default(), 0, 42, "me").unwrap();
+        assert_eq!(
+            &frame[..8],
+            &[0, 18, 0, 0, 0, 0, 0, 42],
+            "api key 18, v0, correlation 42"
+        );
+        assert_eq!(peek_correlation_id(&frame[4..]), Some(42));
+        assert_eq!(peek_correlation_id(&[1, 2]), None);
+    }
 }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 use crate::compression::{self, Codec, DecompressError};
 
@@ -79,7 +81,11 @@ impl ProducerRecord {
         let len = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len) + 5;
         21 + len(&self.key)
             + len(&self.value)
-            + self.headers.iter().map(|h| h.key.len() + 5 + len(&h.value)).sum::<usize>()
+            + self
+                .headers
+                .iter()
+                .map(|h| h.key.len() + 5 + len(&h.value))
+                .sum::<usize>()
     }
 }
 
@@ -107,12 +113,19 @@ pub struct ConsumerRecord {
 impl ConsumerRecord {
     /// The value of the first header named `key`.
     pub fn header(&self, key: &str) -> Option<&Bytes> {
-        self.headers.iter().find(|h| h.key == key).and_then(|h| h.value.as_ref())
+        self.headers
+            .iter()
+            .find(|h| h.key == key)
+            .and_then(|h| h.value.as_ref())
     }
 }
 
 /// Encodes `records` as one v2 record batch with base offset 0.
-pub fn encode_batch(records: &[ProducerRecord], codec: Codec, now_ms: i64) -> anyhow::Result<Bytes> {
+pub fn encode_batch(
+    records: &[ProducerRecord],
+    codec: Codec,
+    now_ms: i64,
+) -> anyhow::Result<Bytes> {
     let protocol_records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -150,7 +163,9 @@ pub fn encode_batch(records: &[ProducerRecord], codec: Codec, now_ms: i64) -> an
         &mut buf,
         &protocol_records,
         &options,
-        Some(|raw: &mut BytesMut, out: &mut BytesMut, c: Compression| compression::compress(c, raw, out)),
+        Some(|raw: &mut BytesMut, out: &mut BytesMut, c: Compression| {
+            compression::compress(c, raw, out)
+        }),
     )?;
     Ok(buf.freeze())
 }
@@ -198,10 +213,15 @@ pub fn decode_batches(
     let mut rest = data.clone();
     while rest.len() >= 12 {
         let base_offset = i64::from_be_bytes(rest[0..8].try_into().expect("8 bytes"));
-        let malformed = |reason: String| RecordsError::Malformed { offset: base_offset, reason };
+        let malformed = |reason: String| RecordsError::Malformed {
+            offset: base_offset,
+            reason,
+        };
         let batch_len = i32::from_be_bytes(rest[8..12].try_into().expect("4 bytes"));
         if batch_len < (BATCH_HEADER_LEN - 12) as i32 {
-            return Err(malformed(format!("batch length {batch_len} is below the header size")));
+            return Err(malformed(format!(
+                "batch length {batch_len} is below the header size"
+            )));
         }
         let total = 12 + batch_len as usize;
         if rest.len() < total {
@@ -210,12 +230,18 @@ pub fn decode_batches(
         let batch = rest.split_to(total);
         let magic = batch[16] as i8;
         if magic != 2 {
-            return Err(malformed(format!("message format v{magic} is not supported (only v2)")));
+            return Err(malformed(format!(
+                "message format v{magic} is not supported (only v2)"
+            )));
         }
         let attributes = i16::from_be_bytes([batch[21], batch[22]]);
         let last_offset_delta = i32::from_be_bytes(batch[23..27].try_into().expect("4 bytes"));
         let record_count = i32::from_be_bytes(batch[57..61].try_into().expect("4 bytes"));
-        out.next_offset = Some(base_offset.saturating_add(last_offset_delta as i64).saturating_add(1));
+        out.next_offset = Some(
+            base_offset
+                .saturating_add(last_offset_delta as i64)
+                .saturating_add(1),
+        );
         if attributes & 0x20 != 0 {
             continue; // control batch (transaction markers): not data
         }
@@ -234,15 +260,21 @@ pub fn decode_batches(
         let decompress = |compressed: &mut Bytes, c: Compression| -> anyhow::Result<Bytes> {
             let inflated = compression::decompress(c, compressed, max_inflated)?;
             if inflated.len() < min_body {
-                anyhow::bail!("{record_count} records cannot fit in {} inflated bytes", inflated.len());
+                anyhow::bail!(
+                    "{record_count} records cannot fit in {} inflated bytes",
+                    inflated.len()
+                );
             }
             Ok(inflated)
         };
-        let set = RecordBatchDecoder::decode_with_custom_compression(&mut batch_bytes, Some(decompress))
-            .map_err(|e| match e.downcast_ref::<DecompressError>() {
-                Some(DecompressError::Unsupported(name)) => RecordsError::UnsupportedCodec(name),
-                _ => malformed(format!("{e:#}")),
-            })?;
+        let set =
+            RecordBatchDecoder::decode_with_custom_compression(&mut batch_bytes, Some(decompress))
+                .map_err(|e| match e.downcast_ref::<DecompressError>() {
+                    Some(DecompressError::Unsupported(name)) => {
+                        RecordsError::UnsupportedCodec(name)
+                    }
+                    _ => malformed(format!("{e:#}")),
+                })?;
         for r in set.records {
             if r.offset < min_offset {
                 continue;
@@ -279,9 +311,25 @@ mod tests {
 
     fn sample() -> Vec<ProducerRecord> {
         vec![
-            ProducerRecord::value("v0").with_key("k0").with_header("h", "x").with_timestamp(1000),
-            ProducerRecord { key: Some(Bytes::from_static(b"k1")), value: None, headers: vec![], timestamp: Some(1001) },
-            ProducerRecord { key: None, value: Some(Bytes::new()), headers: vec![Header { key: "n".into(), value: None }], timestamp: Some(999) },
+            ProducerRecord::value("v0")
+                .with_key("k0")
+                .with_header("h", "x")
+                .with_timestamp(1000),
+            ProducerRecord {
+                key: Some(Bytes::from_static(b"k1")),
+                value: None,
+                headers: vec![],
+                timestamp: Some(1001),
+            },
+            ProducerRecord {
+                key: None,
+                value: Some(Bytes::new()),
+                headers: vec![Header {
+                    key: "n".into(),
+                    value: None,
+                }],
+                timestamp: Some(999),
+            },
         ]
     }
 
@@ -295,7 +343,10 @@ mod tests {
             for (i, (got, want)) in decoded.records.iter().zip(sample()).enumerate() {
                 assert_eq!(got.offset, i as i64);
                 assert_eq!(got.partition, 3);
-                assert_eq!((got.key.clone(), got.value.clone(), got.timestamp), (want.key, want.value, want.timestamp.unwrap()));
+                assert_eq!(
+                    (got.key.clone(), got.value.clone(), got.timestamp),
+                    (want.key, want.value, want.timestamp.unwrap())
+                );
                 assert_eq!(got.headers, want.headers);
             }
         }
@@ -307,7 +358,10 @@ mod tests {
         let second = encode_batch(&sample(), Codec::None, 0).unwrap();
         two.extend_from_slice(&second[..second.len() - 5]);
         let decoded = decode_batches(&two.freeze(), &topic(), 0, 1, 1 << 20).unwrap();
-        assert_eq!(decoded.records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            decoded.records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         assert_eq!(decoded.next_offset, Some(3));
     }
 
@@ -325,7 +379,10 @@ mod tests {
         let last = b.len() - 1;
         b[last] ^= 0xff;
         let err = decode_batches(&b.freeze(), &topic(), 0, 0, 1 << 20).unwrap_err();
-        assert!(err.to_string().to_lowercase().contains("cyclic redundancy"), "{err}");
+        assert!(
+            err.to_string().to_lowercase().contains("cyclic redundancy"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -63,10 +63,18 @@ impl Client {
             if if_not_exists && result.error_code == ResponseError::TopicAlreadyExists.code() {
                 continue;
             }
-            check_code(result.error_code, conn.broker(), ApiKey::CreateTopics, || {
-                let msg = result.error_message.as_ref().map(|m| format!(": {}", m.as_str()));
-                format!(" topic {name}{}", msg.unwrap_or_default())
-            })?;
+            check_code(
+                result.error_code,
+                conn.broker(),
+                ApiKey::CreateTopics,
+                || {
+                    let msg = result
+                        .error_message
+                        .as_ref()
+                        .map(|m| format!(": {}", m.as_str()));
+                    format!(" topic {name}{}", msg.unwrap_or_default())
+                },
+            )?;
         }
         for t in topics {
             self.wait_for_leaders(&t.name, timeout).await?;
@@ -77,21 +85,31 @@ impl Client {
     /// Waits until `topic` exists with a leader for every partition, or `timeout` passes.
     pub async fn wait_for_leaders(&self, topic: &str, timeout: Duration) -> Result<()> {
         let cfg = self.config();
-        let mut backoff = crate::backoff::Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max, timeout);
+        let mut backoff =
+            crate::backoff::Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max, timeout);
         loop {
             self.refresh_metadata(&[topic]).await?;
             let md = self.metadata_snapshot();
             if let Some(t) = md.topics.get(topic) {
-                if t.partitions.iter().all(|p| md.brokers.contains_key(&p.leader)) {
+                if t.partitions
+                    .iter()
+                    .all(|p| md.brokers.contains_key(&p.leader))
+                {
                     return Ok(());
                 }
             }
             if !backoff.wait().await {
                 return Err(match md.topics.get(topic) {
-                    None => Error::UnknownTopic { topic: topic.into() },
+                    None => Error::UnknownTopic {
+                        topic: topic.into(),
+                    },
                     Some(t) => Error::NoLeader {
                         topic: topic.into(),
-                        partition: t.partitions.iter().find(|p| !md.brokers.contains_key(&p.leader)).map_or(-1, |p| p.id),
+                        partition: t
+                            .partitions
+                            .iter()
+                            .find(|p| !md.brokers.contains_key(&p.leader))
+                            .map_or(-1, |p| p.id),
                     },
                 });
             }

@@ -87,7 +87,11 @@ mod tests {
 
     #[test]
     fn picks_highest_common_version_and_caps_produce_and_fetch() {
-        let t = table(&[(ApiKey::Produce, 0, 13), (ApiKey::Fetch, 4, 17), (ApiKey::Metadata, 0, 5)]);
+        let t = table(&[
+            (ApiKey::Produce, 0, 13),
+            (ApiKey::Fetch, 4, 17),
+            (ApiKey::Metadata, 0, 5),
+        ]);
         assert_eq!(t.pick::<ProduceRequest>("b").unwrap(), 12);
         assert_eq!(t.pick::<FetchRequest>("b").unwrap(), 12);
         assert_eq!(t.pick::<MetadataRequest>("b").unwrap(), 5);
@@ -96,7 +100,16 @@ mod tests {
     #[test]
     fn no_overlap_or_missing_api_is_a_typed_error() {
         let t = table(&[(ApiKey::Metadata, 100, 200)]);
-        assert!(matches!(t.pick::<MetadataRequest>("b"), Err(Error::NoVersionMatch { broker_min: 100, .. })));
-        assert!(matches!(t.pick::<FetchRequest>("b"), Err(Error::NoVersionMatch { broker_min: -1, .. })));
+        assert!(matches!(
+            t.pick::<MetadataRequest>("b"),
+            Err(Error::NoVersionMatch {
+                broker_min: 100,
+                ..
+            })
+        ));
+        assert!(matches!(
+            t.pick::<FetchRequest>("b"),
+            Err(Error::NoVersionMatch { broker_min: -1, .. })
+        ));
     }
 }

@@ -66,7 +66,12 @@ impl Accumulator {
     }
 
     /// Adds `record` to the open batch of `topic`/`partition`, sending batches that are full.
-    pub(super) fn append(self: &Arc<Self>, topic: &str, partition: i32, record: ProducerRecord) -> Delivery {
+    pub(super) fn append(
+        self: &Arc<Self>,
+        topic: &str,
+        partition: i32,
+        record: ProducerRecord,
+    ) -> Delivery {
         let (tx, rx) = oneshot::channel();
         let size = record.encoded_size_bound();
         let mut ready = Vec::new();
@@ -97,7 +102,11 @@ impl Accumulator {
         }
         let topic: Arc<str> = Arc::from(topic);
         for batch in ready {
-            self.spawn_delivery(Ready { topic: topic.clone(), partition, batch });
+            self.spawn_delivery(Ready {
+                topic: topic.clone(),
+                partition,
+                batch,
+            });
         }
         if let Some(generation) = linger_generation {
             let me = self.clone();
@@ -105,13 +114,22 @@ impl Accumulator {
                 tokio::time::sleep(me.config.linger).await;
                 let batch = {
                     let mut state = me.lock();
-                    let open = state.open.get_mut(&*topic).and_then(|t| t.get_mut(&partition));
+                    let open = state
+                        .open
+                        .get_mut(&*topic)
+                        .and_then(|t| t.get_mut(&partition));
                     match open {
-                        Some(open) if open.generation == generation && !open.records.is_empty() => std::mem::take(open),
+                        Some(open) if open.generation == generation && !open.records.is_empty() => {
+                            std::mem::take(open)
+                        }
                         _ => return,
                     }
                 };
-                me.spawn_delivery(Ready { topic, partition, batch });
+                me.spawn_delivery(Ready {
+                    topic,
+                    partition,
+                    batch,
+                });
             });
         }
         Delivery { rx }
@@ -126,7 +144,11 @@ impl Accumulator {
                 let topic: Arc<str> = Arc::from(topic.as_str());
                 for (&partition, open) in parts.iter_mut() {
                     if !open.records.is_empty() {
-                        ready.push(Ready { topic: topic.clone(), partition, batch: std::mem::take(open) });
+                        ready.push(Ready {
+                            topic: topic.clone(),
+                            partition,
+                            batch: std::mem::take(open),
+                        });
                     }
                 }
             }
@@ -143,7 +165,11 @@ impl Accumulator {
         self.in_flight.send_modify(|n| *n += 1);
         let me = self.clone();
         tokio::spawn(async move {
-            let Ready { topic, partition, batch } = ready;
+            let Ready {
+                topic,
+                partition,
+                batch,
+            } = ready;
             let outcome = me.produce_batch(&topic, partition, &batch.records).await;
             for (i, waiter) in batch.waiters.into_iter().enumerate() {
                 let _ = waiter.send(outcome.clone().map(|base| RecordMetadata {
@@ -157,14 +183,26 @@ impl Accumulator {
     }
 
     /// Encodes and sends one batch with retries; returns its base offset (-1 with acks=0).
-    async fn produce_batch(&self, topic: &str, partition: i32, records: &[ProducerRecord]) -> Result<i64> {
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        let bytes = encode_batch(records, self.config.codec, now_ms).map_err(|e| Error::Encode {
-            api: ApiKey::Produce,
-            reason: format!("{topic}/{partition}: {e:#}"),
-        })?;
+    async fn produce_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: &[ProducerRecord],
+    ) -> Result<i64> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let bytes =
+            encode_batch(records, self.config.codec, now_ms).map_err(|e| Error::Encode {
+                api: ApiKey::Produce,
+                reason: format!("{topic}/{partition}: {e:#}"),
+            })?;
         let cfg = self.client.config();
-        let mut backoff = Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max, self.config.delivery_timeout);
+        let mut backoff = Backoff::new(
+            cfg.retry_backoff,
+            cfg.retry_backoff_max,
+            self.config.delivery_timeout,
+        );
         loop {
             match self.produce_once(topic, partition, bytes.clone()).await {
                 Err(e) if e.is_retriable() => {
@@ -209,7 +247,10 @@ impl Accumulator {
                 reason: format!("no result for {topic}/{partition}"),
             })?;
         check_code(p.error_code, conn.broker(), ApiKey::Produce, || {
-            let msg = p.error_message.as_ref().map(|m| format!(": {}", m.as_str()));
+            let msg = p
+                .error_message
+                .as_ref()
+                .map(|m| format!(": {}", m.as_str()));
             format!(" {topic}/{partition}{}", msg.unwrap_or_default())
         })?;
         Ok(p.base_offset)

@@ -89,7 +89,10 @@ pub struct Delivery {
 
 impl std::future::Future for Delivery {
     type Output = Result<RecordMetadata>;
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
         std::pin::Pin::new(&mut self.rx)
             .poll(cx)
             .map(|r| r.unwrap_or(Err(Error::Closed("producer"))))
@@ -126,7 +129,10 @@ impl Producer {
         let partitions = self.client.partition_count(topic).await?;
         let partition = match &record.key {
             Some(key) => partitioner::partition_for_key(key, partitions),
-            None => (self.round_robin.fetch_add(1, Ordering::Relaxed) % partitions.max(1) as usize) as i32,
+            None => {
+                (self.round_robin.fetch_add(1, Ordering::Relaxed) % partitions.max(1) as usize)
+                    as i32
+            }
         };
         Ok(self.acc.append(topic, partition, record))
     }

@@ -1,0 +1,62 @@
+//! Consumer groups: membership (join, sync, heartbeat, leave), assignors, committed offsets,
+//! and [`GroupConsumer`], which subscribes to topics and yields records and rebalance events.
+
+pub mod assignor;
+mod consumer;
+pub mod coordinator;
+pub mod membership;
+pub mod offsets;
+pub mod payload;
+
+use std::time::Duration;
+
+pub use assignor::Assignor;
+pub use consumer::{GroupConsumer, GroupEvent};
+pub use offsets::Offsets;
+pub use payload::Assignment;
+
+use crate::fetcher::{FetchConfig, OffsetReset};
+
+/// Settings of a group member.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// The group to join.
+    pub group_id: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// A member not heard from for this long is removed by the coordinator.
+    pub session_timeout: Duration,
+    /// How long the coordinator waits for every member to rejoin during a rebalance.
+    pub rebalance_timeout: Duration,
+    /// Time between heartbeats (well under the session timeout).
+    pub heartbeat_interval: Duration,
+    /// Static membership id (`group.instance.id`): a restart within the session timeout gets its
+    /// partitions back without a rebalance.
+    pub instance_id: Option<String>,
+    /// Assignment strategies we offer, preferred first.
+    pub assignors: Vec<Assignor>,
+    /// Where to start in a partition with no committed offset (only Earliest or Latest apply).
+    pub offset_reset: OffsetReset,
+    /// Commit the consumed positions this often (and on revoke and close); `None`: commit manually.
+    pub auto_commit: Option<Duration>,
+    /// Fetch settings.
+    pub fetch: FetchConfig,
+}
+
+impl GroupConfig {
+    /// Settings for `group_id` consuming `topics`, with the Java client's defaults where they fit.
+    pub fn new(group_id: impl Into<String>, topics: &[&str]) -> Self {
+        Self {
+            group_id: group_id.into(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            session_timeout: Duration::from_secs(30),
+            rebalance_timeout: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_secs(3),
+            instance_id: None,
+            assignors: vec![Assignor::Range, Assignor::RoundRobin],
+            offset_reset: OffsetReset::Latest,
+            auto_commit: None,
+            fetch: FetchConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! One module per `krpc` subcommand.
+
+pub mod topics;
+pub mod wire_demo;
+
+/// Errors of a command, printed as one line.
+pub type CmdResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;

@@ -1,0 +1,117 @@
+//! `krpc wire-demo`: produce records, fetch them back, check them, print timings.
+
+use std::time::{Duration, Instant};
+
+use kafka_wire::{Codec, FetchConfig, Fetcher, NewTopic, Producer, ProducerConfig, ProducerRecord};
+
+use super::CmdResult;
+use crate::broker_args::BrokerArgs;
+
+/// Options of `krpc wire-demo`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// Records to produce and fetch back.
+    #[arg(long, default_value_t = 10_000)]
+    records: usize,
+    /// Compression codec: none, gzip, snappy, lz4.
+    #[arg(long, default_value = "none")]
+    codec: Codec,
+    /// Single-record produce-then-fetch round trips to time.
+    #[arg(long, default_value_t = 100)]
+    round_trips: usize,
+}
+
+/// Runs the demo.
+pub async fn run(args: Args) -> CmdResult {
+    let client = args.broker.connect().await?;
+    let topic = format!("krpc-wire-demo-{}", std::process::id());
+    client
+        .create_topics(&[NewTopic::new(&topic, 1)], true)
+        .await?;
+    println!("connected to {}; topic {topic}", args.broker.bootstrap);
+
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig {
+            codec: args.codec,
+            ..ProducerConfig::default()
+        },
+    );
+    let started = Instant::now();
+    let mut deliveries = Vec::with_capacity(args.records);
+    for i in 0..args.records {
+        let record = ProducerRecord::value(format!("record {i:08}"))
+            .with_key(format!("k{i}"))
+            .with_header("n", i.to_string());
+        deliveries.push(producer.send_to(&topic, 0, record)?);
+    }
+    producer.flush().await;
+    for d in deliveries {
+        d.await?;
+    }
+    let produce_time = started.elapsed();
+
+    let fetch_config = FetchConfig {
+        max_wait: Duration::from_millis(10),
+        ..FetchConfig::default()
+    };
+    let mut fetcher = Fetcher::new(client.clone(), fetch_config);
+    fetcher.assign(&topic, 0, 0);
+    let started = Instant::now();
+    let mut got = 0usize;
+    while got < args.records {
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err(format!("fetched only {got} of {} records in 60 s", args.records).into());
+        }
+        for r in fetcher.poll().await? {
+            let want = format!("record {:08}", r.offset);
+            if r.value.as_deref() != Some(want.as_bytes()) || r.offset != got as i64 {
+                return Err(
+                    format!("record at offset {} is not what was produced", r.offset).into(),
+                );
+            }
+            got += 1;
+        }
+    }
+    let fetch_time = started.elapsed();
+
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
+    for i in 0..args.round_trips {
+        let t = Instant::now();
+        producer
+            .produce(&topic, ProducerRecord::value(format!("rt {i}")))
+            .await?;
+        let records = fetcher.poll().await?;
+        if records.len() != 1 {
+            return Err(format!("round trip {i} fetched {} records", records.len()).into());
+        }
+        hist.record(t.elapsed().as_micros() as u64)?;
+    }
+
+    let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    println!("{:<34} {:>12} {:>14}", "step", "time", "records/s");
+    println!(
+        "{:<34} {:>10.1}ms {:>14.0}",
+        format!("produce {} ({})", args.records, args.codec.name()),
+        produce_time.as_secs_f64() * 1e3,
+        rate(args.records, produce_time)
+    );
+    println!(
+        "{:<34} {:>10.1}ms {:>14.0}",
+        format!("fetch {} back, all checked", args.records),
+        fetch_time.as_secs_f64() * 1e3,
+        rate(args.records, fetch_time)
+    );
+    if args.round_trips > 0 {
+        println!(
+            "produce-then-fetch of one record x{}: p50 {:.2} ms, p99 {:.2} ms",
+            args.round_trips,
+            hist.value_at_quantile(0.5) as f64 / 1e3,
+            hist.value_at_quantile(0.99) as f64 / 1e3
+        );
+    }
+    println!("wire demo ok");
+    Ok(())
+}

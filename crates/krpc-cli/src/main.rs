@@ -1,0 +1,59 @@
+//! `krpc`: the command line of kafka-rpc.
+
+mod broker_args;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Remote procedure calls over Apache Kafka.
+#[derive(Parser)]
+#[command(name = "krpc", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Produce records and fetch them back: the Kafka layer end to end, with timings.
+    WireDemo(commands::wire_demo::Args),
+    /// List, create or describe topics.
+    #[command(subcommand)]
+    Topics(commands::topics::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KRPC_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("krpc: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::WireDemo(args) => commands::wire_demo::run(args).await,
+            Command::Topics(cmd) => commands::topics::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("krpc: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,103 @@
+"""Independent Kafka clients for the interop tests: produce or consume with librdkafka
+(confluent-kafka) or kafka-python, exchanging records with the Rust side as JSON lines.
+
+  peers.py produce CLIENT BOOTSTRAP TOPIC CODEC COUNT   -> writes COUNT sample records to partition 0
+  peers.py consume CLIENT BOOTSTRAP TOPIC COUNT         -> prints COUNT records of partition 0 as JSON
+  peers.py murmur2 HEX...                               -> kafka-python's murmur2 of each key
+
+A sample record i: key b"key-i" (None when i % 5 == 4), value b"value-i" * (i % 3 + 1)
+(None when i % 7 == 6), headers [("h", b"i"), ("n", None)], timestamp 1_600_000_000_000 + i.
+"""
+import json
+import sys
+import time
+
+DEADLINE_S = 60
+
+
+def sample(i):
+    key = None if i % 5 == 4 else b"key-%d" % i
+    value = None if i % 7 == 6 else (b"value-%d" % i) * (i % 3 + 1)
+    headers = [("h", str(i).encode()), ("n", None)]
+    return key, value, headers, 1_600_000_000_000 + i
+
+
+def hexb(b):
+    return None if b is None else b.hex()
+
+
+def produce(client, bootstrap, topic, codec, count):
+    if client == "confluent":
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": bootstrap, "compression.type": codec, "linger.ms": 5,
+                      "api.version.request": True})
+        errors = []
+        for i in range(count):
+            key, value, headers, ts = sample(i)
+            p.produce(topic, value=value, key=key, partition=0, headers=headers, timestamp=ts,
+                      on_delivery=lambda err, msg: errors.append(err) if err else None)
+        left = p.flush(DEADLINE_S)
+        if left or errors:
+            sys.exit("librdkafka produce failed: %d undelivered, errors %s" % (left, errors[:3]))
+    else:
+        from kafka import KafkaProducer
+        p = KafkaProducer(bootstrap_servers=bootstrap, compression_type=None if codec == "none" else codec)
+        futures = []
+        for i in range(count):
+            key, value, headers, ts = sample(i)
+            futures.append(p.send(topic, value=value, key=key, partition=0, headers=headers, timestamp_ms=ts))
+        for f in futures:
+            f.get(timeout=DEADLINE_S)
+        p.close()
+
+
+def consume(client, bootstrap, topic, count):
+    out = []
+    deadline = time.time() + DEADLINE_S
+    if client == "confluent":
+        from confluent_kafka import Consumer, TopicPartition
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": "interop-unused",
+                      "enable.auto.commit": False, "fetch.wait.max.ms": 50})
+        c.assign([TopicPartition(topic, 0, 0)])
+        while len(out) < count and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                sys.exit("librdkafka consume error: %s" % m.error())
+            out.append((m.offset(), m.key(), m.value(), m.headers() or [], m.timestamp()[1]))
+        c.close()
+    else:
+        from kafka import KafkaConsumer, TopicPartition
+        c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
+        tp = TopicPartition(topic, 0)
+        c.assign([tp])
+        c.seek(tp, 0)
+        while len(out) < count and time.time() < deadline:
+            for recs in c.poll(timeout_ms=500).values():
+                for m in recs:
+                    out.append((m.offset, m.key, m.value, list(m.headers or []), m.timestamp))
+        c.close()
+    if len(out) < count:
+        sys.exit("only %d of %d records consumed within %ds" % (len(out), count, DEADLINE_S))
+    for offset, key, value, headers, ts in out[:count]:
+        print(json.dumps({"offset": offset, "key": hexb(key), "value": hexb(value),
+                          "headers": [[k, hexb(v)] for k, v in headers], "timestamp": ts}))
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "produce":
+        produce(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]))
+    elif cmd == "consume":
+        consume(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    elif cmd == "murmur2":
+        from kafka.partitioner.default import murmur2
+        for h in sys.argv[2:]:
+            print(murmur2(bytes.fromhex(h)))
+    else:
+        sys.exit("unknown command " + cmd)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+//! A real broker for the tests: nisshi started by the project's own `scripts/broker install`
+//! binary on a free loopback port, killed when the handle drops (a panicking test included) and,
+//! through `PR_SET_PDEATHSIG`, when the test process dies.
+//!
+//! `KAFKA_BOOTSTRAP` set means: use that broker; tests that kill or restart the broker then skip.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Where the broker keeps its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// In memory: fast, lost on kill.
+    Memory,
+    /// A SQLite file in the broker's directory: survives kill -9 and restart.
+    Sqlite,
+}
+
+/// A running broker (or the external one named by `KAFKA_BOOTSTRAP`).
+pub struct Broker {
+    addr: String,
+    port: u16,
+    storage: Storage,
+    dir: Option<tempfile::TempDir>,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// One memory-storage broker shared by all tests of this test binary.
+    pub fn shared() -> &'static Broker {
+        static SHARED: OnceLock<Broker> = OnceLock::new();
+        SHARED.get_or_init(|| Broker::start(Storage::Memory))
+    }
+
+    /// Starts a broker of its own (for tests that kill or restart it).
+    pub fn start(storage: Storage) -> Broker {
+        if let Ok(addr) = std::env::var("KAFKA_BOOTSTRAP") {
+            return Broker {
+                addr,
+                port: 0,
+                storage,
+                dir: None,
+                child: None,
+            };
+        }
+        #[cfg(feature = "testcontainers")]
+        if std::env::var("KRPC_TEST_BACKEND").as_deref() == Ok("testcontainers") {
+            let addr = crate::containers::kafka_bootstrap();
+            return Broker {
+                addr,
+                port: 0,
+                storage,
+                dir: None,
+                child: None,
+            };
+        }
+        let port = free_port();
+        let dir = tempfile::Builder::new()
+            .prefix("krpc-broker-")
+            .tempdir()
+            .expect("temp dir");
+        let mut broker = Broker {
+            addr: format!("127.0.0.1:{port}"),
+            port,
+            storage,
+            dir: Some(dir),
+            child: None,
+        };
+        broker.launch();
+        broker
+    }
+
+    /// `host:port` to bootstrap from.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Whether this handle owns the broker process (so it can kill and restart it).
+    pub fn is_owned(&self) -> bool {
+        self.dir.is_some()
+    }
+
+    /// The broker's log so far (empty for an external broker).
+    pub fn log(&self) -> String {
+        self.dir
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(d.path().join("broker.log")).ok())
+            .unwrap_or_default()
+    }
+
+    /// kill -9 the broker and wait until it is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and storage directory.
+    pub fn restart(&mut self) {
+        assert!(self.is_owned(), "cannot restart an external broker");
+        self.kill();
+        self.launch();
+    }
+
+    fn launch(&mut self) {
+        let dir = self
+            .dir
+            .as_ref()
+            .expect("owned broker")
+            .path()
+            .to_path_buf();
+        let engine = match self.storage {
+            Storage::Memory => "memory://nisshi/",
+            // nisshi resolves the file against its working directory (an absolute URL fails).
+            Storage::Sqlite => "sqlite://broker.db",
+        };
+        let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("broker.log"))
+            .expect("broker log");
+        let mut cmd = Command::new(nisshi_binary());
+        cmd.args([
+            "broker",
+            "--listener-url",
+            &listener,
+            "--advertised-listener-url",
+            &listener,
+        ])
+        .args(["--storage-engine", engine])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log fd"))
+        .stderr(log);
+        self.child = Some(spawn_tied_to_process(cmd));
+        wait_for_port(self.port, Duration::from_secs(30), &dir);
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The nisshi binary, built and cached by `scripts/broker install` on first use.
+fn nisshi_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new(crate::repo_root().join("scripts/broker"))
+            .arg("install")
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cannot run scripts/broker");
+        assert!(out.status.success(), "scripts/broker install failed");
+        PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim())
+    })
+    .clone()
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+fn wait_for_port(port: u16, timeout: Duration, dir: &std::path::Path) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(dir.join("broker.log")).unwrap_or_default();
+    panic!("broker did not answer on 127.0.0.1:{port} within {timeout:?}; log:\n{log}");
+}
+
+/// Spawns `cmd` from one long-lived thread with `PR_SET_PDEATHSIG = SIGKILL`, so the child dies
+/// with this process. (The signal fires when the spawning *thread* exits, hence the one thread
+/// that lives as long as the process.)
+fn spawn_tied_to_process(cmd: Command) -> Child {
+    type Request = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<std::sync::Mutex<mpsc::Sender<Request>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("broker-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    use std::os::unix::process::CommandExt;
+                    // SAFETY: prctl is async-signal-safe and touches only the child's state.
+                    unsafe {
+                        cmd.pre_exec(|| {
+                            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                            Ok(())
+                        });
+                    }
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("spawner thread");
+        std::sync::Mutex::new(tx)
+    });
+    let (tx, rx) = mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send((cmd, tx))
+        .expect("spawner alive");
+    rx.recv()
+        .expect("spawner reply")
+        .expect("cannot start nisshi")
+}

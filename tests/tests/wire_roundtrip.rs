@@ -1,0 +1,208 @@
+//! kafka-wire against the real broker: produce and fetch round trips, admin, partitioning.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_wire::producer::partitioner::partition_for_key;
+use kafka_wire::{Acks, Codec, OffsetSpec, Producer, ProducerConfig, ProducerRecord};
+use krpc_tests::{kafka, python, sample, Broker};
+
+const T: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_codec_round_trips_keys_values_nulls_headers_and_timestamps() {
+    let client = kafka::client(Broker::shared().addr()).await;
+    for codec in Codec::ALL {
+        let topic = kafka::topic(&client, &format!("roundtrip-{}", codec.name()), 1).await;
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                codec,
+                ..ProducerConfig::default()
+            },
+        );
+        let mut deliveries = Vec::new();
+        for i in 0..50 {
+            deliveries.push(producer.send_to(&topic, 0, sample::record(i)).unwrap());
+        }
+        producer.flush().await;
+        for (i, d) in deliveries.into_iter().enumerate() {
+            let md = d
+                .await
+                .unwrap_or_else(|e| panic!("{codec:?} record {i}: {e}"));
+            assert_eq!((md.partition, md.offset), (0, i as i64), "{codec:?}");
+        }
+        let got = kafka::read(&client, &topic, 0, 0, 50, T).await;
+        assert_eq!(got.len(), 50, "{codec:?}");
+        for (i, r) in got.iter().enumerate() {
+            sample::assert_is(r, i, i as i64);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acks_level_delivers() {
+    let client = kafka::client(Broker::shared().addr()).await;
+    let topic = kafka::topic(&client, "acks", 1).await;
+    for (n, acks) in [Acks::All, Acks::Leader, Acks::None]
+        .into_iter()
+        .enumerate()
+    {
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                acks,
+                ..ProducerConfig::default()
+            },
+        );
+        let md = producer
+            .produce(&topic, ProducerRecord::value(format!("acks-{n}")))
+            .await
+            .unwrap();
+        if acks == Acks::None {
+            assert_eq!(md.offset, -1, "acks=0 cannot know the offset");
+        } else {
+            assert_eq!(md.offset, n as i64);
+        }
+    }
+    let got = kafka::read(&client, &topic, 0, 0, 3, T).await;
+    let values: Vec<_> = got.iter().map(|r| r.value.clone().unwrap()).collect();
+    assert_eq!(
+        values,
+        ["acks-0", "acks-1", "acks-2"].map(|s| Bytes::from_static(s.as_bytes()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_offsets_and_metadata() {
+    let client = kafka::client(Broker::shared().addr()).await;
+    let topic = kafka::topic(&client, "admin", 3).await;
+    assert_eq!(client.partition_count(&topic).await.unwrap(), 3);
+    // Creating it again is an error, unless asked to tolerate it.
+    let again = client
+        .create_topics(&[kafka_wire::NewTopic::new(&topic, 3)], false)
+        .await;
+    assert!(again
+        .unwrap_err()
+        .to_string()
+        .contains("TopicAlreadyExists"));
+    client
+        .create_topics(&[kafka_wire::NewTopic::new(&topic, 3)], true)
+        .await
+        .unwrap();
+
+    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    for i in 0..10i64 {
+        let r = ProducerRecord::value(format!("r{i}")).with_timestamp(1_700_000_000_000 + i * 1000);
+        producer.send_to(&topic, 1, r).unwrap();
+    }
+    producer.flush().await;
+    assert_eq!(
+        client
+            .list_offset(&topic, 1, OffsetSpec::Earliest)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        client
+            .list_offset(&topic, 1, OffsetSpec::Latest)
+            .await
+            .unwrap(),
+        10
+    );
+    assert_eq!(
+        client
+            .list_offset(&topic, 0, OffsetSpec::Latest)
+            .await
+            .unwrap(),
+        0
+    );
+    let by_time = client
+        .list_offset(&topic, 1, OffsetSpec::Timestamp(1_700_000_004_500))
+        .await
+        .unwrap();
+    assert_eq!(by_time, 5, "first record at or after the timestamp");
+
+    let unknown = client
+        .partition_count(&krpc_tests::unique_topic("never-created"))
+        .await;
+    assert!(
+        unknown.is_err(),
+        "an unknown topic is an error: {unknown:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_land_where_the_java_partitioner_puts_them() {
+    let client = kafka::client(Broker::shared().addr()).await;
+    let topic = kafka::topic(&client, "keyed", 6).await;
+    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let keys: Vec<String> = (0..40).map(|i| format!("user-{i}")).collect();
+    let mut placed = Vec::new();
+    for k in &keys {
+        let md = producer
+            .produce(&topic, ProducerRecord::value("x").with_key(k.clone()))
+            .await
+            .unwrap();
+        placed.push(md.partition);
+    }
+    // kafka-python's murmur2 is an independent implementation of the Java client's.
+    let hex: Vec<String> = keys
+        .iter()
+        .map(|k| k.bytes().map(|b| format!("{b:02x}")).collect())
+        .collect();
+    let args: Vec<&str> = std::iter::once("murmur2")
+        .chain(hex.iter().map(String::as_str))
+        .collect();
+    let theirs = python::run("peers.py", &args, T);
+    for ((k, line), p) in keys.iter().zip(theirs.lines()).zip(&placed) {
+        let h: i64 = line.trim().parse().unwrap();
+        let java_partition = ((h as u32 & 0x7fff_ffff) % 6) as i32;
+        assert_eq!(*p, java_partition, "key {k}");
+        assert_eq!(partition_for_key(k.as_bytes(), 6), java_partition);
+    }
+    let spread: std::collections::HashSet<_> = placed.iter().collect();
+    assert!(
+        spread.len() > 3,
+        "40 keys should spread over most of 6 partitions: {spread:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_requests_share_one_connection() {
+    let client = kafka::client(Broker::shared().addr()).await;
+    let topic = kafka::topic(&client, "pipelined", 4).await;
+    // linger 0 and a 1-byte batch limit: every record is its own Produce request, all in flight
+    // together on the one default-lane connection.
+    let cfg = ProducerConfig {
+        linger: Duration::ZERO,
+        max_batch_bytes: 1,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(client.clone(), cfg);
+    let sends = (0..400).map(|i| {
+        let producer = producer.clone();
+        let topic = topic.clone();
+        async move {
+            producer
+                .send_to(&topic, i % 4, ProducerRecord::value(format!("{i}")))
+                .unwrap()
+                .await
+        }
+    });
+    let results = futures::future::join_all(sends).await;
+    let mut offsets = vec![Vec::new(); 4];
+    for r in results {
+        let md = r.unwrap();
+        offsets[md.partition as usize].push(md.offset);
+    }
+    for (p, mut o) in offsets.into_iter().enumerate() {
+        o.sort();
+        assert_eq!(
+            o,
+            (0..100).collect::<Vec<i64>>(),
+            "partition {p} got every offset once"
+        );
+    }
+}
