@@ -5,6 +5,7 @@ pub mod broker;
 #[cfg(feature = "testcontainers")]
 pub mod containers;
 pub mod kafka;
+pub mod process;
 pub mod python;
 pub mod sample;
 pub mod wait;

@@ -8,6 +8,7 @@ use krpc_tests::{kafka, python, sample, Broker};
 
 const T: Duration = Duration::from_secs(60);
 const N: usize = 40;
+const KAFKA_PYTHON_N: usize = 34;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_we_produce_are_read_identically_by_librdkafka_and_kafka_python() {
@@ -59,7 +60,7 @@ async fn records_librdkafka_produces_with_every_codec_are_decoded_or_typed_unsup
             &["produce", "confluent", &addr, &topic, codec, &N.to_string()],
             T,
         );
-        check_decoded(&client, &topic, codec).await;
+        check_decoded(&client, &topic, codec, N, sample::assert_is).await;
     }
 }
 
@@ -69,23 +70,14 @@ async fn records_kafka_python_produces_with_every_codec_are_decoded() {
     let client = kafka::client(&addr).await;
     for codec in ["none", "gzip", "snappy", "lz4"] {
         let topic = kafka::topic(&client, &format!("from-kafka-python-{codec}"), 1).await;
-        python::run(
-            "peers.py",
-            &[
-                "produce",
-                "kafka-python",
-                &addr,
-                &topic,
-                codec,
-                &N.to_string(),
-            ],
-            T,
-        );
-        check_decoded(&client, &topic, codec).await;
+        // kafka-python refuses a record with neither key nor value; sample 34 is the first.
+        let n = KAFKA_PYTHON_N.to_string();
+        python::run("peers.py", &["produce", "kafka-python", &addr, &topic, codec, &n], T);
+        check_decoded(&client, &topic, codec, KAFKA_PYTHON_N, sample::assert_is_without_null_headers).await;
     }
 }
 
-async fn check_decoded(client: &kafka_wire::Client, topic: &str, codec: &str) {
+async fn check_decoded(client: &kafka_wire::Client, topic: &str, codec: &str, n: usize, check: fn(&kafka_wire::ConsumerRecord, usize, i64)) {
     if codec == "zstd" {
         let mut fetcher = Fetcher::new(client.clone(), kafka::quick_fetch());
         fetcher.assign(topic, 0, 0);
@@ -110,8 +102,8 @@ async fn check_decoded(client: &kafka_wire::Client, topic: &str, codec: &str) {
         );
         return;
     }
-    let got = kafka::read(client, topic, 0, 0, N, T).await;
+    let got = kafka::read(client, topic, 0, 0, n, T).await;
     for (i, r) in got.iter().enumerate() {
-        sample::assert_is(r, i, i as i64);
+        check(r, i, i as i64);
     }
 }
