@@ -32,7 +32,12 @@ impl LineProcess {
                 sink.lock().unwrap().push(line);
             }
         });
-        Self { name: name.to_string(), stdin: child.stdin.take(), child, lines }
+        Self {
+            name: name.to_string(),
+            stdin: child.stdin.take(),
+            child,
+            lines,
+        }
     }
 
     /// Every line printed so far.
@@ -43,7 +48,9 @@ impl LineProcess {
     /// Writes one line to the child's stdin.
     pub fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}").and_then(|_| stdin.flush()).expect("write to child");
+        writeln!(stdin, "{line}")
+            .and_then(|_| stdin.flush())
+            .expect("write to child");
     }
 
     /// Closes stdin (the members here take that as "shut down cleanly") and waits for exit.
@@ -54,7 +61,11 @@ impl LineProcess {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "{} did not exit within {timeout:?}", self.name);
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?}",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -6,7 +6,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kafka_wire::group::Assignment;
-use kafka_wire::{GroupConfig, GroupConsumer, GroupEvent, OffsetReset, Producer, ProducerConfig, ProducerRecord};
+use kafka_wire::{
+    GroupConfig, GroupConsumer, GroupEvent, OffsetReset, Producer, ProducerConfig, ProducerRecord,
+};
 use krpc_tests::process::LineProcess;
 use krpc_tests::{kafka, wait, Broker, Storage};
 
@@ -23,7 +25,11 @@ fn held(p: &LineProcess) -> BTreeSet<i32> {
     let mut held = BTreeSet::new();
     for line in p.lines() {
         if let Some(rest) = line.strip_prefix("assigned ") {
-            held = rest.split(',').filter(|s| !s.is_empty()).map(|tp| tp.rsplit('/').next().unwrap().parse().unwrap()).collect();
+            held = rest
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|tp| tp.rsplit('/').next().unwrap().parse().unwrap())
+                .collect();
         } else if line.starts_with("revoked") {
             held.clear();
         }
@@ -38,27 +44,44 @@ fn pairs(p: &LineProcess, prefix: &str) -> Vec<(i32, i64)> {
         .filter_map(|l| l.strip_prefix(prefix))
         .map(|rest| {
             let mut it = rest.split_whitespace();
-            (it.next().unwrap().parse().unwrap(), it.next().unwrap().parse().unwrap())
+            (
+                it.next().unwrap().parse().unwrap(),
+                it.next().unwrap().parse().unwrap(),
+            )
         })
         .collect()
 }
 
 /// Waits until the members' holdings are disjoint, cover 0..n and every member holds something.
 async fn wait_for_split(members: &[&LineProcess], n: i32, timeout: Duration) -> Vec<BTreeSet<i32>> {
-    wait::until("a disjoint assignment covering every partition", timeout, || async {
-        let holdings: Vec<BTreeSet<i32>> = members.iter().map(|m| held(m)).collect();
-        let total: usize = holdings.iter().map(BTreeSet::len).sum();
-        let union: BTreeSet<i32> = holdings.iter().flatten().copied().collect();
-        let ok = total == n as usize && union == (0..n).collect() && holdings.iter().all(|h| !h.is_empty());
-        ok.then_some(holdings)
-    })
+    wait::until(
+        "a disjoint assignment covering every partition",
+        timeout,
+        || async {
+            let holdings: Vec<BTreeSet<i32>> = members.iter().map(|m| held(m)).collect();
+            let total: usize = holdings.iter().map(BTreeSet::len).sum();
+            let union: BTreeSet<i32> = holdings.iter().flatten().copied().collect();
+            let ok = total == n as usize
+                && union == (0..n).collect()
+                && holdings.iter().all(|h| !h.is_empty());
+            ok.then_some(holdings)
+        },
+    )
     .await
 }
 
-async fn produce_round(producer: &Producer, topic: &str, partitions: i32, per_partition: usize, tag: &str) {
+async fn produce_round(
+    producer: &Producer,
+    topic: &str,
+    partitions: i32,
+    per_partition: usize,
+    tag: &str,
+) {
     for p in 0..partitions {
         for i in 0..per_partition {
-            producer.send_to(topic, p, ProducerRecord::value(format!("{tag}-{p}-{i}"))).unwrap();
+            producer
+                .send_to(topic, p, ProducerRecord::value(format!("{tag}-{p}-{i}")))
+                .unwrap();
         }
     }
     producer.flush().await;
@@ -75,41 +98,72 @@ async fn three_members_split_six_partitions_and_survivors_take_over_a_killed_one
     // 1. Disjoint assignments covering all six partitions.
     let refs: Vec<&LineProcess> = members.iter().collect();
     let split = wait_for_split(&refs, 6, Duration::from_secs(60)).await;
-    assert!(split.iter().all(|h| h.len() == 2), "range over 3 members x 6 partitions gives 2 each: {split:?}");
+    assert!(
+        split.iter().all(|h| h.len() == 2),
+        "range over 3 members x 6 partitions gives 2 each: {split:?}"
+    );
 
     // 2. Records consumed and committed, then a member is killed without leaving.
     let producer = Producer::new(client.clone(), ProducerConfig::default());
     produce_round(&producer, &topic, 6, 20, "a").await;
-    wait::until("round a committed everywhere", Duration::from_secs(30), || async {
-        let committed: HashMap<i32, i64> = members.iter().flat_map(|m| pairs(m, "committed ")).collect();
-        (0..6).all(|p| committed.get(&p) == Some(&20)).then_some(())
-    })
+    wait::until(
+        "round a committed everywhere",
+        Duration::from_secs(30),
+        || async {
+            let committed: HashMap<i32, i64> = members
+                .iter()
+                .flat_map(|m| pairs(m, "committed "))
+                .collect();
+            (0..6).all(|p| committed.get(&p) == Some(&20)).then_some(())
+        },
+    )
     .await;
     let victim = 0;
     let victim_parts = held(&members[victim]);
-    let victim_committed: HashMap<i32, i64> = pairs(&members[victim], "committed ").into_iter().collect();
+    let victim_committed: HashMap<i32, i64> =
+        pairs(&members[victim], "committed ").into_iter().collect();
     let killed_at = Instant::now();
     members[victim].kill9();
     produce_round(&producer, &topic, 6, 20, "b").await;
 
-    let survivors: Vec<&LineProcess> = members.iter().enumerate().filter(|(i, _)| *i != victim).map(|(_, m)| m).collect();
-    wait_for_split(&survivors, 6, Duration::from_millis(SESSION_MS) + Duration::from_secs(30)).await;
+    let survivors: Vec<&LineProcess> = members
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, m)| m)
+        .collect();
+    wait_for_split(
+        &survivors,
+        6,
+        Duration::from_millis(SESSION_MS) + Duration::from_secs(30),
+    )
+    .await;
     let took = killed_at.elapsed();
     assert!(
         took < Duration::from_millis(SESSION_MS) + Duration::from_secs(15),
         "the survivors took the dead member's partitions after {took:?} (session timeout {SESSION_MS} ms)"
     );
-    wait::until("every record consumed at least once", Duration::from_secs(60), || async {
-        let seen: HashSet<(i32, i64)> = members.iter().flat_map(|m| pairs(m, "record ")).collect();
-        (0..6).all(|p| (0..40).all(|o| seen.contains(&(p, o)))).then_some(())
-    })
+    wait::until(
+        "every record consumed at least once",
+        Duration::from_secs(60),
+        || async {
+            let seen: HashSet<(i32, i64)> =
+                members.iter().flat_map(|m| pairs(m, "record ")).collect();
+            (0..6)
+                .all(|p| (0..40).all(|o| seen.contains(&(p, o))))
+                .then_some(())
+        },
+    )
     .await;
     // Nothing the dead member committed is consumed again by the survivors.
     for s in &survivors {
         for (p, o) in pairs(s, "record ") {
             if victim_parts.contains(&p) {
                 let committed = victim_committed.get(&p).copied().unwrap_or(0);
-                assert!(o >= committed, "partition {p} offset {o} re-consumed below the committed {committed}");
+                assert!(
+                    o >= committed,
+                    "partition {p} offset {o} re-consumed below the committed {committed}"
+                );
             }
         }
     }
@@ -126,10 +180,18 @@ fn in_process_config(group: &str, topic: &str) -> GroupConfig {
 }
 
 /// Polls `c` until its assignment satisfies `done`, returning it.
-async fn poll_until(c: &mut GroupConsumer, timeout: Duration, done: impl Fn(&Assignment) -> bool) -> Assignment {
+async fn poll_until(
+    c: &mut GroupConsumer,
+    timeout: Duration,
+    done: impl Fn(&Assignment) -> bool,
+) -> Assignment {
     let deadline = Instant::now() + timeout;
     loop {
-        assert!(Instant::now() < deadline, "assignment not reached within {timeout:?}: {:?}", c.assignment());
+        assert!(
+            Instant::now() < deadline,
+            "assignment not reached within {timeout:?}: {:?}",
+            c.assignment()
+        );
         match tokio::time::timeout(Duration::from_secs(1), c.poll()).await {
             Ok(Ok(GroupEvent::Assigned(a))) if done(&a) => return a,
             Ok(Err(e)) => panic!("poll failed: {e}"),
@@ -162,7 +224,10 @@ async fn a_graceful_close_rebalances_at_once_not_after_the_session_timeout() {
     a.close().await.expect("leave the group");
     poll_until(&mut b, Duration::from_secs(20), |x| count(x) == 4).await;
     let took = closed_at.elapsed();
-    assert!(took < Duration::from_secs(10), "rebalance took {took:?}; the session timeout is 30 s");
+    assert!(
+        took < Duration::from_secs(10),
+        "rebalance took {took:?}; the session timeout is 30 s"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,7 +250,10 @@ async fn committed_offsets_survive_a_broker_kill_and_restart_on_sqlite() {
     broker.restart();
     let client = kafka::client(broker.addr()).await;
     let c = GroupConsumer::new(client, in_process_config(&group, &topic)).unwrap();
-    let got = c.committed(&HashMap::from([(topic.clone(), vec![0, 1])])).await.unwrap();
+    let got = c
+        .committed(&HashMap::from([(topic.clone(), vec![0, 1])]))
+        .await
+        .unwrap();
     assert_eq!(got, offsets, "committed offsets after kill -9 and restart");
 }
 
@@ -209,18 +277,31 @@ async fn heartbeats_keep_a_member_in_its_generation_through_a_minute_of_long_pol
             Ok(event) => panic!("an idle member saw {event:?}: a spurious rebalance"),
         }
     }
-    assert_eq!(c.generation(), generation, "still the same generation after a minute");
+    assert_eq!(
+        c.generation(),
+        generation,
+        "still the same generation after a minute"
+    );
 }
 
 /// A kafka-wire member polling in a task, publishing what it holds.
-fn spawn_rust_member(client: kafka_wire::Client, group: &str, topic: &str) -> (tokio::task::JoinHandle<()>, std::sync::Arc<std::sync::Mutex<BTreeSet<i32>>>) {
+fn spawn_rust_member(
+    client: kafka_wire::Client,
+    group: &str,
+    topic: &str,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::Mutex<BTreeSet<i32>>>,
+) {
     let held = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
     let mut c = GroupConsumer::new(client, in_process_config(group, topic)).unwrap();
     let publish = held.clone();
     let task = tokio::spawn(async move {
         loop {
             match c.poll().await.expect("poll") {
-                GroupEvent::Assigned(a) => *publish.lock().unwrap() = a.values().flatten().copied().collect(),
+                GroupEvent::Assigned(a) => {
+                    *publish.lock().unwrap() = a.values().flatten().copied().collect()
+                }
                 GroupEvent::Revoked(_) => publish.lock().unwrap().clear(),
                 GroupEvent::Records(_) => {}
             }
@@ -236,14 +317,20 @@ async fn mixed_group_with(peer: &str) {
     let group = krpc_tests::unique_topic(&format!("mixed-{peer}"));
     let (task, ours) = spawn_rust_member(client, &group, &topic);
     let mut cmd = Command::new(krpc_tests::python::python());
-    cmd.arg(krpc_tests::repo_root().join("tests/interop/group_member.py")).args([peer, &addr, &group, &topic]);
+    cmd.arg(krpc_tests::repo_root().join("tests/interop/group_member.py"))
+        .args([peer, &addr, &group, &topic]);
     let mut theirs = LineProcess::spawn(peer, cmd);
-    let split = wait::until(&format!("kafka-wire and {peer} to split 6 partitions"), Duration::from_secs(90), || async {
-        let a = ours.lock().unwrap().clone();
-        let b = held(&theirs);
-        let union: BTreeSet<i32> = a.union(&b).copied().collect();
-        (!a.is_empty() && !b.is_empty() && a.is_disjoint(&b) && union == (0..6).collect()).then_some((a, b))
-    })
+    let split = wait::until(
+        &format!("kafka-wire and {peer} to split 6 partitions"),
+        Duration::from_secs(90),
+        || async {
+            let a = ours.lock().unwrap().clone();
+            let b = held(&theirs);
+            let union: BTreeSet<i32> = a.union(&b).copied().collect();
+            (!a.is_empty() && !b.is_empty() && a.is_disjoint(&b) && union == (0..6).collect())
+                .then_some((a, b))
+        },
+    )
     .await;
     assert_eq!(split.0.len() + split.1.len(), 6, "{split:?}");
     assert!(

@@ -64,7 +64,10 @@ async fn a_broker_killed_mid_request_fails_pending_calls_and_the_client_recovers
     }
     let client = kafka::client(broker.addr()).await;
     let topic = kafka::topic(&client, "killed", 1).await;
-    let conn = client.leader(&topic, 0, Lane::Fetch).await.unwrap();
+    let conn = client
+        .leader(&topic, 0, Lane::Fetch(Lane::unique_id()))
+        .await
+        .unwrap();
 
     // Three long polls in flight on one connection, then kill -9.
     let pending: Vec<_> = (0..3)

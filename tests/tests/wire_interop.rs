@@ -72,12 +72,29 @@ async fn records_kafka_python_produces_with_every_codec_are_decoded() {
         let topic = kafka::topic(&client, &format!("from-kafka-python-{codec}"), 1).await;
         // kafka-python refuses a record with neither key nor value; sample 34 is the first.
         let n = KAFKA_PYTHON_N.to_string();
-        python::run("peers.py", &["produce", "kafka-python", &addr, &topic, codec, &n], T);
-        check_decoded(&client, &topic, codec, KAFKA_PYTHON_N, sample::assert_is_without_null_headers).await;
+        python::run(
+            "peers.py",
+            &["produce", "kafka-python", &addr, &topic, codec, &n],
+            T,
+        );
+        check_decoded(
+            &client,
+            &topic,
+            codec,
+            KAFKA_PYTHON_N,
+            sample::assert_is_without_null_headers,
+        )
+        .await;
     }
 }
 
-async fn check_decoded(client: &kafka_wire::Client, topic: &str, codec: &str, n: usize, check: fn(&kafka_wire::ConsumerRecord, usize, i64)) {
+async fn check_decoded(
+    client: &kafka_wire::Client,
+    topic: &str,
+    codec: &str,
+    n: usize,
+    check: fn(&kafka_wire::ConsumerRecord, usize, i64),
+) {
     if codec == "zstd" {
         let mut fetcher = Fetcher::new(client.clone(), kafka::quick_fetch());
         fetcher.assign(topic, 0, 0);

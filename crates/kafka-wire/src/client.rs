@@ -14,15 +14,25 @@ use crate::error::{Error, Result};
 use crate::metadata::{ClusterMetadata, TopicInfo};
 
 /// Which connection to a broker a request uses. Kafka answers the requests of one connection in
-/// order, so a long-poll fetch gets a lane of its own and never delays produce or heartbeats.
+/// order, so a long-poll fetch must never share a connection with a produce or a heartbeat, and
+/// one group member's held JoinGroup must never delay another member's heartbeat: each fetcher
+/// and each group member has lanes of its own (see [`Lane::unique_id`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lane {
     /// Metadata, produce, admin requests.
     Default,
-    /// Long-poll fetches.
-    Fetch,
-    /// Consumer-group coordination (join, sync, heartbeat, commit).
-    Coordinator,
+    /// Long-poll fetches of one fetcher.
+    Fetch(u64),
+    /// Consumer-group coordination (join, sync, heartbeat, commit) of one member.
+    Coordinator(u64),
+}
+
+impl Lane {
+    /// A process-wide unique id for the lanes of a new fetcher or group member.
+    pub fn unique_id() -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
@@ -113,6 +123,12 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Drops this client's connections on `lane` (their owner is gone).
+    pub fn close_lane(&self, lane: Lane) {
+        let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.retain(|(_, l), _| *l != lane);
     }
 
     /// A connection to any broker: known brokers first, then the bootstrap list.

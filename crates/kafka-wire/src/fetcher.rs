@@ -62,6 +62,14 @@ pub struct Fetcher {
     config: FetchConfig,
     /// Next offset to fetch, per topic and partition.
     positions: HashMap<Arc<str>, HashMap<i32, i64>>,
+    /// This fetcher's own connections.
+    lane: Lane,
+}
+
+impl Drop for Fetcher {
+    fn drop(&mut self) {
+        self.client.close_lane(self.lane);
+    }
 }
 
 impl Fetcher {
@@ -71,6 +79,7 @@ impl Fetcher {
             client,
             config,
             positions: HashMap::new(),
+            lane: Lane::Fetch(Lane::unique_id()),
         }
     }
 
@@ -204,7 +213,7 @@ impl Fetcher {
             .with_session_id(0)
             .with_session_epoch(-1)
             .with_topics(topics);
-        let conn = match self.client.connection(&addr, Lane::Fetch).await {
+        let conn = match self.client.connection(&addr, self.lane).await {
             Ok(c) => c,
             Err(e) if e.is_retriable() => return Ok(stale_all(&parts)),
             Err(e) => return Err(e),

@@ -11,7 +11,10 @@ use kafka_wire::{Client, ClientConfig, GroupConfig, GroupConsumer, GroupEvent, O
 use tokio::io::AsyncReadExt;
 
 fn show(a: &kafka_wire::group::Assignment) -> String {
-    let parts: Vec<String> = a.iter().flat_map(|(t, ps)| ps.iter().map(move |p| format!("{t}/{p}"))).collect();
+    let parts: Vec<String> = a
+        .iter()
+        .flat_map(|(t, ps)| ps.iter().map(move |p| format!("{t}/{p}")))
+        .collect();
     parts.join(",")
 }
 
@@ -23,7 +26,9 @@ async fn main() {
         std::process::exit(2);
     };
     let session = Duration::from_millis(session_ms.parse().expect("session timeout ms"));
-    let client = Client::connect(ClientConfig::new(bootstrap)).await.expect("connect");
+    let client = Client::connect(ClientConfig::new(bootstrap))
+        .await
+        .expect("connect");
     let mut cfg = GroupConfig::new(group.clone(), &[topic.as_str()]);
     cfg.session_timeout = session;
     cfg.heartbeat_interval = session / 6;

@@ -1,28 +1,25 @@
-//! A consumer-group member: joins, runs the assignor when leader, heartbeats from its own task on
-//! the coordinator's own connection, fetches its partitions, commits, and leaves on close.
+//! A consumer-group member: subscribes, fetches its partitions, commits, leaves on close.
 //!
 //! Rebalancing is eager: before rejoining, [`GroupConsumer::poll`] hands back
 //! [`GroupEvent::Revoked`] so the caller can finish and commit what it holds; the next poll
-//! rejoins and hands back [`GroupEvent::Assigned`].
+//! rejoins and hands back [`GroupEvent::Assigned`]. `poll` is cancel-safe: a join runs in a task
+//! of its own and a fetch dropped half-way leaves the positions where they were.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
-use kafka_protocol::error::ResponseError;
 use tokio::task::JoinHandle;
 
-use super::assignor::Assignor;
+use super::heartbeat::heartbeat_loop;
+use super::join::JoinJob;
 use super::offsets::{self, Committer, Offsets};
-use super::payload::{self, Assignment, Subscription};
-use super::{coordinator, membership, GroupConfig};
-use crate::backoff::Backoff;
-use crate::client::{Client, Lane};
-use crate::connection::Connection;
+use super::payload::Assignment;
+use super::state::Shared;
+use super::{membership, GroupConfig};
+use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::fetcher::{Fetcher, OffsetReset};
-use crate::offsets::OffsetSpec;
+use crate::fetcher::Fetcher;
 use crate::records::ConsumerRecord;
 
 /// What one poll produced.
@@ -36,52 +33,6 @@ pub enum GroupEvent {
     Records(Vec<ConsumerRecord>),
 }
 
-#[derive(Debug, Default)]
-struct Member {
-    coordinator: Option<String>,
-    member_id: String,
-    generation: i32,
-    /// Heartbeats are sent only between a completed sync and the next rebalance.
-    stable: bool,
-}
-
-struct Shared {
-    member: Mutex<Member>,
-    rejoin: AtomicBool,
-}
-
-impl Shared {
-    fn member(&self) -> std::sync::MutexGuard<'_, Member> {
-        self.member.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Reacts to an error from the coordinator; returns true if it means "rejoin".
-    fn on_coordinator_error(&self, e: &Error) -> bool {
-        let mut m = self.member();
-        let rejoin = match e.kafka_error() {
-            Some(ResponseError::RebalanceInProgress | ResponseError::IllegalGeneration) => true,
-            Some(ResponseError::UnknownMemberId | ResponseError::FencedInstanceId) => {
-                m.member_id.clear();
-                true
-            }
-            Some(
-                ResponseError::NotCoordinator
-                | ResponseError::CoordinatorNotAvailable
-                | ResponseError::CoordinatorLoadInProgress,
-            ) => {
-                m.coordinator = None;
-                true
-            }
-            _ => false,
-        };
-        if rejoin {
-            m.stable = false;
-            self.rejoin.store(true, Ordering::SeqCst);
-        }
-        rejoin
-    }
-}
-
 /// A member of a consumer group.
 pub struct GroupConsumer {
     client: Client,
@@ -90,12 +41,17 @@ pub struct GroupConsumer {
     shared: Arc<Shared>,
     assignment: Assignment,
     heartbeat: JoinHandle<()>,
+    joining: Option<JoinHandle<Result<(Assignment, Offsets)>>>,
     last_commit: Instant,
 }
 
 impl Drop for GroupConsumer {
     fn drop(&mut self) {
         self.heartbeat.abort();
+        if let Some(j) = &self.joining {
+            j.abort();
+        }
+        self.client.close_lane(self.shared.lane);
     }
 }
 
@@ -113,13 +69,7 @@ impl GroupConsumer {
                 config.heartbeat_interval, config.session_timeout
             )));
         }
-        let shared = Arc::new(Shared {
-            member: Mutex::new(Member {
-                generation: -1,
-                ..Member::default()
-            }),
-            rejoin: AtomicBool::new(true),
-        });
+        let shared = Arc::new(Shared::new());
         let heartbeat = tokio::spawn(heartbeat_loop(
             client.clone(),
             config.clone(),
@@ -132,6 +82,7 @@ impl GroupConsumer {
             shared,
             assignment: Assignment::new(),
             heartbeat,
+            joining: None,
             last_commit: Instant::now(),
         })
     }
@@ -167,27 +118,16 @@ impl GroupConsumer {
     /// Waits for the next event: records, or a revocation / assignment when the group rebalances.
     pub async fn poll(&mut self) -> Result<GroupEvent> {
         loop {
-            if self.shared.rejoin.load(Ordering::SeqCst) {
+            if self.joining.is_some() || self.shared.must_rejoin() {
                 if !self.assignment.is_empty() {
-                    if self.config.auto_commit.is_some() {
-                        if let Err(e) = self.commit(&self.positions()).await {
-                            tracing::warn!(group = %self.config.group_id, error = %e, "commit before revoke failed");
-                        }
-                    }
-                    let revoked = std::mem::take(&mut self.assignment);
-                    for (topic, parts) in &revoked {
-                        for p in parts {
-                            self.fetcher.unassign(topic, *p);
-                        }
-                    }
-                    return Ok(GroupEvent::Revoked(revoked));
+                    return Ok(GroupEvent::Revoked(self.revoke().await));
                 }
                 self.rejoin().await?;
                 return Ok(GroupEvent::Assigned(self.assignment.clone()));
             }
             if let Some(every) = self.config.auto_commit {
                 if self.last_commit.elapsed() >= every && !self.assignment.is_empty() {
-                    if let Err(e) = self.commit(&self.positions()).await {
+                    if let Err(e) = self.commit_positions().await {
                         tracing::warn!(group = %self.config.group_id, error = %e, "periodic commit failed");
                     }
                     self.last_commit = Instant::now();
@@ -211,6 +151,52 @@ impl GroupConsumer {
         }
     }
 
+    /// Gives up the current assignment (committing positions first with auto-commit).
+    async fn revoke(&mut self) -> Assignment {
+        if self.config.auto_commit.is_some() {
+            if let Err(e) = self.commit_positions().await {
+                tracing::warn!(group = %self.config.group_id, error = %e, "commit before revoke failed");
+            }
+        }
+        let revoked = std::mem::take(&mut self.assignment);
+        for (topic, parts) in &revoked {
+            for p in parts {
+                self.fetcher.unassign(topic, *p);
+            }
+        }
+        revoked
+    }
+
+    /// Runs (or keeps waiting for) the join task, then points the fetcher at the start offsets.
+    async fn rejoin(&mut self) -> Result<()> {
+        let job = self.joining.get_or_insert_with(|| {
+            tokio::spawn(
+                JoinJob {
+                    client: self.client.clone(),
+                    config: self.config.clone(),
+                    shared: self.shared.clone(),
+                }
+                .run(),
+            )
+        });
+        let outcome = job.await;
+        self.joining = None;
+        let (assignment, start) =
+            outcome.map_err(|e| Error::InvalidArgument(format!("the join task failed: {e}")))??;
+        for (topic, parts) in &assignment {
+            for p in parts {
+                let offset = start
+                    .get(topic)
+                    .and_then(|m| m.get(p))
+                    .copied()
+                    .unwrap_or(0);
+                self.fetcher.assign(topic, *p, offset);
+            }
+        }
+        self.assignment = assignment;
+        Ok(())
+    }
+
     /// Commits `offsets` (next offset to read, per partition) as this generation's member.
     pub async fn commit(&self, offsets: &Offsets) -> Result<()> {
         if offsets.is_empty() {
@@ -225,7 +211,10 @@ impl GroupConsumer {
                 instance_id: self.config.instance_id.clone(),
             }
         };
-        let conn = self.coordinator_conn().await?;
+        let conn = self
+            .shared
+            .coordinator(&self.client, &self.config.group_id)
+            .await?;
         let result = offsets::commit(&conn, &who, offsets).await;
         if let Err(e) = &result {
             self.shared.on_coordinator_error(e);
@@ -240,7 +229,10 @@ impl GroupConsumer {
 
     /// The group's committed offsets for `topics` (-1 where none).
     pub async fn committed(&self, topics: &HashMap<String, Vec<i32>>) -> Result<Offsets> {
-        let conn = self.coordinator_conn().await?;
+        let conn = self
+            .shared
+            .coordinator(&self.client, &self.config.group_id)
+            .await?;
         offsets::fetch_committed(&conn, &self.config.group_id, topics).await
     }
 
@@ -256,201 +248,10 @@ impl GroupConsumer {
         if member_id.is_empty() || self.config.instance_id.is_some() {
             return Ok(());
         }
-        let conn = self.coordinator_conn().await?;
+        let conn = self
+            .shared
+            .coordinator(&self.client, &self.config.group_id)
+            .await?;
         membership::leave(&conn, &self.config, &member_id).await
-    }
-
-    async fn coordinator_conn(&self) -> Result<Arc<Connection>> {
-        let known = self.shared.member().coordinator.clone();
-        let addr = match known {
-            Some(a) => a,
-            None => {
-                let a = coordinator::find_coordinator(&self.client, &self.config.group_id).await?;
-                self.shared.member().coordinator = Some(a.clone());
-                a
-            }
-        };
-        self.client.connection(&addr, Lane::Coordinator).await
-    }
-
-    /// Join and sync until we are a stable member, then position the fetcher.
-    async fn rejoin(&mut self) -> Result<()> {
-        let cfg = self.client.config();
-        let budget = self.config.rebalance_timeout + self.config.session_timeout;
-        let mut backoff = Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max, budget);
-        loop {
-            self.shared.rejoin.store(false, Ordering::SeqCst);
-            match self.join_and_sync().await {
-                Ok(assignment) => {
-                    self.start_fetching(&assignment).await?;
-                    self.assignment = assignment;
-                    return Ok(());
-                }
-                Err(e) => {
-                    let recoverable = self.shared.on_coordinator_error(&e) || e.is_retriable();
-                    if let Error::ConnectionBroken { .. }
-                    | Error::Connect { .. }
-                    | Error::Timeout { .. } = e
-                    {
-                        self.shared.member().coordinator = None;
-                    }
-                    tracing::info!(group = %self.config.group_id, error = %e, "rejoin attempt failed");
-                    if !recoverable || !backoff.wait().await {
-                        self.shared.rejoin.store(true, Ordering::SeqCst);
-                        return Err(e);
-                    }
-                }
-            }
-        }
-    }
-
-    async fn join_and_sync(&mut self) -> Result<Assignment> {
-        let conn = self.coordinator_conn().await?;
-        let member_id = {
-            let mut m = self.shared.member();
-            m.stable = false;
-            m.member_id.clone()
-        };
-        let metadata = payload::encode_subscription(&Subscription {
-            topics: self.config.topics.clone(),
-            user_data: None,
-        });
-        let joined = membership::join(&conn, &self.config, &member_id, metadata).await?;
-        {
-            let mut m = self.shared.member();
-            m.member_id = joined.member_id.clone();
-            m.generation = joined.generation;
-        }
-        let assignments = if joined.leader == joined.member_id {
-            self.lead(&joined).await?
-        } else {
-            Vec::new()
-        };
-        let mine = membership::sync(&conn, &self.config, &joined, assignments).await?;
-        let assignment = payload::decode_assignment(mine).map_err(|e| Error::Malformed {
-            broker: conn.broker().to_string(),
-            what: "SyncGroup assignment".into(),
-            reason: e.to_string(),
-        })?;
-        self.shared.member().stable = true;
-        tracing::info!(group = %self.config.group_id, generation = joined.generation, member = %joined.member_id, ?assignment, "joined");
-        Ok(assignment)
-    }
-
-    /// As leader: decode every member's subscription and run the chosen assignor.
-    async fn lead(
-        &self,
-        joined: &super::membership::Joined,
-    ) -> Result<Vec<(String, bytes::Bytes)>> {
-        let assignor = Assignor::from_name(&joined.protocol).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "the group chose assignor {:?}, which this client does not have",
-                joined.protocol
-            ))
-        })?;
-        let mut members = BTreeMap::new();
-        for (id, meta) in &joined.members {
-            match payload::decode_subscription(meta.clone()) {
-                Ok(sub) => {
-                    members.insert(id.clone(), sub);
-                }
-                Err(e) => {
-                    // A member we cannot read gets nothing; the others still get everything.
-                    tracing::warn!(member = %id, error = %e, "unreadable subscription");
-                    members.insert(id.clone(), Subscription::default());
-                }
-            }
-        }
-        let mut counts = HashMap::new();
-        let topics: std::collections::BTreeSet<&String> =
-            members.values().flat_map(|s| s.topics.iter()).collect();
-        for topic in topics {
-            match self.client.partition_count(topic).await {
-                Ok(n) => {
-                    counts.insert(topic.clone(), n);
-                }
-                Err(Error::UnknownTopic { .. }) => {
-                    tracing::warn!(%topic, "subscribed topic does not exist")
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let result = assignor.assign(&members, &counts);
-        Ok(result
-            .into_iter()
-            .map(|(m, a)| (m, payload::encode_assignment(&a)))
-            .collect())
-    }
-
-    /// Points the fetcher at the committed offset (or the reset policy's) of every partition.
-    async fn start_fetching(&mut self, assignment: &Assignment) -> Result<()> {
-        let wanted: HashMap<String, Vec<i32>> = assignment
-            .iter()
-            .map(|(t, p)| (t.clone(), p.clone()))
-            .collect();
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let committed = self.committed(&wanted).await?;
-        let spec = match self.config.offset_reset {
-            OffsetReset::Earliest => OffsetSpec::Earliest,
-            _ => OffsetSpec::Latest,
-        };
-        for (topic, parts) in assignment {
-            for &p in parts {
-                match committed
-                    .get(topic)
-                    .and_then(|m| m.get(&p))
-                    .copied()
-                    .filter(|o| *o >= 0)
-                {
-                    Some(offset) => self.fetcher.assign(topic, p, offset),
-                    None => {
-                        self.fetcher.assign_at(topic, p, spec).await?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Sends heartbeats while the member is stable; flags a rejoin when the coordinator asks for
-/// one or when none succeeded for a whole session timeout.
-async fn heartbeat_loop(client: Client, config: GroupConfig, shared: std::sync::Weak<Shared>) {
-    let mut last_ok = Instant::now();
-    loop {
-        tokio::time::sleep(config.heartbeat_interval).await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let (coordinator, generation, member_id) = {
-            let m = shared.member();
-            if !m.stable {
-                last_ok = Instant::now();
-                continue;
-            }
-            (m.coordinator.clone(), m.generation, m.member_id.clone())
-        };
-        let Some(addr) = coordinator else {
-            shared.rejoin.store(true, Ordering::SeqCst);
-            continue;
-        };
-        let result = match client.connection(&addr, Lane::Coordinator).await {
-            Ok(conn) => membership::heartbeat(&conn, &config, generation, &member_id).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => last_ok = Instant::now(),
-            Err(e) => {
-                if !shared.on_coordinator_error(&e) && last_ok.elapsed() >= config.session_timeout {
-                    tracing::warn!(group = %config.group_id, error = %e, "no heartbeat for a session timeout; rejoining");
-                    let mut m = shared.member();
-                    m.stable = false;
-                    m.coordinator = None;
-                    shared.rejoin.store(true, Ordering::SeqCst);
-                }
-            }
-        }
     }
 }

@@ -4,9 +4,12 @@
 pub mod assignor;
 mod consumer;
 pub mod coordinator;
+mod heartbeat;
+mod join;
 pub mod membership;
 pub mod offsets;
 pub mod payload;
+mod state;
 
 use std::time::Duration;
 

@@ -1,0 +1,172 @@
+//! Joining the group: JoinGroup, the leader's assignment, SyncGroup, and the starting offset of
+//! every assigned partition. Runs as a task of its own, so a caller that stops waiting (a
+//! timeout, a `select!`) does not abort a join half-way: the next poll picks up its result.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::assignor::Assignor;
+use super::membership::{self, Joined};
+use super::offsets::{self, Offsets};
+use super::payload::{self, Assignment, Subscription};
+use super::state::Shared;
+use super::GroupConfig;
+use crate::backoff::Backoff;
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::fetcher::OffsetReset;
+use crate::offsets::OffsetSpec;
+
+/// One rejoin of one member.
+pub(super) struct JoinJob {
+    pub client: Client,
+    pub config: GroupConfig,
+    pub shared: Arc<Shared>,
+}
+
+impl JoinJob {
+    /// Joins and syncs until stable (retrying what can be retried for a rebalance timeout plus
+    /// a session timeout); returns the assignment and where to start fetching each partition.
+    pub async fn run(self) -> Result<(Assignment, Offsets)> {
+        let cfg = self.client.config();
+        let budget = self.config.rebalance_timeout + self.config.session_timeout;
+        let mut backoff = Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max, budget);
+        loop {
+            self.shared.set_rejoin(false);
+            let attempt = async {
+                let assignment = self.join_and_sync().await?;
+                let start = self.start_offsets(&assignment).await?;
+                Ok::<_, Error>((assignment, start))
+            };
+            match attempt.await {
+                Ok(done) => return Ok(done),
+                Err(e) => {
+                    let recoverable = self.shared.on_coordinator_error(&e) || e.is_retriable();
+                    tracing::info!(group = %self.config.group_id, error = %e, "join attempt failed");
+                    if !recoverable || !backoff.wait().await {
+                        self.shared.set_rejoin(true);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn join_and_sync(&self) -> Result<Assignment> {
+        let conn = self
+            .shared
+            .coordinator(&self.client, &self.config.group_id)
+            .await?;
+        let member_id = {
+            let mut m = self.shared.member();
+            m.stable = false;
+            m.member_id.clone()
+        };
+        let subscription = Subscription {
+            topics: self.config.topics.clone(),
+            user_data: None,
+        };
+        let joined = membership::join(
+            &conn,
+            &self.config,
+            &member_id,
+            payload::encode_subscription(&subscription),
+        )
+        .await?;
+        {
+            let mut m = self.shared.member();
+            m.member_id = joined.member_id.clone();
+            m.generation = joined.generation;
+        }
+        let assignments = if joined.leader == joined.member_id {
+            self.lead(&joined).await?
+        } else {
+            Vec::new()
+        };
+        let mine = membership::sync(&conn, &self.config, &joined, assignments).await?;
+        let assignment = payload::decode_assignment(mine).map_err(|e| Error::Malformed {
+            broker: conn.broker().to_string(),
+            what: "SyncGroup assignment".into(),
+            reason: e.to_string(),
+        })?;
+        self.shared.member().stable = true;
+        tracing::info!(group = %self.config.group_id, generation = joined.generation, member = %joined.member_id, ?assignment, "joined");
+        Ok(assignment)
+    }
+
+    /// As leader: decode every member's subscription and run the chosen assignor.
+    async fn lead(&self, joined: &Joined) -> Result<Vec<(String, Bytes)>> {
+        let assignor = Assignor::from_name(&joined.protocol).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "the group chose assignor {:?}, which this client does not have",
+                joined.protocol
+            ))
+        })?;
+        let mut members = BTreeMap::new();
+        for (id, meta) in &joined.members {
+            let sub = payload::decode_subscription(meta.clone()).unwrap_or_else(|e| {
+                // A member we cannot read gets nothing; the others still get everything.
+                tracing::warn!(member = %id, error = %e, "unreadable subscription");
+                Subscription::default()
+            });
+            members.insert(id.clone(), sub);
+        }
+        let mut counts = HashMap::new();
+        let topics: BTreeSet<&String> = members.values().flat_map(|s| s.topics.iter()).collect();
+        for topic in topics {
+            match self.client.partition_count(topic).await {
+                Ok(n) => {
+                    counts.insert(topic.clone(), n);
+                }
+                Err(Error::UnknownTopic { .. }) => {
+                    tracing::warn!(%topic, "subscribed topic does not exist")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let result = assignor.assign(&members, &counts);
+        Ok(result
+            .into_iter()
+            .map(|(m, a)| (m, payload::encode_assignment(&a)))
+            .collect())
+    }
+
+    /// The committed offset of every assigned partition, or the reset policy's where none is.
+    async fn start_offsets(&self, assignment: &Assignment) -> Result<Offsets> {
+        let wanted: HashMap<String, Vec<i32>> = assignment
+            .iter()
+            .map(|(t, p)| (t.clone(), p.clone()))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Offsets::new());
+        }
+        let conn = self
+            .shared
+            .coordinator(&self.client, &self.config.group_id)
+            .await?;
+        let mut start = offsets::fetch_committed(&conn, &self.config.group_id, &wanted).await?;
+        let spec = match self.config.offset_reset {
+            OffsetReset::Earliest => OffsetSpec::Earliest,
+            _ => OffsetSpec::Latest,
+        };
+        for (topic, parts) in assignment {
+            let missing: Vec<i32> = parts
+                .iter()
+                .copied()
+                .filter(|p| {
+                    start
+                        .get(topic)
+                        .and_then(|m| m.get(p))
+                        .is_none_or(|o| *o < 0)
+                })
+                .collect();
+            if !missing.is_empty() {
+                let reset = self.client.list_offsets(topic, &missing, spec).await?;
+                start.entry(topic.clone()).or_default().extend(reset);
+            }
+        }
+        Ok(start)
+    }
+}
