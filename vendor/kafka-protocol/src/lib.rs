@@ -1,3 +1,5 @@
+// kafka-rpc patch: a vendored dependency; its own warnings are not ours to act on.
+#![allow(warnings, clippy::all)]
 //! Implementation of [the Kafka wire protocol](https://kafka.apache.org/protocol.html) in Rust.
 //!
 //! This library follows the approach of the Kafka project and generates the protocol through
