@@ -1,4 +1,24 @@
-//! kafka-rpc: remote procedure calls over Apache Kafka (the RPC layer; it never builds a Kafka
-//! frame itself, everything Kafka goes through `kafka-wire`).
+//! kafka-rpc: remote procedure calls over Apache Kafka.
+//!
+//! A [`Server`] serves one service: it joins the service's consumer group on the service's
+//! request topic, runs handlers concurrently and replies. A [`Client`] calls methods with
+//! [`Client::call`] (and waits for the reply in its slot of the shared reply topic) or sends
+//! one-way jobs with [`Client::notify`]. Calls wait in Kafka while no server runs. The wire
+//! format is written down in `wire/WIRE.md`. Everything Kafka goes through `kafka-wire`; this
+//! crate never builds a Kafka frame.
 
+pub mod client;
+pub mod codec;
+pub mod envelope;
+pub mod error;
+pub mod naming;
+pub mod server;
+pub mod status;
+pub mod topics;
+
+pub use client::{CallMeta, CallOptions, Client, ClientOptions, NotifyOptions, Response};
+pub use error::{HandlerError, RpcError};
 pub use kafka_wire;
+pub use server::{Server, ServerOptions, ServerStats};
+pub use status::StatusCode;
+pub use topics::TopicOptions;

@@ -1,0 +1,28 @@
+//! The seed's `Sum.add` demo as a Rust client: calls `Sum.add(1, 2)` and prints the result and
+//! where it ran. Start `sum_server` first (or after: the call waits for it within its timeout).
+
+use std::time::Duration;
+
+use kafka_rpc::kafka_wire::{Client as Kafka, ClientConfig};
+use kafka_rpc::{CallOptions, Client, ClientOptions};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let bootstrap = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9092".into());
+    let kafka = Kafka::connect(ClientConfig::new(&bootstrap)).await?;
+    let client = Client::connect(kafka, ClientOptions::default()).await?;
+    let options = CallOptions::default().timeout(Duration::from_secs(30));
+    let result = client
+        .call::<_, i64>("Sum", "add", &(1, 2), options)
+        .await?;
+    println!(
+        "Sum.add(1, 2) = {} (server {}, {:.1} ms end to end, handler {} µs)",
+        result.value,
+        result.meta.server_id,
+        result.meta.elapsed.as_secs_f64() * 1e3,
+        result.meta.server_time.as_micros()
+    );
+    Ok(())
+}

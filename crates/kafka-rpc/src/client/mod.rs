@@ -1,0 +1,286 @@
+//! The caller's side: [`Client::call`] and [`Client::notify`].
+//!
+//! Each client instance reads its own slot (partition) of the shared reply topic by manual
+//! assignment, starting at the slot's end offset read before the first call, so no reply is
+//! missed and no consumer group or rebalance is involved; replies for other instances sharing
+//! the slot are dropped by request id.
+
+mod options;
+mod replies;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_wire::producer::partitioner::partition_for_key;
+use kafka_wire::{FetchConfig, Fetcher, OffsetSpec, Producer, ProducerConfig};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+pub use options::{CallOptions, ClientOptions, NotifyOptions};
+
+use crate::codec;
+use crate::envelope::{now_ms, ReplyTo, Request, RequestId};
+use crate::error::RpcError;
+use crate::naming::{check_service, request_topic};
+use crate::status::StatusCode;
+use crate::topics::TopicCache;
+use replies::Pending;
+
+/// A call's result with where and how it ran.
+#[derive(Debug, Clone)]
+pub struct Response<R> {
+    /// The value the handler returned.
+    pub value: R,
+    /// Timings and origin.
+    pub meta: CallMeta,
+}
+
+/// Where and how a call ran.
+#[derive(Debug, Clone)]
+pub struct CallMeta {
+    /// The call's id.
+    pub request_id: RequestId,
+    /// From the call to its reply, as the caller measured it.
+    pub elapsed: Duration,
+    /// Time the handler ran.
+    pub server_time: Duration,
+    /// Time the request waited before a server picked it up (clocks of caller and server).
+    pub queue_wait: Duration,
+    /// The server that answered.
+    pub server_id: String,
+}
+
+struct Inner {
+    kafka: kafka_wire::Client,
+    producer: Producer,
+    pending: Arc<Pending>,
+    reply_to: ReplyTo,
+    topics: TopicCache,
+    options: ClientOptions,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// A client instance; cheap to clone (clones share the reply slot and the connections).
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl Client {
+    /// Prepares a client: creates the reply topic if needed, takes the slot of `instance_id`,
+    /// and reads the slot's end offset before returning, so no reply can be missed.
+    pub async fn connect(
+        kafka: kafka_wire::Client,
+        options: ClientOptions,
+    ) -> Result<Self, RpcError> {
+        let topics = TopicCache::default();
+        let reply_topic = options.reply_topic.clone();
+        topics
+            .ensure(
+                &kafka,
+                &reply_topic,
+                options.topics.reply_partitions,
+                options.topics.replication_factor,
+            )
+            .await?;
+        let partitions = kafka
+            .partition_count(&reply_topic)
+            .await
+            .map_err(|e| RpcError::kafka(format!("reading the partitions of {reply_topic}"), e))?;
+        let slot = partition_for_key(options.instance_id.as_bytes(), partitions);
+        let fetch = FetchConfig {
+            max_wait: options.reply_fetch_max_wait,
+            ..FetchConfig::default()
+        };
+        let mut fetcher = Fetcher::new(kafka.clone(), fetch);
+        fetcher
+            .assign_at(&reply_topic, slot, OffsetSpec::Latest)
+            .await
+            .map_err(|e| {
+                RpcError::kafka(
+                    format!("reading the end of reply slot {reply_topic}/{slot}"),
+                    e,
+                )
+            })?;
+        let pending = Arc::new(Pending::default());
+        let reader = tokio::spawn(replies::read_replies(fetcher, pending.clone()));
+        let producer = Producer::new(
+            kafka.clone(),
+            ProducerConfig {
+                linger: options.linger,
+                ..ProducerConfig::default()
+            },
+        );
+        tracing::debug!(instance = %options.instance_id, %reply_topic, slot, "client ready");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                kafka,
+                producer,
+                pending,
+                reply_to: ReplyTo {
+                    topic: reply_topic,
+                    partition: slot,
+                },
+                topics,
+                options,
+                reader,
+            }),
+        })
+    }
+
+    /// Where this client's replies arrive.
+    pub fn reply_to(&self) -> &ReplyTo {
+        &self.inner.reply_to
+    }
+
+    /// Calls waiting for their reply now.
+    pub fn pending_calls(&self) -> usize {
+        self.inner.pending.count()
+    }
+
+    /// Replies received for no call of ours, and records in our slot that were not replies.
+    pub fn dropped_replies(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.inner.pending.stray.load(Relaxed),
+            self.inner.pending.malformed.load(Relaxed),
+        )
+    }
+
+    /// Calls `service.method(args)` and waits for its result. `args` is a tuple of the
+    /// positional arguments: `(a, b)`, or `(x,)` for one.
+    pub async fn call<A, R>(
+        &self,
+        service: &str,
+        method: &str,
+        args: &A,
+        options: CallOptions,
+    ) -> Result<Response<R>, RpcError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let started = Instant::now();
+        let timeout = options
+            .timeout
+            .unwrap_or(self.inner.options.default_timeout);
+        let request = self.request(service, method, args, Some(timeout), true)?;
+        let id = request.id;
+        let (reply, _guard) = self.inner.pending.register(id);
+        let timed_out = || RpcError::Timeout {
+            service: service.into(),
+            method: method.into(),
+            request_id: id.to_string(),
+            timeout,
+        };
+        let reply = tokio::time::timeout(timeout, async {
+            self.send(service, &request, options.routing_key).await?;
+            reply.await.map_err(|_| RpcError::Closed)
+        })
+        .await
+        .map_err(|_| timed_out())??;
+        if reply.status != StatusCode::Ok {
+            return Err(RpcError::Status {
+                service: service.into(),
+                method: method.into(),
+                request_id: id.to_string(),
+                code: reply.status,
+                message: reply.message,
+            });
+        }
+        let value = codec::decode(&reply.payload).map_err(|reason| RpcError::Codec {
+            context: format!("decoding the result of {service}.{method} (request {id})"),
+            reason,
+        })?;
+        let meta = CallMeta {
+            request_id: id,
+            elapsed: started.elapsed(),
+            server_time: Duration::from_micros(reply.handler_us),
+            queue_wait: Duration::from_millis(reply.queue_ms.max(0) as u64),
+            server_id: reply.server_id,
+        };
+        Ok(Response { value, meta })
+    }
+
+    /// Sends a one-way call (a job): returns once Kafka has stored it. It runs when a server of
+    /// `service` is up, however long that takes, unless `options.deadline` passes first.
+    pub async fn notify<A: Serialize + ?Sized>(
+        &self,
+        service: &str,
+        method: &str,
+        args: &A,
+        options: NotifyOptions,
+    ) -> Result<RequestId, RpcError> {
+        let request = self.request(service, method, args, options.deadline, false)?;
+        self.send(service, &request, options.routing_key).await?;
+        Ok(request.id)
+    }
+
+    fn request<A: Serialize + ?Sized>(
+        &self,
+        service: &str,
+        method: &str,
+        args: &A,
+        budget: Option<Duration>,
+        reply: bool,
+    ) -> Result<Request, RpcError> {
+        check_service(service).map_err(RpcError::InvalidArgument)?;
+        if method.is_empty() {
+            return Err(RpcError::InvalidArgument("the method name is empty".into()));
+        }
+        let payload = codec::encode(args).map_err(|reason| RpcError::Codec {
+            context: format!("encoding the arguments of {service}.{method}"),
+            reason,
+        })?;
+        let sent_ms = now_ms();
+        Ok(Request {
+            id: RequestId::random(),
+            method: method.to_string(),
+            reply_to: reply.then(|| self.inner.reply_to.clone()),
+            deadline_ms: budget
+                .map(|b| sent_ms.saturating_add(b.as_millis().min(i64::MAX as u128) as i64)),
+            sent_ms,
+            payload,
+        })
+    }
+
+    async fn send(
+        &self,
+        service: &str,
+        request: &Request,
+        routing_key: Option<bytes::Bytes>,
+    ) -> Result<(), RpcError> {
+        let inner = &self.inner;
+        let topic = request_topic(service);
+        let t = &inner.options.topics;
+        inner
+            .topics
+            .ensure(
+                &inner.kafka,
+                &topic,
+                t.request_partitions,
+                t.replication_factor,
+            )
+            .await?;
+        let context = || {
+            format!(
+                "sending {service}.{} (request {})",
+                request.method, request.id
+            )
+        };
+        let delivery = inner
+            .producer
+            .send(&topic, request.to_record(routing_key))
+            .await
+            .map_err(|e| RpcError::kafka(context(), e))?;
+        delivery.await.map_err(|e| RpcError::kafka(context(), e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! Settings of a client and of each call.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::naming::DEFAULT_REPLY_TOPIC;
+use crate::topics::TopicOptions;
+
+/// Settings of one client instance.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// This instance's id; its reply slot is derived from it. Random unless set.
+    pub instance_id: String,
+    /// The shared reply topic.
+    pub reply_topic: String,
+    /// Partitions and replication of the topics this client creates on first use.
+    pub topics: TopicOptions,
+    /// Timeout of a call that sets none.
+    pub default_timeout: Duration,
+    /// Fetch max wait of the reply reader. The test broker answers a waiting fetch only after
+    /// about half of this, so it bounds reply latency there (Apache Kafka answers at once).
+    pub reply_fetch_max_wait: Duration,
+    /// How long the request producer waits to batch requests.
+    pub linger: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            instance_id: format!("client-{}", crate::envelope::RequestId::random()),
+            reply_topic: DEFAULT_REPLY_TOPIC.to_string(),
+            topics: TopicOptions::default(),
+            default_timeout: Duration::from_secs(30),
+            reply_fetch_max_wait: Duration::from_millis(10),
+            linger: Duration::ZERO,
+        }
+    }
+}
+
+/// Options of one call.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// How long to wait for the reply (the client's default if `None`); it travels with the
+    /// request as a deadline, so no server starts it after the caller gave up.
+    pub timeout: Option<Duration>,
+    /// Routing key: calls with the same key go to the same partition, in order, to one server.
+    pub routing_key: Option<Bytes>,
+}
+
+impl CallOptions {
+    /// Sets the timeout.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+
+    /// Sets the routing key.
+    pub fn routing_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.routing_key = Some(key.into());
+        self
+    }
+}
+
+/// Options of one one-way call (a job).
+#[derive(Debug, Clone, Default)]
+pub struct NotifyOptions {
+    /// A deadline after which no server should start the job; `None`: it waits for a server
+    /// however long that takes.
+    pub deadline: Option<Duration>,
+    /// Routing key, as for calls.
+    pub routing_key: Option<Bytes>,
+}

@@ -1,0 +1,15 @@
+//! The RPC envelope: how a call and its reply ride in Kafka records (wire/WIRE.md).
+
+pub mod headers;
+mod reply;
+mod request;
+
+pub use reply::Reply;
+pub use request::{ReplyTo, Request, RequestError, RequestId};
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,107 @@
+//! The errors a caller or a server sees.
+
+use std::time::Duration;
+
+use crate::status::StatusCode;
+
+/// Why a call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// The server answered with an error status.
+    #[error("{service}.{method} (request {request_id}): {code}: {message}")]
+    Status {
+        /// Service called.
+        service: String,
+        /// Method called.
+        method: String,
+        /// Request id.
+        request_id: String,
+        /// The status.
+        code: StatusCode,
+        /// The server's message.
+        message: String,
+    },
+    /// No reply within the call's timeout.
+    #[error("{service}.{method} (request {request_id}): no reply within {timeout:?}")]
+    Timeout {
+        /// Service called.
+        service: String,
+        /// Method called.
+        method: String,
+        /// Request id.
+        request_id: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The Kafka layer failed (broker unreachable, produce failed...).
+    #[error("{context}: {source}")]
+    Kafka {
+        /// What we were doing.
+        context: String,
+        /// The Kafka error.
+        #[source]
+        source: kafka_wire::Error,
+    },
+    /// The arguments could not be encoded, or the result decoded.
+    #[error("{context}: {reason}")]
+    Codec {
+        /// What we were doing.
+        context: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// An argument or setting is invalid.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The client was closed.
+    #[error("the client is closed")]
+    Closed,
+}
+
+impl RpcError {
+    /// The status code this error amounts to.
+    pub fn code(&self) -> StatusCode {
+        match self {
+            RpcError::Status { code, .. } => *code,
+            RpcError::Timeout { .. } => StatusCode::DeadlineExceeded,
+            RpcError::Kafka { .. } | RpcError::Closed => StatusCode::Unavailable,
+            RpcError::Codec { .. } | RpcError::InvalidArgument(_) => StatusCode::InvalidArgument,
+        }
+    }
+
+    pub(crate) fn kafka(context: impl Into<String>, source: kafka_wire::Error) -> Self {
+        RpcError::Kafka {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// What a handler returns when it fails: a status code and a message for the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerError {
+    /// The status (`Unknown` unless the handler chose one).
+    pub code: StatusCode,
+    /// The message the caller sees.
+    pub message: String,
+}
+
+impl HandlerError {
+    /// An error with a chosen status code.
+    pub fn new(code: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for HandlerError {
+    fn from(e: E) -> Self {
+        Self {
+            code: StatusCode::Unknown,
+            message: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Settings of a server.
+
+use std::time::Duration;
+
+use crate::topics::TopicOptions;
+
+/// Settings of one server instance of a service.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The service served.
+    pub service: String,
+    /// This server's id, sent with every reply. Random unless set.
+    pub server_id: String,
+    /// Requests handled at once (handlers of one partition run concurrently).
+    pub concurrency: usize,
+    /// Partitions and replication of the topics created on first use.
+    pub topics: TopicOptions,
+    /// Fetch max wait of the request consumer (it bounds latency on the test broker).
+    pub fetch_max_wait: Duration,
+    /// Consumer-group session timeout: a dead server's requests move after this long.
+    pub session_timeout: Duration,
+    /// Time between heartbeats.
+    pub heartbeat_interval: Duration,
+    /// How long the group waits for members to rejoin during a rebalance.
+    pub rebalance_timeout: Duration,
+    /// How often completed offsets are committed.
+    pub commit_interval: Duration,
+    /// On shutdown or revocation, how long to wait for running handlers.
+    pub drain_timeout: Duration,
+}
+
+impl ServerOptions {
+    /// Settings for serving `service`.
+    pub fn new(service: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+            server_id: format!("server-{}", crate::envelope::RequestId::random()),
+            concurrency: 64,
+            topics: TopicOptions::default(),
+            fetch_max_wait: Duration::from_millis(10),
+            session_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(1),
+            rebalance_timeout: Duration::from_secs(30),
+            commit_interval: Duration::from_millis(200),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}

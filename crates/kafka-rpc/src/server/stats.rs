@@ -1,0 +1,71 @@
+//! Counters of what a server did, readable while it runs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Live counters of a server.
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+
+        /// A snapshot of [`Counters`].
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct ServerStats {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        impl Counters {
+            /// The current values.
+            pub fn snapshot(&self) -> ServerStats {
+                ServerStats { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+
+        impl std::fmt::Display for ServerStats {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut first = true;
+                $(
+                    if !first { f.write_str(" ")?; }
+                    first = false;
+                    write!(f, "{}={}", stringify!($name), self.$name)?;
+                )*
+                let _ = first;
+                Ok(())
+            }
+        }
+    };
+}
+
+counters! {
+    /// Records taken from the request topic.
+    received,
+    /// Calls whose handler returned a value.
+    ok,
+    /// Calls whose handler returned an error.
+    handler_errors,
+    /// Calls whose handler panicked.
+    panics,
+    /// Calls of a method the service does not have.
+    unknown_method,
+    /// Calls whose arguments did not decode into the method's parameters.
+    bad_arguments,
+    /// Records that are not valid requests (missing or malformed headers, other wire versions).
+    malformed,
+    /// Requests not started because their deadline had passed.
+    expired,
+    /// One-way calls run (no reply sent).
+    one_way,
+    /// Replies that could not be produced.
+    reply_failures,
+    /// Offset commits that failed.
+    commit_failures,
+}
+
+impl Counters {
+    /// Adds one to a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
