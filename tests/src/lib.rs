@@ -1,12 +1,14 @@
 //! The integration-test harness: a real broker per test binary (or per test, when a test kills
 //! it), the Python peers, and bounded waiting helpers.
 
+pub mod bin_path;
 pub mod broker;
 #[cfg(feature = "testcontainers")]
 pub mod containers;
 pub mod kafka;
 pub mod process;
 pub mod python;
+pub mod rpc;
 pub mod sample;
 pub mod wait;
 

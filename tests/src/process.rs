@@ -16,28 +16,44 @@ pub struct LineProcess {
 
 impl LineProcess {
     /// Spawns `cmd` with piped stdin and stdout (stderr inherited, so failures show in test output).
-    pub fn spawn(name: &str, mut cmd: Command) -> Self {
+    pub fn spawn(name: &str, cmd: Command) -> Self {
+        Self::spawn_with(name, cmd, false)
+    }
+
+    /// Spawns `cmd` collecting its stderr lines too, among the stdout lines.
+    pub fn spawn_merged(name: &str, cmd: Command) -> Self {
+        Self::spawn_with(name, cmd, true)
+    }
+
+    fn spawn_with(name: &str, mut cmd: Command, merge_stderr: bool) -> Self {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if merge_stderr {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let stdout = child.stdout.take().expect("piped stdout");
+        collect(BufReader::new(stdout), lines.clone());
+        if let Some(stderr) = child.stderr.take() {
+            collect(BufReader::new(stderr), lines.clone());
+        }
         Self {
             name: name.to_string(),
             stdin: child.stdin.take(),
             child,
             lines,
         }
+    }
+
+    /// Sends `signal` (a libc signal number) to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
     }
 
     /// Every line printed so far.
@@ -75,6 +91,15 @@ impl LineProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn collect(reader: impl BufRead + Send + 'static, sink: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in reader.lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
 }
 
 impl Drop for LineProcess {

@@ -17,6 +17,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve a demo service with add(a, b), echo(x) and sleep(ms) until SIGINT/SIGTERM.
+    Serve(commands::serve::Args),
+    /// Call a method with JSON arguments; prints the JSON result.
+    Call(commands::call::Args),
     /// Produce records and fetch them back: the Kafka layer end to end, with timings.
     WireDemo(commands::wire_demo::Args),
     /// List, create or describe topics.
@@ -29,9 +33,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KRPC_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| "warn,kafka_rpc=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -45,6 +50,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Call(args) => commands::call::run(args).await,
             Command::WireDemo(args) => commands::wire_demo::run(args).await,
             Command::Topics(cmd) => commands::topics::run(cmd).await,
         }

@@ -1,5 +1,7 @@
 //! One module per `krpc` subcommand.
 
+pub mod call;
+pub mod serve;
 pub mod topics;
 pub mod wire_demo;
 

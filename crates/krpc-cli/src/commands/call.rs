@@ -1,0 +1,66 @@
+//! `krpc call`: calls a method with JSON arguments and prints the JSON result.
+
+use std::time::Duration;
+
+use kafka_rpc::{CallOptions, Client, ClientOptions, NotifyOptions};
+use serde_json::Value;
+
+use super::CmdResult;
+use crate::broker_args::BrokerArgs;
+
+/// Options of `krpc call`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// The service to call.
+    #[arg(long)]
+    service: String,
+    /// The method to call.
+    method: String,
+    /// The arguments, as a JSON array: '[1, 2]'.
+    #[arg(default_value = "[]")]
+    args: String,
+    /// Seconds to wait for the reply.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Send a one-way job (no reply; it runs whenever a server is up).
+    #[arg(long)]
+    oneway: bool,
+}
+
+/// Makes the call and prints the result.
+pub async fn run(args: Args) -> CmdResult {
+    let call_args: Value =
+        serde_json::from_str(&args.args).map_err(|e| format!("the arguments are not JSON: {e}"))?;
+    let Value::Array(positional) = call_args else {
+        return Err("the arguments must be a JSON array, e.g. '[1, 2]'".into());
+    };
+    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
+        return Err(format!(
+            "--timeout must be a positive number of seconds, got {}",
+            args.timeout
+        )
+        .into());
+    }
+    let kafka = args.broker.connect().await?;
+    let client = Client::connect(kafka, ClientOptions::default()).await?;
+    if args.oneway {
+        let id = client
+            .notify(
+                &args.service,
+                &args.method,
+                &positional,
+                NotifyOptions::default(),
+            )
+            .await?;
+        println!("{}", serde_json::json!({ "sent": id.to_string() }));
+        return Ok(());
+    }
+    let options = CallOptions::default().timeout(Duration::from_secs_f64(args.timeout));
+    let response = client
+        .call::<_, Value>(&args.service, &args.method, &positional, options)
+        .await?;
+    println!("{}", response.value);
+    Ok(())
+}

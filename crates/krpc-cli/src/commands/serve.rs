@@ -1,0 +1,78 @@
+//! `krpc serve`: serves a demo service with `add(a, b)`, `echo(x)` and `sleep(ms)`.
+
+use std::time::Duration;
+
+use kafka_rpc::{HandlerError, Server, ServerOptions, StatusCode};
+use serde_json::{Number, Value};
+
+use super::CmdResult;
+use crate::broker_args::BrokerArgs;
+
+/// Options of `krpc serve`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// The service to serve.
+    #[arg(long)]
+    service: String,
+    /// Requests handled at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// This server's id (random if not given).
+    #[arg(long)]
+    server_id: Option<String>,
+}
+
+/// `add(a, b)`: integer sum when both are integers, else a float sum.
+fn add((a, b): (Number, Number)) -> Result<Value, HandlerError> {
+    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+        let sum = x
+            .checked_add(y)
+            .ok_or_else(|| HandlerError::new(StatusCode::InvalidArgument, "the sum overflows"))?;
+        return Ok(Value::from(sum));
+    }
+    let (x, y) = (
+        a.as_f64().unwrap_or(f64::NAN),
+        b.as_f64().unwrap_or(f64::NAN),
+    );
+    Ok(Value::from(x + y))
+}
+
+/// Runs the demo server until SIGINT or SIGTERM.
+pub async fn run(args: Args) -> CmdResult {
+    let kafka = args.broker.connect().await?;
+    let mut options = ServerOptions::new(&args.service);
+    options.concurrency = args.concurrency;
+    if let Some(id) = args.server_id {
+        options.server_id = id;
+    }
+    let server_id = options.server_id.clone();
+    let server = Server::new(kafka, options)
+        .method("add", |args: (Number, Number)| async move { add(args) })
+        .method(
+            "echo",
+            |(x,): (Value,)| async move { Ok::<_, HandlerError>(x) },
+        )
+        .method("sleep", |(ms,): (u64,)| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok::<_, HandlerError>(ms)
+        });
+    eprintln!(
+        "krpc serve: serving {} as {server_id} (concurrency {})",
+        args.service, args.concurrency
+    );
+    let stats = server.run(shutdown_signal()).await?;
+    eprintln!("krpc serve: stopped; {stats}");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => eprintln!("krpc serve: SIGINT, shutting down"),
+        _ = term.recv() => eprintln!("krpc serve: SIGTERM, shutting down"),
+    }
+}
