@@ -21,12 +21,25 @@ fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
 
 fn records() -> Vec<ProducerRecord> {
     vec![
-        ProducerRecord::value("v0").with_key("k0").with_header("h", "x").with_timestamp(1000),
-        ProducerRecord { key: Some(Bytes::from_static(b"k1")), value: None, headers: vec![], timestamp: Some(1001) },
+        ProducerRecord::value("v0")
+            .with_key("k0")
+            .with_header("h", "x")
+            .with_timestamp(1000),
+        ProducerRecord {
+            key: Some(Bytes::from_static(b"k1")),
+            value: None,
+            headers: vec![],
+            timestamp: Some(1001),
+        },
         ProducerRecord {
             key: None,
-            value: Some(Bytes::from_static(b"a longer value, a longer value, a longer value")),
-            headers: vec![Header { key: "n".into(), value: None }],
+            value: Some(Bytes::from_static(
+                b"a longer value, a longer value, a longer value",
+            )),
+            headers: vec![Header {
+                key: "n".into(),
+                value: None,
+            }],
             timestamp: Some(999),
         },
     ]
@@ -48,7 +61,11 @@ impl ApiVisitor for Responses<'_> {
         let mut written = 0;
         let range = R::VERSIONS;
         for version in range.min..=range.max {
-            let header_version = if R::KEY == 18 { 0 } else { <R::Response as HeaderVersion>::header_version(version) };
+            let header_version = if R::KEY == 18 {
+                0
+            } else {
+                <R::Response as HeaderVersion>::header_version(version)
+            };
             let mut frame = BytesMut::new();
             frame.put_u8(self.api_index);
             frame.put_u8((version - range.min) as u8);
@@ -59,14 +76,24 @@ impl ApiVisitor for Responses<'_> {
             if R::Response::default().encode(&mut frame, version).is_err() {
                 continue;
             }
-            write(self.dir, "responses", &format!("api{}-v{version}", R::KEY), &frame);
+            write(
+                self.dir,
+                "responses",
+                &format!("api{}-v{version}", R::KEY),
+                &frame,
+            );
             // The same body as a frame for the framing target.
             let mut framed = BytesMut::new();
             framed.put_u8(20); // 1 MiB max frame
             framed.put_u32((frame.len() - 2) as u32);
             framed.put_slice(&frame[2..]);
             if version == range.max {
-                write(self.dir, "frames", &format!("api{}-v{version}", R::KEY), &framed);
+                write(
+                    self.dir,
+                    "frames",
+                    &format!("api{}-v{version}", R::KEY),
+                    &framed,
+                );
             }
             written += 1;
         }
@@ -87,8 +114,12 @@ fn main() {
     }
     write(&dir, "record_batches", "all-codecs", &all);
     // The fuzz target's CRC fix-up must agree with the encoder, or it would break valid batches.
-    assert!(!kafka_wire_fuzz::fix_batch_crcs(&mut all.to_vec()), "fix_batch_crcs disagrees with the encoder's CRC");
-    let mut control = BytesMut::from(&encode_batch(&records(), Codec::None, 0).expect("encode batch")[..]);
+    assert!(
+        !kafka_wire_fuzz::fix_batch_crcs(&mut all.to_vec()),
+        "fix_batch_crcs disagrees with the encoder's CRC"
+    );
+    let mut control =
+        BytesMut::from(&encode_batch(&records(), Codec::None, 0).expect("encode batch")[..]);
     control[22] |= 0x20;
     write(&dir, "record_batches", "control", &control);
     let partial = encode_batch(&records(), Codec::None, 0).expect("encode batch");
@@ -97,7 +128,12 @@ fn main() {
     write(&dir, "record_batches", "partial-tail", &two);
 
     // decompress: the same text under every codec, the first byte picking the codec.
-    let raw: Vec<u8> = b"kafka-wire fuzz seed ".iter().cycle().take(2000).copied().collect();
+    let raw: Vec<u8> = b"kafka-wire fuzz seed "
+        .iter()
+        .cycle()
+        .take(2000)
+        .copied()
+        .collect();
     for codec in Codec::ALL {
         let mut out = BytesMut::new();
         out.put_u8(codec.to_protocol() as u8);
@@ -109,7 +145,13 @@ fn main() {
     // responses (and frames).
     let mut responses = 0;
     for api_index in 0..API_COUNT {
-        responses += with_api(api_index, Responses { dir: &dir, api_index });
+        responses += with_api(
+            api_index,
+            Responses {
+                dir: &dir,
+                api_index,
+            },
+        );
     }
 
     // frames: several small frames, an empty one, a partial one, an oversize one.

@@ -1,13 +1,19 @@
-// Covers kafka_wire::compression::decompress for every codec (first byte picks it) with a 1 MiB limit.
+// Covers kafka_wire::compression::decompress for every codec (first byte picks it), 1 MiB limit.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, payload)) = data.split_first() else { return };
+    let Some((&selector, payload)) = data.split_first() else {
+        return;
+    };
     let codec = kafka_wire_fuzz::pick_codec(selector);
     let limit = 1 << 20;
     if let Ok(out) = kafka_wire::compression::decompress(codec, payload, limit) {
-        assert!(out.len() <= limit, "{codec:?} inflated {} bytes past the limit {limit}", out.len());
+        assert!(
+            out.len() <= limit,
+            "{codec:?} inflated {} bytes past the limit {limit}",
+            out.len()
+        );
     }
 });

@@ -1,4 +1,4 @@
-// Covers kafka_wire::frame::codec (size-prefixed framing) and protocol::peek_correlation_id on each frame.
+// Covers kafka_wire::frame::codec (size-prefixed frames) and protocol::peek_correlation_id.
 #![no_main]
 
 use bytes::BytesMut;
@@ -6,14 +6,20 @@ use libfuzzer_sys::fuzz_target;
 use tokio_util::codec::Decoder;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, stream)) = data.split_first() else { return };
+    let Some((&selector, stream)) = data.split_first() else {
+        return;
+    };
     let max = kafka_wire_fuzz::pick_max_frame(selector);
     let mut codec = kafka_wire::frame::codec(max);
     let mut buf = BytesMut::from(stream);
     loop {
         match codec.decode(&mut buf) {
             Ok(Some(frame)) => {
-                assert!(frame.len() <= max, "frame of {} bytes passed a max of {max}", frame.len());
+                assert!(
+                    frame.len() <= max,
+                    "frame of {} bytes passed a max of {max}",
+                    frame.len()
+                );
                 let id = kafka_wire::protocol::peek_correlation_id(&frame);
                 assert_eq!(id.is_some(), frame.len() >= 4);
             }

@@ -1,4 +1,4 @@
-// Covers kafka_wire::records::decode_batches (v2 record batches off a fetch response, any codec), as given and with fixed CRCs.
+// Covers kafka_wire::records::decode_batches: v2 record batches, any codec, raw and CRC-fixed.
 #![no_main]
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-// Covers kafka_wire::protocol::decode_response (header + body) for 13 response types at every version.
+// Covers kafka_wire::protocol::decode_response (header + body), 13 response types, all versions.
 #![no_main]
 
 use bytes::Bytes;
@@ -26,6 +26,14 @@ impl ApiVisitor for Decode<'_> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [api_selector, version_selector, frame @ ..] = data else { return };
-    with_api(*api_selector, Decode { version_selector: *version_selector, frame });
+    let [api_selector, version_selector, frame @ ..] = data else {
+        return;
+    };
+    with_api(
+        *api_selector,
+        Decode {
+            version_selector: *version_selector,
+            frame,
+        },
+    );
 });
