@@ -10,6 +10,17 @@ pub fn server_group(service: &str) -> String {
     format!("krpc.{service}.servers")
 }
 
+/// The completions topic of `service`: `krpc.<service>.completed` (one record per answered
+/// request, partitioned like the request topic; servers read it to deduplicate redeliveries).
+pub fn completions_topic(service: &str) -> String {
+    format!("krpc.{service}.completed")
+}
+
+/// The dead-letter topic of `service`: `krpc.<service>.dead-letters`.
+pub fn dead_letter_topic(service: &str) -> String {
+    format!("krpc.{service}.dead-letters")
+}
+
 /// The default shared reply topic.
 pub const DEFAULT_REPLY_TOPIC: &str = "krpc.replies";
 

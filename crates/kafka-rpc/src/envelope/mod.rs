@@ -1,9 +1,11 @@
 //! The RPC envelope: how a call and its reply ride in Kafka records (wire/WIRE.md).
 
+mod completion;
 pub mod headers;
 mod reply;
 mod request;
 
+pub use completion::Completion;
 pub use reply::Reply;
 pub use request::{ReplyTo, Request, RequestError, RequestId};
 

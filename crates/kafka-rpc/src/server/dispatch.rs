@@ -1,17 +1,21 @@
-//! Running one request: decode its envelope, skip it if expired, run its handler, reply, and
-//! mark its offset finished so the commit can move past it.
+//! Running one request: size check, envelope, deadline, dedup window, handler, reply and
+//! completion record, dead letter for poison; then its offset is marked finished so the commit
+//! can move past it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use kafka_wire::{ConsumerRecord, GroupConsumer, Producer};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
+use super::dead_letter::dead_letter;
+use super::dedup::{Seen, Window};
 use super::handler::Handler;
 use super::progress::Progress;
 use super::stats::Counters;
-use crate::envelope::{now_ms, Reply, ReplyTo, Request, RequestId};
+use crate::envelope::{now_ms, Completion, Reply, ReplyTo, Request, RequestId};
 use crate::error::HandlerError;
 use crate::status::StatusCode;
 
@@ -21,13 +25,27 @@ pub(super) struct Dispatcher {
     pub handlers: HashMap<String, Handler>,
     pub counters: Arc<Counters>,
     pub server_id: String,
+    pub completions_topic: String,
+    pub dead_letter_topic: String,
+    pub max_request_bytes: usize,
+    /// Dedup window size and age.
+    pub dedup_limits: (usize, Duration),
+    pub windows: Mutex<HashMap<i32, Window>>,
     pub progress: Mutex<Progress>,
     pub finished: Notify,
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Dispatcher {
     pub fn progress(&self) -> MutexGuard<'_, Progress> {
-        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.progress)
+    }
+
+    pub fn windows(&self) -> MutexGuard<'_, HashMap<i32, Window>> {
+        lock(&self.windows)
     }
 
     /// Starts `record` in a task of its own, holding `permit` until it is done.
@@ -80,29 +98,60 @@ impl Dispatcher {
 
     async fn handle(&self, record: &ConsumerRecord) {
         let picked_up = now_ms();
+        let size = record.value.as_ref().map_or(0, Bytes::len)
+            + record
+                .headers
+                .iter()
+                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Bytes::len))
+                .sum::<usize>();
+        if size > self.max_request_bytes {
+            Counters::bump(&self.counters.oversize);
+            let reason = format!(
+                "request of {size} bytes exceeds the limit of {} bytes",
+                self.max_request_bytes
+            );
+            self.refuse(record, StatusCode::ResourceExhausted, reason)
+                .await;
+            return;
+        }
         let request = match Request::from_record(record) {
             Ok(r) => r,
             Err(e) => {
                 Counters::bump(&self.counters.malformed);
-                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %e, "not a valid request");
-                if let (Some(id), Some(reply_to)) = (e.id, e.reply_to.clone()) {
-                    let code = if e.unsupported_version {
-                        StatusCode::FailedPrecondition
-                    } else {
-                        StatusCode::DataLoss
-                    };
-                    self.reply(id, &reply_to, Err(HandlerError::new(code, e.reason)), 0, 0)
-                        .await;
-                }
+                let code = if e.unsupported_version {
+                    StatusCode::FailedPrecondition
+                } else {
+                    StatusCode::DataLoss
+                };
+                self.refuse(record, code, e.reason).await;
                 return;
             }
         };
-        let queue_ms = (picked_up - request.sent_ms).max(0);
         if request.deadline_ms.is_some_and(|d| d < picked_up) {
             Counters::bump(&self.counters.expired);
             tracing::debug!(id = %request.id, method = %request.method, "deadline passed before pickup; not run");
             return;
         }
+        let seen = self
+            .windows()
+            .entry(record.partition)
+            .or_default()
+            .check_and_start(request.id, self.dedup_limits);
+        match seen {
+            Seen::New => {}
+            Seen::Running => {
+                Counters::bump(&self.counters.deduplicated);
+                return;
+            }
+            Seen::Done(done) => {
+                Counters::bump(&self.counters.deduplicated);
+                if let Some(to) = &request.reply_to {
+                    self.send_reply(&done.reply, to).await;
+                }
+                return;
+            }
+        }
+        let queue_ms = (picked_up - request.sent_ms).max(0);
         let started = Instant::now();
         let outcome = match self.handlers.get(&request.method) {
             Some(handler) => handler(request.payload.clone()).await,
@@ -112,38 +161,69 @@ impl Dispatcher {
             )),
         };
         let handler_us = started.elapsed().as_micros() as u64;
-        let counter = match &outcome {
-            Ok(_) => &self.counters.ok,
+        self.count_outcome(&outcome);
+        let panicked = matches!(&outcome, Err(e) if e.code == StatusCode::Internal);
+        let reply = self.reply_for(request.id, outcome, handler_us, queue_ms);
+        if panicked {
+            self.send_dead_letter(record, &format!("the handler panicked: {}", reply.message))
+                .await;
+        }
+        let completion = Completion {
+            reply,
+            reply_to: request.reply_to.clone(),
+        };
+        let to_completions = async {
+            match self.producer.send_to(
+                &self.completions_topic,
+                record.partition,
+                completion.to_record(),
+            ) {
+                Ok(d) => d.await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+        };
+        let to_caller = async {
+            match &request.reply_to {
+                Some(to) => self.send_reply(&completion.reply, to).await,
+                None => Counters::bump(&self.counters.one_way),
+            }
+        };
+        let (logged, ()) = tokio::join!(to_completions, to_caller);
+        if let Err(e) = logged {
+            tracing::warn!(id = %request.id, error = %e, "completion record not written; a redelivery would run again");
+        }
+        self.windows()
+            .entry(record.partition)
+            .or_default()
+            .complete(completion, Instant::now(), self.dedup_limits);
+    }
+
+    fn count_outcome(&self, outcome: &Result<Bytes, HandlerError>) {
+        let c = &self.counters;
+        let counter = match outcome {
+            Ok(_) => &c.ok,
             Err(e) => match e.code {
-                StatusCode::Unimplemented => &self.counters.unknown_method,
-                StatusCode::InvalidArgument => &self.counters.bad_arguments,
-                StatusCode::Internal => &self.counters.panics,
-                _ => &self.counters.handler_errors,
+                StatusCode::Unimplemented => &c.unknown_method,
+                StatusCode::InvalidArgument => &c.bad_arguments,
+                StatusCode::Internal => &c.panics,
+                _ => &c.handler_errors,
             },
         };
         Counters::bump(counter);
-        match &request.reply_to {
-            Some(reply_to) => {
-                self.reply(request.id, reply_to, outcome, handler_us, queue_ms)
-                    .await
-            }
-            None => Counters::bump(&self.counters.one_way),
-        }
     }
 
-    async fn reply(
+    fn reply_for(
         &self,
         id: RequestId,
-        to: &ReplyTo,
-        outcome: Result<bytes::Bytes, HandlerError>,
+        outcome: Result<Bytes, HandlerError>,
         handler_us: u64,
         queue_ms: i64,
-    ) {
+    ) -> Reply {
         let (status, message, payload) = match outcome {
             Ok(payload) => (StatusCode::Ok, String::new(), payload),
-            Err(e) => (e.code, e.message, bytes::Bytes::new()),
+            Err(e) => (e.code, e.message, Bytes::new()),
         };
-        let reply = Reply {
+        Reply {
             id,
             status,
             message,
@@ -151,7 +231,44 @@ impl Dispatcher {
             handler_us,
             queue_ms,
             payload,
+        }
+    }
+
+    /// A record that cannot be served: dead-letter it, and answer with `code` if we know where.
+    async fn refuse(&self, record: &ConsumerRecord, code: StatusCode, reason: String) {
+        tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, %reason, "not served; dead-lettered");
+        self.send_dead_letter(record, &reason).await;
+        let (id, reply_to) = match Request::from_record(record) {
+            Ok(r) => (Some(r.id), r.reply_to),
+            Err(e) => (e.id, e.reply_to),
         };
+        if let (Some(id), Some(to)) = (id, reply_to) {
+            let reply = self.reply_for(id, Err(HandlerError::new(code, reason)), 0, 0);
+            self.send_reply(&reply, &to).await;
+        }
+    }
+
+    async fn send_dead_letter(&self, record: &ConsumerRecord, reason: &str) {
+        // An oversize record is dead-lettered without its value: the copy would be refused too.
+        let keep_value = record.value.as_ref().map_or(0, Bytes::len) <= self.max_request_bytes;
+        let letter = dead_letter(record, reason, &self.server_id, keep_value);
+        let sent = match self
+            .producer
+            .send_to(&self.dead_letter_topic, record.partition, letter)
+        {
+            Ok(d) => d.await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) => Counters::bump(&self.counters.dead_lettered),
+            Err(e) => {
+                Counters::bump(&self.counters.dead_letter_failures);
+                tracing::error!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %e, "dead letter not written");
+            }
+        }
+    }
+
+    async fn send_reply(&self, reply: &Reply, to: &ReplyTo) {
         let sent = match self
             .producer
             .send_to(&to.topic, to.partition, reply.to_record())
@@ -161,7 +278,7 @@ impl Dispatcher {
         };
         if let Err(e) = sent {
             Counters::bump(&self.counters.reply_failures);
-            tracing::warn!(%id, topic = %to.topic, partition = to.partition, error = %e, "reply not delivered");
+            tracing::warn!(id = %reply.id, topic = %to.topic, partition = to.partition, error = %e, "reply not delivered");
         }
     }
 }

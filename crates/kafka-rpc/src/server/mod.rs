@@ -2,6 +2,9 @@
 //! service's consumer group, runs handlers concurrently, replies, and commits an offset only
 //! once every request below it has been answered.
 
+mod completions;
+mod dead_letter;
+mod dedup;
 mod dispatch;
 pub mod handler;
 mod options;
@@ -22,7 +25,9 @@ pub use options::ServerOptions;
 pub use stats::{Counters, ServerStats};
 
 use crate::error::{HandlerError, RpcError};
-use crate::naming::{check_service, request_topic, server_group};
+use crate::naming::{
+    check_service, completions_topic, dead_letter_topic, request_topic, server_group,
+};
 use crate::topics::TopicCache;
 use dispatch::Dispatcher;
 use handler::Handler;
@@ -116,6 +121,11 @@ impl Server {
             handlers: self.handlers,
             counters: self.counters.clone(),
             server_id: o.server_id.clone(),
+            completions_topic: completions_topic(&o.service),
+            dead_letter_topic: dead_letter_topic(&o.service),
+            max_request_bytes: o.max_request_bytes,
+            dedup_limits: (o.dedup_window, o.dedup_max_age),
+            windows: Mutex::new(HashMap::new()),
             progress: Mutex::new(Progress::default()),
             finished: tokio::sync::Notify::new(),
         });
@@ -131,7 +141,18 @@ impl Server {
                 _ = commit_tick.tick() => dispatcher.commit(&consumer).await,
                 event = consumer.poll() => match event {
                     Err(e) => break Err(RpcError::kafka(format!("consuming {topic}"), e)),
-                    Ok(GroupEvent::Assigned(a)) => tracing::info!(service = %o.service, assignment = ?a, "partitions assigned"),
+                    Ok(GroupEvent::Assigned(a)) => {
+                        for &p in a.get(&topic).map(Vec::as_slice).unwrap_or_default() {
+                            let loaded = completions::load_window(&self.kafka, &dispatcher.completions_topic, p, dispatcher.dedup_limits, o.drain_timeout).await;
+                            match loaded {
+                                Ok(window) => {
+                                    dispatcher.windows().insert(p, window);
+                                }
+                                Err(e) => tracing::warn!(partition = p, error = %e, "dedup window not loaded; redeliveries of this partition may run again"),
+                            }
+                        }
+                        tracing::info!(service = %o.service, assignment = ?a, "partitions assigned");
+                    }
                     Ok(GroupEvent::Revoked(a)) => {
                         tracing::info!(service = %o.service, revoked = ?a, "partitions revoked; finishing their requests");
                         dispatcher.drain(o.drain_timeout).await;
@@ -140,6 +161,7 @@ impl Server {
                         for (t, parts) in &a {
                             for p in parts {
                                 progress.forget(t, *p);
+                                dispatcher.windows().remove(p);
                             }
                         }
                     }

@@ -27,6 +27,12 @@ pub struct ServerOptions {
     pub commit_interval: Duration,
     /// On shutdown or revocation, how long to wait for running handlers.
     pub drain_timeout: Duration,
+    /// Request ids remembered per partition to suppress redeliveries.
+    pub dedup_window: usize,
+    /// How long a request id is remembered.
+    pub dedup_max_age: Duration,
+    /// Largest request (value plus headers) served; larger ones are dead-lettered.
+    pub max_request_bytes: usize,
 }
 
 impl ServerOptions {
@@ -43,6 +49,9 @@ impl ServerOptions {
             rebalance_timeout: Duration::from_secs(30),
             commit_interval: Duration::from_millis(200),
             drain_timeout: Duration::from_secs(30),
+            dedup_window: 10_000,
+            dedup_max_age: Duration::from_secs(600),
+            max_request_bytes: 1024 * 1024,
         }
     }
 }

@@ -55,6 +55,14 @@ counters! {
     malformed,
     /// Requests not started because their deadline had passed.
     expired,
+    /// Redelivered requests not run again (their reply re-sent, or still running).
+    deduplicated,
+    /// Requests over the size limit.
+    oversize,
+    /// Records copied to the dead-letter topic.
+    dead_lettered,
+    /// Dead letters that could not be produced.
+    dead_letter_failures,
     /// One-way calls run (no reply sent).
     one_way,
     /// Replies that could not be produced.

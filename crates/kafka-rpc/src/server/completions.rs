@@ -1,0 +1,57 @@
+//! Rebuilding a partition's dedup window from the tail of the completions topic when the
+//! partition is assigned, so requests answered by a server that died before committing are
+//! recognised and not run again.
+
+use std::time::{Duration, Instant};
+
+use kafka_wire::{Client, FetchConfig, Fetcher, OffsetSpec};
+
+use super::dedup::Window;
+use crate::envelope::{now_ms, Completion};
+
+/// Reads the last `limits.0` completions of `topic`/`partition` into a window, for at most
+/// `timeout`. Unreadable records are skipped (and logged): a window is an optimisation, never
+/// a reason to stop serving.
+pub async fn load_window(
+    kafka: &Client,
+    topic: &str,
+    partition: i32,
+    limits: (usize, Duration),
+    timeout: Duration,
+) -> Result<Window, kafka_wire::Error> {
+    let mut window = Window::default();
+    let end = kafka
+        .list_offset(topic, partition, OffsetSpec::Latest)
+        .await?;
+    let start = kafka
+        .list_offset(topic, partition, OffsetSpec::Earliest)
+        .await?;
+    let from = start.max(end - limits.0 as i64);
+    if from >= end {
+        return Ok(window);
+    }
+    let mut fetcher = Fetcher::new(
+        kafka.clone(),
+        FetchConfig {
+            max_wait: Duration::from_millis(10),
+            ..FetchConfig::default()
+        },
+    );
+    fetcher.assign(topic, partition, from);
+    let deadline = Instant::now() + timeout;
+    while fetcher.position(topic, partition).unwrap_or(end) < end && Instant::now() < deadline {
+        for record in fetcher.poll().await? {
+            match Completion::from_record(&record) {
+                Ok(c) => {
+                    let age = Duration::from_millis((now_ms() - record.timestamp).max(0) as u64);
+                    let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+                    window.complete(c, at, limits);
+                }
+                Err(e) => {
+                    tracing::warn!(topic, partition, offset = record.offset, error = %e, "unreadable completion skipped")
+                }
+            }
+        }
+    }
+    Ok(window)
+}
