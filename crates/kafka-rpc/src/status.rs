@@ -10,9 +10,10 @@ pub enum StatusCode {
     Unknown,
     /// The arguments could not be decoded into the method's parameter types.
     InvalidArgument,
-    /// The deadline passed (the client gave up, or the server saw it passed before starting).
+    /// The deadline passed before the reply came (reported by the client; a server that sees
+    /// an expired request does not run it and sends nothing, since the caller has given up).
     DeadlineExceeded,
-    /// The payload exceeds a size limit.
+    /// The request exceeds the server's size limit.
     ResourceExhausted,
     /// The request is well formed but cannot be served in the state it asks for.
     FailedPrecondition,
@@ -24,7 +25,7 @@ pub enum StatusCode {
     Unavailable,
     /// The request did not carry what the wire format requires (headers, version).
     DataLoss,
-    /// The payload's authentication failed.
+    /// The payload's authentication failed (payload security, not built yet).
     Unauthenticated,
 }
 

@@ -41,6 +41,9 @@ pub struct FetchConfig {
     pub max_inflated_bytes: usize,
     /// What to do on OFFSET_OUT_OF_RANGE.
     pub offset_reset: OffsetReset,
+    /// Step over a batch that cannot be decoded (unsupported codec, corrupt content), logging
+    /// and counting it ([`Fetcher::skipped_batches`]), instead of failing every poll on it.
+    pub skip_undecodable: bool,
 }
 
 impl Default for FetchConfig {
@@ -52,6 +55,7 @@ impl Default for FetchConfig {
             partition_max_bytes: 1024 * 1024,
             max_inflated_bytes: 64 * 1024 * 1024,
             offset_reset: OffsetReset::Latest,
+            skip_undecodable: false,
         }
     }
 }
@@ -64,6 +68,8 @@ pub struct Fetcher {
     positions: HashMap<Arc<str>, HashMap<i32, i64>>,
     /// This fetcher's own connections.
     lane: Lane,
+    /// Undecodable batches stepped over.
+    skipped: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Fetcher {
@@ -80,6 +86,7 @@ impl Fetcher {
             config,
             positions: HashMap::new(),
             lane: Lane::Fetch(Lane::unique_id()),
+            skipped: Default::default(),
         }
     }
 
@@ -113,6 +120,11 @@ impl Fetcher {
     /// The next offset that will be fetched for `topic`/`partition`.
     pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
         self.positions.get(topic)?.get(&partition).copied()
+    }
+
+    /// Undecodable batches stepped over so far (with `skip_undecodable`).
+    pub fn skipped_batches(&self) -> u64 {
+        self.skipped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The settings of this fetcher.
@@ -273,14 +285,7 @@ impl Fetcher {
                     continue;
                 }
                 let data = p.records.unwrap_or_default();
-                let decoded = decode_batches(
-                    &data,
-                    &topic,
-                    partition,
-                    offset,
-                    self.config.max_inflated_bytes,
-                )
-                .map_err(|e| match e {
+                let to_error = |e: &RecordsError| match e {
                     RecordsError::UnsupportedCodec(codec) => Error::UnsupportedCompression {
                         topic: topic.to_string(),
                         partition,
@@ -291,7 +296,23 @@ impl Fetcher {
                         what: format!("record batch of {topic}/{partition}"),
                         reason: e.to_string(),
                     },
-                })?;
+                };
+                let decoded = decode_batches(
+                    &data,
+                    &topic,
+                    partition,
+                    offset,
+                    self.config.max_inflated_bytes,
+                )
+                .map_err(|e| to_error(&e))?;
+                for bad in &decoded.undecodable {
+                    if !self.config.skip_undecodable {
+                        return Err(to_error(&bad.error));
+                    }
+                    self.skipped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(%topic, partition, from = bad.base_offset, to = bad.next_offset, error = %bad.error, "undecodable batch skipped");
+                }
                 let next = decoded.next_offset.map_or(offset, |n| n.max(offset));
                 out.push(PartitionOutcome::Records {
                     topic,

@@ -191,8 +191,23 @@ pub enum RecordsError {
 pub struct DecodedRecords {
     /// Data records at or after the requested offset, in offset order.
     pub records: Vec<ConsumerRecord>,
-    /// The offset after the last complete batch seen (control batches included), if any.
+    /// The offset after the last complete batch seen (control batches and undecodable ones
+    /// included), if any.
     pub next_offset: Option<i64>,
+    /// Complete batches that could not be decoded (unsupported codec, corrupt content); the
+    /// batches around them are decoded all the same.
+    pub undecodable: Vec<UndecodableBatch>,
+}
+
+/// A batch whose records could not be read, and the offsets it spans.
+#[derive(Debug)]
+pub struct UndecodableBatch {
+    /// Its base offset.
+    pub base_offset: i64,
+    /// The offset after it.
+    pub next_offset: i64,
+    /// Why it could not be read.
+    pub error: RecordsError,
 }
 
 /// Size of a v2 batch header from the base offset to the record count inclusive.
@@ -228,33 +243,42 @@ pub fn decode_batches(
             break; // a trailing partial batch: the next fetch starts from it again
         }
         let batch = rest.split_to(total);
-        let magic = batch[16] as i8;
-        if magic != 2 {
-            return Err(malformed(format!(
-                "message format v{magic} is not supported (only v2)"
-            )));
-        }
         let attributes = i16::from_be_bytes([batch[21], batch[22]]);
         let last_offset_delta = i32::from_be_bytes(batch[23..27].try_into().expect("4 bytes"));
         let record_count = i32::from_be_bytes(batch[57..61].try_into().expect("4 bytes"));
-        out.next_offset = Some(
-            base_offset
-                .saturating_add(last_offset_delta as i64)
-                .saturating_add(1),
-        );
+        let next_offset = base_offset
+            .saturating_add(last_offset_delta.max(0) as i64)
+            .saturating_add(1);
+        out.next_offset = Some(next_offset);
+        let mut skip = |error: RecordsError| {
+            out.undecodable.push(UndecodableBatch {
+                base_offset,
+                next_offset,
+                error,
+            });
+        };
+        let magic = batch[16] as i8;
+        if magic != 2 {
+            skip(malformed(format!(
+                "message format v{magic} is not supported (only v2)"
+            )));
+            continue;
+        }
         if attributes & 0x20 != 0 {
             continue; // control batch (transaction markers): not data
         }
         if record_count < 0 {
-            return Err(malformed(format!("negative record count {record_count}")));
+            skip(malformed(format!("negative record count {record_count}")));
+            continue;
         }
         let min_body = (record_count as usize).saturating_mul(MIN_RECORD_LEN);
         let codec = attributes & 0x7;
         if codec == 0 && min_body > total - BATCH_HEADER_LEN {
-            return Err(malformed(format!(
+            skip(malformed(format!(
                 "{record_count} records cannot fit in {} bytes",
                 total - BATCH_HEADER_LEN
             )));
+            continue;
         }
         let mut batch_bytes = batch.clone();
         let decompress = |compressed: &mut Bytes, c: Compression| -> anyhow::Result<Bytes> {
@@ -267,14 +291,21 @@ pub fn decode_batches(
             }
             Ok(inflated)
         };
-        let set =
-            RecordBatchDecoder::decode_with_custom_compression(&mut batch_bytes, Some(decompress))
-                .map_err(|e| match e.downcast_ref::<DecompressError>() {
+        let set = match RecordBatchDecoder::decode_with_custom_compression(
+            &mut batch_bytes,
+            Some(decompress),
+        ) {
+            Ok(set) => set,
+            Err(e) => {
+                skip(match e.downcast_ref::<DecompressError>() {
                     Some(DecompressError::Unsupported(name)) => {
                         RecordsError::UnsupportedCodec(name)
                     }
                     _ => malformed(format!("{e:#}")),
-                })?;
+                });
+                continue;
+            }
+        };
         for r in set.records {
             if r.offset < min_offset {
                 continue;
@@ -369,8 +400,15 @@ mod tests {
     fn a_lying_record_count_is_refused_before_allocating() {
         let mut b = BytesMut::from(&encode_batch(&sample(), Codec::None, 0).unwrap()[..]);
         b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
-        let err = decode_batches(&b.freeze(), &topic(), 0, 0, 1 << 20).unwrap_err();
+        let decoded = decode_batches(&b.freeze(), &topic(), 0, 0, 1 << 20).unwrap();
+        assert!(decoded.records.is_empty());
+        let err = &decoded.undecodable[0].error;
         assert!(err.to_string().contains("cannot fit"), "{err}");
+        assert_eq!(
+            decoded.next_offset,
+            Some(3),
+            "the bad batch is stepped over"
+        );
     }
 
     #[test]
@@ -378,11 +416,38 @@ mod tests {
         let mut b = BytesMut::from(&encode_batch(&sample(), Codec::None, 0).unwrap()[..]);
         let last = b.len() - 1;
         b[last] ^= 0xff;
-        let err = decode_batches(&b.freeze(), &topic(), 0, 0, 1 << 20).unwrap_err();
+        let decoded = decode_batches(&b.freeze(), &topic(), 0, 0, 1 << 20).unwrap();
+        let err = &decoded.undecodable[0].error;
         assert!(
             err.to_string().to_lowercase().contains("cyclic redundancy"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_corrupt_batch_between_good_ones_is_stepped_over() {
+        let good = encode_batch(&sample(), Codec::None, 0).unwrap();
+        let mut bad = BytesMut::from(&good[..]);
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        bad[0..8].copy_from_slice(&3i64.to_be_bytes());
+        let mut third = BytesMut::from(&good[..]);
+        third[0..8].copy_from_slice(&6i64.to_be_bytes());
+        let mut all = BytesMut::from(&good[..]);
+        all.extend_from_slice(&bad);
+        all.extend_from_slice(&third);
+        let decoded = decode_batches(&all.freeze(), &topic(), 0, 0, 1 << 20).unwrap();
+        let offsets: Vec<i64> = decoded.records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![0, 1, 2, 6, 7, 8]);
+        assert_eq!(decoded.undecodable.len(), 1);
+        assert_eq!(
+            (
+                decoded.undecodable[0].base_offset,
+                decoded.undecodable[0].next_offset
+            ),
+            (3, 6)
+        );
+        assert_eq!(decoded.next_offset, Some(9));
     }
 
     #[test]

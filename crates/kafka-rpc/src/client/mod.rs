@@ -235,7 +235,7 @@ impl Client {
         if method.is_empty() {
             return Err(RpcError::InvalidArgument("the method name is empty".into()));
         }
-        let payload = codec::encode(args).map_err(|reason| RpcError::Codec {
+        let payload = codec::encode_args(args).map_err(|reason| RpcError::Codec {
             context: format!("encoding the arguments of {service}.{method}"),
             reason,
         })?;

@@ -44,7 +44,8 @@ pub struct CallOptions {
     /// How long to wait for the reply (the client's default if `None`); it travels with the
     /// request as a deadline, so no server starts it after the caller gave up.
     pub timeout: Option<Duration>,
-    /// Routing key: calls with the same key go to the same partition, in order, to one server.
+    /// Routing key: calls with the same key go to the same partition, so to one server at a
+    /// time, which runs them one after another in the order they were sent.
     pub routing_key: Option<Bytes>,
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_wire::{ConsumerRecord, GroupConsumer, Producer};
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
 
 use super::dead_letter::dead_letter;
 use super::dedup::{Seen, Window};
@@ -33,6 +33,9 @@ pub(super) struct Dispatcher {
     pub windows: Mutex<HashMap<i32, Window>>,
     pub progress: Mutex<Progress>,
     pub finished: Notify,
+    /// Per routing key, the completion signal of the last request dispatched with it.
+    pub keyed: Mutex<HashMap<Bytes, (u64, oneshot::Receiver<()>)>>,
+    pub next_seq: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -48,14 +51,34 @@ impl Dispatcher {
         lock(&self.windows)
     }
 
-    /// Starts `record` in a task of its own, holding `permit` until it is done.
+    /// Starts `record` in a task of its own, holding `permit` until it is done. Requests with
+    /// the same routing key (record key) run one at a time, in offset order.
     pub fn start(self: &Arc<Self>, record: ConsumerRecord, permit: OwnedSemaphorePermit) {
         Counters::bump(&self.counters.received);
         self.progress()
             .started(&record.topic, record.partition, record.offset);
+        let (done, done_rx) = oneshot::channel::<()>();
+        let seq = self
+            .next_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let previous = record.key.as_ref().and_then(|k| {
+            lock(&self.keyed)
+                .insert(k.clone(), (seq, done_rx))
+                .map(|(_, rx)| rx)
+        });
         let me = self.clone();
         tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await; // resolves (as an error) when the previous one drops its sender
+            }
             me.handle(&record).await;
+            drop(done);
+            if let Some(k) = &record.key {
+                let mut keyed = lock(&me.keyed);
+                if keyed.get(k).is_some_and(|(s, _)| *s == seq) {
+                    keyed.remove(k);
+                }
+            }
             me.progress()
                 .finished(&record.topic, record.partition, record.offset);
             me.finished.notify_waiters();

@@ -22,7 +22,7 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Bytes, HandlerError>
 pub type Handler = Arc<dyn Fn(Bytes) -> HandlerFuture + Send + Sync>;
 
 fn decode_args<A: DeserializeOwned>(payload: &[u8]) -> Result<A, HandlerError> {
-    codec::decode(payload).map_err(|e| {
+    codec::decode_args(payload).map_err(|e| {
         HandlerError::new(
             StatusCode::InvalidArgument,
             format!("the arguments do not match the method's parameters: {e}"),

@@ -108,6 +108,8 @@ impl Server {
         // Requests sent before any server of the service ever ran are served, not skipped.
         group.offset_reset = OffsetReset::Earliest;
         group.fetch.max_wait = o.fetch_max_wait;
+        // One unreadable batch (a zstd one, say) must not stop the service: step over it, count it.
+        group.fetch.skip_undecodable = true;
         let mut consumer = GroupConsumer::new(self.kafka.clone(), group)
             .map_err(|e| RpcError::kafka("joining the server group", e))?;
         let dispatcher = Arc::new(Dispatcher {
@@ -127,6 +129,8 @@ impl Server {
             dedup_limits: (o.dedup_window, o.dedup_max_age),
             windows: Mutex::new(HashMap::new()),
             progress: Mutex::new(Progress::default()),
+            keyed: Mutex::new(HashMap::new()),
+            next_seq: Default::default(),
             finished: tokio::sync::Notify::new(),
         });
         let permits = Arc::new(Semaphore::new(o.concurrency));
@@ -138,7 +142,10 @@ impl Server {
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break Ok(()),
-                _ = commit_tick.tick() => dispatcher.commit(&consumer).await,
+                _ = commit_tick.tick() => {
+                    self.counters.undecodable_batches.store(consumer.skipped_batches(), std::sync::atomic::Ordering::Relaxed);
+                    dispatcher.commit(&consumer).await;
+                }
                 event = consumer.poll() => match event {
                     Err(e) => break Err(RpcError::kafka(format!("consuming {topic}"), e)),
                     Ok(GroupEvent::Assigned(a)) => {

@@ -69,6 +69,9 @@ counters! {
     reply_failures,
     /// Offset commits that failed.
     commit_failures,
+    /// Record batches of the request topic that could not be decoded (unsupported codec,
+    /// corrupt) and were stepped over: their records cannot be read, so cannot be answered.
+    undecodable_batches,
 }
 
 impl Counters {

@@ -102,6 +102,11 @@ impl GroupConsumer {
         self.shared.member().generation
     }
 
+    /// Undecodable batches stepped over (with `fetch.skip_undecodable`).
+    pub fn skipped_batches(&self) -> u64 {
+        self.fetcher.skipped_batches()
+    }
+
     /// The next offset to be fetched for each assigned partition.
     pub fn positions(&self) -> Offsets {
         let mut out = Offsets::new();
