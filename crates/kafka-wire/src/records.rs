@@ -450,6 +450,30 @@ mod tests {
         assert_eq!(decoded.next_offset, Some(9));
     }
 
+    fn unhex(s: &str) -> Bytes {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect::<Vec<u8>>()
+            .into()
+    }
+
+    /// Inputs found by the `record_batches` fuzz target (valid CRCs, hostile fields).
+    #[test]
+    fn fuzz_found_batches_are_errors_or_records_never_panics_or_aborts() {
+        let cases = [
+            // first timestamp i64::MAX, record timestamp delta +1: overflowed in kafka-protocol
+            "0000000000000000000000380000000002babae7af0000000000007fffffffffffffff7fffffffffffffffffffffffffffffffffffffffffff000000010c000200010100",
+            // base offset i64::MIN, offset delta -1
+            "8000000000000000000000380000000002e9fe38cb00000000000000000000000000000000000000000000ffffffffffffffffffffffffffff000000010c000001010100",
+            // a record claiming 2^31 headers: reserved 38 GB in kafka-protocol
+            "00000000000000000000003c0000000002c36e3f7900000000000000000000000000000000000000000000ffffffffffffffffffffffffffff00000001140000000101feffffff0f",
+        ];
+        for case in cases {
+            let _ = decode_batches(&unhex(case), &topic(), 0, 0, 1 << 20);
+        }
+    }
+
     #[test]
     fn control_batches_are_skipped_but_advance_the_offset() {
         let mut b = BytesMut::from(&encode_batch(&sample(), Codec::None, 0).unwrap()[..]);

@@ -93,14 +93,20 @@ impl Server {
             ));
         }
         let topic = request_topic(&o.service);
-        TopicCache::default()
-            .ensure(
-                &self.kafka,
-                &topic,
-                o.topics.request_partitions,
-                o.topics.replication_factor,
-            )
-            .await?;
+        let topics = TopicCache::default();
+        let (parts, rf) = (o.topics.request_partitions, o.topics.replication_factor);
+        topics.ensure(&self.kafka, &topic, parts, rf).await?;
+        // Completions and dead letters are partitioned like the requests they describe.
+        let request_parts = self
+            .kafka
+            .partition_count(&topic)
+            .await
+            .map_err(|e| RpcError::kafka(format!("reading {topic}"), e))?;
+        for extra in [completions_topic(&o.service), dead_letter_topic(&o.service)] {
+            topics
+                .ensure(&self.kafka, &extra, request_parts, rf)
+                .await?;
+        }
         let mut group = GroupConfig::new(server_group(&o.service), &[topic.as_str()]);
         group.session_timeout = o.session_timeout;
         group.heartbeat_interval = o.heartbeat_interval;
