@@ -437,7 +437,7 @@ async fn soak_servers_killed_and_restarted_every_thirty_seconds_lose_nothing() {
                                     .lock()
                                     .unwrap()
                                     .push(format!("work({i}) returned {}", r.value)),
-                                Err(e) => failures.lock().unwrap().push(e.to_string()),
+                                Err(e) => failures.lock().unwrap().push(format!("work({i}): {e}")),
                             }
                             total.fetch_add(1, Ordering::Relaxed);
                         }
@@ -468,6 +468,10 @@ async fn soak_servers_killed_and_restarted_every_thirty_seconds_lose_nothing() {
         c.await.unwrap();
     }
     let failures = failures.lock().unwrap().clone();
+    for s in &mut servers {
+        s.signal(libc::SIGTERM);
+        s.close_and_wait(Duration::from_secs(60));
+    }
     let all: Vec<&LineProcess> = servers.iter().chain(finished.iter()).collect();
     let runs = executions(&all);
     let repeated = runs.values().filter(|&&n| n > 1).count();
@@ -477,6 +481,31 @@ async fn soak_servers_killed_and_restarted_every_thirty_seconds_lose_nothing() {
         round >= (secs / 30).saturating_sub(1) as usize,
         "servers were killed every thirty seconds"
     );
+    if !failures.is_empty() {
+        let mut dump = String::new();
+        for s in &all {
+            for l in s.lines() {
+                let lost = |f: &String| {
+                    l.strip_prefix("exec ")
+                        .is_some_and(|n| f.starts_with(&format!("work({n}):")))
+                };
+                let noted = |f: &String| {
+                    f.split("(request ")
+                        .nth(1)
+                        .is_some_and(|id| l.contains(&id[..32]))
+                };
+                if (!l.starts_with("exec ") && !l.contains("DEBUG"))
+                    || failures.iter().any(lost)
+                    || failures.iter().any(noted)
+                {
+                    dump.push_str(&l);
+                    dump.push('\n');
+                }
+            }
+            dump.push_str("-----\n");
+        }
+        std::fs::write(std::env::temp_dir().join("krpc-soak-failures.log"), dump).unwrap();
+    }
     assert!(
         failures.is_empty(),
         "lost calls: {:?}",

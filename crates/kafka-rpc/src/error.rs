@@ -23,7 +23,7 @@ pub enum RpcError {
         message: String,
     },
     /// No reply within the call's timeout.
-    #[error("{service}.{method} (request {request_id}): no reply within {timeout:?}")]
+    #[error("{service}.{method} (request {request_id}): {} within {timeout:?}", if *stored { "no reply" } else { "not even stored in Kafka" })]
     Timeout {
         /// Service called.
         service: String,
@@ -33,6 +33,8 @@ pub enum RpcError {
         request_id: String,
         /// The timeout.
         timeout: Duration,
+        /// Whether the request had been stored in Kafka (acknowledged) when the time ran out.
+        stored: bool,
     },
     /// The Kafka layer failed (broker unreachable, produce failed...).
     #[error("{context}: {source}")]

@@ -197,6 +197,10 @@ pub struct DecodedRecords {
     /// Complete batches that could not be decoded (unsupported codec, corrupt content); the
     /// batches around them are decoded all the same.
     pub undecodable: Vec<UndecodableBatch>,
+    /// The first offset at or after the one asked for that no batch covers while a later
+    /// batch was returned: a hole in the log (compaction removed it, or the broker showed a
+    /// later batch before an earlier one was visible).
+    pub first_gap: Option<i64>,
 }
 
 /// A batch whose records could not be read, and the offsets it spans.
@@ -226,6 +230,8 @@ pub fn decode_batches(
 ) -> Result<DecodedRecords, RecordsError> {
     let mut out = DecodedRecords::default();
     let mut rest = data.clone();
+    // Offsets below this are accounted for by the batches seen so far.
+    let mut covered = min_offset;
     while rest.len() >= 12 {
         let base_offset = i64::from_be_bytes(rest[0..8].try_into().expect("8 bytes"));
         let malformed = |reason: String| RecordsError::Malformed {
@@ -250,6 +256,10 @@ pub fn decode_batches(
             .saturating_add(last_offset_delta.max(0) as i64)
             .saturating_add(1);
         out.next_offset = Some(next_offset);
+        if base_offset > covered && out.first_gap.is_none() {
+            out.first_gap = Some(covered);
+        }
+        covered = covered.max(next_offset);
         let mut skip = |error: RecordsError| {
             out.undecodable.push(UndecodableBatch {
                 base_offset,
@@ -472,6 +482,22 @@ mod tests {
         for case in cases {
             let _ = decode_batches(&unhex(case), &topic(), 0, 0, 1 << 20);
         }
+    }
+
+    #[test]
+    fn a_hole_before_a_batch_is_reported() {
+        let mut b = BytesMut::from(&encode_batch(&sample(), Codec::None, 0).unwrap()[..]);
+        b[0..8].copy_from_slice(&10i64.to_be_bytes());
+        let decoded = decode_batches(&b.freeze(), &topic(), 0, 7, 1 << 20).unwrap();
+        assert_eq!(decoded.first_gap, Some(7), "offsets 7..10 are missing");
+        let whole = encode_batch(&sample(), Codec::None, 0).unwrap();
+        assert_eq!(
+            decode_batches(&whole, &topic(), 0, 1, 1 << 20)
+                .unwrap()
+                .first_gap,
+            None,
+            "a batch starting below the asked offset is no hole"
+        );
     }
 
     #[test]

@@ -49,7 +49,9 @@ async fn main() {
 /// Logs the server's state changes (assignments) to stderr, where the tests read them.
 fn tracing_subscriber_init() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("warn,kafka_rpc=info"))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "warn,kafka_rpc=info,kafka_rpc::server::dispatch=debug",
+        ))
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();

@@ -95,8 +95,12 @@ impl Client {
             .await
             .map_err(|e| RpcError::kafka(format!("reading the partitions of {reply_topic}"), e))?;
         let slot = partition_for_key(options.instance_id.as_bytes(), partitions);
+        // A batch in our slot that cannot be decoded must not stop every later reply, and a
+        // hole (a broker showing a later reply first) is fetched again, not jumped.
         let fetch = FetchConfig {
             max_wait: options.reply_fetch_max_wait,
+            skip_undecodable: true,
+            hole_wait: Some(crate::server::HOLE_WAIT),
             ..FetchConfig::default()
         };
         let mut fetcher = Fetcher::new(kafka.clone(), fetch);
@@ -174,14 +178,17 @@ impl Client {
         let request = self.request(service, method, args, Some(timeout), true)?;
         let id = request.id;
         let (reply, _guard) = self.inner.pending.register(id);
+        let stored = std::sync::atomic::AtomicBool::new(false);
         let timed_out = || RpcError::Timeout {
             service: service.into(),
             method: method.into(),
             request_id: id.to_string(),
             timeout,
+            stored: stored.load(std::sync::atomic::Ordering::Relaxed),
         };
         let reply = tokio::time::timeout(timeout, async {
             self.send(service, &request, options.routing_key).await?;
+            stored.store(true, std::sync::atomic::Ordering::Relaxed);
             reply.await.map_err(|_| RpcError::Closed)
         })
         .await

@@ -34,6 +34,7 @@ pub async fn load_window(
         kafka.clone(),
         FetchConfig {
             max_wait: Duration::from_millis(10),
+            hole_wait: Some(super::HOLE_WAIT),
             ..FetchConfig::default()
         },
     );

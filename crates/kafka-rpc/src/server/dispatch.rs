@@ -152,7 +152,7 @@ impl Dispatcher {
         };
         if request.deadline_ms.is_some_and(|d| d < picked_up) {
             Counters::bump(&self.counters.expired);
-            tracing::debug!(id = %request.id, method = %request.method, "deadline passed before pickup; not run");
+            tracing::debug!(id = %request.id, offset = record.offset, partition = record.partition, method = %request.method, "deadline passed before pickup; not run");
             return;
         }
         let seen = self
@@ -164,10 +164,12 @@ impl Dispatcher {
             Seen::New => {}
             Seen::Running => {
                 Counters::bump(&self.counters.deduplicated);
+                tracing::debug!(id = %request.id, offset = record.offset, partition = record.partition, "already running; not started again");
                 return;
             }
             Seen::Done(done) => {
                 Counters::bump(&self.counters.deduplicated);
+                tracing::debug!(id = %request.id, offset = record.offset, partition = record.partition, "already answered; reply re-sent");
                 if let Some(to) = &request.reply_to {
                     self.send_reply(&done.reply, to).await;
                 }

@@ -33,6 +33,10 @@ use dispatch::Dispatcher;
 use handler::Handler;
 use progress::Progress;
 
+/// How long a hole in a kafka-rpc topic is refetched before it is accepted (see
+/// [`kafka_wire::FetchConfig::hole_wait`]; kafka-rpc's topics are never compacted).
+pub(crate) const HOLE_WAIT: Duration = Duration::from_secs(5);
+
 /// A server of one service: register methods, then [`run`](Server::run).
 pub struct Server {
     kafka: kafka_wire::Client,
@@ -116,6 +120,8 @@ impl Server {
         group.fetch.max_wait = o.fetch_max_wait;
         // One unreadable batch (a zstd one, say) must not stop the service: step over it, count it.
         group.fetch.skip_undecodable = true;
+        // Request topics are never compacted: a hole is a broker showing records late.
+        group.fetch.hole_wait = Some(HOLE_WAIT);
         let mut consumer = GroupConsumer::new(self.kafka.clone(), group)
             .map_err(|e| RpcError::kafka("joining the server group", e))?;
         let dispatcher = Arc::new(Dispatcher {
