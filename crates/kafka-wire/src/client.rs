@@ -289,18 +289,31 @@ impl Client {
 
     /// The address of the leader of `topic`/`partition`, refreshing metadata once if unknown.
     pub async fn leader_addr(&self, topic: &str, partition: i32) -> Result<String> {
-        self.topic(topic).await?;
-        if let Some(addr) = self.metadata_snapshot().leader_addr(topic, partition) {
-            return Ok(addr.to_string());
+        let cached = |me: &Self| {
+            let md = me.inner.metadata.read().unwrap_or_else(|p| p.into_inner());
+            let fresh = md.updated.elapsed() < me.inner.config.metadata_max_age;
+            fresh
+                .then(|| md.leader_addr(topic, partition).map(str::to_string))
+                .flatten()
+        };
+        if let Some(addr) = cached(self) {
+            return Ok(addr);
         }
         self.refresh_metadata(&[topic]).await?;
-        self.metadata_snapshot()
+        if let Some(addr) = self
+            .inner
+            .metadata
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
             .leader_addr(topic, partition)
-            .map(str::to_string)
-            .ok_or_else(|| Error::NoLeader {
-                topic: topic.to_string(),
-                partition,
-            })
+        {
+            return Ok(addr.to_string());
+        }
+        self.topic(topic).await?;
+        Err(Error::NoLeader {
+            topic: topic.to_string(),
+            partition,
+        })
     }
 
     /// A connection to the controller (any broker if none is announced).

@@ -21,6 +21,8 @@ enum Command {
     Serve(commands::serve::Args),
     /// Call a method with JSON arguments; prints the JSON result.
     Call(commands::call::Args),
+    /// Benchmark a service served by `krpc serve`: calls/s and latency percentiles.
+    Bench(commands::bench::Args),
     /// Produce records and fetch them back: the Kafka layer end to end, with timings.
     WireDemo(commands::wire_demo::Args),
     /// List, create or describe topics.
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Call(args) => commands::call::run(args).await,
+            Command::Bench(args) => commands::bench::run(args).await,
             Command::WireDemo(args) => commands::wire_demo::run(args).await,
             Command::Topics(cmd) => commands::topics::run(cmd).await,
         }

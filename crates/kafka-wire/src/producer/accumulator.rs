@@ -111,7 +111,13 @@ impl Accumulator {
         if let Some(generation) = linger_generation {
             let me = self.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(me.config.linger).await;
+                if me.config.linger.is_zero() {
+                    // No timer (its granularity is a millisecond): just let the records appended
+                    // in this same turn of the scheduler join the batch.
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(me.config.linger).await;
+                }
                 let batch = {
                     let mut state = me.lock();
                     let open = state

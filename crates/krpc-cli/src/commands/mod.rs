@@ -1,5 +1,6 @@
 //! One module per `krpc` subcommand.
 
+pub mod bench;
 pub mod call;
 pub mod serve;
 pub mod topics;

@@ -1,0 +1,242 @@
+//! `krpc bench`: calls a service's `echo` as fast as it answers and reports throughput and
+//! latency percentiles (hdrhistogram).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kafka_rpc::{CallOptions, Client, ClientOptions};
+use serde_json::{json, Value};
+
+use super::CmdResult;
+use crate::broker_args::BrokerArgs;
+
+/// How calls are issued.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Each of `--concurrency` callers waits for its reply before the next call.
+    Sync,
+    /// One caller keeps `--concurrency` calls in flight.
+    Async,
+}
+
+/// Options of `krpc bench`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// The service to call (serve it with `krpc serve`).
+    #[arg(long)]
+    service: String,
+    /// sync: callers that each wait for their reply; async: calls kept in flight by one caller.
+    #[arg(long, value_enum, default_value = "sync")]
+    mode: Mode,
+    /// Callers (sync) or calls in flight (async); default 1 for sync, 128 for async.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Number of calls to make.
+    #[arg(long, conflicts_with = "duration")]
+    calls: Option<u64>,
+    /// Seconds to run for (default 10 when --calls is not given).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Bytes of payload sent to `echo` (and echoed back).
+    #[arg(long, default_value_t = 16)]
+    payload: usize,
+    /// Timeout of each call, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Tally {
+    latency_us: Histogram<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// Runs the benchmark.
+pub async fn run(args: Args) -> CmdResult {
+    let concurrency = args
+        .concurrency
+        .unwrap_or(if args.mode == Mode::Sync { 1 } else { 128 })
+        .max(1);
+    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
+        return Err("--timeout must be a positive number of seconds".into());
+    }
+    let duration = match (args.calls, args.duration) {
+        (Some(_), _) => None,
+        (None, Some(d)) if d > 0.0 && d.is_finite() => Some(Duration::from_secs_f64(d)),
+        (None, Some(d)) => return Err(format!("--duration must be positive, got {d}").into()),
+        (None, None) => Some(Duration::from_secs(10)),
+    };
+    let kafka = args.broker.connect().await?;
+    let client = Client::connect(kafka, ClientOptions::default()).await?;
+    let payload = Value::String("x".repeat(args.payload));
+    let options = CallOptions::default().timeout(Duration::from_secs_f64(args.timeout));
+    // One call first: it waits for a server, and its latency is not part of the measure.
+    client
+        .call::<_, Value>(&args.service, "echo", &(&payload,), options.clone())
+        .await?;
+
+    let bar = progress_bar(args.calls, duration, args.json);
+    let tally = Arc::new(Mutex::new(Tally {
+        latency_us: Histogram::new(3)?,
+        errors: 0,
+        first_error: None,
+    }));
+    let issued = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let may_start = {
+        let issued = issued.clone();
+        let limit = args.calls;
+        move || match (limit, duration) {
+            (Some(n), _) => issued.fetch_add(1, Ordering::Relaxed) < n,
+            (None, Some(d)) => started.elapsed() < d,
+            (None, None) => false,
+        }
+    };
+    let one_call = {
+        let (client, service, payload, options, tally, bar) = (
+            client.clone(),
+            args.service.clone(),
+            payload.clone(),
+            options.clone(),
+            tally.clone(),
+            bar.clone(),
+        );
+        move || {
+            let (client, service, payload, options, tally, bar) = (
+                client.clone(),
+                service.clone(),
+                payload.clone(),
+                options.clone(),
+                tally.clone(),
+                bar.clone(),
+            );
+            async move {
+                let t = Instant::now();
+                let result = client
+                    .call::<_, Value>(&service, "echo", &(&payload,), options)
+                    .await;
+                let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+                match result {
+                    Ok(r) if r.value == payload => {
+                        let _ = tally
+                            .latency_us
+                            .record(t.elapsed().as_micros().max(1) as u64);
+                    }
+                    Ok(_) => {
+                        tally.errors += 1;
+                        tally
+                            .first_error
+                            .get_or_insert_with(|| "echo returned something else".into());
+                    }
+                    Err(e) => {
+                        tally.errors += 1;
+                        tally.first_error.get_or_insert_with(|| e.to_string());
+                    }
+                }
+                bar.inc(1);
+            }
+        }
+    };
+    match args.mode {
+        Mode::Sync => {
+            let callers: Vec<_> = (0..concurrency)
+                .map(|_| {
+                    let (may_start, one_call) = (may_start.clone(), one_call.clone());
+                    tokio::spawn(async move {
+                        while may_start() {
+                            one_call().await;
+                        }
+                    })
+                })
+                .collect();
+            for c in callers {
+                c.await?;
+            }
+        }
+        Mode::Async => {
+            let mut in_flight = FuturesUnordered::new();
+            loop {
+                while in_flight.len() < concurrency && may_start() {
+                    in_flight.push(one_call());
+                }
+                if in_flight.next().await.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    let tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+    let ok = tally.latency_us.len();
+    let ms = |q: f64| tally.latency_us.value_at_quantile(q) as f64 / 1e3;
+    let report = json!({
+        "system": "kafka-rpc (Rust)",
+        "mode": format!("{:?}", args.mode).to_lowercase(),
+        "concurrency": concurrency,
+        "payload_bytes": args.payload,
+        "calls": ok,
+        "errors": tally.errors,
+        "seconds": elapsed.as_secs_f64(),
+        "calls_per_s": ok as f64 / elapsed.as_secs_f64().max(1e-9),
+        "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99),
+        "max_ms": tally.latency_us.max() as f64 / 1e3,
+        "first_error": tally.first_error,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "{:<12} {:>10} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}",
+            "mode", "calls", "errors", "calls/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
+        );
+        println!(
+            "{:<12} {:>10} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            format!("{:?} x{concurrency}", args.mode).to_lowercase(),
+            ok,
+            tally.errors,
+            report["calls_per_s"].as_f64().unwrap_or(0.0),
+            ms(0.5),
+            ms(0.9),
+            ms(0.99),
+            tally.latency_us.max() as f64 / 1e3
+        );
+        if let Some(e) = &tally.first_error {
+            eprintln!("krpc bench: first error: {e}");
+        }
+    }
+    if ok == 0 {
+        return Err(format!("no call succeeded ({} errors)", tally.errors).into());
+    }
+    Ok(())
+}
+
+fn progress_bar(calls: Option<u64>, duration: Option<Duration>, quiet: bool) -> ProgressBar {
+    let visible = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = match calls {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    if !visible {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+        return bar;
+    }
+    let template = match (calls, duration) {
+        (Some(_), _) => "{bar:40} {pos}/{len} calls, {per_sec}, eta {eta}",
+        _ => "{spinner} {pos} calls, {per_sec}, {elapsed} elapsed",
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
