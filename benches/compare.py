@@ -101,7 +101,7 @@ def main():
 
     print("== Python kafka-rpc 1.0.8 (the seed's Sum.add)", file=sys.stderr)
     seed = os.path.join(HERE, "python", "krpc_seed.py")
-    server = start([PY, seed, "server", addr, "Sum"])
+    server = start([PY, seed, "server", addr, "Sum", "--fetch-wait-ms", str(fw)])
     try:
         results["py_seq"] = run_json([PY, seed, "client", addr, "Sum", "--mode", "sequential", "--seconds", str(secs), "--fetch-wait-ms", str(fw)], 600)[0][0]
         results["py_threads"] = run_json([PY, seed, "client", addr, "Sum", "--mode", "threads", "--threads", str(conc), "--seconds", str(secs), "--fetch-wait-ms", str(fw)], 600)[0][0]
