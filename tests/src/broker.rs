@@ -20,6 +20,17 @@ pub enum Storage {
     Sqlite,
 }
 
+/// Authentication and TLS of a broker started by [`Broker::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct BrokerSecurity {
+    /// SASL users to create: (mechanism, name, password). SCRAM-SHA-256 and SCRAM-SHA-512 only
+    /// (what `nisshi user create --mechanism` knows). Non-empty means the broker requires
+    /// authentication (`--authentication`); users need [`Storage::Sqlite`].
+    pub users: Vec<(kafka_wire::SaslMechanism, String, String)>,
+    /// TLS: (certificate chain PEM, PKCS#8 private key PEM); the listener then only speaks TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
 /// A running broker (or the external one named by `KAFKA_BOOTSTRAP`).
 pub struct Broker {
     addr: String,
@@ -27,6 +38,7 @@ pub struct Broker {
     storage: Storage,
     dir: Option<tempfile::TempDir>,
     child: Option<Child>,
+    security: Option<BrokerSecurity>,
 }
 
 impl Broker {
@@ -45,6 +57,7 @@ impl Broker {
                 storage,
                 dir: None,
                 child: None,
+                security: None,
             };
         }
         #[cfg(feature = "testcontainers")]
@@ -56,6 +69,7 @@ impl Broker {
                 storage,
                 dir: None,
                 child: None,
+                security: None,
             };
         }
         let port = free_port();
@@ -69,9 +83,74 @@ impl Broker {
             storage,
             dir: Some(dir),
             child: None,
+            security: None,
         };
         broker.launch();
         broker
+    }
+
+    /// Starts a broker of its own with SASL users and/or TLS (see [`BrokerSecurity`]).
+    ///
+    /// Users are created with `nisshi user create` while the broker runs without
+    /// `--authentication` (that command neither authenticates nor speaks TLS), then the broker
+    /// is restarted on the same storage with `--authentication` (and `--cert`/`--key`).
+    /// With `KAFKA_BOOTSTRAP` (or the testcontainers backend) this returns the external broker
+    /// like [`Broker::start`], with no security set up: tests check [`Broker::is_owned`].
+    pub fn start_with(storage: Storage, security: BrokerSecurity) -> Broker {
+        let mut broker = Broker::start(storage);
+        if !broker.is_owned() {
+            return broker;
+        }
+        if !security.users.is_empty() {
+            assert_eq!(
+                storage,
+                Storage::Sqlite,
+                "SASL users must survive the restart that enables authentication: use Storage::Sqlite"
+            );
+            for (mechanism, name, password) in &security.users {
+                broker.create_user(*mechanism, name, password);
+            }
+        }
+        broker.security = Some(security);
+        broker.restart();
+        broker
+    }
+
+    /// `nisshi user create` against this (running, unauthenticated, plaintext) broker.
+    fn create_user(&self, mechanism: kafka_wire::SaslMechanism, name: &str, password: &str) {
+        let mechanism = match mechanism {
+            kafka_wire::SaslMechanism::ScramSha256 => "scram256",
+            kafka_wire::SaslMechanism::ScramSha512 => "scram512",
+            other => panic!("nisshi user create knows SCRAM-SHA-256/512 only, not {other}"),
+        };
+        let broker_url = format!("tcp://127.0.0.1:{}", self.port);
+        let mut child = Command::new(nisshi_binary())
+            .args(["user", "create", "--broker", &broker_url])
+            .args(["--mechanism", mechanism, name, password])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run nisshi user create");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for nisshi user create") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("nisshi user create {name} did not finish within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let out = child.wait_with_output().expect("nisshi user create output");
+        assert!(
+            status.success(),
+            "nisshi user create --mechanism {mechanism} {name} failed ({status}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// `host:port` to bootstrap from.
@@ -133,11 +212,19 @@ impl Broker {
             "--advertised-listener-url",
             &listener,
         ])
-        .args(["--storage-engine", engine])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log fd"))
-        .stderr(log);
+        .args(["--storage-engine", engine]);
+        if let Some(security) = &self.security {
+            if !security.users.is_empty() {
+                cmd.arg("--authentication");
+            }
+            if let Some((cert, key)) = &security.tls {
+                cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+            }
+        }
+        cmd.current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log);
         self.child = Some(spawn_tied_to_process(cmd));
         wait_for_port(self.port, Duration::from_secs(30), &dir);
     }

@@ -147,6 +147,7 @@ impl Client {
             for addr in &addrs {
                 match self.connection_once(addr).await {
                     Ok(conn) => return Ok(conn),
+                    Err(e) if e.ends_connect_attempts() => return Err(e),
                     Err(e) => last = e.to_string(),
                 }
             }

@@ -1,6 +1,25 @@
 //! Typed settings of the Kafka client.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+pub use crate::sasl::{SaslConfig, SaslMechanism};
+
+/// TLS settings for the broker connections.
+///
+/// The type and [`ClientConfig::tls`] exist in every build; connecting with `tls` set fails with
+/// [`crate::Error::Tls`] ("built without the `tls` feature") unless kafka-wire is built with its
+/// `tls` cargo feature.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM file of the CA certificate(s) to trust; `None` trusts the system's root certificates.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain and private key (PEM files) for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// The name to verify the broker's certificate against (and send as SNI); `None` uses the
+    /// host of the broker address (an IP address is checked against the certificate's IP SANs).
+    pub server_name: Option<String>,
+}
 
 /// How to reach and talk to the cluster.
 #[derive(Debug, Clone)]
@@ -21,6 +40,11 @@ pub struct ClientConfig {
     pub max_frame_bytes: usize,
     /// How long cached metadata stays fresh without an error that invalidates it.
     pub metadata_max_age: Duration,
+    /// SASL authentication right after connecting (and after ApiVersions); `None`: none.
+    pub sasl: Option<SaslConfig>,
+    /// TLS for every broker connection; `None`: plaintext. See [`TlsConfig`] for builds
+    /// without the `tls` feature.
+    pub tls: Option<TlsConfig>,
 }
 
 impl ClientConfig {
@@ -40,6 +64,8 @@ impl ClientConfig {
             retry_backoff_max: Duration::from_secs(1),
             max_frame_bytes: 100 * 1024 * 1024,
             metadata_max_age: Duration::from_secs(300),
+            sasl: None,
+            tls: None,
         }
     }
 
@@ -58,6 +84,18 @@ impl ClientConfig {
     /// Sets the request timeout.
     pub fn request_timeout(mut self, t: Duration) -> Self {
         self.request_timeout = t;
+        self
+    }
+
+    /// Authenticates every connection with SASL.
+    pub fn sasl(mut self, sasl: SaslConfig) -> Self {
+        self.sasl = Some(sasl);
+        self
+    }
+
+    /// Uses TLS for every connection.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 }

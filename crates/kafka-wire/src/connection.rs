@@ -13,8 +13,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
 use kafka_protocol::protocol::{Request, StrBytes};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -24,7 +28,40 @@ use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::frame;
 use crate::protocol::{api_key, decode_response, encode_request, peek_correlation_id};
+use crate::sasl::{Exchange, SaslConfig, Step};
 use crate::versions::VersionTable;
+
+/// The read half of a broker stream (plain TCP or TLS).
+pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+/// The write half of a broker stream (plain TCP or TLS).
+pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Splits `stream` into boxed halves, through TLS when `config.tls` is set.
+async fn secure(
+    stream: TcpStream,
+    broker: &str,
+    config: &ClientConfig,
+    deadline: tokio::time::Instant,
+) -> Result<(BoxRead, BoxWrite)> {
+    let Some(tls) = &config.tls else {
+        let (r, w) = stream.into_split();
+        return Ok((Box::new(r), Box::new(w)));
+    };
+    #[cfg(feature = "tls")]
+    {
+        let tls = crate::tls::handshake(stream, broker, tls, deadline).await?;
+        let (r, w) = tokio::io::split(tls);
+        Ok((Box::new(r), Box::new(w)))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = (tls, deadline);
+        Err(Error::Tls {
+            broker: broker.to_string(),
+            reason: "TLS is configured but kafka-wire was built without its `tls` feature".into(),
+        })
+    }
+}
 
 /// What a waiter receives: the response frame, or why the connection broke.
 type Reply = std::result::Result<Bytes, String>;
@@ -96,6 +133,7 @@ impl Connection {
             broker: broker.to_string(),
             reason,
         };
+        let deadline = tokio::time::Instant::now() + config.connect_timeout;
         let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(broker))
             .await
             .map_err(|_| connect_err(format!("no answer within {:?}", config.connect_timeout)))?
@@ -103,7 +141,7 @@ impl Connection {
         stream
             .set_nodelay(true)
             .map_err(|e| connect_err(e.to_string()))?;
-        let (read_half, write_half) = stream.into_split();
+        let (read_half, write_half) = secure(stream, broker, config, deadline).await?;
         let state = Arc::new(Mutex::new(State::default()));
         let (outgoing, mut queue) = mpsc::unbounded_channel::<Bytes>();
 
@@ -155,7 +193,102 @@ impl Connection {
             reader,
         };
         conn.versions = conn.negotiate_versions().await?;
+        if let Some(sasl) = &config.sasl {
+            conn.authenticate(sasl).await?;
+        }
         Ok(conn)
+    }
+
+    /// SaslHandshake v1 then SaslAuthenticate until the mechanism is done (server signature
+    /// verified for SCRAM). Every failure is an [`Error::Authentication`].
+    async fn authenticate(&self, sasl: &SaslConfig) -> Result<()> {
+        let mech = sasl.mechanism;
+        let auth_err = |reason: String| Error::Authentication {
+            broker: self.broker.clone(),
+            mechanism: mech,
+            reason,
+        };
+        let on_send = |e: Error| match e {
+            Error::ConnectionBroken { .. } => auth_err(format!(
+                "the broker closed the connection during SASL {mech} authentication \
+                 (wrong credentials or mechanism not enabled)"
+            )),
+            Error::Timeout { api, after, .. } => {
+                auth_err(format!("no answer to {api:?} within {after:?}"))
+            }
+            other => other,
+        };
+        let no_sasl = |e: Error| auth_err(format!("the broker does not offer SASL: {e}"));
+        let describe = |code: i16| match ResponseError::try_from_code(code) {
+            Some(e) => format!("{e:?} ({code})"),
+            None => format!("error code {code}"),
+        };
+        let mut exchange = Exchange::start(sasl).map_err(auth_err)?;
+
+        let hs_version = self.version::<SaslHandshakeRequest>().map_err(no_sasl)?;
+        if hs_version < 1 {
+            return Err(auth_err(
+                "the broker only knows SaslHandshake v0 (raw SASL tokens), which this client \
+                 does not speak"
+                    .into(),
+            ));
+        }
+        let handshake =
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mech.name()));
+        let hs = self
+            .send_version(&handshake, hs_version, self.request_timeout)
+            .await
+            .map_err(on_send)?;
+        if hs.error_code != 0 {
+            let offered: Vec<&str> = hs.mechanisms.iter().map(|m| m.as_str()).collect();
+            let offered = offered.join(", ");
+            return Err(auth_err(
+                if ResponseError::try_from_code(hs.error_code)
+                    == Some(ResponseError::UnsupportedSaslMechanism)
+                {
+                    format!("mechanism {mech} is not enabled on the broker (it offers: {offered})")
+                } else {
+                    format!(
+                        "SaslHandshake refused: {} (the broker offers: {offered})",
+                        describe(hs.error_code)
+                    )
+                },
+            ));
+        }
+
+        let auth_version = self.version::<SaslAuthenticateRequest>().map_err(no_sasl)?;
+        let mut out = exchange.first();
+        loop {
+            let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(out));
+            let resp = self
+                .send_version(&req, auth_version, self.request_timeout)
+                .await
+                .map_err(on_send)?;
+            if resp.error_code != 0 {
+                let what = if ResponseError::try_from_code(resp.error_code)
+                    == Some(ResponseError::SaslAuthenticationFailed)
+                {
+                    "the broker refused the credentials (wrong password or unknown user)"
+                } else {
+                    "the broker refused the authentication"
+                };
+                let message = resp
+                    .error_message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
+                return Err(auth_err(format!(
+                    "{what}{message} [{}]",
+                    describe(resp.error_code)
+                )));
+            }
+            match exchange.next(&resp.auth_bytes).map_err(auth_err)? {
+                Step::Send(next) => out = next,
+                Step::Done => break,
+            }
+        }
+        tracing::debug!(broker = %self.broker, mechanism = %mech, user = %sasl.username, "authenticated");
+        Ok(())
     }
 
     /// ApiVersions v3; a broker that does not know v3 answers in v0, which we then speak.

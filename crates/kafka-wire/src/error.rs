@@ -148,6 +148,27 @@ pub enum Error {
     /// The producer or client was closed.
     #[error("{0} is closed")]
     Closed(&'static str),
+    /// SASL authentication with a broker failed: wrong password or unknown user (the broker's
+    /// message), mechanism not enabled, or the broker closed the connection during the exchange.
+    /// Not retriable: the same credentials fail the same way.
+    #[error("SASL {mechanism} authentication with broker {broker} failed: {reason}")]
+    Authentication {
+        /// Broker address.
+        broker: String,
+        /// The mechanism tried.
+        mechanism: crate::sasl::SaslMechanism,
+        /// What went wrong.
+        reason: String,
+    },
+    /// TLS with a broker failed: the broker's certificate is not trusted or not valid for its
+    /// name, a certificate or key file cannot be read, or this build has no TLS. Not retriable.
+    #[error("TLS with broker {broker} failed: {reason}")]
+    Tls {
+        /// Broker address.
+        broker: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -180,6 +201,15 @@ impl Error {
             Error::NoLeader { .. } | Error::Connect { .. } | Error::ConnectionBroken { .. } => true,
             _ => false,
         }
+    }
+
+    /// Whether this error ends attempts to connect at all (authentication, TLS, settings): it
+    /// would fail the same way on every broker and every retry.
+    pub fn ends_connect_attempts(&self) -> bool {
+        matches!(
+            self,
+            Error::Authentication { .. } | Error::Tls { .. } | Error::InvalidArgument(_)
+        )
     }
 
     /// The Kafka error code, if the broker sent one.

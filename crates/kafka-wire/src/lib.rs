@@ -19,16 +19,20 @@ pub mod offsets;
 pub mod producer;
 pub mod protocol;
 pub mod records;
+pub mod sasl;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod topics;
 pub mod versions;
 
 pub use client::{Client, Lane};
 pub use compression::Codec;
-pub use config::ClientConfig;
+pub use config::{ClientConfig, TlsConfig};
 pub use error::{Error, Result};
 pub use fetcher::{FetchConfig, Fetcher, OffsetReset};
 pub use group::{GroupConfig, GroupConsumer, GroupEvent};
 pub use offsets::OffsetSpec;
 pub use producer::{Acks, Producer, ProducerConfig, RecordMetadata};
 pub use records::{ConsumerRecord, Header, ProducerRecord};
+pub use sasl::{SaslConfig, SaslMechanism};
 pub use topics::NewTopic;
