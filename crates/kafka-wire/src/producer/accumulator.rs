@@ -2,27 +2,26 @@
 //! flush; each sent with retries and its outcome handed to every record's `Delivery`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::ApiKey;
 use tokio::sync::{oneshot, watch};
 
-use super::{Delivery, ProducerConfig, RecordMetadata};
+use super::{sender, Delivery, ProducerConfig, RecordMetadata};
 use crate::backoff::Backoff;
-use crate::client::{Client, Lane};
-use crate::error::{check_code, Error, Result};
+use crate::client::Client;
+use crate::error::{Error, Result};
 use crate::records::{encode_batch, ProducerRecord};
 
 type Waiter = oneshot::Sender<Result<RecordMetadata>>;
 
 #[derive(Default)]
-struct OpenBatch {
+pub(super) struct OpenBatch {
     generation: u64,
-    records: Vec<ProducerRecord>,
+    pub records: Vec<ProducerRecord>,
     waiters: Vec<Waiter>,
     bytes: usize,
 }
@@ -39,12 +38,20 @@ pub(super) struct Accumulator {
     config: ProducerConfig,
     state: Mutex<State>,
     in_flight: watch::Sender<usize>,
+    /// Batches ready to send; the sender task drains them a round at a time.
+    outbox: Mutex<Vec<Ready>>,
+    /// Whether a sender task is running.
+    sending: AtomicBool,
 }
 
-struct Ready {
-    topic: Arc<str>,
-    partition: i32,
-    batch: OpenBatch,
+pub(super) struct Ready {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub batch: OpenBatch,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Accumulator {
@@ -54,6 +61,8 @@ impl Accumulator {
             config,
             state: Mutex::new(State::default()),
             in_flight: watch::channel(0).0,
+            outbox: Mutex::new(Vec::new()),
+            sending: AtomicBool::new(false),
         }
     }
 
@@ -167,25 +176,69 @@ impl Accumulator {
         let _ = rx.wait_for(|n| *n == 0).await;
     }
 
+    /// Queues a full or lingered batch for the sender, starting the sender if it is idle.
     fn spawn_delivery(self: &Arc<Self>, ready: Ready) {
         self.in_flight.send_modify(|n| *n += 1);
+        lock(&self.outbox).push(ready);
+        if !self.sending.swap(true, Ordering::SeqCst) {
+            let me = self.clone();
+            tokio::spawn(async move { me.send_rounds().await });
+        }
+    }
+
+    /// Sends rounds until the outbox stays empty. Each round takes every ready batch and sends
+    /// one Produce request per leader holding all of them; batches that become ready while a
+    /// round is in flight go together in the next one.
+    async fn send_rounds(self: Arc<Self>) {
+        loop {
+            let round = std::mem::take(&mut *lock(&self.outbox));
+            if round.is_empty() {
+                self.sending.store(false, Ordering::SeqCst);
+                // A batch queued between the take and the store would be stranded: look again.
+                if lock(&self.outbox).is_empty() || self.sending.swap(true, Ordering::SeqCst) {
+                    return;
+                }
+                continue;
+            }
+            sender::send_round(&self, round).await;
+        }
+    }
+
+    /// Hands a batch's outcome to each of its records' `Delivery`.
+    pub(super) fn resolve(&self, ready: Ready, outcome: Result<i64>) {
+        let Ready {
+            topic,
+            partition,
+            batch,
+        } = ready;
+        for (i, waiter) in batch.waiters.into_iter().enumerate() {
+            let _ = waiter.send(outcome.clone().map(|base| RecordMetadata {
+                topic: topic.clone(),
+                partition,
+                offset: if base < 0 { -1 } else { base + i as i64 },
+            }));
+        }
+        self.in_flight.send_modify(|n| *n -= 1);
+    }
+
+    /// Sends one batch on its own, with retries (after its round failed in a retriable way).
+    pub(super) fn retry_alone(self: &Arc<Self>, ready: Ready) {
         let me = self.clone();
         tokio::spawn(async move {
-            let Ready {
-                topic,
-                partition,
-                batch,
-            } = ready;
-            let outcome = me.produce_batch(&topic, partition, &batch.records).await;
-            for (i, waiter) in batch.waiters.into_iter().enumerate() {
-                let _ = waiter.send(outcome.clone().map(|base| RecordMetadata {
-                    topic: topic.clone(),
-                    partition,
-                    offset: if base < 0 { -1 } else { base + i as i64 },
-                }));
-            }
-            me.in_flight.send_modify(|n| *n -= 1);
+            let outcome = me
+                .produce_batch(&ready.topic, ready.partition, &ready.batch.records)
+                .await;
+            me.resolve(ready, outcome);
         });
+    }
+
+    /// Puts a batch back for the next round.
+    pub(super) fn requeue(&self, ready: Ready) {
+        lock(&self.outbox).push(ready);
+    }
+
+    pub(super) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Encodes and sends one batch with retries; returns its base offset (-1 with acks=0).
@@ -195,14 +248,7 @@ impl Accumulator {
         partition: i32,
         records: &[ProducerRecord],
     ) -> Result<i64> {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let bytes =
-            encode_batch(records, self.config.codec, now_ms).map_err(|e| Error::Encode {
-                api: ApiKey::Produce,
-                reason: format!("{topic}/{partition}: {e:#}"),
-            })?;
+        let bytes = self.encode(topic, partition, records)?;
         let cfg = self.client.config();
         let mut backoff = Backoff::new(
             cfg.retry_backoff,
@@ -210,7 +256,14 @@ impl Accumulator {
             self.config.delivery_timeout,
         );
         loop {
-            match self.produce_once(topic, partition, bytes.clone()).await {
+            let attempt = async {
+                let addr = self.client.leader_addr(topic, partition).await?;
+                let batch = [(Arc::<str>::from(topic), partition, bytes.clone())];
+                sender::produce_to(&self.client, &self.config, &addr, &batch)
+                    .await?
+                    .remove(0)
+            };
+            match attempt.await {
                 Err(e) if e.is_retriable() => {
                     tracing::debug!(topic, partition, error = %e, "produce failed, retrying");
                     if e.invalidates_metadata() {
@@ -225,40 +278,19 @@ impl Accumulator {
         }
     }
 
-    async fn produce_once(&self, topic: &str, partition: i32, records: Bytes) -> Result<i64> {
-        let conn = self.client.leader(topic, partition, Lane::Default).await?;
-        let timeout = self.client.config().request_timeout;
-        let req = ProduceRequest::default()
-            .with_acks(self.config.acks.wire())
-            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(partition)
-                    .with_records(Some(records))])]);
-        if self.config.acks == super::Acks::None {
-            conn.send_no_response(&req)?;
-            return Ok(-1);
-        }
-        let resp = conn.send(&req).await?;
-        let p = resp
-            .responses
-            .iter()
-            .filter(|t| t.name.0.as_str() == topic)
-            .flat_map(|t| t.partition_responses.iter())
-            .find(|p| p.index == partition)
-            .ok_or_else(|| Error::Malformed {
-                broker: conn.broker().to_string(),
-                what: "Produce response".into(),
-                reason: format!("no result for {topic}/{partition}"),
-            })?;
-        check_code(p.error_code, conn.broker(), ApiKey::Produce, || {
-            let msg = p
-                .error_message
-                .as_ref()
-                .map(|m| format!(": {}", m.as_str()));
-            format!(" {topic}/{partition}{}", msg.unwrap_or_default())
-        })?;
-        Ok(p.base_offset)
+    /// The record batch of `records` for `topic`/`partition`.
+    pub(super) fn encode(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: &[ProducerRecord],
+    ) -> Result<Bytes> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        encode_batch(records, self.config.codec, now_ms).map_err(|e| Error::Encode {
+            api: ApiKey::Produce,
+            reason: format!("{topic}/{partition}: {e:#}"),
+        })
     }
 }

@@ -6,6 +6,7 @@
 
 mod accumulator;
 pub mod partitioner;
+mod sender;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,7 +33,7 @@ pub enum Acks {
 }
 
 impl Acks {
-    fn wire(self) -> i16 {
+    pub(super) fn wire(self) -> i16 {
         match self {
             Acks::None => 0,
             Acks::Leader => 1,
