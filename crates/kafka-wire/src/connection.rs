@@ -406,3 +406,157 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sasl::SaslMechanism;
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::{ApiVersionsResponse, ResponseHeader, SaslHandshakeResponse};
+    use kafka_protocol::protocol::{Encodable, HeaderVersion};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// What the fake broker does when the SaslHandshake arrives.
+    #[derive(Clone, Copy)]
+    enum OnHandshake {
+        Close,
+        Unsupported,
+    }
+
+    async fn read_frame(s: &mut TcpStream) -> Option<BytesMut> {
+        let len = s.read_u32().await.ok()? as usize;
+        let mut buf = BytesMut::zeroed(len);
+        s.read_exact(&mut buf).await.ok()?;
+        Some(buf)
+    }
+
+    async fn reply<M: Encodable + HeaderVersion>(
+        s: &mut TcpStream,
+        id: i32,
+        hv: i16,
+        m: &M,
+        v: i16,
+    ) {
+        let mut body = BytesMut::new();
+        ResponseHeader::default()
+            .with_correlation_id(id)
+            .encode(&mut body, hv)
+            .unwrap();
+        m.encode(&mut body, v).unwrap();
+        let mut frame = BytesMut::new();
+        frame.put_u32(body.len() as u32);
+        frame.extend_from_slice(&body);
+        s.write_all(&frame).await.unwrap();
+    }
+
+    /// A one-connection fake broker: answers ApiVersions (v3), then handles the handshake.
+    async fn fake_broker(on_handshake: OnHandshake) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                while let Some(frame) = read_frame(&mut s).await {
+                    let key = i16::from_be_bytes([frame[0], frame[1]]);
+                    let version = i16::from_be_bytes([frame[2], frame[3]]);
+                    let id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+                    if key == ApiKey::ApiVersions as i16 {
+                        let api = |k: ApiKey, max: i16| {
+                            ApiVersion::default()
+                                .with_api_key(k as i16)
+                                .with_min_version(0)
+                                .with_max_version(max)
+                        };
+                        let resp = ApiVersionsResponse::default().with_api_keys(vec![
+                            api(ApiKey::ApiVersions, 3),
+                            api(ApiKey::SaslHandshake, 1),
+                            api(ApiKey::SaslAuthenticate, 2),
+                        ]);
+                        reply(&mut s, id, 0, &resp, version).await;
+                    } else if key == ApiKey::SaslHandshake as i16 {
+                        match on_handshake {
+                            OnHandshake::Close => break,
+                            OnHandshake::Unsupported => {
+                                let resp = SaslHandshakeResponse::default()
+                                    .with_error_code(ResponseError::UnsupportedSaslMechanism.code())
+                                    .with_mechanisms(vec![StrBytes::from_static_str(
+                                        "SCRAM-SHA-512",
+                                    )]);
+                                let hv = SaslHandshakeResponse::header_version(version);
+                                reply(&mut s, id, hv, &resp, version).await;
+                            }
+                        }
+                    } else {
+                        break;
+                    }
+                }
+            }
+        });
+        addr
+    }
+
+    fn config(mechanism: SaslMechanism) -> ClientConfig {
+        ClientConfig::new("unused")
+            .connect_timeout(Duration::from_secs(5))
+            .request_timeout(Duration::from_secs(5))
+            .sasl(SaslConfig::new(mechanism, "u", "p"))
+    }
+
+    #[tokio::test]
+    async fn a_broker_closing_during_sasl_is_an_authentication_error() {
+        let addr = fake_broker(OnHandshake::Close).await;
+        let err = Connection::connect(&addr, &config(SaslMechanism::ScramSha512))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Authentication {
+                    mechanism: SaslMechanism::ScramSha512,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains(
+                "the broker closed the connection during SASL SCRAM-SHA-512 authentication \
+                 (wrong credentials or mechanism not enabled)"
+            ),
+            "{err}"
+        );
+        assert!(!err.is_retriable() && err.ends_connect_attempts());
+    }
+
+    #[tokio::test]
+    async fn a_mechanism_not_enabled_is_named_with_the_offered_ones() {
+        let addr = fake_broker(OnHandshake::Unsupported).await;
+        let err = Connection::connect(&addr, &config(SaslMechanism::Plain))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("mechanism PLAIN is not enabled") && text.contains("SCRAM-SHA-512"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_client_stops_at_an_authentication_error_instead_of_retrying() {
+        let addr = fake_broker(OnHandshake::Close).await;
+        let started = std::time::Instant::now();
+        let err = crate::Client::connect(ClientConfig {
+            bootstrap: vec![addr],
+            ..config(SaslMechanism::ScramSha256)
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::Authentication { .. }), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -4,6 +4,11 @@
 //! connections with pipelining ([`connection`]), version negotiation ([`versions`]), a metadata
 //! cache and connection pool ([`client`]), topic creation ([`topics`]), offset lookups
 //! ([`offsets`]), a batching producer ([`producer`]) and a long-poll fetcher ([`fetcher`]).
+//!
+//! Security: [`ClientConfig::sasl`] authenticates every connection right after ApiVersions with
+//! SASL PLAIN or SCRAM-SHA-256/512 ([`sasl`]; failures are [`Error::Authentication`]).
+//! [`ClientConfig::tls`] runs every connection through TLS (rustls) when the crate is built with
+//! its `tls` feature, which pulls C (ring); without it a TLS setting fails with [`Error::Tls`].
 
 pub mod backoff;
 pub mod client;
