@@ -12,6 +12,7 @@ pub mod codec;
 pub mod envelope;
 pub mod error;
 pub mod naming;
+pub mod security;
 pub mod server;
 pub mod status;
 pub mod topics;

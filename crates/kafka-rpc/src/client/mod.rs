@@ -202,7 +202,8 @@ impl Client {
                 message: reply.message,
             });
         }
-        let value = codec::decode(&reply.payload).map_err(|reason| RpcError::Codec {
+        let payload = self.open_reply(service, method, &reply)?;
+        let value = codec::decode(&payload).map_err(|reason| RpcError::Codec {
             context: format!("decoding the result of {service}.{method} (request {id})"),
             reason,
         })?;
@@ -214,6 +215,40 @@ impl Client {
             server_id: reply.server_id,
         };
         Ok(Response { value, meta })
+    }
+
+    /// The reply's payload, opened when payload security is on (an unsealed result is refused).
+    fn open_reply(
+        &self,
+        service: &str,
+        method: &str,
+        reply: &crate::envelope::Reply,
+    ) -> Result<bytes::Bytes, RpcError> {
+        let refuse = |message: String| RpcError::Status {
+            service: service.into(),
+            method: method.into(),
+            request_id: reply.id.to_string(),
+            code: StatusCode::Unauthenticated,
+            message,
+        };
+        match (&self.inner.options.security, reply.key_id) {
+            (None, None) => Ok(reply.payload.clone()),
+            (Some(security), Some(key_id)) => security
+                .open(key_id, &reply.aad(), &reply.payload)
+                .map_err(|e| {
+                    refuse(format!(
+                        "the reply from {} failed authentication: {e}",
+                        reply.server_id
+                    ))
+                }),
+            (Some(_), None) => Err(refuse(format!(
+                "the reply from {} is not sealed; payload security requires it",
+                reply.server_id
+            ))),
+            (None, Some(_)) => Err(refuse(
+                "the reply is sealed but this client has no payload key".into(),
+            )),
+        }
     }
 
     /// Sends a one-way call (a job): returns once Kafka has stored it. It runs when a server of
@@ -247,7 +282,7 @@ impl Client {
             reason,
         })?;
         let sent_ms = now_ms();
-        Ok(Request {
+        let mut request = Request {
             id: RequestId::random(),
             method: method.to_string(),
             reply_to: reply.then(|| self.inner.reply_to.clone()),
@@ -255,7 +290,14 @@ impl Client {
                 .map(|b| sent_ms.saturating_add(b.as_millis().min(i64::MAX as u128) as i64)),
             sent_ms,
             payload,
-        })
+            key_id: None,
+        };
+        if let Some(security) = &self.inner.options.security {
+            let (key_id, sealed) = security.seal(&request.aad(), &request.payload);
+            request.payload = sealed;
+            request.key_id = Some(key_id);
+        }
+        Ok(request)
     }
 
     async fn send(

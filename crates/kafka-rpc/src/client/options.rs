@@ -23,6 +23,8 @@ pub struct ClientOptions {
     pub reply_fetch_max_wait: Duration,
     /// How long the request producer waits to batch requests.
     pub linger: Duration,
+    /// Seal requests and require sealed results (payload security); `None`: plain msgpack.
+    pub security: Option<crate::security::PayloadSecurity>,
 }
 
 impl Default for ClientOptions {
@@ -34,6 +36,7 @@ impl Default for ClientOptions {
             default_timeout: Duration::from_secs(30),
             reply_fetch_max_wait: Duration::from_millis(10),
             linger: Duration::ZERO,
+            security: None,
         }
     }
 }

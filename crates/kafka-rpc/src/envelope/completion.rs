@@ -8,6 +8,9 @@ use super::headers::{self as h, header, HeaderError, Headers};
 use super::reply::Reply;
 use super::request::ReplyTo;
 
+/// Header of a completion: the offset of the request it answers (8-byte big-endian).
+pub const REQUEST_OFFSET: &str = "krpc-request-offset";
+
 /// A finished request: its reply, and where that reply went (`None` for a one-way call).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
@@ -15,10 +18,13 @@ pub struct Completion {
     pub reply: Reply,
     /// Where the reply was sent.
     pub reply_to: Option<ReplyTo>,
+    /// The offset of the request record answered (to tell a redelivery from a replay).
+    pub request_offset: Option<i64>,
 }
 
 impl Completion {
-    /// The record: the reply's headers and value, plus the reply-to headers, keyed by request id.
+    /// The record: the reply's headers and value, plus the reply-to and request-offset
+    /// headers, keyed by request id.
     pub fn to_record(&self) -> ProducerRecord {
         let mut record = self.reply.to_record();
         record.key = Some(self.reply.id.0.to_vec().into());
@@ -28,6 +34,11 @@ impl Completion {
                 h::REPLY_PARTITION,
                 r.partition.to_be_bytes().to_vec(),
             ));
+        }
+        if let Some(o) = self.request_offset {
+            record
+                .headers
+                .push(header(REQUEST_OFFSET, o.to_be_bytes().to_vec()));
         }
         record
     }
@@ -43,6 +54,11 @@ impl Completion {
             }),
             None => None,
         };
-        Ok(Self { reply, reply_to })
+        let request_offset = hs.fixed_opt::<8>(REQUEST_OFFSET)?.map(i64::from_be_bytes);
+        Ok(Self {
+            reply,
+            reply_to,
+            request_offset,
+        })
     }
 }

@@ -28,6 +28,10 @@ pub const HANDLER_US: &str = "krpc-handler-us";
 /// Time the request waited in Kafka before a server picked it up, ms (8-byte big-endian signed).
 pub const QUEUE_MS: &str = "krpc-queue-ms";
 
+/// Id of the key that sealed the value (2-byte big-endian unsigned); present only when the
+/// payload is sealed (payload security).
+pub const KEY_ID: &str = "krpc-key-id";
+
 /// The wire format version this crate writes and reads.
 pub const WIRE_VERSION: u8 = 1;
 

@@ -22,11 +22,22 @@ pub struct Reply {
     pub handler_us: u64,
     /// Time the request waited before a server picked it up, ms.
     pub queue_ms: i64,
-    /// The msgpack-encoded result (empty unless OK).
+    /// The msgpack-encoded result (empty unless OK; sealed when `key_id` is set).
     pub payload: Bytes,
+    /// The key that sealed the payload (payload security), if sealed.
+    pub key_id: Option<u16>,
 }
 
 impl Reply {
+    /// The associated data a sealed reply binds: request id, status and message.
+    pub fn aad(&self) -> bytes::Bytes {
+        crate::security::Aad::new("krpc reply v1")
+            .field(&self.id.0)
+            .field(&self.status.code().to_be_bytes())
+            .field(self.message.as_bytes())
+            .finish()
+    }
+
     /// The record that carries this reply.
     pub fn to_record(&self) -> ProducerRecord {
         let mut headers = vec![
@@ -39,6 +50,9 @@ impl Reply {
         ];
         if self.status != StatusCode::Ok {
             headers.push(header(h::MESSAGE, self.message.clone()));
+        }
+        if let Some(k) = self.key_id {
+            headers.push(header(h::KEY_ID, k.to_be_bytes().to_vec()));
         }
         ProducerRecord {
             key: None,
@@ -67,6 +81,7 @@ impl Reply {
                 .fixed_opt::<8>(h::QUEUE_MS)?
                 .map_or(0, i64::from_be_bytes),
             payload: record.value.clone().unwrap_or_default(),
+            key_id: hs.fixed_opt::<2>(h::KEY_ID)?.map(u16::from_be_bytes),
         })
     }
 }

@@ -47,8 +47,10 @@ pub struct Request {
     pub deadline_ms: Option<i64>,
     /// When the caller sent it (ms since the epoch).
     pub sent_ms: i64,
-    /// The msgpack-encoded arguments.
+    /// The msgpack-encoded arguments (sealed when `key_id` is set).
     pub payload: Bytes,
+    /// The key that sealed the payload (payload security), if sealed.
+    pub key_id: Option<u16>,
 }
 
 /// A record that is not a valid request, with what could be read of it (so the server can
@@ -67,6 +69,19 @@ pub struct RequestError {
 }
 
 impl Request {
+    /// The associated data a sealed request binds: id, method, reply address, deadline, sent.
+    pub fn aad(&self) -> Bytes {
+        let reply = self.reply_to.as_ref();
+        crate::security::Aad::new("krpc request v1")
+            .field(&self.id.0)
+            .field(self.method.as_bytes())
+            .field(reply.map_or(&b""[..], |r| r.topic.as_bytes()))
+            .field(&reply.map_or(-1, |r| r.partition).to_be_bytes())
+            .field(&self.deadline_ms.unwrap_or(i64::MIN).to_be_bytes())
+            .field(&self.sent_ms.to_be_bytes())
+            .finish()
+    }
+
     /// The record that carries this request, keyed by the caller's routing key.
     pub fn to_record(&self, routing_key: Option<Bytes>) -> ProducerRecord {
         let mut headers = vec![
@@ -84,6 +99,9 @@ impl Request {
         }
         if let Some(d) = self.deadline_ms {
             headers.push(header(h::DEADLINE, d.to_be_bytes().to_vec()));
+        }
+        if let Some(k) = self.key_id {
+            headers.push(header(h::KEY_ID, k.to_be_bytes().to_vec()));
         }
         ProducerRecord {
             key: routing_key,
@@ -124,6 +142,7 @@ impl Request {
                 deadline_ms: hs.fixed_opt::<8>(h::DEADLINE)?.map(i64::from_be_bytes),
                 sent_ms: hs.fixed::<8>(h::SENT).map(i64::from_be_bytes)?,
                 payload: record.value.clone().unwrap_or_default(),
+                key_id: hs.fixed_opt::<2>(h::KEY_ID)?.map(u16::from_be_bytes),
             })
         };
         parse().map_err(|e| fail(e.to_string(), false))

@@ -96,8 +96,10 @@ mod tests {
                 handler_us: 1,
                 queue_ms: 0,
                 payload: Default::default(),
+                key_id: None,
             },
             reply_to: None,
+            request_offset: None,
         }
     }
 

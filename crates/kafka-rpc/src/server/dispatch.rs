@@ -30,6 +30,8 @@ pub(super) struct Dispatcher {
     pub max_request_bytes: usize,
     /// Dedup window size and age.
     pub dedup_limits: (usize, Duration),
+    /// Payload security, if the service requires sealed requests.
+    pub security: Option<crate::security::PayloadSecurity>,
     pub windows: Mutex<HashMap<i32, Window>>,
     pub progress: Mutex<Progress>,
     pub finished: Notify,
@@ -137,7 +139,7 @@ impl Dispatcher {
                 .await;
             return;
         }
-        let request = match Request::from_record(record) {
+        let mut request = match Request::from_record(record) {
             Ok(r) => r,
             Err(e) => {
                 Counters::bump(&self.counters.malformed);
@@ -155,6 +157,13 @@ impl Dispatcher {
             tracing::debug!(id = %request.id, offset = record.offset, partition = record.partition, method = %request.method, "deadline passed before pickup; not run");
             return;
         }
+        if let Err(reason) = self.unseal(&mut request, picked_up) {
+            Counters::bump(&self.counters.auth_failures);
+            tracing::warn!(id = %request.id, offset = record.offset, partition = record.partition, %reason, "refused by payload security");
+            self.answer_refusal(&request, StatusCode::Unauthenticated, reason)
+                .await;
+            return;
+        }
         let seen = self
             .windows()
             .entry(record.partition)
@@ -165,6 +174,23 @@ impl Dispatcher {
             Seen::Running => {
                 Counters::bump(&self.counters.deduplicated);
                 tracing::debug!(id = %request.id, offset = record.offset, partition = record.partition, "already running; not started again");
+                return;
+            }
+            Seen::Done(done)
+                if self.security.is_some()
+                    && done.request_offset.is_some_and(|o| o != record.offset) =>
+            {
+                // The same sealed request at another offset: a replay (or a producer's duplicate,
+                // whose caller already has, or will get, the first reply).
+                Counters::bump(&self.counters.auth_failures);
+                let reason = format!(
+                    "request {} was already answered (at offset {}): a replay",
+                    request.id,
+                    done.request_offset.unwrap_or(-1)
+                );
+                tracing::warn!(offset = record.offset, partition = record.partition, %reason, "refused by payload security");
+                self.answer_refusal(&request, StatusCode::Unauthenticated, reason)
+                    .await;
                 return;
             }
             Seen::Done(done) => {
@@ -196,6 +222,7 @@ impl Dispatcher {
         let completion = Completion {
             reply,
             reply_to: request.reply_to.clone(),
+            request_offset: Some(record.offset),
         };
         let to_completions = async {
             match self.producer.send_to(
@@ -223,6 +250,39 @@ impl Dispatcher {
             .complete(completion, Instant::now(), self.dedup_limits);
     }
 
+    /// With payload security: checks age and seal and replaces the payload with its plaintext.
+    fn unseal(&self, request: &mut Request, now_ms: i64) -> Result<(), String> {
+        let Some(security) = &self.security else {
+            return match request.key_id {
+                Some(_) => Err("the request is sealed but this server has no payload key".into()),
+                None => Ok(()),
+            };
+        };
+        let Some(key_id) = request.key_id else {
+            return Err("this service requires sealed requests (payload security)".into());
+        };
+        let age = now_ms - request.sent_ms;
+        if age > self.dedup_limits.1.as_millis() as i64 {
+            return Err(format!(
+                "the request was sent {age} ms ago, beyond the replay window of {:?}",
+                self.dedup_limits.1
+            ));
+        }
+        request.payload = security
+            .open(key_id, &request.aad(), &request.payload)
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Answers a refused request with `code` where it wants a reply.
+    async fn answer_refusal(&self, request: &Request, code: StatusCode, reason: String) {
+        if let Some(to) = &request.reply_to {
+            let mut reply = self.reply_for(request.id, Err(HandlerError::new(code, reason)), 0, 0);
+            reply.key_id = None;
+            self.send_reply(&reply, to).await;
+        }
+    }
+
     fn count_outcome(&self, outcome: &Result<Bytes, HandlerError>) {
         let c = &self.counters;
         let counter = match outcome {
@@ -248,7 +308,7 @@ impl Dispatcher {
             Ok(payload) => (StatusCode::Ok, String::new(), payload),
             Err(e) => (e.code, e.message, Bytes::new()),
         };
-        Reply {
+        let mut reply = Reply {
             id,
             status,
             message,
@@ -256,7 +316,14 @@ impl Dispatcher {
             handler_us,
             queue_ms,
             payload,
+            key_id: None,
+        };
+        if let (Some(security), StatusCode::Ok) = (&self.security, reply.status) {
+            let (key_id, sealed) = security.seal(&reply.aad(), &reply.payload);
+            reply.payload = sealed;
+            reply.key_id = Some(key_id);
         }
+        reply
     }
 
     /// A record that cannot be served: dead-letter it, and answer with `code` if we know where.

@@ -139,6 +139,7 @@ impl Server {
             dead_letter_topic: dead_letter_topic(&o.service),
             max_request_bytes: o.max_request_bytes,
             dedup_limits: (o.dedup_window, o.dedup_max_age),
+            security: o.security.clone(),
             windows: Mutex::new(HashMap::new()),
             progress: Mutex::new(Progress::default()),
             keyed: Mutex::new(HashMap::new()),

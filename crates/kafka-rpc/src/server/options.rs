@@ -33,6 +33,10 @@ pub struct ServerOptions {
     pub dedup_max_age: Duration,
     /// Largest request (value plus headers) served; larger ones are dead-lettered.
     pub max_request_bytes: usize,
+    /// Require sealed requests and seal results (payload security); `None`: plain msgpack.
+    /// With it, a request older than `dedup_max_age` is refused (so a replay cannot outlive
+    /// the dedup window), and a known request id at another offset is refused as a replay.
+    pub security: Option<crate::security::PayloadSecurity>,
 }
 
 impl ServerOptions {
@@ -52,6 +56,7 @@ impl ServerOptions {
             dedup_window: 10_000,
             dedup_max_age: Duration::from_secs(600),
             max_request_bytes: 1024 * 1024,
+            security: None,
         }
     }
 }

@@ -59,6 +59,8 @@ counters! {
     deduplicated,
     /// Requests over the size limit.
     oversize,
+    /// Requests refused by payload security: unsealed, forged, wrong key, too old, replayed.
+    auth_failures,
     /// Records copied to the dead-letter topic.
     dead_lettered,
     /// Dead letters that could not be produced.

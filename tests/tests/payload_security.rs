@@ -1,0 +1,259 @@
+//! Payload security against the real broker: sealed calls work and are not readable on the
+//! wire; a wrong key, a tampered payload, a tampered header, a replayed record and an unsealed
+//! request are each refused with UNAUTHENTICATED where a reply can be sent, counted, and never
+//! executed.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_rpc::envelope::{now_ms, Reply, ReplyTo, Request, RequestId};
+use kafka_rpc::kafka_wire::{
+    FetchConfig, Fetcher, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
+};
+use kafka_rpc::security::PayloadSecurity;
+use kafka_rpc::{CallOptions, ClientOptions, HandlerError, Server, ServerOptions, StatusCode};
+use krpc_tests::{kafka, Broker};
+
+const SECRET: &str = "the payload secret of the tests";
+
+fn security(secret: &str) -> PayloadSecurity {
+    PayloadSecurity::new(7, secret).expect("derive key")
+}
+
+/// Sends crafted request records and reads the replies addressed to one reply partition.
+struct Crafter {
+    producer: Producer,
+    replies: Fetcher,
+    reply_to: ReplyTo,
+    topic: String,
+}
+
+impl Crafter {
+    async fn new(kafka: kafka_rpc::kafka_wire::Client, svc: &str) -> Self {
+        let reply_to = ReplyTo {
+            topic: kafka_rpc::naming::DEFAULT_REPLY_TOPIC.into(),
+            partition: 3,
+        };
+        let mut replies = Fetcher::new(
+            kafka.clone(),
+            FetchConfig {
+                max_wait: Duration::from_millis(20),
+                ..FetchConfig::default()
+            },
+        );
+        replies
+            .assign_at(&reply_to.topic, reply_to.partition, OffsetSpec::Latest)
+            .await
+            .unwrap();
+        Self {
+            producer: Producer::new(kafka, ProducerConfig::default()),
+            replies,
+            reply_to,
+            topic: kafka_rpc::naming::request_topic(svc),
+        }
+    }
+
+    /// A `job(n)` request sealed with the right key.
+    fn sealed_job(&self, n: u32) -> Request {
+        let mut request = Request {
+            id: RequestId::random(),
+            method: "job".into(),
+            reply_to: Some(self.reply_to.clone()),
+            deadline_ms: None,
+            sent_ms: now_ms(),
+            payload: kafka_rpc::codec::encode_args(&(n,)).unwrap(),
+            key_id: None,
+        };
+        let (key_id, sealed) = security(SECRET).seal(&request.aad(), &request.payload);
+        request.payload = sealed;
+        request.key_id = Some(key_id);
+        request
+    }
+
+    async fn send(&self, record: ProducerRecord) {
+        self.producer
+            .send_to(&self.topic, 0, record)
+            .unwrap()
+            .await
+            .expect("produced");
+    }
+
+    /// The replies to `id`, waiting until `count` of them arrived (at most 30 s).
+    async fn replies(&mut self, id: RequestId, count: usize) -> Vec<Reply> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut got = Vec::new();
+        while got.len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} replies to {id}",
+                got.len()
+            );
+            for r in self.replies.poll().await.unwrap() {
+                if let Ok(reply) = Reply::from_record(&r) {
+                    if reply.id == id {
+                        got.push(reply);
+                    }
+                }
+            }
+        }
+        got
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_calls_work_and_every_forgery_is_refused_counted_and_never_run() {
+    let addr = Broker::shared().addr().to_string();
+    let svc = krpc_tests::unique_topic("sealed").replace('.', "-");
+    let kafka = kafka::client(&addr).await;
+    let jobs = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let mut options = ServerOptions::new(&svc);
+    options.security = Some(security(SECRET));
+    let recorded = jobs.clone();
+    let server = Server::new(kafka.clone(), options)
+        .method("add", |(a, b): (i64, i64)| async move {
+            Ok::<_, HandlerError>(a + b)
+        })
+        .method_blocking("job", move |(n,): (u32,)| {
+            recorded.lock().unwrap().push(n);
+            Ok::<_, HandlerError>(n)
+        });
+    let counters = server.counters();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+
+    // A sealed call works, and its arguments are not readable on the wire.
+    let client = kafka_rpc::Client::connect(
+        kafka.clone(),
+        ClientOptions {
+            security: Some(security(SECRET)),
+            ..ClientOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let opts = || CallOptions::default().timeout(Duration::from_secs(30));
+    assert_eq!(
+        client
+            .call::<_, i64>(&svc, "add", &(2, 3), opts())
+            .await
+            .unwrap()
+            .value,
+        5
+    );
+    let on_wire = kafka::read(
+        &kafka,
+        &kafka_rpc::naming::request_topic(&svc),
+        {
+            let mut p = 0;
+            for candidate in 0..16 {
+                if kafka
+                    .list_offset(
+                        &kafka_rpc::naming::request_topic(&svc),
+                        candidate,
+                        OffsetSpec::Latest,
+                    )
+                    .await
+                    .unwrap()
+                    > 0
+                {
+                    p = candidate;
+                }
+            }
+            p
+        },
+        0,
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        on_wire[0].header("krpc-key-id").is_some(),
+        "the request says which key sealed it"
+    );
+    assert_ne!(
+        on_wire[0].value.as_deref(),
+        Some(&[0x92, 0x02, 0x03][..]),
+        "the arguments travel sealed"
+    );
+
+    // A client with the wrong key gets UNAUTHENTICATED at once.
+    let wrong = kafka_rpc::Client::connect(
+        kafka.clone(),
+        ClientOptions {
+            security: Some(security("not the payload secret")),
+            ..ClientOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let err = wrong
+        .call::<_, u32>(&svc, "job", &(100u32,), opts())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), StatusCode::Unauthenticated, "{err}");
+    assert!(err.to_string().contains("authentication failed"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a status, not a timeout"
+    );
+
+    let mut crafter = Crafter::new(kafka.clone(), &svc).await;
+    // A flipped payload byte.
+    let mut forged = crafter.sealed_job(101);
+    let mut payload = forged.payload.to_vec();
+    payload[30] ^= 0x01;
+    forged.payload = Bytes::from(payload);
+    crafter.send(forged.to_record(None)).await;
+    let r = crafter.replies(forged.id, 1).await;
+    assert_eq!(r[0].status, StatusCode::Unauthenticated, "{}", r[0].message);
+
+    // A changed routing header (the method) with an intact payload.
+    let valid = crafter.sealed_job(102);
+    let mut moved = valid.to_record(None);
+    for h in &mut moved.headers {
+        if h.key == "krpc-method" {
+            h.value = Some(Bytes::from_static(b"add"));
+        }
+    }
+    crafter.send(moved).await;
+    let r = crafter.replies(valid.id, 1).await;
+    assert_eq!(r[0].status, StatusCode::Unauthenticated, "{}", r[0].message);
+
+    // A replayed record: the first copy runs, the second is refused.
+    let once = crafter.sealed_job(103);
+    crafter.send(once.to_record(None)).await;
+    crafter.send(once.to_record(None)).await;
+    let r = crafter.replies(once.id, 2).await;
+    assert_eq!(r[0].status, StatusCode::Ok);
+    assert_eq!(r[1].status, StatusCode::Unauthenticated, "{}", r[1].message);
+    assert!(r[1].message.contains("replay"), "{}", r[1].message);
+
+    // An unsealed request.
+    let mut plain = crafter.sealed_job(104);
+    plain.key_id = None;
+    plain.payload = kafka_rpc::codec::encode_args(&(104u32,)).unwrap();
+    crafter.send(plain.to_record(None)).await;
+    let r = crafter.replies(plain.id, 1).await;
+    assert_eq!(r[0].status, StatusCode::Unauthenticated, "{}", r[0].message);
+
+    stop.send(()).unwrap();
+    let stats = task.await.unwrap().unwrap();
+    let ran: HashSet<u32> = jobs.lock().unwrap().iter().copied().collect();
+    assert_eq!(
+        ran,
+        HashSet::from([103]),
+        "only the one genuine job ran, once: {:?}",
+        jobs.lock().unwrap()
+    );
+    assert_eq!(jobs.lock().unwrap().len(), 1);
+    assert_eq!(
+        stats.auth_failures, 5,
+        "wrong key, payload, header, replay, unsealed: {stats}"
+    );
+    assert_eq!(counters.snapshot().auth_failures, 5);
+}
