@@ -73,3 +73,23 @@ pub async fn client(addr: &str) -> kafka_rpc::Client {
         .await
         .expect("rpc client")
 }
+
+/// A server running in a task until the returned sender fires (or drops); the task yields its
+/// final counters.
+pub fn run_in_background(
+    server: kafka_rpc::Server,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<kafka_rpc::ServerStats>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server run")
+    });
+    (stop, task)
+}

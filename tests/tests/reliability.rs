@@ -178,24 +178,6 @@ fn job_server(
         })
 }
 
-fn spawn_run(
-    server: Server,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<kafka_rpc::ServerStats>,
-) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("server")
-    });
-    (stop, task)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_queued_before_a_broker_kill_and_restart_all_run() {
     let mut broker = Broker::start(Storage::Sqlite);
@@ -217,7 +199,8 @@ async fn jobs_queued_before_a_broker_kill_and_restart_all_run() {
     broker.restart();
     let jobs = Arc::new(Mutex::new(Vec::new()));
     let kafka = krpc_tests::kafka::client(broker.addr()).await;
-    let (stop, task) = spawn_run(job_server(kafka, ServerOptions::new(&svc), jobs.clone()));
+    let (stop, task) =
+        rpc::run_in_background(job_server(kafka, ServerOptions::new(&svc), jobs.clone()));
     wait::until("all 200 jobs to run", Duration::from_secs(60), || async {
         (jobs.lock().unwrap().len() >= 200).then_some(())
     })
@@ -251,7 +234,7 @@ async fn a_request_whose_deadline_passed_before_pickup_is_not_run_and_is_counted
     let kafka = krpc_tests::kafka::client(&addr).await;
     let server = job_server(kafka, ServerOptions::new(&svc), jobs.clone());
     let counters = server.counters();
-    let (stop, task) = spawn_run(server);
+    let (stop, task) = rpc::run_in_background(server);
     // A live call after the expired one proves the server has read past it.
     let r = client
         .call::<_, i64>(&svc, "add", &(2, 3), CallOptions::default())
@@ -277,7 +260,7 @@ async fn ten_thousand_garbage_records_are_dead_lettered_while_valid_calls_are_se
     options.max_request_bytes = 64 * 1024;
     let server = job_server(kafka.clone(), options, Default::default());
     let counters = server.counters();
-    let (stop, task) = spawn_run(server);
+    let (stop, task) = rpc::run_in_background(server);
     let client = rpc::client(&addr).await;
     assert_eq!(
         client

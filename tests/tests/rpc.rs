@@ -92,16 +92,7 @@ fn spawn_server(
             jobs.lock().unwrap().insert(n);
             Ok::<_, HandlerError>(())
         });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("server run")
-    });
-    (stop, task)
+    rpc::run_in_background(server)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
