@@ -12,15 +12,15 @@ use crate::envelope::{Completion, RequestId};
 pub enum Seen {
     /// Never seen (or forgotten): run it.
     New,
-    /// Running now: do not start it again.
-    Running,
+    /// Running now (started from the record at this offset): do not start it again.
+    Running(i64),
     /// Answered: re-send this.
     Done(Box<Completion>),
 }
 
 #[derive(Debug)]
 enum Entry {
-    Running,
+    Running(i64),
     Done(Box<Completion>),
 }
 
@@ -33,13 +33,18 @@ pub struct Window {
 
 impl Window {
     /// Looks `id` up; a new id is recorded as running.
-    pub fn check_and_start(&mut self, id: RequestId, limits: (usize, Duration)) -> Seen {
+    pub fn check_and_start(
+        &mut self,
+        id: RequestId,
+        offset: i64,
+        limits: (usize, Duration),
+    ) -> Seen {
         self.evict(limits);
         match self.entries.get(&id) {
-            Some((Entry::Running, _)) => Seen::Running,
+            Some((Entry::Running(at), _)) => Seen::Running(*at),
             Some((Entry::Done(c), _)) => Seen::Done(c.clone()),
             None => {
-                self.insert(id, Entry::Running, Instant::now());
+                self.insert(id, Entry::Running(offset), Instant::now());
                 Seen::New
             }
         }
@@ -108,10 +113,10 @@ mod tests {
         let limits = (100, Duration::from_secs(60));
         let mut w = Window::default();
         let id = RequestId([1; 16]);
-        assert!(matches!(w.check_and_start(id, limits), Seen::New));
-        assert!(matches!(w.check_and_start(id, limits), Seen::Running));
+        assert!(matches!(w.check_and_start(id, 5, limits), Seen::New));
+        assert!(matches!(w.check_and_start(id, 5, limits), Seen::Running(5)));
         w.complete(done(id), Instant::now(), limits);
-        assert!(matches!(w.check_and_start(id, limits), Seen::Done(_)));
+        assert!(matches!(w.check_and_start(id, 5, limits), Seen::Done(_)));
     }
 
     #[test]
@@ -120,12 +125,12 @@ mod tests {
         let mut w = Window::default();
         for i in 0..100u8 {
             let id = RequestId([i; 16]);
-            w.check_and_start(id, limits);
+            w.check_and_start(id, 0, limits);
             w.complete(done(id), Instant::now(), limits);
         }
         assert!(w.len() <= 11, "{}", w.len());
         assert!(
-            matches!(w.check_and_start(RequestId([0; 16]), limits), Seen::New),
+            matches!(w.check_and_start(RequestId([0; 16]), 0, limits), Seen::New),
             "the oldest was forgotten"
         );
     }

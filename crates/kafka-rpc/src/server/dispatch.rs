@@ -168,10 +168,22 @@ impl Dispatcher {
             .windows()
             .entry(record.partition)
             .or_default()
-            .check_and_start(request.id, self.dedup_limits);
+            .check_and_start(request.id, record.offset, self.dedup_limits);
         match seen {
             Seen::New => {}
-            Seen::Running => {
+            Seen::Running(at) if self.security.is_some() && at != record.offset => {
+                // The same sealed request at another offset while the first still runs: a replay.
+                Counters::bump(&self.counters.auth_failures);
+                let reason = format!(
+                    "request {} is already running (from offset {at}): a replay",
+                    request.id
+                );
+                tracing::warn!(offset = record.offset, partition = record.partition, %reason, "refused by payload security");
+                self.answer_refusal(&request, StatusCode::Unauthenticated, reason)
+                    .await;
+                return;
+            }
+            Seen::Running(_) => {
                 Counters::bump(&self.counters.deduplicated);
                 tracing::debug!(id = %request.id, offset = record.offset, partition = record.partition, "already running; not started again");
                 return;
