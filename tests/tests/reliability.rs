@@ -13,6 +13,8 @@ use krpc_tests::process::LineProcess;
 use krpc_tests::{python, rpc, wait, Broker, Storage};
 
 const SESSION_MS: u64 = 6000;
+/// Time between two calls of one soak worker (32 workers).
+const SOAK_CALL_INTERVAL: Duration = Duration::from_millis(200);
 
 fn service(prefix: &str) -> String {
     krpc_tests::unique_topic(prefix).replace('.', "-")
@@ -397,7 +399,15 @@ async fn soak_servers_killed_and_restarted_every_thirty_seconds_lose_nothing() {
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut clients = Vec::new();
     for c in 0..2u64 {
-        let client = rpc::client(&addr).await;
+        // A longer reply wait than the default: nisshi's memory engine lists every stored batch
+        // of a partition on each fetch and stops listing when the fetch's wait runs out, so at
+        // 10 ms a reply slot holding tens of thousands of batches would show no new reply.
+        let kafka = krpc_tests::kafka::client(&addr).await;
+        let options = kafka_rpc::ClientOptions {
+            reply_fetch_max_wait: Duration::from_millis(100),
+            ..Default::default()
+        };
+        let client = kafka_rpc::Client::connect(kafka, options).await.expect("rpc client");
         let (svc, total, failures) = (svc.clone(), total.clone(), failures.clone());
         clients.push(tokio::spawn(async move {
             let next = Arc::new(AtomicUsize::new(0));
@@ -411,7 +421,13 @@ async fn soak_servers_killed_and_restarted_every_thirty_seconds_lose_nothing() {
                         next.clone(),
                     );
                     tokio::spawn(async move {
+                        // Steady load: one call per tick per worker (about 160 calls/s in all),
+                        // a rate the test broker sustains for the whole soak (it slows down as
+                        // partitions grow; see BENCHMARKS.md).
+                        let mut tick = tokio::time::interval(SOAK_CALL_INTERVAL);
+                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                         while Instant::now() < stop_at {
+                            tick.tick().await;
                             let i = c * 1_000_000_000 + next.fetch_add(1, Ordering::Relaxed) as u64;
                             let opts = CallOptions::default().timeout(Duration::from_secs(60));
                             match client.call::<_, u64>(&svc, "work", &(i, 2u64), opts).await {
