@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark of the real Python kafka-rpc 1.0.8 (the system this project replaces) with the seed
-README's Sum.add demo. Run it with the venv from scripts/pyenv-bench:
+README's Sum.add demo. Run it with the venv from scripts/pyenv-seed:
 
-    PY=$(scripts/pyenv-bench)
+    PY=$(scripts/pyenv-seed)
     $PY benches/python/krpc_seed.py server BOOTSTRAP NAME [--fetch-wait-ms 10]     # until SIGTERM
     $PY benches/python/krpc_seed.py client BOOTSTRAP NAME --mode sequential|threads \
         [--threads 128] [--seconds 10] [--fetch-wait-ms 10]

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Raw librdkafka (the confluent-kafka wheel) against a Kafka-compatible broker: the baseline
-below any RPC layer. Run it with the venv from scripts/pyenv-bench:
+below any RPC layer. Run it with the venv from scripts/pyenv-seed:
 
-    PY=$(scripts/pyenv-bench)
+    PY=$(scripts/pyenv-seed)
     $PY benches/python/rdkafka_raw.py latency    BOOTSTRAP [--count 200] [--fetch-wait-ms 10]
     $PY benches/python/rdkafka_raw.py roundtrip  BOOTSTRAP [--count 200] [--fetch-wait-ms 10]
     $PY benches/python/rdkafka_raw.py throughput BOOTSTRAP [--records 200000] [--size 64] [--batch 1000]

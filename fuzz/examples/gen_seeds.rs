@@ -167,5 +167,32 @@ fn main() {
     write(&dir, "frames", "oversize", b"\x06\x00\x00\x01\x00abcd");
     write(&dir, "frames", "negative", b"\x14\xff\xff\xff\xfe");
 
+    // legacy_messages: a Python request (msgpack.packb({'method_name': 'add', 'args': (1,),
+    // 'kwargs': {'b': 2}}, use_bin_type=True)) plain, checksummed and encrypted; a reply.
+    let python_request: &[u8] = b"\x83\xabmethod_name\xa3add\xa4args\x91\x01\xa6kwargs\x81\xa1b\x02";
+    let reply = kafka_rpc::legacy::LegacyReply {
+        ret: bytes::Bytes::from_static(&[0x03]),
+        tact_time: 0.5,
+        server_id: "s".into(),
+        time: "2026-11-26 10:00:00.000000".into(),
+        exception: Some(bytes::Bytes::from_static(b"\x80\x02.")),
+        traceback: Some("Traceback\nValueError: x".into()),
+    }
+    .encode();
+    for (name, flags, plain) in [("request", 0u8, python_request), ("reply", 0, &reply[..])] {
+        for (suffix, flags) in [("", flags), ("-verify", 1), ("-encrypt", 2), ("-both", 3)] {
+            let format = kafka_rpc::legacy::LegacyFormat {
+                verify: flags & 1 == 1,
+                cipher: (flags & 2 == 2).then(|| kafka_rpc::legacy::LegacyCipher::new("fuzz")),
+            };
+            let (value, header) = format.seal(plain);
+            let sum = header.value.unwrap_or_default();
+            let mut seed = vec![flags, sum.len() as u8];
+            seed.extend_from_slice(&sum);
+            seed.extend_from_slice(&value);
+            write(&dir, "legacy_messages", &format!("{name}{suffix}"), &seed);
+        }
+    }
+
     println!("seeds written to {} ({responses} responses)", dir.display());
 }

@@ -5,29 +5,50 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// The venv's python, created on first use.
-pub fn python() -> &'static str {
-    static PY: OnceLock<String> = OnceLock::new();
-    PY.get_or_init(|| {
-        let out = Command::new(crate::repo_root().join("scripts/pyenv"))
-            .output()
-            .expect("cannot run scripts/pyenv");
-        assert!(
-            out.status.success(),
-            "scripts/pyenv failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .expect("utf-8 path")
-            .trim()
-            .to_string()
-    })
+/// The python of the venv `scripts/<script>` creates (and prints), made on first use.
+fn venv_python(script: &str) -> String {
+    let out = Command::new(crate::repo_root().join("scripts").join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/{script}: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8 path")
+        .trim()
+        .to_string()
 }
 
-/// Runs `tests/interop/SCRIPT` with `args` (at most `timeout`) and returns its stdout; panics
-/// with its stderr if it fails.
+/// The python of the interop venv (`scripts/pyenv`: confluent-kafka, kafka-python).
+pub fn python() -> &'static str {
+    static PY: OnceLock<String> = OnceLock::new();
+    PY.get_or_init(|| venv_python("pyenv"))
+}
+
+/// The python of the seed venv (`scripts/pyenv-seed`: the Python kafka-rpc 1.0.8).
+pub fn seed_python() -> &'static str {
+    static PY: OnceLock<String> = OnceLock::new();
+    PY.get_or_init(|| venv_python("pyenv-seed"))
+}
+
+/// The command that runs `tests/interop/SCRIPT` with `python`.
+pub fn script(python: &str, script: &str) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.arg(crate::repo_root().join("tests/interop").join(script));
+    cmd
+}
+
+/// Runs `tests/interop/SCRIPT` with `args` (at most `timeout`) in the interop venv and returns
+/// its stdout; panics with its stderr if it fails.
 pub fn run(script: &str, args: &[&str], timeout: Duration) -> String {
-    let child = Command::new(python())
+    run_with(python(), script, args, timeout)
+}
+
+/// [`run`] with another venv's `python`.
+pub fn run_with(python: &str, script: &str, args: &[&str], timeout: Duration) -> String {
+    let child = Command::new(python)
         .arg(crate::repo_root().join("tests/interop").join(script))
         .args(args)
         .stdout(std::process::Stdio::piped())

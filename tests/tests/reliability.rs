@@ -407,7 +407,9 @@ async fn soak_servers_killed_and_restarted_every_thirty_seconds_lose_nothing() {
             reply_fetch_max_wait: Duration::from_millis(100),
             ..Default::default()
         };
-        let client = kafka_rpc::Client::connect(kafka, options).await.expect("rpc client");
+        let client = kafka_rpc::Client::connect(kafka, options)
+            .await
+            .expect("rpc client");
         let (svc, total, failures) = (svc.clone(), total.clone(), failures.clone());
         clients.push(tokio::spawn(async move {
             let next = Arc::new(AtomicUsize::new(0));

@@ -22,6 +22,21 @@ pub enum RpcError {
         /// The server's message.
         message: String,
     },
+    /// A legacy (Python) server's method raised: its exception line and traceback (the
+    /// pickled exception itself is never read).
+    #[error("{service}.{method} (request {request_id}): raised {exception}")]
+    Remote {
+        /// Service called.
+        service: String,
+        /// Method called.
+        method: String,
+        /// Request id.
+        request_id: String,
+        /// The traceback's last line (`ValueError: bad`).
+        exception: String,
+        /// The whole traceback text.
+        traceback: String,
+    },
     /// No reply within the call's timeout.
     #[error("{service}.{method} (request {request_id}): {} within {timeout:?}", if *stored { "no reply" } else { "not even stored in Kafka" })]
     Timeout {
@@ -66,6 +81,7 @@ impl RpcError {
     pub fn code(&self) -> StatusCode {
         match self {
             RpcError::Status { code, .. } => *code,
+            RpcError::Remote { .. } => StatusCode::Unknown,
             RpcError::Timeout { .. } => StatusCode::DeadlineExceeded,
             RpcError::Kafka { .. } | RpcError::Closed => StatusCode::Unavailable,
             RpcError::Codec { .. } | RpcError::InvalidArgument(_) => StatusCode::InvalidArgument,

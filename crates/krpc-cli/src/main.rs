@@ -2,6 +2,7 @@
 
 mod broker_args;
 mod commands;
+mod legacy_args;
 
 use std::process::ExitCode;
 

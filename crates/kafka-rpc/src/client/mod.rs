@@ -6,7 +6,7 @@
 //! the slot are dropped by request id.
 
 mod options;
-mod replies;
+pub(crate) mod replies;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +15,6 @@ use kafka_wire::producer::partitioner::partition_for_key;
 use kafka_wire::{FetchConfig, Fetcher, OffsetSpec, Producer, ProducerConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::task::JoinHandle;
 
 pub use options::{CallOptions, ClientOptions, NotifyOptions};
 
@@ -25,7 +24,7 @@ use crate::error::RpcError;
 use crate::naming::{check_service, request_topic};
 use crate::status::StatusCode;
 use crate::topics::TopicCache;
-use replies::Pending;
+use replies::{Parsed, Pending};
 
 /// A call's result with where and how it ran.
 #[derive(Debug, Clone)]
@@ -54,17 +53,11 @@ pub struct CallMeta {
 struct Inner {
     kafka: kafka_wire::Client,
     producer: Producer,
-    pending: Arc<Pending>,
+    pending: Arc<Pending<crate::envelope::Reply>>,
     reply_to: ReplyTo,
     topics: TopicCache,
     options: ClientOptions,
-    reader: JoinHandle<()>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
+    _reader: replies::ReaderTask,
 }
 
 /// A client instance; cheap to clone (clones share the reply slot and the connections).
@@ -114,7 +107,11 @@ impl Client {
                 )
             })?;
         let pending = Arc::new(Pending::default());
-        let reader = tokio::spawn(replies::read_replies(fetcher, pending.clone()));
+        let reader = replies::spawn_reader(fetcher, pending.clone(), |record| {
+            crate::envelope::Reply::from_record(record)
+                .map(|r| Parsed::Reply(r.id, r))
+                .map_err(|e| e.to_string())
+        });
         let producer = Producer::new(
             kafka.clone(),
             ProducerConfig {
@@ -134,7 +131,7 @@ impl Client {
                 },
                 topics,
                 options,
-                reader,
+                _reader: reader,
             }),
         })
     }

@@ -14,6 +14,7 @@ use super::dead_letter::dead_letter;
 use super::dedup::{Seen, Window};
 use super::handler::Handler;
 use super::progress::Progress;
+use super::protocol::{Decoded, Protocol};
 use super::stats::Counters;
 use crate::envelope::{now_ms, Completion, Reply, ReplyTo, Request, RequestId};
 use crate::error::HandlerError;
@@ -25,6 +26,8 @@ pub(super) struct Dispatcher {
     pub handlers: HashMap<String, Handler>,
     pub counters: Arc<Counters>,
     pub server_id: String,
+    /// The wire format of requests and replies.
+    pub protocol: Protocol,
     pub completions_topic: String,
     pub dead_letter_topic: String,
     pub max_request_bytes: usize,
@@ -139,8 +142,8 @@ impl Dispatcher {
                 .await;
             return;
         }
-        let mut request = match Request::from_record(record) {
-            Ok(r) => r,
+        let decoded = match self.protocol.decode(record) {
+            Ok(d) => d,
             Err(e) => {
                 Counters::bump(&self.counters.malformed);
                 let code = if e.unsupported_version {
@@ -152,15 +155,34 @@ impl Dispatcher {
                 return;
             }
         };
+        let (mut request, rejected) = match decoded {
+            Decoded::Call(r) => (r, None),
+            Decoded::Rejected(r, why) => (r, Some(why)),
+            Decoded::Unauthentic {
+                id,
+                reply_to,
+                reason,
+            } => {
+                self.refuse_unauthentic(record, id, Some(&reply_to), reason)
+                    .await;
+                return;
+            }
+            Decoded::Handshake(to, answer) => {
+                Counters::bump(&self.counters.handshakes);
+                if let Err(e) = self.produce(&to, answer).await {
+                    Counters::bump(&self.counters.reply_failures);
+                    tracing::warn!(topic = %to.topic, error = %e, "handshake not answered");
+                }
+                return;
+            }
+        };
         if request.deadline_ms.is_some_and(|d| d < picked_up) {
             Counters::bump(&self.counters.expired);
             tracing::debug!(id = %request.id, offset = record.offset, partition = record.partition, method = %request.method, "deadline passed before pickup; not run");
             return;
         }
         if let Err(reason) = self.unseal(&mut request, picked_up) {
-            Counters::bump(&self.counters.auth_failures);
-            tracing::warn!(id = %request.id, offset = record.offset, partition = record.partition, %reason, "refused by payload security");
-            self.answer_refusal(&request, StatusCode::Unauthenticated, reason)
+            self.refuse_unauthentic(record, request.id, request.reply_to.as_ref(), reason)
                 .await;
             return;
         }
@@ -173,13 +195,11 @@ impl Dispatcher {
             Seen::New => {}
             Seen::Running(at) if self.security.is_some() && at != record.offset => {
                 // The same sealed request at another offset while the first still runs: a replay.
-                Counters::bump(&self.counters.auth_failures);
                 let reason = format!(
                     "request {} is already running (from offset {at}): a replay",
                     request.id
                 );
-                tracing::warn!(offset = record.offset, partition = record.partition, %reason, "refused by payload security");
-                self.answer_refusal(&request, StatusCode::Unauthenticated, reason)
+                self.refuse_unauthentic(record, request.id, request.reply_to.as_ref(), reason)
                     .await;
                 return;
             }
@@ -194,14 +214,12 @@ impl Dispatcher {
             {
                 // The same sealed request at another offset: a replay (or a producer's duplicate,
                 // whose caller already has, or will get, the first reply).
-                Counters::bump(&self.counters.auth_failures);
                 let reason = format!(
                     "request {} was already answered (at offset {}): a replay",
                     request.id,
                     done.request_offset.unwrap_or(-1)
                 );
-                tracing::warn!(offset = record.offset, partition = record.partition, %reason, "refused by payload security");
-                self.answer_refusal(&request, StatusCode::Unauthenticated, reason)
+                self.refuse_unauthentic(record, request.id, request.reply_to.as_ref(), reason)
                     .await;
                 return;
             }
@@ -216,9 +234,10 @@ impl Dispatcher {
         }
         let queue_ms = (picked_up - request.sent_ms).max(0);
         let started = Instant::now();
-        let outcome = match self.handlers.get(&request.method) {
-            Some(handler) => handler(request.payload.clone()).await,
-            None => Err(HandlerError::new(
+        let outcome = match (rejected, self.handlers.get(&request.method)) {
+            (Some(why), _) => Err(why),
+            (None, Some(handler)) => handler(request.payload.clone()).await,
+            (None, None) => Err(HandlerError::new(
                 StatusCode::Unimplemented,
                 format!("the service has no method {:?}", request.method),
             )),
@@ -286,10 +305,31 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Refuses a request that fails the integrity check of payload security or of the legacy
+    /// format: counted, logged, answered UNAUTHENTICATED where it wants a reply, never run.
+    async fn refuse_unauthentic(
+        &self,
+        record: &ConsumerRecord,
+        id: RequestId,
+        reply_to: Option<&ReplyTo>,
+        reason: String,
+    ) {
+        Counters::bump(&self.counters.auth_failures);
+        tracing::warn!(%id, offset = record.offset, partition = record.partition, %reason, "refused: not authentic");
+        self.answer_refusal(id, reply_to, StatusCode::Unauthenticated, reason)
+            .await;
+    }
+
     /// Answers a refused request with `code` where it wants a reply.
-    async fn answer_refusal(&self, request: &Request, code: StatusCode, reason: String) {
-        if let Some(to) = &request.reply_to {
-            let mut reply = self.reply_for(request.id, Err(HandlerError::new(code, reason)), 0, 0);
+    async fn answer_refusal(
+        &self,
+        id: RequestId,
+        reply_to: Option<&ReplyTo>,
+        code: StatusCode,
+        reason: String,
+    ) {
+        if let Some(to) = reply_to {
+            let mut reply = self.reply_for(id, Err(HandlerError::new(code, reason)), 0, 0);
             reply.key_id = None;
             self.send_reply(&reply, to).await;
         }
@@ -342,10 +382,7 @@ impl Dispatcher {
     async fn refuse(&self, record: &ConsumerRecord, code: StatusCode, reason: String) {
         tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, %reason, "not served; dead-lettered");
         self.send_dead_letter(record, &reason).await;
-        let (id, reply_to) = match Request::from_record(record) {
-            Ok(r) => (Some(r.id), r.reply_to),
-            Err(e) => (e.id, e.reply_to),
-        };
+        let (id, reply_to) = self.protocol.reply_address(record);
         if let (Some(id), Some(to)) = (id, reply_to) {
             let reply = self.reply_for(id, Err(HandlerError::new(code, reason)), 0, 0);
             self.send_reply(&reply, &to).await;
@@ -372,15 +409,20 @@ impl Dispatcher {
         }
     }
 
+    /// Produces `record` to `to` and waits for its acknowledgement.
+    async fn produce(
+        &self,
+        to: &ReplyTo,
+        record: kafka_wire::ProducerRecord,
+    ) -> Result<(), kafka_wire::Error> {
+        self.producer
+            .send_to(&to.topic, to.partition, record)?
+            .await
+            .map(|_| ())
+    }
+
     async fn send_reply(&self, reply: &Reply, to: &ReplyTo) {
-        let sent = match self
-            .producer
-            .send_to(&to.topic, to.partition, reply.to_record())
-        {
-            Ok(delivery) => delivery.await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = sent {
+        if let Err(e) = self.produce(to, self.protocol.reply_record(reply)).await {
             Counters::bump(&self.counters.reply_failures);
             tracing::warn!(id = %reply.id, topic = %to.topic, partition = to.partition, error = %e, "reply not delivered");
         }

@@ -9,6 +9,7 @@ mod dispatch;
 pub mod handler;
 mod options;
 mod progress;
+mod protocol;
 pub mod stats;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use crate::topics::TopicCache;
 use dispatch::Dispatcher;
 use handler::Handler;
 use progress::Progress;
+use protocol::{LegacyServing, Protocol};
 
 /// How long a hole in a kafka-rpc topic is refetched before it is accepted (see
 /// [`kafka_wire::FetchConfig::hole_wait`]; kafka-rpc's topics are never compacted).
@@ -42,6 +44,7 @@ pub struct Server {
     kafka: kafka_wire::Client,
     options: ServerOptions,
     handlers: HashMap<String, Handler>,
+    params: HashMap<String, Vec<String>>,
     counters: Arc<Counters>,
 }
 
@@ -52,6 +55,7 @@ impl Server {
             kafka,
             options,
             handlers: HashMap::new(),
+            params: HashMap::new(),
             counters: Arc::new(Counters::default()),
         }
     }
@@ -81,6 +85,16 @@ impl Server {
         self
     }
 
+    /// Declares the parameter names of `method`, in order, so that callers of the legacy
+    /// (Python) format may pass keyword arguments: they are put in place by name.
+    pub fn parameters(mut self, method: &str, names: &[&str]) -> Self {
+        self.params.insert(
+            method.to_string(),
+            names.iter().map(|n| n.to_string()).collect(),
+        );
+        self
+    }
+
     /// The live counters (clone the `Arc` before `run` to read them while it serves).
     pub fn counters(&self) -> Arc<Counters> {
         self.counters.clone()
@@ -90,28 +104,48 @@ impl Server {
     /// in hand, commits, and leaves the group. Returns the final counters.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<ServerStats, RpcError> {
         let o = &self.options;
-        check_service(&o.service).map_err(RpcError::InvalidArgument)?;
         if o.concurrency == 0 {
             return Err(RpcError::InvalidArgument(
                 "concurrency must be at least 1".into(),
             ));
         }
-        let topic = request_topic(&o.service);
+        let names = TopicNames::of(o)?;
+        let topic = names.requests.clone();
         let topics = TopicCache::default();
-        let (parts, rf) = (o.topics.request_partitions, o.topics.replication_factor);
-        topics.ensure(&self.kafka, &topic, parts, rf).await?;
+        let rf = o.topics.replication_factor;
+        topics
+            .ensure(&self.kafka, &topic, names.partitions, rf)
+            .await?;
         // Completions and dead letters are partitioned like the requests they describe.
         let request_parts = self
             .kafka
             .partition_count(&topic)
             .await
             .map_err(|e| RpcError::kafka(format!("reading {topic}"), e))?;
-        for extra in [completions_topic(&o.service), dead_letter_topic(&o.service)] {
-            topics
-                .ensure(&self.kafka, &extra, request_parts, rf)
-                .await?;
+        for extra in [&names.completions, &names.dead_letters] {
+            topics.ensure(&self.kafka, extra, request_parts, rf).await?;
         }
-        let mut group = GroupConfig::new(server_group(&o.service), &[topic.as_str()]);
+        let protocol = match &o.legacy {
+            None => Protocol::Native,
+            Some(legacy) => {
+                let reply_topic = crate::legacy::client_topic(&o.service);
+                topics
+                    .ensure(&self.kafka, &reply_topic, names.partitions, rf)
+                    .await?;
+                let reply_partitions = self
+                    .kafka
+                    .partition_count(&reply_topic)
+                    .await
+                    .map_err(|e| RpcError::kafka(format!("reading {reply_topic}"), e))?;
+                Protocol::Legacy(LegacyServing {
+                    format: legacy.format.clone(),
+                    reply_topic,
+                    reply_partitions,
+                    params: self.params.clone(),
+                })
+            }
+        };
+        let mut group = GroupConfig::new(names.group.clone(), &[topic.as_str()]);
         group.session_timeout = o.session_timeout;
         group.heartbeat_interval = o.heartbeat_interval;
         group.rebalance_timeout = o.rebalance_timeout;
@@ -135,8 +169,9 @@ impl Server {
             handlers: self.handlers,
             counters: self.counters.clone(),
             server_id: o.server_id.clone(),
-            completions_topic: completions_topic(&o.service),
-            dead_letter_topic: dead_letter_topic(&o.service),
+            protocol,
+            completions_topic: names.completions.clone(),
+            dead_letter_topic: names.dead_letters.clone(),
             max_request_bytes: o.max_request_bytes,
             dedup_limits: (o.dedup_window, o.dedup_max_age),
             security: o.security.clone(),
@@ -147,7 +182,7 @@ impl Server {
             finished: tokio::sync::Notify::new(),
         });
         let permits = Arc::new(Semaphore::new(o.concurrency));
-        tracing::info!(service = %o.service, server = %o.server_id, %topic, "serving");
+        tracing::info!(service = %o.service, server = %o.server_id, %topic, group = %names.group, legacy = o.legacy.is_some(), "serving");
         let mut commit_tick = tokio::time::interval(o.commit_interval);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -202,5 +237,47 @@ impl Server {
         }
         outcome?;
         Ok(self.counters.snapshot())
+    }
+}
+
+/// The topics and group of a served service, native or legacy.
+struct TopicNames {
+    requests: String,
+    completions: String,
+    dead_letters: String,
+    group: String,
+    /// Partitions of the request topic when we create it.
+    partitions: i32,
+}
+
+impl TopicNames {
+    fn of(o: &ServerOptions) -> Result<Self, RpcError> {
+        match &o.legacy {
+            None => {
+                check_service(&o.service).map_err(RpcError::InvalidArgument)?;
+                Ok(Self {
+                    requests: request_topic(&o.service),
+                    completions: completions_topic(&o.service),
+                    dead_letters: dead_letter_topic(&o.service),
+                    group: server_group(&o.service),
+                    partitions: o.topics.request_partitions,
+                })
+            }
+            Some(legacy) => {
+                crate::legacy::check_name(&o.service).map_err(RpcError::InvalidArgument)?;
+                if o.security.is_some() {
+                    return Err(RpcError::InvalidArgument(
+                        "payload security is not part of the legacy format (it has its own checksum and cipher settings)".into(),
+                    ));
+                }
+                Ok(Self {
+                    requests: crate::legacy::server_topic(&o.service),
+                    completions: crate::legacy::completions_topic(&o.service),
+                    dead_letters: crate::legacy::dead_letter_topic(&o.service),
+                    group: legacy.group.clone(),
+                    partitions: legacy.partitions,
+                })
+            }
+        }
     }
 }

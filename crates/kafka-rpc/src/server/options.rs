@@ -37,6 +37,9 @@ pub struct ServerOptions {
     /// With it, a request older than `dedup_max_age` is refused (so a replay cannot outlive
     /// the dedup window), and a known request id at another offset is refused as a replay.
     pub security: Option<crate::security::PayloadSecurity>,
+    /// Speak the Python kafka-rpc 1.0.8 format instead of the native one: the service name is
+    /// then the Python `topic_name` (see [`crate::legacy`]). Payload security does not apply.
+    pub legacy: Option<crate::legacy::LegacyOptions>,
 }
 
 impl ServerOptions {
@@ -57,6 +60,7 @@ impl ServerOptions {
             dedup_max_age: Duration::from_secs(600),
             max_request_bytes: 1024 * 1024,
             security: None,
+            legacy: None,
         }
     }
 }

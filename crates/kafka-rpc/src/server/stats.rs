@@ -59,8 +59,11 @@ counters! {
     deduplicated,
     /// Requests over the size limit.
     oversize,
-    /// Requests refused by payload security: unsealed, forged, wrong key, too old, replayed.
+    /// Requests refused by payload security (unsealed, forged, wrong key, too old, replayed)
+    /// or, in the legacy format, by a checksum mismatch.
     auth_failures,
+    /// Legacy (Python kafka-rpc 1.0.8) client handshakes answered.
+    handshakes,
     /// Records copied to the dead-letter topic.
     dead_lettered,
     /// Dead letters that could not be produced.

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::CmdResult;
 use crate::broker_args::BrokerArgs;
+use crate::legacy_args::LegacyArgs;
 
 /// Options of `krpc call`.
 #[derive(clap::Args)]
@@ -25,8 +26,13 @@ pub struct Args {
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
     /// Send a one-way job (no reply; it runs whenever a server is up).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "legacy")]
     oneway: bool,
+    #[command(flatten)]
+    legacy: LegacyArgs,
+    /// Legacy format: keyword arguments, as a JSON object: '{"b": 2}'.
+    #[arg(long, requires = "legacy", value_name = "JSON_OBJECT")]
+    kwargs: Option<String>,
 }
 
 /// Makes the call and prints the result.
@@ -43,7 +49,31 @@ pub async fn run(args: Args) -> CmdResult {
         )
         .into());
     }
+    let kwargs: serde_json::Map<String, Value> = match &args.kwargs {
+        None => serde_json::Map::new(),
+        Some(text) => match serde_json::from_str(text) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return Err("--kwargs must be a JSON object, e.g. '{\"b\": 2}'".into()),
+            Err(e) => return Err(format!("--kwargs is not JSON: {e}").into()),
+        },
+    };
+    let timeout = Duration::from_secs_f64(args.timeout);
     let kafka = args.broker.connect().await?;
+    if args.legacy.legacy {
+        let mut options = kafka_rpc::LegacyClientOptions::new(&args.service);
+        options.format = args.legacy.format();
+        let client = kafka_rpc::LegacyClient::connect(kafka, options).await?;
+        let response = client
+            .call_kw::<_, _, Value>(
+                &args.method,
+                &positional,
+                &kwargs,
+                CallOptions::default().timeout(timeout),
+            )
+            .await?;
+        println!("{}", response.value);
+        return Ok(());
+    }
     let client = Client::connect(kafka, ClientOptions::default()).await?;
     if args.oneway {
         let id = client
@@ -57,7 +87,7 @@ pub async fn run(args: Args) -> CmdResult {
         println!("{}", serde_json::json!({ "sent": id.to_string() }));
         return Ok(());
     }
-    let options = CallOptions::default().timeout(Duration::from_secs_f64(args.timeout));
+    let options = CallOptions::default().timeout(timeout);
     let response = client
         .call::<_, Value>(&args.service, &args.method, &positional, options)
         .await?;

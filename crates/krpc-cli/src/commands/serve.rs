@@ -1,4 +1,5 @@
-//! `krpc serve`: serves a demo service with `add(a, b)`, `echo(x)` and `sleep(ms)`.
+//! `krpc serve`: serves a demo service with `add(a, b)`, `echo(x)`, `sleep(ms)` and
+//! `fail(message)`, natively or in the Python kafka-rpc 1.0.8 format (`--legacy`).
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use serde_json::{Number, Value};
 
 use super::CmdResult;
 use crate::broker_args::BrokerArgs;
+use crate::legacy_args::LegacyArgs;
 
 /// Options of `krpc serve`.
 #[derive(clap::Args)]
@@ -22,6 +24,12 @@ pub struct Args {
     /// This server's id (random if not given).
     #[arg(long)]
     server_id: Option<String>,
+    #[command(flatten)]
+    legacy: LegacyArgs,
+    /// Legacy format: the consumer group (the Python package's `krpc`, so Python and Rust
+    /// servers of one service share its requests).
+    #[arg(long, requires = "legacy", default_value = kafka_rpc::legacy::PYTHON_GROUP)]
+    legacy_group: String,
 }
 
 /// `add(a, b)`: integer sum when both are integers, else a float sum.
@@ -47,6 +55,13 @@ pub async fn run(args: Args) -> CmdResult {
     if let Some(id) = args.server_id {
         options.server_id = id;
     }
+    if args.legacy.legacy {
+        options.legacy = Some(kafka_rpc::LegacyOptions {
+            format: args.legacy.format(),
+            group: args.legacy_group.clone(),
+            ..Default::default()
+        });
+    }
     let server_id = options.server_id.clone();
     let server = Server::new(kafka, options)
         .method("add", |args: (Number, Number)| async move { add(args) })
@@ -57,10 +72,23 @@ pub async fn run(args: Args) -> CmdResult {
         .method("sleep", |(ms,): (u64,)| async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Ok::<_, HandlerError>(ms)
-        });
+        })
+        .method("fail", |(message,): (String,)| async move {
+            Err::<(), _>(HandlerError::new(StatusCode::Unknown, message))
+        })
+        .parameters("add", &["a", "b"])
+        .parameters("echo", &["x"])
+        .parameters("sleep", &["ms"])
+        .parameters("fail", &["message"]);
     eprintln!(
-        "krpc serve: serving {} as {server_id} (concurrency {})",
-        args.service, args.concurrency
+        "krpc serve: serving {}{} as {server_id} (concurrency {})",
+        args.service,
+        if args.legacy.legacy {
+            " (Python kafka-rpc 1.0.8 format)"
+        } else {
+            ""
+        },
+        args.concurrency
     );
     let stats = server.run(shutdown_signal()).await?;
     eprintln!("krpc serve: stopped; {stats}");
