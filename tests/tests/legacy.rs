@@ -81,6 +81,19 @@ async fn python_server(
     p
 }
 
+/// Stops a server with `signal` and waits for it to exit, so that it leaves the group `krpc`:
+/// a member killed with -9 would stall the group's next rebalance until its session times
+/// out (45 s for a librdkafka member).
+fn stop(mut server: LineProcess, signal: i32) -> LineProcess {
+    server.signal(signal);
+    let status = server.close_and_wait(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "a server stopped by signal {signal} exited with {status}"
+    );
+    server
+}
+
 /// Waits until `server` holds `count` partitions of its request topic.
 async fn holding(server: &LineProcess, count: usize) {
     wait::until(
@@ -145,9 +158,7 @@ async fn python_clients_call_our_server_in_every_setting() {
             "unknown",
             "AttributeError('the service has no method \"no_such_method\"')",
         );
-        server.signal(libc::SIGTERM);
-        let mut server = server;
-        assert!(server.close_and_wait(Duration::from_secs(60)).success());
+        let server = stop(server, libc::SIGTERM);
         let stats = server
             .lines()
             .into_iter()
@@ -169,7 +180,7 @@ async fn our_client_calls_python_servers_in_every_setting() {
     for (label, verify, password) in SETTINGS {
         let name = name(label);
         let server_name = format!("python-{label}");
-        let _server = python_server(&addr, &name, &server_name, verify, password).await;
+        let server = python_server(&addr, &name, &server_name, verify, password).await;
         let mut options = LegacyClientOptions::new(&name);
         options.format = format(verify, password);
         let client = LegacyClient::connect(kafka.clone(), options)
@@ -242,6 +253,8 @@ async fn our_client_calls_python_servers_in_every_setting() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42", "{label}");
+        // SIGINT: the KRPCServer closes its consumer (leaving the group) and exits.
+        stop(server, libc::SIGINT);
     }
 }
 
@@ -250,7 +263,7 @@ async fn a_rust_server_shares_a_service_with_a_python_server() {
     let _one_at_a_time = SERIAL.lock().await;
     let addr = Broker::shared().addr().to_string();
     let name = name("mixed");
-    let _python = python_server(&addr, &name, "python-mixed", false, None).await;
+    let python = python_server(&addr, &name, "python-mixed", false, None).await;
     let rust = rust_server(&addr, &name, "rust-mixed", false, None);
     // The group `krpc` splits the 64 request partitions between the two servers.
     holding(&rust, 32).await;
@@ -279,4 +292,6 @@ async fn a_rust_server_shares_a_service_with_a_python_server() {
         BTreeSet::from(["python-mixed".to_string(), "rust-mixed".to_string()]),
         "both servers answered"
     );
+    stop(rust, libc::SIGTERM);
+    stop(python, libc::SIGINT);
 }

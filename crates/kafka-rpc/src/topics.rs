@@ -62,4 +62,21 @@ impl TopicCache {
             .insert(topic.to_string());
         Ok(())
     }
+
+    /// [`ensure`](Self::ensure)s `topic`, then returns how many partitions it has (it may
+    /// have existed with another count).
+    pub async fn ensure_counted(
+        &self,
+        client: &Client,
+        topic: &str,
+        partitions: i32,
+        replication_factor: i16,
+    ) -> Result<i32, RpcError> {
+        self.ensure(client, topic, partitions, replication_factor)
+            .await?;
+        client
+            .partition_count(topic)
+            .await
+            .map_err(|e| RpcError::kafka(format!("reading the partitions of {topic}"), e))
+    }
 }

@@ -75,18 +75,14 @@ impl Client {
     ) -> Result<Self, RpcError> {
         let topics = TopicCache::default();
         let reply_topic = options.reply_topic.clone();
-        topics
-            .ensure(
+        let partitions = topics
+            .ensure_counted(
                 &kafka,
                 &reply_topic,
                 options.topics.reply_partitions,
                 options.topics.replication_factor,
             )
             .await?;
-        let partitions = kafka
-            .partition_count(&reply_topic)
-            .await
-            .map_err(|e| RpcError::kafka(format!("reading the partitions of {reply_topic}"), e))?;
         let slot = partition_for_key(options.instance_id.as_bytes(), partitions);
         // A batch in our slot that cannot be decoded must not stop every later reply, and a
         // hole (a broker showing a later reply first) is fetched again, not jumped.

@@ -77,13 +77,12 @@ impl LegacyClient {
         let (request_topic, reply_topic) =
             (server_topic(&options.name), client_topic(&options.name));
         let topics = TopicCache::default();
-        for t in [&request_topic, &reply_topic] {
-            topics.ensure(&kafka, t, options.partitions, -1).await?;
-        }
-        let partitions = kafka
-            .partition_count(&reply_topic)
-            .await
-            .map_err(|e| RpcError::kafka(format!("reading the partitions of {reply_topic}"), e))?;
+        topics
+            .ensure(&kafka, &request_topic, options.partitions, -1)
+            .await?;
+        let partitions = topics
+            .ensure_counted(&kafka, &reply_topic, options.partitions, -1)
+            .await?;
         let mut fetcher = Fetcher::new(
             kafka.clone(),
             FetchConfig {

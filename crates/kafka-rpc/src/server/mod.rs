@@ -113,15 +113,10 @@ impl Server {
         let topic = names.requests.clone();
         let topics = TopicCache::default();
         let rf = o.topics.replication_factor;
-        topics
-            .ensure(&self.kafka, &topic, names.partitions, rf)
-            .await?;
         // Completions and dead letters are partitioned like the requests they describe.
-        let request_parts = self
-            .kafka
-            .partition_count(&topic)
-            .await
-            .map_err(|e| RpcError::kafka(format!("reading {topic}"), e))?;
+        let request_parts = topics
+            .ensure_counted(&self.kafka, &topic, names.partitions, rf)
+            .await?;
         for extra in [&names.completions, &names.dead_letters] {
             topics.ensure(&self.kafka, extra, request_parts, rf).await?;
         }
@@ -129,14 +124,9 @@ impl Server {
             None => Protocol::Native,
             Some(legacy) => {
                 let reply_topic = crate::legacy::client_topic(&o.service);
-                topics
-                    .ensure(&self.kafka, &reply_topic, names.partitions, rf)
+                let reply_partitions = topics
+                    .ensure_counted(&self.kafka, &reply_topic, names.partitions, rf)
                     .await?;
-                let reply_partitions = self
-                    .kafka
-                    .partition_count(&reply_topic)
-                    .await
-                    .map_err(|e| RpcError::kafka(format!("reading {reply_topic}"), e))?;
                 Protocol::Legacy(LegacyServing {
                     format: legacy.format.clone(),
                     reply_topic,
