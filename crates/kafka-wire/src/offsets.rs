@@ -7,7 +7,7 @@ use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::client::{Client, Lane};
-use crate::error::{check_code, Result};
+use crate::error::{check_code, Error, Result};
 
 /// Which offset to look up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,7 @@ impl Client {
     }
 
     /// The offsets `spec` names for `partitions` of `topic`, asked of each leader, with retries
-    /// on leadership changes.
+    /// on leadership changes; a response that leaves out a partition asked for is an error.
     pub async fn list_offsets(
         &self,
         topic: &str,
@@ -100,6 +100,13 @@ impl Client {
                     })?;
                     out.insert(p.partition_index, p.offset);
                 }
+            }
+            if let Some(missing) = parts.iter().find(|p| !out.contains_key(p)) {
+                return Err(Error::Malformed {
+                    broker: addr,
+                    what: "ListOffsets response".into(),
+                    reason: format!("no offset for {topic}/{missing}, which was asked for"),
+                });
             }
         }
         Ok(out)

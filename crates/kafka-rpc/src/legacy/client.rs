@@ -92,11 +92,14 @@ impl LegacyClient {
                 ..FetchConfig::default()
             },
         );
-        for p in 0..partitions {
-            fetcher
-                .assign_at(&reply_topic, p, OffsetSpec::Latest)
-                .await
-                .map_err(|e| RpcError::kafka(format!("reading the end of {reply_topic}/{p}"), e))?;
+        // Every partition's end in one ListOffsets request per leader.
+        let all: Vec<i32> = (0..partitions).collect();
+        let ends = kafka
+            .list_offsets(&reply_topic, &all, OffsetSpec::Latest)
+            .await
+            .map_err(|e| RpcError::kafka(format!("reading the end of {reply_topic}"), e))?;
+        for (p, end) in ends {
+            fetcher.assign(&reply_topic, p, end);
         }
         let pending = Arc::new(Pending::default());
         let reader = spawn_reader(fetcher, pending.clone(), parse_reply);

@@ -150,11 +150,13 @@ impl LegacyCall {
     /// the order kwargs, args, method_name so that the value never ends in a zero byte, which
     /// the Python server's decryption (`rstrip(b'\0')`) would cut off.
     pub fn encode(method: &str, args: &[u8], kwargs: &[u8]) -> Result<Vec<u8>, String> {
-        let (Value::Array(_), Value::Map(_)) =
-            (read_one(args, "args")?, read_one(kwargs, "kwargs")?)
-        else {
+        use rmp::Marker as M;
+        let marker = |b: &[u8]| b.first().map(|&m| M::from_u8(m));
+        let is_array = matches!(marker(args), Some(M::FixArray(_) | M::Array16 | M::Array32));
+        let is_map = matches!(marker(kwargs), Some(M::FixMap(_) | M::Map16 | M::Map32));
+        if !(is_array && is_map) {
             return Err("args must encode as an array and kwargs as a map".into());
-        };
+        }
         let mut out = Vec::with_capacity(32 + method.len() + args.len() + kwargs.len());
         rmp::encode::write_map_len(&mut out, 3).expect("Vec");
         rmp::encode::write_str(&mut out, "kwargs").expect("Vec");

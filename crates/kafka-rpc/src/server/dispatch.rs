@@ -138,7 +138,8 @@ impl Dispatcher {
                 "request of {size} bytes exceeds the limit of {} bytes",
                 self.max_request_bytes
             );
-            self.refuse(record, StatusCode::ResourceExhausted, reason)
+            let (id, reply_to) = self.protocol.reply_address(record);
+            self.refuse(record, id, reply_to, StatusCode::ResourceExhausted, reason)
                 .await;
             return;
         }
@@ -151,7 +152,7 @@ impl Dispatcher {
                 } else {
                     StatusCode::DataLoss
                 };
-                self.refuse(record, code, e.reason).await;
+                self.refuse(record, e.id, e.reply_to, code, e.reason).await;
                 return;
             }
         };
@@ -169,7 +170,7 @@ impl Dispatcher {
             }
             Decoded::Handshake(to, answer) => {
                 Counters::bump(&self.counters.handshakes);
-                if let Err(e) = self.produce(&to, answer).await {
+                if let Err(e) = self.produce(&to.topic, to.partition, answer).await {
                     Counters::bump(&self.counters.reply_failures);
                     tracing::warn!(topic = %to.topic, error = %e, "handshake not answered");
                 }
@@ -255,16 +256,11 @@ impl Dispatcher {
             reply_to: request.reply_to.clone(),
             request_offset: Some(record.offset),
         };
-        let to_completions = async {
-            match self.producer.send_to(
-                &self.completions_topic,
-                record.partition,
-                completion.to_record(),
-            ) {
-                Ok(d) => d.await.map(|_| ()),
-                Err(e) => Err(e),
-            }
-        };
+        let to_completions = self.produce(
+            &self.completions_topic,
+            record.partition,
+            completion.to_record(),
+        );
         let to_caller = async {
             match &request.reply_to {
                 Some(to) => self.send_reply(&completion.reply, to).await,
@@ -378,11 +374,18 @@ impl Dispatcher {
         reply
     }
 
-    /// A record that cannot be served: dead-letter it, and answer with `code` if we know where.
-    async fn refuse(&self, record: &ConsumerRecord, code: StatusCode, reason: String) {
+    /// A record that cannot be served: dead-letter it, and answer `id` with `code` if we know
+    /// where (`reply_to`).
+    async fn refuse(
+        &self,
+        record: &ConsumerRecord,
+        id: Option<RequestId>,
+        reply_to: Option<ReplyTo>,
+        code: StatusCode,
+        reason: String,
+    ) {
         tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, %reason, "not served; dead-lettered");
         self.send_dead_letter(record, &reason).await;
-        let (id, reply_to) = self.protocol.reply_address(record);
         if let (Some(id), Some(to)) = (id, reply_to) {
             let reply = self.reply_for(id, Err(HandlerError::new(code, reason)), 0, 0);
             self.send_reply(&reply, &to).await;
@@ -393,14 +396,10 @@ impl Dispatcher {
         // An oversize record is dead-lettered without its value: the copy would be refused too.
         let keep_value = record.value.as_ref().map_or(0, Bytes::len) <= self.max_request_bytes;
         let letter = dead_letter(record, reason, &self.server_id, keep_value);
-        let sent = match self
-            .producer
-            .send_to(&self.dead_letter_topic, record.partition, letter)
+        match self
+            .produce(&self.dead_letter_topic, record.partition, letter)
+            .await
         {
-            Ok(d) => d.await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        match sent {
             Ok(()) => Counters::bump(&self.counters.dead_lettered),
             Err(e) => {
                 Counters::bump(&self.counters.dead_letter_failures);
@@ -409,20 +408,24 @@ impl Dispatcher {
         }
     }
 
-    /// Produces `record` to `to` and waits for its acknowledgement.
+    /// Produces `record` to `topic`/`partition` and waits for its acknowledgement.
     async fn produce(
         &self,
-        to: &ReplyTo,
+        topic: &str,
+        partition: i32,
         record: kafka_wire::ProducerRecord,
     ) -> Result<(), kafka_wire::Error> {
         self.producer
-            .send_to(&to.topic, to.partition, record)?
+            .send_to(topic, partition, record)?
             .await
             .map(|_| ())
     }
 
     async fn send_reply(&self, reply: &Reply, to: &ReplyTo) {
-        if let Err(e) = self.produce(to, self.protocol.reply_record(reply)).await {
+        if let Err(e) = self
+            .produce(&to.topic, to.partition, self.protocol.reply_record(reply))
+            .await
+        {
             Counters::bump(&self.counters.reply_failures);
             tracing::warn!(id = %reply.id, topic = %to.topic, partition = to.partition, error = %e, "reply not delivered");
         }

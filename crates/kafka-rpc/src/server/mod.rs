@@ -131,7 +131,7 @@ impl Server {
                     format: legacy.format.clone(),
                     reply_topic,
                     reply_partitions,
-                    params: self.params.clone(),
+                    params: self.params,
                 })
             }
         };

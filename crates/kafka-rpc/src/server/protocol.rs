@@ -55,13 +55,18 @@ impl Protocol {
         }
     }
 
-    /// Where a reply to `record` would go, as far as the record tells (for refusals).
+    /// Where a reply to `record` would go, as far as its routing tells (for a record refused
+    /// before decoding, an oversize one): native headers or the legacy key; the value is not read.
     pub fn reply_address(&self, record: &ConsumerRecord) -> (Option<RequestId>, Option<ReplyTo>) {
-        match self.decode(record) {
-            Ok(Decoded::Call(r) | Decoded::Rejected(r, _)) => (Some(r.id), r.reply_to),
-            Ok(Decoded::Unauthentic { id, reply_to, .. }) => (Some(id), Some(reply_to)),
-            Ok(Decoded::Handshake(..)) => (None, None),
-            Err(e) => (e.id, e.reply_to),
+        match self {
+            Protocol::Native => match Request::from_record(record) {
+                Ok(r) => (Some(r.id), r.reply_to),
+                Err(e) => (e.id, e.reply_to),
+            },
+            Protocol::Legacy(l) => match l.address(record.key.as_deref()) {
+                Some((id, to)) => (Some(id), Some(to)),
+                None => (None, None),
+            },
         }
     }
 
@@ -80,6 +85,12 @@ impl LegacyServing {
             topic: self.reply_topic.clone(),
             partition: legacy::reply_partition(key, self.reply_partitions),
         }
+    }
+
+    /// The task id a key holds and where its reply goes.
+    fn address(&self, key: Option<&[u8]>) -> Option<(RequestId, ReplyTo)> {
+        let key = key?;
+        Some((legacy::task_id(key)?, self.reply_to(key)))
     }
 
     fn decode(&self, record: &ConsumerRecord) -> Result<Decoded, RequestError> {
@@ -103,7 +114,7 @@ impl LegacyServing {
             };
             return Ok(Decoded::Handshake(self.reply_to(key), answer));
         }
-        let Some(id) = legacy::task_id(key) else {
+        let Some((id, reply_to)) = self.address(Some(key)) else {
             return Err(fail(
                 format!(
                     "the key {:?} is not a task id (32 hex digits)",
@@ -113,7 +124,6 @@ impl LegacyServing {
                 None,
             ));
         };
-        let reply_to = self.reply_to(key);
         let value = record.value.as_deref().unwrap_or_default();
         let plain = match self.format.open(value, &record.headers) {
             Ok(p) => p,
