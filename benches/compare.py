@@ -123,9 +123,12 @@ def main():
         stop(server)
 
     print("== kafka-rpc (Rust)", file=sys.stderr)
-    server = start([krpc, "serve", "--bootstrap", addr, "--service", "Bench", "--concurrency", str(conc)])
+    # The same fetch wait as the Python side: the library default (fetch.max.wait.ms 500 ms) is
+    # for Apache Kafka, which answers a waiting fetch at once; the test broker does not.
+    wait = ["--fetch-max-wait", "%dms" % fw]
+    server = start([krpc, "serve", "--bootstrap", addr, "--service", "Bench", "--concurrency", str(conc)] + wait)
     try:
-        bench = [krpc, "bench", "--bootstrap", addr, "--service", "Bench", "--duration", str(secs), "--payload", "16", "--json"]
+        bench = [krpc, "bench", "--bootstrap", addr, "--service", "Bench", "--duration", str(secs), "--payload", "16", "--json"] + wait
         (sync,), sync_usage = timed(args, lambda: run_json(bench + ["--mode", "sync"], 600))
         (asyn,), async_usage = timed(args, lambda: run_json(bench + ["--mode", "async", "--concurrency", str(conc)], 600))
         server_cpu, server_rss = proc_usage(server.pid)

@@ -10,6 +10,7 @@ pub mod process;
 pub mod python;
 pub mod rpc;
 pub mod sample;
+pub mod tuning;
 pub mod wait;
 
 pub use broker::{Broker, Storage};

@@ -1,7 +1,6 @@
 //! Helpers for RPC tests: `krpc serve` processes and in-process servers.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::process::LineProcess;
@@ -13,7 +12,7 @@ pub fn serve_process(
     server_id: &str,
     concurrency: usize,
 ) -> LineProcess {
-    let mut cmd = Command::new(crate::bin_path::krpc());
+    let mut cmd = crate::tuning::krpc_command();
     cmd.args([
         "serve",
         "--bootstrap",
@@ -69,7 +68,7 @@ pub async fn wait_for_servers(servers: &[&LineProcess], partitions: i32, timeout
 /// A kafka-rpc client with its own kafka-wire client.
 pub async fn client(addr: &str) -> kafka_rpc::Client {
     let kafka = crate::kafka::client(addr).await;
-    kafka_rpc::Client::connect(kafka, kafka_rpc::ClientOptions::default())
+    kafka_rpc::Client::connect(kafka, crate::tuning::client_options())
         .await
         .expect("rpc client")
 }

@@ -1,12 +1,12 @@
 //! The `krpc serve` / `krpc call` contract, run as real processes against the real broker.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
-use krpc_tests::{bin_path, rpc, wait, Broker};
+use krpc_tests::{rpc, wait, Broker};
 
 fn call(addr: &str, args: &[&str]) -> Output {
-    Command::new(bin_path::krpc())
+    krpc_tests::tuning::krpc_command()
         .args(["call", "--bootstrap", addr])
         .args(args)
         .output()
@@ -64,7 +64,7 @@ async fn serve_and_call_keep_their_contract() {
         .unwrap()
         .port();
     let dead = format!("127.0.0.1:{port}");
-    let unreachable = Command::new(bin_path::krpc())
+    let unreachable = krpc_tests::tuning::krpc_command()
         .args([
             "call",
             "--bootstrap",
@@ -84,7 +84,7 @@ async fn serve_and_call_keep_their_contract() {
         "names the address: {unreachable:?}"
     );
 
-    let from_env = Command::new(bin_path::krpc())
+    let from_env = krpc_tests::tuning::krpc_command()
         .args(["call", "--service", &svc, "add", "[2, 2]"])
         .env("KAFKA_BOOTSTRAP", &addr)
         .output()

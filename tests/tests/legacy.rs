@@ -8,11 +8,10 @@
 //! rebalances every member: the tests of this file run one at a time.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use kafka_rpc::legacy::{LegacyCipher, LegacyFormat};
-use kafka_rpc::{CallOptions, LegacyClient, LegacyClientOptions, RpcError};
+use kafka_rpc::{CallOptions, LegacyClient, RpcError};
 use krpc_tests::process::LineProcess;
 use krpc_tests::{python, rpc, wait, Broker};
 use serde_json::{json, Value};
@@ -47,7 +46,7 @@ fn rust_server(
     verify: bool,
     password: Option<&str>,
 ) -> LineProcess {
-    let mut cmd = Command::new(krpc_tests::bin_path::krpc());
+    let mut cmd = krpc_tests::tuning::krpc_command();
     cmd.args(["serve", "--legacy", "--bootstrap", addr, "--service", name])
         .args(["--server-id", server_id])
         .env("KRPC_LOG", "warn,kafka_rpc=info");
@@ -181,7 +180,7 @@ async fn our_client_calls_python_servers_in_every_setting() {
         let name = name(label);
         let server_name = format!("python-{label}");
         let server = python_server(&addr, &name, &server_name, verify, password).await;
-        let mut options = LegacyClientOptions::new(&name);
+        let mut options = krpc_tests::tuning::legacy_client_options(&name);
         options.format = format(verify, password);
         let client = LegacyClient::connect(kafka.clone(), options)
             .await
@@ -228,7 +227,7 @@ async fn our_client_calls_python_servers_in_every_setting() {
             other => panic!("{label}: expected the Python exception, got {other:?}"),
         }
         // The CLI speaks it too.
-        let mut cmd = Command::new(krpc_tests::bin_path::krpc());
+        let mut cmd = krpc_tests::tuning::krpc_command();
         cmd.args([
             "call",
             "--legacy",
@@ -268,7 +267,7 @@ async fn a_rust_server_shares_a_service_with_a_python_server() {
     // The group `krpc` splits the 64 request partitions between the two servers.
     holding(&rust, 32).await;
     let kafka = krpc_tests::kafka::client(&addr).await;
-    let client = LegacyClient::connect(kafka, LegacyClientOptions::new(&name))
+    let client = LegacyClient::connect(kafka, krpc_tests::tuning::legacy_client_options(&name))
         .await
         .expect("legacy client");
     let calls = (0..64i64).map(|i| {

@@ -13,7 +13,7 @@ use kafka_rpc::kafka_wire::{
     FetchConfig, Fetcher, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
 };
 use kafka_rpc::security::PayloadSecurity;
-use kafka_rpc::{CallOptions, ClientOptions, HandlerError, Server, ServerOptions, StatusCode};
+use kafka_rpc::{CallOptions, ClientOptions, HandlerError, Server, StatusCode};
 use krpc_tests::{kafka, Broker};
 
 const SECRET: &str = "the payload secret of the tests";
@@ -108,7 +108,7 @@ async fn sealed_calls_work_and_every_forgery_is_refused_counted_and_never_run() 
     let svc = krpc_tests::unique_topic("sealed").replace('.', "-");
     let kafka = kafka::client(&addr).await;
     let jobs = Arc::new(Mutex::new(Vec::<u32>::new()));
-    let mut options = ServerOptions::new(&svc);
+    let mut options = krpc_tests::tuning::server_options(&svc);
     options.security = Some(security(SECRET));
     let recorded = jobs.clone();
     let server = Server::new(kafka.clone(), options)
@@ -127,7 +127,7 @@ async fn sealed_calls_work_and_every_forgery_is_refused_counted_and_never_run() 
         kafka.clone(),
         ClientOptions {
             security: Some(security(SECRET)),
-            ..ClientOptions::default()
+            ..krpc_tests::tuning::client_options()
         },
     )
     .await
@@ -182,7 +182,7 @@ async fn sealed_calls_work_and_every_forgery_is_refused_counted_and_never_run() 
         kafka.clone(),
         ClientOptions {
             security: Some(security("not the payload secret")),
-            ..ClientOptions::default()
+            ..krpc_tests::tuning::client_options()
         },
     )
     .await

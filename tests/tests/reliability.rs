@@ -201,8 +201,11 @@ async fn jobs_queued_before_a_broker_kill_and_restart_all_run() {
     broker.restart();
     let jobs = Arc::new(Mutex::new(Vec::new()));
     let kafka = krpc_tests::kafka::client(broker.addr()).await;
-    let (stop, task) =
-        rpc::run_in_background(job_server(kafka, ServerOptions::new(&svc), jobs.clone()));
+    let (stop, task) = rpc::run_in_background(job_server(
+        kafka,
+        krpc_tests::tuning::server_options(&svc),
+        jobs.clone(),
+    ));
     wait::until("all 200 jobs to run", Duration::from_secs(60), || async {
         (jobs.lock().unwrap().len() >= 200).then_some(())
     })
@@ -234,7 +237,11 @@ async fn a_request_whose_deadline_passed_before_pickup_is_not_run_and_is_counted
 
     let jobs = Arc::new(Mutex::new(Vec::new()));
     let kafka = krpc_tests::kafka::client(&addr).await;
-    let server = job_server(kafka, ServerOptions::new(&svc), jobs.clone());
+    let server = job_server(
+        kafka,
+        krpc_tests::tuning::server_options(&svc),
+        jobs.clone(),
+    );
     let counters = server.counters();
     let (stop, task) = rpc::run_in_background(server);
     // A live call after the expired one proves the server has read past it.
@@ -258,7 +265,7 @@ async fn ten_thousand_garbage_records_are_dead_lettered_while_valid_calls_are_se
     let addr = Broker::shared().addr().to_string();
     let svc = service("garbage");
     let kafka = krpc_tests::kafka::client(&addr).await;
-    let mut options = ServerOptions::new(&svc);
+    let mut options = krpc_tests::tuning::server_options(&svc);
     options.max_request_bytes = 64 * 1024;
     let server = job_server(kafka.clone(), options, Default::default());
     let counters = server.counters();

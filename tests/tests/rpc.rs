@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kafka_rpc::{CallOptions, HandlerError, NotifyOptions, Server, ServerOptions, StatusCode};
+use kafka_rpc::{CallOptions, HandlerError, NotifyOptions, Server, StatusCode};
 use krpc_tests::process::LineProcess;
 use krpc_tests::{rpc, wait, Broker};
 
@@ -73,7 +73,7 @@ fn spawn_server(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<kafka_rpc::ServerStats>,
 ) {
-    let mut options = ServerOptions::new(svc);
+    let mut options = krpc_tests::tuning::server_options(svc);
     options.server_id = format!("{svc}-server");
     let server = Server::new(kafka, options)
         .method("add", |(a, b): (i64, i64)| async move {

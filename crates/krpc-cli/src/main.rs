@@ -3,6 +3,7 @@
 mod broker_args;
 mod commands;
 mod legacy_args;
+mod timing_args;
 
 use std::process::ExitCode;
 

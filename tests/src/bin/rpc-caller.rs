@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_rpc::kafka_wire::{Client as Kafka, ClientConfig};
-use kafka_rpc::{CallOptions, Client, ClientOptions};
+use kafka_rpc::{CallOptions, Client};
 
 #[derive(Default)]
 struct Tally {
@@ -35,7 +35,7 @@ async fn main() {
     let kafka = Kafka::connect(ClientConfig::new(bootstrap))
         .await
         .expect("connect");
-    let client = Client::connect(kafka, ClientOptions::default())
+    let client = Client::connect(kafka, krpc_tests::tuning::client_options())
         .await
         .expect("rpc client");
     let next = Arc::new(AtomicUsize::new(0));

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use kafka_rpc::kafka_wire::{Client, ClientConfig};
-use kafka_rpc::{HandlerError, Server, ServerOptions};
+use kafka_rpc::{HandlerError, Server};
 
 #[tokio::main]
 async fn main() {
@@ -20,7 +20,7 @@ async fn main() {
     let kafka = Client::connect(ClientConfig::new(bootstrap))
         .await
         .expect("connect");
-    let mut options = ServerOptions::new(service);
+    let mut options = krpc_tests::tuning::server_options(service);
     options.server_id = server_id.clone();
     options.session_timeout = Duration::from_millis(session_ms.parse().unwrap());
     options.heartbeat_interval = options.session_timeout / 6;

@@ -33,7 +33,8 @@ pub struct LegacyClientOptions {
     pub format: LegacyFormat,
     /// Timeout of a call that sets none (the Python client's 10 s).
     pub default_timeout: Duration,
-    /// Fetch max wait of the reply reader.
+    /// Fetch max wait of the reply reader (`fetch.max.wait.ms`, default 500 ms; see
+    /// [`crate::ClientOptions::reply_fetch_max_wait`] for why the test harness sets 10 ms).
     pub reply_fetch_max_wait: Duration,
     /// Partitions of the two topics if we create them (the Python server's 64).
     pub partitions: i32,
@@ -46,7 +47,7 @@ impl LegacyClientOptions {
             name: name.into(),
             format: LegacyFormat::default(),
             default_timeout: super::PYTHON_TIMEOUT,
-            reply_fetch_max_wait: Duration::from_millis(10),
+            reply_fetch_max_wait: Duration::from_millis(500),
             partitions: PYTHON_PARTITIONS,
         }
     }

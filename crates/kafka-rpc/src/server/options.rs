@@ -15,15 +15,26 @@ pub struct ServerOptions {
     pub concurrency: usize,
     /// Partitions and replication of the topics created on first use.
     pub topics: TopicOptions,
-    /// Fetch max wait of the request consumer (it bounds latency on the test broker).
+    /// How long the broker may hold the request consumer's fetch while no request is there
+    /// (the Java consumer's `fetch.max.wait.ms`, default 500 ms). Apache Kafka answers as soon
+    /// as a request arrives, so this costs no latency there and bounds an idle server to about
+    /// two fetches a second per leader. A broker that answers a waiting fetch only when its
+    /// wait runs out (the test broker, nisshi) needs a small value for low latency: the test
+    /// harness, the demo and the benches set 10 ms.
     pub fetch_max_wait: Duration,
-    /// Consumer-group session timeout: a dead server's requests move after this long.
+    /// Consumer-group session timeout: a dead server's requests move after this long
+    /// (`session.timeout.ms`, default 45 s as in the Java consumer since Kafka 3.0).
     pub session_timeout: Duration,
-    /// Time between heartbeats.
+    /// Time between heartbeats (`heartbeat.interval.ms`, default 3 s: a third of the session
+    /// timeout or less, as the Java consumer advises).
     pub heartbeat_interval: Duration,
-    /// How long the group waits for members to rejoin during a rebalance.
+    /// How long the group waits for members to rejoin during a rebalance, sent as JoinGroup's
+    /// rebalance timeout (the Java consumer sends `max.poll.interval.ms`, default 300 s).
     pub rebalance_timeout: Duration,
-    /// How often completed offsets are committed.
+    /// How often completed offsets are committed (`auto.commit.interval.ms`, default 5 s).
+    /// Offsets are committed after the reply whatever this is; a shorter interval narrows what
+    /// a crashed server's successor runs again (which the completions topic then answers from
+    /// its record instead of running), at the cost of more OffsetCommit requests.
     pub commit_interval: Duration,
     /// On shutdown or revocation, how long to wait for running handlers.
     pub drain_timeout: Duration,
@@ -50,11 +61,11 @@ impl ServerOptions {
             server_id: format!("server-{}", crate::envelope::RequestId::random()),
             concurrency: 64,
             topics: TopicOptions::default(),
-            fetch_max_wait: Duration::from_millis(10),
-            session_timeout: Duration::from_secs(10),
-            heartbeat_interval: Duration::from_secs(1),
-            rebalance_timeout: Duration::from_secs(30),
-            commit_interval: Duration::from_millis(200),
+            fetch_max_wait: Duration::from_millis(500),
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
+            rebalance_timeout: Duration::from_secs(300),
+            commit_interval: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
             dedup_window: 10_000,
             dedup_max_age: Duration::from_secs(600),

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::CmdResult;
 use crate::broker_args::BrokerArgs;
+use crate::timing_args::FetchArgs;
 
 /// How calls are issued.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub enum Mode {
 pub struct Args {
     #[command(flatten)]
     broker: BrokerArgs,
+    #[command(flatten)]
+    fetch: FetchArgs,
     /// The service to call (serve it with `krpc serve`).
     #[arg(long)]
     service: String,
@@ -76,7 +79,11 @@ pub async fn run(args: Args) -> CmdResult {
         (None, None) => Some(Duration::from_secs(10)),
     };
     let kafka = args.broker.connect().await?;
-    let client = Client::connect(kafka, ClientOptions::default()).await?;
+    let mut client_options = ClientOptions::default();
+    if let Some(wait) = args.fetch.fetch_max_wait {
+        client_options.reply_fetch_max_wait = wait;
+    }
+    let client = Client::connect(kafka, client_options).await?;
     let payload = Value::String("x".repeat(args.payload));
     let options = CallOptions::default().timeout(Duration::from_secs_f64(args.timeout));
     // One call first: it waits for a server, and its latency is not part of the measure.

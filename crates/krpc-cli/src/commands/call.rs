@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::CmdResult;
 use crate::broker_args::BrokerArgs;
 use crate::legacy_args::LegacyArgs;
+use crate::timing_args::FetchArgs;
 
 /// Options of `krpc call`.
 #[derive(clap::Args)]
@@ -28,6 +29,8 @@ pub struct Args {
     /// Send a one-way job (no reply; it runs whenever a server is up).
     #[arg(long, conflicts_with = "legacy")]
     oneway: bool,
+    #[command(flatten)]
+    fetch: FetchArgs,
     #[command(flatten)]
     legacy: LegacyArgs,
     /// Legacy format: keyword arguments, as a JSON object: '{"b": 2}'.
@@ -62,6 +65,9 @@ pub async fn run(args: Args) -> CmdResult {
     if args.legacy.legacy {
         let mut options = kafka_rpc::LegacyClientOptions::new(&args.service);
         options.format = args.legacy.format();
+        if let Some(wait) = args.fetch.fetch_max_wait {
+            options.reply_fetch_max_wait = wait;
+        }
         let client = kafka_rpc::LegacyClient::connect(kafka, options).await?;
         let response = client
             .call_kw::<_, _, Value>(
@@ -74,7 +80,11 @@ pub async fn run(args: Args) -> CmdResult {
         println!("{}", response.value);
         return Ok(());
     }
-    let client = Client::connect(kafka, ClientOptions::default()).await?;
+    let mut options = ClientOptions::default();
+    if let Some(wait) = args.fetch.fetch_max_wait {
+        options.reply_fetch_max_wait = wait;
+    }
+    let client = Client::connect(kafka, options).await?;
     if args.oneway {
         let id = client
             .notify(

@@ -9,6 +9,7 @@ use serde_json::{Number, Value};
 use super::CmdResult;
 use crate::broker_args::BrokerArgs;
 use crate::legacy_args::LegacyArgs;
+use crate::timing_args::{FetchArgs, GroupArgs};
 
 /// Options of `krpc serve`.
 #[derive(clap::Args)]
@@ -24,6 +25,10 @@ pub struct Args {
     /// This server's id (random if not given).
     #[arg(long)]
     server_id: Option<String>,
+    #[command(flatten)]
+    fetch: FetchArgs,
+    #[command(flatten)]
+    group: GroupArgs,
     #[command(flatten)]
     legacy: LegacyArgs,
     /// Legacy format: the consumer group (the Python package's `krpc`, so Python and Rust
@@ -52,6 +57,10 @@ pub async fn run(args: Args) -> CmdResult {
     let kafka = args.broker.connect().await?;
     let mut options = ServerOptions::new(&args.service);
     options.concurrency = args.concurrency;
+    if let Some(wait) = args.fetch.fetch_max_wait {
+        options.fetch_max_wait = wait;
+    }
+    args.group.apply(&mut options)?;
     if let Some(id) = args.server_id {
         options.server_id = id;
     }

@@ -6,12 +6,15 @@ use kafka_wire::{Codec, FetchConfig, Fetcher, NewTopic, Producer, ProducerConfig
 
 use super::CmdResult;
 use crate::broker_args::BrokerArgs;
+use crate::timing_args::FetchArgs;
 
 /// Options of `krpc wire-demo`.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     broker: BrokerArgs,
+    #[command(flatten)]
+    fetch: FetchArgs,
     /// Records to produce and fetch back.
     #[arg(long, default_value_t = 10_000)]
     records: usize,
@@ -53,10 +56,10 @@ pub async fn run(args: Args) -> CmdResult {
     }
     let produce_time = started.elapsed();
 
-    let fetch_config = FetchConfig {
-        max_wait: Duration::from_millis(10),
-        ..FetchConfig::default()
-    };
+    let mut fetch_config = FetchConfig::default();
+    if let Some(wait) = args.fetch.fetch_max_wait {
+        fetch_config.max_wait = wait;
+    }
     let mut fetcher = Fetcher::new(client.clone(), fetch_config);
     fetcher.assign(&topic, 0, 0);
     let started = Instant::now();
