@@ -12,7 +12,8 @@
 //!   where the API has partitions);
 //! - [`FakeBroker::commit`] presets a group's committed offset;
 //! - [`FakeBroker::go_silent`] keeps accepting connections and reading requests but answers
-//!   none (a half-open broker); [`FakeBroker::drop_connections`] closes every open one (a broker
+//!   none (a half-open broker); [`FakeBroker::stop_reading`] stops reading the sockets (a peer
+//!   whose buffers fill); [`FakeBroker::drop_connections`] closes every open one (a broker
 //!   closing idle connections);
 //! - [`FakeBroker::count`] and [`FakeBroker::dials`] count requests per API and connections.
 //!
@@ -121,6 +122,7 @@ struct Script {
     generation: i32,
     assignment: Bytes,
     silent: bool,
+    paused: bool,
     counts: HashMap<i16, usize>,
     dials: usize,
 }
@@ -251,6 +253,12 @@ impl FakeBroker {
         lock(&self.script).silent = on;
     }
 
+    /// While `on`, open connections are not read from: the client's writes back up once the
+    /// socket buffers are full.
+    pub fn stop_reading(&self, on: bool) {
+        lock(&self.script).paused = on;
+    }
+
     /// Closes every open connection (new ones are accepted as before).
     pub fn drop_connections(&self) {
         self.closer.send_modify(|n| *n += 1);
@@ -309,7 +317,13 @@ async fn read_frame(stream: &mut TcpStream) -> Option<Bytes> {
 
 /// Reads requests until the client closes; answers each unless silent.
 async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>, port: i32) {
-    while let Some(mut frame) = read_frame(&mut stream).await {
+    loop {
+        while lock(&script).paused {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let Some(mut frame) = read_frame(&mut stream).await else {
+            return;
+        };
         if frame.len() < 4 {
             return;
         }
@@ -340,9 +354,10 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>, port: i32) {
             .with_correlation_id(header.correlation_id)
             .encode(&mut body, response_header_version)
             .expect("encode header");
-        let answered = answer(api, version, frame, &script, port, &mut body);
-        if answered.is_err() {
-            return;
+        match answer(api, version, frame, &script, port, &mut body) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(_) => return,
         }
         let mut out = BytesMut::with_capacity(body.len() + 4);
         out.put_u32(body.len() as u32);
@@ -353,11 +368,13 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>, port: i32) {
     }
 }
 
-fn encode<M: Encodable>(m: &M, version: i16, out: &mut BytesMut) -> anyhow::Result<()> {
-    m.encode(out, version)
+/// Encodes the answer; `Ok(true)`: send it.
+fn encode<M: Encodable>(m: &M, version: i16, out: &mut BytesMut) -> anyhow::Result<bool> {
+    m.encode(out, version).map(|()| true)
 }
 
-/// Decodes the request body of `api` and encodes its answer into `out`.
+/// Decodes the request body of `api` and encodes its answer into `out`; `Ok(false)`: the
+/// request takes no answer (Produce with acks=0).
 fn answer(
     api: ApiKey,
     v: i16,
@@ -365,7 +382,7 @@ fn answer(
     script: &Mutex<Script>,
     port: i32,
     out: &mut BytesMut,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let mut sc = lock(script);
     let error = sc.errors.get(&(api as i16)).copied().unwrap_or(0);
     match api {
@@ -526,8 +543,7 @@ fn answer(
                 );
             }
             if req.acks == 0 {
-                out.clear();
-                anyhow::bail!("acks=0: no response"); // the connection closes; tests avoid it
+                return Ok(false);
             }
             encode(
                 &ProduceResponse::default().with_responses(responses),

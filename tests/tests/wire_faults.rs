@@ -125,6 +125,53 @@ async fn a_timeout_fails_every_other_waiter_of_the_retired_connection_at_once() 
     assert!(spent < Duration::from_secs(5), "{spent:?}");
 }
 
+/// Connection health: a broker that stops reading its socket. Requests that expect no answer
+/// (Produce with acks=0) have no waiter to time out, so the writer itself gives up on a frame
+/// the socket has not taken within the request timeout and breaks the connection (the old
+/// writer waited forever while sends kept queueing behind it, all silently lost).
+#[tokio::test]
+async fn a_broker_that_stops_reading_breaks_the_connection_within_the_request_timeout() {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let broker = FakeBroker::start().await;
+    broker.topic("t", 1);
+    let client = client(&broker).await;
+    let conn = client
+        .connection(broker.addr(), Lane::Default)
+        .await
+        .unwrap();
+    broker.stop_reading(true);
+    let req = ProduceRequest::default()
+        .with_acks(0)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(Bytes::from(vec![0u8; 1 << 20])))])]);
+    let started = Instant::now();
+    let mut sent = 0;
+    let err = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{sent} MiB queued to a broker that reads nothing, and no error"
+        );
+        match conn.send_no_response(&req) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(matches!(err, Error::ConnectionBroken { .. }), "{err:?}");
+    assert!(err.to_string().contains("stopped reading"), "{err}");
+    broker.stop_reading(false);
+    client
+        .refresh_metadata(&["t"])
+        .await
+        .expect("a fresh connection");
+}
+
 /// Connection health: a connection idle past `connections_max_idle` is not written to again
 /// (the broker may have closed it at its `connections.max.idle.ms`), and one the broker did
 /// close is replaced without the caller seeing an error.
