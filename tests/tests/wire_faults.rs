@@ -477,6 +477,50 @@ async fn a_batch_larger_than_the_partition_limit_is_fetched_with_a_grown_limit()
     assert_eq!(fetcher.position("t", 0), Some(3));
 }
 
+/// Fetch progress: a broker that sends part of a batch that fits the limit (no Kafka broker
+/// does) is fetched again after a backoff, logged, never in a hot loop; whole, it is read.
+#[tokio::test]
+async fn a_batch_cut_short_within_the_limit_is_fetched_again_after_a_backoff() {
+    let broker = FakeBroker::start().await;
+    broker.topic("t", 1);
+    let whole = batch(0, 3);
+    let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    {
+        let cut = cut.clone();
+        broker.on_fetch(move |asks| {
+            asks.iter()
+                .map(|a| match a.offset {
+                    0 if cut.load(std::sync::atomic::Ordering::SeqCst) => {
+                        FetchAnswer::records(whole.slice(..whole.len() / 2))
+                    }
+                    0 => FetchAnswer::records(whole.clone()),
+                    _ => FetchAnswer::default(),
+                })
+                .collect()
+        });
+    }
+    let client = client(&broker).await;
+    let mut fetcher = Fetcher::new(client, quick());
+    fetcher.assign("t", 0, 0);
+    let until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < until {
+        assert!(fetcher.poll().await.unwrap().is_empty());
+    }
+    let fetches = broker.count(ApiKey::Fetch);
+    assert!((1..=10).contains(&fetches), "fetches in 500 ms: {fetches}");
+    cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = Vec::new();
+    while got.is_empty() {
+        assert!(Instant::now() < deadline, "never read the whole batch");
+        got = fetcher.poll().await.unwrap();
+    }
+    assert_eq!(
+        got.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+}
+
 /// Fetch progress: a batch larger than even the response limit is a typed error naming the
 /// topic, partition and offset, or, with `skip_undecodable`, stepped over and counted.
 #[tokio::test]

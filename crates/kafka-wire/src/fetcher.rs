@@ -575,16 +575,23 @@ impl Fetcher {
             .map(|b| 12i64 + i32::from_be_bytes([b[0], b[1], b[2], b[3]]).max(0) as i64);
         let ceiling = self.config.max_bytes.max(self.config.partition_max_bytes);
         let grown = match needed {
-            // The batch fits the limit: the broker cut the response short for another reason
-            // (its total `max_bytes`); the rotated order serves this partition earlier next time.
+            // The batch fits the limit, yet the broker sent only part of it: not what a Kafka
+            // broker does (it returns the first batch whole). Back off and fetch again, loudly.
             Some(n) if n <= limit as i64 => {
-                return Ok(PartitionOutcome::Records {
-                    topic,
+                tracing::warn!(%topic, partition, offset, got = data.len(), batch = n, limit,
+                    "the broker returned part of a batch that fits the fetch limit; fetching again after a backoff");
+                return Ok(PartitionOutcome::Retry {
+                    topic: topic.clone(),
                     partition,
-                    next: offset,
-                    batch: Vec::new(),
-                    hole: None,
-                })
+                    error: Error::Malformed {
+                        broker: addr.to_string(),
+                        what: format!("fetch of {topic}/{partition} at offset {offset}"),
+                        reason: format!(
+                            "{} bytes of a {n}-byte batch within a {limit}-byte limit",
+                            data.len()
+                        ),
+                    },
+                });
             }
             Some(n) if n <= ceiling as i64 => Some(n as i32),
             Some(_) => None,
