@@ -258,6 +258,35 @@ async fn a_partition_answering_not_leader_forever_is_retried_with_backoff() {
     assert_eq!(got[0].offset, 0);
 }
 
+/// Fault 2 with many partitions: sixteen partitions all answering NOT_LEADER_OR_FOLLOWER back off
+/// each on its own, and their topic's metadata is refreshed at most once per `retry_backoff`,
+/// however many of them fail.
+#[tokio::test]
+async fn many_partitions_answering_not_leader_refresh_metadata_at_most_once_per_backoff() {
+    let broker = FakeBroker::start().await;
+    broker.topic("t", 16);
+    broker.on_fetch(|asks| {
+        asks.iter()
+            .map(|_| FetchAnswer::error(NOT_LEADER_OR_FOLLOWER))
+            .collect()
+    });
+    let client = client(&broker).await;
+    let mut fetcher = Fetcher::new(client, quick());
+    for p in 0..16 {
+        fetcher.assign("t", p, 0);
+    }
+    let (fetch0, meta0) = (broker.count(ApiKey::Fetch), broker.count(ApiKey::Metadata));
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        fetcher.poll().await.expect("retriable errors never escape");
+    }
+    let fetches = broker.count(ApiKey::Fetch) - fetch0;
+    let metadata = broker.count(ApiKey::Metadata) - meta0;
+    eprintln!("16 partitions, 1 s: {fetches} fetches, {metadata} metadata requests");
+    assert!(fetches <= 16 * 8, "fetches not backed off: {fetches}");
+    assert!(metadata <= 12, "metadata refreshes: {metadata}");
+}
+
 /// Fault 2, the producer: a partition answering NOT_LEADER_OR_FOLLOWER to every produce is
 /// retried with backoff until the delivery timeout, then fails with the broker's error.
 #[tokio::test]

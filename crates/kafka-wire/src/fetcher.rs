@@ -4,8 +4,9 @@
 //! - **Errors are classified once** ([`crate::error::Recovery`]): a partition whose fetch fails
 //!   in a retriable way (leader moved, no leader, broker unreachable, timeout) is not fetched
 //!   again before its backoff delay ([`crate::ClientConfig::retry_backoff`] doubling to
-//!   `retry_backoff_max`, jittered, as Java's `retry.backoff.ms`), and its topic's metadata is
-//!   refreshed at most once per delay; the other partitions keep being fetched.
+//!   `retry_backoff_max`, jittered, as Java's `retry.backoff.ms`), and its topic's cached
+//!   metadata is dropped (so refreshed) at most once per `retry_backoff`, however many of its
+//!   partitions fail; the other partitions keep being fetched.
 //! - **Offset resets follow one policy** ([`FetchConfig::offset_reset`], Java's
 //!   `auto.offset.reset`): OFFSET_OUT_OF_RANGE moves to the log start (earliest) or end
 //!   (latest), or fails the poll (error), whether the position is below the log start or above
@@ -128,6 +129,9 @@ pub struct Fetcher {
     reset_skipped: u64,
     /// Per partition, a hole being waited for: its first offset and when it was first seen.
     holes: HashMap<(Arc<str>, i32), (i64, Instant)>,
+    /// When each topic's cached metadata was last invalidated after an error (at most once
+    /// per `retry_backoff`, however many of its partitions fail).
+    invalidated: HashMap<Arc<str>, Instant>,
 }
 
 impl Drop for Fetcher {
@@ -152,6 +156,7 @@ impl Fetcher {
             resets: 0,
             reset_skipped: 0,
             holes: HashMap::new(),
+            invalidated: HashMap::new(),
         }
     }
 
@@ -324,7 +329,14 @@ impl Fetcher {
                 from,
                 spec,
             } => {
-                let to = self.client.list_offset(&topic, partition, spec).await?;
+                let to = match self.client.list_offset(&topic, partition, spec).await {
+                    Ok(to) => to,
+                    Err(e) if e.is_retriable() => {
+                        self.back_off(&(topic, partition), &e);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                };
                 self.resets += 1;
                 if to > from {
                     self.reset_skipped += (to - from) as u64;
@@ -377,7 +389,16 @@ impl Fetcher {
     /// when the error says the leader or topic changed).
     fn back_off(&mut self, key: &(Arc<str>, i32), error: &Error) {
         if error.invalidates_metadata() {
-            self.client.invalidate_topic(&key.0);
+            let now = Instant::now();
+            let every = self.client.config().retry_backoff;
+            let due = self
+                .invalidated
+                .get(&key.0)
+                .is_none_or(|t| now.duration_since(*t) >= every);
+            if due {
+                self.invalidated.insert(key.0.clone(), now);
+                self.client.invalidate_topic(&key.0);
+            }
         }
         if let Some(i) = self.find(&key.0, key.1) {
             let a = &mut self.assigned[i];
