@@ -382,6 +382,8 @@ impl Connection {
     }
 
     /// Sends `req` at the negotiated version and waits at most `timeout` for its response.
+    /// On [`Error::Timeout`] the connection is retired: every other request waiting on it fails
+    /// with [`Error::ConnectionBroken`] and the client dials a new one for the next request.
     pub async fn send_timeout<R: Request>(
         &self,
         req: &R,

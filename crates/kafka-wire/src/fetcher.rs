@@ -282,21 +282,67 @@ impl Fetcher {
             .into_iter()
             .map(|(addr, asks)| self.fetch_from(addr, asks));
         let results = futures::future::join_all(rounds).await;
-        let mut records = Vec::new();
+        let mut outcomes = Vec::new();
         for result in results {
-            for outcome in result? {
-                self.apply(outcome, &mut records).await?;
+            outcomes.extend(result?);
+        }
+        // Cancel safety: the resets (which await ListOffsets) run before any position moves
+        // past records returned to the caller, so a poll dropped half-way loses no record.
+        let (resets, rest): (Vec<_>, Vec<_>) = outcomes
+            .into_iter()
+            .partition(|o| matches!(o, PartitionOutcome::Reset { .. }));
+        for reset in resets {
+            if let PartitionOutcome::Reset {
+                topic,
+                partition,
+                from,
+                spec,
+            } = reset
+            {
+                self.reset(topic, partition, from, spec).await?;
             }
+        }
+        let mut records = Vec::new();
+        for outcome in rest {
+            self.apply(outcome, &mut records);
         }
         Ok(records)
     }
 
-    /// Applies one partition's outcome to its state; records go to `records`.
-    async fn apply(
+    /// Moves an out-of-range position to where `spec` says, logging and counting the jump.
+    async fn reset(
         &mut self,
-        outcome: PartitionOutcome,
-        records: &mut Vec<ConsumerRecord>,
+        topic: Arc<str>,
+        partition: i32,
+        from: i64,
+        spec: OffsetSpec,
     ) -> Result<()> {
+        let to = match self.client.list_offset(&topic, partition, spec).await {
+            Ok(to) => to,
+            Err(e) if e.is_retriable() => {
+                self.back_off(&(topic, partition), &e);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        self.resets += 1;
+        if to > from {
+            self.reset_skipped += (to - from) as u64;
+            tracing::warn!(%topic, partition, from, to, skipped = to - from, policy = ?self.config.offset_reset,
+                "fetch position out of range: reset forward, offsets skipped");
+        } else {
+            tracing::warn!(%topic, partition, from, to, policy = ?self.config.offset_reset,
+                "fetch position out of range: reset backward");
+        }
+        if let Some(i) = self.find(&topic, partition) {
+            self.assigned[i].offset = to;
+        }
+        Ok(())
+    }
+
+    /// Applies one partition's outcome (other than a reset) to its state; records go to
+    /// `records`. Never awaits, so a poll is cancelled either before or after all of them.
+    fn apply(&mut self, outcome: PartitionOutcome, records: &mut Vec<ConsumerRecord>) {
         match outcome {
             PartitionOutcome::Records {
                 topic,
@@ -323,33 +369,7 @@ impl Fetcher {
                     records.append(&mut batch);
                 }
             }
-            PartitionOutcome::Reset {
-                topic,
-                partition,
-                from,
-                spec,
-            } => {
-                let to = match self.client.list_offset(&topic, partition, spec).await {
-                    Ok(to) => to,
-                    Err(e) if e.is_retriable() => {
-                        self.back_off(&(topic, partition), &e);
-                        return Ok(());
-                    }
-                    Err(e) => return Err(e),
-                };
-                self.resets += 1;
-                if to > from {
-                    self.reset_skipped += (to - from) as u64;
-                    tracing::warn!(%topic, partition, from, to, skipped = to - from, policy = ?self.config.offset_reset,
-                        "fetch position out of range: reset forward, offsets skipped");
-                } else {
-                    tracing::warn!(%topic, partition, from, to, policy = ?self.config.offset_reset,
-                        "fetch position out of range: reset backward");
-                }
-                if let Some(i) = self.find(&topic, partition) {
-                    self.assigned[i].offset = to;
-                }
-            }
+            PartitionOutcome::Reset { .. } => {} // applied by `reset` first
             PartitionOutcome::Retry {
                 topic,
                 partition,
@@ -382,7 +402,6 @@ impl Fetcher {
                 }
             }
         }
-        Ok(())
     }
 
     /// Puts `key` in backoff after a retriable `error` (refreshing its topic's metadata first
