@@ -287,6 +287,32 @@ async fn many_partitions_answering_not_leader_refresh_metadata_at_most_once_per_
     assert!(metadata <= 12, "metadata refreshes: {metadata}");
 }
 
+/// Fault 2, the group consumer: a coordinator answering every JoinGroup with
+/// COORDINATOR_LOAD_IN_PROGRESS is asked again (coordinator looked up again too) after a
+/// jittered, growing backoff, not in a loop.
+#[tokio::test]
+async fn a_group_member_refused_by_its_coordinator_backs_off() {
+    let broker = FakeBroker::start().await;
+    broker.topic("t", 1);
+    broker.fail(ApiKey::JoinGroup, 14); // COORDINATOR_LOAD_IN_PROGRESS
+    let client = client(&broker).await;
+    let mut consumer =
+        GroupConsumer::new(client, kafka_wire::GroupConfig::new("g", &["t"])).unwrap();
+    let polled = tokio::time::timeout(Duration::from_secs(1), consumer.poll()).await;
+    assert!(polled.is_err(), "still joining after 1 s: {polled:?}");
+    let joins = broker.count(ApiKey::JoinGroup);
+    let finds = broker.count(ApiKey::FindCoordinator);
+    eprintln!("1 s: {joins} JoinGroup, {finds} FindCoordinator");
+    assert!((2..=15).contains(&joins), "JoinGroup requests: {joins}");
+    assert!(finds <= 15, "FindCoordinator requests: {finds}");
+    broker.fail(ApiKey::JoinGroup, 0);
+    let event = tokio::time::timeout(Duration::from_secs(10), consumer.poll())
+        .await
+        .expect("joins once the coordinator has loaded")
+        .unwrap();
+    assert!(matches!(event, GroupEvent::Assigned(_)), "{event:?}");
+}
+
 /// Fault 2, the producer: a partition answering NOT_LEADER_OR_FOLLOWER to every produce is
 /// retried with backoff until the delivery timeout, then fails with the broker's error.
 #[tokio::test]
