@@ -5,6 +5,7 @@ pub mod bin_path;
 pub mod broker;
 #[cfg(feature = "testcontainers")]
 pub mod containers;
+pub mod fake_broker;
 pub mod kafka;
 pub mod process;
 pub mod python;

@@ -174,7 +174,7 @@ fn in_process_config(group: &str, topic: &str) -> GroupConfig {
     cfg.session_timeout = Duration::from_secs(30);
     cfg.heartbeat_interval = Duration::from_millis(500);
     cfg.rebalance_timeout = Duration::from_secs(20);
-    cfg.offset_reset = OffsetReset::Earliest;
+    cfg.fetch.offset_reset = OffsetReset::Earliest;
     cfg.fetch.max_wait = Duration::from_millis(50);
     cfg
 }

@@ -1,13 +1,18 @@
 //! Failures against a real broker: unreachable bootstrap, a broker killed mid-request and
-//! restarted, a record over the size limit.
+//! restarted, a record over the size limit, a committed offset below a log start that
+//! DeleteRecords moved.
 
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{FetchRequest, TopicName};
+use kafka_protocol::messages::{DeleteRecordsRequest, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_wire::{
-    Client, ClientConfig, Error, Lane, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
+    Client, ClientConfig, Error, GroupConsumer, GroupEvent, Lane, OffsetSpec, Producer,
+    ProducerConfig, ProducerRecord,
 };
 use krpc_tests::{kafka, wait, Broker, Storage};
 
@@ -151,4 +156,96 @@ async fn a_record_over_the_limit_is_refused_before_it_is_sent() {
     })
     .await;
     assert_eq!(end, 1, "only the small record was written");
+}
+
+/// Fault 3 on the real broker: a kafka-rpc server's group (built by
+/// `ServerOptions::group_config`, as `krpc serve` builds it) committed offset 100 of a
+/// 200-record partition; DeleteRecords then moves the log start to 150. The next member
+/// resumes at 150 (its reset policy, earliest, also governs out-of-range positions; the old
+/// code's fetcher used its own default, latest, and jumped to 200, skipping fifty queued
+/// requests), reads the fifty retained records, and counts the fifty deleted offsets it
+/// jumped over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_group_resumes_at_the_log_start_after_delete_records() {
+    let client = kafka::client(Broker::shared().addr()).await;
+    let service = krpc_tests::unique_topic("resets");
+    let cfg = kafka_rpc::ServerOptions::new(&service)
+        .group_config()
+        .unwrap();
+    let topic = cfg.topics[0].clone();
+    client
+        .create_topics(&[kafka_wire::NewTopic::new(&topic, 1)], false)
+        .await
+        .unwrap();
+    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let mut deliveries = Vec::new();
+    for i in 0..200 {
+        let record = ProducerRecord::value(format!("r{i}"));
+        deliveries.push(producer.send_to(&topic, 0, record).unwrap());
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+
+    // A first member commits 100 and leaves.
+    let mut first = GroupConsumer::new(client.clone(), cfg.clone()).unwrap();
+    assigned(&mut first).await;
+    let mut commit = kafka_wire::group::Offsets::new();
+    commit.entry(topic.clone()).or_default().insert(0, 100);
+    first.commit(&commit).await.unwrap();
+    first.close().await.unwrap();
+
+    // Retention moves the log start to 150.
+    let req = DeleteRecordsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.clone())))
+            .with_partitions(vec![DeleteRecordsPartition::default()
+                .with_partition_index(0)
+                .with_offset(150)])]);
+    let conn = client.leader(&topic, 0, Lane::Default).await.unwrap();
+    let resp = conn.send(&req).await.unwrap();
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.low_watermark), (0, 150), "DeleteRecords");
+    assert_eq!(
+        client
+            .list_offset(&topic, 0, OffsetSpec::Earliest)
+            .await
+            .unwrap(),
+        150
+    );
+
+    let mut second = GroupConsumer::new(client.clone(), cfg).unwrap();
+    assigned(&mut second).await;
+    let mut offsets = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while offsets.len() < 50 {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of the 50 retained records: {offsets:?}",
+            offsets.len()
+        );
+        if let Ok(event) = tokio::time::timeout(Duration::from_secs(5), second.poll()).await {
+            if let GroupEvent::Records(records) = event.unwrap() {
+                offsets.extend(records.iter().map(|r| r.offset));
+            }
+        }
+    }
+    assert_eq!(offsets, (150..200).collect::<Vec<i64>>());
+    assert_eq!(second.offset_resets(), 1);
+    assert_eq!(second.reset_skipped_offsets(), 50, "the jump is counted");
+    second.close().await.unwrap();
+}
+
+/// Polls `consumer` until its first assignment (bounded).
+async fn assigned(consumer: &mut GroupConsumer) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no assignment within 30 s");
+        if let Ok(event) = tokio::time::timeout(Duration::from_secs(5), consumer.poll()).await {
+            if let GroupEvent::Assigned(_) = event.unwrap() {
+                return;
+            }
+        }
+    }
 }

@@ -90,14 +90,14 @@ impl Client {
             slots.entry((addr.to_string(), lane)).or_default().clone()
         };
         let mut guard = slot.lock().await;
-        if let Some(conn) = guard.as_ref().filter(|c| !c.is_broken()) {
-            return Ok(conn.clone());
+        if let Some(conn) = self.reusable(guard.as_ref()) {
+            return Ok(conn);
         }
         *guard = None;
         let cfg = &self.inner.config;
         let mut backoff = Backoff::new(
-            cfg.retry_backoff,
-            cfg.retry_backoff_max,
+            cfg.reconnect_backoff,
+            cfg.reconnect_backoff_max,
             cfg.connect_timeout,
         );
         loop {
@@ -125,6 +125,29 @@ impl Client {
         }
     }
 
+    /// The cached connection if it may carry another request: not broken, and not idle past
+    /// `connections_max_idle` (the broker may have closed it; it is retired instead).
+    fn reusable(&self, cached: Option<&Arc<Connection>>) -> Option<Arc<Connection>> {
+        let conn = cached?;
+        if conn.is_broken() {
+            return None;
+        }
+        let max_idle = self.inner.config.connections_max_idle;
+        let idle = conn.idle_for();
+        if idle >= max_idle {
+            tracing::debug!(
+                broker = conn.broker(),
+                ?idle,
+                "idle connection retired before reuse"
+            );
+            conn.retire(format!(
+                "retired after {idle:?} idle (connections_max_idle {max_idle:?})"
+            ));
+            return None;
+        }
+        Some(conn.clone())
+    }
+
     /// Drops this client's connections on `lane` (their owner is gone).
     pub fn close_lane(&self, lane: Lane) {
         let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -138,8 +161,8 @@ impl Client {
         addrs.sort();
         addrs.extend(cfg.bootstrap.iter().cloned());
         let mut backoff = Backoff::new(
-            cfg.retry_backoff,
-            cfg.retry_backoff_max,
+            cfg.reconnect_backoff,
+            cfg.reconnect_backoff_max,
             cfg.connect_timeout,
         );
         let mut last = String::from("no address");
@@ -171,9 +194,10 @@ impl Client {
                 .clone()
         };
         let mut guard = slot.lock().await;
-        if let Some(conn) = guard.as_ref().filter(|c| !c.is_broken()) {
-            return Ok(conn.clone());
+        if let Some(conn) = self.reusable(guard.as_ref()) {
+            return Ok(conn);
         }
+        *guard = None;
         let cfg = &self.inner.config;
         let conn = Arc::new(Connection::connect(addr, cfg).await?);
         *guard = Some(conn.clone());

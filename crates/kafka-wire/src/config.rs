@@ -28,14 +28,32 @@ pub struct ClientConfig {
     pub bootstrap: Vec<String>,
     /// Client id sent with every request.
     pub client_id: String,
-    /// How long to keep trying to reach a broker (bootstrap or reconnect) before giving up.
+    /// How long to keep trying to reach a broker (bootstrap or reconnect) before giving up
+    /// (Java: `socket.connection.setup.timeout.ms`, 10 s). Default 10 s.
     pub connect_timeout: Duration,
-    /// How long to wait for the answer to one request (a fetch adds its max wait to this).
+    /// How long to wait for the answer to one request (a fetch adds its max wait to this; a
+    /// JoinGroup its rebalance timeout). A request that times out retires its connection
+    /// (see [`crate::connection`]). Also bounds how long one frame may take to write.
+    /// Java: `request.timeout.ms`, 30 s. Default 30 s.
     pub request_timeout: Duration,
-    /// Backoff between reconnect and retry attempts (doubled each time up to `retry_backoff_max`).
+    /// First delay before retrying a failed request (metadata, produce, fetch of a partition
+    /// whose leader is unknown or moved, offset lookups, group joins), doubled on each further
+    /// failure up to `retry_backoff_max`, each delay jittered to 50..100 %. Java:
+    /// `retry.backoff.ms`, 100 ms. Default 100 ms.
     pub retry_backoff: Duration,
-    /// The longest backoff between attempts.
+    /// The longest delay between retries. Java: `retry.backoff.max.ms`, 1 s. Default 1 s.
     pub retry_backoff_max: Duration,
+    /// First delay before dialling a broker again after a failed attempt, doubled up to
+    /// `reconnect_backoff_max`, jittered. Java: `reconnect.backoff.ms`, 50 ms. Default 50 ms.
+    pub reconnect_backoff: Duration,
+    /// The longest delay between dial attempts. Java: `reconnect.backoff.max.ms`, 1 s.
+    /// Default 1 s.
+    pub reconnect_backoff_max: Duration,
+    /// A connection unused (nothing in flight, nothing sent or received) for this long is not
+    /// reused: it is closed and the request dials afresh, so a connection the broker closed at
+    /// its own `connections.max.idle.ms` (10 min by default) is never written to. Java:
+    /// `connections.max.idle.ms`, 9 min. Default 9 min.
+    pub connections_max_idle: Duration,
     /// Largest response frame accepted from a broker; larger frames break the connection.
     pub max_frame_bytes: usize,
     /// How long cached metadata stays fresh without an error that invalidates it.
@@ -60,8 +78,11 @@ impl ClientConfig {
             client_id: "kafka-wire".to_string(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
-            retry_backoff: Duration::from_millis(50),
+            retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(1),
+            reconnect_backoff: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_secs(1),
+            connections_max_idle: Duration::from_secs(540),
             max_frame_bytes: 100 * 1024 * 1024,
             metadata_max_age: Duration::from_secs(300),
             sasl: None,

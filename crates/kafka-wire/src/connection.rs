@@ -5,6 +5,15 @@
 //! task owns the read half and hands each response frame to the waiter with its correlation id.
 //! Any read or write failure breaks the connection for good: every pending and later request
 //! fails with [`Error::ConnectionBroken`], and the owner dials a new connection.
+//!
+//! Connection health (as the Java client and librdkafka): a request that gets no answer within
+//! its timeout leaves the connection in an unknown state (a half-open peer, a broker that stopped
+//! reading, responses that may still arrive out of turn), so the timeout **retires** the
+//! connection: every other waiter fails with [`Error::ConnectionBroken`] and the next request
+//! dials afresh. A frame the writer cannot hand to the socket within the request timeout (a
+//! peer that stopped reading) breaks it the same way. A connection unused for
+//! [`ClientConfig::connections_max_idle`] is not reused ([`Connection::idle_for`]): the broker
+//! may have closed it (`connections.max.idle.ms`) without our reader having seen the close yet.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -66,10 +75,21 @@ async fn secure(
 /// What a waiter receives: the response frame, or why the connection broke.
 type Reply = std::result::Result<Bytes, String>;
 
-#[derive(Default)]
 struct State {
     pending: HashMap<i32, oneshot::Sender<Reply>>,
     broken: Option<String>,
+    /// When a request was last sent or a response last received.
+    last_used: std::time::Instant,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            pending: HashMap::new(),
+            broken: None,
+            last_used: std::time::Instant::now(),
+        }
+    }
 }
 
 impl State {
@@ -148,12 +168,18 @@ impl Connection {
         let codec = frame::codec(config.max_frame_bytes);
         let mut writer = FramedWrite::new(write_half, codec.clone());
         let writer_state = state.clone();
+        let write_timeout = config.request_timeout;
         tokio::spawn(async move {
             while let Some(frame) = queue.recv().await {
-                if let Err(e) = writer.send(frame).await {
-                    lock(&writer_state).break_with(format!("write failed: {e}"));
-                    return;
-                }
+                let reason = match tokio::time::timeout(write_timeout, writer.send(frame)).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => format!("write failed: {e}"),
+                    Err(_) => format!(
+                        "the broker took no bytes for {write_timeout:?} (it stopped reading)"
+                    ),
+                };
+                lock(&writer_state).break_with(reason);
+                return;
             }
         });
 
@@ -170,8 +196,10 @@ impl Connection {
                                 frame.len()
                             );
                         };
-                        // An unknown id belongs to a caller that gave up (timeout): drop it.
-                        if let Some(tx) = lock(&reader_state).pending.remove(&id) {
+                        // An unknown id belongs to a caller that went away (cancelled): drop it.
+                        let mut state = lock(&reader_state);
+                        state.last_used = std::time::Instant::now();
+                        if let Some(tx) = state.pending.remove(&id) {
                             let _ = tx.send(Ok(frame));
                         }
                     }
@@ -327,6 +355,22 @@ impl Connection {
         lock(&self.state).pending.len()
     }
 
+    /// How long the connection has had nothing in flight and nothing sent or received
+    /// (zero while a request is in flight).
+    pub fn idle_for(&self) -> Duration {
+        let state = lock(&self.state);
+        if state.pending.is_empty() {
+            state.last_used.elapsed()
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Breaks the connection for good, failing every waiter with `reason`.
+    pub fn retire(&self, reason: String) {
+        lock(&self.state).break_with(reason);
+    }
+
     /// The version this connection uses for request type `R`.
     pub fn version<R: Request>(&self) -> Result<i16> {
         self.versions.pick::<R>(&self.broker)
@@ -338,6 +382,8 @@ impl Connection {
     }
 
     /// Sends `req` at the negotiated version and waits at most `timeout` for its response.
+    /// On [`Error::Timeout`] the connection is retired: every other request waiting on it fails
+    /// with [`Error::ConnectionBroken`] and the client dials a new one for the next request.
     pub async fn send_timeout<R: Request>(
         &self,
         req: &R,
@@ -352,8 +398,12 @@ impl Connection {
         let version = self.version::<R>()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_request(req, version, id, &self.client_id)?;
-        if let Some(reason) = lock(&self.state).broken.clone() {
-            return Err(self.broken_error(api_key::<R>(), reason));
+        {
+            let mut state = lock(&self.state);
+            if let Some(reason) = state.broken.clone() {
+                return Err(self.broken_error(api_key::<R>(), reason));
+            }
+            state.last_used = std::time::Instant::now();
         }
         self.outgoing
             .send(frame)
@@ -376,6 +426,7 @@ impl Connection {
                 return Err(self.broken_error(api, reason));
             }
             state.pending.insert(id, tx);
+            state.last_used = std::time::Instant::now();
         }
         let _guard = PendingGuard {
             state: &self.state,
@@ -384,13 +435,19 @@ impl Connection {
         if self.outgoing.send(frame).is_err() {
             return Err(self.broken_error(api, "writer stopped".into()));
         }
-        let reply = tokio::time::timeout(timeout, rx)
-            .await
-            .map_err(|_| Error::Timeout {
+        let Ok(reply) = tokio::time::timeout(timeout, rx).await else {
+            // The broker may answer later, or never: the connection's state is unknown, so
+            // it is retired (other waiters fail at once) and the next request dials afresh.
+            self.retire(format!(
+                "retired: a {api:?} request got no answer within {timeout:?}"
+            ));
+            tracing::debug!(broker = %self.broker, ?api, ?timeout, "request timed out; connection retired");
+            return Err(Error::Timeout {
                 broker: self.broker.clone(),
                 api,
                 after: timeout,
-            })?;
+            });
+        };
         match reply {
             Ok(Ok(frame)) => decode_response::<R>(frame, version, &self.broker),
             Ok(Err(reason)) => Err(self.broken_error(api, reason)),

@@ -120,6 +120,35 @@ pub enum Error {
         /// Configured maximum.
         max: usize,
     },
+    /// A partition returned bytes but not one complete record batch, even with the
+    /// per-partition limit grown to the fetch's `max_bytes`: the batch at `offset` is larger
+    /// than this consumer may fetch (Java: `RecordTooLargeException` before KIP-74).
+    #[error("fetch of {topic}/{partition} at offset {offset} from broker {broker}: the batch there ({batch} bytes) does not fit the fetch limit of {limit} bytes")]
+    FetchTooSmall {
+        /// Broker address.
+        broker: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The offset fetched.
+        offset: i64,
+        /// The per-partition limit of the last attempt.
+        limit: i32,
+        /// The batch's size from its header, or -1 if not even a header came.
+        batch: i64,
+    },
+    /// A group partition has no committed offset and the reset policy is
+    /// [`crate::OffsetReset::Error`] (Java: `NoOffsetForPartitionException`).
+    #[error("no committed offset for {topic}/{partition} in group {group}, and the reset policy is none")]
+    NoResetPolicy {
+        /// The group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+    },
     /// A topic is not known to the cluster.
     #[error("unknown topic {topic}")]
     UnknownTopic {
@@ -171,36 +200,84 @@ pub enum Error {
     },
 }
 
+/// What a caller does about a failure. [`classify`] and [`Error::recovery`] are the one place
+/// that decides it for every Kafka error code and transport failure; every retry loop of this
+/// crate asks them, and waits through [`crate::backoff::Backoff`] before trying again.
+///
+/// The split follows the Java client: its `InvalidMetadataException` subclasses are
+/// [`Recovery::RefreshMetadata`], its other `RetriableException`s [`Recovery::Backoff`], the
+/// group-membership errors its consumer answers by rejoining [`Recovery::Rejoin`], and
+/// OFFSET_OUT_OF_RANGE the fetcher's `auto.offset.reset` ([`Recovery::ResetOffset`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Recovery {
+    /// Our view of the cluster is stale (leader moved, topic or coordinator unknown, broker
+    /// gone): refresh metadata (or find the coordinator again), back off, retry.
+    RefreshMetadata,
+    /// Transient on the broker's side (timeout, loading, not enough replicas): back off, retry.
+    Backoff,
+    /// The group moved on without this member (rebalance, new generation, member unknown):
+    /// rejoin the group; the request itself is not retried.
+    Rejoin,
+    /// The fetch position is outside the partition's log: apply the reset policy.
+    ResetOffset,
+    /// Retrying cannot help (authorization, invalid request, unknown code): surface it.
+    Fatal,
+}
+
+/// The [`Recovery`] for a Kafka error code (see [`Recovery`] for the rule).
+pub fn classify(error: ResponseError) -> Recovery {
+    use ResponseError as E;
+    match error {
+        E::NotLeaderOrFollower
+        | E::LeaderNotAvailable
+        | E::UnknownTopicOrPartition
+        | E::ReplicaNotAvailable
+        | E::FencedLeaderEpoch
+        | E::UnknownLeaderEpoch
+        | E::KafkaStorageError
+        | E::UnknownTopicId
+        | E::InconsistentTopicId
+        | E::NotController
+        | E::NotCoordinator
+        | E::CoordinatorNotAvailable
+        | E::BrokerNotAvailable => Recovery::RefreshMetadata,
+        E::RebalanceInProgress | E::IllegalGeneration | E::UnknownMemberId => Recovery::Rejoin,
+        E::OffsetOutOfRange => Recovery::ResetOffset,
+        e if e.is_retriable() => Recovery::Backoff,
+        _ => Recovery::Fatal,
+    }
+}
+
 impl Error {
-    /// Whether retrying the same operation (after a metadata refresh or a reconnect) may succeed.
-    pub fn is_retriable(&self) -> bool {
+    /// What to do about this error: the one classification (see [`Recovery`]). Transport
+    /// failures (connect, broken connection, request timeout) and a missing leader refresh
+    /// metadata, as the Java client requests a metadata update on a disconnect; an error code
+    /// this crate does not know is fatal, as Java's `UnknownServerException`.
+    pub fn recovery(&self) -> Recovery {
         match self {
             Error::Connect { .. }
             | Error::ConnectionBroken { .. }
             | Error::Timeout { .. }
-            | Error::NoLeader { .. } => true,
-            Error::Broker { error, .. } => error.is_retriable(),
-            _ => false,
+            | Error::NoLeader { .. } => Recovery::RefreshMetadata,
+            Error::Broker { error, .. } => classify(*error),
+            _ => Recovery::Fatal,
         }
     }
 
-    /// Whether this error means our cached metadata (leaders, partitions) is stale.
+    /// Whether retrying the same operation (after a metadata refresh or a backoff) may succeed:
+    /// [`Recovery::RefreshMetadata`] or [`Recovery::Backoff`].
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self.recovery(),
+            Recovery::RefreshMetadata | Recovery::Backoff
+        )
+    }
+
+    /// Whether this error means our cached metadata (leaders, partitions, coordinator) is
+    /// stale: [`Recovery::RefreshMetadata`].
     pub fn invalidates_metadata(&self) -> bool {
-        match self {
-            Error::Broker { error, .. } => matches!(
-                error,
-                ResponseError::NotLeaderOrFollower
-                    | ResponseError::LeaderNotAvailable
-                    | ResponseError::UnknownTopicOrPartition
-                    | ResponseError::FencedLeaderEpoch
-                    | ResponseError::UnknownLeaderEpoch
-                    | ResponseError::NotController
-                    | ResponseError::NotCoordinator
-                    | ResponseError::BrokerNotAvailable
-            ),
-            Error::NoLeader { .. } | Error::Connect { .. } | Error::ConnectionBroken { .. } => true,
-            _ => false,
-        }
+        self.recovery() == Recovery::RefreshMetadata
     }
 
     /// Whether this error ends attempts to connect at all (authentication, TLS, settings): it
@@ -244,5 +321,76 @@ pub fn check_code(
             code,
             context: context(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(error: ResponseError) -> Error {
+        Error::Broker {
+            broker: "b:1".into(),
+            api: ApiKey::Fetch,
+            error,
+            context: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_known_code_has_one_recovery() {
+        use ResponseError as E;
+        let cases = [
+            (E::NotLeaderOrFollower, Recovery::RefreshMetadata),
+            (E::UnknownTopicOrPartition, Recovery::RefreshMetadata),
+            (E::FencedLeaderEpoch, Recovery::RefreshMetadata),
+            (E::NotCoordinator, Recovery::RefreshMetadata),
+            (E::RequestTimedOut, Recovery::Backoff),
+            (E::CoordinatorLoadInProgress, Recovery::Backoff),
+            (E::NotEnoughReplicas, Recovery::Backoff),
+            (E::RebalanceInProgress, Recovery::Rejoin),
+            (E::UnknownMemberId, Recovery::Rejoin),
+            (E::OffsetOutOfRange, Recovery::ResetOffset),
+            (E::TopicAuthorizationFailed, Recovery::Fatal),
+            (E::InvalidTopicException, Recovery::Fatal),
+            (E::FencedInstanceId, Recovery::Fatal),
+        ];
+        for (code, want) in cases {
+            assert_eq!(classify(code), want, "{code:?}");
+            let e = broker(code);
+            assert_eq!(e.recovery(), want, "{code:?}");
+            assert_eq!(
+                e.is_retriable(),
+                matches!(want, Recovery::RefreshMetadata | Recovery::Backoff),
+                "{code:?}"
+            );
+            assert_eq!(
+                e.invalidates_metadata(),
+                want == Recovery::RefreshMetadata,
+                "{code:?}"
+            );
+        }
+        // Every code the crate knows is classified without a panic, and the retriable ones
+        // are never fatal.
+        for code in -1..=130i16 {
+            if let Some(e) = ResponseError::try_from_code(code) {
+                if e.is_retriable() {
+                    assert_ne!(classify(e), Recovery::Fatal, "{e:?}");
+                }
+            }
+        }
+        let timeout = Error::Timeout {
+            broker: "b:1".into(),
+            api: ApiKey::Metadata,
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(timeout.recovery(), Recovery::RefreshMetadata);
+        let unknown = Error::UnknownBrokerError {
+            broker: "b:1".into(),
+            api: ApiKey::Fetch,
+            code: 9999,
+            context: String::new(),
+        };
+        assert_eq!(unknown.recovery(), Recovery::Fatal);
     }
 }

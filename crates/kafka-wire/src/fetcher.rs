@@ -1,28 +1,53 @@
 //! Long-poll fetching of assigned partitions from their leaders.
+//!
+//! What the fetcher guarantees whatever the brokers answer:
+//! - **Errors are classified once** ([`crate::error::Recovery`]): a partition whose fetch fails
+//!   in a retriable way (leader moved, no leader, broker unreachable, timeout) is not fetched
+//!   again before its backoff delay ([`crate::ClientConfig::retry_backoff`] doubling to
+//!   `retry_backoff_max`, jittered, as Java's `retry.backoff.ms`), and its topic's cached
+//!   metadata is dropped (so refreshed) at most once per `retry_backoff`, however many of its
+//!   partitions fail; the other partitions keep being fetched.
+//! - **Offset resets follow one policy** ([`FetchConfig::offset_reset`], Java's
+//!   `auto.offset.reset`): OFFSET_OUT_OF_RANGE moves to the log start (earliest) or end
+//!   (latest), or fails the poll (error), whether the position is below the log start or above
+//!   its end. Every reset is logged; offsets jumped over are counted
+//!   ([`Fetcher::reset_skipped_offsets`]).
+//! - **Progress is never silent**: a partition that returns bytes but no complete batch (a batch
+//!   larger than the per-partition limit, from a broker that does not apply KIP-74) is fetched
+//!   again with a limit grown to that batch (up to [`FetchConfig::max_bytes`]); past that it is
+//!   stepped over and counted with [`FetchConfig::skip_undecodable`], or the poll fails with
+//!   [`Error::FetchTooSmall`] naming the topic, partition and offset.
+//! - **No partition starves the others**: the order of partitions in fetch requests rotates
+//!   every poll (the Java consumer moves fetched partitions to the end of its fetch order), so
+//!   one busy partition cannot fill every response's `max_bytes` before the others are served.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::backoff::Backoff;
 use crate::client::{Client, Lane};
-use crate::error::{check_code, Error, Result};
+use crate::error::{check_code, Error, Recovery, Result};
 use crate::offsets::OffsetSpec;
 use crate::records::{decode_batches, ConsumerRecord, RecordsError};
 
-/// What to do when the fetch position is outside the stored range.
+/// Where to start when there is no valid position: the Java consumer's `auto.offset.reset`
+/// (`earliest`, `latest`, `none`). One policy governs both cases Java applies it to: a group
+/// partition with no committed offset, and a position outside the log (OFFSET_OUT_OF_RANGE,
+/// below its start or above its end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OffsetReset {
-    /// Jump to the earliest stored offset.
+    /// The log start (the first offset still stored).
     Earliest,
-    /// Jump to the end.
+    /// The log end (the next offset to be written). Java's default.
     #[default]
     Latest,
-    /// Fail the poll with the broker's error.
+    /// No reset: fail with the broker's OFFSET_OUT_OF_RANGE error, or (for a group partition
+    /// with no committed offset) with [`Error::NoResetPolicy`]. Java: `none`.
     Error,
 }
 
@@ -33,13 +58,17 @@ pub struct FetchConfig {
     pub max_wait: Duration,
     /// Bytes the broker waits for before answering early.
     pub min_bytes: i32,
-    /// Upper bound on the bytes of one response.
+    /// Upper bound on the bytes of one response (Java: `fetch.max.bytes`, 50 MiB). Also the
+    /// most a partition's limit grows to when one batch does not fit `partition_max_bytes`.
     pub max_bytes: i32,
-    /// Upper bound on the bytes returned per partition.
+    /// Upper bound on the bytes returned per partition (Java: `max.partition.fetch.bytes`,
+    /// 1 MiB). A broker following KIP-74 returns a first batch larger than this whole; for one
+    /// that does not, the fetcher grows this partition's limit to the batch's size.
     pub partition_max_bytes: i32,
     /// Largest size one batch may inflate to when decompressed.
     pub max_inflated_bytes: usize,
-    /// What to do on OFFSET_OUT_OF_RANGE.
+    /// The reset policy (Java: `auto.offset.reset`, default latest): on OFFSET_OUT_OF_RANGE here,
+    /// and for partitions without a committed offset in a [`crate::GroupConsumer`].
     pub offset_reset: OffsetReset,
     /// Step over a batch that cannot be decoded (unsupported codec, corrupt content), logging
     /// and counting it ([`Fetcher::skipped_batches`]), instead of failing every poll on it.
@@ -68,18 +97,41 @@ impl Default for FetchConfig {
     }
 }
 
+/// One assigned partition: where it is, its byte limit, and its backoff after errors.
+struct Assigned {
+    topic: Arc<str>,
+    partition: i32,
+    /// Next offset to fetch.
+    offset: i64,
+    /// Byte limit for the next fetch of this partition (grown when a batch did not fit).
+    max_bytes: i32,
+    /// Not fetched again before this instant (after a retriable error).
+    retry_at: Option<Instant>,
+    /// Delays between retries of this partition (reset after a successful fetch).
+    backoff: Backoff,
+}
+
 /// Fetches records of a set of assigned partitions, tracking each one's position.
 pub struct Fetcher {
     client: Client,
     config: FetchConfig,
-    /// Next offset to fetch, per topic and partition.
-    positions: HashMap<Arc<str>, HashMap<i32, i64>>,
+    /// Assigned partitions; fetch requests list them starting at `rotation`.
+    assigned: Vec<Assigned>,
+    /// Where the next fetch order starts in `assigned` (advanced every poll).
+    rotation: usize,
     /// This fetcher's own connections.
     lane: Lane,
     /// Undecodable batches stepped over.
     skipped: std::sync::atomic::AtomicU64,
+    /// Out-of-range positions reset by the policy.
+    resets: u64,
+    /// Offsets jumped over by resets (a reset forward from `from` to `to` adds `to - from`).
+    reset_skipped: u64,
     /// Per partition, a hole being waited for: its first offset and when it was first seen.
-    holes: HashMap<(Arc<str>, i32), (i64, std::time::Instant)>,
+    holes: HashMap<(Arc<str>, i32), (i64, Instant)>,
+    /// When each topic's cached metadata was last invalidated after an error (at most once
+    /// per `retry_backoff`, however many of its partitions fail).
+    invalidated: HashMap<Arc<str>, Instant>,
 }
 
 impl Drop for Fetcher {
@@ -88,25 +140,47 @@ impl Drop for Fetcher {
     }
 }
 
+/// A partition in one fetch request: its topic, partition, offset and byte limit.
+type Ask = (Arc<str>, i32, i64, i32);
+
 impl Fetcher {
     /// A fetcher with nothing assigned.
     pub fn new(client: Client, config: FetchConfig) -> Self {
         Self {
             client,
             config,
-            positions: HashMap::new(),
+            assigned: Vec::new(),
+            rotation: 0,
             lane: Lane::Fetch(Lane::unique_id()),
             skipped: Default::default(),
+            resets: 0,
+            reset_skipped: 0,
             holes: HashMap::new(),
+            invalidated: HashMap::new(),
         }
+    }
+
+    fn find(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.assigned
+            .iter()
+            .position(|a| &*a.topic == topic && a.partition == partition)
     }
 
     /// Starts fetching `topic`/`partition` at `offset`.
     pub fn assign(&mut self, topic: &str, partition: i32, offset: i64) {
-        self.positions
-            .entry(Arc::from(topic))
-            .or_default()
-            .insert(partition, offset);
+        let cfg = self.client.config();
+        let fresh = Assigned {
+            topic: Arc::from(topic),
+            partition,
+            offset,
+            max_bytes: self.config.partition_max_bytes,
+            retry_at: None,
+            backoff: Backoff::unbounded(cfg.retry_backoff, cfg.retry_backoff_max),
+        };
+        match self.find(topic, partition) {
+            Some(i) => self.assigned[i] = fresh,
+            None => self.assigned.push(fresh),
+        }
     }
 
     /// Starts fetching `topic`/`partition` at the offset `spec` names.
@@ -123,14 +197,14 @@ impl Fetcher {
 
     /// Stops fetching `topic`/`partition`.
     pub fn unassign(&mut self, topic: &str, partition: i32) {
-        if let Some(parts) = self.positions.get_mut(topic) {
-            parts.remove(&partition);
+        if let Some(i) = self.find(topic, partition) {
+            self.assigned.remove(i);
         }
     }
 
     /// The next offset that will be fetched for `topic`/`partition`.
     pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.positions.get(topic)?.get(&partition).copied()
+        self.find(topic, partition).map(|i| self.assigned[i].offset)
     }
 
     /// Undecodable batches stepped over so far (with `skip_undecodable`).
@@ -138,79 +212,219 @@ impl Fetcher {
         self.skipped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Positions reset by the [`OffsetReset`] policy after OFFSET_OUT_OF_RANGE, so far.
+    pub fn offset_resets(&self) -> u64 {
+        self.resets
+    }
+
+    /// Offsets jumped over by those resets, so far: a reset forward from a position below the
+    /// log start counts the offsets between them (records retention or DeleteRecords removed,
+    /// or, with policy latest, records never read). A reset backward counts nothing.
+    pub fn reset_skipped_offsets(&self) -> u64 {
+        self.reset_skipped
+    }
+
+    /// The client this fetcher fetches through.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// The settings of this fetcher.
     pub fn config(&self) -> &FetchConfig {
         &self.config
     }
 
-    /// One long-poll fetch round over every assigned partition (leaders asked concurrently).
-    /// Returns the records in offset order per partition and advances the positions.
+    /// One long-poll fetch round over every assigned partition not backing off (leaders asked
+    /// concurrently). Returns the records in offset order per partition and advances the
+    /// positions. Retriable failures never escape: the partitions concerned back off and are
+    /// tried again by a later poll. When every partition backs off, the poll waits (at most
+    /// `max_wait`) and returns no records.
     pub async fn poll(&mut self) -> Result<Vec<ConsumerRecord>> {
-        let mut by_leader: HashMap<String, Vec<(Arc<str>, i32, i64)>> = HashMap::new();
-        for (topic, parts) in &self.positions {
-            for (&partition, &offset) in parts {
-                match self.client.leader_addr(topic, partition).await {
-                    Ok(addr) => {
-                        by_leader
-                            .entry(addr)
-                            .or_default()
-                            .push((topic.clone(), partition, offset))
+        let now = Instant::now();
+        let n = self.assigned.len();
+        let start = if n == 0 { 0 } else { self.rotation % n };
+        self.rotation = self.rotation.wrapping_add(1);
+        let mut by_leader: Vec<(String, Vec<Ask>)> = Vec::new();
+        let mut failed = Vec::new();
+        for k in 0..n {
+            let a = &self.assigned[(start + k) % n];
+            if a.retry_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            match self.client.leader_addr(&a.topic, a.partition).await {
+                Ok(addr) => {
+                    let ask = (a.topic.clone(), a.partition, a.offset, a.max_bytes);
+                    match by_leader.iter_mut().find(|(l, _)| *l == addr) {
+                        Some((_, asks)) => asks.push(ask),
+                        None => by_leader.push((addr, vec![ask])),
                     }
-                    Err(e) if e.is_retriable() => self.client.invalidate_topic(topic),
-                    Err(e) => return Err(e),
                 }
+                Err(e) if e.is_retriable() => failed.push(((a.topic.clone(), a.partition), e)),
+                Err(e) => return Err(e),
             }
         }
+        for (key, e) in failed {
+            self.back_off(&key, &e);
+        }
         if by_leader.is_empty() {
-            tokio::time::sleep(self.config.max_wait.min(Duration::from_millis(100))).await;
+            let wake = self.assigned.iter().filter_map(|a| a.retry_at).min();
+            let idle = self.config.max_wait.min(Duration::from_millis(100));
+            let delay = match wake {
+                Some(t) => t
+                    .saturating_duration_since(Instant::now())
+                    .min(self.config.max_wait),
+                None => idle,
+            };
+            tokio::time::sleep(delay).await;
             return Ok(Vec::new());
         }
         let rounds = by_leader
             .into_iter()
-            .map(|(addr, parts)| self.fetch_from(addr, parts));
+            .map(|(addr, asks)| self.fetch_from(addr, asks));
         let results = futures::future::join_all(rounds).await;
-        let mut records = Vec::new();
+        let mut outcomes = Vec::new();
         for result in results {
-            for outcome in result? {
-                match outcome {
-                    PartitionOutcome::Records {
-                        topic,
-                        partition,
-                        mut next,
-                        mut batch,
-                        hole,
-                    } => {
-                        if let Some(at) = hole {
-                            if self.wait_for_hole(&topic, partition, at) {
-                                batch.retain(|r| r.offset < at);
-                                next = at;
-                            }
-                        } else {
-                            self.holes.remove(&(topic.clone(), partition));
-                        }
-                        self.positions
-                            .entry(topic)
-                            .or_default()
-                            .insert(partition, next);
-                        records.append(&mut batch);
+            outcomes.extend(result?);
+        }
+        // Cancel safety: the resets (which await ListOffsets) run before any position moves
+        // past records returned to the caller, so a poll dropped half-way loses no record.
+        let (resets, rest): (Vec<_>, Vec<_>) = outcomes
+            .into_iter()
+            .partition(|o| matches!(o, PartitionOutcome::Reset { .. }));
+        for reset in resets {
+            if let PartitionOutcome::Reset {
+                topic,
+                partition,
+                from,
+                spec,
+            } = reset
+            {
+                self.reset(topic, partition, from, spec).await?;
+            }
+        }
+        let mut records = Vec::new();
+        for outcome in rest {
+            self.apply(outcome, &mut records);
+        }
+        Ok(records)
+    }
+
+    /// Moves an out-of-range position to where `spec` says, logging and counting the jump.
+    async fn reset(
+        &mut self,
+        topic: Arc<str>,
+        partition: i32,
+        from: i64,
+        spec: OffsetSpec,
+    ) -> Result<()> {
+        let to = match self.client.list_offset(&topic, partition, spec).await {
+            Ok(to) => to,
+            Err(e) if e.is_retriable() => {
+                self.back_off(&(topic, partition), &e);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        self.resets += 1;
+        if to > from {
+            self.reset_skipped += (to - from) as u64;
+            tracing::warn!(%topic, partition, from, to, skipped = to - from, policy = ?self.config.offset_reset,
+                "fetch position out of range: reset forward, offsets skipped");
+        } else {
+            tracing::warn!(%topic, partition, from, to, policy = ?self.config.offset_reset,
+                "fetch position out of range: reset backward");
+        }
+        if let Some(i) = self.find(&topic, partition) {
+            self.assigned[i].offset = to;
+        }
+        Ok(())
+    }
+
+    /// Applies one partition's outcome (other than a reset) to its state; records go to
+    /// `records`. Never awaits, so a poll is cancelled either before or after all of them.
+    fn apply(&mut self, outcome: PartitionOutcome, records: &mut Vec<ConsumerRecord>) {
+        match outcome {
+            PartitionOutcome::Records {
+                topic,
+                partition,
+                mut next,
+                mut batch,
+                hole,
+            } => {
+                if let Some(at) = hole {
+                    if self.wait_for_hole(&topic, partition, at) {
+                        batch.retain(|r| r.offset < at);
+                        next = at;
                     }
-                    PartitionOutcome::Reset {
-                        topic,
-                        partition,
-                        spec,
-                    } => {
-                        let offset = self.client.list_offset(&topic, partition, spec).await?;
-                        tracing::warn!(%topic, partition, offset, "fetch position out of range, reset");
-                        self.positions
-                            .entry(topic)
-                            .or_default()
-                            .insert(partition, offset);
-                    }
-                    PartitionOutcome::Stale { topic } => self.client.invalidate_topic(&topic),
+                } else {
+                    self.holes.remove(&(topic.clone(), partition));
+                }
+                if let Some(i) = self.find(&topic, partition) {
+                    let initial = self.client.config().retry_backoff;
+                    let a = &mut self.assigned[i];
+                    a.offset = next;
+                    a.retry_at = None;
+                    a.backoff.reset(initial);
+                    a.max_bytes = self.config.partition_max_bytes;
+                    records.append(&mut batch);
+                }
+            }
+            PartitionOutcome::Reset { .. } => {} // applied by `reset` first
+            PartitionOutcome::Retry {
+                topic,
+                partition,
+                error,
+            } => self.back_off(&(topic, partition), &error),
+            PartitionOutcome::Grow {
+                topic,
+                partition,
+                to,
+            } => {
+                if let Some(i) = self.find(&topic, partition) {
+                    let a = &mut self.assigned[i];
+                    tracing::info!(%topic, partition, offset = a.offset, from = a.max_bytes, to,
+                        "a batch is larger than the partition fetch limit; fetching it with a larger one");
+                    a.max_bytes = to;
+                }
+            }
+            PartitionOutcome::Skip {
+                topic,
+                partition,
+                from,
+                to,
+                reason,
+            } => {
+                self.skipped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(%topic, partition, from, to, %reason, "batch stepped over");
+                if let Some(i) = self.find(&topic, partition) {
+                    self.assigned[i].offset = to;
                 }
             }
         }
-        Ok(records)
+    }
+
+    /// Puts `key` in backoff after a retriable `error` (refreshing its topic's metadata first
+    /// when the error says the leader or topic changed).
+    fn back_off(&mut self, key: &(Arc<str>, i32), error: &Error) {
+        if error.invalidates_metadata() {
+            let now = Instant::now();
+            let every = self.client.config().retry_backoff;
+            let due = self
+                .invalidated
+                .get(&key.0)
+                .is_none_or(|t| now.duration_since(*t) >= every);
+            if due {
+                self.invalidated.insert(key.0.clone(), now);
+                self.client.invalidate_topic(&key.0);
+            }
+        }
+        if let Some(i) = self.find(&key.0, key.1) {
+            let a = &mut self.assigned[i];
+            let delay = a.backoff.next_delay();
+            a.retry_at = Some(Instant::now() + delay);
+            tracing::debug!(topic = %key.0, partition = key.1, error = %error, ?delay, "fetch failed; backing off");
+        }
     }
 
     /// Whether to stop before the hole at `at` (true) or accept it (false) under `hole_wait`.
@@ -219,7 +433,7 @@ impl Fetcher {
             return false;
         };
         let key = (topic.clone(), partition);
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let since = match self.holes.get(&key) {
             Some(&(offset, since)) if offset == at => since,
             _ => {
@@ -235,23 +449,20 @@ impl Fetcher {
         false
     }
 
-    async fn fetch_from(
-        &self,
-        addr: String,
-        parts: Vec<(Arc<str>, i32, i64)>,
-    ) -> Result<Vec<PartitionOutcome>> {
+    async fn fetch_from(&self, addr: String, asks: Vec<Ask>) -> Result<Vec<PartitionOutcome>> {
         let mut topics: Vec<FetchTopic> = Vec::new();
-        for (topic, partition, offset) in &parts {
+        for (topic, partition, offset, max_bytes) in &asks {
             let fp = FetchPartition::default()
                 .with_partition(*partition)
                 .with_fetch_offset(*offset)
                 .with_current_leader_epoch(-1)
                 .with_last_fetched_epoch(-1)
                 .with_log_start_offset(-1)
-                .with_partition_max_bytes(self.config.partition_max_bytes);
-            match topics.iter_mut().find(|t| t.topic.0.as_str() == &**topic) {
-                Some(t) => t.partitions.push(fp),
-                None => topics.push(
+                .with_partition_max_bytes(*max_bytes);
+            // Keep the rotated order: a topic's partitions are grouped only when adjacent.
+            match topics.last_mut() {
+                Some(t) if t.topic.0.as_str() == &**topic => t.partitions.push(fp),
+                _ => topics.push(
                     FetchTopic::default()
                         .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
                         .with_partitions(vec![fp]),
@@ -267,9 +478,18 @@ impl Fetcher {
             .with_session_id(0)
             .with_session_epoch(-1)
             .with_topics(topics);
+        let retry_all = |e: &Error| {
+            asks.iter()
+                .map(|(topic, partition, _, _)| PartitionOutcome::Retry {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    error: e.clone(),
+                })
+                .collect()
+        };
         let conn = match self.client.connection(&addr, self.lane).await {
             Ok(c) => c,
-            Err(e) if e.is_retriable() => return Ok(stale_all(&parts)),
+            Err(e) if e.is_retriable() => return Ok(retry_all(&e)),
             Err(e) => return Err(e),
         };
         let timeout = self.client.config().request_timeout + self.config.max_wait;
@@ -277,26 +497,29 @@ impl Fetcher {
             Ok(r) => r,
             Err(e) if e.is_retriable() => {
                 tracing::debug!(broker = %addr, error = %e, "fetch failed; will retry");
-                return Ok(stale_all(&parts));
+                return Ok(retry_all(&e));
             }
             Err(e) => return Err(e),
         };
-        check_code(resp.error_code, &addr, ApiKey::Fetch, String::new)?;
-        self.outcomes(&addr, &parts, resp)
+        match check_code(resp.error_code, &addr, ApiKey::Fetch, String::new) {
+            Err(e) if e.is_retriable() => return Ok(retry_all(&e)),
+            other => other?,
+        }
+        self.outcomes(&addr, &asks, resp)
     }
 
     fn outcomes(
         &self,
         addr: &str,
-        parts: &[(Arc<str>, i32, i64)],
+        asks: &[Ask],
         resp: FetchResponse,
     ) -> Result<Vec<PartitionOutcome>> {
         let mut out = Vec::new();
         for t in resp.responses {
             for p in t.partitions {
-                let Some((topic, partition, offset)) = parts
+                let Some((topic, partition, offset, max_bytes)) = asks
                     .iter()
-                    .find(|(topic, partition, _)| {
+                    .find(|(topic, partition, _, _)| {
                         &**topic == t.topic.0.as_str() && *partition == p.partition_index
                     })
                     .cloned()
@@ -305,22 +528,26 @@ impl Fetcher {
                 };
                 let context = || format!(" {topic}/{partition} at offset {offset}");
                 if let Err(e) = check_code(p.error_code, addr, ApiKey::Fetch, context) {
-                    match e.kafka_error() {
-                        Some(ResponseError::OffsetOutOfRange) => match self.config.offset_reset {
-                            OffsetReset::Earliest => out.push(PartitionOutcome::Reset {
+                    match e.recovery() {
+                        Recovery::ResetOffset => {
+                            let spec = match self.config.offset_reset {
+                                OffsetReset::Earliest => OffsetSpec::Earliest,
+                                OffsetReset::Latest => OffsetSpec::Latest,
+                                OffsetReset::Error => return Err(e),
+                            };
+                            out.push(PartitionOutcome::Reset {
                                 topic,
                                 partition,
-                                spec: OffsetSpec::Earliest,
-                            }),
-                            OffsetReset::Latest => out.push(PartitionOutcome::Reset {
+                                from: offset,
+                                spec,
+                            });
+                        }
+                        Recovery::RefreshMetadata | Recovery::Backoff => {
+                            out.push(PartitionOutcome::Retry {
                                 topic,
                                 partition,
-                                spec: OffsetSpec::Latest,
-                            }),
-                            OffsetReset::Error => return Err(e),
-                        },
-                        _ if e.is_retriable() || e.invalidates_metadata() => {
-                            out.push(PartitionOutcome::Stale { topic })
+                                error: e,
+                            })
                         }
                         _ => return Err(e),
                     }
@@ -355,6 +582,14 @@ impl Fetcher {
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(%topic, partition, from = bad.base_offset, to = bad.next_offset, error = %bad.error, "undecodable batch skipped");
                 }
+                if decoded.next_offset.is_none() && !data.is_empty() {
+                    out.push(self.no_complete_batch(
+                        addr,
+                        &data,
+                        (topic, partition, offset, max_bytes),
+                    )?);
+                    continue;
+                }
                 let next = decoded.next_offset.map_or(offset, |n| n.max(offset));
                 out.push(PartitionOutcome::Records {
                     topic,
@@ -367,9 +602,79 @@ impl Fetcher {
         }
         Ok(out)
     }
+
+    /// A partition answered bytes without one complete batch: the first batch is larger than
+    /// the limit it was fetched with. Grow the limit to the batch's size (up to `max_bytes`);
+    /// past that, step over it (with `skip_undecodable`, when its header says where it ends)
+    /// or fail with [`Error::FetchTooSmall`].
+    fn no_complete_batch(&self, addr: &str, data: &[u8], ask: Ask) -> Result<PartitionOutcome> {
+        let (topic, partition, offset, limit) = ask;
+        // The batch header: base offset (8), length (4), ..., last offset delta at 23..27.
+        let needed = data
+            .get(8..12)
+            .map(|b| 12i64 + i32::from_be_bytes([b[0], b[1], b[2], b[3]]).max(0) as i64);
+        let ceiling = self.config.max_bytes.max(self.config.partition_max_bytes);
+        let grown = match needed {
+            // The batch fits the limit, yet the broker sent only part of it: not what a Kafka
+            // broker does (it returns the first batch whole). Back off and fetch again, loudly.
+            Some(n) if n <= limit as i64 => {
+                tracing::warn!(%topic, partition, offset, got = data.len(), batch = n, limit,
+                    "the broker returned part of a batch that fits the fetch limit; fetching again after a backoff");
+                return Ok(PartitionOutcome::Retry {
+                    topic: topic.clone(),
+                    partition,
+                    error: Error::Malformed {
+                        broker: addr.to_string(),
+                        what: format!("fetch of {topic}/{partition} at offset {offset}"),
+                        reason: format!(
+                            "{} bytes of a {n}-byte batch within a {limit}-byte limit",
+                            data.len()
+                        ),
+                    },
+                });
+            }
+            Some(n) if n <= ceiling as i64 => Some(n as i32),
+            Some(_) => None,
+            // Not even a batch header: ask for twice as much.
+            None => Some(limit.saturating_mul(2).min(ceiling)).filter(|g| *g > limit),
+        };
+        if let Some(to) = grown {
+            return Ok(PartitionOutcome::Grow {
+                topic,
+                partition,
+                to,
+            });
+        }
+        let end = data.get(0..8).zip(data.get(23..27)).map(|(base, delta)| {
+            let base = i64::from_be_bytes(base.try_into().expect("8 bytes"));
+            let delta = i32::from_be_bytes(delta.try_into().expect("4 bytes"));
+            base.saturating_add(delta.max(0) as i64).saturating_add(1)
+        });
+        match end {
+            Some(to) if self.config.skip_undecodable && to > offset => Ok(PartitionOutcome::Skip {
+                topic,
+                partition,
+                from: offset,
+                to,
+                reason: format!(
+                    "batch of {} bytes exceeds the fetch limit of {ceiling} bytes",
+                    needed.unwrap_or(0)
+                ),
+            }),
+            _ => Err(Error::FetchTooSmall {
+                broker: addr.to_string(),
+                topic: topic.to_string(),
+                partition,
+                offset,
+                limit,
+                batch: needed.unwrap_or(-1),
+            }),
+        }
+    }
 }
 
 enum PartitionOutcome {
+    /// Records (possibly none) and the next position.
     Records {
         topic: Arc<str>,
         partition: i32,
@@ -378,21 +683,31 @@ enum PartitionOutcome {
         /// The first missing offset, if the response skipped some.
         hole: Option<i64>,
     },
+    /// Out of range: move from `from` to the offset `spec` names.
     Reset {
         topic: Arc<str>,
         partition: i32,
+        from: i64,
         spec: OffsetSpec,
     },
-    Stale {
+    /// A retriable failure: back off (refreshing metadata if it says so).
+    Retry {
         topic: Arc<str>,
+        partition: i32,
+        error: Error,
     },
-}
-
-fn stale_all(parts: &[(Arc<str>, i32, i64)]) -> Vec<PartitionOutcome> {
-    parts
-        .iter()
-        .map(|(topic, _, _)| PartitionOutcome::Stale {
-            topic: topic.clone(),
-        })
-        .collect()
+    /// No complete batch fit: fetch again with this per-partition limit.
+    Grow {
+        topic: Arc<str>,
+        partition: i32,
+        to: i32,
+    },
+    /// A batch that cannot be fetched whole is stepped over (counted).
+    Skip {
+        topic: Arc<str>,
+        partition: i32,
+        from: i64,
+        to: i64,
+        reason: String,
+    },
 }

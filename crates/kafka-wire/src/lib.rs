@@ -33,7 +33,7 @@ pub mod versions;
 pub use client::{Client, Lane};
 pub use compression::Codec;
 pub use config::{ClientConfig, TlsConfig};
-pub use error::{Error, Result};
+pub use error::{classify, Error, Recovery, Result};
 pub use fetcher::{FetchConfig, Fetcher, OffsetReset};
 pub use group::{GroupConfig, GroupConsumer, GroupEvent};
 pub use offsets::OffsetSpec;

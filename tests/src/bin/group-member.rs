@@ -33,7 +33,7 @@ async fn main() {
     cfg.session_timeout = session;
     cfg.heartbeat_interval = session / 6;
     cfg.rebalance_timeout = Duration::from_secs(20);
-    cfg.offset_reset = OffsetReset::Earliest;
+    cfg.fetch.offset_reset = OffsetReset::Earliest;
     cfg.fetch.max_wait = Duration::from_millis(50);
     let mut consumer = GroupConsumer::new(client, cfg).expect("consumer");
     let mut stdin = tokio::io::stdin();

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use kafka_wire::backoff::Backoff;
 use kafka_wire::{ConsumerRecord, Fetcher};
 use tokio::sync::oneshot;
 
@@ -108,11 +108,16 @@ async fn read_replies<T, P>(mut fetcher: Fetcher, pending: Arc<Pending<T>>, pars
 where
     P: Fn(&ConsumerRecord) -> Result<Parsed<T>, String>,
 {
-    let mut backoff = Duration::from_millis(50);
+    // kafka-wire's one retry policy, with the client's retry.backoff settings.
+    let (initial, max) = {
+        let cfg = fetcher.client().config();
+        (cfg.retry_backoff, cfg.retry_backoff_max)
+    };
+    let mut backoff = Backoff::unbounded(initial, max);
     loop {
         match fetcher.poll().await {
             Ok(records) => {
-                backoff = Duration::from_millis(50);
+                backoff.reset(initial);
                 for record in records {
                     match parse(&record) {
                         Ok(Parsed::Reply(id, reply)) => pending.deliver(id, reply),
@@ -125,9 +130,9 @@ where
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "reading replies failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, ?delay, "reading replies failed; retrying");
+                tokio::time::sleep(delay).await;
             }
         }
     }

@@ -135,17 +135,7 @@ impl Server {
                 })
             }
         };
-        let mut group = GroupConfig::new(names.group.clone(), &[topic.as_str()]);
-        group.session_timeout = o.session_timeout;
-        group.heartbeat_interval = o.heartbeat_interval;
-        group.rebalance_timeout = o.rebalance_timeout;
-        // Requests sent before any server of the service ever ran are served, not skipped.
-        group.offset_reset = OffsetReset::Earliest;
-        group.fetch.max_wait = o.fetch_max_wait;
-        // One unreadable batch (a zstd one, say) must not stop the service: step over it, count it.
-        group.fetch.skip_undecodable = true;
-        // Request topics are never compacted: a hole is a broker showing records late.
-        group.fetch.hole_wait = Some(HOLE_WAIT);
+        let group = o.group_config()?;
         let mut consumer = GroupConsumer::new(self.kafka.clone(), group)
             .map_err(|e| RpcError::kafka("joining the server group", e))?;
         let dispatcher = Arc::new(Dispatcher {
@@ -182,6 +172,7 @@ impl Server {
                 _ = &mut shutdown => break Ok(()),
                 _ = commit_tick.tick() => {
                     self.counters.undecodable_batches.store(consumer.skipped_batches(), std::sync::atomic::Ordering::Relaxed);
+                    self.counters.reset_skipped_offsets.store(consumer.reset_skipped_offsets(), std::sync::atomic::Ordering::Relaxed);
                     dispatcher.commit(&consumer).await;
                 }
                 event = consumer.poll() => match event {
@@ -227,6 +218,30 @@ impl Server {
         }
         outcome?;
         Ok(self.counters.snapshot())
+    }
+}
+
+impl ServerOptions {
+    /// The consumer-group settings a server with these options runs with: the service's group
+    /// on its request topic, reset policy earliest (requests sent before any server of the
+    /// service ever ran, or left below a log start that retention moved, are served from the
+    /// first one still stored, never skipped to the end), undecodable batches stepped over and
+    /// counted, holes refetched for [`HOLE_WAIT`].
+    pub fn group_config(&self) -> Result<GroupConfig, RpcError> {
+        let names = TopicNames::of(self)?;
+        let mut group = GroupConfig::new(names.group, &[names.requests.as_str()]);
+        group.session_timeout = self.session_timeout;
+        group.heartbeat_interval = self.heartbeat_interval;
+        group.rebalance_timeout = self.rebalance_timeout;
+        // One policy for "no committed offset" and "out of range": requests are served, not
+        // skipped.
+        group.fetch.offset_reset = OffsetReset::Earliest;
+        group.fetch.max_wait = self.fetch_max_wait;
+        // One unreadable batch (a zstd one, say) must not stop the service: step over it, count it.
+        group.fetch.skip_undecodable = true;
+        // Request topics are never compacted: a hole is a broker showing records late.
+        group.fetch.hole_wait = Some(HOLE_WAIT);
+        Ok(group)
     }
 }
 

@@ -107,6 +107,17 @@ impl GroupConsumer {
         self.fetcher.skipped_batches()
     }
 
+    /// Out-of-range positions reset by the group's reset policy so far (see
+    /// [`Fetcher::offset_resets`]).
+    pub fn offset_resets(&self) -> u64 {
+        self.fetcher.offset_resets()
+    }
+
+    /// Offsets jumped over by those resets so far (see [`Fetcher::reset_skipped_offsets`]).
+    pub fn reset_skipped_offsets(&self) -> u64 {
+        self.fetcher.reset_skipped_offsets()
+    }
+
     /// The next offset to be fetched for each assigned partition.
     pub fn positions(&self) -> Offsets {
         let mut out = Offsets::new();

@@ -147,9 +147,10 @@ impl JoinJob {
             .coordinator(&self.client, &self.config.group_id)
             .await?;
         let mut start = offsets::fetch_committed(&conn, &self.config.group_id, &wanted).await?;
-        let spec = match self.config.offset_reset {
+        let spec = match self.config.fetch.offset_reset {
             OffsetReset::Earliest => OffsetSpec::Earliest,
-            _ => OffsetSpec::Latest,
+            OffsetReset::Latest => OffsetSpec::Latest,
+            OffsetReset::Error => OffsetSpec::Latest, // checked per partition below
         };
         for (topic, parts) in assignment {
             let missing: Vec<i32> = parts
@@ -162,7 +163,17 @@ impl JoinJob {
                         .is_none_or(|o| *o < 0)
                 })
                 .collect();
+            if let (Some(&partition), OffsetReset::Error) =
+                (missing.first(), self.config.fetch.offset_reset)
+            {
+                return Err(Error::NoResetPolicy {
+                    group: self.config.group_id.clone(),
+                    topic: topic.clone(),
+                    partition,
+                });
+            }
             if !missing.is_empty() {
+                tracing::info!(group = %self.config.group_id, %topic, partitions = ?missing, policy = ?self.config.fetch.offset_reset, "no committed offset; starting where the reset policy says");
                 let reset = self.client.list_offsets(topic, &missing, spec).await?;
                 start.entry(topic.clone()).or_default().extend(reset);
             }

@@ -18,7 +18,7 @@ pub use consumer::{GroupConsumer, GroupEvent};
 pub use offsets::Offsets;
 pub use payload::Assignment;
 
-use crate::fetcher::{FetchConfig, OffsetReset};
+use crate::fetcher::FetchConfig;
 
 /// Settings of a group member.
 #[derive(Debug, Clone)]
@@ -38,11 +38,13 @@ pub struct GroupConfig {
     pub instance_id: Option<String>,
     /// Assignment strategies we offer, preferred first.
     pub assignors: Vec<Assignor>,
-    /// Where to start in a partition with no committed offset (only Earliest or Latest apply).
-    pub offset_reset: OffsetReset,
     /// Commit the consumed positions this often (and on revoke and close); `None`: commit manually.
     pub auto_commit: Option<Duration>,
-    /// Fetch settings.
+    /// Fetch settings. Its `offset_reset` (Java: `auto.offset.reset`) is the group's one reset
+    /// policy: it says where to start in a partition with no committed offset AND where to go
+    /// when a position is out of range (below the log start or above its end). With
+    /// [`crate::OffsetReset::Error`] a partition without a committed offset fails the join
+    /// with [`crate::Error::NoResetPolicy`].
     pub fetch: FetchConfig,
 }
 
@@ -57,7 +59,6 @@ impl GroupConfig {
             heartbeat_interval: Duration::from_secs(3),
             instance_id: None,
             assignors: vec![Assignor::Range, Assignor::RoundRobin],
-            offset_reset: OffsetReset::Latest,
             auto_commit: None,
             fetch: FetchConfig::default(),
         }
