@@ -169,7 +169,7 @@ async fn a_record_over_the_limit_is_refused_before_it_is_sent() {
 async fn a_server_group_resumes_at_the_log_start_after_delete_records() {
     let client = kafka::client(Broker::shared().addr()).await;
     let service = krpc_tests::unique_topic("resets");
-    let cfg = kafka_rpc::ServerOptions::new(&service)
+    let cfg = krpc_tests::tuning::server_options(&service)
         .group_config()
         .unwrap();
     let topic = cfg.topics[0].clone();

@@ -372,7 +372,7 @@ fn log_spanning(broker: &FakeBroker, start: i64, end: i64) {
 /// jump over the deleted offsets 100..150 is counted.
 #[tokio::test]
 async fn a_server_group_resumes_at_the_log_start_when_its_committed_offset_was_deleted() {
-    let options = kafka_rpc::ServerOptions::new("resets");
+    let options = krpc_tests::tuning::server_options("resets");
     let cfg = options.group_config().unwrap();
     let topic = cfg.topics[0].clone();
     let broker = FakeBroker::start().await;
