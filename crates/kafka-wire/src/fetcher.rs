@@ -12,7 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::client::{Client, Lane};
 use crate::error::{check_code, Error, Result};
 use crate::offsets::OffsetSpec;
-use crate::records::{decode_batches, ConsumerRecord, RecordsError};
+use crate::records::{decode_fetched, ConsumerRecord, ReadCommitted, RecordsError};
 
 /// What to do when the fetch position is outside the stored range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -24,6 +24,29 @@ pub enum OffsetReset {
     Latest,
     /// Fail the poll with the broker's error.
     Error,
+}
+
+/// Which records a fetch returns (KIP-98); mirrors the Java consumer's `isolation.level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// Every data record, aborted transactions included, up to the high watermark
+    /// (`read_uncommitted`, Java's default).
+    #[default]
+    ReadUncommitted,
+    /// Only records of committed transactions and non-transactional ones, up to the last stable
+    /// offset (`read_committed`): the broker sends the aborted transactions of each partition
+    /// and the decoder drops their data batches. Needs Fetch v4+ (Kafka 0.11+).
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// The Fetch request's `isolation_level` field.
+    pub fn wire(self) -> i8 {
+        match self {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        }
+    }
 }
 
 /// Fetch settings.
@@ -51,6 +74,9 @@ pub struct FetchConfig {
     /// hole loses those records. Holes are legitimate on compacted topics, so `None` (accept at
     /// once) is the default; the RPC layer sets it for its own, never compacted, topics.
     pub hole_wait: Option<Duration>,
+    /// Which records to return; mirrors the Java consumer's `isolation.level` (default
+    /// `read_uncommitted`). See [`IsolationLevel`].
+    pub isolation_level: IsolationLevel,
 }
 
 impl Default for FetchConfig {
@@ -64,6 +90,7 @@ impl Default for FetchConfig {
             offset_reset: OffsetReset::Latest,
             skip_undecodable: false,
             hole_wait: None,
+            isolation_level: IsolationLevel::ReadUncommitted,
         }
     }
 }
@@ -263,7 +290,7 @@ impl Fetcher {
             .with_max_wait_ms(self.config.max_wait.as_millis().min(i32::MAX as u128) as i32)
             .with_min_bytes(self.config.min_bytes)
             .with_max_bytes(self.config.max_bytes)
-            .with_isolation_level(0)
+            .with_isolation_level(self.config.isolation_level.wire())
             .with_session_id(0)
             .with_session_epoch(-1)
             .with_topics(topics);
@@ -272,6 +299,14 @@ impl Fetcher {
             Err(e) if e.is_retriable() => return Ok(stale_all(&parts)),
             Err(e) => return Err(e),
         };
+        if self.config.isolation_level == IsolationLevel::ReadCommitted
+            && conn.version::<FetchRequest>()? < 4
+        {
+            // Fetch v0-3 has no isolation level: the broker would hand out aborted records.
+            return Err(Error::InvalidArgument(format!(
+                "read_committed needs Fetch v4+ (Kafka 0.11+); broker {addr} offers less"
+            )));
+        }
         let timeout = self.client.config().request_timeout + self.config.max_wait;
         let resp = match conn.send_timeout(&req, timeout).await {
             Ok(r) => r,
@@ -339,14 +374,28 @@ impl Fetcher {
                         reason: e.to_string(),
                     },
                 };
-                let decoded = decode_batches(
+                let committed = (self.config.isolation_level == IsolationLevel::ReadCommitted)
+                    .then(|| ReadCommitted {
+                        aborted: p
+                            .aborted_transactions
+                            .iter()
+                            .flatten()
+                            .map(|a| (a.producer_id.0, a.first_offset))
+                            .collect(),
+                        last_stable_offset: p.last_stable_offset,
+                    });
+                let decoded = decode_fetched(
                     &data,
                     &topic,
                     partition,
                     offset,
                     self.config.max_inflated_bytes,
+                    committed.as_ref(),
                 )
                 .map_err(|e| to_error(&e))?;
+                if decoded.aborted_batches > 0 {
+                    tracing::debug!(%topic, partition, batches = decoded.aborted_batches, "aborted transactional batches dropped (read_committed)");
+                }
                 for bad in &decoded.undecodable {
                     if !self.config.skip_undecodable {
                         return Err(to_error(&bad.error));

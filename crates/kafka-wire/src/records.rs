@@ -122,12 +122,48 @@ impl ConsumerRecord {
     }
 }
 
-/// Encodes `records` as one v2 record batch with base offset 0.
+/// The idempotent producer's stamp on a batch (KIP-98): its producer id and epoch (from
+/// InitProducerId) and the sequence number of its first record in its partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerStamp {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Producer epoch.
+    pub producer_epoch: i16,
+    /// Sequence of the first record; the batch's records take the next ones in order. The
+    /// caller keeps `base_sequence + records.len()` within `i32::MAX`.
+    pub base_sequence: i32,
+}
+
+/// Encodes `records` as one v2 record batch with base offset 0, with no producer id (as a
+/// non-idempotent producer writes).
 pub fn encode_batch(
     records: &[ProducerRecord],
     codec: Codec,
     now_ms: i64,
 ) -> anyhow::Result<Bytes> {
+    encode_stamped_batch(records, codec, now_ms, None)
+}
+
+/// Encodes `records` as one v2 record batch with base offset 0, stamped with a producer id,
+/// epoch and base sequence when `stamp` is given (idempotent produce).
+pub fn encode_stamped_batch(
+    records: &[ProducerRecord],
+    codec: Codec,
+    now_ms: i64,
+    stamp: Option<ProducerStamp>,
+) -> anyhow::Result<Bytes> {
+    if let Some(s) = stamp {
+        if s.base_sequence < 0
+            || (s.base_sequence as i64) + (records.len() as i64) > i32::MAX as i64
+        {
+            anyhow::bail!(
+                "base sequence {} cannot hold {} records",
+                s.base_sequence,
+                records.len()
+            );
+        }
+    }
     let protocol_records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -141,13 +177,17 @@ pub fn encode_batch(
                 transactional: false,
                 control: false,
                 partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
+                producer_id: stamp.map_or(-1, |s| s.producer_id),
+                producer_epoch: stamp.map_or(-1, |s| s.producer_epoch),
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                // offset - sequence must be constant for the encoder to keep one batch; this
-                // makes the batch's base sequence -1 (no sequence), as non-idempotent clients send.
-                sequence: (i as i32).wrapping_sub(1),
+                // offset - sequence must be constant for the encoder to keep one batch. Without
+                // a stamp this makes the batch's base sequence -1 (no sequence), as
+                // non-idempotent clients send.
+                sequence: match stamp {
+                    Some(s) => s.base_sequence + i as i32,
+                    None => (i as i32).wrapping_sub(1),
+                },
                 timestamp: r.timestamp.unwrap_or(now_ms),
                 key: r.key.clone(),
                 value: r.value.clone(),

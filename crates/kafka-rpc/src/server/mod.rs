@@ -142,6 +142,7 @@ impl Server {
         // Requests sent before any server of the service ever ran are served, not skipped.
         group.offset_reset = OffsetReset::Earliest;
         group.fetch.max_wait = o.fetch_max_wait;
+        group.fetch.isolation_level = o.request_isolation;
         // One unreadable batch (a zstd one, say) must not stop the service: step over it, count it.
         group.fetch.skip_undecodable = true;
         // Request topics are never compacted: a hole is a broker showing records late.

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use kafka_wire::IsolationLevel;
+
 use crate::topics::TopicOptions;
 
 /// Settings of one server instance of a service.
@@ -17,6 +19,10 @@ pub struct ServerOptions {
     pub topics: TopicOptions,
     /// Fetch max wait of the request consumer (it bounds latency on the test broker).
     pub fetch_max_wait: Duration,
+    /// Isolation level of the request consumer (the Java consumer's `isolation.level`):
+    /// `ReadCommitted` by default, so a request produced in an aborted transaction is never
+    /// run, and one in an open transaction waits until it commits.
+    pub request_isolation: IsolationLevel,
     /// Consumer-group session timeout: a dead server's requests move after this long.
     pub session_timeout: Duration,
     /// Time between heartbeats.
@@ -51,6 +57,7 @@ impl ServerOptions {
             concurrency: 64,
             topics: TopicOptions::default(),
             fetch_max_wait: Duration::from_millis(10),
+            request_isolation: IsolationLevel::ReadCommitted,
             session_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(1),
             rebalance_timeout: Duration::from_secs(30),
