@@ -56,3 +56,84 @@ pub async fn read(
     }
     out
 }
+
+/// The header of one batch (or old-format message) as the broker stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawBatch {
+    /// First offset (an old-format message's own offset).
+    pub base_offset: i64,
+    /// Message format: 0, 1 (old message sets) or 2 (record batches).
+    pub magic: i8,
+    /// The attributes (v2: 16 bits; v0/v1: 8 bits), codec in bits 0-2.
+    pub attributes: i16,
+    /// v2: the producer id (-1 when not idempotent); v0/v1: -1.
+    pub producer_id: i64,
+    /// v2: the base sequence; v0/v1: -1.
+    pub base_sequence: i32,
+}
+
+impl RawBatch {
+    /// The codec bits: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
+    pub fn codec(&self) -> i16 {
+        self.attributes & 7
+    }
+}
+
+/// The batches of `topic`/`partition` from offset 0, read with one raw Fetch (read_uncommitted)
+/// so tests can see what a peer really wrote (format, codec, producer id).
+pub async fn raw_batches(client: &Client, topic: &str, partition: i32) -> Vec<RawBatch> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let conn = client
+        .leader(topic, partition, kafka_wire::Lane::Default)
+        .await
+        .expect("leader");
+    let req = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(10)
+        .with_min_bytes(1)
+        .with_max_bytes(16 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(16 << 20)])]);
+    let resp = conn.send(&req).await.expect("raw fetch");
+    let data = resp.responses[0].partitions[0]
+        .records
+        .clone()
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at + 17 <= data.len() {
+        let i64_at = |i: usize| i64::from_be_bytes(data[i..i + 8].try_into().unwrap());
+        let i32_at = |i: usize| i32::from_be_bytes(data[i..i + 4].try_into().unwrap());
+        let size = i32_at(at + 8) as usize;
+        if at + 12 + size > data.len() {
+            break;
+        }
+        let magic = data[at + 16] as i8;
+        out.push(if magic == 2 {
+            RawBatch {
+                base_offset: i64_at(at),
+                magic,
+                attributes: i16::from_be_bytes([data[at + 21], data[at + 22]]),
+                producer_id: i64_at(at + 43),
+                base_sequence: i32_at(at + 53),
+            }
+        } else {
+            RawBatch {
+                base_offset: i64_at(at),
+                magic,
+                attributes: data[at + 17] as i16,
+                producer_id: -1,
+                base_sequence: -1,
+            }
+        });
+        at += 12 + size;
+    }
+    out
+}

@@ -95,6 +95,28 @@ impl Default for FetchConfig {
     }
 }
 
+/// A batch stepped over because it could not be decoded (with `skip_undecodable`), kept with
+/// its raw bytes so the caller can store it somewhere (a dead-letter topic) instead of losing it.
+#[derive(Debug, Clone)]
+pub struct SkippedBatch {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// First offset of the batch (for an old-format message: its offset).
+    pub base_offset: i64,
+    /// The offset after it (exclusive).
+    pub next_offset: i64,
+    /// Why it could not be decoded.
+    pub reason: String,
+    /// The batch exactly as the broker sent it (base offset and length fields included).
+    pub raw: bytes::Bytes,
+}
+
+/// Skipped batches kept for [`Fetcher::take_skipped`] at most; beyond, they are only counted
+/// and logged.
+const MAX_KEPT_SKIPPED: usize = 1024;
+
 /// Fetches records of a set of assigned partitions, tracking each one's position.
 pub struct Fetcher {
     client: Client,
@@ -107,6 +129,8 @@ pub struct Fetcher {
     skipped: std::sync::atomic::AtomicU64,
     /// Per partition, a hole being waited for: its first offset and when it was first seen.
     holes: HashMap<(Arc<str>, i32), (i64, std::time::Instant)>,
+    /// Undecodable batches stepped over and not yet taken by [`Fetcher::take_skipped`].
+    kept_skipped: Vec<SkippedBatch>,
 }
 
 impl Drop for Fetcher {
@@ -125,6 +149,7 @@ impl Fetcher {
             lane: Lane::Fetch(Lane::unique_id()),
             skipped: Default::default(),
             holes: HashMap::new(),
+            kept_skipped: Vec::new(),
         }
     }
 
@@ -163,6 +188,18 @@ impl Fetcher {
     /// Undecodable batches stepped over so far (with `skip_undecodable`).
     pub fn skipped_batches(&self) -> u64 {
         self.skipped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The undecodable batches stepped over since the last call (with `skip_undecodable`),
+    /// each once, in the order met; at most 1024 are kept between calls (the rest are only
+    /// counted in [`Fetcher::skipped_batches`] and logged).
+    pub fn take_skipped(&mut self) -> Vec<SkippedBatch> {
+        std::mem::take(&mut self.kept_skipped)
+    }
+
+    /// Whether [`Fetcher::take_skipped`] has batches to hand out.
+    pub fn has_skipped(&self) -> bool {
+        !self.kept_skipped.is_empty()
     }
 
     /// The settings of this fetcher.
@@ -206,6 +243,7 @@ impl Fetcher {
                         mut next,
                         mut batch,
                         hole,
+                        skipped,
                     } => {
                         if let Some(at) = hole {
                             if self.wait_for_hole(&topic, partition, at) {
@@ -214,6 +252,15 @@ impl Fetcher {
                             }
                         } else {
                             self.holes.remove(&(topic.clone(), partition));
+                        }
+                        // Batches past a hole being waited for come again with the next fetch.
+                        for bad in skipped.into_iter().filter(|b| b.base_offset < next) {
+                            self.skipped
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tracing::warn!(%topic, partition, from = bad.base_offset, to = bad.next_offset, error = %bad.reason, "undecodable batch skipped");
+                            if self.kept_skipped.len() < MAX_KEPT_SKIPPED {
+                                self.kept_skipped.push(bad);
+                            }
                         }
                         self.positions
                             .entry(topic)
@@ -396,14 +443,23 @@ impl Fetcher {
                 if decoded.aborted_batches > 0 {
                     tracing::debug!(%topic, partition, batches = decoded.aborted_batches, "aborted transactional batches dropped (read_committed)");
                 }
-                for bad in &decoded.undecodable {
+                if let Some(bad) = decoded.undecodable.first() {
                     if !self.config.skip_undecodable {
                         return Err(to_error(&bad.error));
                     }
-                    self.skipped
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::warn!(%topic, partition, from = bad.base_offset, to = bad.next_offset, error = %bad.error, "undecodable batch skipped");
                 }
+                let skipped = decoded
+                    .undecodable
+                    .into_iter()
+                    .map(|bad| SkippedBatch {
+                        topic: topic.clone(),
+                        partition,
+                        base_offset: bad.base_offset,
+                        next_offset: bad.next_offset,
+                        reason: bad.error.to_string(),
+                        raw: bad.raw,
+                    })
+                    .collect();
                 let next = decoded.next_offset.map_or(offset, |n| n.max(offset));
                 out.push(PartitionOutcome::Records {
                     topic,
@@ -411,6 +467,7 @@ impl Fetcher {
                     next,
                     batch: decoded.records,
                     hole: decoded.first_gap,
+                    skipped,
                 });
             }
         }
@@ -426,6 +483,8 @@ enum PartitionOutcome {
         batch: Vec<ConsumerRecord>,
         /// The first missing offset, if the response skipped some.
         hole: Option<i64>,
+        /// Undecodable batches stepped over (with `skip_undecodable`).
+        skipped: Vec<SkippedBatch>,
     },
     Reset {
         topic: Arc<str>,

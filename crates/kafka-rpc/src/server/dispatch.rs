@@ -387,6 +387,22 @@ impl Dispatcher {
         }
     }
 
+    /// Copies an undecodable batch of the request topic to the dead-letter topic (same
+    /// partition), raw, and waits for the acknowledgement.
+    pub async fn dead_letter_batch(&self, batch: &kafka_wire::SkippedBatch) {
+        let letter = super::dead_letter::undecodable_batch(batch, &self.server_id);
+        match self
+            .produce(&self.dead_letter_topic, batch.partition, letter)
+            .await
+        {
+            Ok(()) => Counters::bump(&self.counters.dead_lettered),
+            Err(e) => {
+                Counters::bump(&self.counters.dead_letter_failures);
+                tracing::error!(topic = %batch.topic, partition = batch.partition, from = batch.base_offset, to = batch.next_offset, error = %e, "undecodable batch not dead-lettered");
+            }
+        }
+    }
+
     /// Produces `record` to `topic`/`partition` and waits for its acknowledgement.
     async fn produce(
         &self,

@@ -143,7 +143,9 @@ impl Server {
         group.offset_reset = OffsetReset::Earliest;
         group.fetch.max_wait = o.fetch_max_wait;
         group.fetch.isolation_level = o.request_isolation;
-        // One unreadable batch (a zstd one, say) must not stop the service: step over it, count it.
+        // One unreadable batch must not stop the service: step over it, count it, and copy it
+        // raw to the dead-letter topic (before the records after it run, so before any commit
+        // passes it).
         group.fetch.skip_undecodable = true;
         // Request topics are never compacted: a hole is a broker showing records late.
         group.fetch.hole_wait = Some(HOLE_WAIT);
@@ -212,6 +214,9 @@ impl Server {
                         }
                     }
                     Ok(GroupEvent::Records(records)) => {
+                        for batch in consumer.take_skipped() {
+                            dispatcher.dead_letter_batch(&batch).await;
+                        }
                         for record in records {
                             let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
                             dispatcher.start(record, permit);
