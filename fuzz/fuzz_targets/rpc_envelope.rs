@@ -11,19 +11,8 @@ use kafka_wire::{ConsumerRecord, Header};
 use libfuzzer_sys::fuzz_target;
 
 const NAMES: [&str; 13] = [
-    h::VERSION,
-    h::ID,
-    h::METHOD,
-    h::REPLY_TOPIC,
-    h::REPLY_PARTITION,
-    h::DEADLINE,
-    h::SENT,
-    h::STATUS,
-    h::MESSAGE,
-    h::SERVER,
-    h::HANDLER_US,
-    h::QUEUE_MS,
-    "other",
+    h::VERSION, h::ID, h::METHOD, h::REPLY_TOPIC, h::REPLY_PARTITION, h::DEADLINE, h::SENT,
+    h::STATUS, h::MESSAGE, h::SERVER, h::HANDLER_US, h::QUEUE_MS, "other",
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -35,10 +24,7 @@ fuzz_target!(|data: &[u8]| {
         let take = len.min(rest.len());
         // Length 255 stands for a null value.
         let value = (len != 255).then(|| Bytes::copy_from_slice(&rest[..take]));
-        headers.push(Header {
-            key: name.to_string(),
-            value,
-        });
+        headers.push(Header { key: name.to_string(), value });
         rest = &rest[take..];
     }
     let record = ConsumerRecord {
