@@ -71,3 +71,16 @@ impl ServerOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_topics_are_read_committed_by_default() {
+        assert_eq!(
+            ServerOptions::new("svc").request_isolation,
+            IsolationLevel::ReadCommitted
+        );
+    }
+}

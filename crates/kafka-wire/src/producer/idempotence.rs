@@ -179,3 +179,32 @@ impl Idempotence {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker_error(error: ResponseError) -> Error {
+        Error::Broker {
+            broker: "b".into(),
+            api: kafka_protocol::messages::ApiKey::Produce,
+            error,
+            context: String::new(),
+        }
+    }
+
+    #[test]
+    fn sequence_errors_are_handled_as_the_java_producer_does() {
+        use OnError::*;
+        for (error, want) in [
+            (ResponseError::DuplicateSequenceNumber, Written),
+            (ResponseError::UnknownProducerId, Restamp),
+            (ResponseError::OutOfOrderSequenceNumber, FailAndReset),
+            (ResponseError::InvalidProducerEpoch, FailAndReset),
+            (ResponseError::ProducerFenced, FailAndReset),
+            (ResponseError::NotLeaderOrFollower, Other),
+        ] {
+            assert_eq!(on_error(&broker_error(error)), want, "{error:?}");
+        }
+    }
+}
