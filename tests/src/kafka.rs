@@ -137,3 +137,71 @@ pub async fn raw_batches(client: &Client, topic: &str, partition: i32) -> Vec<Ra
     }
     out
 }
+
+/// Produces `records` (an encoded record batch, written as given) to `topic`/`partition` with
+/// one raw Produce request; returns the broker's error code for the partition (0: stored).
+pub async fn produce_raw(
+    client: &Client,
+    topic: &str,
+    partition: i32,
+    records: bytes::Bytes,
+) -> i16 {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let conn = client
+        .leader(topic, partition, kafka_wire::Lane::Default)
+        .await
+        .expect("leader");
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
+    let resp = conn.send(&req).await.expect("raw produce");
+    resp.responses[0].partition_responses[0].error_code
+}
+
+/// A v2 record batch of one record whose codec bits say `codec` (5-7 do not exist) over
+/// `body` as its (compressed) records, with a valid CRC: undecodable by any client, yet a
+/// well-formed batch to a broker that stores batches as they come.
+pub fn batch_with_codec(codec: i16, body: &[u8]) -> bytes::Bytes {
+    use bytes::BufMut;
+    let mut b = bytes::BytesMut::new();
+    b.put_i64(0); // base offset
+    b.put_i32((49 + body.len()) as i32); // length after this field
+    b.put_i32(-1); // partition leader epoch
+    b.put_i8(2); // magic
+    b.put_u32(0); // CRC, set below
+    b.put_i16(codec); // attributes
+    b.put_i32(0); // last offset delta
+    b.put_i64(1_700_000_000_000); // first timestamp
+    b.put_i64(1_700_000_000_000); // max timestamp
+    b.put_i64(-1); // producer id
+    b.put_i16(-1); // producer epoch
+    b.put_i32(-1); // base sequence
+    b.put_i32(1); // record count
+    b.put_slice(body);
+    let crc = crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.freeze()
+}
+
+/// CRC-32C (Castagnoli), the v2 batch checksum (bitwise: tests only).
+fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= byte as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}

@@ -113,9 +113,10 @@ pub struct SkippedBatch {
     pub raw: bytes::Bytes,
 }
 
-/// Skipped batches kept for [`Fetcher::take_skipped`] at most; beyond, they are only counted
-/// and logged.
+/// Skipped batches kept for [`Fetcher::take_skipped`] at most, and their total raw bytes;
+/// beyond, they are only counted and logged.
 const MAX_KEPT_SKIPPED: usize = 1024;
+const MAX_KEPT_SKIPPED_BYTES: usize = 16 << 20;
 
 /// Fetches records of a set of assigned partitions, tracking each one's position.
 pub struct Fetcher {
@@ -191,8 +192,8 @@ impl Fetcher {
     }
 
     /// The undecodable batches stepped over since the last call (with `skip_undecodable`),
-    /// each once, in the order met; at most 1024 are kept between calls (the rest are only
-    /// counted in [`Fetcher::skipped_batches`] and logged).
+    /// each once, in the order met; at most 1024 batches and 16 MiB are kept between calls (the
+    /// rest are only counted in [`Fetcher::skipped_batches`] and logged).
     pub fn take_skipped(&mut self) -> Vec<SkippedBatch> {
         std::mem::take(&mut self.kept_skipped)
     }
@@ -258,8 +259,13 @@ impl Fetcher {
                             self.skipped
                                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             tracing::warn!(%topic, partition, from = bad.base_offset, to = bad.next_offset, error = %bad.reason, "undecodable batch skipped");
-                            if self.kept_skipped.len() < MAX_KEPT_SKIPPED {
+                            let kept: usize = self.kept_skipped.iter().map(|b| b.raw.len()).sum();
+                            if self.kept_skipped.len() < MAX_KEPT_SKIPPED
+                                && kept + bad.raw.len() <= MAX_KEPT_SKIPPED_BYTES
+                            {
                                 self.kept_skipped.push(bad);
+                            } else {
+                                tracing::warn!(%topic, partition, from = bad.base_offset, "undecodable batch not kept: take_skipped is not keeping up");
                             }
                         }
                         self.positions

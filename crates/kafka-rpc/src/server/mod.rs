@@ -3,7 +3,7 @@
 //! once every request below it has been answered.
 
 mod completions;
-mod dead_letter;
+pub mod dead_letter;
 mod dedup;
 mod dispatch;
 pub mod handler;

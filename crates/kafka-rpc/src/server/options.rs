@@ -41,7 +41,8 @@ pub struct ServerOptions {
     pub max_request_bytes: usize,
     /// Require sealed requests and seal results (payload security); `None`: plain msgpack.
     /// With it, a request older than `dedup_max_age` is refused (so a replay cannot outlive
-    /// the dedup window), and a known request id at another offset is refused as a replay.
+    /// the dedup window); a known request id at another offset (a producer's retry or a
+    /// replayed record) is deduplicated: never run twice, never refused.
     pub security: Option<crate::security::PayloadSecurity>,
     /// Speak the Python kafka-rpc 1.0.8 format instead of the native one: the service name is
     /// then the Python `topic_name` (see [`crate::legacy`]). Payload security does not apply.
