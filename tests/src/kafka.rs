@@ -139,13 +139,14 @@ pub async fn raw_batches(client: &Client, topic: &str, partition: i32) -> Vec<Ra
 }
 
 /// Produces `records` (an encoded record batch, written as given) to `topic`/`partition` with
-/// one raw Produce request; returns the broker's error code for the partition (0: stored).
+/// one raw Produce request; returns the broker's error code for the partition (0: stored), or
+/// the error of the request (a broker may close the connection on bytes it cannot parse).
 pub async fn produce_raw(
     client: &Client,
     topic: &str,
     partition: i32,
     records: bytes::Bytes,
-) -> i16 {
+) -> kafka_wire::Result<i16> {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{ProduceRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
@@ -161,8 +162,8 @@ pub async fn produce_raw(
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
                 .with_records(Some(records))])]);
-    let resp = conn.send(&req).await.expect("raw produce");
-    resp.responses[0].partition_responses[0].error_code
+    let resp = conn.send(&req).await?;
+    Ok(resp.responses[0].partition_responses[0].error_code)
 }
 
 /// A v2 record batch of one record whose codec bits say `codec` (5-7 do not exist) over
