@@ -414,6 +414,7 @@ impl Fetcher {
                     }
                     continue;
                 }
+                let committed = read_committed_view(self.config.isolation_level, &p);
                 let data = p.records.unwrap_or_default();
                 let to_error = |e: &RecordsError| match e {
                     RecordsError::UnsupportedCodec(codec) => Error::UnsupportedCompression {
@@ -427,16 +428,7 @@ impl Fetcher {
                         reason: e.to_string(),
                     },
                 };
-                let committed = (self.config.isolation_level == IsolationLevel::ReadCommitted)
-                    .then(|| ReadCommitted {
-                        aborted: p
-                            .aborted_transactions
-                            .iter()
-                            .flatten()
-                            .map(|a| (a.producer_id.0, a.first_offset))
-                            .collect(),
-                        last_stable_offset: p.last_stable_offset,
-                    });
+
                 let decoded = decode_fetched(
                     &data,
                     &topic,
@@ -481,6 +473,23 @@ impl Fetcher {
     }
 }
 
+/// What the decoder needs from a partition of a Fetch response to read it committed; `None`
+/// for read_uncommitted.
+fn read_committed_view(
+    level: IsolationLevel,
+    p: &kafka_protocol::messages::fetch_response::PartitionData,
+) -> Option<ReadCommitted> {
+    (level == IsolationLevel::ReadCommitted).then(|| ReadCommitted {
+        aborted: p
+            .aborted_transactions
+            .iter()
+            .flatten()
+            .map(|a| (a.producer_id.0, a.first_offset))
+            .collect(),
+        last_stable_offset: p.last_stable_offset,
+    })
+}
+
 enum PartitionOutcome {
     Records {
         topic: Arc<str>,
@@ -509,4 +518,102 @@ fn stale_all(parts: &[(Arc<str>, i32, i64)]) -> Vec<PartitionOutcome> {
             topic: topic.clone(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::fetch_response::{
+        AbortedTransaction, FetchableTopicResponse, PartitionData,
+    };
+    use kafka_protocol::messages::ProducerId;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    /// One batch at `offset` of producer `pid` (-1: not idempotent), as Apache Kafka stores a
+    /// plain, transactional or control (abort marker) batch.
+    fn batch(offset: i64, value: &str, pid: i64, transactional: bool, control: bool) -> Bytes {
+        let record = Record {
+            transactional,
+            control,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: if pid < 0 { -1 } else { 0 },
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: if pid < 0 { -1 } else { 0 },
+            timestamp: 1000,
+            key: control.then(|| Bytes::from_static(&[0, 0, 0, 0])), // v0 ABORT
+            value: Some(if control {
+                Bytes::from_static(&[0, 0, 0, 0, 0, 0])
+            } else {
+                Bytes::copy_from_slice(value.as_bytes())
+            }),
+            headers: Default::default(),
+            delete_horizon: false,
+        };
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
+        buf.freeze()
+    }
+
+    /// The Fetch response (v11, through its wire encoding) Apache Kafka sends a read_committed
+    /// consumer after "produce c1; begin, produce a1, abort; produce c2".
+    fn aborted_response() -> FetchResponse {
+        let records: Bytes = [
+            batch(0, "c1", -1, false, false),
+            batch(1, "a1", 7, true, false),
+            batch(2, "", 7, true, true),
+            batch(3, "c2", -1, false, false),
+        ]
+        .concat()
+        .into();
+        let partition = PartitionData::default()
+            .with_partition_index(0)
+            .with_high_watermark(4)
+            .with_last_stable_offset(4)
+            .with_aborted_transactions(Some(vec![AbortedTransaction::default()
+                .with_producer_id(ProducerId(7))
+                .with_first_offset(1)]))
+            .with_records(Some(records));
+        let resp = FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![partition])]);
+        let mut wire = BytesMut::new();
+        resp.encode(&mut wire, 11).unwrap();
+        FetchResponse::decode(&mut wire.freeze(), 11).unwrap()
+    }
+
+    fn values(level: IsolationLevel) -> Vec<String> {
+        let resp = aborted_response();
+        let p = &resp.responses[0].partitions[0];
+        let committed = read_committed_view(level, p);
+        let data = p.records.clone().unwrap();
+        decode_fetched(&data, &Arc::from("t"), 0, 0, 1 << 20, committed.as_ref())
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap()).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_read_committed_fetch_drops_the_aborted_transaction_of_the_response() {
+        assert_eq!(values(IsolationLevel::ReadCommitted), ["c1", "c2"]);
+        assert_eq!(values(IsolationLevel::ReadUncommitted), ["c1", "a1", "c2"]);
+    }
+
+    #[test]
+    fn the_isolation_level_is_the_fetch_field() {
+        assert_eq!(IsolationLevel::default(), IsolationLevel::ReadUncommitted);
+        assert_eq!(IsolationLevel::ReadUncommitted.wire(), 0);
+        assert_eq!(IsolationLevel::ReadCommitted.wire(), 1);
+    }
 }
