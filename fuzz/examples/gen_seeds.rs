@@ -127,6 +127,37 @@ fn main() {
     two.extend_from_slice(&partial[..partial.len() - 5]);
     write(&dir, "record_batches", "partial-tail", &two);
 
+    // record_batches, old formats: issue 11's poison pill (a magic-0 message at offset 5, then
+    // a v2 batch at 6), magic 1 with timestamps, and compressed wrappers of both formats.
+    use kafka_wire_fuzz::legacy_entry;
+    let mut pill = legacy_entry(5, 0, 0, 0, None, Some(b"abc"));
+    let mut v2 = BytesMut::from(&encode_batch(&records(), Codec::None, 0).expect("encode")[..]);
+    v2[0..8].copy_from_slice(&6i64.to_be_bytes());
+    pill.extend_from_slice(&v2);
+    write(&dir, "record_batches", "magic0-then-v2", &pill);
+    let mut v1 = legacy_entry(0, 1, 0, 1000, Some(b"k"), Some(b"v"));
+    v1.extend(legacy_entry(1, 1, 0x08, 2000, None, None));
+    write(&dir, "record_batches", "magic1", &v1);
+    for magic in [0u8, 1] {
+        for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4] {
+            let first = if magic == 0 { 10 } else { 0 };
+            let inner: Vec<u8> = (0..3)
+                .flat_map(|i| legacy_entry(first + i, magic, 0, 100 + i, None, Some(b"inner")))
+                .collect();
+            let mut compressed = BytesMut::new();
+            kafka_wire::compression::compress(codec.to_protocol(), &inner, &mut compressed)
+                .expect("compress");
+            let attrs = codec.to_protocol() as u8;
+            let wrapper = legacy_entry(12, magic, attrs, 500, None, Some(&compressed));
+            write(
+                &dir,
+                "record_batches",
+                &format!("magic{magic}-{}-wrapper", codec.name()),
+                &wrapper,
+            );
+        }
+    }
+
     // decompress: the same text under every codec, the first byte picking the codec.
     let raw: Vec<u8> = b"kafka-wire fuzz seed "
         .iter()
@@ -140,7 +171,12 @@ fn main() {
         kafka_wire::compression::compress(codec.to_protocol(), &raw, &mut out).expect("compress");
         write(&dir, "decompress", codec.name(), &out);
     }
-    write(&dir, "decompress", "zstd", b"\x04\x28\xb5\x2f\xfd");
+    write(
+        &dir,
+        "decompress",
+        "zstd-truncated",
+        b"\x04\x28\xb5\x2f\xfd",
+    );
 
     // responses (and frames).
     let mut responses = 0;
@@ -169,7 +205,8 @@ fn main() {
 
     // legacy_messages: a Python request (msgpack.packb({'method_name': 'add', 'args': (1,),
     // 'kwargs': {'b': 2}}, use_bin_type=True)) plain, checksummed and encrypted; a reply.
-    let python_request: &[u8] = b"\x83\xabmethod_name\xa3add\xa4args\x91\x01\xa6kwargs\x81\xa1b\x02";
+    let python_request: &[u8] =
+        b"\x83\xabmethod_name\xa3add\xa4args\x91\x01\xa6kwargs\x81\xa1b\x02";
     let reply = kafka_rpc::legacy::LegacyReply {
         ret: bytes::Bytes::from_static(&[0x03]),
         tact_time: 0.5,

@@ -81,30 +81,86 @@ pub fn crc32c(data: &[u8]) -> u32 {
     !crc
 }
 
-/// Rewrites the CRC of every complete v2 batch in `data` (walking the batches as
-/// `kafka_wire::records::decode_batches` does) so the fuzzer's mutations reach the record
-/// decoding behind the checksum. Returns whether any byte changed.
+/// CRC-32 (IEEE), as an old-format (magic 0 and 1) message's checksum uses.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= byte as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Rewrites the checksum of every complete entry in `data` (walking the entries as
+/// `kafka_wire::records::decode_batches` does): CRC-32C of a v2 batch, CRC-32 of an old-format
+/// (magic 0/1) message, so the fuzzer's mutations reach the decoding behind the checksums.
+/// Returns whether any byte changed.
 pub fn fix_batch_crcs(data: &mut [u8]) -> bool {
-    const CRC_AT: usize = 17; // base offset 8, length 4, leader epoch 4, magic 1
-    const CRC_FROM: usize = CRC_AT + 4;
+    const MAGIC_AT: usize = 16; // base offset 8, length 4, leader epoch or legacy CRC 4
     let mut changed = false;
     let mut at = 0;
     while data.len() - at >= 12 {
         let len = i32::from_be_bytes(data[at + 8..at + 12].try_into().expect("4 bytes"));
-        if len < (61 - 12) {
+        if len < 0 {
             break;
         }
         let total = 12 + len as usize;
         if data.len() - at < total {
             break;
         }
-        let batch = &mut data[at..at + total];
-        let crc = crc32c(&batch[CRC_FROM..]).to_be_bytes();
-        if batch[CRC_AT..CRC_FROM] != crc {
-            batch[CRC_AT..CRC_FROM].copy_from_slice(&crc);
+        let entry = &mut data[at..at + total];
+        let (crc_at, crc) = match entry.get(MAGIC_AT) {
+            // v2: CRC-32C at 17..21 over the attributes onwards.
+            Some(2) if total >= 61 => (17, crc32c(&entry[21..])),
+            // v0/v1: CRC-32 at 12..16 over the magic onwards.
+            Some(0 | 1) => (12, crc32(&entry[MAGIC_AT..])),
+            _ => {
+                at += total;
+                continue;
+            }
+        };
+        let crc = crc.to_be_bytes();
+        if entry[crc_at..crc_at + 4] != crc {
+            entry[crc_at..crc_at + 4].copy_from_slice(&crc);
             changed = true;
         }
         at += total;
     }
     changed
+}
+
+/// One old-format message set entry (offset, size, CRC-32, magic, attributes, [timestamp for
+/// magic 1], key, value) as a broker stores it.
+pub fn legacy_entry(
+    offset: i64,
+    magic: u8,
+    attributes: u8,
+    timestamp: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut body = vec![magic, attributes];
+    if magic == 1 {
+        body.extend_from_slice(&timestamp.to_be_bytes());
+    }
+    for field in [key, value] {
+        match field {
+            None => body.extend_from_slice(&(-1i32).to_be_bytes()),
+            Some(b) => {
+                body.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                body.extend_from_slice(b);
+            }
+        }
+    }
+    let mut out = offset.to_be_bytes().to_vec();
+    out.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+    out.extend_from_slice(&crc32(&body).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
 }

@@ -4,6 +4,16 @@
   peers.py produce CLIENT BOOTSTRAP TOPIC CODEC COUNT   -> writes COUNT sample records to partition 0
   peers.py consume CLIENT BOOTSTRAP TOPIC COUNT         -> prints COUNT records of partition 0 as JSON
   peers.py murmur2 HEX...                               -> kafka-python's murmur2 of each key
+  peers.py produce-big CLIENT BOOTSTRAP TOPIC CODEC COUNT
+      -> COUNT compressible records (key b"big-i", value 4 KiB of one letter) to partition 0
+  peers.py produce-old BOOTSTRAP TOPIC CODEC API_VERSION COUNT
+      -> kafka-python with api_version (e.g. 0.9 or 0.10): old message formats (magic 0 / 1),
+         records (key b"old-i", value b"old-value-i" * 20, timestamp 1_600_000_000_000 + i)
+  peers.py produce-idempotent CLIENT BOOTSTRAP TOPIC COUNT
+      -> COUNT sample records with enable.idempotence; prints the producer's idempotence state
+  peers.py produce-aborted CLIENT BOOTSTRAP TOPIC
+      -> c1; begin a transaction, a1, abort; c2; prints "done", or "refused: WHY" (and writes
+         nothing) when the broker refuses the transactional producer
 
 A sample record i: key b"key-i" (None when i % 5 == 4), value b"value-i" * (i % 3 + 1)
 (None when i % 7 == 6), headers [("h", b"i"), ("n", None)], timestamp 1_600_000_000_000 + i.
@@ -54,6 +64,108 @@ def produce(client, bootstrap, topic, codec, count):
         p.close()
 
 
+def big(i):
+    return b"big-%d" % i, bytes([65 + i % 26]) * 4096
+
+
+def produce_big(client, bootstrap, topic, codec, count):
+    if client == "confluent":
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": bootstrap, "compression.type": codec, "linger.ms": 5})
+        errors = []
+        for i in range(count):
+            key, value = big(i)
+            p.produce(topic, value=value, key=key, partition=0,
+                      on_delivery=lambda err, msg: errors.append(err) if err else None)
+        left = p.flush(DEADLINE_S)
+        if left or errors:
+            sys.exit("librdkafka produce failed: %d undelivered, errors %s" % (left, errors[:3]))
+    else:
+        from kafka import KafkaProducer
+        p = KafkaProducer(bootstrap_servers=bootstrap, compression_type=None if codec == "none" else codec)
+        futures = [p.send(topic, value=big(i)[1], key=big(i)[0], partition=0) for i in range(count)]
+        for f in futures:
+            f.get(timeout=DEADLINE_S)
+        p.close()
+
+
+def produce_old(bootstrap, topic, codec, api_version, count):
+    from kafka import KafkaProducer
+    version = tuple(int(x) for x in api_version.split("."))
+    p = KafkaProducer(bootstrap_servers=bootstrap, api_version=version,
+                      compression_type=None if codec == "none" else codec)
+    futures = [p.send(topic, key=b"old-%d" % i, value=(b"old-value-%d" % i) * 20, partition=0,
+                      timestamp_ms=1_600_000_000_000 + i) for i in range(count)]
+    for f in futures:
+        f.get(timeout=DEADLINE_S)
+    p.close()
+
+
+def produce_idempotent(client, bootstrap, topic, count):
+    if client == "confluent":
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+        errors = []
+        for i in range(count):
+            key, value, headers, ts = sample(i)
+            p.produce(topic, value=value, key=key, partition=0, headers=headers, timestamp=ts,
+                      on_delivery=lambda err, msg: errors.append(err) if err else None)
+        left = p.flush(DEADLINE_S)
+        if left or errors:
+            sys.exit("librdkafka idempotent produce failed: %d undelivered, errors %s" % (left, errors[:3]))
+    else:
+        from kafka import KafkaProducer
+        p = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+        futures = []
+        for i in range(count):
+            key, value, headers, ts = sample(i)
+            headers = [(k, v) for k, v in headers if v is not None]
+            futures.append(p.send(topic, value=value, key=key, partition=0, headers=headers, timestamp_ms=ts))
+        for f in futures:
+            f.get(timeout=DEADLINE_S)
+        p.close()
+
+
+def produce_aborted(client, bootstrap, topic):
+    """c1; begin, a1, abort; c2. Prints "done", or "refused: ..." if the broker refuses."""
+    tid = "interop-txn-%s-%d" % (topic, int(time.time() * 1000))
+    if client == "confluent":
+        from confluent_kafka import Producer, KafkaException
+        plain = Producer({"bootstrap.servers": bootstrap})
+        txn = Producer({"bootstrap.servers": bootstrap, "transactional.id": tid})
+        try:
+            txn.init_transactions(30)
+        except KafkaException as e:
+            print("refused: %s" % e)
+            return
+        plain.produce(topic, value=b"c1", partition=0)
+        plain.flush(DEADLINE_S)
+        txn.begin_transaction()
+        txn.produce(topic, value=b"a1", partition=0)
+        txn.flush(DEADLINE_S)
+        txn.abort_transaction(30)
+        plain.produce(topic, value=b"c2", partition=0)
+        plain.flush(DEADLINE_S)
+        print("done")
+    else:
+        from kafka import KafkaProducer
+        plain = KafkaProducer(bootstrap_servers=bootstrap)
+        try:
+            txn = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=tid)
+            txn.init_transactions()
+        except Exception as e:  # noqa: BLE001 - any refusal is reported the same way
+            print("refused: %r" % e)
+            return
+        plain.send(topic, value=b"c1", partition=0).get(timeout=DEADLINE_S)
+        txn.begin_transaction()
+        txn.send(topic, value=b"a1", partition=0).get(timeout=DEADLINE_S)
+        txn.abort_transaction()
+        plain.send(topic, value=b"c2", partition=0).get(timeout=DEADLINE_S)
+        plain.close()
+        txn.close()
+        print("done")
+
+
 def consume(client, bootstrap, topic, count):
     out = []
     deadline = time.time() + DEADLINE_S
@@ -94,6 +206,14 @@ def main():
         produce(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]))
     elif cmd == "consume":
         consume(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    elif cmd == "produce-big":
+        produce_big(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]))
+    elif cmd == "produce-old":
+        produce_old(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]))
+    elif cmd == "produce-idempotent":
+        produce_idempotent(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    elif cmd == "produce-aborted":
+        produce_aborted(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "murmur2":
         from kafka.partitioner.default import murmur2
         for h in sys.argv[2:]:

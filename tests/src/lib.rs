@@ -8,6 +8,7 @@ pub mod containers;
 pub mod fake_broker;
 pub mod kafka;
 pub mod process;
+pub mod proxy;
 pub mod python;
 pub mod rpc;
 pub mod sample;

@@ -33,7 +33,7 @@ use crate::backoff::Backoff;
 use crate::client::{Client, Lane};
 use crate::error::{check_code, Error, Recovery, Result};
 use crate::offsets::OffsetSpec;
-use crate::records::{decode_batches, ConsumerRecord, RecordsError};
+use crate::records::{decode_fetched, ConsumerRecord, ReadCommitted, RecordsError};
 
 /// Where to start when there is no valid position: the Java consumer's `auto.offset.reset`
 /// (`earliest`, `latest`, `none`). One policy governs both cases Java applies it to: a group
@@ -49,6 +49,29 @@ pub enum OffsetReset {
     /// No reset: fail with the broker's OFFSET_OUT_OF_RANGE error, or (for a group partition
     /// with no committed offset) with [`Error::NoResetPolicy`]. Java: `none`.
     Error,
+}
+
+/// Which records a fetch returns (KIP-98); mirrors the Java consumer's `isolation.level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// Every data record, aborted transactions included, up to the high watermark
+    /// (`read_uncommitted`, Java's default).
+    #[default]
+    ReadUncommitted,
+    /// Only records of committed transactions and non-transactional ones, up to the last stable
+    /// offset (`read_committed`): the broker sends the aborted transactions of each partition
+    /// and the decoder drops their data batches. Needs Fetch v4+ (Kafka 0.11+).
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// The Fetch request's `isolation_level` field.
+    pub fn wire(self) -> i8 {
+        match self {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        }
+    }
 }
 
 /// Fetch settings.
@@ -80,6 +103,9 @@ pub struct FetchConfig {
     /// hole loses those records. Holes are legitimate on compacted topics, so `None` (accept at
     /// once) is the default; the RPC layer sets it for its own, never compacted, topics.
     pub hole_wait: Option<Duration>,
+    /// Which records to return; mirrors the Java consumer's `isolation.level` (default
+    /// `read_uncommitted`). See [`IsolationLevel`].
+    pub isolation_level: IsolationLevel,
 }
 
 impl Default for FetchConfig {
@@ -93,6 +119,7 @@ impl Default for FetchConfig {
             offset_reset: OffsetReset::Latest,
             skip_undecodable: false,
             hole_wait: None,
+            isolation_level: IsolationLevel::ReadUncommitted,
         }
     }
 }
@@ -110,6 +137,29 @@ struct Assigned {
     /// Delays between retries of this partition (reset after a successful fetch).
     backoff: Backoff,
 }
+
+/// A batch stepped over because it could not be decoded (with `skip_undecodable`), kept with
+/// its raw bytes so the caller can store it somewhere (a dead-letter topic) instead of losing it.
+#[derive(Debug, Clone)]
+pub struct SkippedBatch {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// First offset of the batch (for an old-format message: its offset).
+    pub base_offset: i64,
+    /// The offset after it (exclusive).
+    pub next_offset: i64,
+    /// Why it could not be decoded.
+    pub reason: String,
+    /// The batch exactly as the broker sent it (base offset and length fields included).
+    pub raw: bytes::Bytes,
+}
+
+/// Skipped batches kept for [`Fetcher::take_skipped`] at most, and their total raw bytes;
+/// beyond, they are only counted and logged.
+const MAX_KEPT_SKIPPED: usize = 1024;
+const MAX_KEPT_SKIPPED_BYTES: usize = 16 << 20;
 
 /// Fetches records of a set of assigned partitions, tracking each one's position.
 pub struct Fetcher {
@@ -132,6 +182,8 @@ pub struct Fetcher {
     /// When each topic's cached metadata was last invalidated after an error (at most once
     /// per `retry_backoff`, however many of its partitions fail).
     invalidated: HashMap<Arc<str>, Instant>,
+    /// Undecodable batches stepped over and not yet taken by [`Fetcher::take_skipped`].
+    kept_skipped: Vec<SkippedBatch>,
 }
 
 impl Drop for Fetcher {
@@ -157,6 +209,7 @@ impl Fetcher {
             reset_skipped: 0,
             holes: HashMap::new(),
             invalidated: HashMap::new(),
+            kept_skipped: Vec::new(),
         }
     }
 
@@ -210,6 +263,18 @@ impl Fetcher {
     /// Undecodable batches stepped over so far (with `skip_undecodable`).
     pub fn skipped_batches(&self) -> u64 {
         self.skipped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The undecodable batches stepped over since the last call (with `skip_undecodable`),
+    /// each once, in the order met; at most 1024 batches and 16 MiB are kept between calls (the
+    /// rest are only counted in [`Fetcher::skipped_batches`] and logged).
+    pub fn take_skipped(&mut self) -> Vec<SkippedBatch> {
+        std::mem::take(&mut self.kept_skipped)
+    }
+
+    /// Whether [`Fetcher::take_skipped`] has batches to hand out.
+    pub fn has_skipped(&self) -> bool {
+        !self.kept_skipped.is_empty()
     }
 
     /// Positions reset by the [`OffsetReset`] policy after OFFSET_OUT_OF_RANGE, so far.
@@ -350,6 +415,7 @@ impl Fetcher {
                 mut next,
                 mut batch,
                 hole,
+                skipped,
             } => {
                 if let Some(at) = hole {
                     if self.wait_for_hole(&topic, partition, at) {
@@ -358,6 +424,10 @@ impl Fetcher {
                     }
                 } else {
                     self.holes.remove(&(topic.clone(), partition));
+                }
+                // Batches past a hole being waited for come again with the next fetch.
+                for bad in skipped.into_iter().filter(|b| b.base_offset < next) {
+                    self.keep_skipped(bad);
                 }
                 if let Some(i) = self.find(&topic, partition) {
                     let initial = self.client.config().retry_backoff;
@@ -401,6 +471,22 @@ impl Fetcher {
                     self.assigned[i].offset = to;
                 }
             }
+        }
+    }
+
+    /// Counts and logs an undecodable batch stepped over, and keeps it (raw bytes included)
+    /// for [`Fetcher::take_skipped`] while fewer than 1024 batches and 16 MiB are kept.
+    fn keep_skipped(&mut self, bad: SkippedBatch) {
+        self.skipped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(topic = %bad.topic, partition = bad.partition, from = bad.base_offset, to = bad.next_offset, error = %bad.reason, "undecodable batch skipped");
+        let kept: usize = self.kept_skipped.iter().map(|b| b.raw.len()).sum();
+        if self.kept_skipped.len() < MAX_KEPT_SKIPPED
+            && kept + bad.raw.len() <= MAX_KEPT_SKIPPED_BYTES
+        {
+            self.kept_skipped.push(bad);
+        } else {
+            tracing::warn!(topic = %bad.topic, partition = bad.partition, from = bad.base_offset, "undecodable batch not kept: take_skipped is not keeping up");
         }
     }
 
@@ -474,7 +560,7 @@ impl Fetcher {
             .with_max_wait_ms(self.config.max_wait.as_millis().min(i32::MAX as u128) as i32)
             .with_min_bytes(self.config.min_bytes)
             .with_max_bytes(self.config.max_bytes)
-            .with_isolation_level(0)
+            .with_isolation_level(self.config.isolation_level.wire())
             .with_session_id(0)
             .with_session_epoch(-1)
             .with_topics(topics);
@@ -492,6 +578,14 @@ impl Fetcher {
             Err(e) if e.is_retriable() => return Ok(retry_all(&e)),
             Err(e) => return Err(e),
         };
+        if self.config.isolation_level == IsolationLevel::ReadCommitted
+            && conn.version::<FetchRequest>()? < 4
+        {
+            // Fetch v0-3 has no isolation level: the broker would hand out aborted records.
+            return Err(Error::InvalidArgument(format!(
+                "read_committed needs Fetch v4+ (Kafka 0.11+); broker {addr} offers less"
+            )));
+        }
         let timeout = self.client.config().request_timeout + self.config.max_wait;
         let resp = match conn.send_timeout(&req, timeout).await {
             Ok(r) => r,
@@ -553,6 +647,7 @@ impl Fetcher {
                     }
                     continue;
                 }
+                let committed = read_committed_view(self.config.isolation_level, &p);
                 let data = p.records.unwrap_or_default();
                 let to_error = |e: &RecordsError| match e {
                     RecordsError::UnsupportedCodec(codec) => Error::UnsupportedCompression {
@@ -566,21 +661,23 @@ impl Fetcher {
                         reason: e.to_string(),
                     },
                 };
-                let decoded = decode_batches(
+
+                let decoded = decode_fetched(
                     &data,
                     &topic,
                     partition,
                     offset,
                     self.config.max_inflated_bytes,
+                    committed.as_ref(),
                 )
                 .map_err(|e| to_error(&e))?;
-                for bad in &decoded.undecodable {
+                if decoded.aborted_batches > 0 {
+                    tracing::debug!(%topic, partition, batches = decoded.aborted_batches, "aborted transactional batches dropped (read_committed)");
+                }
+                if let Some(bad) = decoded.undecodable.first() {
                     if !self.config.skip_undecodable {
                         return Err(to_error(&bad.error));
                     }
-                    self.skipped
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::warn!(%topic, partition, from = bad.base_offset, to = bad.next_offset, error = %bad.error, "undecodable batch skipped");
                 }
                 if decoded.next_offset.is_none() && !data.is_empty() {
                     out.push(self.no_complete_batch(
@@ -590,6 +687,18 @@ impl Fetcher {
                     )?);
                     continue;
                 }
+                let skipped = decoded
+                    .undecodable
+                    .into_iter()
+                    .map(|bad| SkippedBatch {
+                        topic: topic.clone(),
+                        partition,
+                        base_offset: bad.base_offset,
+                        next_offset: bad.next_offset,
+                        reason: bad.error.to_string(),
+                        raw: bad.raw,
+                    })
+                    .collect();
                 let next = decoded.next_offset.map_or(offset, |n| n.max(offset));
                 out.push(PartitionOutcome::Records {
                     topic,
@@ -597,6 +706,7 @@ impl Fetcher {
                     next,
                     batch: decoded.records,
                     hole: decoded.first_gap,
+                    skipped,
                 });
             }
         }
@@ -673,6 +783,23 @@ impl Fetcher {
     }
 }
 
+/// What the decoder needs from a partition of a Fetch response to read it committed; `None`
+/// for read_uncommitted.
+fn read_committed_view(
+    level: IsolationLevel,
+    p: &kafka_protocol::messages::fetch_response::PartitionData,
+) -> Option<ReadCommitted> {
+    (level == IsolationLevel::ReadCommitted).then(|| ReadCommitted {
+        aborted: p
+            .aborted_transactions
+            .iter()
+            .flatten()
+            .map(|a| (a.producer_id.0, a.first_offset))
+            .collect(),
+        last_stable_offset: p.last_stable_offset,
+    })
+}
+
 enum PartitionOutcome {
     /// Records (possibly none) and the next position.
     Records {
@@ -682,6 +809,8 @@ enum PartitionOutcome {
         batch: Vec<ConsumerRecord>,
         /// The first missing offset, if the response skipped some.
         hole: Option<i64>,
+        /// Undecodable batches stepped over (with `skip_undecodable`).
+        skipped: Vec<SkippedBatch>,
     },
     /// Out of range: move from `from` to the offset `spec` names.
     Reset {
@@ -710,4 +839,102 @@ enum PartitionOutcome {
         to: i64,
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::fetch_response::{
+        AbortedTransaction, FetchableTopicResponse, PartitionData,
+    };
+    use kafka_protocol::messages::ProducerId;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    /// One batch at `offset` of producer `pid` (-1: not idempotent), as Apache Kafka stores a
+    /// plain, transactional or control (abort marker) batch.
+    fn batch(offset: i64, value: &str, pid: i64, transactional: bool, control: bool) -> Bytes {
+        let record = Record {
+            transactional,
+            control,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: if pid < 0 { -1 } else { 0 },
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: if pid < 0 { -1 } else { 0 },
+            timestamp: 1000,
+            key: control.then(|| Bytes::from_static(&[0, 0, 0, 0])), // v0 ABORT
+            value: Some(if control {
+                Bytes::from_static(&[0, 0, 0, 0, 0, 0])
+            } else {
+                Bytes::copy_from_slice(value.as_bytes())
+            }),
+            headers: Default::default(),
+            delete_horizon: false,
+        };
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
+        buf.freeze()
+    }
+
+    /// The Fetch response (v11, through its wire encoding) Apache Kafka sends a read_committed
+    /// consumer after "produce c1; begin, produce a1, abort; produce c2".
+    fn aborted_response() -> FetchResponse {
+        let records: Bytes = [
+            batch(0, "c1", -1, false, false),
+            batch(1, "a1", 7, true, false),
+            batch(2, "", 7, true, true),
+            batch(3, "c2", -1, false, false),
+        ]
+        .concat()
+        .into();
+        let partition = PartitionData::default()
+            .with_partition_index(0)
+            .with_high_watermark(4)
+            .with_last_stable_offset(4)
+            .with_aborted_transactions(Some(vec![AbortedTransaction::default()
+                .with_producer_id(ProducerId(7))
+                .with_first_offset(1)]))
+            .with_records(Some(records));
+        let resp = FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![partition])]);
+        let mut wire = BytesMut::new();
+        resp.encode(&mut wire, 11).unwrap();
+        FetchResponse::decode(&mut wire.freeze(), 11).unwrap()
+    }
+
+    fn values(level: IsolationLevel) -> Vec<String> {
+        let resp = aborted_response();
+        let p = &resp.responses[0].partitions[0];
+        let committed = read_committed_view(level, p);
+        let data = p.records.clone().unwrap();
+        decode_fetched(&data, &Arc::from("t"), 0, 0, 1 << 20, committed.as_ref())
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap()).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_read_committed_fetch_drops_the_aborted_transaction_of_the_response() {
+        assert_eq!(values(IsolationLevel::ReadCommitted), ["c1", "c2"]);
+        assert_eq!(values(IsolationLevel::ReadUncommitted), ["c1", "a1", "c2"]);
+    }
+
+    #[test]
+    fn the_isolation_level_is_the_fetch_field() {
+        assert_eq!(IsolationLevel::default(), IsolationLevel::ReadUncommitted);
+        assert_eq!(IsolationLevel::ReadUncommitted.wire(), 0);
+        assert_eq!(IsolationLevel::ReadCommitted.wire(), 1);
+    }
 }

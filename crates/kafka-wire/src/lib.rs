@@ -34,7 +34,7 @@ pub use client::{Client, Lane};
 pub use compression::Codec;
 pub use config::{ClientConfig, TlsConfig};
 pub use error::{classify, Error, Recovery, Result};
-pub use fetcher::{FetchConfig, Fetcher, OffsetReset};
+pub use fetcher::{FetchConfig, Fetcher, IsolationLevel, OffsetReset, SkippedBatch};
 pub use group::{GroupConfig, GroupConsumer, GroupEvent};
 pub use offsets::OffsetSpec;
 pub use producer::{Acks, Producer, ProducerConfig, RecordMetadata};

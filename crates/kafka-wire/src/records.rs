@@ -16,6 +16,8 @@ use kafka_protocol::records::{
 
 use crate::compression::{self, Codec, DecompressError};
 
+mod legacy;
+
 /// One record header. Kafka allows repeated keys; the encoder of `kafka-protocol` keeps the
 /// last value of a repeated key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,12 +122,48 @@ impl ConsumerRecord {
     }
 }
 
-/// Encodes `records` as one v2 record batch with base offset 0.
+/// The idempotent producer's stamp on a batch (KIP-98): its producer id and epoch (from
+/// InitProducerId) and the sequence number of its first record in its partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerStamp {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Producer epoch.
+    pub producer_epoch: i16,
+    /// Sequence of the first record; the batch's records take the next ones in order. The
+    /// caller keeps `base_sequence + records.len()` within `i32::MAX`.
+    pub base_sequence: i32,
+}
+
+/// Encodes `records` as one v2 record batch with base offset 0, with no producer id (as a
+/// non-idempotent producer writes).
 pub fn encode_batch(
     records: &[ProducerRecord],
     codec: Codec,
     now_ms: i64,
 ) -> anyhow::Result<Bytes> {
+    encode_stamped_batch(records, codec, now_ms, None)
+}
+
+/// Encodes `records` as one v2 record batch with base offset 0, stamped with a producer id,
+/// epoch and base sequence when `stamp` is given (idempotent produce).
+pub fn encode_stamped_batch(
+    records: &[ProducerRecord],
+    codec: Codec,
+    now_ms: i64,
+    stamp: Option<ProducerStamp>,
+) -> anyhow::Result<Bytes> {
+    if let Some(s) = stamp {
+        if s.base_sequence < 0
+            || (s.base_sequence as i64) + (records.len() as i64) > i32::MAX as i64
+        {
+            anyhow::bail!(
+                "base sequence {} cannot hold {} records",
+                s.base_sequence,
+                records.len()
+            );
+        }
+    }
     let protocol_records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -139,13 +177,17 @@ pub fn encode_batch(
                 transactional: false,
                 control: false,
                 partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
+                producer_id: stamp.map_or(-1, |s| s.producer_id),
+                producer_epoch: stamp.map_or(-1, |s| s.producer_epoch),
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                // offset - sequence must be constant for the encoder to keep one batch; this
-                // makes the batch's base sequence -1 (no sequence), as non-idempotent clients send.
-                sequence: (i as i32).wrapping_sub(1),
+                // offset - sequence must be constant for the encoder to keep one batch. Without
+                // a stamp this makes the batch's base sequence -1 (no sequence), as
+                // non-idempotent clients send.
+                sequence: match stamp {
+                    Some(s) => s.base_sequence + i as i32,
+                    None => (i as i32).wrapping_sub(1),
+                },
                 timestamp: r.timestamp.unwrap_or(now_ms),
                 key: r.key.clone(),
                 value: r.value.clone(),
@@ -191,36 +233,55 @@ pub enum RecordsError {
 pub struct DecodedRecords {
     /// Data records at or after the requested offset, in offset order.
     pub records: Vec<ConsumerRecord>,
-    /// The offset after the last complete batch seen (control batches and undecodable ones
-    /// included), if any.
+    /// The offset after the last complete batch seen (control batches, aborted and undecodable
+    /// ones included), if any. With read_committed it never passes the last stable offset.
     pub next_offset: Option<i64>,
-    /// Complete batches that could not be decoded (unsupported codec, corrupt content); the
-    /// batches around them are decoded all the same.
+    /// Complete batches (or old-format messages) that could not be decoded (unsupported codec,
+    /// corrupt content, a size below the format's minimum); the entries around them are
+    /// decoded all the same.
     pub undecodable: Vec<UndecodableBatch>,
     /// The first offset at or after the one asked for that no batch covers while a later
     /// batch was returned: a hole in the log (compaction removed it, or the broker showed a
     /// later batch before an earlier one was visible).
     pub first_gap: Option<i64>,
+    /// Data batches dropped under read_committed because their transaction was aborted.
+    pub aborted_batches: usize,
 }
 
 /// A batch whose records could not be read, and the offsets it spans.
 #[derive(Debug)]
 pub struct UndecodableBatch {
-    /// Its base offset.
+    /// Its base offset (for an old-format message: its own offset).
     pub base_offset: i64,
-    /// The offset after it.
+    /// The offset after it (for an entry whose layout is unknown: its base offset + 1).
     pub next_offset: i64,
     /// Why it could not be read.
     pub error: RecordsError,
+    /// The entry exactly as the broker sent it (offset and size fields included), so it can
+    /// be kept (a dead-letter topic) and recovered by hand.
+    pub raw: Bytes,
+}
+
+/// What a read_committed fetch (Fetch v4+, KIP-98) needs to drop aborted transactions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadCommitted {
+    /// The response's aborted transactions of this partition: (producer id, first offset).
+    pub aborted: Vec<(i64, i64)>,
+    /// The partition's last stable offset; negative if the broker sent none.
+    pub last_stable_offset: i64,
 }
 
 /// Size of a v2 batch header from the base offset to the record count inclusive.
 const BATCH_HEADER_LEN: usize = 61;
 /// Smallest possible encoded record (length, attributes, deltas, key, value, header count).
 const MIN_RECORD_LEN: usize = 7;
+/// Offset of the magic byte in every format (after base offset, size, and the v2 partition
+/// leader epoch or the v0/v1 CRC).
+const MAGIC_AT: usize = 16;
 
 /// Decodes the record batches in `data` (a fetch response's records) for `topic`/`partition`,
-/// keeping records at or after `min_offset`. No batch may inflate past `max_inflated` bytes.
+/// keeping records at or after `min_offset`, as read_uncommitted does. No batch may inflate
+/// past `max_inflated` bytes. See [`decode_fetched`].
 pub fn decode_batches(
     data: &Bytes,
     topic: &Arc<str>,
@@ -228,104 +289,276 @@ pub fn decode_batches(
     min_offset: i64,
     max_inflated: usize,
 ) -> Result<DecodedRecords, RecordsError> {
+    decode_fetched(data, topic, partition, min_offset, max_inflated, None)
+}
+
+/// Decodes a fetch response's records for `topic`/`partition`, keeping records at or after
+/// `min_offset`, the way the Java consumer reads them:
+///
+/// - v2 record batches (magic 2) and old message sets (magic 0 and 1, compressed wrappers
+///   included) in any mix; codecs none, gzip, snappy, lz4, zstd.
+/// - Header attributes: the codec; the timestamp type (log append time: every record gets the
+///   batch's max timestamp, which the broker set); control batches are never returned.
+/// - `committed` (read_committed): a transactional data batch of a producer whose transaction
+///   the response lists as aborted (from its first offset until that producer's next control
+///   batch, its abort marker) is dropped, and nothing at or past the last stable offset is
+///   returned or stepped over.
+/// - An entry that cannot be read (unsupported codec, CRC mismatch, a size below its format's
+///   minimum, unknown magic) is stepped over by its own size field and reported in
+///   [`DecodedRecords::undecodable`] with its raw bytes; the entries after it are decoded.
+///
+/// Errors only when an entry's size field is negative (nothing after it can be located).
+pub fn decode_fetched(
+    data: &Bytes,
+    topic: &Arc<str>,
+    partition: i32,
+    min_offset: i64,
+    max_inflated: usize,
+    committed: Option<&ReadCommitted>,
+) -> Result<DecodedRecords, RecordsError> {
     let mut out = DecodedRecords::default();
     let mut rest = data.clone();
     // Offsets below this are accounted for by the batches seen so far.
     let mut covered = min_offset;
+    let lso = committed
+        .map(|c| c.last_stable_offset)
+        .filter(|&lso| lso >= 0);
+    let mut aborted_txns: Vec<(i64, i64)> = committed.map_or(Vec::new(), |c| c.aborted.clone());
+    aborted_txns.sort_by_key(|&(_, first)| first);
+    let mut aborted_txns = aborted_txns.into_iter().peekable();
+    let mut aborted_producers = std::collections::HashSet::new();
     while rest.len() >= 12 {
         let base_offset = i64::from_be_bytes(rest[0..8].try_into().expect("8 bytes"));
         let malformed = |reason: String| RecordsError::Malformed {
             offset: base_offset,
             reason,
         };
-        let batch_len = i32::from_be_bytes(rest[8..12].try_into().expect("4 bytes"));
-        if batch_len < (BATCH_HEADER_LEN - 12) as i32 {
-            return Err(malformed(format!(
-                "batch length {batch_len} is below the header size"
-            )));
-        }
-        let total = 12 + batch_len as usize;
+        let size = i32::from_be_bytes(rest[8..12].try_into().expect("4 bytes"));
+        let Ok(size) = usize::try_from(size) else {
+            return Err(malformed(format!("negative batch length {size}")));
+        };
+        let total = 12usize.saturating_add(size);
         if rest.len() < total {
             break; // a trailing partial batch: the next fetch starts from it again
         }
-        let batch = rest.split_to(total);
-        let attributes = i16::from_be_bytes([batch[21], batch[22]]);
-        let last_offset_delta = i32::from_be_bytes(batch[23..27].try_into().expect("4 bytes"));
-        let record_count = i32::from_be_bytes(batch[57..61].try_into().expect("4 bytes"));
-        let next_offset = base_offset
-            .saturating_add(last_offset_delta.max(0) as i64)
-            .saturating_add(1);
+        if lso.is_some_and(|lso| base_offset >= lso) {
+            break; // read_committed: not stable yet
+        }
+        let entry = rest.split_to(total);
+        let unreadable = |next_offset: i64, error: RecordsError| UndecodableBatch {
+            base_offset,
+            next_offset,
+            error,
+            raw: entry.clone(),
+        };
+        let Some(&magic) = entry.get(MAGIC_AT) else {
+            out.undecodable.push(unreadable(
+                base_offset.saturating_add(1),
+                malformed(format!("an entry of {size} bytes has no magic byte")),
+            ));
+            out.next_offset = Some(base_offset.saturating_add(1));
+            covered = covered.max(base_offset.saturating_add(1));
+            continue;
+        };
+        // (first offset, next offset) the entry covers, and its records.
+        let (start, next_offset, records) = match magic as i8 {
+            0 | 1 => {
+                let next = base_offset.saturating_add(1);
+                match legacy::decode_entry(base_offset, &entry.slice(12..), max_inflated) {
+                    Ok(messages) => {
+                        let start = messages.first().map_or(base_offset, |m| m.offset);
+                        let records = messages
+                            .into_iter()
+                            .map(|m| ConsumerRecord {
+                                topic: topic.clone(),
+                                partition,
+                                offset: m.offset,
+                                timestamp: m.timestamp,
+                                log_append_time: m.log_append_time,
+                                key: m.key,
+                                value: m.value,
+                                headers: Vec::new(),
+                            })
+                            .collect();
+                        (start, next, records)
+                    }
+                    Err(e) => {
+                        out.undecodable.push(unreadable(
+                            next,
+                            match e {
+                                legacy::LegacyError::Unsupported(c) => {
+                                    RecordsError::UnsupportedCodec(c)
+                                }
+                                legacy::LegacyError::Malformed(reason) => {
+                                    malformed(format!("message format v{magic}: {reason}"))
+                                }
+                            },
+                        ));
+                        (base_offset, next, Vec::new())
+                    }
+                }
+            }
+            2 => {
+                if total < BATCH_HEADER_LEN {
+                    let next = base_offset.saturating_add(1);
+                    out.undecodable.push(unreadable(
+                        next,
+                        malformed(format!("batch length {size} is below the v2 header size")),
+                    ));
+                    (base_offset, next, Vec::new())
+                } else {
+                    let header = V2Header::read(&entry);
+                    let next = base_offset
+                        .saturating_add(header.last_offset_delta.max(0) as i64)
+                        .saturating_add(1);
+                    let mut skip_batch = header.control;
+                    if committed.is_some() {
+                        while let Some((pid, _)) = aborted_txns.next_if(|&(_, first)| first < next)
+                        {
+                            aborted_producers.insert(pid);
+                        }
+                        if header.control {
+                            // The producer's marker ends its transaction. (Java removes the
+                            // producer on an ABORT marker only; a COMMIT marker of a producer
+                            // listed as aborted cannot precede that abort's marker in a valid
+                            // log, so ending on any marker is the same.)
+                            aborted_producers.remove(&header.producer_id);
+                        } else if header.transactional
+                            && aborted_producers.contains(&header.producer_id)
+                        {
+                            out.aborted_batches += 1;
+                            skip_batch = true;
+                        }
+                    }
+                    if skip_batch {
+                        (base_offset, next, Vec::new())
+                    } else {
+                        match decode_v2(&entry, &header, topic, partition, max_inflated) {
+                            Ok(records) => (base_offset, next, records),
+                            Err(reason) => {
+                                out.undecodable.push(unreadable(next, reason));
+                                (base_offset, next, Vec::new())
+                            }
+                        }
+                    }
+                }
+            }
+            other => {
+                let next = base_offset.saturating_add(1);
+                out.undecodable.push(unreadable(
+                    next,
+                    malformed(format!("unknown message format (magic {other})")),
+                ));
+                (base_offset, next, Vec::new())
+            }
+        };
+        let next_offset = match lso {
+            Some(lso) => next_offset.min(lso),
+            None => next_offset,
+        };
         out.next_offset = Some(next_offset);
-        if base_offset > covered && out.first_gap.is_none() {
+        if start > covered && out.first_gap.is_none() {
             out.first_gap = Some(covered);
         }
         covered = covered.max(next_offset);
-        let mut skip = |error: RecordsError| {
-            out.undecodable.push(UndecodableBatch {
-                base_offset,
-                next_offset,
-                error,
-            });
-        };
-        let magic = batch[16] as i8;
-        if magic != 2 {
-            skip(malformed(format!(
-                "message format v{magic} is not supported (only v2)"
-            )));
-            continue;
+        out.records.extend(
+            records
+                .into_iter()
+                .filter(|r| r.offset >= min_offset && lso.is_none_or(|lso| r.offset < lso)),
+        );
+    }
+    Ok(out)
+}
+
+/// The v2 batch header fields the decoder acts on (KIP-98 layout).
+struct V2Header {
+    attributes: i16,
+    last_offset_delta: i32,
+    max_timestamp: i64,
+    producer_id: i64,
+    record_count: i32,
+    transactional: bool,
+    control: bool,
+}
+
+impl V2Header {
+    /// Reads the header of `batch`, which holds at least [`BATCH_HEADER_LEN`] bytes.
+    fn read(batch: &[u8]) -> Self {
+        let i16_at = |at: usize| i16::from_be_bytes([batch[at], batch[at + 1]]);
+        let i32_at = |at: usize| i32::from_be_bytes(batch[at..at + 4].try_into().expect("4"));
+        let i64_at = |at: usize| i64::from_be_bytes(batch[at..at + 8].try_into().expect("8"));
+        let attributes = i16_at(21);
+        Self {
+            attributes,
+            last_offset_delta: i32_at(23),
+            max_timestamp: i64_at(35),
+            producer_id: i64_at(43),
+            record_count: i32_at(57),
+            transactional: attributes & 0x10 != 0,
+            control: attributes & 0x20 != 0,
         }
-        if attributes & 0x20 != 0 {
-            continue; // control batch (transaction markers): not data
+    }
+}
+
+/// Decodes the records of one complete v2 data batch.
+fn decode_v2(
+    batch: &Bytes,
+    header: &V2Header,
+    topic: &Arc<str>,
+    partition: i32,
+    max_inflated: usize,
+) -> Result<Vec<ConsumerRecord>, RecordsError> {
+    let base_offset = i64::from_be_bytes(batch[0..8].try_into().expect("8 bytes"));
+    let malformed = |reason: String| RecordsError::Malformed {
+        offset: base_offset,
+        reason,
+    };
+    let record_count = header.record_count;
+    if record_count < 0 {
+        return Err(malformed(format!("negative record count {record_count}")));
+    }
+    let min_body = (record_count as usize).saturating_mul(MIN_RECORD_LEN);
+    let codec = header.attributes & 0x7;
+    if codec == 0 && min_body > batch.len() - BATCH_HEADER_LEN {
+        return Err(malformed(format!(
+            "{record_count} records cannot fit in {} bytes",
+            batch.len() - BATCH_HEADER_LEN
+        )));
+    }
+    let mut batch_bytes = batch.clone();
+    let decompress = |compressed: &mut Bytes, c: Compression| -> anyhow::Result<Bytes> {
+        let inflated = compression::decompress(c, compressed, max_inflated)?;
+        if inflated.len() < min_body {
+            anyhow::bail!(
+                "{record_count} records cannot fit in {} inflated bytes",
+                inflated.len()
+            );
         }
-        if record_count < 0 {
-            skip(malformed(format!("negative record count {record_count}")));
-            continue;
-        }
-        let min_body = (record_count as usize).saturating_mul(MIN_RECORD_LEN);
-        let codec = attributes & 0x7;
-        if codec == 0 && min_body > total - BATCH_HEADER_LEN {
-            skip(malformed(format!(
-                "{record_count} records cannot fit in {} bytes",
-                total - BATCH_HEADER_LEN
-            )));
-            continue;
-        }
-        let mut batch_bytes = batch.clone();
-        let decompress = |compressed: &mut Bytes, c: Compression| -> anyhow::Result<Bytes> {
-            let inflated = compression::decompress(c, compressed, max_inflated)?;
-            if inflated.len() < min_body {
-                anyhow::bail!(
-                    "{record_count} records cannot fit in {} inflated bytes",
-                    inflated.len()
-                );
-            }
-            Ok(inflated)
-        };
-        let set = match RecordBatchDecoder::decode_with_custom_compression(
-            &mut batch_bytes,
-            Some(decompress),
-        ) {
-            Ok(set) => set,
-            Err(e) => {
-                skip(match e.downcast_ref::<DecompressError>() {
-                    Some(DecompressError::Unsupported(name)) => {
-                        RecordsError::UnsupportedCodec(name)
-                    }
-                    _ => malformed(format!("{e:#}")),
-                });
-                continue;
-            }
-        };
-        for r in set.records {
-            if r.offset < min_offset {
-                continue;
-            }
-            out.records.push(ConsumerRecord {
+        Ok(inflated)
+    };
+    let set =
+        RecordBatchDecoder::decode_with_custom_compression(&mut batch_bytes, Some(decompress))
+            .map_err(|e| match e.downcast_ref::<DecompressError>() {
+                Some(DecompressError::Unsupported(name)) => RecordsError::UnsupportedCodec(name),
+                _ => malformed(format!("{e:#}")),
+            })?;
+    Ok(set
+        .records
+        .into_iter()
+        .map(|r| {
+            let log_append_time = r.timestamp_type == TimestampType::LogAppend;
+            ConsumerRecord {
                 topic: topic.clone(),
                 partition,
                 offset: r.offset,
-                timestamp: r.timestamp,
-                log_append_time: r.timestamp_type == TimestampType::LogAppend,
+                // A broker with message.timestamp.type=LogAppendTime sets the batch's max
+                // timestamp and the attribute only; Java gives every record that timestamp.
+                timestamp: if log_append_time {
+                    header.max_timestamp
+                } else {
+                    r.timestamp
+                },
+                log_append_time,
                 key: r.key,
                 value: r.value,
                 headers: r
@@ -336,10 +569,9 @@ pub fn decode_batches(
                         value: v,
                     })
                     .collect(),
-            });
-        }
-    }
-    Ok(out)
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -507,5 +739,388 @@ mod tests {
         let decoded = decode_batches(&b.freeze(), &topic(), 0, 0, 1 << 20).unwrap();
         assert!(decoded.records.is_empty());
         assert_eq!(decoded.next_offset, Some(3));
+    }
+
+    // ---- Old message formats (magic 0 and 1) ----
+
+    use bytes::BufMut;
+    use legacy::tests::entry;
+
+    fn offsets(d: &DecodedRecords) -> Vec<i64> {
+        d.records.iter().map(|r| r.offset).collect()
+    }
+
+    /// A v2 batch of `sample()` at `base`.
+    fn v2_at(base: i64) -> Bytes {
+        let mut b = BytesMut::from(&encode_batch(&sample(), Codec::None, 0).unwrap()[..]);
+        b[0..8].copy_from_slice(&base.to_be_bytes());
+        b.freeze()
+    }
+
+    fn concat(parts: &[&[u8]]) -> Bytes {
+        parts.concat().into()
+    }
+
+    /// The fault of issue 11: a short magic-0 message (null key, 3-byte value) at offset 5, then
+    /// a valid v2 batch at offset 6. The old decoder failed the whole response ("batch length
+    /// ... is below the header size") and never returned the v2 records.
+    #[test]
+    fn a_magic_0_message_before_a_v2_batch_is_decoded_and_so_is_the_batch() {
+        let old = entry(5, 0, 0, 0, None, Some(b"abc"));
+        let data = concat(&[&old, &v2_at(6)]);
+        let d = decode_batches(&data, &topic(), 0, 5, 1 << 20).unwrap();
+        assert!(d.undecodable.is_empty(), "{:?}", d.undecodable);
+        assert_eq!(offsets(&d), vec![5, 6, 7, 8]);
+        assert_eq!(d.records[0].key, None);
+        assert_eq!(d.records[0].value.as_deref(), Some(&b"abc"[..]));
+        assert_eq!(d.records[0].timestamp, -1, "magic 0 has no timestamp");
+        assert_eq!(d.next_offset, Some(9));
+    }
+
+    #[test]
+    fn magic_1_messages_carry_their_timestamp_and_type() {
+        let create = entry(0, 1, 0, 1234, Some(b"k"), Some(b"v"));
+        let append = entry(1, 1, 0x08, 5678, None, None);
+        let d = decode_batches(&concat(&[&create, &append]), &topic(), 0, 0, 1 << 20).unwrap();
+        assert_eq!(offsets(&d), vec![0, 1]);
+        assert_eq!(
+            (d.records[0].timestamp, d.records[0].log_append_time),
+            (1234, false)
+        );
+        assert_eq!(
+            (d.records[1].timestamp, d.records[1].log_append_time),
+            (5678, true)
+        );
+        assert_eq!(d.records[1].value, None);
+    }
+
+    /// A compressed wrapper message as Kafka stores it: inner offsets absolute (magic 0) or
+    /// relative with the wrapper at the last inner offset (magic 1, KIP-31).
+    fn wrapper(magic: u8, codec: Compression, wrapper_ts: i64, ts_type: u8) -> Bytes {
+        // The wrapper sits at offset 12, the last inner message's offset.
+        let first = if magic == 0 { 10 } else { 0 };
+        let mut inner = BytesMut::new();
+        for i in 0..3i64 {
+            let value = format!("inner-{i}");
+            inner.put_slice(&entry(
+                first + i,
+                magic,
+                0,
+                100 + i,
+                None,
+                Some(value.as_bytes()),
+            ));
+        }
+        let mut compressed = BytesMut::new();
+        compression::compress(codec, &inner, &mut compressed).unwrap();
+        if magic == 0 && codec == Compression::Lz4 {
+            // KAFKA-3160: Kafka 0.8/0.9 computed the descriptor checksum over the magic too.
+            compressed[6] = (twox_hash::XxHash32::oneshot(0, &compressed[0..6]) >> 8) as u8;
+        }
+        let attrs = ts_type | compression_attr(codec);
+        entry(12, magic, attrs, wrapper_ts, None, Some(&compressed))
+    }
+
+    fn compression_attr(c: Compression) -> u8 {
+        match c {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
+    #[test]
+    fn compressed_wrapper_messages_of_both_old_formats_decode_with_kafkas_offsets() {
+        for magic in [0u8, 1] {
+            for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4] {
+                let data = concat(&[&wrapper(magic, codec, 999, 0), &v2_at(13)]);
+                let d = decode_batches(&data, &topic(), 0, 11, 1 << 20).unwrap();
+                assert!(
+                    d.undecodable.is_empty(),
+                    "v{magic} {codec:?}: {:?}",
+                    d.undecodable
+                );
+                assert_eq!(offsets(&d), vec![11, 12, 13, 14, 15], "v{magic} {codec:?}");
+                assert_eq!(d.records[0].value.as_deref(), Some(&b"inner-1"[..]));
+                let want_ts = if magic == 0 { -1 } else { 101 };
+                assert_eq!(d.records[0].timestamp, want_ts, "v{magic} {codec:?}");
+                assert_eq!(d.first_gap, None, "v{magic} {codec:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_log_append_time_wrapper_gives_its_time_to_the_inner_messages() {
+        let d = decode_batches(
+            &wrapper(1, Compression::Gzip, 4242, 0x08),
+            &topic(),
+            0,
+            0,
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!(offsets(&d), vec![10, 11, 12]);
+        assert!(d
+            .records
+            .iter()
+            .all(|r| r.timestamp == 4242 && r.log_append_time));
+    }
+
+    #[test]
+    fn an_undecodable_old_message_is_stepped_over_with_its_raw_bytes() {
+        let mut bad = BytesMut::from(&entry(5, 0, 0, 0, None, Some(b"abc"))[..]);
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff; // CRC mismatch
+        let short_v2 = {
+            // A "batch" of magic 2 shorter than the v2 header, at offset 6.
+            let mut b = BytesMut::new();
+            b.put_i64(6);
+            b.put_i32(9);
+            b.put_i32(0);
+            b.put_u8(2);
+            b.put_u32(0);
+            b
+        };
+        let data = concat(&[&bad, &short_v2, &v2_at(7)]);
+        let d = decode_batches(&data, &topic(), 0, 5, 1 << 20).unwrap();
+        assert_eq!(offsets(&d), vec![7, 8, 9]);
+        assert_eq!(d.undecodable.len(), 2);
+        assert!(
+            d.undecodable[0].error.to_string().contains("CRC"),
+            "{}",
+            d.undecodable[0].error
+        );
+        assert_eq!(&d.undecodable[0].raw[..], &bad[..]);
+        assert_eq!(
+            (d.undecodable[1].base_offset, d.undecodable[1].next_offset),
+            (6, 7)
+        );
+        assert_eq!(d.next_offset, Some(10));
+    }
+
+    #[test]
+    fn a_negative_size_is_an_error_not_a_loop() {
+        let mut b = BytesMut::new();
+        b.put_i64(0);
+        b.put_i32(-5);
+        b.put_slice(&[0u8; 20]);
+        assert!(decode_batches(&b.freeze(), &topic(), 0, 0, 1 << 20).is_err());
+    }
+
+    // ---- v2 batch header attributes, crafted as a broker stores or rewrites them ----
+
+    /// A v2 batch as a transactional/idempotent producer or a transaction coordinator writes
+    /// it: records at offsets `base..`, with the given producer id and attribute bits.
+    fn kafka_batch(
+        base: i64,
+        values: &[&str],
+        producer_id: i64,
+        transactional: bool,
+        control: bool,
+    ) -> Bytes {
+        let records: Vec<Record> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                transactional,
+                control,
+                partition_leader_epoch: 0,
+                producer_id,
+                producer_epoch: 0,
+                timestamp_type: TimestampType::Creation,
+                offset: base + i as i64,
+                sequence: i as i32,
+                timestamp: 1000,
+                key: control.then(|| Bytes::from_static(&[0, 0, 0, 0])), // v0, ABORT
+                value: if control {
+                    Some(Bytes::from_static(&[0, 0, 0, 0, 0, 0])) // v0, coordinator epoch 0
+                } else {
+                    Some(Bytes::copy_from_slice(v.as_bytes()))
+                },
+                headers: Default::default(),
+                delete_horizon: false,
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        buf.freeze()
+    }
+
+    /// Rewrites the CRC-32C over attributes..end after a header field was changed.
+    fn fix_crc(b: &mut BytesMut) {
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    #[test]
+    fn attribute_codec_every_codec_is_read() {
+        // zstd included: it used to be an UnsupportedCodec error.
+        for codec in Codec::ALL {
+            let b = encode_batch(&sample(), codec, 0).unwrap();
+            assert_eq!(
+                i16::from_be_bytes([b[21], b[22]]) & 7,
+                codec_attr(codec),
+                "{codec:?}"
+            );
+            let d = decode_batches(&b, &topic(), 0, 0, 1 << 20).unwrap();
+            assert_eq!(d.records.len(), 3, "{codec:?}");
+        }
+        // Codec 5-7 do not exist: stepped over, never garbage.
+        let mut b = BytesMut::from(&encode_batch(&sample(), Codec::None, 0).unwrap()[..]);
+        b[22] |= 0x07;
+        fix_crc(&mut b);
+        let d = decode_batches(&b.freeze(), &topic(), 0, 0, 1 << 20).unwrap();
+        assert!(d.records.is_empty());
+        assert_eq!(d.undecodable.len(), 1);
+    }
+
+    fn codec_attr(c: Codec) -> i16 {
+        compression_attr(c.to_protocol()) as i16
+    }
+
+    #[test]
+    fn attribute_log_append_time_gives_every_record_the_brokers_time() {
+        // The broker (message.timestamp.type=LogAppendTime) sets the attribute and the max
+        // timestamp, and leaves the records' creation-time deltas as they were.
+        let mut b = BytesMut::from(&encode_batch(&sample(), Codec::None, 0).unwrap()[..]);
+        b[22] |= 0x08;
+        b[35..43].copy_from_slice(&777_000i64.to_be_bytes());
+        fix_crc(&mut b);
+        let d = decode_batches(&b.freeze(), &topic(), 0, 0, 1 << 20).unwrap();
+        assert_eq!(d.records.len(), 3);
+        for r in &d.records {
+            assert_eq!((r.timestamp, r.log_append_time), (777_000, true));
+        }
+        let plain = decode_batches(
+            &encode_batch(&sample(), Codec::None, 0).unwrap(),
+            &topic(),
+            0,
+            0,
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!(plain.records[0].timestamp, 1000);
+        assert!(!plain.records[0].log_append_time);
+    }
+
+    /// c1 (plain) | txn a1 of producer 7 | abort marker of 7 | c2 (plain), as Apache Kafka
+    /// stores "produce c1; begin, produce a1, abort; produce c2", with the response's aborted
+    /// transaction list [(7, 1)].
+    fn aborted_log() -> (Bytes, ReadCommitted) {
+        let data = concat(&[
+            &kafka_batch(0, &["c1"], -1, false, false),
+            &kafka_batch(1, &["a1"], 7, true, false),
+            &kafka_batch(2, &[""], 7, true, true),
+            &kafka_batch(3, &["c2"], -1, false, false),
+        ]);
+        let rc = ReadCommitted {
+            aborted: vec![(7, 1)],
+            last_stable_offset: 4,
+        };
+        (data, rc)
+    }
+
+    fn values(d: &DecodedRecords) -> Vec<String> {
+        d.records
+            .iter()
+            .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn attribute_transactional_aborted_batches_are_dropped_under_read_committed() {
+        let (data, rc) = aborted_log();
+        let uncommitted = decode_batches(&data, &topic(), 0, 0, 1 << 20).unwrap();
+        assert_eq!(values(&uncommitted), ["c1", "a1", "c2"]);
+        let committed = decode_fetched(&data, &topic(), 0, 0, 1 << 20, Some(&rc)).unwrap();
+        assert_eq!(values(&committed), ["c1", "c2"]);
+        assert_eq!(committed.aborted_batches, 1);
+        assert_eq!(committed.next_offset, Some(4));
+    }
+
+    #[test]
+    fn a_later_committed_transaction_of_an_aborting_producer_is_kept() {
+        // Producer 7: t1 = [1] aborted (marker at 2), t2 = [3] committed (marker at 4).
+        let data = concat(&[
+            &kafka_batch(1, &["a1"], 7, true, false),
+            &kafka_batch(2, &[""], 7, true, true),
+            &kafka_batch(3, &["t2"], 7, true, false),
+            &kafka_batch(4, &[""], 7, true, true),
+        ]);
+        let rc = ReadCommitted {
+            aborted: vec![(7, 1)],
+            last_stable_offset: 5,
+        };
+        let d = decode_fetched(&data, &topic(), 0, 1, 1 << 20, Some(&rc)).unwrap();
+        assert_eq!(values(&d), ["t2"]);
+        assert_eq!(d.next_offset, Some(5));
+    }
+
+    #[test]
+    fn attribute_control_batches_are_never_records() {
+        let (data, rc) = aborted_log();
+        for committed in [None, Some(&rc)] {
+            let d = decode_fetched(&data, &topic(), 0, 0, 1 << 20, committed).unwrap();
+            assert!(d.records.iter().all(|r| r.offset != 2), "{committed:?}");
+        }
+    }
+
+    #[test]
+    fn read_committed_stops_at_the_last_stable_offset() {
+        // An open transaction at 1: the LSO is 1; nothing from 1 on is returned or passed.
+        let data = concat(&[
+            &kafka_batch(0, &["c1"], -1, false, false),
+            &kafka_batch(1, &["open"], 9, true, false),
+            &kafka_batch(2, &["c2"], -1, false, false),
+        ]);
+        let rc = ReadCommitted {
+            aborted: vec![],
+            last_stable_offset: 1,
+        };
+        let d = decode_fetched(&data, &topic(), 0, 0, 1 << 20, Some(&rc)).unwrap();
+        assert_eq!(values(&d), ["c1"]);
+        assert_eq!(d.next_offset, Some(1));
+    }
+
+    /// A bounded stand-in for the fuzz target in every `cargo test`: random byte mutations of
+    /// old-format inputs (with their CRC-32 made valid again, so the mutation reaches the
+    /// parser) are records or reported entries, never a panic.
+    #[test]
+    fn mutated_old_format_messages_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut seeds = vec![concat(&[&entry(5, 0, 0, 0, None, Some(b"abc")), &v2_at(6)])];
+        for magic in [0u8, 1] {
+            for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4] {
+                seeds.push(wrapper(magic, codec, 5, 0));
+            }
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for round in 0..20_000 {
+            let mut input = seeds[round % seeds.len()].to_vec();
+            for _ in 0..rng.random_range(1..4) {
+                let at = rng.random_range(0..input.len());
+                input[at] = rng.random();
+            }
+            if input.len() > 16 && input[16] <= 1 {
+                let end = (12
+                    + i32::from_be_bytes(input[8..12].try_into().unwrap()).max(5) as usize)
+                    .min(input.len());
+                if end > 16 {
+                    let crc = crc32fast::hash(&input[16..end]);
+                    input[12..16].copy_from_slice(&crc.to_be_bytes());
+                }
+            }
+            let _ = decode_batches(&Bytes::from(input), &topic(), 0, 0, 1 << 16);
+        }
     }
 }

@@ -192,41 +192,20 @@ impl Dispatcher {
             .entry(record.partition)
             .or_default()
             .check_and_start(request.id, record.offset, self.dedup_limits);
+        // A request id seen before is never run again and never refused: a copy at another
+        // offset is a producer's retry or a replay of the same sealed bytes (a changed copy
+        // fails the seal, which covers the id), and refusing it could reach the caller before
+        // the result of the first copy.
         match seen {
             Seen::New => {}
-            Seen::Running(at) if self.security.is_some() && at != record.offset => {
-                // The same sealed request at another offset while the first still runs: a replay.
-                let reason = format!(
-                    "request {} is already running (from offset {at}): a replay",
-                    request.id
-                );
-                self.refuse_unauthentic(record, request.id, request.reply_to.as_ref(), reason)
-                    .await;
-                return;
-            }
-            Seen::Running(_) => {
+            Seen::Running(at) => {
                 Counters::bump(&self.counters.deduplicated);
-                tracing::debug!(id = %request.id, offset = record.offset, partition = record.partition, "already running; not started again");
-                return;
-            }
-            Seen::Done(done)
-                if self.security.is_some()
-                    && done.request_offset.is_some_and(|o| o != record.offset) =>
-            {
-                // The same sealed request at another offset: a replay (or a producer's duplicate,
-                // whose caller already has, or will get, the first reply).
-                let reason = format!(
-                    "request {} was already answered (at offset {}): a replay",
-                    request.id,
-                    done.request_offset.unwrap_or(-1)
-                );
-                self.refuse_unauthentic(record, request.id, request.reply_to.as_ref(), reason)
-                    .await;
+                tracing::debug!(id = %request.id, offset = record.offset, first = at, partition = record.partition, "already running; not started again (its reply comes from the first copy)");
                 return;
             }
             Seen::Done(done) => {
                 Counters::bump(&self.counters.deduplicated);
-                tracing::debug!(id = %request.id, offset = record.offset, partition = record.partition, "already answered; reply re-sent");
+                tracing::debug!(id = %request.id, offset = record.offset, first = ?done.request_offset, partition = record.partition, "already answered; reply re-sent");
                 if let Some(to) = &request.reply_to {
                     self.send_reply(&done.reply, to).await;
                 }
@@ -404,6 +383,22 @@ impl Dispatcher {
             Err(e) => {
                 Counters::bump(&self.counters.dead_letter_failures);
                 tracing::error!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %e, "dead letter not written");
+            }
+        }
+    }
+
+    /// Copies an undecodable batch of the request topic to the dead-letter topic (same
+    /// partition), raw, and waits for the acknowledgement.
+    pub async fn dead_letter_batch(&self, batch: &kafka_wire::SkippedBatch) {
+        let letter = super::dead_letter::undecodable_batch(batch, &self.server_id);
+        match self
+            .produce(&self.dead_letter_topic, batch.partition, letter)
+            .await
+        {
+            Ok(()) => Counters::bump(&self.counters.dead_lettered),
+            Err(e) => {
+                Counters::bump(&self.counters.dead_letter_failures);
+                tracing::error!(topic = %batch.topic, partition = batch.partition, from = batch.base_offset, to = batch.next_offset, error = %e, "undecodable batch not dead-lettered");
             }
         }
     }

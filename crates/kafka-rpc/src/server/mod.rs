@@ -3,7 +3,7 @@
 //! once every request below it has been answered.
 
 mod completions;
-mod dead_letter;
+pub mod dead_letter;
 mod dedup;
 mod dispatch;
 pub mod handler;
@@ -202,6 +202,9 @@ impl Server {
                         }
                     }
                     Ok(GroupEvent::Records(records)) => {
+                        for batch in consumer.take_skipped() {
+                            dispatcher.dead_letter_batch(&batch).await;
+                        }
                         for record in records {
                             let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
                             dispatcher.start(record, permit);
@@ -237,7 +240,10 @@ impl ServerOptions {
         // skipped.
         group.fetch.offset_reset = OffsetReset::Earliest;
         group.fetch.max_wait = self.fetch_max_wait;
-        // One unreadable batch (a zstd one, say) must not stop the service: step over it, count it.
+        group.fetch.isolation_level = self.request_isolation;
+        // One unreadable batch must not stop the service: step over it, count it, and copy it
+        // raw to the dead-letter topic (before the records after it run, so before any commit
+        // passes it).
         group.fetch.skip_undecodable = true;
         // Request topics are never compacted: a hole is a broker showing records late.
         group.fetch.hole_wait = Some(HOLE_WAIT);

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use kafka_wire::IsolationLevel;
+
 use crate::topics::TopicOptions;
 
 /// Settings of one server instance of a service.
@@ -22,6 +24,10 @@ pub struct ServerOptions {
     /// wait runs out (the test broker, nisshi) needs a small value for low latency: the test
     /// harness, the demo and the benches set 10 ms.
     pub fetch_max_wait: Duration,
+    /// Isolation level of the request consumer (the Java consumer's `isolation.level`):
+    /// `ReadCommitted` by default, so a request produced in an aborted transaction is never
+    /// run, and one in an open transaction waits until it commits.
+    pub request_isolation: IsolationLevel,
     /// Consumer-group session timeout: a dead server's requests move after this long
     /// (`session.timeout.ms`, default 45 s as in the Java consumer since Kafka 3.0).
     pub session_timeout: Duration,
@@ -46,7 +52,8 @@ pub struct ServerOptions {
     pub max_request_bytes: usize,
     /// Require sealed requests and seal results (payload security); `None`: plain msgpack.
     /// With it, a request older than `dedup_max_age` is refused (so a replay cannot outlive
-    /// the dedup window), and a known request id at another offset is refused as a replay.
+    /// the dedup window); a known request id at another offset (a producer's retry or a
+    /// replayed record) is deduplicated: never run twice, never refused.
     pub security: Option<crate::security::PayloadSecurity>,
     /// Speak the Python kafka-rpc 1.0.8 format instead of the native one: the service name is
     /// then the Python `topic_name` (see [`crate::legacy`]). Payload security does not apply.
@@ -62,6 +69,7 @@ impl ServerOptions {
             concurrency: 64,
             topics: TopicOptions::default(),
             fetch_max_wait: Duration::from_millis(500),
+            request_isolation: IsolationLevel::ReadCommitted,
             session_timeout: Duration::from_secs(45),
             heartbeat_interval: Duration::from_secs(3),
             rebalance_timeout: Duration::from_secs(300),
@@ -73,5 +81,18 @@ impl ServerOptions {
             security: None,
             legacy: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_topics_are_read_committed_by_default() {
+        assert_eq!(
+            ServerOptions::new("svc").request_isolation,
+            IsolationLevel::ReadCommitted
+        );
     }
 }

@@ -29,7 +29,8 @@ pub enum GroupEvent {
     Assigned(Assignment),
     /// These partitions are no longer ours: finish and commit their work before polling again.
     Revoked(Assignment),
-    /// Records from our partitions, in offset order per partition.
+    /// Records from our partitions, in offset order per partition; empty when the poll only
+    /// stepped over undecodable batches (take them with [`GroupConsumer::take_skipped`]).
     Records(Vec<ConsumerRecord>),
 }
 
@@ -118,6 +119,12 @@ impl GroupConsumer {
         self.fetcher.reset_skipped_offsets()
     }
 
+    /// The undecodable batches stepped over since the last call, with their raw bytes (see
+    /// [`crate::Fetcher::take_skipped`]).
+    pub fn take_skipped(&mut self) -> Vec<crate::fetcher::SkippedBatch> {
+        self.fetcher.take_skipped()
+    }
+
     /// The next offset to be fetched for each assigned partition.
     pub fn positions(&self) -> Offsets {
         let mut out = Offsets::new();
@@ -161,7 +168,8 @@ impl GroupConsumer {
                 continue;
             }
             let records = self.fetcher.poll().await?;
-            if !records.is_empty() {
+            // Skipped batches are news too: the caller takes them with `take_skipped`.
+            if !records.is_empty() || self.fetcher.has_skipped() {
                 return Ok(GroupEvent::Records(records));
             }
         }

@@ -10,11 +10,12 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use tokio::sync::{oneshot, watch};
 
-use super::{sender, Delivery, ProducerConfig, RecordMetadata};
+use super::idempotence::{self, Idempotence, OnError};
+use super::{sender, Acks, Delivery, ProducerConfig, RecordMetadata};
 use crate::backoff::Backoff;
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::records::{encode_batch, ProducerRecord};
+use crate::records::{encode_stamped_batch, ProducerRecord};
 
 type Waiter = oneshot::Sender<Result<RecordMetadata>>;
 
@@ -42,12 +43,44 @@ pub(super) struct Accumulator {
     outbox: Mutex<Vec<Ready>>,
     /// Whether a sender task is running.
     sending: AtomicBool,
+    /// Producer id and sequences (idempotence).
+    idem: Idempotence,
 }
 
 pub(super) struct Ready {
     pub topic: Arc<str>,
     pub partition: i32,
     pub batch: OpenBatch,
+    /// The batch as first encoded: every retry sends these same bytes (same sequence).
+    pub encoded: Option<Encoded>,
+    /// Times the batch was stamped again after UNKNOWN_PRODUCER_ID.
+    pub restamps: u8,
+}
+
+impl Ready {
+    fn new(topic: Arc<str>, partition: i32, batch: OpenBatch) -> Self {
+        Self {
+            topic,
+            partition,
+            batch,
+            encoded: None,
+            restamps: 0,
+        }
+    }
+}
+
+/// An encoded batch, and the generation of the producer id it was stamped with.
+pub(super) struct Encoded {
+    bytes: Bytes,
+    generation: Option<u64>,
+}
+
+/// What to do with a batch after an attempt.
+pub(super) enum Decision {
+    /// Hand this outcome to its records.
+    Done(Result<i64>),
+    /// Send it again (after a backoff), for this reason.
+    Retry(Error),
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -58,11 +91,12 @@ impl Accumulator {
     pub(super) fn new(client: Client, config: ProducerConfig) -> Self {
         Self {
             client,
-            config,
             state: Mutex::new(State::default()),
             in_flight: watch::channel(0).0,
             outbox: Mutex::new(Vec::new()),
             sending: AtomicBool::new(false),
+            idem: Idempotence::new(config.enable_idempotence && config.acks == Acks::All),
+            config,
         }
     }
 
@@ -111,11 +145,7 @@ impl Accumulator {
         }
         let topic: Arc<str> = Arc::from(topic);
         for batch in ready {
-            self.spawn_delivery(Ready {
-                topic: topic.clone(),
-                partition,
-                batch,
-            });
+            self.spawn_delivery(Ready::new(topic.clone(), partition, batch));
         }
         if let Some(generation) = linger_generation {
             let me = self.clone();
@@ -140,11 +170,7 @@ impl Accumulator {
                         _ => return,
                     }
                 };
-                me.spawn_delivery(Ready {
-                    topic,
-                    partition,
-                    batch,
-                });
+                me.spawn_delivery(Ready::new(topic, partition, batch));
             });
         }
         Delivery { rx }
@@ -159,11 +185,7 @@ impl Accumulator {
                 let topic: Arc<str> = Arc::from(topic.as_str());
                 for (&partition, open) in parts.iter_mut() {
                     if !open.records.is_empty() {
-                        ready.push(Ready {
-                            topic: topic.clone(),
-                            partition,
-                            batch: std::mem::take(open),
-                        });
+                        ready.push(Ready::new(topic.clone(), partition, std::mem::take(open)));
                     }
                 }
             }
@@ -210,6 +232,7 @@ impl Accumulator {
             topic,
             partition,
             batch,
+            ..
         } = ready;
         for (i, waiter) in batch.waiters.into_iter().enumerate() {
             let _ = waiter.send(outcome.clone().map(|base| RecordMetadata {
@@ -221,15 +244,91 @@ impl Accumulator {
         self.in_flight.send_modify(|n| *n -= 1);
     }
 
-    /// Sends one batch on its own, with retries (after its round failed in a retriable way).
-    pub(super) fn retry_alone(self: &Arc<Self>, ready: Ready) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            let outcome = me
-                .produce_batch(&ready.topic, ready.partition, &ready.batch.records)
-                .await;
-            me.resolve(ready, outcome);
-        });
+    /// Sends batches on their own, with retries (after their round failed in a retriable way).
+    /// With idempotence the retries are awaited, so the round (and the next batch of the same
+    /// partition) waits for them: one batch per partition in flight keeps sequences in order.
+    /// Without, each retry runs on its own task.
+    pub(super) async fn retry(self: &Arc<Self>, readies: Vec<Ready>) {
+        if self.idem.enabled() {
+            futures::future::join_all(readies.into_iter().map(|r| self.clone().retry_now(r))).await;
+        } else {
+            for ready in readies {
+                tokio::spawn(self.clone().retry_now(ready));
+            }
+        }
+    }
+
+    async fn retry_now(self: Arc<Self>, mut ready: Ready) {
+        let cfg = self.client.config();
+        let mut backoff = Backoff::new(
+            cfg.retry_backoff,
+            cfg.retry_backoff_max,
+            self.config.delivery_timeout,
+        );
+        loop {
+            let outcome = self.attempt(&mut ready).await;
+            match self.decide(&mut ready, outcome).await {
+                Decision::Done(outcome) => return self.resolve(ready, outcome),
+                Decision::Retry(e) => {
+                    tracing::debug!(topic = %ready.topic, partition = ready.partition, error = %e, "produce failed, retrying");
+                    if !backoff.wait().await {
+                        // Out of time: a stamped batch that may be missing resets the id.
+                        if let Some(g) = ready.encoded.as_ref().and_then(|e| e.generation) {
+                            self.idem.reset(g, &e).await;
+                        }
+                        return self.resolve(ready, Err(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt to send `ready` to its leader.
+    async fn attempt(&self, ready: &mut Ready) -> Result<i64> {
+        let bytes = self.prepare(ready).await?;
+        let addr = self
+            .client
+            .leader_addr(&ready.topic, ready.partition)
+            .await?;
+        let batch = [(ready.topic.clone(), ready.partition, bytes)];
+        sender::produce_to(&self.client, &self.config, &addr, &batch)
+            .await?
+            .remove(0)
+    }
+
+    /// Decides what an attempt's outcome means for `ready`: the Java producer's handling of
+    /// the idempotence errors (see [`idempotence::on_error`]), retries of retriable errors.
+    /// A stamped batch that fails for good resets the producer id, so the sequence gap it
+    /// leaves cannot fail the batches after it.
+    pub(super) async fn decide(&self, ready: &mut Ready, outcome: Result<i64>) -> Decision {
+        let e = match outcome {
+            Ok(base) => return Decision::Done(Ok(base)),
+            Err(e) => e,
+        };
+        let generation = ready.encoded.as_ref().and_then(|e| e.generation);
+        if let Some(g) = generation {
+            match idempotence::on_error(&e) {
+                // Stored by an earlier attempt; its offset is unknown here.
+                OnError::Written => return Decision::Done(Ok(-1)),
+                OnError::Restamp if ready.restamps < 3 => {
+                    self.idem.reset(g, &e).await;
+                    ready.encoded = None;
+                    ready.restamps += 1;
+                    return Decision::Retry(e);
+                }
+                _ => {}
+            }
+        }
+        if e.is_retriable() && idempotence::on_error(&e) == OnError::Other {
+            if e.invalidates_metadata() {
+                self.client.invalidate_topic(&ready.topic);
+            }
+            return Decision::Retry(e);
+        }
+        if let Some(g) = generation {
+            self.idem.reset(g, &e).await;
+        }
+        Decision::Done(Err(e))
     }
 
     /// Puts a batch back for the next round.
@@ -241,56 +340,38 @@ impl Accumulator {
         &self.client
     }
 
-    /// Encodes and sends one batch with retries; returns its base offset (-1 with acks=0).
-    async fn produce_batch(
-        &self,
-        topic: &str,
-        partition: i32,
-        records: &[ProducerRecord],
-    ) -> Result<i64> {
-        let bytes = self.encode(topic, partition, records)?;
-        let cfg = self.client.config();
-        let mut backoff = Backoff::new(
-            cfg.retry_backoff,
-            cfg.retry_backoff_max,
-            self.config.delivery_timeout,
-        );
-        loop {
-            let attempt = async {
-                let addr = self.client.leader_addr(topic, partition).await?;
-                let batch = [(Arc::<str>::from(topic), partition, bytes.clone())];
-                sender::produce_to(&self.client, &self.config, &addr, &batch)
-                    .await?
-                    .remove(0)
-            };
-            match attempt.await {
-                Err(e) if e.is_retriable() => {
-                    tracing::debug!(topic, partition, error = %e, "produce failed, retrying");
-                    if e.invalidates_metadata() {
-                        self.client.invalidate_topic(topic);
-                    }
-                    if !backoff.wait().await {
-                        return Err(e);
-                    }
-                }
-                other => return other,
-            }
+    /// The bytes of `ready`: encoded (and stamped, with idempotence) on first use, the same
+    /// bytes on every retry.
+    pub(super) async fn prepare(&self, ready: &mut Ready) -> Result<Bytes> {
+        if let Some(e) = &ready.encoded {
+            return Ok(e.bytes.clone());
         }
-    }
-
-    /// The record batch of `records` for `topic`/`partition`.
-    pub(super) fn encode(
-        &self,
-        topic: &str,
-        partition: i32,
-        records: &[ProducerRecord],
-    ) -> Result<Bytes> {
+        let stamp = self
+            .idem
+            .stamp(
+                &self.client,
+                &ready.topic,
+                ready.partition,
+                ready.batch.records.len(),
+            )
+            .await?;
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        encode_batch(records, self.config.codec, now_ms).map_err(|e| Error::Encode {
+        let bytes = encode_stamped_batch(
+            &ready.batch.records,
+            self.config.codec,
+            now_ms,
+            stamp.map(|(s, _)| s),
+        )
+        .map_err(|e| Error::Encode {
             api: ApiKey::Produce,
-            reason: format!("{topic}/{partition}: {e:#}"),
-        })
+            reason: format!("{}/{}: {e:#}", ready.topic, ready.partition),
+        })?;
+        ready.encoded = Some(Encoded {
+            bytes: bytes.clone(),
+            generation: stamp.map(|(_, g)| g),
+        });
+        Ok(bytes)
     }
 }

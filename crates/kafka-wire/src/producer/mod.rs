@@ -1,10 +1,17 @@
 //! The producer: per-partition batching with linger and size limits, acks, retries on
 //! retriable errors, key partitioning compatible with the Java client, compression.
 //!
-//! Records of one partition that are in flight at the same time may be reordered by a retry
-//! (there is no idempotent producer yet).
+//! Idempotence (KIP-98, on by default as the Java client's `enable.idempotence=true`): with
+//! acks=all and a broker that grants a producer id, every batch carries the producer id, epoch
+//! and its partition's sequence numbers, and each retry sends the same bytes, so a batch
+//! retried after a lost response is stored once and the records of a partition keep their
+//! order. One batch per partition is in flight at a time (Java allows up to 5 with
+//! `max.in.flight.requests.per.connection`). Without idempotence (acks other than all, the
+//! setting off, or a broker without InitProducerId), records of one partition in flight at the
+//! same time may be reordered or duplicated by a retry.
 
 mod accumulator;
+mod idempotence;
 pub mod partitioner;
 mod sender;
 
@@ -57,6 +64,10 @@ pub struct ProducerConfig {
     pub codec: Codec,
     /// How long delivery of a batch may take, retries included.
     pub delivery_timeout: Duration,
+    /// Idempotent produce (Java's `enable.idempotence`, default true): applies with
+    /// [`Acks::All`] only (as in Java); when the broker has no InitProducerId or refuses one,
+    /// the producer logs a warning and produces without it.
+    pub enable_idempotence: bool,
 }
 
 impl Default for ProducerConfig {
@@ -68,6 +79,7 @@ impl Default for ProducerConfig {
             max_record_bytes: 1024 * 1024,
             codec: Codec::None,
             delivery_timeout: Duration::from_secs(30),
+            enable_idempotence: true,
         }
     }
 }
@@ -79,7 +91,8 @@ pub struct RecordMetadata {
     pub topic: Arc<str>,
     /// Partition.
     pub partition: i32,
-    /// Offset, or -1 with [`Acks::None`].
+    /// Offset, or -1 when unknown: with [`Acks::None`], or when an idempotent retry found the
+    /// batch already stored (DUPLICATE_SEQUENCE_NUMBER).
     pub offset: i64,
 }
 

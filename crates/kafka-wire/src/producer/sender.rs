@@ -10,7 +10,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::accumulator::{Accumulator, Ready};
+use super::accumulator::{Accumulator, Decision, Ready};
 use super::{Acks, ProducerConfig};
 use crate::client::{Client, Lane};
 use crate::error::{check_code, Error, Result};
@@ -78,10 +78,12 @@ pub(super) async fn produce_to(
 /// Sends one round: groups the batches by leader and sends each group as one request, all
 /// leaders at once. A batch whose partition already has one in this round waits for the next
 /// round (a request may name a partition once); a retriable failure sends the batch again on
-/// its own, with backoff.
+/// its own, with backoff (awaited within the round when idempotent: see
+/// [`Accumulator::retry`]).
 pub(super) async fn send_round(acc: &Arc<Accumulator>, round: Vec<Ready>) {
     let mut by_leader: HashMap<String, Vec<Ready>> = HashMap::new();
     let mut seen: HashSet<(Arc<str>, i32)> = HashSet::new();
+    let mut retries = Vec::new();
     for ready in round {
         if !seen.insert((ready.topic.clone(), ready.partition)) {
             acc.requeue(ready);
@@ -93,52 +95,53 @@ pub(super) async fn send_round(acc: &Arc<Accumulator>, round: Vec<Ready>) {
             .await
         {
             Ok(addr) => by_leader.entry(addr).or_default().push(ready),
-            Err(e) if e.is_retriable() => acc.retry_alone(ready),
+            Err(e) if e.is_retriable() => retries.push(ready),
             Err(e) => acc.resolve(ready, Err(e)),
         }
     }
     let sends = by_leader
         .into_iter()
         .map(|(addr, readies)| send_group(acc, addr, readies));
-    futures::future::join_all(sends).await;
+    futures::future::join(futures::future::join_all(sends), acc.retry(retries)).await;
 }
 
 async fn send_group(acc: &Arc<Accumulator>, addr: String, readies: Vec<Ready>) {
     let mut encoded = Vec::with_capacity(readies.len());
     let mut batches = Vec::with_capacity(readies.len());
-    for ready in readies {
-        match acc.encode(&ready.topic, ready.partition, &ready.batch.records) {
+    let mut retries = Vec::new();
+    for mut ready in readies {
+        match acc.prepare(&mut ready).await {
             Ok(bytes) => {
                 batches.push((ready.topic.clone(), ready.partition, bytes));
                 encoded.push(ready);
             }
-            Err(e) => acc.resolve(ready, Err(e)),
+            Err(e) => match acc.decide(&mut ready, Err(e)).await {
+                Decision::Done(outcome) => acc.resolve(ready, outcome),
+                Decision::Retry(_) => retries.push(ready),
+            },
         }
     }
     match produce_to(acc.client(), acc.config(), &addr, &batches).await {
         Ok(results) => {
-            for (ready, result) in encoded.into_iter().zip(results) {
-                match result {
-                    Err(e) if e.is_retriable() => {
-                        if e.invalidates_metadata() {
-                            acc.client().invalidate_topic(&ready.topic);
-                        }
-                        acc.retry_alone(ready);
-                    }
-                    other => acc.resolve(ready, other),
+            for (mut ready, result) in encoded.into_iter().zip(results) {
+                match acc.decide(&mut ready, result).await {
+                    Decision::Done(outcome) => acc.resolve(ready, outcome),
+                    Decision::Retry(_) => retries.push(ready),
                 }
             }
         }
         Err(e) if e.is_retriable() => {
             tracing::debug!(broker = %addr, error = %e, "produce round failed; retrying its batches one by one");
-            for ready in encoded {
-                acc.retry_alone(ready);
-            }
+            retries.extend(encoded);
         }
         Err(e) => {
-            for ready in encoded {
-                acc.resolve(ready, Err(e.clone()));
+            for mut ready in encoded {
+                match acc.decide(&mut ready, Err(e.clone())).await {
+                    Decision::Done(outcome) => acc.resolve(ready, outcome),
+                    Decision::Retry(_) => retries.push(ready),
+                }
             }
         }
     }
+    acc.retry(retries).await;
 }

@@ -1,0 +1,163 @@
+//! A Kafka-aware loopback TCP proxy in front of a real broker, to provoke what the broker alone
+//! cannot: a Produce response lost after the broker stored the batch.
+//!
+//! It forwards frames both ways, rewrites Metadata responses so that clients keep talking
+//! through it, and, while [`Proxy::lose_produce_responses`] is above zero, swallows the next
+//! Produce response and closes that client connection (the broker has written the batch; the
+//! client sees a broken connection and retries).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, MetadataResponse, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A running proxy; it stops with the test's runtime.
+pub struct Proxy {
+    addr: String,
+    lose: Arc<AtomicUsize>,
+    lost: Arc<AtomicUsize>,
+    produce_requests: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    /// Starts a proxy on a free loopback port in front of `upstream` (`host:port`).
+    pub async fn start(upstream: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let proxy = Proxy {
+            addr: format!("127.0.0.1:{port}"),
+            lose: Default::default(),
+            lost: Default::default(),
+            produce_requests: Default::default(),
+        };
+        let (lose, lost, produces) = (
+            proxy.lose.clone(),
+            proxy.lost.clone(),
+            proxy.produce_requests.clone(),
+        );
+        let upstream = upstream.to_string();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                tokio::spawn(pipe(
+                    client,
+                    server,
+                    port,
+                    lose.clone(),
+                    lost.clone(),
+                    produces.clone(),
+                ));
+            }
+        });
+        proxy
+    }
+
+    /// The proxy's `host:port`, to bootstrap from.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Swallows the next `n` Produce responses, closing each one's client connection.
+    pub fn lose_produce_responses(&self, n: usize) {
+        self.lose.store(n, Ordering::SeqCst);
+    }
+
+    /// Produce responses swallowed so far.
+    pub fn lost(&self) -> usize {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Produce requests forwarded so far.
+    pub fn produce_requests(&self) -> usize {
+        self.produce_requests.load(Ordering::SeqCst)
+    }
+}
+
+async fn read_frame(stream: &mut tokio::net::tcp::OwnedReadHalf) -> Option<Bytes> {
+    let len = stream.read_i32().await.ok()?;
+    let mut buf = vec![0u8; usize::try_from(len).ok()?];
+    stream.read_exact(&mut buf).await.ok()?;
+    Some(buf.into())
+}
+
+async fn pipe(
+    client: TcpStream,
+    server: TcpStream,
+    port: u16,
+    lose: Arc<AtomicUsize>,
+    lost: Arc<AtomicUsize>,
+    produces: Arc<AtomicUsize>,
+) {
+    let (mut client_rd, mut client_wr) = client.into_split();
+    let (mut server_rd, mut server_wr) = server.into_split();
+    // correlation id -> (api key, api version) of requests in flight
+    let pending: Arc<Mutex<HashMap<i32, (i16, i16)>>> = Default::default();
+    let requests = pending.clone();
+    let upward = tokio::spawn(async move {
+        while let Some(frame) = read_frame(&mut client_rd).await {
+            let mut head = &frame[..];
+            if head.len() >= 8 {
+                let (key, version, id) = (head.get_i16(), head.get_i16(), head.get_i32());
+                if key == ApiKey::Produce as i16 {
+                    produces.fetch_add(1, Ordering::SeqCst);
+                }
+                requests.lock().unwrap().insert(id, (key, version));
+            }
+            let mut out = BytesMut::with_capacity(frame.len() + 4);
+            out.put_i32(frame.len() as i32);
+            out.put_slice(&frame);
+            if server_wr.write_all(&out).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(frame) = read_frame(&mut server_rd).await {
+        let id = i32::from_be_bytes(frame[0..4].try_into().unwrap());
+        let api = pending.lock().unwrap().remove(&id);
+        let frame = match api {
+            Some((key, _))
+                if key == ApiKey::Produce as i16
+                    && lose
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok() =>
+            {
+                lost.fetch_add(1, Ordering::SeqCst);
+                break; // the broker stored it; the client never hears
+            }
+            Some((key, version)) if key == ApiKey::Metadata as i16 => {
+                rewrite_metadata(frame, version, port)
+            }
+            _ => frame,
+        };
+        let mut out = BytesMut::with_capacity(frame.len() + 4);
+        out.put_i32(frame.len() as i32);
+        out.put_slice(&frame);
+        if client_wr.write_all(&out).await.is_err() {
+            break;
+        }
+    }
+    upward.abort();
+}
+
+/// Points every broker of a Metadata response at the proxy.
+fn rewrite_metadata(frame: Bytes, version: i16, port: u16) -> Bytes {
+    let header_version = ApiKey::Metadata.response_header_version(version);
+    let mut buf = frame.clone();
+    let header = ResponseHeader::decode(&mut buf, header_version).expect("response header");
+    let mut resp = MetadataResponse::decode(&mut buf, version).expect("metadata response");
+    for b in &mut resp.brokers {
+        b.host = StrBytes::from_static_str("127.0.0.1");
+        b.port = port as i32;
+    }
+    let mut out = BytesMut::new();
+    header.encode(&mut out, header_version).unwrap();
+    resp.encode(&mut out, version).unwrap();
+    out.freeze()
+}
