@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use kafka_rpc::server::dead_letter;
-use kafka_rpc::{CallOptions, HandlerError, Server, ServerOptions};
+use kafka_rpc::{CallOptions, HandlerError, Server};
 use krpc_tests::{kafka, rpc, wait, Broker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -13,10 +13,13 @@ async fn an_undecodable_request_batch_goes_raw_to_the_dead_letter_topic() {
     let addr = Broker::shared().addr().to_string();
     let svc = krpc_tests::unique_topic("undecodable").replace('.', "-");
     let client_kafka = kafka::client(&addr).await;
-    let server = Server::new(client_kafka.clone(), ServerOptions::new(&svc))
-        .method("add", |(a, b): (i64, i64)| async move {
-            Ok::<_, HandlerError>(a + b)
-        });
+    let server = Server::new(
+        client_kafka.clone(),
+        krpc_tests::tuning::server_options(&svc),
+    )
+    .method("add", |(a, b): (i64, i64)| async move {
+        Ok::<_, HandlerError>(a + b)
+    });
     let counters = server.counters();
     let (stop, task) = rpc::run_in_background(server);
     let client = rpc::client(&addr).await;
