@@ -463,7 +463,12 @@ fn answer(
                 (None, _) => asks.iter().map(|_| FetchAnswer::default()).collect(),
             };
             let mut responses: Vec<FetchableTopicResponse> = Vec::new();
-            for (ask, a) in asks.iter().zip(answers) {
+            for (ask, mut a) in asks.iter().zip(answers) {
+                if a.high_watermark == 0 {
+                    // Unscripted: the end of the records answered, as a broker's would be at
+                    // least (a read_committed consumer stops at the last stable offset).
+                    a.high_watermark = end_of(&a.records).max(ask.offset);
+                }
                 let pd = PartitionData::default()
                     .with_partition_index(ask.partition)
                     .with_error_code(a.error_code)
@@ -758,4 +763,23 @@ mod tests {
         assert_eq!(offsets, vec![150, 151, 152]);
         assert_eq!(decoded.next_offset, Some(153));
     }
+}
+
+/// The offset after the last complete v2 batch in `records` (0 if none): each batch's base
+/// offset (bytes 0..8) plus its last offset delta (bytes 23..27) plus one.
+fn end_of(records: &[u8]) -> i64 {
+    let mut end = 0;
+    let mut rest = records;
+    while rest.len() >= 27 {
+        let base = i64::from_be_bytes(rest[0..8].try_into().expect("8 bytes"));
+        let length = i32::from_be_bytes(rest[8..12].try_into().expect("4 bytes"));
+        let delta = i32::from_be_bytes(rest[23..27].try_into().expect("4 bytes"));
+        let size = 12 + length.max(0) as usize;
+        if length < 0 || size > rest.len() {
+            break;
+        }
+        end = end.max(base + i64::from(delta) + 1);
+        rest = &rest[size..];
+    }
+    end
 }

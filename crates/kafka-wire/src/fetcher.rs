@@ -657,7 +657,9 @@ impl Fetcher {
                     },
                     RecordsError::Malformed { .. } => Error::Malformed {
                         broker: addr.to_string(),
-                        what: format!("record batch of {topic}/{partition}"),
+                        what: format!(
+                            "record batch of {topic}/{partition} fetched at offset {offset}"
+                        ),
                         reason: e.to_string(),
                     },
                 };
