@@ -750,21 +750,6 @@ fn answer(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_start_at_their_base_offset() {
-        let b = batch(150, 3);
-        let decoded = kafka_wire::records::decode_batches(&b, &Arc::from("t"), 0, 0, 1 << 20)
-            .expect("decodes");
-        let offsets: Vec<i64> = decoded.records.iter().map(|r| r.offset).collect();
-        assert_eq!(offsets, vec![150, 151, 152]);
-        assert_eq!(decoded.next_offset, Some(153));
-    }
-}
-
 /// The offset after the last complete v2 batch in `records` (0 if none): each batch's base
 /// offset (bytes 0..8) plus its last offset delta (bytes 23..27) plus one.
 fn end_of(records: &[u8]) -> i64 {
@@ -782,4 +767,19 @@ fn end_of(records: &[u8]) -> i64 {
         rest = &rest[size..];
     }
     end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_start_at_their_base_offset() {
+        let b = batch(150, 3);
+        let decoded = kafka_wire::records::decode_batches(&b, &Arc::from("t"), 0, 0, 1 << 20)
+            .expect("decodes");
+        let offsets: Vec<i64> = decoded.records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![150, 151, 152]);
+        assert_eq!(decoded.next_offset, Some(153));
+    }
 }
