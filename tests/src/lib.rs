@@ -6,9 +6,9 @@ pub mod broker;
 #[cfg(feature = "testcontainers")]
 pub mod containers;
 pub mod fake_broker;
+pub mod frame_proxy;
 pub mod kafka;
 pub mod process;
-pub mod proxy;
 pub mod python;
 pub mod rpc;
 pub mod sample;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use kafka_wire::{FetchConfig, Fetcher, IsolationLevel, Producer, ProducerConfig, ProducerRecord};
-use krpc_tests::proxy::Proxy;
+use krpc_tests::frame_proxy::FrameProxy as Proxy;
 use krpc_tests::{kafka, python, Broker};
 
 const T: Duration = Duration::from_secs(60);

@@ -1,44 +1,52 @@
-//! A Kafka-aware loopback TCP proxy in front of a real broker, to provoke what the broker alone
-//! cannot: a Produce response lost after the broker stored the batch.
+//! A Kafka-aware loopback TCP proxy in front of a real broker: it reads the frames it forwards,
+//! so it can count the requests of each API (what a client costs a cluster) and provoke what
+//! the broker alone cannot: a Produce response lost after the broker stored the batch.
+//! (`proxy.rs` is the byte-level one: stalls, resets, blackholes.)
 //!
-//! It forwards frames both ways, rewrites Metadata responses so that clients keep talking
-//! through it, and, while [`Proxy::lose_produce_responses`] is above zero, swallows the next
-//! Produce response and closes that client connection (the broker has written the batch; the
-//! client sees a broken connection and retries).
+//! It forwards frames both ways, rewrites Metadata and FindCoordinator responses so that clients keep talking
+//! through it, and, while [`FrameProxy::lose_produce_responses`] is above zero, swallows the
+//! next Produce response and closes that client connection (the broker has written the batch;
+//! the client sees a broken connection and retries).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, MetadataResponse, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, FindCoordinatorResponse, MetadataResponse, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A running proxy; it stops with the test's runtime.
-pub struct Proxy {
+pub struct FrameProxy {
     addr: String,
     lose: Arc<AtomicUsize>,
     lost: Arc<AtomicUsize>,
     produce_requests: Arc<AtomicUsize>,
+    requests: Counts,
 }
 
-impl Proxy {
+/// Requests forwarded so far, by API key.
+type Counts = Arc<Mutex<HashMap<i16, usize>>>;
+
+impl FrameProxy {
     /// Starts a proxy on a free loopback port in front of `upstream` (`host:port`).
-    pub async fn start(upstream: &str) -> Proxy {
+    pub async fn start(upstream: &str) -> FrameProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().unwrap().port();
-        let proxy = Proxy {
+        let proxy = FrameProxy {
             addr: format!("127.0.0.1:{port}"),
             lose: Default::default(),
             lost: Default::default(),
             produce_requests: Default::default(),
+            requests: Default::default(),
         };
-        let (lose, lost, produces) = (
+        let (lose, lost, produces, counts) = (
             proxy.lose.clone(),
             proxy.lost.clone(),
             proxy.produce_requests.clone(),
+            proxy.requests.clone(),
         );
         let upstream = upstream.to_string();
         tokio::spawn(async move {
@@ -53,6 +61,7 @@ impl Proxy {
                     lose.clone(),
                     lost.clone(),
                     produces.clone(),
+                    counts.clone(),
                 ));
             }
         });
@@ -78,6 +87,16 @@ impl Proxy {
     pub fn produce_requests(&self) -> usize {
         self.produce_requests.load(Ordering::SeqCst)
     }
+
+    /// Requests forwarded so far, by API (every client connection through the proxy).
+    pub fn requests(&self) -> HashMap<ApiKey, usize> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(&key, &n)| ApiKey::try_from(key).ok().map(|api| (api, n)))
+            .collect()
+    }
 }
 
 async fn read_frame(stream: &mut tokio::net::tcp::OwnedReadHalf) -> Option<Bytes> {
@@ -94,6 +113,7 @@ async fn pipe(
     lose: Arc<AtomicUsize>,
     lost: Arc<AtomicUsize>,
     produces: Arc<AtomicUsize>,
+    counts: Counts,
 ) {
     let (mut client_rd, mut client_wr) = client.into_split();
     let (mut server_rd, mut server_wr) = server.into_split();
@@ -105,6 +125,7 @@ async fn pipe(
             let mut head = &frame[..];
             if head.len() >= 8 {
                 let (key, version, id) = (head.get_i16(), head.get_i16(), head.get_i32());
+                *counts.lock().unwrap().entry(key).or_default() += 1;
                 if key == ApiKey::Produce as i16 {
                     produces.fetch_add(1, Ordering::SeqCst);
                 }
@@ -134,6 +155,9 @@ async fn pipe(
             Some((key, version)) if key == ApiKey::Metadata as i16 => {
                 rewrite_metadata(frame, version, port)
             }
+            Some((key, version)) if key == ApiKey::FindCoordinator as i16 => {
+                rewrite_coordinator(frame, version, port)
+            }
             _ => frame,
         };
         let mut out = BytesMut::with_capacity(frame.len() + 4);
@@ -155,6 +179,28 @@ fn rewrite_metadata(frame: Bytes, version: i16, port: u16) -> Bytes {
     for b in &mut resp.brokers {
         b.host = StrBytes::from_static_str("127.0.0.1");
         b.port = port as i32;
+    }
+    let mut out = BytesMut::new();
+    header.encode(&mut out, header_version).unwrap();
+    resp.encode(&mut out, version).unwrap();
+    out.freeze()
+}
+
+/// Points the coordinator of a FindCoordinator response (v0-3: one; v4+: one per group) at the
+/// proxy, so group traffic (heartbeats, commits) goes through it too.
+fn rewrite_coordinator(frame: Bytes, version: i16, port: u16) -> Bytes {
+    let header_version = ApiKey::FindCoordinator.response_header_version(version);
+    let mut buf = frame.clone();
+    let header = ResponseHeader::decode(&mut buf, header_version).expect("response header");
+    let mut resp =
+        FindCoordinatorResponse::decode(&mut buf, version).expect("find coordinator response");
+    if version < 4 {
+        resp.host = StrBytes::from_static_str("127.0.0.1");
+        resp.port = port as i32;
+    }
+    for c in &mut resp.coordinators {
+        c.host = StrBytes::from_static_str("127.0.0.1");
+        c.port = port as i32;
     }
     let mut out = BytesMut::new();
     header.encode(&mut out, header_version).unwrap();
