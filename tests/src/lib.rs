@@ -7,6 +7,7 @@ pub mod broker;
 pub mod containers;
 pub mod kafka;
 pub mod process;
+pub mod proxy;
 pub mod python;
 pub mod rpc;
 pub mod sample;

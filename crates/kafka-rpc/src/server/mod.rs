@@ -109,12 +109,21 @@ impl Server {
                 "concurrency must be at least 1".into(),
             ));
         }
+        if o.drain_timeout >= o.rebalance_timeout {
+            return Err(RpcError::InvalidArgument(format!(
+                "drain_timeout ({:?}) must be below rebalance_timeout ({:?}): a server rejoins the \
+                 group only after draining revoked partitions, and the group waits at most the \
+                 rebalance timeout (max.poll.interval.ms) before removing it; raise \
+                 rebalance_timeout or lower drain_timeout",
+                o.drain_timeout, o.rebalance_timeout
+            )));
+        }
         let names = TopicNames::of(o)?;
         let topic = names.requests.clone();
         let topics = TopicCache::default();
         let rf = o.topics.replication_factor;
         // Completions and dead letters are partitioned like the requests they describe.
-        let request_parts = topics
+        let mut request_parts = topics
             .ensure_counted(&self.kafka, &topic, names.partitions, rf)
             .await?;
         for extra in [&names.completions, &names.dead_letters] {
@@ -139,6 +148,7 @@ impl Server {
         group.session_timeout = o.session_timeout;
         group.heartbeat_interval = o.heartbeat_interval;
         group.rebalance_timeout = o.rebalance_timeout;
+        group.metadata_max_age = o.metadata_max_age;
         // Requests sent before any server of the service ever ran are served, not skipped.
         group.offset_reset = OffsetReset::Earliest;
         group.fetch.max_wait = o.fetch_max_wait;
@@ -187,6 +197,8 @@ impl Server {
                 event = consumer.poll() => match event {
                     Err(e) => break Err(RpcError::kafka(format!("consuming {topic}"), e)),
                     Ok(GroupEvent::Assigned(a)) => {
+                        Counters::bump(&self.counters.assignments);
+                        request_parts = follow_request_partitions(&self.kafka, &names, request_parts).await;
                         for &p in a.get(&topic).map(Vec::as_slice).unwrap_or_default() {
                             let loaded = completions::load_window(&self.kafka, &dispatcher.completions_topic, p, dispatcher.dedup_limits, o.drain_timeout).await;
                             match loaded {
@@ -228,6 +240,54 @@ impl Server {
         outcome?;
         Ok(self.counters.snapshot())
     }
+}
+
+/// After a rebalance: notices (and logs) a request topic that grew, shrank or vanished, and grows
+/// the completion and dead-letter topics to its partition count (they are written to the
+/// partition of the request they describe). Returns the request topic's partition count now.
+/// A side topic that cannot grow (a broker without CreatePartitions) is logged: the requests of
+/// the new partitions are still served and answered, but their completions (dedup after a
+/// crash) and dead letters cannot be written.
+async fn follow_request_partitions(
+    kafka: &kafka_wire::Client,
+    names: &TopicNames,
+    known: i32,
+) -> i32 {
+    let now = match kafka.partition_count(&names.requests).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(topic = %names.requests, error = %e, "request topic not found (deleted?); serving whatever the group assigns");
+            return known;
+        }
+    };
+    if now != known {
+        tracing::warn!(topic = %names.requests, from = known, to = now, "the request topic's partition count changed");
+    }
+    for side in [&names.completions, &names.dead_letters] {
+        let count = match kafka.partition_count(side).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(topic = %side, error = %e, "cannot read the partitions of a side topic");
+                continue;
+            }
+        };
+        if count >= now {
+            continue;
+        }
+        match kafka.create_partitions(side, now).await {
+            Ok(()) => {
+                tracing::info!(topic = %side, from = count, to = now, "grown to follow the request topic")
+            }
+            Err(e) => tracing::error!(
+                topic = %side,
+                from = count,
+                to = now,
+                error = %e,
+                "cannot grow this topic to follow the request topic: records of request partitions {count}..{now} cannot be written to it"
+            ),
+        }
+    }
+    now
 }
 
 /// The topics and group of a served service, native or legacy.

@@ -17,15 +17,26 @@ pub struct ServerOptions {
     pub topics: TopicOptions,
     /// Fetch max wait of the request consumer (it bounds latency on the test broker).
     pub fetch_max_wait: Duration,
-    /// Consumer-group session timeout: a dead server's requests move after this long.
+    /// Consumer-group session timeout: a dead server's requests move after this long
+    /// (Java `session.timeout.ms`). Heartbeats keep it alive in every phase, draining included.
     pub session_timeout: Duration,
-    /// Time between heartbeats.
+    /// Time between heartbeats (Java `heartbeat.interval.ms`).
     pub heartbeat_interval: Duration,
-    /// How long the group waits for members to rejoin during a rebalance.
+    /// How long the group waits for members to rejoin during a rebalance (Java
+    /// `max.poll.interval.ms`, sent as JoinGroup's rebalance timeout). A server rejoins after
+    /// draining revoked partitions, so it must exceed `drain_timeout`: [`crate::Server::run`]
+    /// refuses settings where it does not.
     pub rebalance_timeout: Duration,
+    /// How often the request topic's metadata is refreshed to notice partitions added (or the
+    /// topic deleted or recreated) while serving: the group then rebalances so the new
+    /// partitions are served, and the completion and dead-letter topics are grown to match.
+    /// Java `metadata.max.age.ms`, whose default (5 minutes) is shortened here: calls sent to a
+    /// partition nobody consumes wait until this passes.
+    pub metadata_max_age: Duration,
     /// How often completed offsets are committed.
     pub commit_interval: Duration,
-    /// On shutdown or revocation, how long to wait for running handlers.
+    /// On shutdown or revocation, how long to wait for running handlers. Must be below
+    /// `rebalance_timeout` (the group waits that long for a draining server to rejoin).
     pub drain_timeout: Duration,
     /// Request ids remembered per partition to suppress redeliveries.
     pub dedup_window: usize,
@@ -53,7 +64,8 @@ impl ServerOptions {
             fetch_max_wait: Duration::from_millis(10),
             session_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(1),
-            rebalance_timeout: Duration::from_secs(30),
+            rebalance_timeout: Duration::from_secs(60),
+            metadata_max_age: Duration::from_secs(30),
             commit_interval: Duration::from_millis(200),
             drain_timeout: Duration::from_secs(30),
             dedup_window: 10_000,

@@ -43,6 +43,10 @@ pub struct GroupConsumer {
     heartbeat: JoinHandle<()>,
     joining: Option<JoinHandle<Result<(Assignment, Offsets)>>>,
     last_commit: Instant,
+    /// Partitions of each subscribed topic as of our last join (`None`: the topic did not
+    /// exist), and when the metadata was last compared with it.
+    topic_shape: HashMap<String, Option<i32>>,
+    last_metadata_check: Instant,
 }
 
 impl Drop for GroupConsumer {
@@ -84,6 +88,8 @@ impl GroupConsumer {
             heartbeat,
             joining: None,
             last_commit: Instant::now(),
+            topic_shape: HashMap::new(),
+            last_metadata_check: Instant::now(),
         })
     }
 
@@ -123,12 +129,22 @@ impl GroupConsumer {
     /// Waits for the next event: records, or a revocation / assignment when the group rebalances.
     pub async fn poll(&mut self) -> Result<GroupEvent> {
         loop {
+            if let Some(e) = self.shared.fatal() {
+                return Err(e);
+            }
             if self.joining.is_some() || self.shared.must_rejoin() {
                 if !self.assignment.is_empty() {
                     return Ok(GroupEvent::Revoked(self.revoke().await));
                 }
                 self.rejoin().await?;
                 return Ok(GroupEvent::Assigned(self.assignment.clone()));
+            }
+            if self.last_metadata_check.elapsed() >= self.config.metadata_max_age {
+                self.last_metadata_check = Instant::now();
+                if self.topics_changed().await {
+                    self.shared.set_rejoin(true);
+                    continue;
+                }
             }
             if let Some(every) = self.config.auto_commit {
                 if self.last_commit.elapsed() >= every && !self.assignment.is_empty() {
@@ -199,7 +215,52 @@ impl GroupConsumer {
             }
         }
         self.assignment = assignment;
+        self.topic_shape = self.current_shape().await;
+        self.last_metadata_check = Instant::now();
         Ok(())
+    }
+
+    /// The partition count of every subscribed topic, from fresh metadata (`None`: the topic
+    /// does not exist). A failed refresh keeps the cached view.
+    async fn current_shape(&self) -> HashMap<String, Option<i32>> {
+        let topics: Vec<&str> = self.config.topics.iter().map(String::as_str).collect();
+        if let Err(e) = self.client.refresh_metadata(&topics).await {
+            tracing::debug!(group = %self.config.group_id, error = %e, "metadata refresh failed");
+        }
+        let md = self.client.metadata_snapshot();
+        self.config
+            .topics
+            .iter()
+            .map(|t| {
+                let count = md.topics.get(t).map(|i| i.partitions.len() as i32);
+                (t.clone(), count)
+            })
+            .collect()
+    }
+
+    /// Whether a subscribed topic grew, shrank, appeared or disappeared since our last join
+    /// (as the Java consumer's metadata snapshot does): logged, and the caller rejoins.
+    async fn topics_changed(&mut self) -> bool {
+        let now = self.current_shape().await;
+        let mut changed = false;
+        for (topic, was) in &self.topic_shape {
+            let is = now.get(topic).copied().flatten();
+            if *was != is {
+                changed = true;
+                match (was, is) {
+                    (Some(a), Some(b)) => {
+                        tracing::info!(group = %self.config.group_id, %topic, from = a, to = b, "subscribed topic's partition count changed; rejoining")
+                    }
+                    (Some(_), None) => {
+                        tracing::warn!(group = %self.config.group_id, %topic, "subscribed topic was deleted; rejoining")
+                    }
+                    _ => {
+                        tracing::info!(group = %self.config.group_id, %topic, "subscribed topic now exists; rejoining")
+                    }
+                }
+            }
+        }
+        changed
     }
 
     /// Commits `offsets` (next offset to read, per partition) as this generation's member.

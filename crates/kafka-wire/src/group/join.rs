@@ -11,7 +11,7 @@ use super::assignor::Assignor;
 use super::membership::{self, Joined};
 use super::offsets::{self, Offsets};
 use super::payload::{self, Assignment, Subscription};
-use super::state::Shared;
+use super::state::{Reaction, Shared};
 use super::GroupConfig;
 use crate::backoff::Backoff;
 use crate::client::Client;
@@ -43,7 +43,11 @@ impl JoinJob {
             match attempt.await {
                 Ok(done) => return Ok(done),
                 Err(e) => {
-                    let recoverable = self.shared.on_coordinator_error(&e) || e.is_retriable();
+                    let recoverable = match self.shared.on_coordinator_error(&e) {
+                        Reaction::Fatal => false,
+                        Reaction::Other => e.is_retriable(),
+                        _ => true,
+                    };
                     tracing::info!(group = %self.config.group_id, error = %e, "join attempt failed");
                     if !recoverable || !backoff.wait().await {
                         self.shared.set_rejoin(true);
@@ -61,9 +65,18 @@ impl JoinJob {
             .await?;
         let member_id = {
             let mut m = self.shared.member();
-            m.stable = false;
+            m.in_join = true;
             m.member_id.clone()
         };
+        // Heartbeats pause while the join and sync are in flight, and resume after, whatever
+        // the outcome (a failed attempt keeps whatever membership it still has).
+        struct InJoin<'a>(&'a Shared);
+        impl Drop for InJoin<'_> {
+            fn drop(&mut self) {
+                self.0.member().in_join = false;
+            }
+        }
+        let _in_join = InJoin(&self.shared);
         let subscription = Subscription {
             topics: self.config.topics.clone(),
             user_data: None,
@@ -91,7 +104,6 @@ impl JoinJob {
             what: "SyncGroup assignment".into(),
             reason: e.to_string(),
         })?;
-        self.shared.member().stable = true;
         tracing::info!(group = %self.config.group_id, generation = joined.generation, member = %joined.member_id, ?assignment, "joined");
         Ok(assignment)
     }
@@ -115,6 +127,10 @@ impl JoinJob {
         }
         let mut counts = HashMap::new();
         let topics: BTreeSet<&String> = members.values().flat_map(|s| s.topics.iter()).collect();
+        // Fresh partition counts, not cached ones: a rejoin is often caused by a topic that
+        // grew, and an assignment from stale metadata would leave its new partitions out.
+        let names: Vec<&str> = topics.iter().map(|t| t.as_str()).collect();
+        self.client.refresh_metadata(&names).await?;
         for topic in topics {
             match self.client.partition_count(topic).await {
                 Ok(n) => {

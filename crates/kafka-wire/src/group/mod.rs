@@ -42,6 +42,10 @@ pub struct GroupConfig {
     pub offset_reset: OffsetReset,
     /// Commit the consumed positions this often (and on revoke and close); `None`: commit manually.
     pub auto_commit: Option<Duration>,
+    /// How often the member refreshes the metadata of its topics to notice partitions added,
+    /// or topics deleted or created, while it runs (Java `metadata.max.age.ms`, default 5
+    /// minutes). A change makes it rejoin, so the leader assigns the new partitions.
+    pub metadata_max_age: Duration,
     /// Fetch settings.
     pub fetch: FetchConfig,
 }
@@ -59,6 +63,7 @@ impl GroupConfig {
             assignors: vec![Assignor::Range, Assignor::RoundRobin],
             offset_reset: OffsetReset::Latest,
             auto_commit: None,
+            metadata_max_age: Duration::from_secs(300),
             fetch: FetchConfig::default(),
         }
     }
