@@ -126,3 +126,205 @@ async fn a_server_draining_long_work_keeps_its_membership_when_another_joins() {
         "B joined once, with no second rebalance: {b}"
     );
 }
+
+/// Routing keys whose calls land on request partitions `lo..hi` of a `total`-partition topic.
+fn keys_for_partitions(lo: i32, hi: i32, total: i32, n: usize) -> Vec<(String, i32)> {
+    use kafka_rpc::kafka_wire::producer::partitioner::partition_for_key;
+    (0u32..100_000)
+        .map(|i| format!("key-{i}"))
+        .filter_map(|k| {
+            let p = partition_for_key(k.as_bytes(), total);
+            (lo..hi).contains(&p).then_some((k, p))
+        })
+        .take(n)
+        .collect()
+}
+
+fn quick_metadata(svc: &str, id: &str) -> ServerOptions {
+    let mut o = ServerOptions::new(svc);
+    o.server_id = id.to_string();
+    // Test-sized: notice topic changes within a second, not the default 30 s.
+    o.metadata_max_age = Duration::from_secs(1);
+    o
+}
+
+/// Fault 5: `krpc.S.requests` grows from 16 to 32 partitions under two running servers. They
+/// notice (metadata refresh), rebalance, and calls routed to partitions 16..31 are answered.
+/// On the old code nobody consumed the new partitions until a member happened to join or
+/// leave. nisshi 0.8.1 has no CreatePartitions, so the topic is grown in its SQLite storage
+/// (see `Broker::grow_partitions_in_storage`); the servers then try to grow the completion and
+/// dead-letter topics with CreatePartitions, which this broker refuses (logged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_partitions_added_under_running_servers_are_answered() {
+    let broker = Broker::start(krpc_tests::Storage::Sqlite);
+    if !broker.is_owned() {
+        eprintln!("skipped: the topic is grown in the storage of a broker this test starts");
+        return;
+    }
+    let addr = broker.addr().to_string();
+    let svc = service("grown");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut servers = Vec::new();
+    for id in ["grow-a", "grow-b"] {
+        let server = sleep_server(
+            krpc_tests::kafka::client(&addr).await,
+            quick_metadata(&svc, id),
+            runs.clone(),
+        );
+        let counters = server.counters();
+        servers.push((counters, rpc::run_in_background(server)));
+    }
+    let assignments = |servers: &Vec<(Arc<kafka_rpc::server::Counters>, _)>| -> Vec<u64> {
+        servers
+            .iter()
+            .map(|(c, _)| c.snapshot().assignments)
+            .collect()
+    };
+    // Both members in one generation: a call on every old partition is answered.
+    let client = rpc::client(&addr).await;
+    for (key, _) in keys_for_partitions(0, 16, 16, 16) {
+        client
+            .call::<_, u64>(
+                &svc,
+                "sleep",
+                &(0u64,),
+                CallOptions::default()
+                    .timeout(Duration::from_secs(30))
+                    .routing_key(key.into_bytes()),
+            )
+            .await
+            .expect("a call on the original partitions");
+    }
+    wait::until(
+        "both servers to be assigned",
+        Duration::from_secs(30),
+        || async { assignments(&servers).iter().all(|n| *n >= 1).then_some(()) },
+    )
+    .await;
+    let before = assignments(&servers);
+
+    broker.grow_partitions_in_storage(&kafka_rpc::naming::request_topic(&svc), 32);
+
+    wait::until(
+        "both servers to rebalance onto 32 partitions",
+        Duration::from_secs(30),
+        || async {
+            let now = assignments(&servers);
+            now.iter().zip(&before).all(|(n, b)| n > b).then_some(())
+        },
+    )
+    .await;
+    // A fresh client sees 32 partitions (an old one would after its own metadata max age).
+    let client = rpc::client(&addr).await;
+    let keys = keys_for_partitions(16, 32, 32, 16);
+    let covered: std::collections::BTreeSet<i32> = keys.iter().map(|(_, p)| *p).collect();
+    assert!(
+        covered.len() >= 10,
+        "keys spread over the new partitions: {covered:?}"
+    );
+    let calls = keys.into_iter().map(|(key, p)| {
+        let (client, svc) = (client.clone(), svc.clone());
+        async move {
+            let r = client
+                .call::<_, u64>(
+                    &svc,
+                    "sleep",
+                    &(0u64,),
+                    CallOptions::default()
+                        .timeout(Duration::from_secs(30))
+                        .routing_key(key.into_bytes()),
+                )
+                .await;
+            (p, r)
+        }
+    });
+    for (p, r) in futures::future::join_all(calls).await {
+        r.unwrap_or_else(|e| panic!("call routed to new partition {p}: {e}"));
+    }
+    for (_, (stop, task)) in servers {
+        stop.send(()).unwrap();
+        task.await.expect("the server ran until stopped");
+    }
+}
+
+/// Topics deleted, and deleted and recreated, under running servers: the servers notice (they
+/// rebalance), stay up, and serve the recreated topic from its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_survive_their_request_topic_deleted_and_recreated() {
+    let addr = Broker::shared().addr().to_string();
+    let svc = service("recreated");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let server = sleep_server(
+        krpc_tests::kafka::client(&addr).await,
+        quick_metadata(&svc, "recreate-a"),
+        runs.clone(),
+    );
+    let counters = server.counters();
+    let (stop, task) = rpc::run_in_background(server);
+    let call = |client: kafka_rpc::Client| {
+        let svc = svc.clone();
+        async move {
+            client
+                .call::<_, u64>(
+                    &svc,
+                    "sleep",
+                    &(1u64,),
+                    CallOptions::default().timeout(Duration::from_secs(30)),
+                )
+                .await
+        }
+    };
+    call(rpc::client(&addr).await).await.expect("first call");
+    let assigned = counters.snapshot().assignments;
+
+    let admin = krpc_tests::kafka::client(&addr).await;
+    let topic = kafka_rpc::naming::request_topic(&svc);
+    admin.delete_topics(&[&topic]).await.expect("delete");
+    wait::until(
+        "the server to notice the deletion",
+        Duration::from_secs(30),
+        || async { (counters.snapshot().assignments > assigned).then_some(()) },
+    )
+    .await;
+    assert!(!task.is_finished(), "the server is still up");
+    let after_delete = counters.snapshot().assignments;
+
+    admin
+        .create_topics(&[kafka_rpc::kafka_wire::NewTopic::new(&topic, 16)], false)
+        .await
+        .expect("recreate");
+    wait::until(
+        "the server to notice the new topic",
+        Duration::from_secs(30),
+        || async { (counters.snapshot().assignments > after_delete).then_some(()) },
+    )
+    .await;
+    let r = call(rpc::client(&addr).await)
+        .await
+        .expect("a call on the recreated topic is answered");
+    assert_eq!(r.value, 1);
+    stop.send(()).unwrap();
+    let stats = task.await.expect("the server ran until stopped");
+    assert_eq!(stats.ok, 2, "{stats}");
+}
+
+/// A drain that may outlast the rebalance timeout is refused before serving: the group would
+/// remove the server while it drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_longer_than_the_rebalance_timeout_is_refused() {
+    let addr = Broker::shared().addr().to_string();
+    let mut o = ServerOptions::new(service("refused-drain"));
+    o.drain_timeout = Duration::from_secs(30);
+    o.rebalance_timeout = Duration::from_secs(30);
+    let server = Server::new(krpc_tests::kafka::client(&addr).await, o);
+    let err = server
+        .run(std::future::pending())
+        .await
+        .expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("drain_timeout") && text.contains("rebalance_timeout"),
+        "{text}"
+    );
+    assert!(ServerOptions::new("s").drain_timeout < ServerOptions::new("s").rebalance_timeout);
+}

@@ -5,7 +5,10 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::{ApiKey, CreatePartitionsRequest, CreateTopicsRequest, TopicName};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::{
+    ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::client::Client;
@@ -79,6 +82,49 @@ impl Client {
         }
         for t in topics {
             self.wait_for_leaders(&t.name, timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `topics` (DeleteTopics) on the controller and forgets their cached metadata. A
+    /// topic that does not exist is UNKNOWN_TOPIC_OR_PARTITION.
+    pub async fn delete_topics(&self, topics: &[&str]) -> Result<()> {
+        let timeout = self.config().request_timeout;
+        let conn = self.controller().await?;
+        let version = conn.version::<DeleteTopicsRequest>()?;
+        let names = || {
+            topics
+                .iter()
+                .map(|t| TopicName(StrBytes::from_string(t.to_string())))
+        };
+        // v6+ names topics in `topics`; earlier versions in `topic_names`.
+        let req = DeleteTopicsRequest::default()
+            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32);
+        let req = if version >= 6 {
+            req.with_topics(
+                names()
+                    .map(|n| DeleteTopicState::default().with_name(Some(n)))
+                    .collect(),
+            )
+        } else {
+            req.with_topic_names(names().collect())
+        };
+        let resp = conn.send(&req).await?;
+        for (i, result) in resp.responses.iter().enumerate() {
+            let name = result
+                .name
+                .as_ref()
+                .map(|n| n.0.to_string())
+                .unwrap_or_else(|| topics.get(i).map(|t| t.to_string()).unwrap_or_default());
+            check_code(
+                result.error_code,
+                conn.broker(),
+                ApiKey::DeleteTopics,
+                || format!(" topic {name}"),
+            )?;
+        }
+        for t in topics {
+            self.invalidate_topic(t);
         }
         Ok(())
     }
