@@ -9,6 +9,16 @@ use std::time::Duration;
 use kafka_rpc::{CallOptions, HandlerError, Server, ServerOptions};
 use krpc_tests::{rpc, wait, Broker};
 
+/// Logs to the test's output when `RUST_LOG` is set.
+fn logs() {
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 fn service(prefix: &str) -> String {
     krpc_tests::unique_topic(prefix).replace('.', "-")
 }
@@ -35,6 +45,7 @@ fn sleep_server(
 /// the group rebalances a second time. On the old code A stopped heartbeating at the rebalance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_draining_long_work_keeps_its_membership_when_another_joins() {
+    logs();
     let addr = Broker::shared().addr().to_string();
     let svc = service("long-drain");
     let options = |id: &str| {

@@ -12,7 +12,7 @@ use std::time::Instant;
 use tokio::task::JoinHandle;
 
 use super::heartbeat::heartbeat_loop;
-use super::join::JoinJob;
+use super::join::{topic_shape, JoinJob, Joined, TopicShape};
 use super::offsets::{self, Committer, Offsets};
 use super::payload::Assignment;
 use super::state::Shared;
@@ -41,11 +41,11 @@ pub struct GroupConsumer {
     shared: Arc<Shared>,
     assignment: Assignment,
     heartbeat: JoinHandle<()>,
-    joining: Option<JoinHandle<Result<(Assignment, Offsets)>>>,
+    joining: Option<JoinHandle<Result<Joined>>>,
     last_commit: Instant,
     /// Partitions of each subscribed topic as of our last join (`None`: the topic did not
     /// exist), and when the metadata was last compared with it.
-    topic_shape: HashMap<String, Option<i32>>,
+    topic_shape: TopicShape,
     last_metadata_check: Instant,
 }
 
@@ -88,7 +88,7 @@ impl GroupConsumer {
             heartbeat,
             joining: None,
             last_commit: Instant::now(),
-            topic_shape: HashMap::new(),
+            topic_shape: TopicShape::new(),
             last_metadata_check: Instant::now(),
         })
     }
@@ -202,8 +202,11 @@ impl GroupConsumer {
         });
         let outcome = job.await;
         self.joining = None;
-        let (assignment, start) =
-            outcome.map_err(|e| Error::InvalidArgument(format!("the join task failed: {e}")))??;
+        let Joined {
+            assignment,
+            start,
+            shape,
+        } = outcome.map_err(|e| Error::InvalidArgument(format!("the join task failed: {e}")))??;
         for (topic, parts) in &assignment {
             for p in parts {
                 let offset = start
@@ -215,33 +218,16 @@ impl GroupConsumer {
             }
         }
         self.assignment = assignment;
-        self.topic_shape = self.current_shape().await;
+        // No await from the join task's end to here: `poll` is cancel-safe.
+        self.topic_shape = shape;
         self.last_metadata_check = Instant::now();
         Ok(())
-    }
-
-    /// The partition count of every subscribed topic, from fresh metadata (`None`: the topic
-    /// does not exist). A failed refresh keeps the cached view.
-    async fn current_shape(&self) -> HashMap<String, Option<i32>> {
-        let topics: Vec<&str> = self.config.topics.iter().map(String::as_str).collect();
-        if let Err(e) = self.client.refresh_metadata(&topics).await {
-            tracing::debug!(group = %self.config.group_id, error = %e, "metadata refresh failed");
-        }
-        let md = self.client.metadata_snapshot();
-        self.config
-            .topics
-            .iter()
-            .map(|t| {
-                let count = md.topics.get(t).map(|i| i.partitions.len() as i32);
-                (t.clone(), count)
-            })
-            .collect()
     }
 
     /// Whether a subscribed topic grew, shrank, appeared or disappeared since our last join
     /// (as the Java consumer's metadata snapshot does): logged, and the caller rejoins.
     async fn topics_changed(&mut self) -> bool {
-        let now = self.current_shape().await;
+        let now = topic_shape(&self.client, &self.config).await;
         let mut changed = false;
         for (topic, was) in &self.topic_shape {
             let is = now.get(topic).copied().flatten();

@@ -42,6 +42,7 @@ pub(super) async fn heartbeat_loop(client: Client, config: GroupConfig, shared: 
             Ok(conn) => membership::heartbeat(&conn, &config, generation, &member_id).await,
             Err(e) => Err(e),
         };
+        tracing::trace!(group = %config.group_id, generation, member = %member_id, ?result, "heartbeat");
         match result {
             Ok(()) => last_ok = Instant::now(),
             // The coordinator got it: our session is alive; the rejoin is flagged.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::assignor::Assignor;
-use super::membership::{self, Joined};
+use super::membership::{self, Joined as JoinResponse};
 use super::offsets::{self, Offsets};
 use super::payload::{self, Assignment, Subscription};
 use super::state::{Reaction, Shared};
@@ -18,6 +18,39 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::fetcher::OffsetReset;
 use crate::offsets::OffsetSpec;
+
+/// The partition count of each subscribed topic (`None`: it does not exist).
+pub(super) type TopicShape = HashMap<String, Option<i32>>;
+
+/// What a completed rejoin hands the consumer.
+pub(super) struct Joined {
+    /// Our partitions.
+    pub assignment: Assignment,
+    /// Where to start fetching each of them.
+    pub start: Offsets,
+    /// The subscribed topics as of this join, to notice later changes.
+    pub shape: TopicShape,
+}
+
+/// The partition count of every subscribed topic, from fresh metadata (`None`: the topic does
+/// not exist). A failed refresh keeps the cached view.
+pub(super) async fn topic_shape(client: &Client, config: &GroupConfig) -> TopicShape {
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    if let Err(e) = client.refresh_metadata(&topics).await {
+        tracing::debug!(group = %config.group_id, error = %e, "metadata refresh failed");
+    }
+    let md = client.metadata_snapshot();
+    config
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.clone(),
+                md.topics.get(t).map(|i| i.partitions.len() as i32),
+            )
+        })
+        .collect()
+}
 
 /// One rejoin of one member.
 pub(super) struct JoinJob {
@@ -29,7 +62,7 @@ pub(super) struct JoinJob {
 impl JoinJob {
     /// Joins and syncs until stable (retrying what can be retried for a rebalance timeout plus
     /// a session timeout); returns the assignment and where to start fetching each partition.
-    pub async fn run(self) -> Result<(Assignment, Offsets)> {
+    pub async fn run(self) -> Result<Joined> {
         let cfg = self.client.config();
         let budget = self.config.rebalance_timeout + self.config.session_timeout;
         let mut backoff = Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max, budget);
@@ -38,7 +71,12 @@ impl JoinJob {
             let attempt = async {
                 let assignment = self.join_and_sync().await?;
                 let start = self.start_offsets(&assignment).await?;
-                Ok::<_, Error>((assignment, start))
+                let shape = topic_shape(&self.client, &self.config).await;
+                Ok::<_, Error>(Joined {
+                    assignment,
+                    start,
+                    shape,
+                })
             };
             match attempt.await {
                 Ok(done) => return Ok(done),
@@ -109,7 +147,7 @@ impl JoinJob {
     }
 
     /// As leader: decode every member's subscription and run the chosen assignor.
-    async fn lead(&self, joined: &Joined) -> Result<Vec<(String, Bytes)>> {
+    async fn lead(&self, joined: &JoinResponse) -> Result<Vec<(String, Bytes)>> {
         let assignor = Assignor::from_name(&joined.protocol).ok_or_else(|| {
             Error::InvalidArgument(format!(
                 "the group chose assignor {:?}, which this client does not have",
