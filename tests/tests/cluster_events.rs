@@ -167,6 +167,7 @@ fn quick_metadata(svc: &str, id: &str) -> ServerOptions {
 /// dead-letter topics with CreatePartitions, which this broker refuses (logged).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_to_partitions_added_under_running_servers_are_answered() {
+    logs();
     let broker = Broker::start(krpc_tests::Storage::Sqlite);
     if !broker.is_owned() {
         eprintln!("skipped: the topic is grown in the storage of a broker this test starts");
@@ -249,7 +250,22 @@ async fn calls_to_partitions_added_under_running_servers_are_answered() {
             (p, r)
         }
     });
-    for (p, r) in futures::future::join_all(calls).await {
+    let results = futures::future::join_all(calls).await;
+    if results.iter().any(|(_, r)| r.is_err()) {
+        let admin = krpc_tests::kafka::client(&addr).await;
+        let ends = admin
+            .list_offsets(
+                &kafka_rpc::naming::request_topic(&svc),
+                &(0..32).collect::<Vec<_>>(),
+                kafka_rpc::kafka_wire::OffsetSpec::Latest,
+            )
+            .await;
+        eprintln!("request topic ends: {ends:?}");
+        for (c, _) in &servers {
+            eprintln!("server: {}", c.snapshot());
+        }
+    }
+    for (p, r) in results {
         r.unwrap_or_else(|e| panic!("call routed to new partition {p}: {e}"));
     }
     for (_, (stop, task)) in servers {
@@ -262,6 +278,7 @@ async fn calls_to_partitions_added_under_running_servers_are_answered() {
 /// rebalance), stay up, and serve the recreated topic from its start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_survive_their_request_topic_deleted_and_recreated() {
+    logs();
     let addr = Broker::shared().addr().to_string();
     let svc = service("recreated");
     let runs = Arc::new(AtomicUsize::new(0));
@@ -323,6 +340,7 @@ async fn servers_survive_their_request_topic_deleted_and_recreated() {
 /// remove the server while it drains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_longer_than_the_rebalance_timeout_is_refused() {
+    logs();
     let addr = Broker::shared().addr().to_string();
     let mut o = ServerOptions::new(service("refused-drain"));
     o.drain_timeout = Duration::from_secs(30);

@@ -179,6 +179,7 @@ impl Server {
             progress: Mutex::new(Progress::default()),
             keyed: Mutex::new(HashMap::new()),
             next_seq: Default::default(),
+            side_partitions: std::sync::atomic::AtomicI32::new(request_parts),
             finished: tokio::sync::Notify::new(),
         });
         let permits = Arc::new(Semaphore::new(o.concurrency));
@@ -198,8 +199,14 @@ impl Server {
                     Err(e) => break Err(RpcError::kafka(format!("consuming {topic}"), e)),
                     Ok(GroupEvent::Assigned(a)) => {
                         Counters::bump(&self.counters.assignments);
-                        request_parts = follow_request_partitions(&self.kafka, &names, request_parts).await;
+                        let completion_parts;
+                        (request_parts, completion_parts) = follow_request_partitions(&self.kafka, &names, request_parts).await;
+                        dispatcher.side_partitions.store(completion_parts, std::sync::atomic::Ordering::Relaxed);
                         for &p in a.get(&topic).map(Vec::as_slice).unwrap_or_default() {
+                            if p >= completion_parts {
+                                // Logged by follow_request_partitions: nothing to load.
+                                continue;
+                            }
                             let loaded = completions::load_window(&self.kafka, &dispatcher.completions_topic, p, dispatcher.dedup_limits, o.drain_timeout).await;
                             match loaded {
                                 Ok(window) => {
@@ -244,7 +251,8 @@ impl Server {
 
 /// After a rebalance: notices (and logs) a request topic that grew, shrank or vanished, and grows
 /// the completion and dead-letter topics to its partition count (they are written to the
-/// partition of the request they describe). Returns the request topic's partition count now.
+/// partition of the request they describe). Returns the request topic's partition count now
+/// and the fewest partitions of the two side topics.
 /// A side topic that cannot grow (a broker without CreatePartitions) is logged: the requests of
 /// the new partitions are still served and answered, but their completions (dedup after a
 /// crash) and dead letters cannot be written.
@@ -252,14 +260,16 @@ async fn follow_request_partitions(
     kafka: &kafka_wire::Client,
     names: &TopicNames,
     known: i32,
-) -> i32 {
+) -> (i32, i32) {
     let now = match kafka.partition_count(&names.requests).await {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(topic = %names.requests, error = %e, "request topic not found (deleted?); serving whatever the group assigns");
-            return known;
+            return (known, known);
         }
     };
+    // The fewest partitions of the two side topics.
+    let mut completion_parts = now;
     if now != known {
         tracing::warn!(topic = %names.requests, from = known, to = now, "the request topic's partition count changed");
     }
@@ -278,16 +288,19 @@ async fn follow_request_partitions(
             Ok(()) => {
                 tracing::info!(topic = %side, from = count, to = now, "grown to follow the request topic")
             }
-            Err(e) => tracing::error!(
-                topic = %side,
-                from = count,
-                to = now,
-                error = %e,
-                "cannot grow this topic to follow the request topic: records of request partitions {count}..{now} cannot be written to it"
-            ),
+            Err(e) => {
+                completion_parts = completion_parts.min(count);
+                tracing::error!(
+                    topic = %side,
+                    from = count,
+                    to = now,
+                    error = %e,
+                    "cannot grow this topic to follow the request topic: records of request partitions {count}..{now} cannot be written to it"
+                )
+            }
         }
     }
-    now
+    (now, completion_parts)
 }
 
 /// The topics and group of a served service, native or legacy.

@@ -165,7 +165,18 @@ impl GroupConsumer {
                 .await;
                 continue;
             }
-            let records = self.fetcher.poll().await?;
+            let records = match self.fetcher.poll().await {
+                Ok(records) => records,
+                // A subscribed topic deleted under us: not the end of this member. The group
+                // rebalances (its leader assigns what exists) and a re-created topic is noticed
+                // by the metadata check.
+                Err(e) if topic_missing(&e) => {
+                    tracing::warn!(group = %self.config.group_id, error = %e, "a subscribed topic is gone; rejoining");
+                    self.shared.set_rejoin(true);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if !records.is_empty() {
                 return Ok(GroupEvent::Records(records));
             }
@@ -218,6 +229,7 @@ impl GroupConsumer {
             }
         }
         self.assignment = assignment;
+        tracing::debug!(group = %self.config.group_id, ?start, "start offsets");
         // No await from the join task's end to here: `poll` is cancel-safe.
         self.topic_shape = shape;
         self.last_metadata_check = Instant::now();
@@ -306,4 +318,10 @@ impl GroupConsumer {
             .await?;
         membership::leave(&conn, &self.config, &member_id).await
     }
+}
+
+/// Whether `e` says a topic (or partition) does not exist.
+fn topic_missing(e: &Error) -> bool {
+    matches!(e, Error::UnknownTopic { .. })
+        || e.kafka_error() == Some(kafka_protocol::error::ResponseError::UnknownTopicOrPartition)
 }
