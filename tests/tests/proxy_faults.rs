@@ -17,6 +17,16 @@ use krpc_tests::{rpc, wait, Broker, Storage};
 const SERVER_ID: &str = "proxied-server";
 const CALLER_ID: &str = "proxied-caller";
 
+/// Logs to the test's output when `RUST_LOG` is set.
+fn logs() {
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 fn service(prefix: &str) -> String {
     krpc_tests::unique_topic(prefix).replace('.', "-")
 }
@@ -63,6 +73,7 @@ fn work_server(kafka: Client, svc: &str, runs: Arc<AtomicUsize>) -> Server {
 /// timeout) and dial new ones once the path heals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_whose_broker_connections_go_half_open_for_20_s_loses_no_call() {
+    logs();
     let Some((_broker, proxy)) = broker_behind_proxy() else {
         eprintln!("skipped: an external broker cannot advertise the proxy");
         return;
@@ -128,10 +139,14 @@ async fn a_server_whose_broker_connections_go_half_open_for_20_s_loses_no_call()
     tokio::time::sleep(Duration::from_secs(20)).await;
     proxy.heal();
     let healed_at = Instant::now();
+    let accepted_at_heal = proxy.accepted();
     wait::until(
         "the server to answer again after the path healed",
         Duration::from_secs(90),
-        || async { (answered.load(Ordering::SeqCst) >= during + 40).then_some(()) },
+        || async {
+            let _ = accepted_at_heal;
+            (answered.load(Ordering::SeqCst) >= during + 40).then_some(())
+        },
     )
     .await;
     let recovery = healed_at.elapsed();
@@ -157,6 +172,7 @@ async fn a_server_whose_broker_connections_go_half_open_for_20_s_loses_no_call()
 /// reply; the call ran once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_whose_reply_connection_is_reset_mid_call_gets_its_reply() {
+    logs();
     let Some((_broker, proxy)) = broker_behind_proxy() else {
         eprintln!("skipped: an external broker cannot advertise the proxy");
         return;
