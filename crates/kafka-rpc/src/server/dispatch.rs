@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_wire::{ConsumerRecord, GroupConsumer, Producer};
+use kafka_wire::{ConsumerRecord, GroupCommitter, Producer};
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
 
 use super::dead_letter::dead_letter;
@@ -115,7 +115,7 @@ impl Dispatcher {
     }
 
     /// Commits what may be committed; a failure is counted and retried at the next commit.
-    pub async fn commit(&self, consumer: &GroupConsumer) {
+    pub async fn commit(&self, consumer: &GroupCommitter) {
         let offsets = self.progress().to_commit();
         if offsets.is_empty() {
             return;

@@ -187,32 +187,58 @@ impl Server {
         let mut commit_tick = tokio::time::interval(o.commit_interval);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
-        let outcome: Result<(), RpcError> = loop {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => break Ok(()),
-                _ = commit_tick.tick() => {
-                    self.counters.undecodable_batches.store(consumer.skipped_batches(), std::sync::atomic::Ordering::Relaxed);
-                    dispatcher.commit(&consumer).await;
+        let committer = consumer.committer();
+        let outcome: Result<(), RpcError> = 'serve: loop {
+            // Commits run beside the poll, never by cancelling it: a fetch slower than the
+            // commit interval (a loaded broker) would otherwise be cancelled every time and
+            // the server would never consume anything.
+            let event = {
+                let poll = consumer.poll();
+                tokio::pin!(poll);
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = &mut shutdown => break 'serve Ok(()),
+                        _ = commit_tick.tick() => dispatcher.commit(&committer).await,
+                        event = &mut poll => break event,
+                    }
                 }
-                event = consumer.poll() => match event {
-                    Err(e) => break Err(RpcError::kafka(format!("consuming {topic}"), e)),
+            };
+            self.counters.undecodable_batches.store(
+                consumer.skipped_batches(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            {
+                match event {
+                    Err(e) => break 'serve Err(RpcError::kafka(format!("consuming {topic}"), e)),
                     Ok(GroupEvent::Assigned(a)) => {
                         Counters::bump(&self.counters.assignments);
                         let completion_parts;
-                        (request_parts, completion_parts) = follow_request_partitions(&self.kafka, &names, request_parts).await;
-                        dispatcher.side_partitions.store(completion_parts, std::sync::atomic::Ordering::Relaxed);
+                        (request_parts, completion_parts) =
+                            follow_request_partitions(&self.kafka, &names, request_parts).await;
+                        dispatcher
+                            .side_partitions
+                            .store(completion_parts, std::sync::atomic::Ordering::Relaxed);
                         for &p in a.get(&topic).map(Vec::as_slice).unwrap_or_default() {
                             if p >= completion_parts {
                                 // Logged by follow_request_partitions: nothing to load.
                                 continue;
                             }
-                            let loaded = completions::load_window(&self.kafka, &dispatcher.completions_topic, p, dispatcher.dedup_limits, o.drain_timeout).await;
+                            let loaded = completions::load_window(
+                                &self.kafka,
+                                &dispatcher.completions_topic,
+                                p,
+                                dispatcher.dedup_limits,
+                                o.drain_timeout,
+                            )
+                            .await;
                             match loaded {
                                 Ok(window) => {
                                     dispatcher.windows().insert(p, window);
                                 }
-                                Err(e) => tracing::warn!(partition = p, error = %e, "dedup window not loaded; redeliveries of this partition may run again"),
+                                Err(e) => {
+                                    tracing::warn!(partition = p, error = %e, "dedup window not loaded; redeliveries of this partition may run again")
+                                }
                             }
                         }
                         tracing::info!(service = %o.service, assignment = ?a, "partitions assigned");
@@ -220,7 +246,7 @@ impl Server {
                     Ok(GroupEvent::Revoked(a)) => {
                         tracing::info!(service = %o.service, revoked = ?a, "partitions revoked; finishing their requests");
                         dispatcher.drain(o.drain_timeout).await;
-                        dispatcher.commit(&consumer).await;
+                        dispatcher.commit(&committer).await;
                         let mut progress = dispatcher.progress();
                         for (t, parts) in &a {
                             for p in parts {
@@ -231,16 +257,20 @@ impl Server {
                     }
                     Ok(GroupEvent::Records(records)) => {
                         for record in records {
-                            let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+                            let permit = permits
+                                .clone()
+                                .acquire_owned()
+                                .await
+                                .expect("the semaphore is never closed");
                             dispatcher.start(record, permit);
                         }
                     }
-                },
+                }
             }
         };
         tracing::info!(service = %o.service, "stopping: finishing requests in hand");
         dispatcher.drain(o.drain_timeout).await;
-        dispatcher.commit(&consumer).await;
+        dispatcher.commit(&committer).await;
         if let Err(e) = consumer.close().await {
             tracing::warn!(error = %e, "leaving the group failed");
         }

@@ -33,6 +33,43 @@ pub enum GroupEvent {
     Records(Vec<ConsumerRecord>),
 }
 
+/// Commits offsets as a [`GroupConsumer`]'s member (its generation at the time of the commit);
+/// see [`GroupConsumer::committer`].
+#[derive(Clone)]
+pub struct GroupCommitter {
+    client: Client,
+    config: GroupConfig,
+    shared: Arc<Shared>,
+}
+
+impl GroupCommitter {
+    /// Commits `offsets` (next offset to read, per partition); OffsetCommit errors are
+    /// classified like every group error (a lost generation makes the member rejoin).
+    pub async fn commit(&self, offsets: &Offsets) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let who = {
+            let m = self.shared.member();
+            Committer {
+                group: self.config.group_id.clone(),
+                generation: m.generation,
+                member_id: m.member_id.clone(),
+                instance_id: self.config.instance_id.clone(),
+            }
+        };
+        let conn = self
+            .shared
+            .coordinator(&self.client, &self.config.group_id)
+            .await?;
+        let result = offsets::commit(&conn, &who, offsets).await;
+        if let Err(e) = &result {
+            self.shared.on_coordinator_error(e);
+        }
+        result
+    }
+}
+
 /// A member of a consumer group.
 pub struct GroupConsumer {
     client: Client,
@@ -263,27 +300,17 @@ impl GroupConsumer {
 
     /// Commits `offsets` (next offset to read, per partition) as this generation's member.
     pub async fn commit(&self, offsets: &Offsets) -> Result<()> {
-        if offsets.is_empty() {
-            return Ok(());
+        self.committer().commit(offsets).await
+    }
+
+    /// A handle that commits for this member while a [`poll`](Self::poll) is in flight, so a
+    /// caller committing on a timer need not cancel the poll (and the fetch it waits on).
+    pub fn committer(&self) -> GroupCommitter {
+        GroupCommitter {
+            client: self.client.clone(),
+            config: self.config.clone(),
+            shared: self.shared.clone(),
         }
-        let who = {
-            let m = self.shared.member();
-            Committer {
-                group: self.config.group_id.clone(),
-                generation: m.generation,
-                member_id: m.member_id.clone(),
-                instance_id: self.config.instance_id.clone(),
-            }
-        };
-        let conn = self
-            .shared
-            .coordinator(&self.client, &self.config.group_id)
-            .await?;
-        let result = offsets::commit(&conn, &who, offsets).await;
-        if let Err(e) = &result {
-            self.shared.on_coordinator_error(e);
-        }
-        result
     }
 
     /// Commits the consumed positions of every assigned partition.

@@ -14,7 +14,7 @@ mod state;
 use std::time::Duration;
 
 pub use assignor::Assignor;
-pub use consumer::{GroupConsumer, GroupEvent};
+pub use consumer::{GroupCommitter, GroupConsumer, GroupEvent};
 pub use offsets::Offsets;
 pub use payload::Assignment;
 
