@@ -234,3 +234,58 @@ async fn a_client_whose_reply_connection_is_reset_mid_call_gets_its_reply() {
     stop.send(()).unwrap();
     task.await.expect("the server ran until stopped");
 }
+
+/// Every byte between the server and the broker is delayed by 300 ms, so each fetch takes
+/// longer than the server's commit interval (200 ms). Calls are still answered: the server
+/// commits beside its poll. (It used to cancel the poll on every commit tick, so with a broker
+/// this slow it never consumed a request.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_broker_answers_slower_than_its_commit_interval_still_serves() {
+    logs();
+    let Some((_broker, proxy)) = broker_behind_proxy() else {
+        eprintln!("skipped: an external broker cannot advertise the proxy");
+        return;
+    };
+    let svc = service("slow-broker");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let server = work_server(kafka_client(&proxy, SERVER_ID).await, &svc, runs.clone());
+    let counters = server.counters();
+    let (stop, task) = rpc::run_in_background(server);
+    let client = kafka_rpc::Client::connect(
+        kafka_client(&proxy, CALLER_ID).await,
+        ClientOptions::default(),
+    )
+    .await
+    .expect("rpc client");
+    let call = |i: u64| {
+        let (client, svc) = (client.clone(), svc.clone());
+        async move {
+            client
+                .call::<_, u64>(
+                    &svc,
+                    "work",
+                    &(i, 0u64),
+                    CallOptions::default().timeout(Duration::from_secs(60)),
+                )
+                .await
+        }
+    };
+    assert_eq!(call(1).await.expect("first call").value, 1);
+    let slowed = proxy.delay(
+        &Target::ClientId(SERVER_ID.into()),
+        Duration::from_millis(300),
+    );
+    assert!(
+        slowed >= 2,
+        "the server's connections were slowed ({slowed})"
+    );
+    for i in 2..5 {
+        assert_eq!(
+            call(i).await.expect("a call through the slow path").value,
+            i
+        );
+    }
+    stop.send(()).unwrap();
+    task.await.expect("the server ran until stopped");
+    assert_eq!(counters.snapshot().ok, 4);
+}
