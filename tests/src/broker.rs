@@ -39,6 +39,8 @@ pub struct Broker {
     dir: Option<tempfile::TempDir>,
     child: Option<Child>,
     security: Option<BrokerSecurity>,
+    /// The port advertised in Metadata when it is not the broker's own (a proxy in front).
+    advertised_port: Option<u16>,
 }
 
 impl Broker {
@@ -58,6 +60,7 @@ impl Broker {
                 dir: None,
                 child: None,
                 security: None,
+                advertised_port: None,
             };
         }
         #[cfg(feature = "testcontainers")]
@@ -70,6 +73,7 @@ impl Broker {
                 dir: None,
                 child: None,
                 security: None,
+                advertised_port: None,
             };
         }
         let port = free_port();
@@ -84,9 +88,39 @@ impl Broker {
             dir: Some(dir),
             child: None,
             security: None,
+            advertised_port: None,
         };
         broker.launch();
         broker
+    }
+
+    /// Starts a broker of its own that advertises `127.0.0.1:advertised_port` in Metadata
+    /// instead of its own address, so that clients reach it through whatever listens there (a
+    /// [`crate::proxy::FaultProxy`]): nisshi tells clients where to connect, so a proxy is in
+    /// the path only if the broker advertises it. `None` with `KAFKA_BOOTSTRAP` set (an
+    /// external broker cannot be told what to advertise).
+    pub fn start_advertising(storage: Storage, advertised_port: u16) -> Option<Broker> {
+        if std::env::var("KAFKA_BOOTSTRAP").is_ok()
+            || std::env::var("KRPC_TEST_BACKEND").as_deref() == Ok("testcontainers")
+        {
+            return None;
+        }
+        let port = free_port();
+        let dir = tempfile::Builder::new()
+            .prefix("krpc-broker-")
+            .tempdir()
+            .expect("temp dir");
+        let mut broker = Broker {
+            addr: format!("127.0.0.1:{port}"),
+            port,
+            storage,
+            dir: Some(dir),
+            child: None,
+            security: None,
+            advertised_port: Some(advertised_port),
+        };
+        broker.launch();
+        Some(broker)
     }
 
     /// Starts a broker of its own with SASL users and/or TLS (see [`BrokerSecurity`]).
@@ -171,6 +205,43 @@ impl Broker {
             .unwrap_or_default()
     }
 
+    /// Grows `topic` to `total` partitions by writing the broker's SQLite storage while it runs
+    /// (needs [`Storage::Sqlite`] and an owned broker). A stand-in for CreatePartitions, which
+    /// nisshi 0.8.1 does not implement (its request router has no CreatePartitions route): the
+    /// rows are the ones its CreateTopics writes (`topic.partitions`, one `topition` and one
+    /// `watermark` per partition), and it reads them afresh on every Metadata, Produce and
+    /// Fetch. Runs the system `python3` (its `sqlite3` module) to avoid a C SQLite in this crate.
+    pub fn grow_partitions_in_storage(&self, topic: &str, total: i32) {
+        assert_eq!(self.storage, Storage::Sqlite, "needs SQLite storage");
+        let dir = self.dir.as_ref().expect("an owned broker").path();
+        let script = r#"
+import sqlite3, sys
+db, topic, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
+c = sqlite3.connect(db, timeout=30)
+(tid, now), = c.execute("select id, partitions from topic where name = ?", (topic,)).fetchall()
+assert total > now, f"{topic} has {now} partitions already"
+with c:
+    c.execute("update topic set partitions = ? where id = ?", (total, tid))
+    for p in range(now, total):
+        c.execute("insert into topition (topic, partition) values (?, ?)", (tid, p))
+        c.execute("insert into watermark (topition) select id from topition where topic = ? and partition = ?", (tid, p))
+print(now)
+"#;
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(dir.join("broker.db"))
+            .arg(topic)
+            .arg(total.to_string())
+            .output()
+            .expect("run python3");
+        assert!(
+            out.status.success(),
+            "growing {topic} to {total} in the broker's storage failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// kill -9 the broker and wait until it is gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -199,6 +270,10 @@ impl Broker {
             Storage::Sqlite => "sqlite://broker.db",
         };
         let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!(
+            "tcp://127.0.0.1:{}",
+            self.advertised_port.unwrap_or(self.port)
+        );
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -210,7 +285,7 @@ impl Broker {
             "--listener-url",
             &listener,
             "--advertised-listener-url",
-            &listener,
+            &advertised,
         ])
         .args(["--storage-engine", engine]);
         if let Some(security) = &self.security {

@@ -9,6 +9,7 @@ pub mod fake_broker;
 pub mod frame_proxy;
 pub mod kafka;
 pub mod process;
+pub mod proxy;
 pub mod python;
 pub mod rpc;
 pub mod sample;

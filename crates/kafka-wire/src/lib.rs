@@ -35,7 +35,7 @@ pub use compression::Codec;
 pub use config::{ClientConfig, TlsConfig};
 pub use error::{classify, Error, Recovery, Result};
 pub use fetcher::{FetchConfig, Fetcher, IsolationLevel, OffsetReset, SkippedBatch};
-pub use group::{GroupConfig, GroupConsumer, GroupEvent};
+pub use group::{GroupCommitter, GroupConfig, GroupConsumer, GroupEvent};
 pub use offsets::OffsetSpec;
 pub use producer::{Acks, Producer, ProducerConfig, RecordMetadata};
 pub use records::{ConsumerRecord, Header, ProducerRecord};

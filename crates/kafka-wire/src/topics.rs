@@ -3,8 +3,12 @@
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, TopicName};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::{
+    ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::client::Client;
@@ -80,6 +84,107 @@ impl Client {
             self.wait_for_leaders(&t.name, timeout).await?;
         }
         Ok(())
+    }
+
+    /// Deletes `topics` (DeleteTopics) on the controller and forgets their cached metadata. A
+    /// topic that does not exist is UNKNOWN_TOPIC_OR_PARTITION.
+    pub async fn delete_topics(&self, topics: &[&str]) -> Result<()> {
+        let timeout = self.config().request_timeout;
+        let conn = self.controller().await?;
+        let version = conn.version::<DeleteTopicsRequest>()?;
+        let names = || {
+            topics
+                .iter()
+                .map(|t| TopicName(StrBytes::from_string(t.to_string())))
+        };
+        // v6+ names topics in `topics`; earlier versions in `topic_names`.
+        let req = DeleteTopicsRequest::default()
+            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32);
+        let req = if version >= 6 {
+            req.with_topics(
+                names()
+                    .map(|n| DeleteTopicState::default().with_name(Some(n)))
+                    .collect(),
+            )
+        } else {
+            req.with_topic_names(names().collect())
+        };
+        let resp = conn.send(&req).await?;
+        for (i, result) in resp.responses.iter().enumerate() {
+            let name = result
+                .name
+                .as_ref()
+                .map(|n| n.0.to_string())
+                .unwrap_or_else(|| topics.get(i).map(|t| t.to_string()).unwrap_or_default());
+            check_code(
+                result.error_code,
+                conn.broker(),
+                ApiKey::DeleteTopics,
+                || format!(" topic {name}"),
+            )?;
+        }
+        for t in topics {
+            self.invalidate_topic(t);
+        }
+        Ok(())
+    }
+
+    /// Grows `topic` to `total` partitions (CreatePartitions, KIP-195; the broker places the
+    /// new ones), then waits until every partition has a leader and the cached metadata shows
+    /// the new count. Kafka never shrinks a topic: `total` below the current count is the
+    /// broker's INVALID_PARTITIONS error; equal to it is a no-op here. A broker without the API
+    /// (nisshi 0.8.1) gives [`Error::NoVersionMatch`].
+    pub async fn create_partitions(&self, topic: &str, total: i32) -> Result<()> {
+        self.refresh_metadata(&[topic]).await?;
+        if self.partition_count(topic).await? == total {
+            return Ok(());
+        }
+        let timeout = self.config().request_timeout;
+        let req = CreatePartitionsRequest::default()
+            .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_count(total)
+                .with_assignments(None)]);
+        let conn = self.controller().await?;
+        let resp = conn.send(&req).await?;
+        for result in &resp.results {
+            check_code(
+                result.error_code,
+                conn.broker(),
+                ApiKey::CreatePartitions,
+                || {
+                    let msg = result
+                        .error_message
+                        .as_ref()
+                        .map(|m| format!(": {}", m.as_str()));
+                    format!(
+                        " topic {topic} to {total} partitions{}",
+                        msg.unwrap_or_default()
+                    )
+                },
+            )?;
+        }
+        // The brokers learn of the new partitions a little after the controller answers.
+        let cfg = self.config();
+        let mut backoff =
+            crate::backoff::Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max, timeout);
+        loop {
+            self.wait_for_leaders(topic, timeout).await?;
+            let now = self.partition_count(topic).await?;
+            if now >= total {
+                return Ok(());
+            }
+            if !backoff.wait().await {
+                return Err(Error::Malformed {
+                    broker: conn.broker().to_string(),
+                    what: "CreatePartitions outcome".into(),
+                    reason: format!(
+                        "{topic} still shows {now} partitions {timeout:?} after growing it to {total}"
+                    ),
+                });
+            }
+        }
     }
 
     /// Waits until `topic` exists with a leader for every partition, or `timeout` passes.

@@ -27,7 +27,7 @@ enum Command {
     Bench(commands::bench::Args),
     /// Produce records and fetch them back: the Kafka layer end to end, with timings.
     WireDemo(commands::wire_demo::Args),
-    /// List, create or describe topics.
+    /// List, create, grow or describe topics.
     #[command(subcommand)]
     Topics(commands::topics::Command),
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_wire::{ConsumerRecord, GroupConsumer, Producer};
+use kafka_wire::{ConsumerRecord, GroupCommitter, Producer};
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
 
 use super::dead_letter::dead_letter;
@@ -41,6 +41,11 @@ pub(super) struct Dispatcher {
     /// Per routing key, the completion signal of the last request dispatched with it.
     pub keyed: Mutex<HashMap<Bytes, (u64, oneshot::Receiver<()>)>>,
     pub next_seq: std::sync::atomic::AtomicU64,
+    /// Partitions of the completion and dead-letter topics (the fewer of the two). A request
+    /// partition at or above it (the request topic grew and they could not follow) has no
+    /// side partition to write to: refused at once, not queued for a partition that does not
+    /// exist (which would hold up the replies behind it in the shared producer).
+    pub side_partitions: std::sync::atomic::AtomicI32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,7 +115,7 @@ impl Dispatcher {
     }
 
     /// Commits what may be committed; a failure is counted and retried at the next commit.
-    pub async fn commit(&self, consumer: &GroupConsumer) {
+    pub async fn commit(&self, consumer: &GroupCommitter) {
         let offsets = self.progress().to_commit();
         if offsets.is_empty() {
             return;
@@ -410,6 +415,15 @@ impl Dispatcher {
         partition: i32,
         record: kafka_wire::ProducerRecord,
     ) -> Result<(), kafka_wire::Error> {
+        let side = self
+            .side_partitions
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if (topic == self.completions_topic || topic == self.dead_letter_topic) && partition >= side
+        {
+            return Err(kafka_wire::Error::InvalidArgument(format!(
+                "{topic} has {side} partitions, fewer than the request topic: no partition {partition} to write to"
+            )));
+        }
         self.producer
             .send_to(topic, partition, record)?
             .await

@@ -109,12 +109,21 @@ impl Server {
                 "concurrency must be at least 1".into(),
             ));
         }
+        if o.drain_timeout >= o.rebalance_timeout {
+            return Err(RpcError::InvalidArgument(format!(
+                "drain_timeout ({:?}) must be below rebalance_timeout ({:?}): a server rejoins the \
+                 group only after draining revoked partitions, and the group waits at most the \
+                 rebalance timeout (max.poll.interval.ms) before removing it; raise \
+                 rebalance_timeout or lower drain_timeout",
+                o.drain_timeout, o.rebalance_timeout
+            )));
+        }
         let names = TopicNames::of(o)?;
         let topic = names.requests.clone();
         let topics = TopicCache::default();
         let rf = o.topics.replication_factor;
         // Completions and dead letters are partitioned like the requests they describe.
-        let request_parts = topics
+        let mut request_parts = topics
             .ensure_counted(&self.kafka, &topic, names.partitions, rf)
             .await?;
         for extra in [&names.completions, &names.dead_letters] {
@@ -159,6 +168,7 @@ impl Server {
             progress: Mutex::new(Progress::default()),
             keyed: Mutex::new(HashMap::new()),
             next_seq: Default::default(),
+            side_partitions: std::sync::atomic::AtomicI32::new(request_parts),
             finished: tokio::sync::Notify::new(),
         });
         let permits = Arc::new(Semaphore::new(o.concurrency));
@@ -166,25 +176,62 @@ impl Server {
         let mut commit_tick = tokio::time::interval(o.commit_interval);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
-        let outcome: Result<(), RpcError> = loop {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => break Ok(()),
-                _ = commit_tick.tick() => {
-                    self.counters.undecodable_batches.store(consumer.skipped_batches(), std::sync::atomic::Ordering::Relaxed);
-                    self.counters.reset_skipped_offsets.store(consumer.reset_skipped_offsets(), std::sync::atomic::Ordering::Relaxed);
-                    dispatcher.commit(&consumer).await;
+        let committer = consumer.committer();
+        let outcome: Result<(), RpcError> = 'serve: loop {
+            // Commits run beside the poll, never by cancelling it: a fetch slower than the
+            // commit interval (a loaded broker) would otherwise be cancelled every time and
+            // the server would never consume anything.
+            let event = {
+                let poll = consumer.poll();
+                tokio::pin!(poll);
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = &mut shutdown => break 'serve Ok(()),
+                        _ = commit_tick.tick() => dispatcher.commit(&committer).await,
+                        event = &mut poll => break event,
+                    }
                 }
-                event = consumer.poll() => match event {
-                    Err(e) => break Err(RpcError::kafka(format!("consuming {topic}"), e)),
+            };
+            self.counters.undecodable_batches.store(
+                consumer.skipped_batches(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.counters.reset_skipped_offsets.store(
+                consumer.reset_skipped_offsets(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            {
+                match event {
+                    Err(e) => break 'serve Err(RpcError::kafka(format!("consuming {topic}"), e)),
                     Ok(GroupEvent::Assigned(a)) => {
+                        Counters::bump(&self.counters.assignments);
+                        let completion_parts;
+                        (request_parts, completion_parts) =
+                            follow_request_partitions(&self.kafka, &names, request_parts).await;
+                        dispatcher
+                            .side_partitions
+                            .store(completion_parts, std::sync::atomic::Ordering::Relaxed);
                         for &p in a.get(&topic).map(Vec::as_slice).unwrap_or_default() {
-                            let loaded = completions::load_window(&self.kafka, &dispatcher.completions_topic, p, dispatcher.dedup_limits, o.drain_timeout).await;
+                            if p >= completion_parts {
+                                // Logged by follow_request_partitions: nothing to load.
+                                continue;
+                            }
+                            let loaded = completions::load_window(
+                                &self.kafka,
+                                &dispatcher.completions_topic,
+                                p,
+                                dispatcher.dedup_limits,
+                                o.drain_timeout,
+                            )
+                            .await;
                             match loaded {
                                 Ok(window) => {
                                     dispatcher.windows().insert(p, window);
                                 }
-                                Err(e) => tracing::warn!(partition = p, error = %e, "dedup window not loaded; redeliveries of this partition may run again"),
+                                Err(e) => {
+                                    tracing::warn!(partition = p, error = %e, "dedup window not loaded; redeliveries of this partition may run again")
+                                }
                             }
                         }
                         tracing::info!(service = %o.service, assignment = ?a, "partitions assigned");
@@ -192,7 +239,7 @@ impl Server {
                     Ok(GroupEvent::Revoked(a)) => {
                         tracing::info!(service = %o.service, revoked = ?a, "partitions revoked; finishing their requests");
                         dispatcher.drain(o.drain_timeout).await;
-                        dispatcher.commit(&consumer).await;
+                        dispatcher.commit(&committer).await;
                         let mut progress = dispatcher.progress();
                         for (t, parts) in &a {
                             for p in parts {
@@ -206,16 +253,20 @@ impl Server {
                             dispatcher.dead_letter_batch(&batch).await;
                         }
                         for record in records {
-                            let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+                            let permit = permits
+                                .clone()
+                                .acquire_owned()
+                                .await
+                                .expect("the semaphore is never closed");
                             dispatcher.start(record, permit);
                         }
                     }
-                },
+                }
             }
         };
         tracing::info!(service = %o.service, "stopping: finishing requests in hand");
         dispatcher.drain(o.drain_timeout).await;
-        dispatcher.commit(&consumer).await;
+        dispatcher.commit(&committer).await;
         if let Err(e) = consumer.close().await {
             tracing::warn!(error = %e, "leaving the group failed");
         }
@@ -236,6 +287,7 @@ impl ServerOptions {
         group.session_timeout = self.session_timeout;
         group.heartbeat_interval = self.heartbeat_interval;
         group.rebalance_timeout = self.rebalance_timeout;
+        group.metadata_max_age = self.metadata_max_age;
         // One policy for "no committed offset" and "out of range": requests are served, not
         // skipped.
         group.fetch.offset_reset = OffsetReset::Earliest;
@@ -249,6 +301,60 @@ impl ServerOptions {
         group.fetch.hole_wait = Some(HOLE_WAIT);
         Ok(group)
     }
+}
+
+/// After a rebalance: notices (and logs) a request topic that grew, shrank or vanished, and grows
+/// the completion and dead-letter topics to its partition count (they are written to the
+/// partition of the request they describe). Returns the request topic's partition count now
+/// and the fewest partitions of the two side topics.
+/// A side topic that cannot grow (a broker without CreatePartitions) is logged: the requests of
+/// the new partitions are still served and answered, but their completions (dedup after a
+/// crash) and dead letters cannot be written.
+async fn follow_request_partitions(
+    kafka: &kafka_wire::Client,
+    names: &TopicNames,
+    known: i32,
+) -> (i32, i32) {
+    let now = match kafka.partition_count(&names.requests).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(topic = %names.requests, error = %e, "request topic not found (deleted?); serving whatever the group assigns");
+            return (known, known);
+        }
+    };
+    // The fewest partitions of the two side topics.
+    let mut completion_parts = now;
+    if now != known {
+        tracing::warn!(topic = %names.requests, from = known, to = now, "the request topic's partition count changed");
+    }
+    for side in [&names.completions, &names.dead_letters] {
+        let count = match kafka.partition_count(side).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(topic = %side, error = %e, "cannot read the partitions of a side topic");
+                continue;
+            }
+        };
+        if count >= now {
+            continue;
+        }
+        match kafka.create_partitions(side, now).await {
+            Ok(()) => {
+                tracing::info!(topic = %side, from = count, to = now, "grown to follow the request topic")
+            }
+            Err(e) => {
+                completion_parts = completion_parts.min(count);
+                tracing::error!(
+                    topic = %side,
+                    from = count,
+                    to = now,
+                    error = %e,
+                    "cannot grow this topic to follow the request topic: records of request partitions {count}..{now} cannot be written to it"
+                )
+            }
+        }
+    }
+    (now, completion_parts)
 }
 
 /// The topics and group of a served service, native or legacy.

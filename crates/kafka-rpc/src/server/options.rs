@@ -29,20 +29,31 @@ pub struct ServerOptions {
     /// run, and one in an open transaction waits until it commits.
     pub request_isolation: IsolationLevel,
     /// Consumer-group session timeout: a dead server's requests move after this long
-    /// (`session.timeout.ms`, default 45 s as in the Java consumer since Kafka 3.0).
+    /// (`session.timeout.ms`, default 45 s as in the Java consumer since Kafka 3.0). Heartbeats
+    /// keep it alive in every phase, draining included.
     pub session_timeout: Duration,
     /// Time between heartbeats (`heartbeat.interval.ms`, default 3 s: a third of the session
     /// timeout or less, as the Java consumer advises).
     pub heartbeat_interval: Duration,
     /// How long the group waits for members to rejoin during a rebalance, sent as JoinGroup's
-    /// rebalance timeout (the Java consumer sends `max.poll.interval.ms`, default 300 s).
+    /// rebalance timeout (the Java consumer sends `max.poll.interval.ms`, default 300 s). A
+    /// server rejoins after draining revoked partitions, so it must exceed `drain_timeout`:
+    /// [`crate::Server::run`] refuses settings where it does not.
     pub rebalance_timeout: Duration,
+    /// How often the request topic's metadata is refreshed to notice partitions added (or the
+    /// topic deleted or recreated) while serving: the group then rebalances so the new
+    /// partitions are served, and the completion and dead-letter topics are grown to match.
+    /// Java `metadata.max.age.ms`, whose default (5 minutes) is shortened here to 30 s: calls
+    /// sent to a partition nobody consumes wait until this passes (one Metadata request per
+    /// 30 s is the cost).
+    pub metadata_max_age: Duration,
     /// How often completed offsets are committed (`auto.commit.interval.ms`, default 5 s).
     /// Offsets are committed after the reply whatever this is; a shorter interval narrows what
     /// a crashed server's successor runs again (which the completions topic then answers from
     /// its record instead of running), at the cost of more OffsetCommit requests.
     pub commit_interval: Duration,
-    /// On shutdown or revocation, how long to wait for running handlers.
+    /// On shutdown or revocation, how long to wait for running handlers. Must be below
+    /// `rebalance_timeout` (the group waits that long for a draining server to rejoin).
     pub drain_timeout: Duration,
     /// Request ids remembered per partition to suppress redeliveries.
     pub dedup_window: usize,
@@ -73,6 +84,7 @@ impl ServerOptions {
             session_timeout: Duration::from_secs(45),
             heartbeat_interval: Duration::from_secs(3),
             rebalance_timeout: Duration::from_secs(300),
+            metadata_max_age: Duration::from_secs(30),
             commit_interval: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
             dedup_window: 10_000,

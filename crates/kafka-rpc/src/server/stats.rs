@@ -74,6 +74,8 @@ counters! {
     reply_failures,
     /// Offset commits that failed.
     commit_failures,
+    /// Partition assignments received: one per rebalance this server took part in.
+    assignments,
     /// Record batches of the request topic that could not be decoded (unsupported codec,
     /// corrupt) and were stepped over: their records cannot be read, so cannot be answered.
     undecodable_batches,

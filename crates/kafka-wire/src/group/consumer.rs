@@ -12,7 +12,7 @@ use std::time::Instant;
 use tokio::task::JoinHandle;
 
 use super::heartbeat::heartbeat_loop;
-use super::join::JoinJob;
+use super::join::{topic_shape, JoinJob, Joined, TopicShape};
 use super::offsets::{self, Committer, Offsets};
 use super::payload::Assignment;
 use super::state::Shared;
@@ -34,6 +34,43 @@ pub enum GroupEvent {
     Records(Vec<ConsumerRecord>),
 }
 
+/// Commits offsets as a [`GroupConsumer`]'s member (its generation at the time of the commit);
+/// see [`GroupConsumer::committer`].
+#[derive(Clone)]
+pub struct GroupCommitter {
+    client: Client,
+    config: GroupConfig,
+    shared: Arc<Shared>,
+}
+
+impl GroupCommitter {
+    /// Commits `offsets` (next offset to read, per partition); OffsetCommit errors are
+    /// classified like every group error (a lost generation makes the member rejoin).
+    pub async fn commit(&self, offsets: &Offsets) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let who = {
+            let m = self.shared.member();
+            Committer {
+                group: self.config.group_id.clone(),
+                generation: m.generation,
+                member_id: m.member_id.clone(),
+                instance_id: self.config.instance_id.clone(),
+            }
+        };
+        let conn = self
+            .shared
+            .coordinator(&self.client, &self.config.group_id)
+            .await?;
+        let result = offsets::commit(&conn, &who, offsets).await;
+        if let Err(e) = &result {
+            self.shared.on_coordinator_error(e);
+        }
+        result
+    }
+}
+
 /// A member of a consumer group.
 pub struct GroupConsumer {
     client: Client,
@@ -42,8 +79,12 @@ pub struct GroupConsumer {
     shared: Arc<Shared>,
     assignment: Assignment,
     heartbeat: JoinHandle<()>,
-    joining: Option<JoinHandle<Result<(Assignment, Offsets)>>>,
+    joining: Option<JoinHandle<Result<Joined>>>,
     last_commit: Instant,
+    /// Partitions of each subscribed topic as of our last join (`None`: the topic did not
+    /// exist), and when the metadata was last compared with it.
+    topic_shape: TopicShape,
+    last_metadata_check: Instant,
 }
 
 impl Drop for GroupConsumer {
@@ -85,6 +126,8 @@ impl GroupConsumer {
             heartbeat,
             joining: None,
             last_commit: Instant::now(),
+            topic_shape: TopicShape::new(),
+            last_metadata_check: Instant::now(),
         })
     }
 
@@ -141,12 +184,22 @@ impl GroupConsumer {
     /// Waits for the next event: records, or a revocation / assignment when the group rebalances.
     pub async fn poll(&mut self) -> Result<GroupEvent> {
         loop {
+            if let Some(e) = self.shared.fatal() {
+                return Err(e);
+            }
             if self.joining.is_some() || self.shared.must_rejoin() {
                 if !self.assignment.is_empty() {
                     return Ok(GroupEvent::Revoked(self.revoke().await));
                 }
                 self.rejoin().await?;
                 return Ok(GroupEvent::Assigned(self.assignment.clone()));
+            }
+            if self.last_metadata_check.elapsed() >= self.config.metadata_max_age {
+                self.last_metadata_check = Instant::now();
+                if self.topics_changed().await {
+                    self.shared.set_rejoin(true);
+                    continue;
+                }
             }
             if let Some(every) = self.config.auto_commit {
                 if self.last_commit.elapsed() >= every && !self.assignment.is_empty() {
@@ -167,7 +220,18 @@ impl GroupConsumer {
                 .await;
                 continue;
             }
-            let records = self.fetcher.poll().await?;
+            let records = match self.fetcher.poll().await {
+                Ok(records) => records,
+                // A subscribed topic deleted under us: not the end of this member. The group
+                // rebalances (its leader assigns what exists) and a re-created topic is noticed
+                // by the metadata check.
+                Err(e) if topic_missing(&e) => {
+                    tracing::warn!(group = %self.config.group_id, error = %e, "a subscribed topic is gone; rejoining");
+                    self.shared.set_rejoin(true);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             // Skipped batches are news too: the caller takes them with `take_skipped`.
             if !records.is_empty() || self.fetcher.has_skipped() {
                 return Ok(GroupEvent::Records(records));
@@ -205,8 +269,11 @@ impl GroupConsumer {
         });
         let outcome = job.await;
         self.joining = None;
-        let (assignment, start) =
-            outcome.map_err(|e| Error::InvalidArgument(format!("the join task failed: {e}")))??;
+        let Joined {
+            assignment,
+            start,
+            shape,
+        } = outcome.map_err(|e| Error::InvalidArgument(format!("the join task failed: {e}")))??;
         for (topic, parts) in &assignment {
             for p in parts {
                 let offset = start
@@ -218,32 +285,51 @@ impl GroupConsumer {
             }
         }
         self.assignment = assignment;
+        tracing::debug!(group = %self.config.group_id, ?start, "start offsets");
+        // No await from the join task's end to here: `poll` is cancel-safe.
+        self.topic_shape = shape;
+        self.last_metadata_check = Instant::now();
         Ok(())
+    }
+
+    /// Whether a subscribed topic grew, shrank, appeared or disappeared since our last join
+    /// (as the Java consumer's metadata snapshot does): logged, and the caller rejoins.
+    async fn topics_changed(&mut self) -> bool {
+        let now = topic_shape(&self.client, &self.config).await;
+        let mut changed = false;
+        for (topic, was) in &self.topic_shape {
+            let is = now.get(topic).copied().flatten();
+            if *was != is {
+                changed = true;
+                match (was, is) {
+                    (Some(a), Some(b)) => {
+                        tracing::info!(group = %self.config.group_id, %topic, from = a, to = b, "subscribed topic's partition count changed; rejoining")
+                    }
+                    (Some(_), None) => {
+                        tracing::warn!(group = %self.config.group_id, %topic, "subscribed topic was deleted; rejoining")
+                    }
+                    _ => {
+                        tracing::info!(group = %self.config.group_id, %topic, "subscribed topic now exists; rejoining")
+                    }
+                }
+            }
+        }
+        changed
     }
 
     /// Commits `offsets` (next offset to read, per partition) as this generation's member.
     pub async fn commit(&self, offsets: &Offsets) -> Result<()> {
-        if offsets.is_empty() {
-            return Ok(());
+        self.committer().commit(offsets).await
+    }
+
+    /// A handle that commits for this member while a [`poll`](Self::poll) is in flight, so a
+    /// caller committing on a timer need not cancel the poll (and the fetch it waits on).
+    pub fn committer(&self) -> GroupCommitter {
+        GroupCommitter {
+            client: self.client.clone(),
+            config: self.config.clone(),
+            shared: self.shared.clone(),
         }
-        let who = {
-            let m = self.shared.member();
-            Committer {
-                group: self.config.group_id.clone(),
-                generation: m.generation,
-                member_id: m.member_id.clone(),
-                instance_id: self.config.instance_id.clone(),
-            }
-        };
-        let conn = self
-            .shared
-            .coordinator(&self.client, &self.config.group_id)
-            .await?;
-        let result = offsets::commit(&conn, &who, offsets).await;
-        if let Err(e) = &result {
-            self.shared.on_coordinator_error(e);
-        }
-        result
     }
 
     /// Commits the consumed positions of every assigned partition.
@@ -278,4 +364,10 @@ impl GroupConsumer {
             .await?;
         membership::leave(&conn, &self.config, &member_id).await
     }
+}
+
+/// Whether `e` says a topic (or partition) does not exist.
+fn topic_missing(e: &Error) -> bool {
+    matches!(e, Error::UnknownTopic { .. })
+        || e.kafka_error() == Some(kafka_protocol::error::ResponseError::UnknownTopicOrPartition)
 }

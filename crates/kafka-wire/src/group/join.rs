@@ -8,16 +8,49 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::assignor::Assignor;
-use super::membership::{self, Joined};
+use super::membership::{self, Joined as JoinResponse};
 use super::offsets::{self, Offsets};
 use super::payload::{self, Assignment, Subscription};
-use super::state::Shared;
+use super::state::{Reaction, Shared};
 use super::GroupConfig;
 use crate::backoff::Backoff;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::fetcher::OffsetReset;
 use crate::offsets::OffsetSpec;
+
+/// The partition count of each subscribed topic (`None`: it does not exist).
+pub(super) type TopicShape = HashMap<String, Option<i32>>;
+
+/// What a completed rejoin hands the consumer.
+pub(super) struct Joined {
+    /// Our partitions.
+    pub assignment: Assignment,
+    /// Where to start fetching each of them.
+    pub start: Offsets,
+    /// The subscribed topics as of this join, to notice later changes.
+    pub shape: TopicShape,
+}
+
+/// The partition count of every subscribed topic, from fresh metadata (`None`: the topic does
+/// not exist). A failed refresh keeps the cached view.
+pub(super) async fn topic_shape(client: &Client, config: &GroupConfig) -> TopicShape {
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    if let Err(e) = client.refresh_metadata(&topics).await {
+        tracing::debug!(group = %config.group_id, error = %e, "metadata refresh failed");
+    }
+    let md = client.metadata_snapshot();
+    config
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.clone(),
+                md.topics.get(t).map(|i| i.partitions.len() as i32),
+            )
+        })
+        .collect()
+}
 
 /// One rejoin of one member.
 pub(super) struct JoinJob {
@@ -29,7 +62,7 @@ pub(super) struct JoinJob {
 impl JoinJob {
     /// Joins and syncs until stable (retrying what can be retried for a rebalance timeout plus
     /// a session timeout); returns the assignment and where to start fetching each partition.
-    pub async fn run(self) -> Result<(Assignment, Offsets)> {
+    pub async fn run(self) -> Result<Joined> {
         let cfg = self.client.config();
         let budget = self.config.rebalance_timeout + self.config.session_timeout;
         let mut backoff = Backoff::new(cfg.retry_backoff, cfg.retry_backoff_max, budget);
@@ -38,12 +71,21 @@ impl JoinJob {
             let attempt = async {
                 let assignment = self.join_and_sync().await?;
                 let start = self.start_offsets(&assignment).await?;
-                Ok::<_, Error>((assignment, start))
+                let shape = topic_shape(&self.client, &self.config).await;
+                Ok::<_, Error>(Joined {
+                    assignment,
+                    start,
+                    shape,
+                })
             };
             match attempt.await {
                 Ok(done) => return Ok(done),
                 Err(e) => {
-                    let recoverable = self.shared.on_coordinator_error(&e) || e.is_retriable();
+                    let recoverable = match self.shared.on_coordinator_error(&e) {
+                        Reaction::Fatal => false,
+                        Reaction::Other => e.is_retriable(),
+                        _ => true,
+                    };
                     tracing::info!(group = %self.config.group_id, error = %e, "join attempt failed");
                     if !recoverable || !backoff.wait().await {
                         self.shared.set_rejoin(true);
@@ -61,9 +103,18 @@ impl JoinJob {
             .await?;
         let member_id = {
             let mut m = self.shared.member();
-            m.stable = false;
+            m.in_join = true;
             m.member_id.clone()
         };
+        // Heartbeats pause while the join and sync are in flight, and resume after, whatever
+        // the outcome (a failed attempt keeps whatever membership it still has).
+        struct InJoin<'a>(&'a Shared);
+        impl Drop for InJoin<'_> {
+            fn drop(&mut self) {
+                self.0.member().in_join = false;
+            }
+        }
+        let _in_join = InJoin(&self.shared);
         let subscription = Subscription {
             topics: self.config.topics.clone(),
             user_data: None,
@@ -91,13 +142,12 @@ impl JoinJob {
             what: "SyncGroup assignment".into(),
             reason: e.to_string(),
         })?;
-        self.shared.member().stable = true;
         tracing::info!(group = %self.config.group_id, generation = joined.generation, member = %joined.member_id, ?assignment, "joined");
         Ok(assignment)
     }
 
     /// As leader: decode every member's subscription and run the chosen assignor.
-    async fn lead(&self, joined: &Joined) -> Result<Vec<(String, Bytes)>> {
+    async fn lead(&self, joined: &JoinResponse) -> Result<Vec<(String, Bytes)>> {
         let assignor = Assignor::from_name(&joined.protocol).ok_or_else(|| {
             Error::InvalidArgument(format!(
                 "the group chose assignor {:?}, which this client does not have",
@@ -115,6 +165,10 @@ impl JoinJob {
         }
         let mut counts = HashMap::new();
         let topics: BTreeSet<&String> = members.values().flat_map(|s| s.topics.iter()).collect();
+        // Fresh partition counts, not cached ones: a rejoin is often caused by a topic that
+        // grew, and an assignment from stale metadata would leave its new partitions out.
+        let names: Vec<&str> = topics.iter().map(|t| t.as_str()).collect();
+        self.client.refresh_metadata(&names).await?;
         for topic in topics {
             match self.client.partition_count(topic).await {
                 Ok(n) => {

@@ -14,7 +14,7 @@ mod state;
 use std::time::Duration;
 
 pub use assignor::Assignor;
-pub use consumer::{GroupConsumer, GroupEvent};
+pub use consumer::{GroupCommitter, GroupConsumer, GroupEvent};
 pub use offsets::Offsets;
 pub use payload::Assignment;
 
@@ -40,6 +40,10 @@ pub struct GroupConfig {
     pub assignors: Vec<Assignor>,
     /// Commit the consumed positions this often (and on revoke and close); `None`: commit manually.
     pub auto_commit: Option<Duration>,
+    /// How often the member refreshes the metadata of its topics to notice partitions added,
+    /// or topics deleted or created, while it runs (Java `metadata.max.age.ms`, default 5
+    /// minutes). A change makes it rejoin, so the leader assigns the new partitions.
+    pub metadata_max_age: Duration,
     /// Fetch settings. Its `offset_reset` (Java: `auto.offset.reset`) is the group's one reset
     /// policy: it says where to start in a partition with no committed offset AND where to go
     /// when a position is out of range (below the log start or above its end). With
@@ -60,6 +64,7 @@ impl GroupConfig {
             instance_id: None,
             assignors: vec![Assignor::Range, Assignor::RoundRobin],
             auto_commit: None,
+            metadata_max_age: Duration::from_secs(300),
             fetch: FetchConfig::default(),
         }
     }

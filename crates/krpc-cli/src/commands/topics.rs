@@ -1,4 +1,4 @@
-//! `krpc topics list|create|describe`.
+//! `krpc topics list|create|grow|describe`.
 
 use kafka_wire::{NewTopic, OffsetSpec};
 
@@ -25,6 +25,18 @@ pub enum Command {
         /// Replication factor (-1: the broker's default).
         #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
         replication_factor: i16,
+    },
+    /// Grow a topic to more partitions (CreatePartitions). Keyed records map to other
+    /// partitions afterwards; running kafka-rpc servers notice within their metadata max age
+    /// and grow the service's completion and dead-letter topics to match.
+    Grow {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        /// Topic name.
+        name: String,
+        /// The new total number of partitions (more than it has now).
+        #[arg(long)]
+        partitions: i32,
     },
     /// Show a topic's partitions, leaders and offsets.
     Describe {
@@ -61,6 +73,22 @@ pub async fn run(cmd: Command) -> CmdResult {
             let topic = NewTopic::new(&name, partitions).replication_factor(replication_factor);
             client.create_topics(&[topic], false).await?;
             println!("created {name} with {partitions} partitions");
+        }
+        Command::Grow {
+            broker,
+            name,
+            partitions,
+        } => {
+            let client = broker.connect().await?;
+            let before = client.partition_count(&name).await?;
+            if partitions <= before {
+                return Err(format!(
+                    "{name} has {before} partitions; --partitions must be more than that (Kafka never shrinks a topic)"
+                )
+                .into());
+            }
+            client.create_partitions(&name, partitions).await?;
+            println!("grew {name} from {before} to {partitions} partitions");
         }
         Command::Describe { broker, name } => {
             let client = broker.connect().await?;
