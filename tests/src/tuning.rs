@@ -18,6 +18,8 @@ pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// Rebalance timeout (JoinGroup) of test servers.
 pub const REBALANCE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Drain timeout of test servers: below the rebalance timeout, as `Server::run` requires.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Commit interval of test servers: redeliveries after a kill stay few.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -28,6 +30,7 @@ pub fn server_options(service: &str) -> kafka_rpc::ServerOptions {
     options.session_timeout = SESSION_TIMEOUT;
     options.heartbeat_interval = HEARTBEAT_INTERVAL;
     options.rebalance_timeout = REBALANCE_TIMEOUT;
+    options.drain_timeout = DRAIN_TIMEOUT;
     options.commit_interval = COMMIT_INTERVAL;
     options
 }
