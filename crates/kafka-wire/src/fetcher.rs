@@ -757,10 +757,15 @@ impl Fetcher {
                 to,
             });
         }
-        let end = data.get(0..8).zip(data.get(23..27)).map(|(base, delta)| {
+        // Where it ends: a v2 batch's header says (base offset + last offset delta + 1); an old
+        // message or wrapper (magic 0/1) carries its last offset, so it ends one past it.
+        let end = data.get(0..8).zip(data.get(16)).map(|(base, &magic)| {
             let base = i64::from_be_bytes(base.try_into().expect("8 bytes"));
-            let delta = i32::from_be_bytes(delta.try_into().expect("4 bytes"));
-            base.saturating_add(delta.max(0) as i64).saturating_add(1)
+            let delta = match (magic, data.get(23..27)) {
+                (2, Some(d)) => i32::from_be_bytes(d.try_into().expect("4 bytes")).max(0),
+                _ => 0,
+            };
+            base.saturating_add(delta as i64).saturating_add(1)
         });
         match end {
             Some(to) if self.config.skip_undecodable && to > offset => Ok(PartitionOutcome::Skip {

@@ -435,8 +435,29 @@ pub fn decode_fetched(
                     } else {
                         match decode_v2(&entry, &header, topic, partition, max_inflated) {
                             Ok(records) => (base_offset, next, records),
-                            Err(reason) => {
+                            Err(reason) if v2_crc_holds(&entry) => {
+                                // The batch is intact (an unsupported codec, an inflation past
+                                // the limit): its header says where it ends.
                                 out.undecodable.push(unreadable(next, reason));
+                                (base_offset, next, Vec::new())
+                            }
+                            Err(reason) => {
+                                // The CRC covers the last offset delta, so where a corrupt
+                                // batch ends is unknown: up to where the next entry starts, or
+                                // (the last entry of the response) one offset past the
+                                // position, so no record after it is ever jumped over. The
+                                // broker returns the same batch for each offset inside it, so
+                                // it is reported once, when first met, and then stepped
+                                // through.
+                                let from = min_offset.max(base_offset);
+                                let next = match rest.get(0..8) {
+                                    Some(b) => i64::from_be_bytes(b.try_into().expect("8 bytes"))
+                                        .clamp(from.saturating_add(1), next.max(from + 1)),
+                                    None => from.saturating_add(1),
+                                };
+                                if base_offset >= min_offset {
+                                    out.undecodable.push(unreadable(next, reason));
+                                }
                                 (base_offset, next, Vec::new())
                             }
                         }
@@ -468,6 +489,14 @@ pub fn decode_fetched(
         );
     }
     Ok(out)
+}
+
+/// Whether a v2 batch's CRC-32C (bytes 17..21, over everything from the attributes at byte 21
+/// on) matches its content.
+fn v2_crc_holds(entry: &[u8]) -> bool {
+    entry.len() >= 21
+        && crc32c::crc32c(&entry[21..])
+            == u32::from_be_bytes(entry[17..21].try_into().expect("4 bytes"))
 }
 
 /// The v2 batch header fields the decoder acts on (KIP-98 layout).
@@ -642,6 +671,7 @@ mod tests {
     fn a_lying_record_count_is_refused_before_allocating() {
         let mut b = BytesMut::from(&encode_batch(&sample(), Codec::None, 0).unwrap()[..]);
         b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        fix_crc(&mut b); // as a producer that lies would send it: the CRC holds
         let decoded = decode_batches(&b.freeze(), &topic(), 0, 0, 1 << 20).unwrap();
         assert!(decoded.records.is_empty());
         let err = &decoded.undecodable[0].error;
@@ -664,6 +694,33 @@ mod tests {
             err.to_string().to_lowercase().contains("cyclic redundancy"),
             "{err}"
         );
+    }
+
+    /// A corrupt batch whose (CRC-covered) last offset delta is garbage never moves the
+    /// position past records not returned: the last entry of a response is stepped one offset
+    /// at a time, reported once; between entries it ends where the next one starts.
+    #[test]
+    fn a_corrupt_batch_with_a_garbage_offset_delta_jumps_over_nothing() {
+        let good = encode_batch(&sample(), Codec::None, 0).unwrap();
+        let mut bad = BytesMut::from(&good[..]);
+        bad[0..8].copy_from_slice(&3i64.to_be_bytes());
+        bad[23..27].copy_from_slice(&1_000_000i32.to_be_bytes()); // breaks the CRC too
+        let alone = bad.clone().freeze();
+        let decoded = decode_batches(&alone, &topic(), 0, 3, 1 << 20).unwrap();
+        assert_eq!(decoded.next_offset, Some(4));
+        assert_eq!(decoded.undecodable.len(), 1);
+        // Fetched again from inside it: stepped on, not reported again.
+        let again = decode_batches(&alone, &topic(), 0, 4, 1 << 20).unwrap();
+        assert_eq!((again.next_offset, again.undecodable.len()), (Some(5), 0));
+        // Followed by a good batch at 6: the corrupt one ends at 6.
+        let mut third = BytesMut::from(&good[..]);
+        third[0..8].copy_from_slice(&6i64.to_be_bytes());
+        let mut both = bad.clone();
+        both.extend_from_slice(&third);
+        let decoded = decode_batches(&both.freeze(), &topic(), 0, 3, 1 << 20).unwrap();
+        assert_eq!(decoded.undecodable[0].next_offset, 6);
+        let offsets: Vec<i64> = decoded.records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![6, 7, 8]);
     }
 
     #[test]
