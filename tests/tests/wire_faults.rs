@@ -37,6 +37,65 @@ fn quick() -> FetchConfig {
     }
 }
 
+/// A hole being waited for (`hole_wait`: a later batch shown before an earlier one) is fetched
+/// again with backoff, not in a hot loop: the broker answers at once (there is data past the
+/// hole), so without backoff the same fetch went out thousands of times a second for the whole
+/// wait. Once the hole fills, its records come in order.
+#[tokio::test]
+async fn a_hole_being_waited_for_is_refetched_with_backoff() {
+    let broker = FakeBroker::start().await;
+    broker.topic("t", 1);
+    let filled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = filled.clone();
+    broker.on_fetch(move |asks| {
+        asks.iter()
+            .map(|a| {
+                if f.load(std::sync::atomic::Ordering::SeqCst) {
+                    FetchAnswer::records(batch(a.offset, 4 - a.offset as usize))
+                } else {
+                    // Offsets 2..4 shown, 0..2 not yet.
+                    FetchAnswer::records(batch(2, 2))
+                }
+            })
+            .collect()
+    });
+    let client = client(&broker).await;
+    let mut fetcher = Fetcher::new(
+        client,
+        FetchConfig {
+            hole_wait: Some(Duration::from_secs(30)),
+            ..quick()
+        },
+    );
+    fetcher.assign("t", 0, 0);
+    let fetch0 = broker.count(ApiKey::Fetch);
+    let until = Instant::now() + Duration::from_secs(1);
+    let mut polls = 0;
+    while Instant::now() < until {
+        assert!(
+            fetcher.poll().await.unwrap().is_empty(),
+            "nothing past the hole"
+        );
+        polls += 1;
+        assert!(polls < 100_000);
+    }
+    let fetches = broker.count(ApiKey::Fetch) - fetch0;
+    eprintln!("in 1 s waiting for a hole: {fetches} fetches, {polls} polls");
+    assert!(fetches >= 2, "still refetching: {fetches}");
+    assert!(fetches <= 15, "hole refetches not backed off: {fetches}");
+    filled.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the filled hole was never read: {got:?}"
+        );
+        got.extend(fetcher.poll().await.unwrap().iter().map(|r| r.offset));
+    }
+    assert_eq!(got, vec![0, 1, 2, 3]);
+}
+
 /// Fault 1: a half-open broker (accepts, never answers). Every metadata refresh times out; each
 /// timeout retires its connection, so every later refresh dials afresh (the old code reused the
 /// first connection forever: one dial in all).

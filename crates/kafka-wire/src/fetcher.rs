@@ -96,6 +96,12 @@ pub struct FetchConfig {
     /// Step over a batch that cannot be decoded (unsupported codec, corrupt content), logging
     /// and counting it ([`Fetcher::skipped_batches`]), instead of failing every poll on it.
     pub skip_undecodable: bool,
+    /// With `skip_undecodable`: keep each batch stepped over, raw bytes included, for
+    /// [`Fetcher::take_skipped`] (a caller that stores them, such as a dead-letter writer). The
+    /// caller must take them: while 1024 batches or 16 MiB wait, the partition's position stops
+    /// at the next undecodable batch, so none is stepped over without being kept. Default
+    /// false (they are only counted and logged).
+    pub keep_skipped: bool,
     /// When a fetch shows a hole in the offsets (a later batch without the earlier one), stop
     /// before the hole and fetch it again for up to this long before accepting it as a real
     /// hole. Apache Kafka never shows a later batch first; some Kafka-compatible brokers do
@@ -118,6 +124,7 @@ impl Default for FetchConfig {
             max_inflated_bytes: 64 * 1024 * 1024,
             offset_reset: OffsetReset::Latest,
             skip_undecodable: false,
+            keep_skipped: false,
             hole_wait: None,
             isolation_level: IsolationLevel::ReadUncommitted,
         }
@@ -265,9 +272,9 @@ impl Fetcher {
         self.skipped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The undecodable batches stepped over since the last call (with `skip_undecodable`),
-    /// each once, in the order met; at most 1024 batches and 16 MiB are kept between calls (the
-    /// rest are only counted in [`Fetcher::skipped_batches`] and logged).
+    /// The undecodable batches stepped over since the last call (with `skip_undecodable` and
+    /// `keep_skipped`), each once, in the order met; at most 1024 batches and 16 MiB are kept
+    /// between calls, and a partition whose next undecodable batch does not fit waits at it.
     pub fn take_skipped(&mut self) -> Vec<SkippedBatch> {
         std::mem::take(&mut self.kept_skipped)
     }
@@ -417,25 +424,40 @@ impl Fetcher {
                 hole,
                 skipped,
             } => {
+                let mut waiting = false;
                 if let Some(at) = hole {
                     if self.wait_for_hole(&topic, partition, at) {
                         batch.retain(|r| r.offset < at);
                         next = at;
+                        waiting = true;
                     }
                 } else {
                     self.holes.remove(&(topic.clone(), partition));
                 }
                 // Batches past a hole being waited for come again with the next fetch.
                 for bad in skipped.into_iter().filter(|b| b.base_offset < next) {
-                    self.keep_skipped(bad);
+                    let at = bad.base_offset;
+                    if !self.keep_skipped(bad) {
+                        // Not kept (the caller has not taken the ones before): wait here.
+                        batch.retain(|r| r.offset < at);
+                        next = at;
+                        waiting = true;
+                        break;
+                    }
                 }
                 if let Some(i) = self.find(&topic, partition) {
                     let initial = self.client.config().retry_backoff;
                     let a = &mut self.assigned[i];
                     a.offset = next;
-                    a.retry_at = None;
-                    a.backoff.reset(initial);
                     a.max_bytes = self.config.partition_max_bytes;
+                    if waiting && batch.is_empty() {
+                        // Nothing to hand out until the hole fills or the kept batches are
+                        // taken: back off instead of fetching the same answer at once.
+                        a.retry_at = Some(Instant::now() + a.backoff.next_delay());
+                    } else {
+                        a.retry_at = None;
+                        a.backoff.reset(initial);
+                    }
                     records.append(&mut batch);
                 }
             }
@@ -474,20 +496,28 @@ impl Fetcher {
         }
     }
 
-    /// Counts and logs an undecodable batch stepped over, and keeps it (raw bytes included)
-    /// for [`Fetcher::take_skipped`] while fewer than 1024 batches and 16 MiB are kept.
-    fn keep_skipped(&mut self, bad: SkippedBatch) {
+    /// Counts and logs an undecodable batch stepped over, and with `keep_skipped` keeps it (raw
+    /// bytes included) for [`Fetcher::take_skipped`] while fewer than 1024 batches and 16 MiB
+    /// are kept.
+    /// Returns false (and counts nothing) when `keep_skipped` is on and no room is left: the
+    /// caller then stops the partition's position at this batch.
+    fn keep_skipped(&mut self, bad: SkippedBatch) -> bool {
+        if self.config.keep_skipped {
+            let kept: usize = self.kept_skipped.iter().map(|b| b.raw.len()).sum();
+            if self.kept_skipped.len() >= MAX_KEPT_SKIPPED
+                || kept + bad.raw.len() > MAX_KEPT_SKIPPED_BYTES
+            {
+                tracing::debug!(topic = %bad.topic, partition = bad.partition, from = bad.base_offset, "undecodable batch waits: the kept ones have not been taken");
+                return false;
+            }
+        }
         self.skipped
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(topic = %bad.topic, partition = bad.partition, from = bad.base_offset, to = bad.next_offset, error = %bad.reason, "undecodable batch skipped");
-        let kept: usize = self.kept_skipped.iter().map(|b| b.raw.len()).sum();
-        if self.kept_skipped.len() < MAX_KEPT_SKIPPED
-            && kept + bad.raw.len() <= MAX_KEPT_SKIPPED_BYTES
-        {
+        if self.config.keep_skipped {
             self.kept_skipped.push(bad);
-        } else {
-            tracing::warn!(topic = %bad.topic, partition = bad.partition, from = bad.base_offset, "undecodable batch not kept: take_skipped is not keeping up");
         }
+        true
     }
 
     /// Puts `key` in backoff after a retriable `error` (refreshing its topic's metadata first

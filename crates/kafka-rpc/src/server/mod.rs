@@ -297,6 +297,7 @@ impl ServerOptions {
         // raw to the dead-letter topic (before the records after it run, so before any commit
         // passes it).
         group.fetch.skip_undecodable = true;
+        group.fetch.keep_skipped = true;
         // Request topics are never compacted: a hole is a broker showing records late.
         group.fetch.hole_wait = Some(HOLE_WAIT);
         Ok(group)
