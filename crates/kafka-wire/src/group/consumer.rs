@@ -46,12 +46,29 @@ pub struct GroupCommitter {
 impl GroupCommitter {
     /// Commits `offsets` (next offset to read, per partition); OffsetCommit errors are
     /// classified like every group error (a lost generation makes the member rejoin).
+    ///
+    /// A member without a generation (expelled, or between losing it and rejoining) does not
+    /// commit: the coordinator would take member "" and generation -1 as a plain commit while
+    /// the group is empty, writing offsets of partitions this member no longer owns. That is a
+    /// [`Error::Broker`] REBALANCE_IN_PROGRESS made here (the Java consumer refuses such a
+    /// commit the same way); commit again after the next assignment.
     pub async fn commit(&self, offsets: &Offsets) -> Result<()> {
         if offsets.is_empty() {
             return Ok(());
         }
         let who = {
             let m = self.shared.member();
+            if m.member_id.is_empty() || m.generation < 0 {
+                return Err(Error::Broker {
+                    broker: "(not sent)".to_string(),
+                    api: kafka_protocol::messages::ApiKey::OffsetCommit,
+                    error: kafka_protocol::error::ResponseError::RebalanceInProgress,
+                    context: format!(
+                        " group {}: no generation to commit with (rejoining)",
+                        self.config.group_id
+                    ),
+                });
+            }
             Committer {
                 group: self.config.group_id.clone(),
                 generation: m.generation,
