@@ -17,7 +17,7 @@ use super::progress::Progress;
 use super::protocol::{Decoded, Protocol};
 use super::stats::Counters;
 use crate::envelope::{now_ms, Completion, Reply, ReplyTo, Request, RequestId};
-use crate::error::HandlerError;
+use crate::error::{HandlerError, RpcError};
 use crate::status::StatusCode;
 
 /// What every request task shares.
@@ -394,16 +394,29 @@ impl Dispatcher {
 
     /// Copies an undecodable batch of the request topic to the dead-letter topic (same
     /// partition), raw, and waits for the acknowledgement.
-    pub async fn dead_letter_batch(&self, batch: &kafka_wire::SkippedBatch) {
+    pub async fn dead_letter_batch(
+        &self,
+        batch: &kafka_wire::SkippedBatch,
+    ) -> Result<(), RpcError> {
         let letter = super::dead_letter::undecodable_batch(batch, &self.server_id);
         match self
             .produce(&self.dead_letter_topic, batch.partition, letter)
             .await
         {
-            Ok(()) => Counters::bump(&self.counters.dead_lettered),
+            Ok(()) => {
+                Counters::bump(&self.counters.dead_lettered);
+                Ok(())
+            }
             Err(e) => {
                 Counters::bump(&self.counters.dead_letter_failures);
-                tracing::error!(topic = %batch.topic, partition = batch.partition, from = batch.base_offset, to = batch.next_offset, error = %e, "undecodable batch not dead-lettered");
+                tracing::error!(topic = %batch.topic, partition = batch.partition, from = batch.base_offset, to = batch.next_offset, error = %e, "undecodable batch not dead-lettered; stopping before anything after it runs");
+                Err(RpcError::kafka(
+                    format!(
+                        "dead-lettering the undecodable batch {}/{} at offsets {}..{}",
+                        batch.topic, batch.partition, batch.base_offset, batch.next_offset
+                    ),
+                    e,
+                ))
             }
         }
     }
@@ -418,8 +431,15 @@ impl Dispatcher {
         let side = self
             .side_partitions
             .load(std::sync::atomic::Ordering::Relaxed);
-        if (topic == self.completions_topic || topic == self.dead_letter_topic) && partition >= side
-        {
+        // A dead letter names its request's topic, partition and offsets in its headers, so one
+        // of a partition the dead-letter topic lacks goes to another partition of it; a
+        // completion is read back per partition (the dedup window), so it cannot.
+        let partition = if topic == self.dead_letter_topic && partition >= side && side > 0 {
+            partition % side
+        } else {
+            partition
+        };
+        if topic == self.completions_topic && partition >= side {
             return Err(kafka_wire::Error::InvalidArgument(format!(
                 "{topic} has {side} partitions, fewer than the request topic: no partition {partition} to write to"
             )));

@@ -249,8 +249,14 @@ impl Server {
                         }
                     }
                     Ok(GroupEvent::Records(records)) => {
+                        // An undecodable batch is dead-lettered before anything after it runs:
+                        // if it cannot be (after the producer's own retries), the server stops
+                        // before any later record could be committed past it, and the batch
+                        // is met again by whichever server takes the partition.
                         for batch in consumer.take_skipped() {
-                            dispatcher.dead_letter_batch(&batch).await;
+                            if let Err(e) = dispatcher.dead_letter_batch(&batch).await {
+                                break 'serve Err(e);
+                            }
                         }
                         for record in records {
                             let permit = permits
