@@ -9,7 +9,7 @@ use kafka_protocol::error::ResponseError;
 use super::coordinator;
 use crate::client::{Client, Lane};
 use crate::connection::Connection;
-use crate::error::{Error, Result};
+use crate::error::{Error, Recovery, Result};
 
 /// Membership as of the last join.
 #[derive(Debug, Default)]
@@ -46,9 +46,10 @@ pub(super) enum Reaction {
     ResetGeneration,
     /// We are no longer a member (UNKNOWN_MEMBER_ID): rejoin as a new member.
     ResetMember,
-    /// The coordinator moved or is not ready (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE,
-    /// COORDINATOR_LOAD_IN_PROGRESS, or its connection failed): find it again and retry; the
-    /// membership itself still stands.
+    /// The coordinator moved or is gone (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, or its
+    /// connection failed): find it again and retry; the membership itself still stands.
+    /// (COORDINATOR_LOAD_IN_PROGRESS is [`Reaction::Other`]: the same coordinator, after a
+    /// backoff.)
     Rediscover,
     /// The member cannot go on (FENCED_INSTANCE_ID: another process uses our static id;
     /// GROUP_AUTHORIZATION_FAILED, INVALID_SESSION_TIMEOUT, INCONSISTENT_GROUP_PROTOCOL,
@@ -59,33 +60,37 @@ pub(super) enum Reaction {
     Other,
 }
 
-/// The reaction to `e` (see [`Reaction`]).
+/// The reaction to `e` (see [`Reaction`]), refined from the one classification of every
+/// error, [`Error::recovery`]: a group that moved on splits by code into rejoin, reset the
+/// generation, or reset the member; a stale view of the cluster is, for a member, its
+/// coordinator to find again; a fatal error ends the member only when it is about the group
+/// itself (as the Java consumer's coordinator raises them), and is otherwise the caller's.
 pub(super) fn classify(e: &Error) -> Reaction {
-    match e.kafka_error() {
-        Some(ResponseError::RebalanceInProgress) => Reaction::Rejoin,
-        Some(ResponseError::IllegalGeneration) => Reaction::ResetGeneration,
-        Some(ResponseError::UnknownMemberId) => Reaction::ResetMember,
-        Some(
-            ResponseError::NotCoordinator
-            | ResponseError::CoordinatorNotAvailable
-            | ResponseError::CoordinatorLoadInProgress,
-        ) => Reaction::Rediscover,
-        Some(
-            ResponseError::FencedInstanceId
-            | ResponseError::GroupAuthorizationFailed
-            | ResponseError::InvalidSessionTimeout
-            | ResponseError::InconsistentGroupProtocol
-            | ResponseError::InvalidGroupId
-            | ResponseError::GroupMaxSizeReached
-            | ResponseError::UnsupportedVersion,
-        ) => Reaction::Fatal,
-        Some(_) => Reaction::Other,
-        None => match e {
-            Error::ConnectionBroken { .. } | Error::Connect { .. } | Error::Timeout { .. } => {
-                Reaction::Rediscover
-            }
-            _ => Reaction::Other,
+    let code = e.kafka_error();
+    match e.recovery() {
+        Recovery::Rejoin => match code {
+            Some(ResponseError::IllegalGeneration) => Reaction::ResetGeneration,
+            Some(ResponseError::UnknownMemberId) => Reaction::ResetMember,
+            _ => Reaction::Rejoin,
         },
+        Recovery::RefreshMetadata => Reaction::Rediscover,
+        Recovery::Fatal
+            if matches!(
+                code,
+                Some(
+                    ResponseError::FencedInstanceId
+                        | ResponseError::GroupAuthorizationFailed
+                        | ResponseError::InvalidSessionTimeout
+                        | ResponseError::InconsistentGroupProtocol
+                        | ResponseError::InvalidGroupId
+                        | ResponseError::GroupMaxSizeReached
+                        | ResponseError::UnsupportedVersion
+                )
+            ) =>
+        {
+            Reaction::Fatal
+        }
+        _ => Reaction::Other,
     }
 }
 
@@ -202,7 +207,7 @@ mod tests {
             (E::UnknownMemberId, Reaction::ResetMember),
             (E::NotCoordinator, Reaction::Rediscover),
             (E::CoordinatorNotAvailable, Reaction::Rediscover),
-            (E::CoordinatorLoadInProgress, Reaction::Rediscover),
+            (E::CoordinatorLoadInProgress, Reaction::Other),
             (E::FencedInstanceId, Reaction::Fatal),
             (E::GroupAuthorizationFailed, Reaction::Fatal),
             (E::InconsistentGroupProtocol, Reaction::Fatal),
