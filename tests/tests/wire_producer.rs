@@ -35,27 +35,29 @@ async fn end_offset(client: &kafka_wire::Client, topic: &str, partition: i32) ->
         .expect("list offsets")
 }
 
+/// Records for a partition without a leader hold their buffer space: a send finding the
+/// buffer full waits `max_block`, then fails naming the limits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_buffer_blocks_send_then_fails_after_max_block() {
-    let client = kafka::client(Broker::shared().addr()).await;
-    let topic = kafka::topic(&client, "buffer-full", 1).await;
+    let (_proxy, client, direct, topic) = partition_zero_leaderless("buffer-full").await;
     let producer = Producer::new(
         client.clone(),
         ProducerConfig {
+            linger: Duration::ZERO,
             buffer_memory: 4096,
             max_block: Duration::from_millis(500),
-            ..lingering()
+            ..ProducerConfig::default()
         },
     );
     assert_eq!(kib_record(0).encoded_size_bound(), 1031);
-    let mut queued = Vec::new();
+    let mut stuck = Vec::new();
     for i in 0..3 {
-        queued.push(producer.send_to(&topic, 0, kib_record(i)).await.unwrap());
+        stuck.push(producer.send_to(&topic, 0, kib_record(i)).await.unwrap());
     }
     // A fourth record does not fit in 4,096 bytes while the three are unacknowledged.
     let started = Instant::now();
     let err = producer
-        .send_to(&topic, 0, kib_record(3))
+        .send_to(&topic, 1, kib_record(3))
         .await
         .err()
         .expect("refused once max_block passed");
@@ -87,9 +89,32 @@ async fn a_full_buffer_blocks_send_then_fails_after_max_block() {
         .err()
         .expect("refused");
     assert!(matches!(err, Error::BufferExhausted { .. }), "{err:?}");
+    assert_eq!(
+        end_offset(&direct, &topic, 1).await,
+        0,
+        "nothing refused was written"
+    );
+    let err = producer
+        .close_timeout(Duration::from_millis(200))
+        .await
+        .expect_err("three records cannot be delivered");
+    assert!(
+        matches!(err, Error::CloseTimeout { unfinished: 1, .. }),
+        "{err:?}"
+    );
+    for d in stuck {
+        assert!(matches!(d.await, Err(Error::Closed("producer"))));
+    }
+}
 
-    // Space comes back when the queued records are acknowledged: a send waiting for it goes on.
-    let patient = Producer::new(
+/// A send waiting for space makes every batch ready (as the Java producer does when its buffer
+/// is exhausted): the lingering batch goes at once, its acknowledgement frees the space, and
+/// the waiting send goes on, long before the minute's linger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_waiting_for_buffer_space_goes_on_once_queued_records_are_acknowledged() {
+    let client = kafka::client(Broker::shared().addr()).await;
+    let topic = kafka::topic(&client, "buffer-wait", 1).await;
+    let producer = Producer::new(
         client.clone(),
         ProducerConfig {
             buffer_memory: 4096,
@@ -97,30 +122,30 @@ async fn a_full_buffer_blocks_send_then_fails_after_max_block() {
             ..lingering()
         },
     );
+    let mut queued = Vec::new();
     for i in 0..3 {
-        patient.send_to(&topic, 0, kib_record(i)).await.unwrap();
+        queued.push(producer.send_to(&topic, 0, kib_record(i)).await.unwrap());
     }
-    let blocked = tokio::spawn({
-        let patient = patient.clone();
-        let topic = topic.clone();
-        async move { patient.send_to(&topic, 0, kib_record(3)).await }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!blocked.is_finished(), "the fourth send waits for space");
-    tokio::time::timeout(T, patient.flush())
+    let started = Instant::now();
+    let fourth = producer
+        .send_to(&topic, 0, kib_record(3))
+        .await
+        .expect("queued once space came back");
+    let waited = started.elapsed();
+    eprintln!("the fourth send waited {waited:?}");
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    for (i, d) in queued.into_iter().enumerate() {
+        let md = tokio::time::timeout(T, d)
+            .await
+            .expect("resolved")
+            .expect("delivered");
+        assert_eq!(md.offset, i as i64);
+    }
+    tokio::time::timeout(T, producer.flush())
         .await
         .expect("flush");
-    let delivery = tokio::time::timeout(T, blocked)
-        .await
-        .expect("unblocked once the flushed batch was acknowledged")
-        .unwrap()
-        .expect("queued");
-    patient.flush().await;
-    delivery
-        .now_or_never()
-        .expect("flushed")
-        .expect("delivered");
-    drop(queued);
+    let md = fourth.now_or_never().expect("flushed").expect("delivered");
+    assert_eq!(md.offset, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@
 //! `buffer.memory` and `max.block.ms`).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -269,13 +270,16 @@ impl Batching {
     }
 
     /// Takes the batches that are ready to send now, at most one per partition and none of a
-    /// partition with a batch in flight (those become in flight). `leader` names each
+    /// partition with a batch in flight (those become in flight). `exhausted`: a send waits
+    /// for buffer space, so every batch is ready (as in Java: lingering would only hold the
+    /// space longer). `leader` names each
     /// partition's leader from cached metadata; `room` is how many more requests each leader
     /// may take (Java's `max.in.flight.requests.per.connection` less those in flight).
     /// Requests carry at most `max_request_bytes` of batches (a lone batch may exceed it).
     pub(super) fn drain(
         &mut self,
         now: Instant,
+        exhausted: bool,
         mut leader: impl FnMut(&str, i32) -> CachedLeader,
         mut room: impl FnMut(&str) -> usize,
         max_request_bytes: usize,
@@ -312,6 +316,7 @@ impl Batching {
             let ready = head.closed
                 || behind
                 || closed
+                || exhausted
                 || head.id < flush_below
                 || head.retry_at.is_some()
                 || lingered <= now;
@@ -482,6 +487,8 @@ impl Batching {
 pub(super) struct BufferPool {
     total: usize,
     space: Semaphore,
+    /// Sends waiting for space now.
+    waiting: AtomicUsize,
 }
 
 impl BufferPool {
@@ -490,7 +497,13 @@ impl BufferPool {
         Self {
             total,
             space: Semaphore::new(total),
+            waiting: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether a send waits for space (then every batch is ready to go).
+    pub(super) fn exhausted(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
     }
 
     /// The buffer's size in bytes.
@@ -506,17 +519,29 @@ impl BufferPool {
 
     /// Reserves `size` bytes, waiting up to `max_block` for them (in order of arrival, as the
     /// Java producer's `BufferPool`); false when they did not come in time (or `size` is larger
-    /// than the whole buffer).
-    pub(super) async fn reserve(&self, size: usize, max_block: Duration) -> bool {
+    /// than the whole buffer). `on_wait` runs when the space is not there at once, once the
+    /// pool counts as [`BufferPool::exhausted`] (the producer wakes its sender with it).
+    pub(super) async fn reserve(
+        &self,
+        size: usize,
+        max_block: Duration,
+        on_wait: impl FnOnce(),
+    ) -> bool {
         if size > self.total {
             return false;
         }
         let Ok(n) = u32::try_from(size) else {
             return false;
         };
-        // `timeout` polls the acquisition once before looking at the clock, so a zero
-        // `max_block` still takes free space.
-        match tokio::time::timeout(max_block, self.space.acquire_many(n)).await {
+        if let Ok(permit) = self.space.try_acquire_many(n) {
+            permit.forget();
+            return true;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        on_wait();
+        let got = tokio::time::timeout(max_block, self.space.acquire_many(n)).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        match got {
             Ok(Ok(permit)) => {
                 permit.forget();
                 true
@@ -581,23 +606,27 @@ mod tests {
         let t0 = Instant::now();
         let _r = add(&mut b, "t", 0, 10, t0);
         let _r = add(&mut b, "t", 0, 10, t0);
-        let d = b.drain(t0, everyone_leads, |_| 5, 1 << 20);
+        let d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
         assert!(d.requests.is_empty());
         assert_eq!(d.next, Some(t0 + LINGER), "wakes when the linger ends");
-        let d = b.drain(t0 + LINGER, everyone_leads, |_| 5, 1 << 20);
+        let d = b.drain(t0 + LINGER, false, everyone_leads, |_| 5, 1 << 20);
         assert_eq!(drained_partitions(&d), vec![("t".into(), 0, 2)]);
 
         // Full: ready at once.
         let _r = add(&mut b, "t", 1, 2000, t0);
-        let d = b.drain(t0, everyone_leads, |_| 5, 1 << 20);
+        let d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
         assert_eq!(drained_partitions(&d), vec![("t".into(), 1, 1)]);
 
         // Flushed: ready at once; a batch opened after the flush lingers.
         let _r = add(&mut b, "t", 2, 10, t0);
         b.begin_flush();
         let _r = add(&mut b, "t", 3, 10, t0);
-        let d = b.drain(t0, everyone_leads, |_| 5, 1 << 20);
+        let d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
         assert_eq!(drained_partitions(&d), vec![("t".into(), 2, 1)]);
+
+        // A send waits for buffer space: nothing lingers.
+        let d = b.drain(t0, true, everyone_leads, |_| 5, 1 << 20);
+        assert_eq!(drained_partitions(&d), vec![("t".into(), 3, 1)]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -608,7 +637,7 @@ mod tests {
             let _rx = add(&mut b, "t", 0, 60, t0); // about 90 bytes each
         }
         // Two fit in 200 bytes; the third opened a second batch, which makes the first ready.
-        let d = b.drain(t0, everyone_leads, |_| 5, 1 << 20);
+        let d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
         assert_eq!(drained_partitions(&d), vec![("t".into(), 0, 2)]);
     }
 
@@ -620,10 +649,10 @@ mod tests {
         for _ in 0..3 {
             rx.push(add(&mut b, "t", 0, 100, t0)); // each its own full batch
         }
-        let mut d = b.drain(t0, everyone_leads, |_| 5, 1 << 20);
+        let mut d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
         assert_eq!(drained_partitions(&d), vec![("t".into(), 0, 1)]);
         assert!(
-            b.drain(t0, everyone_leads, |_| 5, 1 << 20)
+            b.drain(t0, false, everyone_leads, |_| 5, 1 << 20)
                 .requests
                 .is_empty(),
             "nothing more of a partition in flight"
@@ -632,11 +661,12 @@ mod tests {
         let first = d.requests.remove(0).1.remove(0);
         let first_id = first.id;
         b.requeue(first, t0 + Duration::from_millis(100));
-        let d = b.drain(t0, everyone_leads, |_| 5, 1 << 20);
+        let d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
         assert!(d.requests.is_empty(), "the retry waits for its backoff");
         assert_eq!(d.next, Some(t0 + Duration::from_millis(100)));
         let mut d = b.drain(
             t0 + Duration::from_millis(100),
+            false,
             everyone_leads,
             |_| 5,
             1 << 20,
@@ -648,7 +678,7 @@ mod tests {
         );
         assert_eq!(b.finish(again, Ok(7), true), 131, "the bytes it held");
         assert_eq!(rx[0].try_recv().unwrap().unwrap().offset, 7);
-        let d = b.drain(t0, everyone_leads, |_| 5, 1 << 20);
+        let d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
         assert_eq!(drained_partitions(&d), vec![("t".into(), 0, 1)]);
     }
 
@@ -663,7 +693,7 @@ mod tests {
             ("t", 0) => CachedLeader::NoLeader,
             _ => CachedLeader::Leader("b0".into()),
         };
-        let d = b.drain(t0, leader, |_| 5, 1 << 20);
+        let d = b.drain(t0, false, leader, |_| 5, 1 << 20);
         assert_eq!(
             drained_partitions(&d),
             vec![("t".into(), 1, 1), ("u".into(), 0, 1)]
@@ -687,7 +717,13 @@ mod tests {
         }
         let leader = |_: &str, p: i32| CachedLeader::Leader(format!("b{}", p % 2));
         // Two batches per request; broker b0 has room for one more request, b1 for two.
-        let d = b.drain(t0, leader, |addr| if addr == "b0" { 1 } else { 2 }, 270);
+        let d = b.drain(
+            t0,
+            false,
+            leader,
+            |addr| if addr == "b0" { 1 } else { 2 },
+            270,
+        );
         let mut shape: Vec<(String, usize)> = d
             .requests
             .iter()
@@ -709,7 +745,7 @@ mod tests {
         let low = b.low();
         let mark = b.begin_flush();
         let _c = add(&mut b, "t", 2, 10, t0); // after the flush
-        let mut d = b.drain(t0, everyone_leads, |_| 5, 1 << 20);
+        let mut d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
         assert_eq!(d.requests[0].1.len(), 2, "the flushed batches go at once");
         assert!(*low.borrow() < mark);
         for batch in d.requests.remove(0).1 {
@@ -733,35 +769,45 @@ mod tests {
             .append("t", 0, record(1), 27, tx, t0)
             .expect_err("refused");
         assert!(matches!(err, Error::Closed("producer")), "{err:?}");
-        let d = b.drain(t0, everyone_leads, |_| 5, 1 << 20);
+        let d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
         assert_eq!(drained_partitions(&d), vec![("t".into(), 0, 1)]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_buffer_blocks_a_reservation_until_space_is_released_or_max_block_passes() {
         let pool = Arc::new(BufferPool::new(1000));
-        assert!(pool.reserve(800, Duration::ZERO).await);
-        let t0 = Instant::now();
         assert!(
-            !pool.reserve(300, Duration::from_secs(2)).await,
+            pool.reserve(800, Duration::ZERO, || panic!("space was free"))
+                .await
+        );
+        let t0 = Instant::now();
+        let mut told = false;
+        assert!(
+            !pool
+                .reserve(300, Duration::from_secs(2), || told = true)
+                .await,
             "no space within max_block"
         );
+        assert!(told, "the wait was announced");
         assert_eq!(t0.elapsed(), Duration::from_secs(2), "waited max_block");
-        assert!(!pool.reserve(1001, Duration::from_secs(60)).await);
+        assert!(!pool.reserve(1001, Duration::from_secs(60), || ()).await);
         assert_eq!(
             t0.elapsed(),
             Duration::from_secs(2),
             "larger than the buffer: at once"
         );
 
+        assert!(!pool.exhausted());
         let waiting = tokio::spawn({
             let pool = pool.clone();
-            async move { pool.reserve(300, Duration::from_secs(60)).await }
+            async move { pool.reserve(300, Duration::from_secs(60), || ()).await }
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!waiting.is_finished(), "blocks while the buffer is full");
+        assert!(pool.exhausted(), "a send waits: every batch is ready");
         pool.release(800);
         assert!(waiting.await.unwrap(), "unblocked by the release");
+        assert!(!pool.exhausted());
         assert_eq!(pool.available(), 700);
         assert_eq!(pool.total(), 1000);
     }

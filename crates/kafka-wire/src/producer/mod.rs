@@ -288,7 +288,13 @@ impl Producer {
     ) -> Result<Delivery> {
         let shared = self.shared();
         let max_block = shared.config.max_block;
-        if !shared.pool.reserve(size, max_block).await {
+        // While a send waits for space every batch is ready: the sender, woken, sends the
+        // lingering ones (as the Java producer does when its buffer is exhausted).
+        let reserved = shared
+            .pool
+            .reserve(size, max_block, || shared.wake.notify_one())
+            .await;
+        if !reserved {
             return Err(Error::BufferExhausted {
                 topic: topic.to_string(),
                 size,

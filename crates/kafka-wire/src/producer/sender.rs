@@ -227,6 +227,7 @@ async fn run(shared: Arc<Shared>) {
             let expired = stage.expire(now, shared.config.delivery_timeout);
             let drained = stage.drain(
                 now,
+                shared.pool.exhausted(),
                 |topic, partition| shared.client.cached_leader(topic, partition),
                 |leader| max_in_flight.saturating_sub(*per_leader.get(leader).unwrap_or(&0)),
                 shared.config.max_record_bytes,
