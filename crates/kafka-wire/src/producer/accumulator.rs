@@ -445,6 +445,19 @@ impl Batching {
         bytes
     }
 
+    /// Records `error` as the reason the queued batches of `topic` wait (a failed metadata
+    /// refresh): it is their error if they expire.
+    pub(super) fn note_error(&mut self, topic: &str, error: &Error) {
+        let Some(parts) = self.index.get(topic) else {
+            return;
+        };
+        for &i in parts.values() {
+            if let Some(head) = self.queues[i].batches.front_mut() {
+                head.last_error = Some(error.clone());
+            }
+        }
+    }
+
     /// Fails every queued batch of `topic` with `error`; returns the bytes they held.
     pub(super) fn fail_topic(&mut self, topic: &str, error: &Error) -> usize {
         let Some(parts) = self.index.get(topic) else {

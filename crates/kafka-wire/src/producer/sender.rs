@@ -287,7 +287,13 @@ async fn run(shared: Arc<Shared>) {
                 refresh_at = Instant::now() + refresh_backoff.next_delay();
                 match result {
                     Ok(()) => fail_unknown_topics(&shared, &topics),
-                    Err(e) => tracing::debug!(error = %e, "producer metadata refresh failed"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "producer metadata refresh failed");
+                        let mut stage = shared.stage();
+                        for topic in &topics {
+                            stage.note_error(topic, &e);
+                        }
+                    }
                 }
             }
             _ = shared.wake.notified() => {}
