@@ -6,9 +6,11 @@
 //! It forwards frames both ways, rewrites Metadata and FindCoordinator responses so that clients keep talking
 //! through it, and, while [`FrameProxy::lose_produce_responses`] is above zero, swallows the
 //! next Produce response and closes that client connection (the broker has written the batch;
-//! the client sees a broken connection and retries).
+//! the client sees a broken connection and retries). [`FrameProxy::hide_leader`] makes
+//! Metadata responses say a partition has no leader (LEADER_NOT_AVAILABLE), which a
+//! one-broker nisshi never does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -25,10 +27,13 @@ pub struct FrameProxy {
     lost: Arc<AtomicUsize>,
     produce_requests: Arc<AtomicUsize>,
     requests: Counts,
+    hidden: Hidden,
 }
 
 /// Requests forwarded so far, by API key.
 type Counts = Arc<Mutex<HashMap<i16, usize>>>;
+/// Partitions whose leader Metadata responses hide: (topic, partition).
+type Hidden = Arc<Mutex<HashSet<(String, i32)>>>;
 
 impl FrameProxy {
     /// Starts a proxy on a free loopback port in front of `upstream` (`host:port`).
@@ -41,28 +46,22 @@ impl FrameProxy {
             lost: Default::default(),
             produce_requests: Default::default(),
             requests: Default::default(),
+            hidden: Default::default(),
         };
-        let (lose, lost, produces, counts) = (
-            proxy.lose.clone(),
-            proxy.lost.clone(),
-            proxy.produce_requests.clone(),
-            proxy.requests.clone(),
-        );
+        let knobs = Knobs {
+            lose: proxy.lose.clone(),
+            lost: proxy.lost.clone(),
+            produces: proxy.produce_requests.clone(),
+            counts: proxy.requests.clone(),
+            hidden: proxy.hidden.clone(),
+        };
         let upstream = upstream.to_string();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(&upstream).await else {
                     continue;
                 };
-                tokio::spawn(pipe(
-                    client,
-                    server,
-                    port,
-                    lose.clone(),
-                    lost.clone(),
-                    produces.clone(),
-                    counts.clone(),
-                ));
+                tokio::spawn(pipe(client, server, port, knobs.clone()));
             }
         });
         proxy
@@ -76,6 +75,24 @@ impl FrameProxy {
     /// Swallows the next `n` Produce responses, closing each one's client connection.
     pub fn lose_produce_responses(&self, n: usize) {
         self.lose.store(n, Ordering::SeqCst);
+    }
+
+    /// From now on, Metadata responses say `topic`/`partition` has no leader (leader -1,
+    /// LEADER_NOT_AVAILABLE), until [`FrameProxy::show_leader`]. Clients that cached the
+    /// leader keep it until they refresh.
+    pub fn hide_leader(&self, topic: &str, partition: i32) {
+        self.hidden
+            .lock()
+            .unwrap()
+            .insert((topic.to_string(), partition));
+    }
+
+    /// Metadata responses name `topic`/`partition`'s leader again.
+    pub fn show_leader(&self, topic: &str, partition: i32) {
+        self.hidden
+            .lock()
+            .unwrap()
+            .remove(&(topic.to_string(), partition));
     }
 
     /// Produce responses swallowed so far.
@@ -106,15 +123,24 @@ async fn read_frame(stream: &mut tokio::net::tcp::OwnedReadHalf) -> Option<Bytes
     Some(buf.into())
 }
 
-async fn pipe(
-    client: TcpStream,
-    server: TcpStream,
-    port: u16,
+/// What the test sets and reads, shared by every connection's pipe.
+#[derive(Clone)]
+struct Knobs {
     lose: Arc<AtomicUsize>,
     lost: Arc<AtomicUsize>,
     produces: Arc<AtomicUsize>,
     counts: Counts,
-) {
+    hidden: Hidden,
+}
+
+async fn pipe(client: TcpStream, server: TcpStream, port: u16, knobs: Knobs) {
+    let Knobs {
+        lose,
+        lost,
+        produces,
+        counts,
+        hidden,
+    } = knobs;
     let (mut client_rd, mut client_wr) = client.into_split();
     let (mut server_rd, mut server_wr) = server.into_split();
     // correlation id -> (api key, api version) of requests in flight
@@ -153,7 +179,7 @@ async fn pipe(
                 break; // the broker stored it; the client never hears
             }
             Some((key, version)) if key == ApiKey::Metadata as i16 => {
-                rewrite_metadata(frame, version, port)
+                rewrite_metadata(frame, version, port, &hidden)
             }
             Some((key, version)) if key == ApiKey::FindCoordinator as i16 => {
                 rewrite_coordinator(frame, version, port)
@@ -170,8 +196,9 @@ async fn pipe(
     upward.abort();
 }
 
-/// Points every broker of a Metadata response at the proxy.
-fn rewrite_metadata(frame: Bytes, version: i16, port: u16) -> Bytes {
+/// Points every broker of a Metadata response at the proxy, and hides the leaders of the
+/// `hidden` partitions.
+fn rewrite_metadata(frame: Bytes, version: i16, port: u16, hidden: &Hidden) -> Bytes {
     let header_version = ApiKey::Metadata.response_header_version(version);
     let mut buf = frame.clone();
     let header = ResponseHeader::decode(&mut buf, header_version).expect("response header");
@@ -179,6 +206,18 @@ fn rewrite_metadata(frame: Bytes, version: i16, port: u16) -> Bytes {
     for b in &mut resp.brokers {
         b.host = StrBytes::from_static_str("127.0.0.1");
         b.port = port as i32;
+    }
+    let hidden = hidden.lock().unwrap();
+    for t in &mut resp.topics {
+        let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) else {
+            continue;
+        };
+        for p in &mut t.partitions {
+            if hidden.contains(&(name.clone(), p.partition_index)) {
+                p.leader_id = (-1).into();
+                p.error_code = 5; // LEADER_NOT_AVAILABLE
+            }
+        }
     }
     let mut out = BytesMut::new();
     header.encode(&mut out, header_version).unwrap();

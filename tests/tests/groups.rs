@@ -81,6 +81,7 @@ async fn produce_round(
         for i in 0..per_partition {
             producer
                 .send_to(topic, p, ProducerRecord::value(format!("{tag}-{p}-{i}")))
+                .await
                 .unwrap();
         }
     }

@@ -76,6 +76,7 @@ impl Crafter {
     async fn send(&self, record: ProducerRecord) {
         self.producer
             .send_to(&self.topic, 0, record)
+            .await
             .unwrap()
             .await
             .expect("produced");

@@ -136,6 +136,7 @@ async fn a_record_over_the_limit_is_refused_before_it_is_sent() {
     let producer = Producer::new(client.clone(), cfg);
     let err = producer
         .send_to(&topic, 0, ProducerRecord::value(vec![7u8; 2000]))
+        .await
         .err()
         .expect("refused");
     assert!(
@@ -181,7 +182,7 @@ async fn a_server_group_resumes_at_the_log_start_after_delete_records() {
     let mut deliveries = Vec::new();
     for i in 0..200 {
         let record = ProducerRecord::value(format!("r{i}"));
-        deliveries.push(producer.send_to(&topic, 0, record).unwrap());
+        deliveries.push(producer.send_to(&topic, 0, record).await.unwrap());
     }
     for d in deliveries {
         d.await.unwrap();

@@ -25,7 +25,10 @@ async fn records_we_produce_are_read_identically_by_librdkafka_and_kafka_python(
             },
         );
         for i in 0..N {
-            producer.send_to(&topic, 0, sample::record(i)).unwrap();
+            producer
+                .send_to(&topic, 0, sample::record(i))
+                .await
+                .unwrap();
         }
         producer.flush().await;
         for peer in ["confluent", "kafka-python"] {

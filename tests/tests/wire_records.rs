@@ -142,6 +142,7 @@ async fn idempotent_batches_are_decoded_both_ways() {
     for i in 0..30 {
         producer
             .send_to(&topic, 0, krpc_tests::sample::record(i))
+            .await
             .unwrap();
         if i % 10 == 9 {
             producer.flush().await;
@@ -198,6 +199,7 @@ async fn a_produce_whose_response_is_lost_is_retried_and_stored_once() {
         proxy.lose_produce_responses(1);
         producer
             .send_to(&topic, 0, ProducerRecord::value("once"))
+            .await
             .unwrap()
             .await
             .expect("delivered after a retry");

@@ -23,7 +23,12 @@ async fn every_codec_round_trips_keys_values_nulls_headers_and_timestamps() {
         );
         let mut deliveries = Vec::new();
         for i in 0..50 {
-            deliveries.push(producer.send_to(&topic, 0, sample::record(i)).unwrap());
+            deliveries.push(
+                producer
+                    .send_to(&topic, 0, sample::record(i))
+                    .await
+                    .unwrap(),
+            );
         }
         producer.flush().await;
         for (i, d) in deliveries.into_iter().enumerate() {
@@ -94,7 +99,7 @@ async fn topics_offsets_and_metadata() {
     let producer = Producer::new(client.clone(), ProducerConfig::default());
     for i in 0..10i64 {
         let r = ProducerRecord::value(format!("r{i}")).with_timestamp(1_700_000_000_000 + i * 1000);
-        producer.send_to(&topic, 1, r).unwrap();
+        producer.send_to(&topic, 1, r).await.unwrap();
     }
     producer.flush().await;
     assert_eq!(
@@ -187,6 +192,7 @@ async fn many_concurrent_requests_share_one_connection() {
         async move {
             producer
                 .send_to(&topic, i % 4, ProducerRecord::value(format!("{i}")))
+                .await
                 .unwrap()
                 .await
         }
@@ -230,6 +236,7 @@ async fn a_live_consumer_misses_nothing_while_eight_producers_race_into_one_part
             for i in 0..per_producer {
                 producer
                     .send_to(&topic, 0, ProducerRecord::value(format!("{i}")))
+                    .await
                     .unwrap();
             }
             producer.flush().await;

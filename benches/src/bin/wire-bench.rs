@@ -53,6 +53,7 @@ async fn bench_kafka_wire(addr: &str, records: usize) -> Result {
         for _ in 0..BATCH {
             producer
                 .send_to(&t, 0, ProducerRecord::value(value.clone()))
+                .await
                 .expect("send");
         }
         producer.flush().await;
@@ -86,6 +87,7 @@ async fn bench_kafka_wire(addr: &str, records: usize) -> Result {
         let t0 = Instant::now();
         let md = single
             .send_to(&t, 0, ProducerRecord::value(value.clone()))
+            .await
             .unwrap()
             .await
             .expect("produce");

@@ -341,6 +341,23 @@ impl Client {
         })
     }
 
+    /// What the cached metadata says of the leader of `topic`/`partition`, without asking
+    /// the cluster (the producer's sender refreshes in the background instead of waiting).
+    pub(crate) fn cached_leader(&self, topic: &str, partition: i32) -> CachedLeader {
+        let md = self
+            .inner
+            .metadata
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        if !md.topics.contains_key(topic) {
+            return CachedLeader::UnknownTopic;
+        }
+        match md.leader_addr(topic, partition) {
+            Some(addr) => CachedLeader::Leader(addr.to_string()),
+            None => CachedLeader::NoLeader,
+        }
+    }
+
     /// A connection to the controller (any broker if none is announced).
     pub async fn controller(&self) -> Result<Arc<Connection>> {
         let md = self.metadata_snapshot();
@@ -349,4 +366,15 @@ impl Client {
             None => self.any_connection().await,
         }
     }
+}
+
+/// The leader of a partition as the cached metadata says ([`Client::cached_leader`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CachedLeader {
+    /// The leader's `host:port`.
+    Leader(String),
+    /// The topic is known but this partition has no leader (or does not exist).
+    NoLeader,
+    /// The topic is not in the cached metadata.
+    UnknownTopic,
 }

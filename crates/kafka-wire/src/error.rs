@@ -120,6 +120,46 @@ pub enum Error {
         /// Configured maximum.
         max: usize,
     },
+    /// The producer's buffer (`ProducerConfig::buffer_memory`, Java's `buffer.memory`) stayed
+    /// too full for this record for `max_block` (Java's `max.block.ms`): the record was not
+    /// queued (Java: `TimeoutException` from `send`). Records already queued are acknowledged
+    /// more slowly than they are sent; retry later or send less at a time.
+    #[error("producer buffer full: a record of {size} bytes for {topic} waited {max_block:?} (max.block.ms) for space in the {buffer_memory}-byte buffer (buffer.memory); not sent")]
+    BufferExhausted {
+        /// Topic.
+        topic: String,
+        /// The record's size as the buffer counts it.
+        size: usize,
+        /// The buffer's size in bytes.
+        buffer_memory: usize,
+        /// How long the send waited.
+        max_block: Duration,
+    },
+    /// A batch was not sent within `ProducerConfig::delivery_timeout` (Java's
+    /// `delivery.timeout.ms`) and no attempt of it failed with an error that says why (an
+    /// attempt's error, when there is one, is reported instead).
+    #[error("{records} record(s) for {topic}/{partition} expired: {after:?} (delivery.timeout.ms) passed since the batch was created")]
+    DeliveryTimeout {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Records in the batch.
+        records: usize,
+        /// The delivery timeout.
+        after: Duration,
+    },
+    /// `Producer::close_timeout` ran out before everything sent was acknowledged; the
+    /// records still queued or in flight failed with [`Error::Closed`].
+    #[error(
+        "producer close: {unfinished} batch(es) still unacknowledged after {after:?}; they failed"
+    )]
+    CloseTimeout {
+        /// Batches failed by the forced close.
+        unfinished: usize,
+        /// The close timeout.
+        after: Duration,
+    },
     /// A partition returned bytes but not one complete record batch, even with the
     /// per-partition limit grown to the fetch's `max_bytes`: the batch at `offset` is larger
     /// than this consumer may fetch (Java: `RecordTooLargeException` before KIP-74).

@@ -445,7 +445,8 @@ impl Dispatcher {
             )));
         }
         self.producer
-            .send_to(topic, partition, record)?
+            .send_to(topic, partition, record)
+            .await?
             .await
             .map(|_| ())
     }

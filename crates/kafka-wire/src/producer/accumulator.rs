@@ -1,377 +1,827 @@
-//! Per-partition batches: filled by `append`, sent when full, when their linger expires, or on
-//! flush; each sent with retries and its outcome handed to every record's `Delivery`.
+//! The batching stage: records go into per-partition batches, and the sender takes the batches
+//! that are ready. It does no I/O and runs no task; the sender ([`super::sender`]) calls it
+//! under a lock, so it is unit-tested on its own with no broker.
+//!
+//! As the Java producer's `RecordAccumulator`: each partition has a queue of batches, the last
+//! one open for appends until it holds `batch.size` bytes; a batch is ready when it is full, a
+//! later batch queued behind it, its `linger.ms` passed, a flush asked for it, or the producer
+//! closes. A partition with a batch in flight has nothing else drained (one batch per partition
+//! in flight keeps the records of a partition, and the idempotent producer's sequences, in
+//! order), and a batch retried after a failure waits at the head of its queue until its backoff
+//! passes. Partitions never wait for one another: a partition without a known leader, or one
+//! waiting for a retry, holds back only its own batches.
+//!
+//! The memory of queued and in-flight records is bounded by [`BufferPool`] (Java's
+//! `buffer.memory` and `max.block.ms`).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::ApiKey;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::time::Instant;
 
-use super::idempotence::{self, Idempotence, OnError};
-use super::{sender, Acks, Delivery, ProducerConfig, RecordMetadata};
+use super::RecordMetadata;
 use crate::backoff::Backoff;
-use crate::client::Client;
+pub(crate) use crate::client::CachedLeader;
 use crate::error::{Error, Result};
-use crate::records::{encode_stamped_batch, ProducerRecord};
+use crate::records::ProducerRecord;
 
-type Waiter = oneshot::Sender<Result<RecordMetadata>>;
+/// Where one record's outcome goes.
+pub(super) type Waiter = oneshot::Sender<Result<RecordMetadata>>;
 
-#[derive(Default)]
-pub(super) struct OpenBatch {
-    generation: u64,
-    pub records: Vec<ProducerRecord>,
-    waiters: Vec<Waiter>,
-    bytes: usize,
+/// An encoded batch, and the generation of the producer id it was stamped with.
+pub(super) struct Encoded {
+    pub bytes: Bytes,
+    pub generation: Option<u64>,
 }
 
-#[derive(Default)]
-struct State {
-    /// Open batches by topic, then partition.
-    open: HashMap<String, HashMap<i32, OpenBatch>>,
-    next_generation: u64,
-}
-
-pub(super) struct Accumulator {
-    client: Client,
-    config: ProducerConfig,
-    state: Mutex<State>,
-    in_flight: watch::Sender<usize>,
-    /// Batches ready to send; the sender task drains them a round at a time.
-    outbox: Mutex<Vec<Ready>>,
-    /// Whether a sender task is running.
-    sending: AtomicBool,
-    /// Producer id and sequences (idempotence).
-    idem: Idempotence,
-}
-
-pub(super) struct Ready {
+/// One batch of records of one partition, from its first append to its outcome.
+pub(super) struct Batch {
+    /// Creation order: a flush waits for every batch below the id it saw.
+    pub id: u64,
     pub topic: Arc<str>,
     pub partition: i32,
-    pub batch: OpenBatch,
+    pub records: Vec<ProducerRecord>,
+    waiters: Vec<Waiter>,
+    /// Sum of the records' [`ProducerRecord::encoded_size_bound`]: what it holds of the buffer.
+    pub bytes: usize,
+    pub created: Instant,
+    /// Takes no more records (full, drained once, or a record did not fit).
+    closed: bool,
     /// The batch as first encoded: every retry sends these same bytes (same sequence).
     pub encoded: Option<Encoded>,
     /// Times the batch was stamped again after UNKNOWN_PRODUCER_ID.
     pub restamps: u8,
+    /// Not sent again before this (backoff after a failed attempt).
+    pub retry_at: Option<Instant>,
+    /// Delays between this batch's attempts (from its first failure).
+    pub backoff: Option<Backoff>,
+    /// Why the last attempt failed (or why it could not be sent): its error if it expires.
+    pub last_error: Option<Error>,
 }
 
-impl Ready {
-    fn new(topic: Arc<str>, partition: i32, batch: OpenBatch) -> Self {
+impl Batch {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+}
+
+struct PartitionQueue {
+    topic: Arc<str>,
+    partition: i32,
+    batches: VecDeque<Batch>,
+    /// A batch of this partition is with the sender.
+    in_flight: bool,
+}
+
+/// What [`Batching::append`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Appended {
+    /// A batch was opened or closed: the sender should look again (a new linger timer, or a
+    /// batch ready now).
+    pub wake: bool,
+}
+
+/// Batches ready to send, grouped by leader.
+#[derive(Default)]
+pub(super) struct Drained {
+    /// Each entry is one Produce request: a leader's address and at most one batch per partition,
+    /// within the request size limit (a lone batch may exceed it).
+    pub requests: Vec<(String, Vec<Batch>)>,
+    /// Topics with a ready batch whose partition has no known leader (the sender refreshes
+    /// their metadata).
+    pub leaderless: Vec<Arc<str>>,
+    /// The earliest time a batch becomes ready or expires, if any batch waits.
+    pub next: Option<Instant>,
+}
+
+/// The per-partition batches of one producer (see the module documentation).
+pub(super) struct Batching {
+    /// A batch closes once it holds this many bytes (`batch.size`).
+    batch_bytes: usize,
+    /// How long a batch waits for more records (`linger.ms`).
+    linger: Duration,
+    queues: Vec<PartitionQueue>,
+    index: HashMap<Arc<str>, HashMap<i32, usize>>,
+    /// Where the next drain starts, so no partition is always last in a full request.
+    drain_start: usize,
+    next_id: u64,
+    /// Batches not yet resolved (queued or in flight), by id.
+    incomplete: BTreeSet<u64>,
+    /// The lowest incomplete id, or `u64::MAX` when none: what flushes wait on.
+    low: watch::Sender<u64>,
+    /// Batches with an id below this are ready at once (a flush asked for them).
+    flush_below: u64,
+    /// The producer is closed: appends are refused, every batch is ready.
+    closed: bool,
+}
+
+impl Batching {
+    pub(super) fn new(batch_bytes: usize, linger: Duration) -> Self {
         Self {
-            topic,
-            partition,
-            batch,
-            encoded: None,
-            restamps: 0,
+            batch_bytes,
+            linger,
+            queues: Vec::new(),
+            index: HashMap::new(),
+            drain_start: 0,
+            next_id: 0,
+            incomplete: BTreeSet::new(),
+            low: watch::channel(u64::MAX).0,
+            flush_below: 0,
+            closed: false,
         }
     }
-}
 
-/// An encoded batch, and the generation of the producer id it was stamped with.
-pub(super) struct Encoded {
-    bytes: Bytes,
-    generation: Option<u64>,
-}
-
-/// What to do with a batch after an attempt.
-pub(super) enum Decision {
-    /// Hand this outcome to its records.
-    Done(Result<i64>),
-    /// Send it again (after a backoff), for this reason.
-    Retry(Error),
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Accumulator {
-    pub(super) fn new(client: Client, config: ProducerConfig) -> Self {
-        Self {
-            client,
-            state: Mutex::new(State::default()),
-            in_flight: watch::channel(0).0,
-            outbox: Mutex::new(Vec::new()),
-            sending: AtomicBool::new(false),
-            idem: Idempotence::new(config.enable_idempotence && config.acks == Acks::All),
-            config,
-        }
+    fn queue(&mut self, topic: &str, partition: i32) -> &mut PartitionQueue {
+        let at = match self.index.get(topic).and_then(|p| p.get(&partition)) {
+            Some(&at) => at,
+            None => {
+                let topic: Arc<str> = match self.index.get_key_value(topic) {
+                    Some((t, _)) => t.clone(),
+                    None => Arc::from(topic),
+                };
+                let at = self.queues.len();
+                self.queues.push(PartitionQueue {
+                    topic: topic.clone(),
+                    partition,
+                    batches: VecDeque::new(),
+                    in_flight: false,
+                });
+                self.index.entry(topic).or_default().insert(partition, at);
+                at
+            }
+        };
+        &mut self.queues[at]
     }
 
-    pub(super) fn config(&self) -> &ProducerConfig {
-        &self.config
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Adds `record` to the open batch of `topic`/`partition`, sending batches that are full.
+    /// Adds `record` (of `size` bytes, already reserved in the buffer) to the open batch of
+    /// `topic`/`partition`, opening one if needed; `waiter` gets its outcome. Refused with
+    /// [`Error::Closed`] once the producer is closed (the record and waiter are dropped; the
+    /// caller releases the size).
     pub(super) fn append(
-        self: &Arc<Self>,
+        &mut self,
         topic: &str,
         partition: i32,
         record: ProducerRecord,
-    ) -> Delivery {
-        let (tx, rx) = oneshot::channel();
-        let size = record.encoded_size_bound();
-        let mut ready = Vec::new();
-        let mut linger_generation = None;
-        {
-            let mut state = self.lock();
-            let generation = state.next_generation;
-            let topic_batches = match state.open.get_mut(topic) {
-                Some(t) => t,
-                None => state.open.entry(topic.to_string()).or_default(),
-            };
-            let open = topic_batches.entry(partition).or_default();
-            if !open.records.is_empty() && open.bytes + size > self.config.max_batch_bytes {
-                ready.push(std::mem::take(open));
-            }
-            if open.records.is_empty() {
-                open.generation = generation;
-                linger_generation = Some(generation);
-            }
-            open.records.push(record);
-            open.waiters.push(tx);
-            open.bytes += size;
-            if open.bytes >= self.config.max_batch_bytes {
-                ready.push(std::mem::take(open));
-                linger_generation = None;
-            }
-            state.next_generation += 1;
+        size: usize,
+        waiter: Waiter,
+        now: Instant,
+    ) -> Result<Appended> {
+        if self.closed {
+            return Err(Error::Closed("producer"));
         }
-        let topic: Arc<str> = Arc::from(topic);
-        for batch in ready {
-            self.spawn_delivery(Ready::new(topic.clone(), partition, batch));
-        }
-        if let Some(generation) = linger_generation {
-            let me = self.clone();
-            tokio::spawn(async move {
-                if me.config.linger.is_zero() {
-                    // No timer (its granularity is a millisecond): just let the records appended
-                    // in this same turn of the scheduler join the batch.
-                    tokio::task::yield_now().await;
-                } else {
-                    tokio::time::sleep(me.config.linger).await;
-                }
-                let batch = {
-                    let mut state = me.lock();
-                    let open = state
-                        .open
-                        .get_mut(&*topic)
-                        .and_then(|t| t.get_mut(&partition));
-                    match open {
-                        Some(open) if open.generation == generation && !open.records.is_empty() => {
-                            std::mem::take(open)
-                        }
-                        _ => return,
-                    }
-                };
-                me.spawn_delivery(Ready::new(topic, partition, batch));
-            });
-        }
-        Delivery { rx }
-    }
-
-    /// Sends every open batch and waits for all deliveries in flight.
-    pub(super) async fn flush(self: &Arc<Self>) {
-        let ready: Vec<Ready> = {
-            let mut state = self.lock();
-            let mut ready = Vec::new();
-            for (topic, parts) in state.open.iter_mut() {
-                let topic: Arc<str> = Arc::from(topic.as_str());
-                for (&partition, open) in parts.iter_mut() {
-                    if !open.records.is_empty() {
-                        ready.push(Ready::new(topic.clone(), partition, std::mem::take(open)));
-                    }
-                }
+        let batch_bytes = self.batch_bytes;
+        let next_id = self.next_id;
+        let queue = self.queue(topic, partition);
+        let mut wake = false;
+        let open = match queue.batches.back_mut() {
+            Some(b) if !b.closed && b.bytes + size > batch_bytes => {
+                // The record does not fit: the open batch is complete.
+                b.closed = true;
+                wake = true;
+                None
             }
-            ready
+            Some(b) if !b.closed => Some(b),
+            _ => None,
         };
-        for r in ready {
-            self.spawn_delivery(r);
+        let opened = open.is_none();
+        let batch = match open {
+            Some(b) => b,
+            None => {
+                let topic = queue.topic.clone();
+                queue.batches.push_back(Batch {
+                    id: next_id,
+                    topic,
+                    partition,
+                    records: Vec::new(),
+                    waiters: Vec::new(),
+                    bytes: 0,
+                    created: now,
+                    closed: false,
+                    encoded: None,
+                    restamps: 0,
+                    retry_at: None,
+                    backoff: None,
+                    last_error: None,
+                });
+                queue.batches.back_mut().expect("just pushed")
+            }
+        };
+        batch.records.push(record);
+        batch.waiters.push(waiter);
+        batch.bytes += size;
+        if batch.bytes >= batch_bytes {
+            batch.closed = true;
+            wake = true;
         }
-        let mut rx = self.in_flight.subscribe();
-        let _ = rx.wait_for(|n| *n == 0).await;
+        if opened {
+            self.incomplete.insert(next_id);
+            self.next_id += 1;
+            self.update_low();
+            wake = true;
+        }
+        Ok(Appended { wake })
     }
 
-    /// Queues a full or lingered batch for the sender, starting the sender if it is idle.
-    fn spawn_delivery(self: &Arc<Self>, ready: Ready) {
-        self.in_flight.send_modify(|n| *n += 1);
-        lock(&self.outbox).push(ready);
-        if !self.sending.swap(true, Ordering::SeqCst) {
-            let me = self.clone();
-            tokio::spawn(async move { me.send_rounds().await });
-        }
+    /// Makes every batch queued now ready at once (a flush); returns the id a flush waits
+    /// for: it is done when [`Batching::low`] reaches it.
+    pub(super) fn begin_flush(&mut self) -> u64 {
+        self.flush_below = self.next_id;
+        self.next_id
     }
 
-    /// Sends rounds until the outbox stays empty. Each round takes every ready batch and sends
-    /// one Produce request per leader holding all of them; batches that become ready while a
-    /// round is in flight go together in the next one.
-    async fn send_rounds(self: Arc<Self>) {
-        loop {
-            let round = std::mem::take(&mut *lock(&self.outbox));
-            if round.is_empty() {
-                self.sending.store(false, Ordering::SeqCst);
-                // A batch queued between the take and the store would be stranded: look again.
-                if lock(&self.outbox).is_empty() || self.sending.swap(true, Ordering::SeqCst) {
-                    return;
-                }
+    /// Refuses further appends and makes every batch ready; returns what [`Batching::begin_flush`] does.
+    pub(super) fn close(&mut self) -> u64 {
+        self.closed = true;
+        self.begin_flush()
+    }
+
+    /// Whether appends are refused.
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The lowest incomplete batch id (`u64::MAX` when none), watched by flushes.
+    pub(super) fn low(&self) -> watch::Receiver<u64> {
+        self.low.subscribe()
+    }
+
+    /// Whether no batch is queued or in flight.
+    pub(super) fn is_empty(&self) -> bool {
+        self.incomplete.is_empty()
+    }
+
+    /// Batches queued or in flight.
+    pub(super) fn unfinished(&self) -> usize {
+        self.incomplete.len()
+    }
+
+    fn update_low(&self) {
+        let low = self.incomplete.first().copied().unwrap_or(u64::MAX);
+        self.low.send_if_modified(|l| {
+            let changed = *l != low;
+            *l = low;
+            changed
+        });
+    }
+
+    /// Takes the batches that are ready to send now, at most one per partition and none of a
+    /// partition with a batch in flight (those become in flight). `exhausted`: a send waits
+    /// for buffer space, so every batch is ready (as in Java: lingering would only hold the
+    /// space longer). `leader` names each
+    /// partition's leader from cached metadata; `room` is how many more requests each leader
+    /// may take (Java's `max.in.flight.requests.per.connection` less those in flight).
+    /// Requests carry at most `max_request_bytes` of batches (a lone batch may exceed it).
+    pub(super) fn drain(
+        &mut self,
+        now: Instant,
+        exhausted: bool,
+        mut leader: impl FnMut(&str, i32) -> CachedLeader,
+        mut room: impl FnMut(&str) -> usize,
+        max_request_bytes: usize,
+    ) -> Drained {
+        let mut out = Drained::default();
+        // Requests being filled, by leader: (index in out.requests, bytes so far).
+        let mut open: HashMap<String, (usize, usize)> = HashMap::new();
+        let mut used: HashMap<String, usize> = HashMap::new();
+        let n = self.queues.len();
+        let start = if n == 0 { 0 } else { self.drain_start % n };
+        self.drain_start = self.drain_start.wrapping_add(1);
+        let mut next: Option<Instant> = None;
+        let mut soonest = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        for k in 0..n {
+            let i = (start + k) % n;
+            let flush_below = self.flush_below;
+            let closed = self.closed;
+            let linger = self.linger;
+            let queue = &mut self.queues[i];
+            if queue.in_flight {
                 continue;
             }
-            sender::send_round(&self, round).await;
+            let behind = queue.batches.len() > 1;
+            let Some(head) = queue.batches.front_mut() else {
+                continue;
+            };
+            if let Some(at) = head.retry_at {
+                if at > now {
+                    soonest(at);
+                    continue;
+                }
+            }
+            let lingered = head.created + linger;
+            let ready = head.closed
+                || behind
+                || closed
+                || exhausted
+                || head.id < flush_below
+                || head.retry_at.is_some()
+                || lingered <= now;
+            if !ready {
+                soonest(lingered);
+                continue;
+            }
+            let addr = match leader(&queue.topic, queue.partition) {
+                CachedLeader::Leader(addr) => addr,
+                CachedLeader::NoLeader | CachedLeader::UnknownTopic => {
+                    if head.last_error.is_none() {
+                        head.last_error = Some(Error::NoLeader {
+                            topic: queue.topic.to_string(),
+                            partition: queue.partition,
+                        });
+                    }
+                    if !out.leaderless.contains(&queue.topic) {
+                        out.leaderless.push(queue.topic.clone());
+                    }
+                    continue;
+                }
+            };
+            let size = head.bytes;
+            let slot = match open.get_mut(&addr) {
+                Some((at, bytes)) if *bytes + size <= max_request_bytes => {
+                    *bytes += size;
+                    Some(*at)
+                }
+                _ => None,
+            };
+            let at = match slot {
+                Some(at) => at,
+                None => {
+                    let taken = used.entry(addr.clone()).or_default();
+                    if *taken >= room(&addr) {
+                        // This leader has all the requests in flight it may have; the batch
+                        // goes when one completes (the sender drains again then).
+                        continue;
+                    }
+                    *taken += 1;
+                    out.requests.push((addr.clone(), Vec::new()));
+                    let at = out.requests.len() - 1;
+                    open.insert(addr, (at, size));
+                    at
+                }
+            };
+            let mut batch = queue.batches.pop_front().expect("head exists");
+            batch.closed = true;
+            queue.in_flight = true;
+            out.requests[at].1.push(batch);
         }
+        out.next = next;
+        out
     }
 
-    /// Hands a batch's outcome to each of its records' `Delivery`.
-    pub(super) fn resolve(&self, ready: Ready, outcome: Result<i64>) {
-        let Ready {
+    /// The earliest time a queued batch reaches its delivery timeout, if any is queued.
+    pub(super) fn next_expiry(&self, delivery_timeout: Duration) -> Option<Instant> {
+        self.queues
+            .iter()
+            .filter_map(|q| q.batches.front())
+            .map(|b| b.created + delivery_timeout)
+            .min()
+    }
+
+    /// Takes the queued batches (not those in flight) created `delivery_timeout` or more ago.
+    /// Within a partition they are the oldest, so they are at the front of its queue.
+    pub(super) fn expire(&mut self, now: Instant, delivery_timeout: Duration) -> Vec<Batch> {
+        let mut out = Vec::new();
+        for q in &mut self.queues {
+            while q
+                .batches
+                .front()
+                .is_some_and(|b| b.created + delivery_timeout <= now)
+            {
+                out.push(q.batches.pop_front().expect("front exists"));
+            }
+        }
+        out
+    }
+
+    /// Puts a batch that failed back at the head of its partition's queue, to be sent again
+    /// at `retry_at`; its partition is no longer in flight.
+    pub(super) fn requeue(&mut self, mut batch: Batch, retry_at: Instant) {
+        batch.retry_at = Some(retry_at);
+        let queue = self.queue(&batch.topic.clone(), batch.partition);
+        queue.in_flight = false;
+        queue.batches.push_front(batch);
+    }
+
+    /// Hands `outcome` (the base offset, or -1 when unknown) to each record of `batch`; the
+    /// batch's partition is no longer in flight. Returns the bytes the batch held, for the
+    /// caller to give back to the buffer.
+    pub(super) fn finish(
+        &mut self,
+        batch: Batch,
+        outcome: Result<i64>,
+        was_in_flight: bool,
+    ) -> usize {
+        if was_in_flight {
+            if let Some(&at) = self
+                .index
+                .get(&*batch.topic)
+                .and_then(|p| p.get(&batch.partition))
+            {
+                self.queues[at].in_flight = false;
+            }
+        }
+        let Batch {
+            id,
             topic,
             partition,
-            batch,
+            waiters,
+            bytes,
             ..
-        } = ready;
-        for (i, waiter) in batch.waiters.into_iter().enumerate() {
+        } = batch;
+        for (i, waiter) in waiters.into_iter().enumerate() {
             let _ = waiter.send(outcome.clone().map(|base| RecordMetadata {
                 topic: topic.clone(),
                 partition,
                 offset: if base < 0 { -1 } else { base + i as i64 },
             }));
         }
-        self.in_flight.send_modify(|n| *n -= 1);
+        // After the records' outcomes: a flush that returns finds every one of them resolved.
+        self.incomplete.remove(&id);
+        self.update_low();
+        bytes
     }
 
-    /// Sends batches on their own, with retries (after their round failed in a retriable way).
-    /// With idempotence the retries are awaited, so the round (and the next batch of the same
-    /// partition) waits for them: one batch per partition in flight keeps sequences in order.
-    /// Without, each retry runs on its own task.
-    pub(super) async fn retry(self: &Arc<Self>, readies: Vec<Ready>) {
-        if self.idem.enabled() {
-            futures::future::join_all(readies.into_iter().map(|r| self.clone().retry_now(r))).await;
-        } else {
-            for ready in readies {
-                tokio::spawn(self.clone().retry_now(ready));
-            }
-        }
-    }
-
-    async fn retry_now(self: Arc<Self>, mut ready: Ready) {
-        let cfg = self.client.config();
-        let mut backoff = Backoff::new(
-            cfg.retry_backoff,
-            cfg.retry_backoff_max,
-            self.config.delivery_timeout,
-        );
-        loop {
-            let outcome = self.attempt(&mut ready).await;
-            match self.decide(&mut ready, outcome).await {
-                Decision::Done(outcome) => return self.resolve(ready, outcome),
-                Decision::Retry(e) => {
-                    tracing::debug!(topic = %ready.topic, partition = ready.partition, error = %e, "produce failed, retrying");
-                    if !backoff.wait().await {
-                        // Out of time: a stamped batch that may be missing resets the id.
-                        if let Some(g) = ready.encoded.as_ref().and_then(|e| e.generation) {
-                            self.idem.reset(g, &e).await;
-                        }
-                        return self.resolve(ready, Err(e));
-                    }
-                }
-            }
-        }
-    }
-
-    /// One attempt to send `ready` to its leader.
-    async fn attempt(&self, ready: &mut Ready) -> Result<i64> {
-        let bytes = self.prepare(ready).await?;
-        let addr = self
-            .client
-            .leader_addr(&ready.topic, ready.partition)
-            .await?;
-        let batch = [(ready.topic.clone(), ready.partition, bytes)];
-        sender::produce_to(&self.client, &self.config, &addr, &batch)
-            .await?
-            .remove(0)
-    }
-
-    /// Decides what an attempt's outcome means for `ready`: the Java producer's handling of
-    /// the idempotence errors (see [`idempotence::on_error`]), retries of retriable errors.
-    /// A stamped batch that fails for good resets the producer id, so the sequence gap it
-    /// leaves cannot fail the batches after it.
-    pub(super) async fn decide(&self, ready: &mut Ready, outcome: Result<i64>) -> Decision {
-        let e = match outcome {
-            Ok(base) => return Decision::Done(Ok(base)),
-            Err(e) => e,
+    /// Records `error` as the reason the queued batches of `topic` wait (a failed metadata
+    /// refresh): it is their error if they expire.
+    pub(super) fn note_error(&mut self, topic: &str, error: &Error) {
+        let Some(parts) = self.index.get(topic) else {
+            return;
         };
-        let generation = ready.encoded.as_ref().and_then(|e| e.generation);
-        if let Some(g) = generation {
-            match idempotence::on_error(&e) {
-                // Stored by an earlier attempt; its offset is unknown here.
-                OnError::Written => return Decision::Done(Ok(-1)),
-                OnError::Restamp if ready.restamps < 3 => {
-                    self.idem.reset(g, &e).await;
-                    ready.encoded = None;
-                    ready.restamps += 1;
-                    return Decision::Retry(e);
-                }
-                _ => {}
+        for &i in parts.values() {
+            if let Some(head) = self.queues[i].batches.front_mut() {
+                head.last_error = Some(error.clone());
             }
         }
-        if e.is_retriable() && idempotence::on_error(&e) == OnError::Other {
-            if e.invalidates_metadata() {
-                self.client.invalidate_topic(&ready.topic);
+    }
+
+    /// Fails every queued batch of `topic` with `error`; returns the bytes they held.
+    pub(super) fn fail_topic(&mut self, topic: &str, error: &Error) -> usize {
+        let Some(parts) = self.index.get(topic) else {
+            return 0;
+        };
+        let at: Vec<usize> = parts.values().copied().collect();
+        let batches: Vec<Batch> = at
+            .into_iter()
+            .flat_map(|i| std::mem::take(&mut self.queues[i].batches))
+            .collect();
+        batches
+            .into_iter()
+            .map(|b| self.finish(b, Err(error.clone()), false))
+            .sum()
+    }
+
+    /// A forced close: refuses appends, fails every queued batch with `error`, and counts the
+    /// batches in flight as done (the sender drops them; their records get
+    /// [`Error::Closed`]), so no flush waits for them. Returns the bytes the queued ones held.
+    pub(super) fn abort(&mut self, error: &Error) -> usize {
+        self.closed = true;
+        let batches: Vec<Batch> = self
+            .queues
+            .iter_mut()
+            .flat_map(|q| std::mem::take(&mut q.batches))
+            .collect();
+        let freed = batches
+            .into_iter()
+            .map(|b| self.finish(b, Err(error.clone()), false))
+            .sum();
+        self.incomplete.clear();
+        self.update_low();
+        freed
+    }
+}
+
+/// The producer's buffer (Java's `buffer.memory`): bytes of records queued or in flight. A
+/// send reserves its record's size, waiting up to `max.block.ms` for space; a batch gives its
+/// bytes back when it is resolved.
+pub(super) struct BufferPool {
+    total: usize,
+    space: Semaphore,
+    /// Sends waiting for space now.
+    waiting: AtomicUsize,
+}
+
+impl BufferPool {
+    pub(super) fn new(total: usize) -> Self {
+        let total = total.min(Semaphore::MAX_PERMITS);
+        Self {
+            total,
+            space: Semaphore::new(total),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether a send waits for space (then every batch is ready to go).
+    pub(super) fn exhausted(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    /// The buffer's size in bytes.
+    pub(super) fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Free bytes now.
+    #[cfg(test)]
+    pub(super) fn available(&self) -> usize {
+        self.space.available_permits()
+    }
+
+    /// Reserves `size` bytes, waiting up to `max_block` for them (in order of arrival, as the
+    /// Java producer's `BufferPool`); false when they did not come in time (or `size` is larger
+    /// than the whole buffer). `on_wait` runs when the space is not there at once, once the
+    /// pool counts as [`BufferPool::exhausted`] (the producer wakes its sender with it).
+    pub(super) async fn reserve(
+        &self,
+        size: usize,
+        max_block: Duration,
+        on_wait: impl FnOnce(),
+    ) -> bool {
+        if size > self.total {
+            return false;
+        }
+        let Ok(n) = u32::try_from(size) else {
+            return false;
+        };
+        if let Ok(permit) = self.space.try_acquire_many(n) {
+            permit.forget();
+            return true;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        on_wait();
+        let got = tokio::time::timeout(max_block, self.space.acquire_many(n)).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        match got {
+            Ok(Ok(permit)) => {
+                permit.forget();
+                true
             }
-            return Decision::Retry(e);
+            _ => false,
         }
-        if let Some(g) = generation {
-            self.idem.reset(g, &e).await;
-        }
-        Decision::Done(Err(e))
     }
 
-    /// Puts a batch back for the next round.
-    pub(super) fn requeue(&self, ready: Ready) {
-        lock(&self.outbox).push(ready);
-    }
-
-    pub(super) fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// The bytes of `ready`: encoded (and stamped, with idempotence) on first use, the same
-    /// bytes on every retry.
-    pub(super) async fn prepare(&self, ready: &mut Ready) -> Result<Bytes> {
-        if let Some(e) = &ready.encoded {
-            return Ok(e.bytes.clone());
+    /// Gives back `size` bytes.
+    pub(super) fn release(&self, size: usize) {
+        if size > 0 {
+            self.space.add_permits(size);
         }
-        let stamp = self
-            .idem
-            .stamp(
-                &self.client,
-                &ready.topic,
-                ready.partition,
-                ready.batch.records.len(),
-            )
-            .await?;
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let bytes = encode_stamped_batch(
-            &ready.batch.records,
-            self.config.codec,
-            now_ms,
-            stamp.map(|(s, _)| s),
-        )
-        .map_err(|e| Error::Encode {
-            api: ApiKey::Produce,
-            reason: format!("{}/{}: {e:#}", ready.topic, ready.partition),
-        })?;
-        ready.encoded = Some(Encoded {
-            bytes: bytes.clone(),
-            generation: stamp.map(|(_, g)| g),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINGER: Duration = Duration::from_millis(5);
+
+    fn record(n: usize) -> ProducerRecord {
+        ProducerRecord::value(vec![b'x'; n])
+    }
+
+    /// Appends a record of `n` value bytes; returns its size and its outcome's receiver.
+    fn add(
+        b: &mut Batching,
+        topic: &str,
+        partition: i32,
+        n: usize,
+        now: Instant,
+    ) -> oneshot::Receiver<Result<RecordMetadata>> {
+        let r = record(n);
+        let size = r.encoded_size_bound();
+        let (tx, rx) = oneshot::channel();
+        b.append(topic, partition, r, size, tx, now).unwrap();
+        rx
+    }
+
+    fn everyone_leads(_: &str, _: i32) -> CachedLeader {
+        CachedLeader::Leader("b0".into())
+    }
+
+    fn drained_partitions(d: &Drained) -> Vec<(String, i32, usize)> {
+        let mut v: Vec<_> = d
+            .requests
+            .iter()
+            .flat_map(|(_, bs)| {
+                bs.iter()
+                    .map(|b| (b.topic.to_string(), b.partition, b.len()))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_waits_for_its_linger_unless_full_or_flushed() {
+        let mut b = Batching::new(1000, LINGER);
+        let t0 = Instant::now();
+        let _r = add(&mut b, "t", 0, 10, t0);
+        let _r = add(&mut b, "t", 0, 10, t0);
+        let d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
+        assert!(d.requests.is_empty());
+        assert_eq!(d.next, Some(t0 + LINGER), "wakes when the linger ends");
+        let d = b.drain(t0 + LINGER, false, everyone_leads, |_| 5, 1 << 20);
+        assert_eq!(drained_partitions(&d), vec![("t".into(), 0, 2)]);
+
+        // Full: ready at once.
+        let _r = add(&mut b, "t", 1, 2000, t0);
+        let d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
+        assert_eq!(drained_partitions(&d), vec![("t".into(), 1, 1)]);
+
+        // Flushed: ready at once; a batch opened after the flush lingers.
+        let _r = add(&mut b, "t", 2, 10, t0);
+        b.begin_flush();
+        let _r = add(&mut b, "t", 3, 10, t0);
+        let d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
+        assert_eq!(drained_partitions(&d), vec![("t".into(), 2, 1)]);
+
+        // A send waits for buffer space: nothing lingers.
+        let d = b.drain(t0, true, everyone_leads, |_| 5, 1 << 20);
+        assert_eq!(drained_partitions(&d), vec![("t".into(), 3, 1)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_that_does_not_fit_closes_the_open_batch() {
+        let mut b = Batching::new(200, LINGER);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            let _rx = add(&mut b, "t", 0, 60, t0); // about 90 bytes each
+        }
+        // Two fit in 200 bytes; the third opened a second batch, which makes the first ready.
+        let d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
+        assert_eq!(drained_partitions(&d), vec![("t".into(), 0, 2)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_batch_per_partition_is_in_flight_and_retries_keep_their_place() {
+        let mut b = Batching::new(100, LINGER);
+        let t0 = Instant::now();
+        let mut rx = Vec::new();
+        for _ in 0..3 {
+            rx.push(add(&mut b, "t", 0, 100, t0)); // each its own full batch
+        }
+        let mut d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
+        assert_eq!(drained_partitions(&d), vec![("t".into(), 0, 1)]);
+        assert!(
+            b.drain(t0, false, everyone_leads, |_| 5, 1 << 20)
+                .requests
+                .is_empty(),
+            "nothing more of a partition in flight"
+        );
+        // It failed: back at the head, after a backoff.
+        let first = d.requests.remove(0).1.remove(0);
+        let first_id = first.id;
+        b.requeue(first, t0 + Duration::from_millis(100));
+        let d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
+        assert!(d.requests.is_empty(), "the retry waits for its backoff");
+        assert_eq!(d.next, Some(t0 + Duration::from_millis(100)));
+        let mut d = b.drain(
+            t0 + Duration::from_millis(100),
+            false,
+            everyone_leads,
+            |_| 5,
+            1 << 20,
+        );
+        let again = d.requests.remove(0).1.remove(0);
+        assert_eq!(
+            again.id, first_id,
+            "the retried batch goes before later ones"
+        );
+        assert_eq!(b.finish(again, Ok(7), true), 131, "the bytes it held");
+        assert_eq!(rx[0].try_recv().unwrap().unwrap().offset, 7);
+        let d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
+        assert_eq!(drained_partitions(&d), vec![("t".into(), 0, 1)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partition_without_a_leader_holds_back_only_its_own_batches() {
+        let mut b = Batching::new(100, LINGER);
+        let t0 = Instant::now();
+        let _a = add(&mut b, "t", 0, 100, t0);
+        let _b = add(&mut b, "t", 1, 100, t0);
+        let _c = add(&mut b, "u", 0, 100, t0);
+        let leader = |t: &str, p: i32| match (t, p) {
+            ("t", 0) => CachedLeader::NoLeader,
+            _ => CachedLeader::Leader("b0".into()),
+        };
+        let d = b.drain(t0, false, leader, |_| 5, 1 << 20);
+        assert_eq!(
+            drained_partitions(&d),
+            vec![("t".into(), 1, 1), ("u".into(), 0, 1)]
+        );
+        assert_eq!(d.leaderless, vec![Arc::<str>::from("t")]);
+        // The leaderless batch stays queued, with the reason it waits.
+        let expired = b.expire(t0 + Duration::from_secs(1), Duration::from_secs(1));
+        assert_eq!(expired.len(), 1);
+        assert!(matches!(
+            expired[0].last_error,
+            Some(Error::NoLeader { partition: 0, .. })
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_are_split_by_leader_size_and_in_flight_room() {
+        let mut b = Batching::new(100, LINGER);
+        let t0 = Instant::now();
+        for p in 0..6 {
+            let _rx = add(&mut b, "t", p, 100, t0); // 131 bytes each
+        }
+        let leader = |_: &str, p: i32| CachedLeader::Leader(format!("b{}", p % 2));
+        // Two batches per request; broker b0 has room for one more request, b1 for two.
+        let d = b.drain(
+            t0,
+            false,
+            leader,
+            |addr| if addr == "b0" { 1 } else { 2 },
+            270,
+        );
+        let mut shape: Vec<(String, usize)> = d
+            .requests
+            .iter()
+            .map(|(a, bs)| (a.clone(), bs.len()))
+            .collect();
+        shape.sort();
+        assert_eq!(
+            shape,
+            vec![("b0".into(), 2), ("b1".into(), 1), ("b1".into(), 2)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flush_waits_for_the_batches_before_it_only() {
+        let mut b = Batching::new(1000, LINGER);
+        let t0 = Instant::now();
+        let _a = add(&mut b, "t", 0, 10, t0);
+        let _b = add(&mut b, "t", 1, 10, t0);
+        let low = b.low();
+        let mark = b.begin_flush();
+        let _c = add(&mut b, "t", 2, 10, t0); // after the flush
+        let mut d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
+        assert_eq!(d.requests[0].1.len(), 2, "the flushed batches go at once");
+        assert!(*low.borrow() < mark);
+        for batch in d.requests.remove(0).1 {
+            b.finish(batch, Ok(0), true);
+        }
+        assert!(
+            *low.borrow() >= mark,
+            "done although a later batch is still queued"
+        );
+        assert!(!b.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_stage_refuses_appends_and_readies_everything() {
+        let mut b = Batching::new(1000, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let _a = add(&mut b, "t", 0, 10, t0);
+        b.close();
+        let (tx, _rx) = oneshot::channel();
+        let err = b
+            .append("t", 0, record(1), 27, tx, t0)
+            .expect_err("refused");
+        assert!(matches!(err, Error::Closed("producer")), "{err:?}");
+        let d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
+        assert_eq!(drained_partitions(&d), vec![("t".into(), 0, 1)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_buffer_blocks_a_reservation_until_space_is_released_or_max_block_passes() {
+        let pool = Arc::new(BufferPool::new(1000));
+        assert!(
+            pool.reserve(800, Duration::ZERO, || panic!("space was free"))
+                .await
+        );
+        let t0 = Instant::now();
+        let mut told = false;
+        assert!(
+            !pool
+                .reserve(300, Duration::from_secs(2), || told = true)
+                .await,
+            "no space within max_block"
+        );
+        assert!(told, "the wait was announced");
+        assert_eq!(t0.elapsed(), Duration::from_secs(2), "waited max_block");
+        assert!(!pool.reserve(1001, Duration::from_secs(60), || ()).await);
+        assert_eq!(
+            t0.elapsed(),
+            Duration::from_secs(2),
+            "larger than the buffer: at once"
+        );
+
+        assert!(!pool.exhausted());
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.reserve(300, Duration::from_secs(60), || ()).await }
         });
-        Ok(bytes)
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "blocks while the buffer is full");
+        assert!(pool.exhausted(), "a send waits: every batch is ready");
+        pool.release(800);
+        assert!(waiting.await.unwrap(), "unblocked by the release");
+        assert!(!pool.exhausted());
+        assert_eq!(pool.available(), 700);
+        assert_eq!(pool.total(), 1000);
     }
 }

@@ -78,11 +78,6 @@ impl Idempotence {
         }
     }
 
-    /// Whether idempotence is asked for (then at most one batch per partition is in flight).
-    pub(super) fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     /// The stamp for the next `count` records of `topic`/`partition`, with the generation of
     /// the producer id; `None` when idempotence is off or the broker cannot give an id.
     pub(super) async fn stamp(

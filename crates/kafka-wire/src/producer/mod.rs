@@ -1,14 +1,27 @@
-//! The producer: per-partition batching with linger and size limits, acks, retries on
-//! retriable errors, key partitioning compatible with the Java client, compression.
+//! The producer: per-partition batching with linger and size limits, a bounded buffer, acks,
+//! retries on retriable errors, key partitioning compatible with the Java client, compression.
+//!
+//! Two parts, as in the Java producer: the batching stage ([`accumulator`], Java's
+//! `RecordAccumulator`), where `send` puts records into per-partition batches, and one sender
+//! task per producer ([`sender`], Java's `Sender`) that owns the outbox: it takes the batches
+//! that are ready, sends one Produce request per leader, and resolves or retries each batch.
+//! Partitions progress independently: a partition without a leader, or with a batch waiting
+//! for a retry, holds back only its own batches.
+//!
+//! Memory is bounded: records queued or in flight hold at most
+//! [`ProducerConfig::buffer_memory`] bytes; a `send` finding it full waits up to
+//! [`ProducerConfig::max_block`] for space, then fails with [`Error::BufferExhausted`].
+//! [`Producer::flush`] waits until everything sent before it is acknowledged or failed;
+//! [`Producer::close`] flushes and refuses further sends.
 //!
 //! Idempotence (KIP-98, on by default as the Java client's `enable.idempotence=true`): with
 //! acks=all and a broker that grants a producer id, every batch carries the producer id, epoch
 //! and its partition's sequence numbers, and each retry sends the same bytes, so a batch
 //! retried after a lost response is stored once and the records of a partition keep their
-//! order. One batch per partition is in flight at a time (Java allows up to 5 with
-//! `max.in.flight.requests.per.connection`). Without idempotence (acks other than all, the
-//! setting off, or a broker without InitProducerId), records of one partition in flight at the
-//! same time may be reordered or duplicated by a retry.
+//! order. One batch per partition is in flight at a time, idempotent or not (Java allows up to
+//! 5 with `max.in.flight.requests.per.connection`), so the records of a partition are written
+//! in the order they were sent. Without idempotence (acks other than all, the setting off, or a
+//! broker without InitProducerId), a batch retried after a lost response may be stored twice.
 
 mod accumulator;
 mod idempotence;
@@ -25,7 +38,7 @@ use crate::client::Client;
 use crate::compression::Codec;
 use crate::error::{Error, Result};
 use crate::records::ProducerRecord;
-use accumulator::Accumulator;
+use sender::Shared;
 
 /// How many acknowledgements the producer waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,21 +62,40 @@ impl Acks {
     }
 }
 
-/// Producer settings.
+/// Producer settings. Each mirrors a setting of the Java producer, named in its doc, with the
+/// same default (Apache Kafka 4.0).
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
-    /// Acknowledgements to wait for.
+    /// Acknowledgements to wait for (Java's `acks`, default `all`).
     pub acks: Acks,
-    /// How long a batch waits for more records before it is sent.
+    /// How long a batch waits for more records before it is sent (Java's `linger.ms`: 5 ms
+    /// since Apache Kafka 4.0, KIP-1030; 0 before).
     pub linger: Duration,
-    /// A batch is sent as soon as it holds this many bytes.
+    /// A batch is sent as soon as it holds this many bytes; a record larger than this goes in
+    /// a batch of its own (Java's `batch.size`, 16 KiB).
     pub max_batch_bytes: usize,
-    /// Largest record accepted; a larger one is refused before anything is sent.
+    /// Largest record accepted (a larger one is refused with [`Error::RecordTooLarge`] before
+    /// anything is sent), and the most bytes of batches one Produce request carries (a lone
+    /// batch may exceed it) (Java's `max.request.size`, 1 MiB).
     pub max_record_bytes: usize,
-    /// Compression codec of produced batches.
+    /// Bytes of records queued or in flight at most (counted by
+    /// [`ProducerRecord::encoded_size_bound`]); a send finding it full waits up to
+    /// [`ProducerConfig::max_block`] (Java's `buffer.memory`, 32 MiB).
+    pub buffer_memory: usize,
+    /// How long a send waits for space in the buffer before it fails with
+    /// [`Error::BufferExhausted`] (Java's `max.block.ms`, 60 s; here it bounds the wait for
+    /// buffer space only, not metadata lookups, which have their own timeouts).
+    pub max_block: Duration,
+    /// Compression codec of produced batches (Java's `compression.type`, default none).
     pub codec: Codec,
-    /// How long delivery of a batch may take, retries included.
+    /// How long delivery of a batch may take from its first record, lingering and retries
+    /// included; a batch still unacknowledged then fails (Java's `delivery.timeout.ms`,
+    /// 120 s).
     pub delivery_timeout: Duration,
+    /// Produce requests in flight to one broker at most (Java's
+    /// `max.in.flight.requests.per.connection`, 5). Each partition has at most one batch in
+    /// flight whatever this is.
+    pub max_in_flight_requests_per_connection: usize,
     /// Idempotent produce (Java's `enable.idempotence`, default true): applies with
     /// [`Acks::All`] only (as in Java); when the broker has no InitProducerId or refuses one,
     /// the producer logs a warning and produces without it.
@@ -75,10 +107,13 @@ impl Default for ProducerConfig {
         Self {
             acks: Acks::All,
             linger: Duration::from_millis(5),
-            max_batch_bytes: 1024 * 1024,
+            max_batch_bytes: 16 * 1024,
             max_record_bytes: 1024 * 1024,
+            buffer_memory: 32 * 1024 * 1024,
+            max_block: Duration::from_secs(60),
             codec: Codec::None,
-            delivery_timeout: Duration::from_secs(30),
+            delivery_timeout: Duration::from_secs(120),
+            max_in_flight_requests_per_connection: 5,
             enable_idempotence: true,
         }
     }
@@ -113,34 +148,56 @@ impl std::future::Future for Delivery {
     }
 }
 
-/// A producer bound to one cluster; cheap to clone.
+/// A producer bound to one cluster; cheap to clone (clones share the buffer and the sender).
+///
+/// When the last clone is dropped, what was sent is still delivered (the sender sends it at
+/// once and then stops); [`Producer::close`] also waits for it.
 #[derive(Clone)]
 pub struct Producer {
-    client: Client,
-    acc: Arc<Accumulator>,
+    handle: Arc<Handle>,
     round_robin: Arc<AtomicUsize>,
 }
 
+/// The producer's shared state; dropping the last handle closes the producer.
+struct Handle(Arc<Shared>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // No one can send any more: send what is queued now, then the sender stops.
+        self.0.stage().close();
+        self.0.wake.notify_one();
+    }
+}
+
 impl Producer {
-    /// A producer with `config` on `client`.
+    /// A producer with `config` on `client`. The sender task starts with the first send
+    /// (inside a tokio runtime).
     pub fn new(client: Client, config: ProducerConfig) -> Self {
         Self {
-            acc: Arc::new(Accumulator::new(client.clone(), config)),
-            client,
+            handle: Arc::new(Handle(Arc::new(Shared::new(client, config)))),
             round_robin: Arc::new(AtomicUsize::new(0)),
         }
     }
 
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.0
+    }
+
     /// The settings of this producer.
     pub fn config(&self) -> &ProducerConfig {
-        self.acc.config()
+        &self.shared().config
     }
 
     /// Queues `record` for `topic`, choosing the partition from its key (Java-compatible murmur2)
     /// or round-robin for a null key. Resolves once it is queued; await the [`Delivery`] for the ack.
+    ///
+    /// Errors: [`Error::RecordTooLarge`] (over `max_record_bytes` or the whole buffer),
+    /// [`Error::BufferExhausted`] (no buffer space within `max_block`), [`Error::Closed`]
+    /// (after [`Producer::close`]), and metadata errors (unknown topic...).
     pub async fn send(&self, topic: &str, record: ProducerRecord) -> Result<Delivery> {
-        self.check_size(topic, &record)?;
-        let partitions = self.client.partition_count(topic).await?;
+        let size = self.check_size(topic, &record)?;
+        self.check_open()?;
+        let partitions = self.shared().client.partition_count(topic).await?;
         let partition = match &record.key {
             Some(key) => partitioner::partition_for_key(key, partitions),
             None => {
@@ -148,13 +205,20 @@ impl Producer {
                     as i32
             }
         };
-        Ok(self.acc.append(topic, partition, record))
+        self.enqueue(topic, partition, record, size).await
     }
 
-    /// Queues `record` for an explicit `partition` of `topic`.
-    pub fn send_to(&self, topic: &str, partition: i32, record: ProducerRecord) -> Result<Delivery> {
-        self.check_size(topic, &record)?;
-        Ok(self.acc.append(topic, partition, record))
+    /// Queues `record` for an explicit `partition` of `topic`. Resolves once it is queued
+    /// (waiting up to `max_block` for buffer space); errors as [`Producer::send`].
+    pub async fn send_to(
+        &self,
+        topic: &str,
+        partition: i32,
+        record: ProducerRecord,
+    ) -> Result<Delivery> {
+        let size = self.check_size(topic, &record)?;
+        self.check_open()?;
+        self.enqueue(topic, partition, record, size).await
     }
 
     /// Sends `record` and waits for its acknowledgement.
@@ -162,14 +226,112 @@ impl Producer {
         self.send(topic, record).await?.await
     }
 
-    /// Sends every queued batch now and waits until all of them are acknowledged or failed.
+    /// Sends every queued batch now (without waiting for its linger) and waits until every
+    /// record sent before this call is acknowledged or failed (Java's `flush`). Records sent
+    /// while it waits are not waited for. Each record's outcome is in its [`Delivery`].
     pub async fn flush(&self) {
-        self.acc.flush().await;
+        let shared = self.shared();
+        let (mark, mut low) = {
+            let mut stage = shared.stage();
+            (stage.begin_flush(), stage.low())
+        };
+        shared.wake.notify_one();
+        let _ = low.wait_for(|l| *l >= mark).await;
     }
 
-    fn check_size(&self, topic: &str, record: &ProducerRecord) -> Result<()> {
+    /// Closes the producer (Java's `close`): refuses further sends ([`Error::Closed`]), sends
+    /// what is queued at once and waits until all of it is acknowledged or failed, for as long
+    /// as that takes (each batch is bounded by `delivery_timeout`). Affects every clone.
+    pub async fn close(&self) {
+        let shared = self.shared();
+        let (mark, mut low) = {
+            let mut stage = shared.stage();
+            (stage.close(), stage.low())
+        };
+        shared.wake.notify_one();
+        let _ = low.wait_for(|l| *l >= mark).await;
+    }
+
+    /// [`Producer::close`] waiting at most `timeout` (Java's `close(Duration)`): what is not
+    /// acknowledged by then fails ([`Error::Closed`] for each record still queued or in
+    /// flight), and the call returns [`Error::CloseTimeout`] saying how many batches.
+    pub async fn close_timeout(&self, timeout: Duration) -> Result<()> {
+        if tokio::time::timeout(timeout, self.close()).await.is_ok() {
+            return Ok(());
+        }
+        let shared = self.shared();
+        let unfinished = shared.stage().unfinished();
+        if unfinished == 0 {
+            return Ok(());
+        }
+        shared.abort(&Error::Closed("producer"));
+        Err(Error::CloseTimeout {
+            unfinished,
+            after: timeout,
+        })
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.shared().stage().is_closed() {
+            return Err(Error::Closed("producer"));
+        }
+        Ok(())
+    }
+
+    /// Reserves the record's bytes in the buffer and appends it to its partition's batch.
+    async fn enqueue(
+        &self,
+        topic: &str,
+        partition: i32,
+        record: ProducerRecord,
+        size: usize,
+    ) -> Result<Delivery> {
+        let shared = self.shared();
+        let max_block = shared.config.max_block;
+        // While a send waits for space every batch is ready: the sender, woken, sends the
+        // lingering ones (as the Java producer does when its buffer is exhausted).
+        let reserved = shared
+            .pool
+            .reserve(size, max_block, || shared.wake.notify_one())
+            .await;
+        if !reserved {
+            return Err(Error::BufferExhausted {
+                topic: topic.to_string(),
+                size,
+                buffer_memory: shared.pool.total(),
+                max_block,
+            });
+        }
+        let (tx, rx) = oneshot::channel();
+        let appended = shared.stage().append(
+            topic,
+            partition,
+            record,
+            size,
+            tx,
+            tokio::time::Instant::now(),
+        );
+        match appended {
+            Ok(a) => {
+                if a.wake {
+                    shared.wake.notify_one();
+                }
+                shared.ensure_sender();
+                Ok(Delivery { rx })
+            }
+            Err(e) => {
+                shared.pool.release(size);
+                Err(e)
+            }
+        }
+    }
+
+    /// The record's size as the buffer counts it, or [`Error::RecordTooLarge`] when it is over
+    /// `max_record_bytes` or the whole buffer.
+    fn check_size(&self, topic: &str, record: &ProducerRecord) -> Result<usize> {
         let size = record.encoded_size_bound();
-        let max = self.acc.config().max_record_bytes;
+        let config = self.config();
+        let max = config.max_record_bytes.min(config.buffer_memory);
         if size > max {
             return Err(Error::RecordTooLarge {
                 topic: topic.to_string(),
@@ -177,6 +339,6 @@ impl Producer {
                 max,
             });
         }
-        Ok(())
+        Ok(size)
     }
 }

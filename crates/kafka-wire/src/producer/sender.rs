@@ -1,19 +1,362 @@
-//! The sending side of the producer: a round takes every ready batch and sends one Produce
-//! request per leader carrying all of them (as the Java client's sender does), so many small
-//! batches (one per partition, say) cost one round trip instead of one each.
+//! The sender: one task per producer that owns the outbox. It takes ready batches from the
+//! batching stage ([`super::accumulator`]), sends one Produce request per leader carrying a
+//! batch of each of its partitions (as the Java client's `Sender` does), keeps up to
+//! `max.in.flight.requests.per.connection` requests in flight per leader, and applies each
+//! outcome: resolve the batch, or put it back at the head of its partition with a backoff.
+//!
+//! Nothing waits on anything but its own partition: a request in flight holds back only the
+//! partitions in it, a partition without a leader holds back only its own batches (the sender
+//! refreshes metadata for it in the background, with backoff), and a batch waiting for its
+//! retry holds back only the batches behind it.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
-use super::accumulator::{Accumulator, Decision, Ready};
+use super::accumulator::{Batch, Batching, BufferPool, CachedLeader, Encoded};
+use super::idempotence::{self, Idempotence, OnError};
 use super::{Acks, ProducerConfig};
+use crate::backoff::Backoff;
 use crate::client::{Client, Lane};
 use crate::error::{check_code, Error, Result};
+use crate::records::encode_stamped_batch;
+
+/// What the producer handles and its sender task share.
+pub(super) struct Shared {
+    pub client: Client,
+    pub config: ProducerConfig,
+    pub stage: Mutex<Batching>,
+    pub pool: BufferPool,
+    /// Wakes the sender: a batch opened or became ready, a flush, a close.
+    pub wake: Notify,
+    idem: Idempotence,
+    started: AtomicBool,
+    /// A forced close: the sender drops what it has in flight and stops.
+    aborted: AtomicBool,
+}
+
+/// What to do with a batch after an attempt.
+enum Decision {
+    /// Hand this outcome to its records.
+    Done(Result<i64>),
+    /// Send it again at this time.
+    Retry(Instant),
+}
+
+impl Shared {
+    pub(super) fn new(client: Client, config: ProducerConfig) -> Self {
+        Self {
+            stage: Mutex::new(Batching::new(config.max_batch_bytes, config.linger)),
+            pool: BufferPool::new(config.buffer_memory),
+            wake: Notify::new(),
+            idem: Idempotence::new(config.enable_idempotence && config.acks == Acks::All),
+            started: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
+            client,
+            config,
+        }
+    }
+
+    pub(super) fn stage(&self) -> MutexGuard<'_, Batching> {
+        self.stage.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the sender task if it is not running yet.
+    pub(super) fn ensure_sender(self: &Arc<Self>) {
+        if !self.started.swap(true, Ordering::SeqCst) {
+            tokio::spawn(run(self.clone()));
+        }
+    }
+
+    /// Forced close: fails what is queued with `error`, and makes the sender drop the
+    /// requests it has in flight (their records get [`Error::Closed`]) and stop.
+    pub(super) fn abort(&self, error: &Error) {
+        self.aborted.store(true, Ordering::SeqCst);
+        let freed = self.stage().abort(error);
+        self.pool.release(freed);
+        self.wake.notify_one();
+    }
+
+    /// Resolves `batch` and gives its bytes back to the buffer.
+    fn finish(&self, batch: Batch, outcome: Result<i64>, was_in_flight: bool) {
+        let freed = self.stage().finish(batch, outcome, was_in_flight);
+        self.pool.release(freed);
+    }
+
+    /// The bytes of `batch`: encoded (and stamped, with idempotence) on first use, the same
+    /// bytes on every retry.
+    async fn prepare(&self, batch: &mut Batch) -> Result<Bytes> {
+        if let Some(e) = &batch.encoded {
+            return Ok(e.bytes.clone());
+        }
+        let stamp = self
+            .idem
+            .stamp(&self.client, &batch.topic, batch.partition, batch.len())
+            .await?;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let bytes = encode_stamped_batch(
+            &batch.records,
+            self.config.codec,
+            now_ms,
+            stamp.map(|(s, _)| s),
+        )
+        .map_err(|e| Error::Encode {
+            api: ApiKey::Produce,
+            reason: format!("{}/{}: {e:#}", batch.topic, batch.partition),
+        })?;
+        batch.encoded = Some(Encoded {
+            bytes: bytes.clone(),
+            generation: stamp.map(|(_, g)| g),
+        });
+        Ok(bytes)
+    }
+
+    /// Decides what an attempt's outcome means for `batch`: the Java producer's handling of
+    /// the idempotence errors (see [`idempotence::on_error`]), retries of retriable errors
+    /// with backoff within `delivery.timeout.ms`. A stamped batch that fails for good resets
+    /// the producer id, so the sequence gap it leaves cannot fail the batches after it.
+    async fn decide(&self, batch: &mut Batch, outcome: Result<i64>) -> Decision {
+        let e = match outcome {
+            Ok(base) => return Decision::Done(Ok(base)),
+            Err(e) => e,
+        };
+        let generation = batch.encoded.as_ref().and_then(|e| e.generation);
+        let mut retry = false;
+        if let Some(g) = generation {
+            match idempotence::on_error(&e) {
+                // Stored by an earlier attempt; its offset is unknown here.
+                OnError::Written => return Decision::Done(Ok(-1)),
+                OnError::Restamp if batch.restamps < 3 => {
+                    self.idem.reset(g, &e).await;
+                    batch.encoded = None;
+                    batch.restamps += 1;
+                    retry = true;
+                }
+                _ => {}
+            }
+        }
+        if !retry && e.is_retriable() && idempotence::on_error(&e) == OnError::Other {
+            if e.invalidates_metadata() {
+                self.client.invalidate_topic(&batch.topic);
+            }
+            retry = true;
+        }
+        if retry {
+            tracing::debug!(topic = %batch.topic, partition = batch.partition, error = %e, "produce failed, retrying");
+            let cfg = self.client.config();
+            let deadline = batch.created + self.config.delivery_timeout;
+            let backoff = batch.backoff.get_or_insert_with(|| {
+                Backoff::new(
+                    cfg.retry_backoff,
+                    cfg.retry_backoff_max,
+                    deadline.saturating_duration_since(Instant::now()),
+                )
+            });
+            let delay = backoff.next_delay();
+            batch.last_error = Some(e.clone());
+            let now = Instant::now();
+            if now < deadline {
+                // At the deadline a batch still queued expires with this error.
+                return Decision::Retry(now + delay);
+            }
+        }
+        // Failed for good (or out of time): a stamped batch that may be missing resets the id.
+        if let Some(g) = batch.encoded.as_ref().and_then(|e| e.generation) {
+            self.idem.reset(g, &e).await;
+        }
+        Decision::Done(Err(e))
+    }
+
+    /// Fails a batch that reached its delivery timeout while queued: with the error of its
+    /// last attempt (or why it could not be sent), else [`Error::DeliveryTimeout`].
+    async fn expire(&self, batch: Batch) {
+        let error = batch
+            .last_error
+            .clone()
+            .unwrap_or_else(|| Error::DeliveryTimeout {
+                topic: batch.topic.to_string(),
+                partition: batch.partition,
+                records: batch.len(),
+                after: self.config.delivery_timeout,
+            });
+        tracing::debug!(topic = %batch.topic, partition = batch.partition, records = batch.len(), error = %error, "batch expired (delivery timeout)");
+        if let Some(g) = batch.encoded.as_ref().and_then(|e| e.generation) {
+            self.idem.reset(g, &error).await;
+        }
+        self.finish(batch, Err(error), false);
+    }
+}
+
+/// The outcome of one request: its leader and each batch with what to do with it.
+type Sent = (String, Vec<(Batch, Decision)>);
+/// A metadata refresh for the topics it names.
+type Refresh = BoxFuture<'static, (Vec<Arc<str>>, Result<()>)>;
+
+/// The sender task: runs until the producer is closed (or every handle dropped) and nothing
+/// is left, or until a forced close.
+async fn run(shared: Arc<Shared>) {
+    let cfg = shared.client.config().clone();
+    let max_in_flight = shared.config.max_in_flight_requests_per_connection.max(1);
+    let mut in_flight: FuturesUnordered<BoxFuture<'static, Sent>> = FuturesUnordered::new();
+    let mut per_leader: HashMap<String, usize> = HashMap::new();
+    let mut refresh: Option<Refresh> = None;
+    let mut refresh_backoff = Backoff::unbounded(cfg.retry_backoff, cfg.retry_backoff_max);
+    let mut refresh_at = Instant::now();
+    loop {
+        if shared.aborted.load(Ordering::SeqCst) {
+            // Dropping the requests in flight drops their records' waiters: each gets
+            // `Error::Closed`.
+            return;
+        }
+        let now = Instant::now();
+        let (expired, drained, next_expiry, done) = {
+            let mut stage = shared.stage();
+            let expired = stage.expire(now, shared.config.delivery_timeout);
+            let drained = stage.drain(
+                now,
+                shared.pool.exhausted(),
+                |topic, partition| shared.client.cached_leader(topic, partition),
+                |leader| max_in_flight.saturating_sub(*per_leader.get(leader).unwrap_or(&0)),
+                shared.config.max_record_bytes,
+            );
+            let done = stage.is_closed() && stage.is_empty() && in_flight.is_empty();
+            (
+                expired,
+                drained,
+                stage.next_expiry(shared.config.delivery_timeout),
+                done,
+            )
+        };
+        if done {
+            return;
+        }
+        for batch in expired {
+            shared.expire(batch).await;
+        }
+        for (leader, batches) in drained.requests {
+            *per_leader.entry(leader.clone()).or_default() += 1;
+            in_flight.push(send_request(shared.clone(), leader, batches).boxed());
+        }
+        let mut next = [drained.next, next_expiry].into_iter().flatten().min();
+        if drained.leaderless.is_empty() {
+            refresh_backoff.reset(cfg.retry_backoff);
+        } else if refresh.is_none() {
+            if refresh_at <= now {
+                let client = shared.client.clone();
+                let topics = drained.leaderless;
+                refresh = Some(
+                    async move {
+                        let names: Vec<&str> = topics.iter().map(|t| &**t).collect();
+                        let r = client.refresh_metadata(&names).await;
+                        (topics, r)
+                    }
+                    .boxed(),
+                );
+            } else {
+                next = Some(next.map_or(refresh_at, |n| n.min(refresh_at)));
+            }
+        }
+        let sleep = tokio::time::sleep_until(next.unwrap_or_else(|| now + ONE_HOUR));
+        tokio::select! {
+            Some((leader, outcomes)) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Some(n) = per_leader.get_mut(&leader) {
+                    *n = n.saturating_sub(1);
+                }
+                for (batch, decision) in outcomes {
+                    match decision {
+                        Decision::Done(outcome) => shared.finish(batch, outcome, true),
+                        Decision::Retry(at) => shared.stage().requeue(batch, at),
+                    }
+                }
+            }
+            (topics, result) = async { refresh.as_mut().expect("guarded").await }, if refresh.is_some() => {
+                refresh = None;
+                refresh_at = Instant::now() + refresh_backoff.next_delay();
+                match result {
+                    Ok(()) => fail_unknown_topics(&shared, &topics),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "producer metadata refresh failed");
+                        let mut stage = shared.stage();
+                        for topic in &topics {
+                            stage.note_error(topic, &e);
+                        }
+                    }
+                }
+            }
+            _ = shared.wake.notified() => {}
+            _ = sleep => {}
+        }
+    }
+}
+
+/// A long sleep for a sender with nothing to wait for but a wake-up.
+const ONE_HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// After a metadata refresh: queued batches of a topic the cluster does not know fail with
+/// [`Error::UnknownTopic`] (as a send to it would), not wait for their delivery timeout.
+fn fail_unknown_topics(shared: &Shared, topics: &[Arc<str>]) {
+    let unknown: Vec<&Arc<str>> = topics
+        .iter()
+        .filter(|t| shared.client.cached_leader(t, 0) == CachedLeader::UnknownTopic)
+        .collect();
+    for topic in unknown {
+        let error = Error::UnknownTopic {
+            topic: topic.to_string(),
+        };
+        let freed = shared.stage().fail_topic(topic, &error);
+        shared.pool.release(freed);
+    }
+}
+
+/// Sends `batches` to `leader` in one Produce request and decides each one's fate.
+async fn send_request(shared: Arc<Shared>, leader: String, batches: Vec<Batch>) -> Sent {
+    let mut out = Vec::with_capacity(batches.len());
+    let mut sending = Vec::with_capacity(batches.len());
+    let mut payload = Vec::with_capacity(batches.len());
+    for mut batch in batches {
+        match shared.prepare(&mut batch).await {
+            Ok(bytes) => {
+                payload.push((batch.topic.clone(), batch.partition, bytes));
+                sending.push(batch);
+            }
+            Err(e) => {
+                let decision = shared.decide(&mut batch, Err(e)).await;
+                out.push((batch, decision));
+            }
+        }
+    }
+    if !payload.is_empty() {
+        match produce_to(&shared.client, &shared.config, &leader, &payload).await {
+            Ok(results) => {
+                for (mut batch, result) in sending.into_iter().zip(results) {
+                    let decision = shared.decide(&mut batch, result).await;
+                    out.push((batch, decision));
+                }
+            }
+            Err(e) => {
+                tracing::debug!(broker = %leader, error = %e, "produce request failed");
+                for mut batch in sending {
+                    let decision = shared.decide(&mut batch, Err(e.clone())).await;
+                    out.push((batch, decision));
+                }
+            }
+        }
+    }
+    (leader, out)
+}
 
 /// Sends `batches` (topic, partition, encoded records) to the leader at `addr` in one request.
 /// The outer error is the request's (nothing was known to be written); the inner results are
@@ -73,75 +416,4 @@ pub(super) async fn produce_to(
             Ok(p.base_offset)
         })
         .collect())
-}
-
-/// Sends one round: groups the batches by leader and sends each group as one request, all
-/// leaders at once. A batch whose partition already has one in this round waits for the next
-/// round (a request may name a partition once); a retriable failure sends the batch again on
-/// its own, with backoff (awaited within the round when idempotent: see
-/// [`Accumulator::retry`]).
-pub(super) async fn send_round(acc: &Arc<Accumulator>, round: Vec<Ready>) {
-    let mut by_leader: HashMap<String, Vec<Ready>> = HashMap::new();
-    let mut seen: HashSet<(Arc<str>, i32)> = HashSet::new();
-    let mut retries = Vec::new();
-    for ready in round {
-        if !seen.insert((ready.topic.clone(), ready.partition)) {
-            acc.requeue(ready);
-            continue;
-        }
-        match acc
-            .client()
-            .leader_addr(&ready.topic, ready.partition)
-            .await
-        {
-            Ok(addr) => by_leader.entry(addr).or_default().push(ready),
-            Err(e) if e.is_retriable() => retries.push(ready),
-            Err(e) => acc.resolve(ready, Err(e)),
-        }
-    }
-    let sends = by_leader
-        .into_iter()
-        .map(|(addr, readies)| send_group(acc, addr, readies));
-    futures::future::join(futures::future::join_all(sends), acc.retry(retries)).await;
-}
-
-async fn send_group(acc: &Arc<Accumulator>, addr: String, readies: Vec<Ready>) {
-    let mut encoded = Vec::with_capacity(readies.len());
-    let mut batches = Vec::with_capacity(readies.len());
-    let mut retries = Vec::new();
-    for mut ready in readies {
-        match acc.prepare(&mut ready).await {
-            Ok(bytes) => {
-                batches.push((ready.topic.clone(), ready.partition, bytes));
-                encoded.push(ready);
-            }
-            Err(e) => match acc.decide(&mut ready, Err(e)).await {
-                Decision::Done(outcome) => acc.resolve(ready, outcome),
-                Decision::Retry(_) => retries.push(ready),
-            },
-        }
-    }
-    match produce_to(acc.client(), acc.config(), &addr, &batches).await {
-        Ok(results) => {
-            for (mut ready, result) in encoded.into_iter().zip(results) {
-                match acc.decide(&mut ready, result).await {
-                    Decision::Done(outcome) => acc.resolve(ready, outcome),
-                    Decision::Retry(_) => retries.push(ready),
-                }
-            }
-        }
-        Err(e) if e.is_retriable() => {
-            tracing::debug!(broker = %addr, error = %e, "produce round failed; retrying its batches one by one");
-            retries.extend(encoded);
-        }
-        Err(e) => {
-            for mut ready in encoded {
-                match acc.decide(&mut ready, Err(e.clone())).await {
-                    Decision::Done(outcome) => acc.resolve(ready, outcome),
-                    Decision::Retry(_) => retries.push(ready),
-                }
-            }
-        }
-    }
-    acc.retry(retries).await;
 }

@@ -48,7 +48,7 @@ pub async fn run(args: Args) -> CmdResult {
         let record = ProducerRecord::value(format!("record {i:08}"))
             .with_key(format!("k{i}"))
             .with_header("n", i.to_string());
-        deliveries.push(producer.send_to(&topic, 0, record)?);
+        deliveries.push(producer.send_to(&topic, 0, record).await?);
     }
     producer.flush().await;
     for d in deliveries {

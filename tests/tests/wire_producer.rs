@@ -1,0 +1,350 @@
+//! The producer against the real broker: its bounded buffer (`buffer.memory`, `max.block.ms`),
+//! `flush`, `close`, and partitions that progress independently (a partition without a leader,
+//! which nisshi cannot show by itself, is made by the Kafka-aware proxy rewriting Metadata).
+
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use kafka_wire::{Error, OffsetSpec, Producer, ProducerConfig, ProducerRecord};
+use krpc_tests::frame_proxy::FrameProxy;
+use krpc_tests::{kafka, wait, Broker};
+
+/// Bound on every wait of these tests.
+const T: Duration = Duration::from_secs(20);
+
+/// A record whose size, as the producer's buffer counts it, is 1,031 bytes.
+fn kib_record(i: usize) -> ProducerRecord {
+    let mut v = format!("{i}:").into_bytes();
+    v.resize(1000, b'.');
+    ProducerRecord::value(v)
+}
+
+/// Batches that stay queued until a flush or close (a minute's linger, room for everything).
+fn lingering() -> ProducerConfig {
+    ProducerConfig {
+        linger: Duration::from_secs(60),
+        max_batch_bytes: 1 << 20,
+        ..ProducerConfig::default()
+    }
+}
+
+async fn end_offset(client: &kafka_wire::Client, topic: &str, partition: i32) -> i64 {
+    client
+        .list_offset(topic, partition, OffsetSpec::Latest)
+        .await
+        .expect("list offsets")
+}
+
+/// Records for a partition without a leader hold their buffer space: a send finding the
+/// buffer full waits `max_block`, then fails naming the limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_buffer_blocks_send_then_fails_after_max_block() {
+    let (_proxy, client, direct, topic) = partition_zero_leaderless("buffer-full").await;
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig {
+            linger: Duration::ZERO,
+            buffer_memory: 4096,
+            max_block: Duration::from_millis(500),
+            ..ProducerConfig::default()
+        },
+    );
+    assert_eq!(kib_record(0).encoded_size_bound(), 1031);
+    let mut stuck = Vec::new();
+    for i in 0..3 {
+        stuck.push(producer.send_to(&topic, 0, kib_record(i)).await.unwrap());
+    }
+    // A fourth record does not fit in 4,096 bytes while the three are unacknowledged.
+    let started = Instant::now();
+    let err = producer
+        .send_to(&topic, 1, kib_record(3))
+        .await
+        .err()
+        .expect("refused once max_block passed");
+    let waited = started.elapsed();
+    assert!(
+        matches!(
+            &err,
+            Error::BufferExhausted {
+                size: 1031,
+                buffer_memory: 4096,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("buffer.memory") && text.contains("max.block.ms") && text.contains(&topic),
+        "the error names the limits and the topic: {text}"
+    );
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(5),
+        "blocked for max_block, then failed: {waited:?}"
+    );
+    // The keyed path blocks the same way.
+    let err = producer
+        .send(&topic, kib_record(4).with_key("k"))
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, Error::BufferExhausted { .. }), "{err:?}");
+    assert_eq!(
+        end_offset(&direct, &topic, 1).await,
+        0,
+        "nothing refused was written"
+    );
+    let err = producer
+        .close_timeout(Duration::from_millis(200))
+        .await
+        .expect_err("three records cannot be delivered");
+    assert!(
+        matches!(err, Error::CloseTimeout { unfinished: 1, .. }),
+        "{err:?}"
+    );
+    for d in stuck {
+        assert!(matches!(d.await, Err(Error::Closed("producer"))));
+    }
+}
+
+/// A send waiting for space makes every batch ready (as the Java producer does when its buffer
+/// is exhausted): the lingering batch goes at once, its acknowledgement frees the space, and
+/// the waiting send goes on, long before the minute's linger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_waiting_for_buffer_space_goes_on_once_queued_records_are_acknowledged() {
+    let client = kafka::client(Broker::shared().addr()).await;
+    let topic = kafka::topic(&client, "buffer-wait", 1).await;
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig {
+            buffer_memory: 4096,
+            max_block: T,
+            ..lingering()
+        },
+    );
+    let mut queued = Vec::new();
+    for i in 0..3 {
+        queued.push(producer.send_to(&topic, 0, kib_record(i)).await.unwrap());
+    }
+    let started = Instant::now();
+    let fourth = producer
+        .send_to(&topic, 0, kib_record(3))
+        .await
+        .expect("queued once space came back");
+    let waited = started.elapsed();
+    eprintln!("the fourth send waited {waited:?}");
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    for (i, d) in queued.into_iter().enumerate() {
+        let md = tokio::time::timeout(T, d)
+            .await
+            .expect("resolved")
+            .expect("delivered");
+        assert_eq!(md.offset, i as i64);
+    }
+    tokio::time::timeout(T, producer.flush())
+        .await
+        .expect("flush");
+    let md = fourth.now_or_never().expect("flushed").expect("delivered");
+    assert_eq!(md.offset, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_waits_until_everything_sent_before_it_is_acknowledged() {
+    let client = kafka::client(Broker::shared().addr()).await;
+    let topic = kafka::topic(&client, "flush", 3).await;
+    let producer = Producer::new(client.clone(), lingering());
+    let mut deliveries = Vec::new();
+    for i in 0..90 {
+        deliveries.push(
+            producer
+                .send_to(&topic, (i % 3) as i32, kib_record(i))
+                .await
+                .unwrap(),
+        );
+    }
+    let started = Instant::now();
+    tokio::time::timeout(T, producer.flush())
+        .await
+        .expect("flush returns long before the minute's linger");
+    eprintln!("flush of 90 records took {:?}", started.elapsed());
+    let mut offsets = vec![Vec::new(); 3];
+    for d in deliveries {
+        let md = d
+            .now_or_never()
+            .expect("every record is resolved when flush returns")
+            .expect("delivered");
+        offsets[md.partition as usize].push(md.offset);
+    }
+    for (p, o) in offsets.iter().enumerate() {
+        assert_eq!(o, &(0..30).collect::<Vec<i64>>(), "partition {p}");
+        assert_eq!(end_offset(&client, &topic, p as i32).await, 30);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_delivers_everything_sent_before_it_and_refuses_later_sends() {
+    let client = kafka::client(Broker::shared().addr()).await;
+    let topic = kafka::topic(&client, "close", 2).await;
+    let producer = Producer::new(client.clone(), lingering());
+    let other_handle = producer.clone();
+    let mut deliveries = Vec::new();
+    for i in 0..100 {
+        deliveries.push(
+            producer
+                .send_to(&topic, (i % 2) as i32, kib_record(i))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::timeout(T, producer.close())
+        .await
+        .expect("close returns once everything is acknowledged");
+    for d in deliveries {
+        d.now_or_never()
+            .expect("resolved when close returns")
+            .expect("delivered");
+    }
+    assert_eq!(end_offset(&client, &topic, 0).await, 50);
+    assert_eq!(end_offset(&client, &topic, 1).await, 50);
+    // Every clone is closed.
+    for err in [
+        other_handle
+            .send_to(&topic, 0, kib_record(0))
+            .await
+            .err()
+            .expect("refused"),
+        other_handle
+            .send(&topic, kib_record(0))
+            .await
+            .err()
+            .expect("refused"),
+    ] {
+        assert!(matches!(err, Error::Closed("producer")), "{err:?}");
+        assert_eq!(err.to_string(), "producer is closed");
+    }
+    assert_eq!(
+        end_offset(&client, &topic, 0).await,
+        50,
+        "nothing after close"
+    );
+}
+
+/// A topic of two partitions behind a proxy that hides partition 0's leader: the proxy, a
+/// client through it, one straight to the broker, and the topic.
+async fn partition_zero_leaderless(
+    prefix: &str,
+) -> (FrameProxy, kafka_wire::Client, kafka_wire::Client, String) {
+    let direct = kafka::client(Broker::shared().addr()).await;
+    let topic = kafka::topic(&direct, prefix, 2).await;
+    let proxy = FrameProxy::start(Broker::shared().addr()).await;
+    proxy.hide_leader(&topic, 0);
+    let client = kafka::client(proxy.addr()).await;
+    (proxy, client, direct, topic)
+}
+
+/// The fault: a produce round waited for every batch in it, retries included, and the next
+/// round started only after, so a partition without a leader stalled every other partition
+/// until its batch's delivery timeout (here 20 s). Each partition now progresses on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_without_a_leader_does_not_stall_the_others() {
+    let (proxy, client, direct, topic) = partition_zero_leaderless("leaderless").await;
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig {
+            linger: Duration::ZERO,
+            delivery_timeout: T,
+            ..ProducerConfig::default()
+        },
+    );
+    let metadata = || {
+        proxy
+            .requests()
+            .get(&kafka_protocol::messages::ApiKey::Metadata)
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = metadata();
+    let stuck = producer
+        .send_to(
+            &topic,
+            0,
+            ProducerRecord::value("to the leaderless partition"),
+        )
+        .await
+        .unwrap();
+    // The producer has looked for partition 0's leader and not found it.
+    wait::until("a metadata refresh for partition 0", T, || async {
+        (metadata() > before).then_some(())
+    })
+    .await;
+    let started = Instant::now();
+    let md = tokio::time::timeout(
+        Duration::from_secs(5),
+        producer
+            .send_to(
+                &topic,
+                1,
+                ProducerRecord::value("to the partition with a leader"),
+            )
+            .await
+            .unwrap(),
+    )
+    .await
+    .expect("partition 1 is not held back by partition 0")
+    .expect("delivered");
+    eprintln!("partition 1 acknowledged in {:?}", started.elapsed());
+    assert_eq!((md.partition, md.offset), (1, 0));
+    let mut stuck = Box::pin(stuck);
+    assert!(
+        (&mut stuck).now_or_never().is_none(),
+        "partition 0 still waits for a leader"
+    );
+    // The leader comes back: partition 0's batch goes too (metadata is refreshed with backoff).
+    proxy.show_leader(&topic, 0);
+    let md = tokio::time::timeout(T, stuck)
+        .await
+        .expect("delivered once partition 0 has a leader")
+        .expect("delivered");
+    assert_eq!((md.partition, md.offset), (0, 0));
+    assert_eq!(end_offset(&direct, &topic, 0).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_timeout_fails_what_cannot_be_delivered_in_time() {
+    let (_proxy, client, direct, topic) = partition_zero_leaderless("close-timeout").await;
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig {
+            linger: Duration::ZERO,
+            ..ProducerConfig::default()
+        },
+    );
+    let delivered = producer
+        .send_to(&topic, 1, ProducerRecord::value("has a leader"))
+        .await
+        .unwrap();
+    tokio::time::timeout(T, delivered)
+        .await
+        .expect("partition 1 acknowledged")
+        .expect("delivered");
+    let stuck = producer
+        .send_to(&topic, 0, ProducerRecord::value("no leader"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = producer
+        .close_timeout(Duration::from_millis(500))
+        .await
+        .expect_err("partition 0 cannot be delivered");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        matches!(err, Error::CloseTimeout { unfinished: 1, .. }),
+        "{err:?}"
+    );
+    let err = tokio::time::timeout(T, stuck)
+        .await
+        .expect("resolved by the forced close")
+        .expect_err("failed");
+    assert!(matches!(err, Error::Closed("producer")), "{err:?}");
+    assert_eq!(end_offset(&direct, &topic, 0).await, 0);
+}
