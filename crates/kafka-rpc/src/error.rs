@@ -21,6 +21,9 @@ pub enum RpcError {
         code: StatusCode,
         /// The server's message.
         message: String,
+        /// The handler's error value (msgpack), when a typed service's method returned its own
+        /// error type (`Result<T, E>`; see [`crate::service`]); the typed client decodes it.
+        details: Option<bytes::Bytes>,
     },
     /// A legacy (Python) server's method raised: its exception line and traceback (the
     /// pickled exception itself is never read).
@@ -103,6 +106,10 @@ pub struct HandlerError {
     pub code: StatusCode,
     /// The message the caller sees.
     pub message: String,
+    /// The handler's own error value, msgpack-encoded (a typed service's `Result<T, E>`), sent
+    /// as the reply's value (wire/WIRE.md section 4) for the typed client to decode; `None`:
+    /// the reply's value is empty.
+    pub details: Option<bytes::Bytes>,
 }
 
 impl HandlerError {
@@ -111,7 +118,14 @@ impl HandlerError {
         Self {
             code,
             message: message.into(),
+            details: None,
         }
+    }
+
+    /// Attaches the handler's error value, msgpack-encoded (see [`HandlerError::details`]).
+    pub fn with_details(mut self, details: bytes::Bytes) -> Self {
+        self.details = Some(details);
+        self
     }
 }
 
@@ -120,6 +134,7 @@ impl<E: std::fmt::Display> From<E> for HandlerError {
         Self {
             code: StatusCode::Unknown,
             message: e.to_string(),
+            details: None,
         }
     }
 }

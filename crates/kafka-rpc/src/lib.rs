@@ -17,9 +17,14 @@ pub mod security;
 pub mod server;
 pub mod status;
 pub mod topics;
+pub mod typed;
+
+// The generated code names this crate `::kafka_rpc`, in its own tests too.
+extern crate self as kafka_rpc;
 
 pub use client::{CallMeta, CallOptions, Client, ClientOptions, NotifyOptions, Response};
 pub use error::{HandlerError, RpcError};
+pub use kafka_rpc_macros::service;
 pub use kafka_wire;
 pub use legacy::{LegacyClient, LegacyClientOptions, LegacyOptions};
 pub use server::{Server, ServerOptions, ServerStats};

@@ -187,12 +187,18 @@ impl Client {
         .await
         .map_err(|_| timed_out())??;
         if reply.status != StatusCode::Ok {
+            // A typed service's own error value travels as the value of an error reply.
+            let details = match reply.payload.is_empty() {
+                true => None,
+                false => Some(self.open_reply(service, method, &reply)?),
+            };
             return Err(RpcError::Status {
                 service: service.into(),
                 method: method.into(),
                 request_id: id.to_string(),
                 code: reply.status,
                 message: reply.message,
+                details,
             });
         }
         let payload = self.open_reply(service, method, &reply)?;
@@ -223,6 +229,7 @@ impl Client {
             request_id: reply.id.to_string(),
             code: StatusCode::Unauthenticated,
             message,
+            details: None,
         };
         match (&self.inner.options.security, reply.key_id) {
             (None, None) => Ok(reply.payload.clone()),

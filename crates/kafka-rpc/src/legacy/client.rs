@@ -195,6 +195,7 @@ impl LegacyClient {
             request_id: id.to_string(),
             code,
             message,
+            details: None,
         };
         let value = record.value.as_deref().unwrap_or_default();
         let plain = inner

@@ -338,7 +338,7 @@ impl Dispatcher {
     ) -> Reply {
         let (status, message, payload) = match outcome {
             Ok(payload) => (StatusCode::Ok, String::new(), payload),
-            Err(e) => (e.code, e.message, Bytes::new()),
+            Err(e) => (e.code, e.message, e.details.unwrap_or_default()),
         };
         let mut reply = Reply {
             id,
@@ -350,7 +350,9 @@ impl Dispatcher {
             payload,
             key_id: None,
         };
-        if let (Some(security), StatusCode::Ok) = (&self.security, reply.status) {
+        // A result, or a typed service's error value, is sealed; an empty error value is not.
+        let has_value = reply.status == StatusCode::Ok || !reply.payload.is_empty();
+        if let (Some(security), true) = (&self.security, has_value) {
             let (key_id, sealed) = security.seal(&reply.aad(), &reply.payload);
             reply.payload = sealed;
             reply.key_id = Some(key_id);
