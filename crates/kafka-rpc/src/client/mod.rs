@@ -168,7 +168,14 @@ impl Client {
         let timeout = options
             .timeout
             .unwrap_or(self.inner.options.default_timeout);
-        let request = self.request(service, method, args, Some(timeout), true)?;
+        let request = self.request(
+            service,
+            method,
+            args,
+            Some(timeout),
+            true,
+            options.metadata.clone(),
+        )?;
         let id = request.id;
         let (reply, _guard) = self.inner.pending.register(id);
         let stored = std::sync::atomic::AtomicBool::new(false);
@@ -253,7 +260,14 @@ impl Client {
         args: &A,
         options: NotifyOptions,
     ) -> Result<RequestId, RpcError> {
-        let request = self.request(service, method, args, options.deadline, false)?;
+        let request = self.request(
+            service,
+            method,
+            args,
+            options.deadline,
+            false,
+            options.metadata.clone(),
+        )?;
         self.send(service, &request, options.routing_key).await?;
         Ok(request.id)
     }
@@ -265,8 +279,10 @@ impl Client {
         args: &A,
         budget: Option<Duration>,
         reply: bool,
+        metadata: crate::service::Metadata,
     ) -> Result<Request, RpcError> {
         check_service(service).map_err(RpcError::InvalidArgument)?;
+        metadata.check().map_err(RpcError::InvalidArgument)?;
         if method.is_empty() {
             return Err(RpcError::InvalidArgument("the method name is empty".into()));
         }
@@ -284,6 +300,7 @@ impl Client {
             sent_ms,
             payload,
             key_id: None,
+            metadata,
         };
         if let Some(security) = &self.inner.options.security {
             let (key_id, sealed) = security.seal(&request.aad(), &request.payload);

@@ -12,7 +12,6 @@ use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
 
 use super::dead_letter::dead_letter;
 use super::dedup::{Seen, Window};
-use super::handler::Handler;
 use super::progress::Progress;
 use super::protocol::{Decoded, Protocol};
 use super::stats::Counters;
@@ -23,7 +22,8 @@ use crate::status::StatusCode;
 /// What every request task shares.
 pub(super) struct Dispatcher {
     pub producer: Producer,
-    pub handlers: HashMap<String, Handler>,
+    pub service: Arc<dyn crate::service::Service>,
+    pub service_name: String,
     pub counters: Arc<Counters>,
     pub server_id: String,
     /// The wire format of requests and replies.
@@ -219,13 +219,24 @@ impl Dispatcher {
         }
         let queue_ms = (picked_up - request.sent_ms).max(0);
         let started = Instant::now();
-        let outcome = match (rejected, self.handlers.get(&request.method)) {
-            (Some(why), _) => Err(why),
-            (None, Some(handler)) => handler(request.payload.clone()).await,
-            (None, None) => Err(HandlerError::new(
-                StatusCode::Unimplemented,
-                format!("the service has no method {:?}", request.method),
-            )),
+        let outcome = match rejected {
+            Some(why) => Err(why),
+            None => {
+                let ctx =
+                    crate::service::RequestContext::builder(request.id, request.method.clone())
+                        .service(self.service_name.clone())
+                        .deadline_ms(request.deadline_ms)
+                        .sent_ms(request.sent_ms)
+                        .routing_key(record.key.clone())
+                        .metadata(request.metadata.clone())
+                        .server_id(self.server_id.clone())
+                        .one_way(request.reply_to.is_none())
+                        .position(record.partition, record.offset)
+                        .build();
+                self.service
+                    .call(ctx, &request.method, request.payload.clone())
+                    .await
+            }
         };
         let handler_us = started.elapsed().as_micros() as u64;
         self.count_outcome(&outcome);

@@ -6,7 +6,6 @@ mod completions;
 pub mod dead_letter;
 mod dedup;
 mod dispatch;
-pub mod handler;
 mod options;
 mod progress;
 mod protocol;
@@ -29,9 +28,9 @@ use crate::error::{HandlerError, RpcError};
 use crate::naming::{
     check_service, completions_topic, dead_letter_topic, request_topic, server_group,
 };
+use crate::service::{Methods, RequestContext, Service};
 use crate::topics::TopicCache;
 use dispatch::Dispatcher;
-use handler::Handler;
 use progress::Progress;
 use protocol::{LegacyServing, Protocol};
 
@@ -39,12 +38,15 @@ use protocol::{LegacyServing, Protocol};
 /// [`kafka_wire::FetchConfig::hole_wait`]; kafka-rpc's topics are never compacted).
 pub(crate) const HOLE_WAIT: Duration = Duration::from_secs(5);
 
-/// A server of one service: register methods, then [`run`](Server::run).
+/// A server of one service: register its [`Service`] (or methods one by one), then
+/// [`run`](Server::run).
 pub struct Server {
     kafka: kafka_wire::Client,
     options: ServerOptions,
-    handlers: HashMap<String, Handler>,
-    params: HashMap<String, Vec<String>>,
+    /// Methods registered one by one ([`Server::method`] and siblings).
+    methods: Methods,
+    /// A service registered whole ([`Server::service`]).
+    service: Option<Arc<dyn Service>>,
     counters: Arc<Counters>,
 }
 
@@ -54,13 +56,23 @@ impl Server {
         Self {
             kafka,
             options,
-            handlers: HashMap::new(),
-            params: HashMap::new(),
+            methods: Methods::new(),
+            service: None,
             counters: Arc::new(Counters::default()),
         }
     }
 
-    /// Registers an async method taking the tuple of its arguments `A`.
+    /// Serves `service` (for example what `#[kafka_rpc::service]` generates for a trait
+    /// implementation). A server serves one `Service`: [`run`](Server::run) refuses a server
+    /// given both a `Service` and methods registered one by one, and a service whose
+    /// [`Service::name`] differs from [`ServerOptions::service`].
+    pub fn service(mut self, service: impl Service) -> Self {
+        self.service = Some(Arc::new(service));
+        self
+    }
+
+    /// Registers an async method taking the tuple of its arguments `A` (the dynamic way to
+    /// build a [`Service`]: see [`Methods`]).
     pub fn method<A, R, F, Fut>(mut self, name: &str, f: F) -> Self
     where
         A: DeserializeOwned + Send + 'static,
@@ -68,30 +80,38 @@ impl Server {
         F: Fn(A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
     {
-        self.handlers
-            .insert(name.to_string(), handler::from_async(f));
+        self.methods.add(name, f);
         self
     }
 
-    /// Registers a blocking method (run on the blocking thread pool).
+    /// Registers an async method taking the request context and the tuple of its arguments.
+    pub fn method_with_context<A, R, F, Fut>(mut self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(RequestContext, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        self.methods.add_with_context(name, f);
+        self
+    }
+
+    /// Registers a blocking method (run on the blocking thread pool; see
+    /// [`Methods::add_blocking`] for what cancellation can and cannot do to it).
     pub fn method_blocking<A, R, F>(mut self, name: &str, f: F) -> Self
     where
         A: DeserializeOwned + Send + 'static,
         R: Serialize + Send + 'static,
         F: Fn(A) -> Result<R, HandlerError> + Send + Sync + 'static,
     {
-        self.handlers
-            .insert(name.to_string(), handler::from_blocking(f));
+        self.methods.add_blocking(name, f);
         self
     }
 
     /// Declares the parameter names of `method`, in order, so that callers of the legacy
     /// (Python) format may pass keyword arguments: they are put in place by name.
     pub fn parameters(mut self, method: &str, names: &[&str]) -> Self {
-        self.params.insert(
-            method.to_string(),
-            names.iter().map(|n| n.to_string()).collect(),
-        );
+        self.methods.set_parameters(method, names);
         self
     }
 
@@ -118,6 +138,23 @@ impl Server {
                 o.drain_timeout, o.rebalance_timeout
             )));
         }
+        let service: Arc<dyn Service> = match (self.service, self.methods.is_empty()) {
+            (Some(_), false) => {
+                return Err(RpcError::InvalidArgument(
+                    "a server serves one Service: it was given both a Service and methods registered one by one".into(),
+                ))
+            }
+            (Some(s), true) => s,
+            (None, _) => Arc::new(self.methods),
+        };
+        if let Some(name) = service.name() {
+            if name != o.service {
+                return Err(RpcError::InvalidArgument(format!(
+                    "the service {name:?} cannot be served as {:?} (ServerOptions::service)",
+                    o.service
+                )));
+            }
+        }
         let names = TopicNames::of(o)?;
         let topic = names.requests.clone();
         let topics = TopicCache::default();
@@ -140,7 +177,7 @@ impl Server {
                     format: legacy.format.clone(),
                     reply_topic,
                     reply_partitions,
-                    params: self.params,
+                    service: service.clone(),
                 })
             }
         };
@@ -155,7 +192,8 @@ impl Server {
                     ..ProducerConfig::default()
                 },
             ),
-            handlers: self.handlers,
+            service,
+            service_name: o.service.clone(),
             counters: self.counters.clone(),
             server_id: o.server_id.clone(),
             protocol,

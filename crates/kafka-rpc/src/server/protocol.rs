@@ -2,8 +2,6 @@
 //! kafka-rpc 1.0.8 format (legacy). Everything else a server does (dedup, commit after reply,
 //! dead letters, counters) is the same for both.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use kafka_wire::{ConsumerRecord, Header, ProducerRecord};
 
@@ -42,8 +40,8 @@ pub(crate) struct LegacyServing {
     /// `krpc_<name>_client`.
     pub reply_topic: String,
     pub reply_partitions: i32,
-    /// Parameter names per method, to place keyword arguments.
-    pub params: HashMap<String, Vec<String>>,
+    /// The service, asked for parameter names to place keyword arguments.
+    pub service: std::sync::Arc<dyn crate::service::Service>,
 }
 
 impl Protocol {
@@ -150,8 +148,10 @@ impl LegacyServing {
             sent_ms: record.timestamp,
             payload: Bytes::new(),
             key_id: None,
+            metadata: crate::envelope::read_metadata(record),
         };
-        match call.positional(self.params.get(&call.method).map(Vec::as_slice)) {
+        let params = self.service.parameters(&call.method);
+        match call.positional(params.as_deref()) {
             Ok(args) => {
                 request.payload = args;
                 Ok(Decoded::Call(request))
