@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kafka_rpc::{CallOptions, RpcError, Server, StatusCode};
+use kafka_rpc::{CallOptions, RequestContext, RpcError, Server, StatusCode};
 use krpc_tests::{python, rpc, wait, Broker};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -40,6 +40,18 @@ impl fmt::Display for CalcError {
 
 impl std::error::Error for CalcError {}
 
+/// What a handler learns from its request context.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Caller {
+    pub greeting: String,
+    pub tenant: Option<String>,
+    pub routing_key: Option<String>,
+    pub server_id: String,
+    pub request_id: String,
+    pub method: String,
+    pub time_left_ms: Option<u64>,
+}
+
 /// A calculator.
 #[kafka_rpc::service]
 pub trait Calc {
@@ -55,6 +67,8 @@ pub trait Calc {
     async fn div(&self, a: i64, b: i64) -> Result<i64, CalcError>;
     /// Returns nothing: may be sent one-way.
     async fn record(&self, n: u32);
+    /// Takes the request context (not an argument on the wire).
+    async fn whoami(&self, ctx: &RequestContext, greeting: String) -> Caller;
 }
 
 #[derive(Default)]
@@ -92,6 +106,20 @@ impl Calc for Calculator {
     async fn record(&self, n: u32) {
         self.recorded.lock().unwrap().insert(n);
     }
+
+    async fn whoami(&self, ctx: &RequestContext, greeting: String) -> Caller {
+        Caller {
+            greeting,
+            tenant: ctx.metadata().get_str("tenant").map(str::to_string),
+            routing_key: ctx
+                .routing_key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            server_id: ctx.server_id().to_string(),
+            request_id: ctx.request_id().to_string(),
+            method: ctx.method().to_string(),
+            time_left_ms: ctx.time_left().map(|d| d.as_millis() as u64),
+        }
+    }
 }
 
 /// Waits until `server` (running in the background) has its partitions, so its topics exist.
@@ -118,7 +146,7 @@ async fn a_typed_service_is_served_and_called_through_the_broker() {
     let recorded = calculator.recorded.clone();
     let mut options = krpc_tests::tuning::server_options(CalcClient::SERVICE);
     options.server_id = "calc-1".into();
-    let server = CalcServer::new(calculator).register(Server::new(kafka, options));
+    let server = Server::new(kafka.clone(), options).service(CalcServer::new(calculator));
     let counters = server.counters();
     let (stop, running) = rpc::run_in_background(server);
     assert_eq!(CalcServer::<Calculator>::SERVICE, "Calc");
@@ -149,7 +177,10 @@ async fn a_typed_service_is_served_and_called_through_the_broker() {
         Err(CalcError::DivideByZero { dividend: 7 }),
         "the user error comes back typed"
     );
-    assert_eq!(calc.div(i64::MIN, -1).await.unwrap(), Err(CalcError::Overflow));
+    assert_eq!(
+        calc.div(i64::MIN, -1).await.unwrap(),
+        Err(CalcError::Overflow)
+    );
     calc.record(1).await.unwrap();
     // One-way: returns once stored; the server runs it.
     calc.record(2).one_way().await.unwrap();
@@ -160,6 +191,30 @@ async fn a_typed_service_is_served_and_called_through_the_broker() {
     )
     .await;
     assert_eq!(*recorded.lock().unwrap(), BTreeSet::from([1, 2]));
+    // The context: caller metadata, routing key, server id, request id, deadline.
+    let caller = calc
+        .whoami("hello".into())
+        .metadata("tenant", "acme")
+        .routing_key("user-7")
+        .timeout(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(caller.greeting, "hello");
+    assert_eq!(caller.tenant.as_deref(), Some("acme"));
+    assert_eq!(caller.routing_key.as_deref(), Some("user-7"));
+    assert_eq!(
+        (caller.server_id.as_str(), caller.method.as_str()),
+        ("calc-1", "whoami")
+    );
+    assert_eq!(caller.request_id.len(), 32);
+    let left = caller.time_left_ms.expect("a call has a deadline");
+    assert!(left > 0 && left <= 20_000, "{left} ms left of 20 s");
+    // The context is no argument on the wire: the method takes one.
+    let r = untyped
+        .call::<_, Caller>("Calc", "whoami", &("hey",), CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((r.value.greeting.as_str(), r.value.tenant), ("hey", None));
 
     // What an untyped caller sees: positional arrays, a struct as a map, the user error as
     // status UNKNOWN with its Display text.
@@ -174,10 +229,7 @@ async fn a_typed_service_is_served_and_called_through_the_broker() {
         .await
         .unwrap();
     assert_eq!(p.value, json!({"x": 3, "y": 6}));
-    match untyped
-        .call::<_, i64>("Calc", "div", &(1, 0), wait())
-        .await
-    {
+    match untyped.call::<_, i64>("Calc", "div", &(1, 0), wait()).await {
         Err(RpcError::Status {
             code,
             message,
@@ -201,7 +253,18 @@ async fn a_typed_service_is_served_and_called_through_the_broker() {
 
     stop.send(()).unwrap();
     let stats = running.await.unwrap();
-    assert_eq!(stats.ok, 10, "{stats}");
+    assert_eq!(stats.ok, 12, "{stats}");
+    assert_eq!(stats.handler_errors, 3, "{stats}");
+
+    // The service name is the trait's: a server configured for another name refuses it.
+    let wrong = Server::new(kafka, krpc_tests::tuning::server_options("NotCalc"))
+        .service(CalcServer::new(Calculator::default()))
+        .run(async {})
+        .await;
+    assert!(
+        matches!(&wrong, Err(RpcError::InvalidArgument(m)) if m.contains("Calc")),
+        "{wrong:?}"
+    );
 }
 
 /// What the Python test peer calls (tests/interop/legacy_peer.py `client`): `add(a, b)` on
@@ -262,7 +325,7 @@ async fn python_callers_pass_keyword_arguments_named_by_the_trait() {
     let mut options = krpc_tests::tuning::server_options(PyPeerClient::SERVICE);
     options.server_id = "typed-rust".into();
     options.legacy = Some(kafka_rpc::LegacyOptions::default());
-    let server = PyPeerServer::new(Peer).register(Server::new(kafka, options));
+    let server = Server::new(kafka, options).service(PyPeerServer::new(Peer));
     let counters = server.counters();
     let (stop, running) = rpc::run_in_background(server);
     assigned(&counters).await;

@@ -69,8 +69,9 @@ struct Method {
     wire_name: String,
     /// The wire parameters, in order: name and type.
     params: Vec<(Ident, Type)>,
-    /// Where the request context goes among the Rust arguments (not on the wire).
-    context_at: Option<usize>,
+    /// Where the request context goes among the Rust arguments (not on the wire), and whether
+    /// it is taken by reference.
+    context_at: Option<(usize, bool)>,
     output: Output,
     /// The declared result type (`()` when none).
     result: Type,
@@ -105,11 +106,14 @@ fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
     }
 }
 
-/// Whether `ty` is `&RequestContext` (any path ending in `RequestContext`).
-fn is_context(ty: &Type) -> bool {
+/// Whether `ty` is the request context, `&RequestContext` or `RequestContext` (any path ending
+/// in `RequestContext`): `Some(by_reference)`.
+fn context_kind(ty: &Type) -> Option<bool> {
+    let named = |t: &Type| last_segment(t).is_some_and(|s| s.ident == "RequestContext");
     match ty {
-        Type::Reference(r) => last_segment(&r.elem).is_some_and(|s| s.ident == "RequestContext"),
-        _ => false,
+        Type::Reference(r) if r.mutability.is_none() && named(&r.elem) => Some(true),
+        t if named(t) => Some(false),
+        _ => None,
     }
 }
 
@@ -121,7 +125,7 @@ fn check_owned(ty: &Type, what: &str) -> syn::Result<()> {
             format!(
                 "{what} must be an owned type: it is decoded from (or encoded into) a Kafka \
                  record; use `String` for `&str`, `Vec<T>` for `&[T]` (only the request \
-                 context is taken by reference: `ctx: &RequestContext`)"
+                 context may be borrowed: `ctx: &RequestContext`)"
             ),
         )),
         Type::ImplTrait(_) => Err(error(
@@ -212,14 +216,14 @@ fn parse_method(m: &TraitItemFn) -> syn::Result<Method> {
         let FnArg::Typed(pt) = arg else {
             unreachable!("only the first argument can be a receiver");
         };
-        if is_context(&pt.ty) {
+        if let Some(by_reference) = context_kind(&pt.ty) {
             if context_at.is_some() {
                 return Err(error(
                     pt.span(),
                     format!("service method `{name}` takes the request context twice"),
                 ));
             }
-            context_at = Some(i);
+            context_at = Some((i, by_reference));
             continue;
         }
         let Pat::Ident(pi) = &*pt.pat else {
@@ -232,7 +236,10 @@ fn parse_method(m: &TraitItemFn) -> syn::Result<Method> {
             ));
         };
         if pi.by_ref.is_some() || pi.subpat.is_some() {
-            return Err(error(pt.pat.span(), "a service method's parameter must be a plain name"));
+            return Err(error(
+                pt.pat.span(),
+                "a service method's parameter must be a plain name",
+            ));
         }
         check_owned(&pt.ty, &format!("parameter `{}` of `{name}`", pi.ident))?;
         params.push((pi.ident.clone(), (*pt.ty).clone()));
@@ -338,52 +345,83 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         quote! { #(#attrs)* #sig; }
     });
 
-    // The server side: each method registered under its name, with its parameter names for
+    // The server side: `Service::call` dispatches on the method name, decodes the arguments'
+    // tuple, calls the implementation and encodes its result; the parameter names serve
     // keyword arguments.
     let service_var = Ident::new("service", Span::mixed_site());
-    let server_var = Ident::new("server", Span::mixed_site());
-    let registrations = methods.iter().map(|m| {
+    let ctx_var = Ident::new("context", Span::mixed_site());
+    let args_var = Ident::new("args", Span::mixed_site());
+    let method_var = Ident::new("method", Span::mixed_site());
+    let arms = methods.iter().map(|m| {
         let wire_name = &m.wire_name;
         let method = &m.sig.ident;
         let names: Vec<&Ident> = m.params.iter().map(|(n, _)| n).collect();
         let types: Vec<&Type> = m.params.iter().map(|(_, t)| t).collect();
-        let name_strings: Vec<String> = names
-            .iter()
-            .map(|n| {
-                let s = n.to_string();
-                s.strip_prefix("r#").unwrap_or(&s).to_string()
-            })
-            .collect();
         let mut call_args: Vec<TokenStream2> = names.iter().map(|n| quote!(#n)).collect();
-        if let Some(at) = m.context_at {
-            call_args.insert(at, quote!(&context));
+        if let Some((at, by_reference)) = m.context_at {
+            call_args.insert(
+                at,
+                if by_reference {
+                    quote!(&#ctx_var)
+                } else {
+                    quote!(#ctx_var)
+                },
+            );
         }
         let invoke = quote! { <S as #trait_name>::#method(&*#service_var, #(#call_args),*).await };
         let body = match &m.output {
             Output::Value(_) => quote! {
-                ::core::result::Result::Ok::<_, ::kafka_rpc::HandlerError>(#invoke)
+                ::kafka_rpc::typed::encode_result(&#invoke)
             },
             Output::Fallible(..) => quote! {
                 match #invoke {
-                    ::core::result::Result::Ok(value) => ::core::result::Result::Ok(value),
+                    ::core::result::Result::Ok(value) => ::kafka_rpc::typed::encode_result(&value),
                     ::core::result::Result::Err(error) => ::core::result::Result::Err(
                         ::kafka_rpc::typed::user_error(&error),
                     ),
                 }
             },
         };
-        let tuple_ty = quote_spanned! {m.sig.ident.span()=> (#(#types,)*) };
+        let tuple_ty = quote! { (#(#types,)*) };
+        let ctx_unused = m
+            .context_at
+            .is_none()
+            .then(|| quote! { let _ = &#ctx_var; });
         quote! {
-            let #server_var = {
-                let #service_var = ::std::sync::Arc::clone(&self.service);
-                #server_var
-                    .method(#wire_name, move |(#(#names,)*): #tuple_ty| {
-                        let #service_var = ::std::sync::Arc::clone(&#service_var);
-                        async move { #body }
-                    })
-                    .parameters(#wire_name, &[#(#name_strings),*])
-            };
+            #wire_name => ::std::boxed::Box::pin(async move {
+                #ctx_unused
+                let (#(#names,)*): #tuple_ty = ::kafka_rpc::typed::decode_args(&#args_var)?;
+                #body
+            }),
         }
+    });
+    let parameter_arms = methods.iter().map(|m| {
+        let wire_name = &m.wire_name;
+        let name_strings = m.params.iter().map(|(n, _)| {
+            let s = n.to_string();
+            s.strip_prefix("r#").unwrap_or(&s).to_string()
+        });
+        quote! {
+            #wire_name => ::core::option::Option::Some(
+                ::std::vec![#(::std::string::String::from(#name_strings)),*]
+            ),
+        }
+    });
+    // Every parameter and result type must travel: checked here, at its own span, so that a
+    // missing serde derive is reported at the type rather than deep in the generated code.
+    let type_checks = methods.iter().flat_map(|m| {
+        let mut types: Vec<&Type> = m.params.iter().map(|(_, t)| t).collect();
+        match &m.output {
+            Output::Value(t) => types.push(t),
+            Output::Fallible(t, e) => {
+                types.push(t);
+                types.push(e);
+            }
+        }
+        types
+            .into_iter()
+            .map(|t| quote_spanned! {t.span()=> ::kafka_rpc::typed::assert_wire_type::<#t>(); })
+            .collect::<Vec<_>>()
     });
 
     // The typed client: one method per service method, returning a `Call` to await.
@@ -419,10 +457,10 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
          [`Call`](::kafka_rpc::typed::Call) to set per-call options on and `.await`."
     );
     let server_doc = format!(
-        "The server side of the service `{service_name}`: wraps an implementation of \
-         [`{trait_name}`] and registers each method on a [`Server`](::kafka_rpc::Server) under \
-         its name, with its parameter names (for keyword arguments of Python kafka-rpc 1.0.8 \
-         callers)."
+        "The server side of the service `{service_name}`: an implementation of [`{trait_name}`] \
+         as a [`Service`](::kafka_rpc::Service) that a [`Server`](::kafka_rpc::Server) serves \
+         ([`Server::service`](::kafka_rpc::Server::service)); each method under its name, with \
+         its parameter names for the keyword arguments of Python kafka-rpc 1.0.8 callers."
     );
 
     Ok(quote! {
@@ -486,17 +524,49 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                 Self { service }
             }
 
-            /// Server options for this service (its name set; every other setting the default).
+            /// Server options for this service: its name set, every other setting the default.
             pub fn options() -> ::kafka_rpc::ServerOptions {
                 ::kafka_rpc::ServerOptions::new(#service_name)
             }
+        }
 
-            /// Registers every method of the service on `server`, whose options must name this
-            /// service ([`Self::SERVICE`]).
-            pub fn register(&self, #server_var: ::kafka_rpc::Server) -> ::kafka_rpc::Server {
-                #(#registrations)*
-                #server_var
+        impl<S: #trait_name> ::kafka_rpc::Service for #server_name<S> {
+            fn call(
+                &self,
+                #ctx_var: ::kafka_rpc::RequestContext,
+                #method_var: &str,
+                #args_var: ::kafka_rpc::typed::Bytes,
+            ) -> ::kafka_rpc::ServiceFuture {
+                let #service_var = ::std::sync::Arc::clone(&self.service);
+                match #method_var {
+                    #(#arms)*
+                    _ => {
+                        let error = ::kafka_rpc::HandlerError::unimplemented(#method_var);
+                        ::std::boxed::Box::pin(async move { ::core::result::Result::Err(error) })
+                    }
+                }
+            }
+
+            fn parameters(
+                &self,
+                #method_var: &str,
+            ) -> ::core::option::Option<::std::vec::Vec<::std::string::String>> {
+                match #method_var {
+                    #(#parameter_arms)*
+                    _ => ::core::option::Option::None,
+                }
+            }
+
+            fn name(&self) -> ::core::option::Option<&str> {
+                ::core::option::Option::Some(#service_name)
             }
         }
+
+        const _: () = {
+            #[allow(dead_code)]
+            fn wire_types() {
+                #(#type_checks)*
+            }
+        };
     })
 }

@@ -29,7 +29,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bootstrap = args.next().unwrap_or_else(|| "127.0.0.1:9092".into());
     let kafka = Kafka::connect(ClientConfig::new(&bootstrap)).await?;
     if mode == "serve" {
-        let server = SumServer::new(Adder).register(Server::new(kafka, SumServer::<Adder>::options()));
+        let server =
+            Server::new(kafka, SumServer::<Adder>::options()).service(SumServer::new(Adder));
         let stats = server
             .run(async {
                 let _ = tokio::signal::ctrl_c().await;

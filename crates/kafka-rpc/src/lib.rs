@@ -15,6 +15,7 @@ pub mod legacy;
 pub mod naming;
 pub mod security;
 pub mod server;
+pub mod service;
 pub mod status;
 pub mod topics;
 pub mod typed;
@@ -28,5 +29,8 @@ pub use kafka_rpc_macros::service;
 pub use kafka_wire;
 pub use legacy::{LegacyClient, LegacyClientOptions, LegacyOptions};
 pub use server::{Server, ServerOptions, ServerStats};
+pub use service::{
+    CancelReason, Metadata, Methods, RequestContext, Service, ServiceFuture, METADATA_HEADER_PREFIX,
+};
 pub use status::StatusCode;
 pub use topics::TopicOptions;

@@ -11,7 +11,8 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::Bytes;
+#[doc(hidden)]
+pub use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -74,6 +75,14 @@ impl<A, R> Call<A, R> {
         self
     }
 
+    /// Adds a caller metadata entry, delivered to the handler's
+    /// [`RequestContext::metadata`](crate::RequestContext::metadata) ([`CallOptions::metadata`];
+    /// a name outside `a-z 0-9 - _ .` fails the call with `InvalidArgument`).
+    pub fn metadata(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.options.metadata.insert(name, value);
+        self
+    }
+
     /// Replaces every per-call option at once.
     pub fn options(mut self, options: CallOptions) -> Self {
         self.options = options;
@@ -97,6 +106,7 @@ where
         let options = NotifyOptions {
             deadline: self.options.timeout,
             routing_key: self.options.routing_key,
+            metadata: self.options.metadata,
         };
         Box::pin(async move {
             self.client
@@ -185,13 +195,44 @@ where
     }
 }
 
+/// Decodes a typed method's arguments (a msgpack array of the positional arguments) into
+/// their tuple; a mismatch is INVALID_ARGUMENT, as for [`Server::method`](crate::Server::method).
+#[doc(hidden)]
+pub fn decode_args<A: DeserializeOwned>(args: &[u8]) -> Result<A, HandlerError> {
+    codec::decode_args(args).map_err(|e| {
+        HandlerError::new(
+            StatusCode::InvalidArgument,
+            format!("the arguments do not match the method's parameters: {e}"),
+        )
+    })
+}
+
+/// Encodes a typed method's result; a failure is INTERNAL.
+#[doc(hidden)]
+pub fn encode_result<T: Serialize>(value: &T) -> Result<Bytes, HandlerError> {
+    codec::encode(value).map_err(|e| {
+        HandlerError::new(
+            StatusCode::Internal,
+            format!("cannot encode the result: {e}"),
+        )
+    })
+}
+
+/// Compile-time check that a typed method's parameter or result type travels: the generated
+/// code calls it (never at run time) with the span of the type, so a missing serde derive is
+/// reported at the type.
+#[doc(hidden)]
+pub fn assert_wire_type<T: Serialize + DeserializeOwned>() {}
+
 /// A handler's own error value as a reply: status UNKNOWN, its `Display` text as the message
 /// (what a Python caller or `krpc call` shows), and the value itself, msgpack-encoded, as the
 /// details the typed client decodes (wire/WIRE.md section 4). An error value that cannot be
 /// encoded becomes an INTERNAL status naming why.
 pub fn user_error<E: Serialize + std::fmt::Display>(error: &E) -> HandlerError {
     match codec::encode(error) {
-        Ok(details) => HandlerError::new(StatusCode::Unknown, error.to_string()).with_details(details),
+        Ok(details) => {
+            HandlerError::new(StatusCode::Unknown, error.to_string()).with_details(details)
+        }
         Err(e) => HandlerError::new(
             StatusCode::Internal,
             format!("the handler failed ({error}) and its error value cannot be encoded: {e}"),
