@@ -570,3 +570,63 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         };
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expanded(attr: &str, item: &str) -> String {
+        expand(attr.parse().unwrap(), item.parse().unwrap())
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn names_on_the_wire_come_from_the_trait() {
+        let out = expanded(
+            "",
+            "pub trait Sum { async fn add(&self, a: i64, r#type: i64) -> i64; \
+             async fn ping(&self, ctx: &RequestContext); }",
+        );
+        // Method names, parameter names (a raw identifier without its `r#`), service name.
+        assert!(
+            out.contains(r#""add" => :: core :: option :: Option :: Some"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#":: std :: string :: String :: from ("a") , :: std :: string :: String :: from ("type")"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"pub const SERVICE : & 'static str = "Sum""#),
+            "{out}"
+        );
+        // The context is no wire parameter: `ping` has none.
+        assert!(
+            out.contains(r#""ping" => :: core :: option :: Option :: Some (:: std :: vec ! [])"#),
+            "{out}"
+        );
+        let renamed = expanded(
+            r#"name = "sum-v2""#,
+            "trait Sum { async fn add(&self, a: i64) -> i64; }",
+        );
+        assert!(renamed.contains(r#"= "sum-v2""#), "{renamed}");
+    }
+
+    #[test]
+    fn result_types_are_recognised_by_name() {
+        let ty: Type = syn::parse_quote!(std::result::Result<u8, MyError>);
+        assert!(as_result(&ty).is_some());
+        let ty: Type = syn::parse_quote!(io::Result<u8>);
+        assert!(as_result(&ty).is_none(), "one argument: a plain value");
+        assert_eq!(
+            context_kind(&syn::parse_quote!(&kafka_rpc::RequestContext)),
+            Some(true)
+        );
+        assert_eq!(
+            context_kind(&syn::parse_quote!(RequestContext)),
+            Some(false)
+        );
+        assert_eq!(context_kind(&syn::parse_quote!(&mut RequestContext)), None);
+    }
+}

@@ -58,7 +58,10 @@ struct Notebook {
 }
 
 fn tenant(ctx: &RequestContext) -> Result<String, NotesError> {
-    let tenant = ctx.metadata().get_str("tenant").ok_or(NotesError::NoTenant)?;
+    let tenant = ctx
+        .metadata()
+        .get_str("tenant")
+        .ok_or(NotesError::NoTenant)?;
     Ok(tenant.to_string())
 }
 
@@ -115,9 +118,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!("acme has {count:?} note(s)");
-    let got = notes.get("groceries".into()).metadata("tenant", "acme").await??;
+    let got = notes
+        .get("groceries".into())
+        .metadata("tenant", "acme")
+        .await??;
     println!("acme's groceries: {}", got.body);
-    match notes.get("groceries".into()).metadata("tenant", "globex").await? {
+    match notes
+        .get("groceries".into())
+        .metadata("tenant", "globex")
+        .await?
+    {
         Err(NotesError::NotFound { title }) => println!("globex has no note {title:?}"),
         other => println!("unexpected: {other:?}"),
     }

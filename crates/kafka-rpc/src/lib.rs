@@ -25,6 +25,8 @@ extern crate self as kafka_rpc;
 
 pub use client::{CallMeta, CallOptions, Client, ClientOptions, NotifyOptions, Response};
 pub use error::{HandlerError, RpcError};
+/// Turns a trait into a typed service: a [`Service`] for the server side and a typed client
+/// (see [`typed`] for what it generates and what it refuses).
 pub use kafka_rpc_macros::service;
 pub use kafka_wire;
 pub use legacy::{LegacyClient, LegacyClientOptions, LegacyOptions};
