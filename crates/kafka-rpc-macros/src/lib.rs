@@ -58,7 +58,7 @@ enum Output {
     /// `T` (or nothing, `()`): the call resolves to `Result<T, RpcError>`.
     Value(Type),
     /// `Result<T, E>`: `E` is the method's own error type.
-    Fallible(Type, Type),
+    Fallible(Type, Box<Type>),
 }
 
 /// One method of the service.
@@ -252,7 +252,7 @@ fn parse_method(m: &TraitItemFn) -> syn::Result<Method> {
                 Some((t, e)) => {
                     check_owned(&t, &what)?;
                     check_owned(&e, &format!("the error type of `{name}`"))?;
-                    (Output::Fallible(t, e), (**ty).clone())
+                    (Output::Fallible(t, Box::new(e)), (**ty).clone())
                 }
                 None => {
                     check_owned(ty, &what)?;

@@ -22,8 +22,9 @@ pub enum RpcError {
         /// The server's message.
         message: String,
         /// The handler's error value (msgpack), when a typed service's method returned its own
-        /// error type (`Result<T, E>`; see [`crate::service`]); the typed client decodes it.
-        details: Option<bytes::Bytes>,
+        /// error type (`Result<T, E>`; see [`crate::typed`]); the typed client decodes it.
+        /// (A boxed slice keeps `RpcError` small.)
+        details: Option<Box<[u8]>>,
     },
     /// A legacy (Python) server's method raised: its exception line and traceback (the
     /// pickled exception itself is never read).

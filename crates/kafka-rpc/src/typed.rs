@@ -336,7 +336,7 @@ mod tests {
             request_id: "x".into(),
             code: e.code,
             message: e.message,
-            details: e.details,
+            details: e.details.map(|d| d.to_vec().into()),
         };
         let out = Fallible::<i64, DivError>::finish(Err(status));
         assert_eq!(out.unwrap(), Err(DivError::ByZero(7)));
@@ -357,7 +357,7 @@ mod tests {
             request_id: "x".into(),
             code: StatusCode::Unknown,
             message: "?".into(),
-            details: Some(codec::encode(&"text").unwrap()),
+            details: Some(codec::encode(&"text").unwrap().to_vec().into()),
         };
         match Fallible::<i64, DivError>::finish(Err(wrong)) {
             Err(RpcError::Codec { context, .. }) => assert!(context.contains("Calc.div")),

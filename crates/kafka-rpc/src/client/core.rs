@@ -176,7 +176,9 @@ impl CallCore {
                 },
             )),
             Opened::Status(code, message) => Err(status(code, message, None)),
-            Opened::Failed(code, message, details) => Err(status(code, message, Some(details))),
+            Opened::Failed(code, message, details) => {
+                Err(status(code, message, Some(details.to_vec().into())))
+            }
             Opened::Remote {
                 exception,
                 traceback,
