@@ -122,7 +122,11 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then stops fetching, finishes and answers the requests
-    /// in hand, commits, and leaves the group. Returns the final counters.
+    /// in hand for at most [`ServerOptions::drain_timeout`], cancels the handlers still
+    /// running (their contexts are told; after [`ServerOptions::cancel_grace`] they are
+    /// dropped, their requests left uncommitted for the partition's next owner), commits, and
+    /// leaves the group. No request task outlives it (a blocking handler's thread runs on
+    /// until its function returns: threads cannot be stopped). Returns the final counters.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<ServerStats, RpcError> {
         let o = &self.options;
         if o.concurrency == 0 {
