@@ -200,6 +200,15 @@ fn parse_method(m: &TraitItemFn) -> syn::Result<Method> {
     if let Some(v) = &sig.variadic {
         return Err(error(v.span(), "a service method cannot be variadic"));
     }
+    if ["new", "with_options", "client"].contains(&name.to_string().as_str()) {
+        return Err(error(
+            name.span(),
+            format!(
+                "a service method cannot be called `{name}`: the generated client has a method \
+                 of that name (`new`, `with_options` and `client` are taken)"
+            ),
+        ));
+    }
     let self_message = format!(
         "service method `{name}` must take `&self`: the server calls the methods of one shared \
          instance of the service concurrently"
