@@ -138,8 +138,9 @@ impl ServerCodec {
         }
     }
 
-    /// The reply to request `id`: `outcome` is the plaintext result or a status; an OK result
-    /// is sealed when payload security is on (a refusal never is: the caller may lack the key).
+    /// The reply to request `id`: `outcome` is the plaintext result or a status; an OK result,
+    /// and a typed service's error value ([`HandlerError::details`]), are sealed when payload
+    /// security is on (a refusal, which has no value, never is: the caller may lack the key).
     pub fn reply(
         &self,
         id: RequestId,
