@@ -21,6 +21,10 @@ pub enum RpcError {
         code: StatusCode,
         /// The server's message.
         message: String,
+        /// The handler's error value (msgpack), when a typed service's method returned its own
+        /// error type (`Result<T, E>`; see [`crate::typed`]); the typed client decodes it.
+        /// (A boxed slice keeps `RpcError` small.)
+        details: Option<Box<[u8]>>,
     },
     /// A legacy (Python) server's method raised: its exception line and traceback (the
     /// pickled exception itself is never read).
@@ -71,6 +75,17 @@ pub enum RpcError {
     /// An argument or setting is invalid.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The service called has no request topic: no server of it ever ran (or the name is
+    /// misspelt). Creating request topics is the server's job, or the client's when
+    /// [`ClientOptions::create_request_topics`](crate::ClientOptions::create_request_topics)
+    /// is set.
+    #[error("unknown service {service:?}: its request topic {topic} does not exist (start a server of it first, or set ClientOptions::create_request_topics)")]
+    UnknownService {
+        /// Service called.
+        service: String,
+        /// The request topic looked up.
+        topic: String,
+    },
     /// The client was closed.
     #[error("the client is closed")]
     Closed,
@@ -85,6 +100,7 @@ impl RpcError {
             RpcError::Timeout { .. } => StatusCode::DeadlineExceeded,
             RpcError::Kafka { .. } | RpcError::Closed => StatusCode::Unavailable,
             RpcError::Codec { .. } | RpcError::InvalidArgument(_) => StatusCode::InvalidArgument,
+            RpcError::UnknownService { .. } => StatusCode::Unimplemented,
         }
     }
 
@@ -103,6 +119,10 @@ pub struct HandlerError {
     pub code: StatusCode,
     /// The message the caller sees.
     pub message: String,
+    /// The handler's own error value, msgpack-encoded (a typed service's `Result<T, E>`), sent
+    /// as the reply's value (wire/WIRE.md section 4) for the typed client to decode; `None`:
+    /// the reply's value is empty.
+    pub details: Option<bytes::Bytes>,
 }
 
 impl HandlerError {
@@ -111,7 +131,22 @@ impl HandlerError {
         Self {
             code,
             message: message.into(),
+            details: None,
         }
+    }
+
+    /// Attaches the handler's error value, msgpack-encoded (see [`HandlerError::details`]).
+    pub fn with_details(mut self, details: bytes::Bytes) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// `UNIMPLEMENTED`: the service has no method `method`.
+    pub fn unimplemented(method: &str) -> Self {
+        Self::new(
+            StatusCode::Unimplemented,
+            format!("the service has no method {method:?}"),
+        )
     }
 }
 
@@ -120,6 +155,7 @@ impl<E: std::fmt::Display> From<E> for HandlerError {
         Self {
             code: StatusCode::Unknown,
             message: e.to_string(),
+            details: None,
         }
     }
 }

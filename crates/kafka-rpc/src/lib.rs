@@ -1,7 +1,8 @@
 //! kafka-rpc: remote procedure calls over Apache Kafka.
 //!
-//! A [`Server`] serves one service: it joins the service's consumer group on the service's
-//! request topic, runs handlers concurrently and replies. A [`Client`] calls methods with
+//! A [`Server`] serves one [`Service`]: it joins the service's consumer group on the
+//! service's request topic, runs handlers concurrently (each with a [`RequestContext`]:
+//! request id, deadline, routing key, caller [`Metadata`], cancellation) and replies. A [`Client`] calls methods with
 //! [`Client::call`] (and waits for the reply in its slot of the shared reply topic) or sends
 //! one-way jobs with [`Client::notify`]. Calls wait in Kafka while no server runs. The wire
 //! format is written down in `wire/WIRE.md`. Everything Kafka goes through `kafka-wire`; this
@@ -15,13 +16,24 @@ pub mod legacy;
 pub mod naming;
 pub mod security;
 pub mod server;
+pub mod service;
 pub mod status;
 pub mod topics;
+pub mod typed;
+
+// The generated code names this crate `::kafka_rpc`, in its own tests too.
+extern crate self as kafka_rpc;
 
 pub use client::{CallMeta, CallOptions, Client, ClientOptions, NotifyOptions, Response};
 pub use error::{HandlerError, RpcError};
+/// Turns a trait into a typed service: a [`Service`] for the server side and a typed client
+/// (see [`typed`] for what it generates and what it refuses).
+pub use kafka_rpc_macros::service;
 pub use kafka_wire;
 pub use legacy::{LegacyClient, LegacyClientOptions, LegacyOptions};
 pub use server::{Server, ServerOptions, ServerStats};
+pub use service::{
+    CancelReason, Metadata, Methods, RequestContext, Service, ServiceFuture, METADATA_HEADER_PREFIX,
+};
 pub use status::StatusCode;
 pub use topics::TopicOptions;

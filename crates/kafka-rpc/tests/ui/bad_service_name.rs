@@ -1,0 +1,6 @@
+#[kafka_rpc::service(name = "my service")]
+pub trait Sum {
+    async fn add(&self, a: i64, b: i64) -> i64;
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+#[kafka_rpc::service]
+pub trait Sum {
+    async fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+}
+
+fn main() {}

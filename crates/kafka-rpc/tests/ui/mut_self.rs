@@ -1,0 +1,6 @@
+#[kafka_rpc::service]
+pub trait Counter {
+    async fn bump(&mut self) -> u64;
+}
+
+fn main() {}
