@@ -35,10 +35,15 @@ pub fn server_options(service: &str) -> kafka_rpc::ServerOptions {
     options
 }
 
-/// Client options with the test broker's reply fetch wait.
+/// Client options with the test broker's reply fetch wait. They also let the client create a
+/// service's request topic (`create_request_topics`, off by default): the suites start servers
+/// and clients at the same time, or clients first (calls waiting in Kafka), and must not race a
+/// server's topic creation. The default refusal of unknown services is tested in `rpc.rs`
+/// (`a_call_to_a_service_with_no_request_topic_is_refused_and_creates_no_topic`).
 pub fn client_options() -> kafka_rpc::ClientOptions {
     kafka_rpc::ClientOptions {
         reply_fetch_max_wait: FETCH_MAX_WAIT,
+        create_request_topics: true,
         ..kafka_rpc::ClientOptions::default()
     }
 }
@@ -63,5 +68,8 @@ pub fn krpc_command() -> Command {
     ] {
         cmd.env(name, format!("{}ms", value.as_millis()));
     }
+    // `call` and `bench` may run before the `serve` they call has made its topics (see
+    // `client_options`).
+    cmd.env("KRPC_CREATE_REQUEST_TOPICS", "true");
     cmd
 }

@@ -66,7 +66,11 @@ async fn an_idle_server_and_client_send_a_few_requests_a_second_with_the_default
     let (stop, task) = rpc::run_in_background(server);
     let client = Client::connect(
         kafka::client(client_proxy.addr()).await,
-        ClientOptions::default(),
+        ClientOptions {
+            // The server task may not have made its topics yet.
+            create_request_topics: true,
+            ..ClientOptions::default()
+        },
     )
     .await
     .expect("client");

@@ -66,6 +66,7 @@ impl Crafter {
             sent_ms: now_ms(),
             payload: kafka_rpc::codec::encode_args(&(n,)).unwrap(),
             key_id: None,
+            metadata: Default::default(),
         };
         let (key_id, sealed) = security(SECRET).seal(&request.aad(), &request.payload);
         request.payload = sealed;

@@ -412,6 +412,7 @@ async fn soak_servers_killed_and_restarted_every_thirty_seconds_lose_nothing() {
         let kafka = krpc_tests::kafka::client(&addr).await;
         let options = kafka_rpc::ClientOptions {
             reply_fetch_max_wait: Duration::from_millis(100),
+            create_request_topics: true,
             ..Default::default()
         };
         let client = kafka_rpc::Client::connect(kafka, options)

@@ -281,3 +281,414 @@ async fn every_failure_gets_its_status_at_once_and_the_server_keeps_serving() {
         "{stats}"
     );
 }
+
+/// A server of `svc` (concurrency and drain timeout given) with the methods of the seam tests:
+/// `hot` waits for a permit of `gate`, `cold`/`ping` answer at once, `wait` waits on its
+/// context's cancellation and records how late after its deadline it returned, `forever`
+/// never returns (and counts its drops), `who` returns what its context holds.
+struct SeamServer {
+    gate: Arc<tokio::sync::Semaphore>,
+    hot_started: Arc<std::sync::atomic::AtomicUsize>,
+    forever_started: Arc<std::sync::atomic::AtomicUsize>,
+    forever_dropped: Arc<std::sync::atomic::AtomicUsize>,
+    wait_late_ms: Arc<Mutex<Option<i64>>>,
+}
+
+struct DropCount(Arc<std::sync::atomic::AtomicUsize>);
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn now_ms() -> i64 {
+    kafka_rpc::envelope::now_ms()
+}
+
+impl SeamServer {
+    fn new() -> Self {
+        Self {
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+            hot_started: Default::default(),
+            forever_started: Default::default(),
+            forever_dropped: Default::default(),
+            wait_late_ms: Default::default(),
+        }
+    }
+
+    fn server(
+        &self,
+        kafka: kafka_rpc::kafka_wire::Client,
+        svc: &str,
+        concurrency: usize,
+        drain: Duration,
+    ) -> Server {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut options = krpc_tests::tuning::server_options(svc);
+        options.concurrency = concurrency;
+        options.drain_timeout = drain;
+        options.server_id = format!("{svc}-server");
+        let (gate, hot_started) = (self.gate.clone(), self.hot_started.clone());
+        let (fs, fd) = (self.forever_started.clone(), self.forever_dropped.clone());
+        let late = self.wait_late_ms.clone();
+        Server::new(kafka, options)
+            .method("hot", move |(): ()| {
+                let (gate, started) = (gate.clone(), hot_started.clone());
+                async move {
+                    started.fetch_add(1, SeqCst);
+                    gate.acquire().await.unwrap().forget();
+                    Ok::<_, HandlerError>("hot")
+                }
+            })
+            .method(
+                "cold",
+                |(): ()| async move { Ok::<_, HandlerError>("cold") },
+            )
+            .method(
+                "ping",
+                |(): ()| async move { Ok::<_, HandlerError>("pong") },
+            )
+            .method_with_context("wait", move |ctx: kafka_rpc::RequestContext, (): ()| {
+                let late = late.clone();
+                async move {
+                    ctx.cancelled().await;
+                    *late.lock().unwrap() = Some(now_ms() - ctx.deadline_ms().unwrap_or(0));
+                    Ok::<_, HandlerError>(())
+                }
+            })
+            .method("forever", move |(): ()| {
+                fs.fetch_add(1, SeqCst);
+                let guard = DropCount(fd.clone());
+                async move {
+                    let _guard = guard;
+                    std::future::pending::<()>().await;
+                    Ok::<_, HandlerError>(())
+                }
+            })
+            .method_with_context("who", |ctx: kafka_rpc::RequestContext, (): ()| async move {
+                Ok::<_, HandlerError>((
+                    ctx.metadata().get_str("tenant").map(str::to_string),
+                    ctx.metadata().get("blob").map(|b| b.to_vec()),
+                    ctx.routing_key().map(|k| k.to_vec()),
+                    ctx.server_id().to_string(),
+                    ctx.time_left().is_some_and(|t| t > Duration::ZERO),
+                ))
+            })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_a_service_with_no_request_topic_is_refused_and_creates_no_topic() {
+    let addr = Broker::shared().addr().to_string();
+    let kafka = krpc_tests::kafka::client(&addr).await;
+    let options = kafka_rpc::ClientOptions {
+        create_request_topics: false,
+        ..krpc_tests::tuning::client_options()
+    };
+    let client = kafka_rpc::Client::connect(kafka.clone(), options)
+        .await
+        .unwrap();
+    let svc = service("typo");
+    let started = Instant::now();
+    let err = client
+        .call::<_, i64>(&svc, "add", &(1, 2), CallOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kafka_rpc::RpcError::UnknownService { service, .. } if *service == svc),
+        "{err}"
+    );
+    assert_eq!(err.code(), StatusCode::Unimplemented);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused at once"
+    );
+    let err = client
+        .notify(&svc, "job", &(1u32,), NotifyOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kafka_rpc::RpcError::UnknownService { .. }),
+        "{err}"
+    );
+    let topic = kafka_rpc::naming::request_topic(&svc);
+    kafka.invalidate_topic(&topic);
+    assert!(
+        kafka.partition_count(&topic).await.is_err(),
+        "no request topic was made for the misspelt service"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_metadata_and_the_routing_key_reach_the_handlers_context() {
+    let addr = Broker::shared().addr().to_string();
+    let svc = service("meta");
+    let seam = SeamServer::new();
+    let kafka = krpc_tests::kafka::client(&addr).await;
+    let (stop, server) =
+        rpc::run_in_background(seam.server(kafka, &svc, 4, Duration::from_secs(5)));
+    let client = rpc::client(&addr).await;
+    type Who = (
+        Option<String>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        String,
+        bool,
+    );
+    let r = client
+        .call::<_, Who>(
+            &svc,
+            "who",
+            &(),
+            CallOptions::default()
+                .timeout(Duration::from_secs(30))
+                .routing_key("acct-7")
+                .metadata("tenant", "acme")
+                .metadata("blob", vec![0u8, 255, 1]),
+        )
+        .await
+        .unwrap();
+    let (tenant, blob, key, server_id, has_time_left) = r.value;
+    assert_eq!(tenant.as_deref(), Some("acme"));
+    assert_eq!(blob.as_deref(), Some(&[0u8, 255, 1][..]));
+    assert_eq!(key.as_deref(), Some(&b"acct-7"[..]));
+    assert_eq!(server_id, format!("{svc}-server"));
+    assert!(has_time_left);
+    // A name outside the rule is refused before anything is sent.
+    let err = client
+        .call::<_, Who>(
+            &svc,
+            "who",
+            &(),
+            CallOptions::default().metadata("Tenant", "x"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kafka_rpc::RpcError::InvalidArgument(_)),
+        "{err}"
+    );
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_waiting_on_cancellation_returns_at_the_deadline_and_frees_its_permit() {
+    let addr = Broker::shared().addr().to_string();
+    let svc = service("cancel");
+    let seam = SeamServer::new();
+    let kafka = krpc_tests::kafka::client(&addr).await;
+    // One permit: the second call runs only if the first gave it back.
+    let (stop, server) =
+        rpc::run_in_background(seam.server(kafka, &svc, 1, Duration::from_secs(5)));
+    let client = rpc::client(&addr).await;
+    // Warm up: the server has joined and serves.
+    client
+        .call::<_, String>(
+            &svc,
+            "ping",
+            &(),
+            CallOptions::default().timeout(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    let err = client
+        .call::<_, ()>(
+            &svc,
+            "wait",
+            &(),
+            CallOptions::default().timeout(Duration::from_millis(1500)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), StatusCode::DeadlineExceeded, "{err}");
+    let late = wait::until("the handler to return", Duration::from_secs(10), || async {
+        *seam.wait_late_ms.lock().unwrap()
+    })
+    .await;
+    assert!(
+        (-5..100).contains(&late),
+        "the handler returned {late} ms after its deadline"
+    );
+    let r = client
+        .call::<_, String>(
+            &svc,
+            "ping",
+            &(),
+            CallOptions::default().timeout(Duration::from_secs(10)),
+        )
+        .await
+        .expect("the permit was released");
+    assert_eq!(r.value, "pong");
+    stop.send(()).unwrap();
+    let stats = server.await.unwrap();
+    assert_eq!(stats.deadline_exceeded, 1, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_routing_key_does_not_stall_calls_of_other_keys() {
+    // Two permits. Four jobs of one routing key whose handler blocks: on the old server the
+    // first ran, the second held the other permit waiting for it, and the serving loop itself
+    // waited for a permit for the third, so a call of another key was never started.
+    use std::sync::atomic::Ordering::SeqCst;
+    let addr = Broker::shared().addr().to_string();
+    let svc = service("hotkey");
+    let seam = SeamServer::new();
+    let kafka = krpc_tests::kafka::client(&addr).await;
+    let (stop, server) =
+        rpc::run_in_background(seam.server(kafka, &svc, 2, Duration::from_secs(5)));
+    let client = rpc::client(&addr).await;
+    client
+        .call::<_, String>(
+            &svc,
+            "ping",
+            &(),
+            CallOptions::default().timeout(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        client
+            .notify(
+                &svc,
+                "hot",
+                &(),
+                NotifyOptions::default().routing_key("hot-key"),
+            )
+            .await
+            .unwrap();
+    }
+    wait::until(
+        "the first hot job to run",
+        Duration::from_secs(10),
+        || async { (seam.hot_started.load(SeqCst) == 1).then_some(()) },
+    )
+    .await;
+    let r = client
+        .call::<_, String>(
+            &svc,
+            "cold",
+            &(),
+            CallOptions::default()
+                .timeout(Duration::from_secs(10))
+                .routing_key("cold-key"),
+        )
+        .await
+        .expect("a call of another key runs while the hot key is busy");
+    assert_eq!(r.value, "cold");
+    assert_eq!(
+        seam.hot_started.load(SeqCst),
+        1,
+        "hot jobs run one at a time"
+    );
+    seam.gate.add_permits(4);
+    wait::until("all hot jobs to run", Duration::from_secs(10), || async {
+        (seam.hot_started.load(SeqCst) == 4).then_some(())
+    })
+    .await;
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_heard_while_requests_wait_for_a_permit_and_no_handler_outlives_run() {
+    // One permit, three jobs that never finish (and ignore cancellation). On the old server
+    // the serving loop waited for a permit for the second job inside its select!, so the
+    // shutdown signal (and the commit tick) were never seen and `run` never returned.
+    use std::sync::atomic::Ordering::SeqCst;
+    let addr = Broker::shared().addr().to_string();
+    let svc = service("stuck");
+    let seam = SeamServer::new();
+    let kafka = krpc_tests::kafka::client(&addr).await;
+    let (stop, server) =
+        rpc::run_in_background(seam.server(kafka, &svc, 1, Duration::from_secs(1)));
+    let client = rpc::client(&addr).await;
+    for _ in 0..3 {
+        client
+            .notify(&svc, "forever", &(), NotifyOptions::default())
+            .await
+            .unwrap();
+    }
+    wait::until("the first job to run", Duration::from_secs(30), || async {
+        (seam.forever_started.load(SeqCst) == 1).then_some(())
+    })
+    .await;
+    let asked = Instant::now();
+    stop.send(()).unwrap();
+    let stats = tokio::time::timeout(Duration::from_secs(15), server)
+        .await
+        .expect("Server::run returns after a shutdown even with requests waiting for a permit")
+        .unwrap();
+    // drain_timeout (1 s) + cancel_grace (100 ms) + leaving the group.
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        seam.forever_dropped.load(SeqCst),
+        seam.forever_started.load(SeqCst),
+        "every handler started was dropped before run returned"
+    );
+    assert_eq!(stats.stopped, 1, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_in_flight_bounds_the_calls_waiting_for_replies() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let addr = Broker::shared().addr().to_string();
+    let svc = service("inflight");
+    let seam = SeamServer::new();
+    let kafka = krpc_tests::kafka::client(&addr).await;
+    let (stop, server) =
+        rpc::run_in_background(seam.server(kafka, &svc, 8, Duration::from_secs(5)));
+    let options = kafka_rpc::ClientOptions {
+        max_in_flight: 2,
+        ..krpc_tests::tuning::client_options()
+    };
+    let client = kafka_rpc::Client::connect(krpc_tests::kafka::client(&addr).await, options)
+        .await
+        .unwrap();
+    client
+        .call::<_, String>(
+            &svc,
+            "ping",
+            &(),
+            CallOptions::default().timeout(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    // Five calls of distinct keys whose handler blocks: only two may be in flight.
+    let calls: Vec<_> = (0..5)
+        .map(|i| {
+            let (client, svc) = (client.clone(), svc.clone());
+            tokio::spawn(async move {
+                client
+                    .call::<_, String>(
+                        &svc,
+                        "hot",
+                        &(),
+                        CallOptions::default()
+                            .timeout(Duration::from_secs(30))
+                            .routing_key(format!("k{i}")),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    wait::until(
+        "two calls to reach the server",
+        Duration::from_secs(10),
+        || async { (seam.hot_started.load(SeqCst) == 2).then_some(()) },
+    )
+    .await;
+    assert_eq!(client.pending_calls(), 2, "the other three wait for room");
+    // Let each through; every call completes.
+    seam.gate.add_permits(5);
+    for c in calls {
+        assert_eq!(c.await.unwrap().unwrap().value, "hot");
+    }
+    assert_eq!(seam.hot_started.load(SeqCst), 5);
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}

@@ -71,6 +71,17 @@ pub enum RpcError {
     /// An argument or setting is invalid.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The service called has no request topic: no server of it ever ran (or the name is
+    /// misspelt). Creating request topics is the server's job, or the client's when
+    /// [`ClientOptions::create_request_topics`](crate::ClientOptions::create_request_topics)
+    /// is set.
+    #[error("unknown service {service:?}: its request topic {topic} does not exist (start a server of it first, or set ClientOptions::create_request_topics)")]
+    UnknownService {
+        /// Service called.
+        service: String,
+        /// The request topic looked up.
+        topic: String,
+    },
     /// The client was closed.
     #[error("the client is closed")]
     Closed,
@@ -85,6 +96,7 @@ impl RpcError {
             RpcError::Timeout { .. } => StatusCode::DeadlineExceeded,
             RpcError::Kafka { .. } | RpcError::Closed => StatusCode::Unavailable,
             RpcError::Codec { .. } | RpcError::InvalidArgument(_) => StatusCode::InvalidArgument,
+            RpcError::UnknownService { .. } => StatusCode::Unimplemented,
         }
     }
 
@@ -112,6 +124,14 @@ impl HandlerError {
             code,
             message: message.into(),
         }
+    }
+
+    /// `UNIMPLEMENTED`: the service has no method `method`.
+    pub fn unimplemented(method: &str) -> Self {
+        Self::new(
+            StatusCode::Unimplemented,
+            format!("the service has no method {method:?}"),
+        )
     }
 }
 

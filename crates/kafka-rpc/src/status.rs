@@ -10,8 +10,10 @@ pub enum StatusCode {
     Unknown,
     /// The arguments could not be decoded into the method's parameter types.
     InvalidArgument,
-    /// The deadline passed before the reply came (reported by the client; a server that sees
-    /// an expired request does not run it and sends nothing, since the caller has given up).
+    /// The deadline passed before the reply came: reported by the client when its timeout
+    /// elapses, and sent by a server whose handler was still running at the deadline (it is
+    /// cancelled). A server that sees an already expired request does not run it and sends
+    /// nothing, since the caller has given up.
     DeadlineExceeded,
     /// The request exceeds the server's size limit.
     ResourceExhausted,

@@ -63,6 +63,22 @@ impl TopicCache {
         Ok(())
     }
 
+    /// Whether `topic` is known to exist.
+    pub fn known(&self, topic: &str) -> bool {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(topic)
+    }
+
+    /// Records that `topic` exists.
+    pub fn remember(&self, topic: &str) {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.to_string());
+    }
+
     /// [`ensure`](Self::ensure)s `topic`, then returns how many partitions it has (it may
     /// have existed with another count).
     pub async fn ensure_counted(

@@ -170,6 +170,17 @@ fn check_request(name: &str, w: &Wire, expect: &Value) {
         field(expect, "args_json").is_array(),
         "{name}: arguments are an array"
     );
+    // Caller metadata (WIRE.md 3.1): name -> value hex; absent means none.
+    let metadata: serde_json::Map<String, Value> = req
+        .metadata
+        .iter()
+        .map(|(n, v)| (n.to_string(), Value::String(hex(v))))
+        .collect();
+    let expected = expect
+        .get("metadata")
+        .cloned()
+        .unwrap_or(Value::Object(Default::default()));
+    assert_eq!(Value::Object(metadata), expected, "{name}: metadata");
     assert_reencodes(name, w, &req.to_record(w.key.clone()));
 }
 

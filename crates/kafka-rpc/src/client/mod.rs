@@ -5,11 +5,12 @@
 //! missed and no consumer group or rebalance is involved; replies for other instances sharing
 //! the slot are dropped by request id.
 
+mod core;
 mod options;
 pub(crate) mod replies;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kafka_wire::producer::partitioner::partition_for_key;
 use kafka_wire::{FetchConfig, Fetcher, OffsetSpec, Producer, ProducerConfig};
@@ -18,13 +19,13 @@ use serde::Serialize;
 
 pub use options::{CallOptions, ClientOptions, NotifyOptions};
 
+pub(crate) use self::core::{CallCore, CallSpec};
 use crate::codec;
-use crate::envelope::{now_ms, ReplyTo, Request, RequestId};
+use crate::codec::record::ClientCodec;
+use crate::envelope::{ReplyTo, RequestId};
 use crate::error::RpcError;
 use crate::naming::{check_service, request_topic};
-use crate::status::StatusCode;
 use crate::topics::TopicCache;
-use replies::{Parsed, Pending};
 
 /// A call's result with where and how it ran.
 #[derive(Debug, Clone)]
@@ -52,15 +53,15 @@ pub struct CallMeta {
 
 struct Inner {
     kafka: kafka_wire::Client,
-    producer: Producer,
-    pending: Arc<Pending<crate::envelope::Reply>>,
+    core: CallCore,
     reply_to: ReplyTo,
+    /// Request topics known to exist (or created, with `create_request_topics`).
     topics: TopicCache,
     options: ClientOptions,
-    _reader: replies::ReaderTask,
 }
 
-/// A client instance; cheap to clone (clones share the reply slot and the connections).
+/// A client instance; cheap to clone (clones share the reply slot, the connections and the
+/// [`ClientOptions::max_in_flight`] bound).
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -102,12 +103,6 @@ impl Client {
                     e,
                 )
             })?;
-        let pending = Arc::new(Pending::default());
-        let reader = replies::spawn_reader(fetcher, pending.clone(), |record| {
-            crate::envelope::Reply::from_record(record)
-                .map(|r| Parsed::Reply(r.id, r))
-                .map_err(|e| e.to_string())
-        });
         let producer = Producer::new(
             kafka.clone(),
             ProducerConfig {
@@ -115,19 +110,29 @@ impl Client {
                 ..ProducerConfig::default()
             },
         );
+        let reply_to = ReplyTo {
+            topic: reply_topic.clone(),
+            partition: slot,
+        };
+        // The one place this client's record format and sealing are chosen.
+        let codec = ClientCodec::Native {
+            sealing: options.security.clone(),
+        };
+        let core = CallCore::new(
+            producer,
+            fetcher,
+            codec,
+            Some(reply_to.clone()),
+            options.max_in_flight,
+        )?;
         tracing::debug!(instance = %options.instance_id, %reply_topic, slot, "client ready");
         Ok(Self {
             inner: Arc::new(Inner {
                 kafka,
-                producer,
-                pending,
-                reply_to: ReplyTo {
-                    topic: reply_topic,
-                    partition: slot,
-                },
+                core,
+                reply_to,
                 topics,
                 options,
-                _reader: reader,
             }),
         })
     }
@@ -139,20 +144,21 @@ impl Client {
 
     /// Calls waiting for their reply now.
     pub fn pending_calls(&self) -> usize {
-        self.inner.pending.count()
+        self.inner.core.pending_calls()
     }
 
     /// Replies received for no call of ours, and records in our slot that were not replies.
     pub fn dropped_replies(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        (
-            self.inner.pending.stray.load(Relaxed),
-            self.inner.pending.malformed.load(Relaxed),
-        )
+        self.inner.core.dropped_replies()
     }
 
     /// Calls `service.method(args)` and waits for its result. `args` is a tuple of the
     /// positional arguments: `(a, b)`, or `(x,)` for one.
+    ///
+    /// Errors: [`RpcError::UnknownService`] if the service has no request topic (unless
+    /// [`ClientOptions::create_request_topics`]), [`RpcError::Timeout`] (code
+    /// DEADLINE_EXCEEDED) if no reply comes within the timeout (waiting for room under
+    /// [`ClientOptions::max_in_flight`] included), [`RpcError::Status`] for an error reply.
     pub async fn call<A, R>(
         &self,
         service: &str,
@@ -164,84 +170,28 @@ impl Client {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let started = Instant::now();
         let timeout = options
             .timeout
             .unwrap_or(self.inner.options.default_timeout);
-        let request = self.request(service, method, args, Some(timeout), true)?;
-        let id = request.id;
-        let (reply, _guard) = self.inner.pending.register(id);
-        let stored = std::sync::atomic::AtomicBool::new(false);
-        let timed_out = || RpcError::Timeout {
-            service: service.into(),
-            method: method.into(),
-            request_id: id.to_string(),
-            timeout,
-            stored: stored.load(std::sync::atomic::Ordering::Relaxed),
+        let topic = self.prepare(service, method, &options.metadata).await?;
+        let spec = CallSpec {
+            service,
+            method,
+            topic: &topic,
+            args: encode_args(service, method, args)?,
+            kwargs: None,
+            routing_key: options.routing_key,
+            metadata: options.metadata,
         };
-        let reply = tokio::time::timeout(timeout, async {
-            self.send(service, &request, options.routing_key).await?;
-            stored.store(true, std::sync::atomic::Ordering::Relaxed);
-            reply.await.map_err(|_| RpcError::Closed)
-        })
-        .await
-        .map_err(|_| timed_out())??;
-        if reply.status != StatusCode::Ok {
-            return Err(RpcError::Status {
-                service: service.into(),
-                method: method.into(),
-                request_id: id.to_string(),
-                code: reply.status,
-                message: reply.message,
-            });
-        }
-        let payload = self.open_reply(service, method, &reply)?;
+        let (payload, meta) = self.inner.core.call(spec, timeout).await?;
         let value = codec::decode(&payload).map_err(|reason| RpcError::Codec {
-            context: format!("decoding the result of {service}.{method} (request {id})"),
+            context: format!(
+                "decoding the result of {service}.{method} (request {})",
+                meta.request_id
+            ),
             reason,
         })?;
-        let meta = CallMeta {
-            request_id: id,
-            elapsed: started.elapsed(),
-            server_time: Duration::from_micros(reply.handler_us),
-            queue_wait: Duration::from_millis(reply.queue_ms.max(0) as u64),
-            server_id: reply.server_id,
-        };
         Ok(Response { value, meta })
-    }
-
-    /// The reply's payload, opened when payload security is on (an unsealed result is refused).
-    fn open_reply(
-        &self,
-        service: &str,
-        method: &str,
-        reply: &crate::envelope::Reply,
-    ) -> Result<bytes::Bytes, RpcError> {
-        let refuse = |message: String| RpcError::Status {
-            service: service.into(),
-            method: method.into(),
-            request_id: reply.id.to_string(),
-            code: StatusCode::Unauthenticated,
-            message,
-        };
-        match (&self.inner.options.security, reply.key_id) {
-            (None, None) => Ok(reply.payload.clone()),
-            (Some(security), Some(key_id)) => security
-                .open(key_id, &reply.aad(), &reply.payload)
-                .map_err(|e| {
-                    refuse(format!(
-                        "the reply from {} failed authentication: {e}",
-                        reply.server_id
-                    ))
-                }),
-            (Some(_), None) => Err(refuse(format!(
-                "the reply from {} is not sealed; payload security requires it",
-                reply.server_id
-            ))),
-            (None, Some(_)) => Err(refuse(
-                "the reply is sealed but this client has no payload key".into(),
-            )),
-        }
     }
 
     /// Sends a one-way call (a job): returns once Kafka has stored it. It runs when a server of
@@ -253,76 +203,70 @@ impl Client {
         args: &A,
         options: NotifyOptions,
     ) -> Result<RequestId, RpcError> {
-        let request = self.request(service, method, args, options.deadline, false)?;
-        self.send(service, &request, options.routing_key).await?;
-        Ok(request.id)
+        let topic = self.prepare(service, method, &options.metadata).await?;
+        let spec = CallSpec {
+            service,
+            method,
+            topic: &topic,
+            args: encode_args(service, method, args)?,
+            kwargs: None,
+            routing_key: options.routing_key,
+            metadata: options.metadata,
+        };
+        self.inner.core.notify(spec, options.deadline).await
     }
 
-    fn request<A: Serialize + ?Sized>(
+    /// Checks the call and that the service exists (its request topic); returns the topic.
+    async fn prepare(
         &self,
         service: &str,
         method: &str,
-        args: &A,
-        budget: Option<Duration>,
-        reply: bool,
-    ) -> Result<Request, RpcError> {
+        metadata: &crate::service::Metadata,
+    ) -> Result<String, RpcError> {
         check_service(service).map_err(RpcError::InvalidArgument)?;
         if method.is_empty() {
             return Err(RpcError::InvalidArgument("the method name is empty".into()));
         }
-        let payload = codec::encode_args(args).map_err(|reason| RpcError::Codec {
-            context: format!("encoding the arguments of {service}.{method}"),
-            reason,
-        })?;
-        let sent_ms = now_ms();
-        let mut request = Request {
-            id: RequestId::random(),
-            method: method.to_string(),
-            reply_to: reply.then(|| self.inner.reply_to.clone()),
-            deadline_ms: budget
-                .map(|b| sent_ms.saturating_add(b.as_millis().min(i64::MAX as u128) as i64)),
-            sent_ms,
-            payload,
-            key_id: None,
-        };
-        if let Some(security) = &self.inner.options.security {
-            let (key_id, sealed) = security.seal(&request.aad(), &request.payload);
-            request.payload = sealed;
-            request.key_id = Some(key_id);
-        }
-        Ok(request)
-    }
-
-    async fn send(
-        &self,
-        service: &str,
-        request: &Request,
-        routing_key: Option<bytes::Bytes>,
-    ) -> Result<(), RpcError> {
+        metadata.check().map_err(RpcError::InvalidArgument)?;
         let inner = &self.inner;
         let topic = request_topic(service);
-        let t = &inner.options.topics;
-        inner
-            .topics
-            .ensure(
-                &inner.kafka,
-                &topic,
-                t.request_partitions,
-                t.replication_factor,
-            )
-            .await?;
-        let context = || {
-            format!(
-                "sending {service}.{} (request {})",
-                request.method, request.id
-            )
-        };
-        let delivery = inner
-            .producer
-            .send(&topic, request.to_record(routing_key))
-            .await
-            .map_err(|e| RpcError::kafka(context(), e))?;
-        delivery.await.map_err(|e| RpcError::kafka(context(), e))?;
-        Ok(())
+        if inner.topics.known(&topic) {
+            return Ok(topic);
+        }
+        if inner.options.create_request_topics {
+            let t = &inner.options.topics;
+            inner
+                .topics
+                .ensure(
+                    &inner.kafka,
+                    &topic,
+                    t.request_partitions,
+                    t.replication_factor,
+                )
+                .await?;
+            return Ok(topic);
+        }
+        match inner.kafka.partition_count(&topic).await {
+            Ok(_) => {
+                inner.topics.remember(&topic);
+                Ok(topic)
+            }
+            Err(kafka_wire::Error::UnknownTopic { .. }) => Err(RpcError::UnknownService {
+                service: service.into(),
+                topic,
+            }),
+            Err(e) => Err(RpcError::kafka(format!("looking up {topic}"), e)),
+        }
     }
+}
+
+fn encode_args<A: Serialize + ?Sized>(
+    service: &str,
+    method: &str,
+    args: &A,
+) -> Result<bytes::Bytes, RpcError> {
+    codec::encode_args(args).map_err(|reason| RpcError::Codec {
+        context: format!("encoding the arguments of {service}.{method}"),
+        reason,
+    })
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::naming::DEFAULT_REPLY_TOPIC;
+use crate::service::Metadata;
 use crate::topics::TopicOptions;
 
 /// Settings of one client instance.
@@ -28,6 +29,19 @@ pub struct ClientOptions {
     pub linger: Duration,
     /// Seal requests and require sealed results (payload security); `None`: plain msgpack.
     pub security: Option<crate::security::PayloadSecurity>,
+    /// Most calls of this client (all its clones) waiting for their reply at once; a call
+    /// beyond it waits for one to finish, and that wait counts against its timeout. tarpc's
+    /// client `max_in_flight_requests` (default 1000) and tonic's `concurrency_limit`; unlike
+    /// the Java producer's `max.in.flight.requests.per.connection` it counts RPC calls, not
+    /// Kafka requests. One-way calls ([`Client::notify`](crate::Client::notify)) do not count.
+    /// Default 1000. Must be at least 1.
+    pub max_in_flight: usize,
+    /// Create a service's request topic when a call finds none (with
+    /// [`topics`](Self::topics)' partitions). Off by default: calling a service whose
+    /// request topic does not exist is [`RpcError::UnknownService`](crate::RpcError::UnknownService),
+    /// so a misspelt name never makes a topic; servers create their topics. The Java
+    /// consumer's `allow.auto.create.topics` plays the same part for reads.
+    pub create_request_topics: bool,
 }
 
 impl Default for ClientOptions {
@@ -40,6 +54,8 @@ impl Default for ClientOptions {
             reply_fetch_max_wait: Duration::from_millis(500),
             linger: Duration::ZERO,
             security: None,
+            max_in_flight: 1000,
+            create_request_topics: false,
         }
     }
 }
@@ -53,9 +69,19 @@ pub struct CallOptions {
     /// Routing key: calls with the same key go to the same partition, so to one server at a
     /// time, which runs them one after another in the order they were sent.
     pub routing_key: Option<Bytes>,
+    /// Caller metadata, delivered to the handler's [`RequestContext::metadata`](crate::RequestContext::metadata)
+    /// (headers `krpc-meta-<name>`, wire/WIRE.md section 3.1).
+    pub metadata: Metadata,
 }
 
 impl CallOptions {
+    /// Adds a metadata entry (see [`Metadata`]; a bad name fails the call with
+    /// `InvalidArgument`).
+    pub fn metadata(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.metadata.insert(name, value);
+        self
+    }
+
     /// Sets the timeout.
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
@@ -77,4 +103,26 @@ pub struct NotifyOptions {
     pub deadline: Option<Duration>,
     /// Routing key, as for calls.
     pub routing_key: Option<Bytes>,
+    /// Caller metadata, as for calls.
+    pub metadata: Metadata,
+}
+
+impl NotifyOptions {
+    /// Sets the deadline.
+    pub fn deadline(mut self, d: Duration) -> Self {
+        self.deadline = Some(d);
+        self
+    }
+
+    /// Sets the routing key.
+    pub fn routing_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.routing_key = Some(key.into());
+        self
+    }
+
+    /// Adds a metadata entry.
+    pub fn metadata(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.metadata.insert(name, value);
+        self
+    }
 }

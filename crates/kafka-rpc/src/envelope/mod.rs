@@ -7,7 +7,7 @@ mod request;
 
 pub use completion::Completion;
 pub use reply::Reply;
-pub use request::{ReplyTo, Request, RequestError, RequestId};
+pub use request::{read_metadata, ReplyTo, Request, RequestError, RequestId};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {

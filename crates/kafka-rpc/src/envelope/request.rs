@@ -4,6 +4,7 @@ use bytes::Bytes;
 use kafka_wire::{ConsumerRecord, ProducerRecord};
 
 use super::headers::{self as h, header, HeaderError, Headers};
+use crate::service::{Metadata, METADATA_HEADER_PREFIX};
 
 /// A request id: 16 random bytes, shown as 32 hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,6 +52,8 @@ pub struct Request {
     pub payload: Bytes,
     /// The key that sealed the payload (payload security), if sealed.
     pub key_id: Option<u16>,
+    /// Caller metadata (headers `krpc-meta-<name>`, written last, in order).
+    pub metadata: Metadata,
 }
 
 /// A record that is not a valid request, with what could be read of it (so the server can
@@ -69,17 +72,24 @@ pub struct RequestError {
 }
 
 impl Request {
-    /// The associated data a sealed request binds: id, method, reply address, deadline, sent.
+    /// The associated data a sealed request binds: id, method, reply address, deadline, sent,
+    /// and, when there is any, the caller metadata (name and value of each entry, in order).
     pub fn aad(&self) -> Bytes {
         let reply = self.reply_to.as_ref();
-        crate::security::Aad::new("krpc request v1")
+        let mut aad = crate::security::Aad::new("krpc request v1")
             .field(&self.id.0)
             .field(self.method.as_bytes())
             .field(reply.map_or(&b""[..], |r| r.topic.as_bytes()))
             .field(&reply.map_or(-1, |r| r.partition).to_be_bytes())
             .field(&self.deadline_ms.unwrap_or(i64::MIN).to_be_bytes())
-            .field(&self.sent_ms.to_be_bytes())
-            .finish()
+            .field(&self.sent_ms.to_be_bytes());
+        if !self.metadata.is_empty() {
+            aad = aad.field(b"krpc-meta");
+            for (name, value) in self.metadata.iter() {
+                aad = aad.field(name.as_bytes()).field(value);
+            }
+        }
+        aad.finish()
     }
 
     /// The record that carries this request, keyed by the caller's routing key.
@@ -102,6 +112,12 @@ impl Request {
         }
         if let Some(k) = self.key_id {
             headers.push(header(h::KEY_ID, k.to_be_bytes().to_vec()));
+        }
+        for (name, value) in self.metadata.iter() {
+            headers.push(header(
+                &format!("{METADATA_HEADER_PREFIX}{name}"),
+                value.clone(),
+            ));
         }
         ProducerRecord {
             key: routing_key,
@@ -143,10 +159,27 @@ impl Request {
                 sent_ms: hs.fixed::<8>(h::SENT).map(i64::from_be_bytes)?,
                 payload: record.value.clone().unwrap_or_default(),
                 key_id: hs.fixed_opt::<2>(h::KEY_ID)?.map(u16::from_be_bytes),
+                metadata: read_metadata(record),
             })
         };
         parse().map_err(|e| fail(e.to_string(), false))
     }
+}
+
+/// The caller metadata of a request record: every header named `krpc-meta-<name>` with a
+/// non-empty name and a non-null value, the first of a repeated name winning (WIRE.md 3.1).
+pub fn read_metadata(record: &ConsumerRecord) -> Metadata {
+    let mut m = Metadata::new();
+    for hd in &record.headers {
+        let (Some(name), Some(value)) = (hd.key.strip_prefix(METADATA_HEADER_PREFIX), &hd.value)
+        else {
+            continue;
+        };
+        if !name.is_empty() && m.get(name).is_none() {
+            m.insert(name, value.clone());
+        }
+    }
+    m
 }
 
 fn read_reply_to(hs: &Headers<'_>) -> Result<Option<ReplyTo>, HeaderError> {

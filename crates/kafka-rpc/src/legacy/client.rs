@@ -5,23 +5,18 @@
 //! never rebalanced by it) and misses no reply; replies to other callers are dropped by task id.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use kafka_wire::{
-    ConsumerRecord, FetchConfig, Fetcher, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
-};
+use kafka_wire::{FetchConfig, Fetcher, OffsetSpec, Producer, ProducerConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::message::{LegacyCall, LegacyFormat, LegacyReply, OpenError};
-use super::names::{check_name, client_topic, server_topic, HANDSHAKE, PYTHON_PARTITIONS};
-use crate::client::replies::{spawn_reader, Parsed, Pending, ReaderTask};
-use crate::client::{CallMeta, CallOptions, Response};
+use super::message::LegacyFormat;
+use super::names::{check_name, client_topic, server_topic, PYTHON_PARTITIONS};
+use crate::client::{CallCore, CallOptions, CallSpec, Response};
 use crate::codec;
-use crate::envelope::RequestId;
+use crate::codec::record::ClientCodec;
 use crate::error::RpcError;
-use crate::status::StatusCode;
 use crate::topics::TopicCache;
 
 /// Settings of a [`LegacyClient`].
@@ -38,6 +33,9 @@ pub struct LegacyClientOptions {
     pub reply_fetch_max_wait: Duration,
     /// Partitions of the two topics if we create them (the Python server's 64).
     pub partitions: i32,
+    /// Most calls waiting for their reply at once (see
+    /// [`ClientOptions::max_in_flight`](crate::ClientOptions::max_in_flight)); default 1000.
+    pub max_in_flight: usize,
 }
 
 impl LegacyClientOptions {
@@ -49,16 +47,9 @@ impl LegacyClientOptions {
             default_timeout: super::PYTHON_TIMEOUT,
             reply_fetch_max_wait: Duration::from_millis(500),
             partitions: PYTHON_PARTITIONS,
+            max_in_flight: 1000,
         }
     }
-}
-
-struct Inner {
-    producer: Producer,
-    pending: Arc<Pending<ConsumerRecord>>,
-    options: LegacyClientOptions,
-    request_topic: String,
-    _reader: ReaderTask,
 }
 
 /// A caller of one legacy service; cheap to clone.
@@ -67,9 +58,17 @@ pub struct LegacyClient {
     inner: Arc<Inner>,
 }
 
+struct Inner {
+    core: CallCore,
+    options: LegacyClientOptions,
+    request_topic: String,
+}
+
 impl LegacyClient {
-    /// Creates the service's topics if missing and starts reading replies from their current
-    /// end, before returning, so no reply can be missed.
+    /// Creates the service's topics if missing (the Python format has no way to tell a
+    /// service from its topics, and a Python client creates nothing: the topics are made here
+    /// so a Rust caller may start before the Python server) and starts reading replies from
+    /// their current end, before returning, so no reply can be missed.
     pub async fn connect(
         kafka: kafka_wire::Client,
         options: LegacyClientOptions,
@@ -102,8 +101,6 @@ impl LegacyClient {
         for (p, end) in ends {
             fetcher.assign(&reply_topic, p, end);
         }
-        let pending = Arc::new(Pending::default());
-        let reader = spawn_reader(fetcher, pending.clone(), parse_reply);
         let producer = Producer::new(
             kafka,
             ProducerConfig {
@@ -111,13 +108,14 @@ impl LegacyClient {
                 ..ProducerConfig::default()
             },
         );
+        // The one place this client's record format is chosen.
+        let codec = ClientCodec::Legacy(options.format.clone());
+        let core = CallCore::new(producer, fetcher, codec, None, options.max_in_flight)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                producer,
-                pending,
+                core,
                 options,
                 request_topic,
-                _reader: reader,
             }),
         })
     }
@@ -137,6 +135,8 @@ impl LegacyClient {
     }
 
     /// Calls `method(*args, **kwargs)`; `kwargs` must serialize as a map (a struct or a map).
+    /// The options' routing key is not used (the Python format keys records by task id); its
+    /// metadata rides as `krpc-meta-` headers, which a Python server ignores.
     pub async fn call_kw<A, K, R>(
         &self,
         method: &str,
@@ -151,118 +151,43 @@ impl LegacyClient {
     {
         let inner = &self.inner;
         let service = inner.options.name.as_str();
-        let started = Instant::now();
         let timeout = options.timeout.unwrap_or(inner.options.default_timeout);
+        options
+            .metadata
+            .check()
+            .map_err(RpcError::InvalidArgument)?;
         let codec_error = |reason: String| RpcError::Codec {
             context: format!("encoding the arguments of {service}.{method}"),
             reason,
         };
         let args = codec::encode_args(args).map_err(codec_error)?;
         let kwargs = codec::encode(kwargs).map_err(codec_error)?;
-        let value = LegacyCall::encode(method, &args, &kwargs).map_err(codec_error)?;
-        let id = RequestId::random();
-        let (value, checksum) = inner.options.format.seal(&value);
-        let record = ProducerRecord {
-            key: Some(Bytes::from(id.to_string())),
-            value: Some(value),
-            headers: vec![checksum],
-            timestamp: None,
+        let spec = CallSpec {
+            service,
+            method,
+            topic: &inner.request_topic,
+            args,
+            kwargs: Some(kwargs),
+            routing_key: None,
+            metadata: options.metadata,
         };
-        let (reply, _guard) = inner.pending.register(id);
-        let stored = std::sync::atomic::AtomicBool::new(false);
-        let context = || format!("sending {service}.{method} (request {id})");
-        let record = tokio::time::timeout(timeout, async {
-            let delivery = inner
-                .producer
-                .send(&inner.request_topic, record)
-                .await
-                .map_err(|e| RpcError::kafka(context(), e))?;
-            delivery.await.map_err(|e| RpcError::kafka(context(), e))?;
-            stored.store(true, std::sync::atomic::Ordering::Relaxed);
-            reply.await.map_err(|_| RpcError::Closed)
-        })
-        .await
-        .map_err(|_| RpcError::Timeout {
-            service: service.into(),
-            method: method.into(),
-            request_id: id.to_string(),
-            timeout,
-            stored: stored.load(std::sync::atomic::Ordering::Relaxed),
-        })??;
-        let status = |code: StatusCode, message: String| RpcError::Status {
-            service: service.into(),
-            method: method.into(),
-            request_id: id.to_string(),
-            code,
-            message,
-        };
-        let value = record.value.as_deref().unwrap_or_default();
-        let plain = inner
-            .options
-            .format
-            .open(value, &record.headers)
-            .map_err(|e| match e {
-                OpenError::Checksum { .. } => status(
-                    StatusCode::Unauthenticated,
-                    format!("the reply failed its check: {e}"),
-                ),
-                OpenError::Malformed(reason) => status(
-                    StatusCode::DataLoss,
-                    format!("the reply cannot be read: {reason}"),
-                ),
-            })?;
-        let reply = LegacyReply::decode(&plain).map_err(|reason| {
-            status(
-                StatusCode::DataLoss,
-                format!("the reply cannot be read: {reason}"),
-            )
-        })?;
-        if reply.exception.is_some() || reply.traceback.is_some() {
-            return Err(RpcError::Remote {
-                service: service.into(),
-                method: method.into(),
-                request_id: id.to_string(),
-                exception: reply.exception_line(),
-                traceback: reply.traceback.clone().unwrap_or_default(),
-            });
-        }
-        let value = codec::decode(&reply.ret).map_err(|reason| RpcError::Codec {
-            context: format!("decoding the result of {service}.{method} (request {id})"),
+        let (payload, meta) = inner.core.call(spec, timeout).await?;
+        let value = codec::decode(&payload).map_err(|reason| RpcError::Codec {
+            context: format!(
+                "decoding the result of {service}.{method} (request {})",
+                meta.request_id
+            ),
             reason,
         })?;
-        Ok(Response {
-            value,
-            meta: CallMeta {
-                request_id: id,
-                elapsed: started.elapsed(),
-                server_time: Duration::from_secs_f64(reply.tact_time.clamp(0.0, 1e9)),
-                queue_wait: Duration::ZERO,
-                server_id: reply.server_id,
-            },
-        })
+        Ok(Response { value, meta })
     }
 
     /// Calls waiting for their reply now.
     pub fn pending_calls(&self) -> usize {
-        self.inner.pending.count()
+        self.inner.core.pending_calls()
     }
 }
 
 /// No keyword arguments: serializes as the empty map.
 #[derive(Serialize)]
 struct NoKwargs {}
-
-/// A record of the reply topic: a reply (its key a task id), a handshake answer, or junk.
-fn parse_reply(record: &ConsumerRecord) -> Result<Parsed<ConsumerRecord>, String> {
-    match record.key.as_deref() {
-        Some(HANDSHAKE) => Ok(Parsed::Ignore),
-        Some(key) => match super::task_id(key) {
-            Some(id) => Ok(Parsed::Reply(id, record.clone())),
-            None => Err(format!(
-                "the key {:?} is not a task id",
-                String::from_utf8_lossy(&key[..key.len().min(64)])
-            )),
-        },
-        None => Err("a record with no key".into()),
-    }
-}

@@ -1,135 +1,117 @@
-//! Running one request: size check, envelope, deadline, dedup window, handler, reply and
-//! completion record, dead letter for poison; then its offset is marked finished so the commit
-//! can move past it.
+//! The dispatcher: a short pipeline per request record (decode, dedup, deadline, call, reply,
+//! progress), and the [`Pipeline`] that owns the state between requests: which records wait
+//! for a concurrency permit, which wait for the request before them with the same routing key,
+//! which offsets may be committed, and the request tasks themselves.
+//!
+//! Nothing here touches a consumer: records come in through [`Pipeline::admit`], replies,
+//! completions and dead letters go out through an [`Outbox`] (the producer, or a recorder in
+//! the unit tests, which run it with no broker).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_wire::{ConsumerRecord, GroupCommitter, Producer};
-use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use kafka_wire::{ConsumerRecord, GroupCommitter, Producer, ProducerRecord};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::dead_letter;
 use super::dedup::{Seen, Window};
-use super::handler::Handler;
 use super::progress::Progress;
-use super::protocol::{Decoded, Protocol};
 use super::stats::Counters;
-use crate::envelope::{now_ms, Completion, Reply, ReplyTo, Request, RequestId};
+use crate::codec::record::{Incoming, Refused, RefusedKind, ServerCodec};
+use crate::envelope::{now_ms, Completion, Reply, ReplyTo, RequestId};
 use crate::error::{HandlerError, RpcError};
+use crate::service::{panicked, CancelReason, RequestContext, Service};
 use crate::status::StatusCode;
 
-/// What every request task shares.
+/// Where the dispatcher's records go: replies, completions, dead letters, handshake answers.
+pub(crate) trait Outbox: Send + Sync + 'static {
+    /// Produces `record` to `topic`/`partition`; resolves once acknowledged.
+    fn send(
+        &self,
+        topic: &str,
+        partition: i32,
+        record: ProducerRecord,
+    ) -> BoxFuture<'static, Result<(), kafka_wire::Error>>;
+}
+
+impl Outbox for Producer {
+    fn send(
+        &self,
+        topic: &str,
+        partition: i32,
+        record: ProducerRecord,
+    ) -> BoxFuture<'static, Result<(), kafka_wire::Error>> {
+        match self.send_to(topic, partition, record) {
+            Ok(delivery) => Box::pin(async move { delivery.await.map(|_| ()) }),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+}
+
+/// What every request task shares (read-only but for the dedup windows).
 pub(super) struct Dispatcher {
-    pub producer: Producer,
-    pub handlers: HashMap<String, Handler>,
+    pub outbox: Arc<dyn Outbox>,
+    pub service: Arc<dyn Service>,
+    pub service_name: String,
+    pub codec: ServerCodec,
     pub counters: Arc<Counters>,
     pub server_id: String,
-    /// The wire format of requests and replies.
-    pub protocol: Protocol,
     pub completions_topic: String,
     pub dead_letter_topic: String,
     pub max_request_bytes: usize,
     /// Dedup window size and age.
     pub dedup_limits: (usize, Duration),
-    /// Payload security, if the service requires sealed requests.
-    pub security: Option<crate::security::PayloadSecurity>,
     pub windows: Mutex<HashMap<i32, Window>>,
-    pub progress: Mutex<Progress>,
-    pub finished: Notify,
-    /// Per routing key, the completion signal of the last request dispatched with it.
-    pub keyed: Mutex<HashMap<Bytes, (u64, oneshot::Receiver<()>)>>,
-    pub next_seq: std::sync::atomic::AtomicU64,
     /// Partitions of the completion and dead-letter topics (the fewer of the two). A request
     /// partition at or above it (the request topic grew and they could not follow) has no
     /// side partition to write to: refused at once, not queued for a partition that does not
     /// exist (which would hold up the replies behind it in the shared producer).
-    pub side_partitions: std::sync::atomic::AtomicI32,
+    pub side_partitions: AtomicI32,
+    /// Cancelled when the server stops and its drain timeout has run out: every request
+    /// context is a child of it.
+    pub stopping: CancellationToken,
+    /// See [`ServerOptions::cancel_grace`](crate::ServerOptions::cancel_grace).
+    pub cancel_grace: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Dispatcher {
-    pub fn progress(&self) -> MutexGuard<'_, Progress> {
-        lock(&self.progress)
-    }
+/// How a request task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Answered (or refused, or dropped for good): its offset may be committed.
+    Done,
+    /// Its handler was stopped because the server is stopping: not answered, its offset stays
+    /// uncommitted and the request runs again on the partition's next owner.
+    Abandoned,
+}
 
+/// The report of a finished request task.
+struct Finished {
+    topic: Arc<str>,
+    partition: i32,
+    offset: i64,
+    key: Option<Bytes>,
+    ending: Ending,
+}
+
+impl Dispatcher {
     pub fn windows(&self) -> MutexGuard<'_, HashMap<i32, Window>> {
         lock(&self.windows)
     }
 
-    /// Starts `record` in a task of its own, holding `permit` until it is done. Requests with
-    /// the same routing key (record key) run one at a time, in offset order.
-    pub fn start(self: &Arc<Self>, record: ConsumerRecord, permit: OwnedSemaphorePermit) {
-        Counters::bump(&self.counters.received);
-        self.progress()
-            .started(&record.topic, record.partition, record.offset);
-        let (done, done_rx) = oneshot::channel::<()>();
-        let seq = self
-            .next_seq
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let previous = record.key.as_ref().and_then(|k| {
-            lock(&self.keyed)
-                .insert(k.clone(), (seq, done_rx))
-                .map(|(_, rx)| rx)
-        });
-        let me = self.clone();
-        tokio::spawn(async move {
-            if let Some(previous) = previous {
-                let _ = previous.await; // resolves (as an error) when the previous one drops its sender
-            }
-            me.handle(&record).await;
-            drop(done);
-            if let Some(k) = &record.key {
-                let mut keyed = lock(&me.keyed);
-                if keyed.get(k).is_some_and(|(s, _)| *s == seq) {
-                    keyed.remove(k);
-                }
-            }
-            me.progress()
-                .finished(&record.topic, record.partition, record.offset);
-            me.finished.notify_waiters();
-            drop(permit);
-        });
-    }
-
-    /// Waits (at most `timeout`) until no request is running.
-    pub async fn drain(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let notified = self.finished.notified();
-            let running = self.progress().in_flight(None);
-            if running == 0 {
-                return;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                tracing::warn!(running, "requests still running after the drain timeout; their offsets stay uncommitted");
-                return;
-            }
-            let _ = tokio::time::timeout(left, notified).await;
-        }
-    }
-
-    /// Commits what may be committed; a failure is counted and retried at the next commit.
-    pub async fn commit(&self, consumer: &GroupCommitter) {
-        let offsets = self.progress().to_commit();
-        if offsets.is_empty() {
-            return;
-        }
-        match consumer.commit(&offsets).await {
-            Ok(()) => self.progress().committed(&offsets),
-            Err(e) => {
-                Counters::bump(&self.counters.commit_failures);
-                tracing::warn!(error = %e, "offset commit failed; will retry");
-            }
-        }
-    }
-
-    async fn handle(&self, record: &ConsumerRecord) {
+    /// Runs one request record through decode, dedup, deadline, call and reply.
+    async fn handle(&self, record: &ConsumerRecord) -> Ending {
         let picked_up = now_ms();
         let size = record.value.as_ref().map_or(0, Bytes::len)
             + record
@@ -143,70 +125,50 @@ impl Dispatcher {
                 "request of {size} bytes exceeds the limit of {} bytes",
                 self.max_request_bytes
             );
-            let (id, reply_to) = self.protocol.reply_address(record);
+            let (id, reply_to) = self.codec.reply_address(record);
             self.refuse(record, id, reply_to, StatusCode::ResourceExhausted, reason)
                 .await;
-            return;
+            return Ending::Done;
         }
-        let decoded = match self.protocol.decode(record) {
-            Ok(d) => d,
-            Err(e) => {
-                Counters::bump(&self.counters.malformed);
-                let code = if e.unsupported_version {
-                    StatusCode::FailedPrecondition
-                } else {
-                    StatusCode::DataLoss
-                };
-                self.refuse(record, e.id, e.reply_to, code, e.reason).await;
-                return;
-            }
-        };
-        let (mut request, rejected) = match decoded {
-            Decoded::Call(r) => (r, None),
-            Decoded::Rejected(r, why) => (r, Some(why)),
-            Decoded::Unauthentic {
-                id,
-                reply_to,
-                reason,
-            } => {
-                self.refuse_unauthentic(record, id, Some(&reply_to), reason)
-                    .await;
-                return;
-            }
-            Decoded::Handshake(to, answer) => {
-                Counters::bump(&self.counters.handshakes);
-                if let Err(e) = self.produce(&to.topic, to.partition, answer).await {
-                    Counters::bump(&self.counters.reply_failures);
-                    tracing::warn!(topic = %to.topic, error = %e, "handshake not answered");
+        // Decode (and open a sealed payload).
+        let (mut request, rejected) =
+            match self.codec.read_request(record, &*self.service, picked_up) {
+                Ok(Incoming::Call(r)) => (r, None),
+                Ok(Incoming::Rejected(r, why)) => (r, Some(why)),
+                Ok(Incoming::Handshake(to, answer)) => {
+                    Counters::bump(&self.counters.handshakes);
+                    if let Err(e) = self.produce(&to.topic, to.partition, answer).await {
+                        Counters::bump(&self.counters.reply_failures);
+                        tracing::warn!(topic = %to.topic, error = %e, "handshake not answered");
+                    }
+                    return Ending::Done;
                 }
-                return;
-            }
-        };
+                Err(refused) => {
+                    self.refused(record, refused).await;
+                    return Ending::Done;
+                }
+            };
+        // Deadline: never start what the caller gave up on.
         if request.deadline_ms.is_some_and(|d| d < picked_up) {
             Counters::bump(&self.counters.expired);
             tracing::debug!(id = %request.id, offset = record.offset, partition = record.partition, method = %request.method, "deadline passed before pickup; not run");
-            return;
+            return Ending::Done;
         }
-        if let Err(reason) = self.unseal(&mut request, picked_up) {
-            self.refuse_unauthentic(record, request.id, request.reply_to.as_ref(), reason)
-                .await;
-            return;
-        }
+        // Dedup: a request id seen before is never run again and never refused: a copy at
+        // another offset is a producer's retry or a replay of the same sealed bytes (a changed
+        // copy fails the seal, which covers the id), and refusing it could reach the caller
+        // before the result of the first copy.
         let seen = self
             .windows()
             .entry(record.partition)
             .or_default()
             .check_and_start(request.id, record.offset, self.dedup_limits);
-        // A request id seen before is never run again and never refused: a copy at another
-        // offset is a producer's retry or a replay of the same sealed bytes (a changed copy
-        // fails the seal, which covers the id), and refusing it could reach the caller before
-        // the result of the first copy.
         match seen {
             Seen::New => {}
             Seen::Running(at) => {
                 Counters::bump(&self.counters.deduplicated);
                 tracing::debug!(id = %request.id, offset = record.offset, first = at, partition = record.partition, "already running; not started again (its reply comes from the first copy)");
-                return;
+                return Ending::Done;
             }
             Seen::Done(done) => {
                 Counters::bump(&self.counters.deduplicated);
@@ -214,23 +176,44 @@ impl Dispatcher {
                 if let Some(to) = &request.reply_to {
                     self.send_reply(&done.reply, to).await;
                 }
-                return;
+                return Ending::Done;
             }
         }
+        // Call.
         let queue_ms = (picked_up - request.sent_ms).max(0);
         let started = Instant::now();
-        let outcome = match (rejected, self.handlers.get(&request.method)) {
-            (Some(why), _) => Err(why),
-            (None, Some(handler)) => handler(request.payload.clone()).await,
-            (None, None) => Err(HandlerError::new(
-                StatusCode::Unimplemented,
-                format!("the service has no method {:?}", request.method),
-            )),
+        let outcome = match rejected {
+            Some(why) => Err(why),
+            None => {
+                let ctx = RequestContext::builder(request.id, request.method.clone())
+                    .service(self.service_name.clone())
+                    .deadline_ms(request.deadline_ms)
+                    .sent_ms(request.sent_ms)
+                    .routing_key(record.key.clone())
+                    .metadata(std::mem::take(&mut request.metadata))
+                    .server_id(self.server_id.clone())
+                    .one_way(request.reply_to.is_none())
+                    .position(record.partition, record.offset)
+                    .parent(&self.stopping)
+                    .build();
+                let args = std::mem::take(&mut request.payload);
+                match self.call(ctx, &request.method, args).await {
+                    Some(outcome) => outcome,
+                    None => {
+                        Counters::bump(&self.counters.stopped);
+                        tracing::warn!(id = %request.id, offset = record.offset, partition = record.partition, "handler stopped: the server is stopping; the request stays uncommitted");
+                        return Ending::Abandoned;
+                    }
+                }
+            }
         };
         let handler_us = started.elapsed().as_micros() as u64;
         self.count_outcome(&outcome);
         let panicked = matches!(&outcome, Err(e) if e.code == StatusCode::Internal);
-        let reply = self.reply_for(request.id, outcome, handler_us, queue_ms);
+        // Reply and progress (the completion record).
+        let reply = self
+            .codec
+            .reply(request.id, outcome, &self.server_id, handler_us, queue_ms);
         if panicked {
             self.send_dead_letter(record, &format!("the handler panicked: {}", reply.message))
                 .await;
@@ -259,60 +242,78 @@ impl Dispatcher {
             .entry(record.partition)
             .or_default()
             .complete(completion, Instant::now(), self.dedup_limits);
+        Ending::Done
     }
 
-    /// With payload security: checks age and seal and replaces the payload with its plaintext.
-    fn unseal(&self, request: &mut Request, now_ms: i64) -> Result<(), String> {
-        let Some(security) = &self.security else {
-            return match request.key_id {
-                Some(_) => Err("the request is sealed but this server has no payload key".into()),
-                None => Ok(()),
-            };
-        };
-        let Some(key_id) = request.key_id else {
-            return Err("this service requires sealed requests (payload security)".into());
-        };
-        let age = now_ms - request.sent_ms;
-        if age > self.dedup_limits.1.as_millis() as i64 {
-            return Err(format!(
-                "the request was sent {age} ms ago, beyond the replay window of {:?}",
-                self.dedup_limits.1
-            ));
-        }
-        request.payload = security
-            .open(key_id, &request.aad(), &request.payload)
-            .map_err(|e| e.to_string())?;
-        Ok(())
-    }
-
-    /// Refuses a request that fails the integrity check of payload security or of the legacy
-    /// format: counted, logged, answered UNAUTHENTICATED where it wants a reply, never run.
-    async fn refuse_unauthentic(
+    /// Calls the service, watching the deadline and the server's stop. At the deadline the
+    /// context is cancelled, the handler gets `cancel_grace` to return, and the outcome is
+    /// DEADLINE_EXCEEDED whatever it returns (the caller has given up). `None`: stopped
+    /// because the server is stopping.
+    async fn call(
         &self,
-        record: &ConsumerRecord,
-        id: RequestId,
-        reply_to: Option<&ReplyTo>,
-        reason: String,
-    ) {
-        Counters::bump(&self.counters.auth_failures);
-        tracing::warn!(%id, offset = record.offset, partition = record.partition, %reason, "refused: not authentic");
-        self.answer_refusal(id, reply_to, StatusCode::Unauthenticated, reason)
-            .await;
+        ctx: RequestContext,
+        method: &str,
+        args: Bytes,
+    ) -> Option<Result<Bytes, HandlerError>> {
+        let deadline = ctx.deadline();
+        let fut = AssertUnwindSafe(self.service.call(ctx.clone(), method, args)).catch_unwind();
+        tokio::pin!(fut);
+        let until_deadline = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let reason = tokio::select! {
+            out = &mut fut => return Some(out.unwrap_or_else(|p| Err(panicked(&*p)))),
+            () = until_deadline => CancelReason::DeadlineExceeded,
+            () = self.stopping.cancelled() => CancelReason::ServerStopping,
+        };
+        ctx.cancel(reason);
+        let returned = tokio::time::timeout(self.cancel_grace, &mut fut)
+            .await
+            .is_ok();
+        match reason {
+            CancelReason::ServerStopping => None,
+            _ => {
+                Counters::bump(&self.counters.deadline_exceeded);
+                tracing::debug!(id = %ctx.request_id(), method, returned, "handler still running at its deadline: cancelled");
+                Some(Err(HandlerError::new(
+                    StatusCode::DeadlineExceeded,
+                    if returned {
+                        "the deadline passed while the handler ran; it was cancelled".to_string()
+                    } else {
+                        format!(
+                            "the deadline passed while the handler ran; it did not stop within {:?} of being cancelled and was dropped",
+                            self.cancel_grace
+                        )
+                    },
+                )))
+            }
+        }
     }
 
-    /// Answers a refused request with `code` where it wants a reply.
-    async fn answer_refusal(
-        &self,
-        id: RequestId,
-        reply_to: Option<&ReplyTo>,
-        code: StatusCode,
-        reason: String,
-    ) {
-        if let Some(to) = reply_to {
-            let mut reply = self.reply_for(id, Err(HandlerError::new(code, reason)), 0, 0);
-            reply.key_id = None;
-            self.send_reply(&reply, to).await;
+    /// A request the codec refused: counted, logged, answered where it wants a reply;
+    /// malformed ones are dead-lettered.
+    async fn refused(&self, record: &ConsumerRecord, r: Refused) {
+        let code = r.status();
+        if r.kind == RefusedKind::Unauthentic {
+            Counters::bump(&self.counters.auth_failures);
+            tracing::warn!(id = ?r.id.map(|i| i.to_string()), offset = record.offset, partition = record.partition, reason = %r.reason, "refused: not authentic");
+            if let (Some(id), Some(to)) = (r.id, r.reply_to.as_ref()) {
+                let reply = self.codec.reply(
+                    id,
+                    Err(HandlerError::new(code, r.reason)),
+                    &self.server_id,
+                    0,
+                    0,
+                );
+                self.send_reply(&reply, to).await;
+            }
+            return;
         }
+        Counters::bump(&self.counters.malformed);
+        self.refuse(record, r.id, r.reply_to, code, r.reason).await;
     }
 
     fn count_outcome(&self, outcome: &Result<Bytes, HandlerError>) {
@@ -323,39 +324,11 @@ impl Dispatcher {
                 StatusCode::Unimplemented => &c.unknown_method,
                 StatusCode::InvalidArgument => &c.bad_arguments,
                 StatusCode::Internal => &c.panics,
+                StatusCode::DeadlineExceeded => return,
                 _ => &c.handler_errors,
             },
         };
         Counters::bump(counter);
-    }
-
-    fn reply_for(
-        &self,
-        id: RequestId,
-        outcome: Result<Bytes, HandlerError>,
-        handler_us: u64,
-        queue_ms: i64,
-    ) -> Reply {
-        let (status, message, payload) = match outcome {
-            Ok(payload) => (StatusCode::Ok, String::new(), payload),
-            Err(e) => (e.code, e.message, Bytes::new()),
-        };
-        let mut reply = Reply {
-            id,
-            status,
-            message,
-            server_id: self.server_id.clone(),
-            handler_us,
-            queue_ms,
-            payload,
-            key_id: None,
-        };
-        if let (Some(security), StatusCode::Ok) = (&self.security, reply.status) {
-            let (key_id, sealed) = security.seal(&reply.aad(), &reply.payload);
-            reply.payload = sealed;
-            reply.key_id = Some(key_id);
-        }
-        reply
     }
 
     /// A record that cannot be served: dead-letter it, and answer `id` with `code` if we know
@@ -371,7 +344,13 @@ impl Dispatcher {
         tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, %reason, "not served; dead-lettered");
         self.send_dead_letter(record, &reason).await;
         if let (Some(id), Some(to)) = (id, reply_to) {
-            let reply = self.reply_for(id, Err(HandlerError::new(code, reason)), 0, 0);
+            let reply = self.codec.reply(
+                id,
+                Err(HandlerError::new(code, reason)),
+                &self.server_id,
+                0,
+                0,
+            );
             self.send_reply(&reply, &to).await;
         }
     }
@@ -426,11 +405,9 @@ impl Dispatcher {
         &self,
         topic: &str,
         partition: i32,
-        record: kafka_wire::ProducerRecord,
+        record: ProducerRecord,
     ) -> Result<(), kafka_wire::Error> {
-        let side = self
-            .side_partitions
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let side = self.side_partitions.load(Ordering::Relaxed);
         // A dead letter names its request's topic, partition and offsets in its headers, so one
         // of a partition the dead-letter topic lacks goes to another partition of it; a
         // completion is read back per partition (the dedup window), so it cannot.
@@ -444,15 +421,12 @@ impl Dispatcher {
                 "{topic} has {side} partitions, fewer than the request topic: no partition {partition} to write to"
             )));
         }
-        self.producer
-            .send_to(topic, partition, record)?
-            .await
-            .map(|_| ())
+        self.outbox.send(topic, partition, record).await
     }
 
     async fn send_reply(&self, reply: &Reply, to: &ReplyTo) {
         if let Err(e) = self
-            .produce(&to.topic, to.partition, self.protocol.reply_record(reply))
+            .produce(&to.topic, to.partition, self.codec.reply_record(reply))
             .await
         {
             Counters::bump(&self.counters.reply_failures);
@@ -460,3 +434,245 @@ impl Dispatcher {
         }
     }
 }
+
+/// The state between requests, owned by the serving loop: records admitted but not started
+/// (ready for a permit, or waiting for the request before them with the same routing key),
+/// the running tasks, and per-partition progress (what may be committed).
+///
+/// A record waits for its key's predecessor *without* a concurrency permit: only records that
+/// may run now compete for permits, in arrival order, so one busy routing key holds at most one
+/// permit and never stalls the others.
+pub(super) struct Pipeline {
+    pub dispatcher: Arc<Dispatcher>,
+    permits: Arc<Semaphore>,
+    /// Records that may start now, in arrival order.
+    ready: VecDeque<ConsumerRecord>,
+    /// Per busy routing key, the records waiting for the one running (or ready) before them.
+    waiting: HashMap<Bytes, VecDeque<ConsumerRecord>>,
+    /// Routing keys with a record ready or running.
+    busy: HashSet<Bytes>,
+    /// Records in `ready` and `waiting`.
+    queued: usize,
+    /// Most records admitted and not yet started (bounds memory while a hot key's requests
+    /// queue up; past it no more records are taken from the consumer until some start).
+    max_queued: usize,
+    progress: Progress,
+    tasks: JoinSet<Finished>,
+}
+
+impl Pipeline {
+    /// A pipeline running at most `concurrency` requests at once.
+    pub fn new(dispatcher: Arc<Dispatcher>, concurrency: usize) -> Self {
+        Self {
+            dispatcher,
+            permits: Arc::new(Semaphore::new(concurrency)),
+            ready: VecDeque::new(),
+            waiting: HashMap::new(),
+            busy: HashSet::new(),
+            queued: 0,
+            // A fetch's worth of records beyond the running ones, at least.
+            max_queued: concurrency.saturating_mul(4).max(1024),
+            progress: Progress::default(),
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Whether more records may be admitted now.
+    pub fn may_admit(&self) -> bool {
+        self.queued < self.max_queued
+    }
+
+    /// Whether [`step`](Self::step) has anything to wait for.
+    pub fn has_work(&self) -> bool {
+        !self.tasks.is_empty() || !self.ready.is_empty()
+    }
+
+    /// Requests admitted and not finished (queued or running).
+    pub fn in_flight(&self) -> usize {
+        self.progress.in_flight(None)
+    }
+
+    /// Takes a record: it runs when a permit is free and the request before it with the same
+    /// routing key (if any) has finished. Records of a partition must be admitted in offset
+    /// order.
+    pub fn admit(&mut self, record: ConsumerRecord) {
+        Counters::bump(&self.dispatcher.counters.received);
+        self.progress
+            .started(&record.topic, record.partition, record.offset);
+        self.queued += 1;
+        if let Some(key) = &record.key {
+            if self.busy.contains(key) {
+                self.waiting
+                    .entry(key.clone())
+                    .or_default()
+                    .push_back(record);
+                return;
+            }
+            self.busy.insert(key.clone());
+        }
+        self.ready.push_back(record);
+    }
+
+    /// Waits for one thing to happen: a request finishing, or a ready record getting a permit
+    /// and starting. Cancel-safe. Call only when [`has_work`](Self::has_work).
+    pub async fn step(&mut self) {
+        tokio::select! {
+            Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                match joined {
+                    Ok(done) => self.finished(done),
+                    Err(e) => tracing::error!(error = %e, "a request task failed"),
+                }
+            }
+            permit = self.permits.clone().acquire_owned(), if !self.ready.is_empty() => {
+                let permit = permit.expect("the semaphore is never closed");
+                self.start(permit);
+            }
+        }
+    }
+
+    fn start(&mut self, permit: OwnedSemaphorePermit) {
+        let Some(record) = self.ready.pop_front() else {
+            return;
+        };
+        self.queued -= 1;
+        let d = self.dispatcher.clone();
+        self.tasks.spawn(async move {
+            let ending = d.handle(&record).await;
+            drop(permit);
+            Finished {
+                topic: record.topic.clone(),
+                partition: record.partition,
+                offset: record.offset,
+                key: record.key.clone(),
+                ending,
+            }
+        });
+    }
+
+    fn finished(&mut self, done: Finished) {
+        if done.ending == Ending::Done {
+            self.progress
+                .finished(&done.topic, done.partition, done.offset);
+        }
+        if let Some(key) = done.key {
+            self.release_key(key);
+        }
+    }
+
+    /// The request of `key` that was ready or running is gone: its next waiting one (if any)
+    /// becomes ready, at the back of the line (fair to other keys).
+    fn release_key(&mut self, key: Bytes) {
+        match self.waiting.get_mut(&key).and_then(VecDeque::pop_front) {
+            Some(next) => {
+                if self.waiting.get(&key).is_some_and(VecDeque::is_empty) {
+                    self.waiting.remove(&key);
+                }
+                self.ready.push_back(next);
+            }
+            None => {
+                self.waiting.remove(&key);
+                self.busy.remove(&key);
+            }
+        }
+    }
+
+    /// Runs the pipeline until nothing admitted is unfinished, for at most `timeout`.
+    pub async fn drain(&mut self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.in_flight() > 0 && self.has_work() {
+            if tokio::time::timeout_at(deadline, self.step())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    running = self.tasks.len(),
+                    queued = self.queued,
+                    "requests still unfinished after the drain timeout; their offsets stay uncommitted"
+                );
+                return;
+            }
+        }
+    }
+
+    /// Commits what may be committed; a failure is counted and retried at the next commit.
+    pub async fn commit(&mut self, committer: &GroupCommitter) {
+        let offsets = self.progress.to_commit();
+        if offsets.is_empty() {
+            return;
+        }
+        match committer.commit(&offsets).await {
+            Ok(()) => self.progress.committed(&offsets),
+            Err(e) => {
+                Counters::bump(&self.dispatcher.counters.commit_failures);
+                tracing::warn!(error = %e, "offset commit failed; will retry");
+            }
+        }
+    }
+
+    /// Forgets a partition no longer ours: its progress, its dedup window and its records not
+    /// yet started (the running ones finish on their own; their offsets are no longer ours to
+    /// commit).
+    pub fn forget(&mut self, topic: &str, partition: i32) {
+        self.progress.forget(topic, partition);
+        self.dispatcher.windows().remove(&partition);
+        let theirs = |r: &ConsumerRecord| &*r.topic == topic && r.partition == partition;
+        let before = self.queued;
+        for queue in self.waiting.values_mut() {
+            queue.retain(|r| !theirs(r));
+        }
+        let mut released = Vec::new();
+        self.ready.retain(|r| {
+            if theirs(r) {
+                released.extend(r.key.clone());
+                false
+            } else {
+                true
+            }
+        });
+        for key in released {
+            self.release_key(key);
+        }
+        self.queued = self.ready.len() + self.waiting.values().map(VecDeque::len).sum::<usize>();
+        if before != self.queued {
+            tracing::info!(
+                topic,
+                partition,
+                dropped = before - self.queued,
+                "revoked partition: requests not started are left to its next owner"
+            );
+        }
+    }
+
+    /// Stops every request task: contexts are cancelled (reason: the server is stopping),
+    /// handlers get `cancel_grace` to return, the rest are aborted; returns once no request
+    /// task is left. Records not started are dropped (uncommitted).
+    pub async fn stop(&mut self) {
+        self.dispatcher.stopping.cancel();
+        self.ready.clear();
+        self.waiting.clear();
+        self.busy.clear();
+        self.queued = 0;
+        // Each task waits `cancel_grace` for its handler, then ends; a little more for the
+        // task to report.
+        let grace = self.dispatcher.cancel_grace + Duration::from_millis(50);
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.tasks.is_empty() {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
+                Ok(Some(Ok(done))) => self.finished(done),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        if !self.tasks.is_empty() {
+            tracing::warn!(
+                running = self.tasks.len(),
+                "request tasks still running after the cancel grace: aborted"
+            );
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

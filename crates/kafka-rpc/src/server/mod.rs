@@ -6,10 +6,9 @@ mod completions;
 pub mod dead_letter;
 mod dedup;
 mod dispatch;
-pub mod handler;
 mod options;
 mod progress;
-mod protocol;
+mod pump;
 pub mod stats;
 
 use std::collections::HashMap;
@@ -20,31 +19,35 @@ use std::time::Duration;
 use kafka_wire::{GroupConfig, GroupConsumer, GroupEvent, OffsetReset, Producer, ProducerConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use std::sync::atomic::AtomicI32;
+use std::sync::atomic::Ordering::Relaxed;
+use tokio_util::sync::CancellationToken;
 
 pub use options::ServerOptions;
 pub use stats::{Counters, ServerStats};
 
+use crate::codec::record::ServerCodec;
 use crate::error::{HandlerError, RpcError};
 use crate::naming::{
     check_service, completions_topic, dead_letter_topic, request_topic, server_group,
 };
+use crate::service::{Methods, RequestContext, Service};
 use crate::topics::TopicCache;
-use dispatch::Dispatcher;
-use handler::Handler;
-use progress::Progress;
-use protocol::{LegacyServing, Protocol};
+use dispatch::{Dispatcher, Pipeline};
 
 /// How long a hole in a kafka-rpc topic is refetched before it is accepted (see
 /// [`kafka_wire::FetchConfig::hole_wait`]; kafka-rpc's topics are never compacted).
 pub(crate) const HOLE_WAIT: Duration = Duration::from_secs(5);
 
-/// A server of one service: register methods, then [`run`](Server::run).
+/// A server of one service: register its [`Service`] (or methods one by one), then
+/// [`run`](Server::run).
 pub struct Server {
     kafka: kafka_wire::Client,
     options: ServerOptions,
-    handlers: HashMap<String, Handler>,
-    params: HashMap<String, Vec<String>>,
+    /// Methods registered one by one ([`Server::method`] and siblings).
+    methods: Methods,
+    /// A service registered whole ([`Server::service`]).
+    service: Option<Arc<dyn Service>>,
     counters: Arc<Counters>,
 }
 
@@ -54,13 +57,23 @@ impl Server {
         Self {
             kafka,
             options,
-            handlers: HashMap::new(),
-            params: HashMap::new(),
+            methods: Methods::new(),
+            service: None,
             counters: Arc::new(Counters::default()),
         }
     }
 
-    /// Registers an async method taking the tuple of its arguments `A`.
+    /// Serves `service` (for example what `#[kafka_rpc::service]` generates for a trait
+    /// implementation). A server serves one `Service`: [`run`](Server::run) refuses a server
+    /// given both a `Service` and methods registered one by one, and a service whose
+    /// [`Service::name`] differs from [`ServerOptions::service`].
+    pub fn service(mut self, service: impl Service) -> Self {
+        self.service = Some(Arc::new(service));
+        self
+    }
+
+    /// Registers an async method taking the tuple of its arguments `A` (the dynamic way to
+    /// build a [`Service`]: see [`Methods`]).
     pub fn method<A, R, F, Fut>(mut self, name: &str, f: F) -> Self
     where
         A: DeserializeOwned + Send + 'static,
@@ -68,30 +81,38 @@ impl Server {
         F: Fn(A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
     {
-        self.handlers
-            .insert(name.to_string(), handler::from_async(f));
+        self.methods.add(name, f);
         self
     }
 
-    /// Registers a blocking method (run on the blocking thread pool).
+    /// Registers an async method taking the request context and the tuple of its arguments.
+    pub fn method_with_context<A, R, F, Fut>(mut self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(RequestContext, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        self.methods.add_with_context(name, f);
+        self
+    }
+
+    /// Registers a blocking method (run on the blocking thread pool; see
+    /// [`Methods::add_blocking`] for what cancellation can and cannot do to it).
     pub fn method_blocking<A, R, F>(mut self, name: &str, f: F) -> Self
     where
         A: DeserializeOwned + Send + 'static,
         R: Serialize + Send + 'static,
         F: Fn(A) -> Result<R, HandlerError> + Send + Sync + 'static,
     {
-        self.handlers
-            .insert(name.to_string(), handler::from_blocking(f));
+        self.methods.add_blocking(name, f);
         self
     }
 
     /// Declares the parameter names of `method`, in order, so that callers of the legacy
     /// (Python) format may pass keyword arguments: they are put in place by name.
     pub fn parameters(mut self, method: &str, names: &[&str]) -> Self {
-        self.params.insert(
-            method.to_string(),
-            names.iter().map(|n| n.to_string()).collect(),
-        );
+        self.methods.set_parameters(method, names);
         self
     }
 
@@ -101,7 +122,11 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then stops fetching, finishes and answers the requests
-    /// in hand, commits, and leaves the group. Returns the final counters.
+    /// in hand for at most [`ServerOptions::drain_timeout`], cancels the handlers still
+    /// running (their contexts are told; after [`ServerOptions::cancel_grace`] they are
+    /// dropped, their requests left uncommitted for the partition's next owner), commits, and
+    /// leaves the group. No request task outlives it (a blocking handler's thread runs on
+    /// until its function returns: threads cannot be stopped). Returns the final counters.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<ServerStats, RpcError> {
         let o = &self.options;
         if o.concurrency == 0 {
@@ -118,6 +143,23 @@ impl Server {
                 o.drain_timeout, o.rebalance_timeout
             )));
         }
+        let service: Arc<dyn Service> = match (self.service, self.methods.is_empty()) {
+            (Some(_), false) => {
+                return Err(RpcError::InvalidArgument(
+                    "a server serves one Service: it was given both a Service and methods registered one by one".into(),
+                ))
+            }
+            (Some(s), true) => s,
+            (None, _) => Arc::new(self.methods),
+        };
+        if let Some(name) = service.name() {
+            if name != o.service {
+                return Err(RpcError::InvalidArgument(format!(
+                    "the service {name:?} cannot be served as {:?} (ServerOptions::service)",
+                    o.service
+                )));
+            }
+        }
         let names = TopicNames::of(o)?;
         let topic = names.requests.clone();
         let topics = TopicCache::default();
@@ -129,152 +171,156 @@ impl Server {
         for extra in [&names.completions, &names.dead_letters] {
             topics.ensure(&self.kafka, extra, request_parts, rf).await?;
         }
-        let protocol = match &o.legacy {
-            None => Protocol::Native,
+        // The one place the record format and sealing of this server are chosen.
+        let codec = match &o.legacy {
+            None => ServerCodec::Native {
+                sealing: o.security.clone(),
+                replay_window: o.dedup_max_age,
+            },
             Some(legacy) => {
                 let reply_topic = crate::legacy::client_topic(&o.service);
                 let reply_partitions = topics
                     .ensure_counted(&self.kafka, &reply_topic, names.partitions, rf)
                     .await?;
-                Protocol::Legacy(LegacyServing {
+                ServerCodec::Legacy {
                     format: legacy.format.clone(),
                     reply_topic,
                     reply_partitions,
-                    params: self.params,
-                })
+                }
             }
         };
         let group = o.group_config()?;
-        let mut consumer = GroupConsumer::new(self.kafka.clone(), group)
+        let consumer = GroupConsumer::new(self.kafka.clone(), group)
             .map_err(|e| RpcError::kafka("joining the server group", e))?;
+        let committer = consumer.committer();
+        let producer = Producer::new(
+            self.kafka.clone(),
+            ProducerConfig {
+                linger: Duration::ZERO,
+                ..ProducerConfig::default()
+            },
+        );
         let dispatcher = Arc::new(Dispatcher {
-            producer: Producer::new(
-                self.kafka.clone(),
-                ProducerConfig {
-                    linger: Duration::ZERO,
-                    ..ProducerConfig::default()
-                },
-            ),
-            handlers: self.handlers,
+            outbox: Arc::new(producer),
+            service,
+            service_name: o.service.clone(),
+            codec,
             counters: self.counters.clone(),
             server_id: o.server_id.clone(),
-            protocol,
             completions_topic: names.completions.clone(),
             dead_letter_topic: names.dead_letters.clone(),
             max_request_bytes: o.max_request_bytes,
             dedup_limits: (o.dedup_window, o.dedup_max_age),
-            security: o.security.clone(),
             windows: Mutex::new(HashMap::new()),
-            progress: Mutex::new(Progress::default()),
-            keyed: Mutex::new(HashMap::new()),
-            next_seq: Default::default(),
-            side_partitions: std::sync::atomic::AtomicI32::new(request_parts),
-            finished: tokio::sync::Notify::new(),
+            side_partitions: AtomicI32::new(request_parts),
+            stopping: CancellationToken::new(),
+            cancel_grace: o.cancel_grace,
         });
-        let permits = Arc::new(Semaphore::new(o.concurrency));
+        let mut pipeline = Pipeline::new(dispatcher.clone(), o.concurrency);
         tracing::info!(service = %o.service, server = %o.server_id, %topic, group = %names.group, legacy = o.legacy.is_some(), "serving");
         let mut commit_tick = tokio::time::interval(o.commit_interval);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
-        let committer = consumer.committer();
-        let outcome: Result<(), RpcError> = 'serve: loop {
-            // Commits run beside the poll, never by cancelling it: a fetch slower than the
-            // commit interval (a loaded broker) would otherwise be cancelled every time and
-            // the server would never consume anything.
-            let event = {
-                let poll = consumer.poll();
-                tokio::pin!(poll);
-                loop {
-                    tokio::select! {
-                        biased;
-                        _ = &mut shutdown => break 'serve Ok(()),
-                        _ = commit_tick.tick() => dispatcher.commit(&committer).await,
-                        event = &mut poll => break event,
-                    }
-                }
-            };
-            self.counters.undecodable_batches.store(
-                consumer.skipped_batches(),
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            self.counters.reset_skipped_offsets.store(
-                consumer.reset_skipped_offsets(),
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            {
-                match event {
-                    Err(e) => break 'serve Err(RpcError::kafka(format!("consuming {topic}"), e)),
-                    Ok(GroupEvent::Assigned(a)) => {
-                        Counters::bump(&self.counters.assignments);
-                        let completion_parts;
-                        (request_parts, completion_parts) =
-                            follow_request_partitions(&self.kafka, &names, request_parts).await;
-                        dispatcher
-                            .side_partitions
-                            .store(completion_parts, std::sync::atomic::Ordering::Relaxed);
-                        for &p in a.get(&topic).map(Vec::as_slice).unwrap_or_default() {
-                            if p >= completion_parts {
-                                // Logged by follow_request_partitions: nothing to load.
-                                continue;
-                            }
-                            let loaded = completions::load_window(
-                                &self.kafka,
-                                &dispatcher.completions_topic,
-                                p,
-                                dispatcher.dedup_limits,
-                                o.drain_timeout,
-                            )
-                            .await;
-                            match loaded {
-                                Ok(window) => {
-                                    dispatcher.windows().insert(p, window);
+        // The consumer polls in a task of its own, so a fetch is never cancelled by a commit
+        // tick or a finishing request (a fetch slower than the commit interval would otherwise
+        // never complete), and this loop never waits on anything but its select.
+        let stop_polling = CancellationToken::new();
+        let (mut events, pump) = pump::spawn(consumer, stop_polling.clone());
+        let outcome: Result<(), RpcError> = loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break Ok(()),
+                _ = commit_tick.tick() => pipeline.commit(&committer).await,
+                () = pipeline.step(), if pipeline.has_work() => {}
+                polled = events.recv(), if pipeline.may_admit() => {
+                    let Some(polled) = polled else {
+                        break Err(RpcError::Closed);
+                    };
+                    self.counters.undecodable_batches.store(polled.undecodable_batches, Relaxed);
+                    self.counters.reset_skipped_offsets.store(polled.reset_skipped_offsets, Relaxed);
+                    match polled.event {
+                        Err(e) => break Err(RpcError::kafka(format!("consuming {topic}"), e)),
+                        Ok(GroupEvent::Assigned(a)) => {
+                            Counters::bump(&self.counters.assignments);
+                            let completion_parts;
+                            (request_parts, completion_parts) =
+                                follow_request_partitions(&self.kafka, &names, request_parts).await;
+                            dispatcher.side_partitions.store(completion_parts, Relaxed);
+                            for &p in a.get(&topic).map(Vec::as_slice).unwrap_or_default() {
+                                if p >= completion_parts {
+                                    // Logged by follow_request_partitions: nothing to load.
+                                    continue;
                                 }
-                                Err(e) => {
-                                    tracing::warn!(partition = p, error = %e, "dedup window not loaded; redeliveries of this partition may run again")
+                                let loaded = completions::load_window(
+                                    &self.kafka,
+                                    &dispatcher.completions_topic,
+                                    p,
+                                    dispatcher.dedup_limits,
+                                    o.drain_timeout,
+                                )
+                                .await;
+                                match loaded {
+                                    Ok(window) => {
+                                        dispatcher.windows().insert(p, window);
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(partition = p, error = %e, "dedup window not loaded; redeliveries of this partition may run again")
+                                    }
                                 }
                             }
+                            tracing::info!(service = %o.service, assignment = ?a, "partitions assigned");
                         }
-                        tracing::info!(service = %o.service, assignment = ?a, "partitions assigned");
-                    }
-                    Ok(GroupEvent::Revoked(a)) => {
-                        tracing::info!(service = %o.service, revoked = ?a, "partitions revoked; finishing their requests");
-                        dispatcher.drain(o.drain_timeout).await;
-                        dispatcher.commit(&committer).await;
-                        let mut progress = dispatcher.progress();
-                        for (t, parts) in &a {
-                            for p in parts {
-                                progress.forget(t, *p);
-                                dispatcher.windows().remove(p);
+                        Ok(GroupEvent::Revoked(a)) => {
+                            tracing::info!(service = %o.service, revoked = ?a, "partitions revoked; finishing their requests");
+                            pipeline.drain(o.drain_timeout).await;
+                            pipeline.commit(&committer).await;
+                            for (t, parts) in &a {
+                                for p in parts {
+                                    pipeline.forget(t, *p);
+                                }
+                            }
+                        }
+                        Ok(GroupEvent::Records(records)) => {
+                            // An undecodable batch is dead-lettered before anything after it
+                            // runs: if it cannot be (after the producer's own retries), the
+                            // server stops before any later record could be committed past it,
+                            // and the batch is met again by whichever server takes the partition.
+                            let mut failed = None;
+                            for batch in &polled.skipped {
+                                if let Err(e) = dispatcher.dead_letter_batch(batch).await {
+                                    failed = Some(e);
+                                    break;
+                                }
+                            }
+                            if let Some(e) = failed {
+                                break Err(e);
+                            }
+                            for record in records {
+                                pipeline.admit(record);
                             }
                         }
                     }
-                    Ok(GroupEvent::Records(records)) => {
-                        // An undecodable batch is dead-lettered before anything after it runs:
-                        // if it cannot be (after the producer's own retries), the server stops
-                        // before any later record could be committed past it, and the batch
-                        // is met again by whichever server takes the partition.
-                        for batch in consumer.take_skipped() {
-                            if let Err(e) = dispatcher.dead_letter_batch(&batch).await {
-                                break 'serve Err(e);
-                            }
-                        }
-                        for record in records {
-                            let permit = permits
-                                .clone()
-                                .acquire_owned()
-                                .await
-                                .expect("the semaphore is never closed");
-                            dispatcher.start(record, permit);
-                        }
+                    // The consumer polls again only once the event is handled (a revocation
+                    // is drained and committed before the group moves on).
+                    if let Some(ack) = polled.handled {
+                        let _ = ack.send(());
                     }
                 }
             }
         };
         tracing::info!(service = %o.service, "stopping: finishing requests in hand");
-        dispatcher.drain(o.drain_timeout).await;
-        dispatcher.commit(&committer).await;
-        if let Err(e) = consumer.close().await {
-            tracing::warn!(error = %e, "leaving the group failed");
+        stop_polling.cancel();
+        drop(events);
+        pipeline.drain(o.drain_timeout).await;
+        pipeline.stop().await;
+        pipeline.commit(&committer).await;
+        match pump.await {
+            Ok(consumer) => {
+                if let Err(e) = consumer.close().await {
+                    tracing::warn!(error = %e, "leaving the group failed");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "the consumer task failed"),
         }
         outcome?;
         Ok(self.counters.snapshot())

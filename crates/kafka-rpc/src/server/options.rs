@@ -55,6 +55,14 @@ pub struct ServerOptions {
     /// On shutdown or revocation, how long to wait for running handlers. Must be below
     /// `rebalance_timeout` (the group waits that long for a draining server to rejoin).
     pub drain_timeout: Duration,
+    /// How long a handler still running at its request's deadline may take to return once told
+    /// (through [`RequestContext::cancelled`](crate::RequestContext::cancelled)) before it is
+    /// dropped; either way the caller is answered `DEADLINE_EXCEEDED` and the handler's
+    /// concurrency permit released, so a handler that ignores cancellation never holds a
+    /// permit for longer than its deadline plus this. Also how long handlers are given after
+    /// the drain timeout when the server stops. No Java client setting matches; gRPC servers
+    /// drop the handler at once, this gives a cooperative one time to clean up. Default 100 ms.
+    pub cancel_grace: Duration,
     /// Request ids remembered per partition to suppress redeliveries.
     pub dedup_window: usize,
     /// How long a request id is remembered.
@@ -87,6 +95,7 @@ impl ServerOptions {
             metadata_max_age: Duration::from_secs(30),
             commit_interval: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
+            cancel_grace: Duration::from_millis(100),
             dedup_window: 10_000,
             dedup_max_age: Duration::from_secs(600),
             max_request_bytes: 1024 * 1024,

@@ -55,6 +55,12 @@ counters! {
     malformed,
     /// Requests not started because their deadline had passed.
     expired,
+    /// Calls whose handler was still running at the deadline: cancelled through its context
+    /// and answered DEADLINE_EXCEEDED (its permit released).
+    deadline_exceeded,
+    /// Calls whose handler was stopped because the server stopped (drain timeout run out):
+    /// not answered, left uncommitted for the partition's next owner.
+    stopped,
     /// Redelivered requests not run again (their reply re-sent, or still running).
     deduplicated,
     /// Requests over the size limit.

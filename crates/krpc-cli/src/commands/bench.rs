@@ -29,6 +29,10 @@ pub enum Mode {
 pub struct Args {
     #[command(flatten)]
     broker: BrokerArgs,
+    /// Create the service's request topic if it does not exist (by default a bench of a
+    /// service with no request topic fails at once).
+    #[arg(long, env = "KRPC_CREATE_REQUEST_TOPICS")]
+    create_request_topic: bool,
     #[command(flatten)]
     fetch: FetchArgs,
     /// The service to call (serve it with `krpc serve`).
@@ -79,7 +83,12 @@ pub async fn run(args: Args) -> CmdResult {
         (None, None) => Some(Duration::from_secs(10)),
     };
     let kafka = args.broker.connect().await?;
-    let mut client_options = ClientOptions::default();
+    let mut client_options = ClientOptions {
+        create_request_topics: args.create_request_topic,
+        ..ClientOptions::default()
+    };
+    // The bench's own concurrency is the bound it measures under.
+    client_options.max_in_flight = client_options.max_in_flight.max(concurrency);
     if let Some(wait) = args.fetch.fetch_max_wait {
         client_options.reply_fetch_max_wait = wait;
     }

@@ -29,6 +29,10 @@ pub struct Args {
     /// Send a one-way job (no reply; it runs whenever a server is up).
     #[arg(long, conflicts_with = "legacy")]
     oneway: bool,
+    /// Create the service's request topic if it does not exist. Without it, calling a service
+    /// that has no request topic (no server of it ever ran, or a misspelt name) fails at once.
+    #[arg(long, env = "KRPC_CREATE_REQUEST_TOPICS")]
+    create_request_topic: bool,
     #[command(flatten)]
     fetch: FetchArgs,
     #[command(flatten)]
@@ -80,7 +84,10 @@ pub async fn run(args: Args) -> CmdResult {
         println!("{}", response.value);
         return Ok(());
     }
-    let mut options = ClientOptions::default();
+    let mut options = ClientOptions {
+        create_request_topics: args.create_request_topic,
+        ..ClientOptions::default()
+    };
     if let Some(wait) = args.fetch.fetch_max_wait {
         options.reply_fetch_max_wait = wait;
     }

@@ -3,6 +3,8 @@
 //! maps (field names on the wire), so other languages read them without knowing the Rust
 //! field order.
 
+pub(crate) mod record;
+
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

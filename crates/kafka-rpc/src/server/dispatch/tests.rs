@@ -1,0 +1,457 @@
+//! The dispatcher with no broker: records go in through `Pipeline::admit`, what it produces is
+//! recorded by a fake outbox.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+use tokio::sync::Notify;
+
+use super::*;
+use crate::codec;
+use crate::envelope::Request;
+use crate::service::Methods;
+
+const REPLIES: &str = "krpc.replies";
+
+/// Records what the dispatcher produces.
+#[derive(Default)]
+struct Recorder {
+    sent: Mutex<Vec<(String, i32, ProducerRecord)>>,
+    changed: Notify,
+}
+
+impl Outbox for Arc<Recorder> {
+    fn send(
+        &self,
+        topic: &str,
+        partition: i32,
+        record: ProducerRecord,
+    ) -> BoxFuture<'static, Result<(), kafka_wire::Error>> {
+        lock(&self.sent).push((topic.to_string(), partition, record));
+        self.changed.notify_waiters();
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl Recorder {
+    /// The replies sent so far, in order.
+    fn replies(&self) -> Vec<Reply> {
+        lock(&self.sent)
+            .iter()
+            .filter(|(t, _, _)| t == REPLIES)
+            .map(|(t, p, r)| Reply::from_record(&consumer_record(t, *p, 0, r.clone())).unwrap())
+            .collect()
+    }
+}
+
+fn consumer_record(topic: &str, partition: i32, offset: i64, r: ProducerRecord) -> ConsumerRecord {
+    ConsumerRecord {
+        topic: topic.into(),
+        partition,
+        offset,
+        timestamp: r.timestamp.unwrap_or_else(now_ms),
+        log_append_time: false,
+        key: r.key,
+        value: r.value,
+        headers: r.headers,
+    }
+}
+
+struct Harness {
+    pipeline: Pipeline,
+    out: Arc<Recorder>,
+}
+
+fn harness(methods: Methods, concurrency: usize, cancel_grace: Duration) -> Harness {
+    let out = Arc::new(Recorder::default());
+    let dispatcher = Arc::new(Dispatcher {
+        outbox: Arc::new(out.clone()),
+        service: Arc::new(methods),
+        service_name: "Svc".into(),
+        codec: ServerCodec::Native {
+            sealing: None,
+            replay_window: Duration::from_secs(600),
+        },
+        counters: Arc::new(Counters::default()),
+        server_id: "server-test".into(),
+        completions_topic: "krpc.Svc.completed".into(),
+        dead_letter_topic: "krpc.Svc.dead-letters".into(),
+        max_request_bytes: 1 << 20,
+        dedup_limits: (1000, Duration::from_secs(600)),
+        windows: Mutex::new(HashMap::new()),
+        side_partitions: AtomicI32::new(16),
+        stopping: CancellationToken::new(),
+        cancel_grace,
+    });
+    Harness {
+        pipeline: Pipeline::new(dispatcher, concurrency),
+        out,
+    }
+}
+
+/// A request record of `method(args)` at `offset`, answered to `REPLIES`.
+fn request<A: serde::Serialize>(
+    id: u8,
+    offset: i64,
+    method: &str,
+    args: &A,
+    key: Option<&str>,
+    timeout: Option<Duration>,
+) -> ConsumerRecord {
+    let sent_ms = now_ms();
+    let r = Request {
+        id: RequestId([id; 16]),
+        method: method.into(),
+        reply_to: Some(ReplyTo {
+            topic: REPLIES.into(),
+            partition: 0,
+        }),
+        deadline_ms: timeout.map(|t| sent_ms + t.as_millis() as i64),
+        sent_ms,
+        payload: codec::encode_args(args).unwrap(),
+        key_id: None,
+        metadata: Default::default(),
+    };
+    let record = r.to_record(key.map(|k| Bytes::copy_from_slice(k.as_bytes())));
+    consumer_record("krpc.Svc.requests", 0, offset, record)
+}
+
+impl Harness {
+    /// Runs the pipeline until `done` holds (at most 5 s).
+    async fn run_until(&mut self, what: &str, done: impl Fn(&Self) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !done(self) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            if self.pipeline.has_work() {
+                let _ = tokio::time::timeout_at(deadline, self.pipeline.step()).await;
+            } else {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    fn replies(&self) -> Vec<Reply> {
+        self.out.replies()
+    }
+
+    fn reply_to(&self, id: u8) -> Option<Reply> {
+        self.replies()
+            .into_iter()
+            .find(|r| r.id == RequestId([id; 16]))
+    }
+
+    fn counters(&self) -> crate::ServerStats {
+        self.pipeline.dispatcher.counters.snapshot()
+    }
+}
+
+fn value<T: serde::de::DeserializeOwned>(reply: &Reply) -> T {
+    assert_eq!(reply.status, StatusCode::Ok, "{}", reply.message);
+    codec::decode(&reply.payload).unwrap()
+}
+
+#[tokio::test]
+async fn a_redelivered_request_runs_once_and_gets_its_reply_again() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut m = Methods::new();
+    let r = runs.clone();
+    m.add("add", move |(a, b): (i64, i64)| {
+        r.fetch_add(1, SeqCst);
+        async move { Ok::<_, HandlerError>(a + b) }
+    });
+    let mut h = harness(m, 4, Duration::from_millis(100));
+    h.pipeline.admit(request(1, 0, "add", &(2, 3), None, None));
+    h.run_until("the first reply", |h| h.replies().len() == 1)
+        .await;
+    // The same request id again at a later offset (a redelivery or a producer retry).
+    h.pipeline.admit(request(1, 1, "add", &(2, 3), None, None));
+    h.run_until("the second reply", |h| h.replies().len() == 2)
+        .await;
+    assert_eq!(runs.load(SeqCst), 1, "the handler ran once");
+    let replies = h.replies();
+    assert_eq!(value::<i64>(&replies[0]), 5);
+    assert_eq!(replies[0], replies[1], "the cached reply is re-sent");
+    assert_eq!(h.counters().deduplicated, 1);
+    assert_eq!(h.pipeline.in_flight(), 0, "both offsets finished");
+}
+
+#[tokio::test]
+async fn a_request_past_its_deadline_is_not_run_nor_answered() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut m = Methods::new();
+    let r = runs.clone();
+    m.add("ping", move |(): ()| {
+        r.fetch_add(1, SeqCst);
+        async move { Ok::<_, HandlerError>(()) }
+    });
+    let mut h = harness(m, 4, Duration::from_millis(100));
+    let mut expired = request(1, 0, "ping", &(), None, None);
+    // Sent a second ago with a 1 ms budget.
+    let sent = now_ms() - 1000;
+    let r = Request::from_record(&expired).unwrap();
+    let rec = Request {
+        sent_ms: sent,
+        deadline_ms: Some(sent + 1),
+        ..r
+    }
+    .to_record(None);
+    expired.headers = rec.headers;
+    h.pipeline.admit(expired);
+    h.pipeline.admit(request(2, 1, "ping", &(), None, None));
+    h.run_until("the live request's reply", |h| h.reply_to(2).is_some())
+        .await;
+    h.run_until("both finished", |h| h.pipeline.in_flight() == 0)
+        .await;
+    assert_eq!(runs.load(SeqCst), 1, "only the live request ran");
+    assert!(h.reply_to(1).is_none(), "the caller gave up: no reply");
+    assert_eq!(h.counters().expired, 1);
+}
+
+#[tokio::test]
+async fn requests_of_one_routing_key_run_one_at_a_time_in_offset_order() {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let mut m = Methods::new();
+    let (o, r, mo) = (order.clone(), running.clone(), most.clone());
+    m.add("step", move |(n,): (u32,)| {
+        let (o, r, mo) = (o.clone(), r.clone(), mo.clone());
+        async move {
+            let now = r.fetch_add(1, SeqCst) + 1;
+            mo.fetch_max(now, SeqCst);
+            // Later requests finish faster: without ordering they would overtake.
+            tokio::time::sleep(Duration::from_millis(u64::from(20 - n * 3))).await;
+            lock(&o).push(n);
+            r.fetch_sub(1, SeqCst);
+            Ok::<_, HandlerError>(n)
+        }
+    });
+    let mut h = harness(m, 8, Duration::from_millis(100));
+    for n in 0..6u32 {
+        h.pipeline.admit(request(
+            n as u8 + 1,
+            i64::from(n),
+            "step",
+            &(n,),
+            Some("acct-7"),
+            None,
+        ));
+    }
+    h.run_until("six replies", |h| h.replies().len() == 6).await;
+    assert_eq!(*lock(&order), vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(most.load(SeqCst), 1, "never two of one key at once");
+}
+
+#[tokio::test]
+async fn a_hot_routing_key_does_not_stall_other_keys() {
+    // Two permits; the hot key's first request blocks until released, and three more of it
+    // wait behind it. On the old dispatcher each waiting one held a permit, so the other key's
+    // request could not start until the hot key drained.
+    let gate = Arc::new(Notify::new());
+    let mut m = Methods::new();
+    let g = gate.clone();
+    m.add("hot", move |(): ()| {
+        let g = g.clone();
+        async move {
+            g.notified().await;
+            Ok::<_, HandlerError>("hot")
+        }
+    });
+    m.add(
+        "cold",
+        |(): ()| async move { Ok::<_, HandlerError>("cold") },
+    );
+    let mut h = harness(m, 2, Duration::from_millis(100));
+    for i in 0..4u8 {
+        h.pipeline.admit(request(
+            i + 1,
+            i64::from(i),
+            "hot",
+            &(),
+            Some("hot-key"),
+            None,
+        ));
+    }
+    h.pipeline
+        .admit(request(9, 4, "cold", &(), Some("cold-key"), None));
+    h.run_until("the cold key's reply while the hot key is blocked", |h| {
+        h.reply_to(9).is_some()
+    })
+    .await;
+    assert_eq!(value::<String>(&h.reply_to(9).unwrap()), "cold");
+    assert_eq!(h.replies().len(), 1, "the hot key is still blocked");
+    assert_eq!(
+        h.pipeline.permits.available_permits(),
+        1,
+        "the hot key holds one permit, not one per waiting request"
+    );
+    // Release the hot key one by one; all four finish in order.
+    for n in 1..=4 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while h.replies().len() < 1 + n {
+            gate.notify_waiters();
+            assert!(tokio::time::Instant::now() < deadline, "hot request {n}");
+            let _ = tokio::time::timeout(Duration::from_millis(20), h.pipeline.step()).await;
+        }
+    }
+    let hot: Vec<_> = h.replies()[1..].iter().map(|r| r.id.0[0]).collect();
+    assert_eq!(hot, vec![1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn a_handler_waiting_on_cancellation_returns_at_its_deadline_and_frees_its_permit() {
+    let returned_late_by = Arc::new(Mutex::new(None::<i64>));
+    let mut m = Methods::new();
+    let late = returned_late_by.clone();
+    m.add_with_context("wait", move |ctx: RequestContext, (): ()| {
+        let late = late.clone();
+        async move {
+            ctx.cancelled().await;
+            let deadline = ctx.deadline_ms().unwrap();
+            *lock(&late) = Some(now_ms() - deadline);
+            assert_eq!(ctx.cancel_reason(), Some(CancelReason::DeadlineExceeded));
+            Ok::<_, HandlerError>(())
+        }
+    });
+    m.add(
+        "ping",
+        |(): ()| async move { Ok::<_, HandlerError>("pong") },
+    );
+    // One permit: the second call runs only if the first gave its permit back.
+    let mut h = harness(m, 1, Duration::from_secs(5));
+    h.pipeline.admit(request(
+        1,
+        0,
+        "wait",
+        &(),
+        None,
+        Some(Duration::from_millis(300)),
+    ));
+    h.pipeline.admit(request(2, 1, "ping", &(), None, None));
+    h.run_until("both replies", |h| h.replies().len() == 2)
+        .await;
+    let first = h.reply_to(1).unwrap();
+    assert_eq!(
+        first.status,
+        StatusCode::DeadlineExceeded,
+        "{}",
+        first.message
+    );
+    let late = lock(&returned_late_by).expect("the handler returned");
+    assert!(
+        (-5..100).contains(&late),
+        "the handler returned {late} ms after its deadline"
+    );
+    assert_eq!(value::<String>(&h.reply_to(2).unwrap()), "pong");
+    assert_eq!(h.counters().deadline_exceeded, 1);
+}
+
+#[tokio::test]
+async fn a_handler_ignoring_cancellation_is_dropped_after_the_grace_and_frees_its_permit() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    struct Guard(Arc<AtomicUsize>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    let mut m = Methods::new();
+    let d = dropped.clone();
+    m.add("stuck", move |(): ()| {
+        let guard = Guard(d.clone());
+        async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+            Ok::<_, HandlerError>(())
+        }
+    });
+    m.add(
+        "ping",
+        |(): ()| async move { Ok::<_, HandlerError>("pong") },
+    );
+    let mut h = harness(m, 1, Duration::from_millis(50));
+    h.pipeline.admit(request(
+        1,
+        0,
+        "stuck",
+        &(),
+        None,
+        Some(Duration::from_millis(200)),
+    ));
+    h.pipeline.admit(request(2, 1, "ping", &(), None, None));
+    let started = Instant::now();
+    h.run_until("both replies", |h| h.replies().len() == 2)
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(h.reply_to(1).unwrap().status, StatusCode::DeadlineExceeded);
+    assert_eq!(dropped.load(SeqCst), 1, "the stuck handler was dropped");
+    assert_eq!(value::<String>(&h.reply_to(2).unwrap()), "pong");
+}
+
+#[tokio::test]
+async fn stopping_cancels_running_handlers_and_leaves_their_offsets_uncommitted() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    struct Guard(Arc<AtomicUsize>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    let mut m = Methods::new();
+    let d = dropped.clone();
+    m.add("forever", move |(): ()| {
+        let guard = Guard(d.clone());
+        async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let mut h = harness(m, 2, Duration::from_millis(50));
+    for i in 0..3u8 {
+        h.pipeline
+            .admit(request(i + 1, i64::from(i), "forever", &(), None, None));
+    }
+    h.pipeline.drain(Duration::from_millis(100)).await;
+    let stopped = Instant::now();
+    h.pipeline.stop().await;
+    assert!(stopped.elapsed() < Duration::from_secs(1));
+    assert_eq!(dropped.load(SeqCst), 2, "both running handlers are gone");
+    assert!(h.pipeline.tasks.is_empty());
+    assert!(
+        h.replies().is_empty(),
+        "abandoned requests are not answered"
+    );
+    assert!(
+        h.pipeline.progress.to_commit().is_empty(),
+        "nothing committed past them"
+    );
+    assert_eq!(h.counters().stopped, 2);
+}
+
+#[tokio::test]
+async fn caller_metadata_and_routing_key_reach_the_context() {
+    let mut m = Methods::new();
+    m.add_with_context("who", |ctx: RequestContext, (): ()| async move {
+        Ok::<_, HandlerError>((
+            ctx.metadata().get_str("tenant").map(str::to_string),
+            ctx.routing_key().map(|k| k.to_vec()),
+            ctx.server_id().to_string(),
+            ctx.time_left().is_some(),
+        ))
+    });
+    let mut h = harness(m, 1, Duration::from_millis(100));
+    let mut rec = request(1, 0, "who", &(), Some("k1"), Some(Duration::from_secs(10)));
+    rec.headers
+        .push(kafka_wire::Header::new("krpc-meta-tenant", "acme"));
+    h.pipeline.admit(rec);
+    h.run_until("the reply", |h| h.replies().len() == 1).await;
+    let (tenant, key, server, has_deadline): (Option<String>, Option<Vec<u8>>, String, bool) =
+        value(&h.replies()[0]);
+    assert_eq!(tenant.as_deref(), Some("acme"));
+    assert_eq!(key.as_deref(), Some(&b"k1"[..]));
+    assert_eq!(server, "server-test");
+    assert!(has_deadline);
+}
