@@ -200,8 +200,20 @@ def consume(client, bootstrap, topic, count):
                           "headers": [[k, hexb(v)] for k, v in headers], "timestamp": ts}))
 
 
+def watermarks(bootstrap, topic, partition):
+    # librdkafka's view of a partition's log start offset and high watermark.
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "interop-unused"})
+    low, high = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=DEADLINE_S)
+    c.close()
+    print(json.dumps({"low": low, "high": high}))
+
+
 def main():
     cmd = sys.argv[1]
+    if cmd == "watermarks":
+        watermarks(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
     if cmd == "produce":
         produce(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]))
     elif cmd == "consume":

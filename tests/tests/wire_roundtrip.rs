@@ -268,3 +268,52 @@ async fn a_live_consumer_misses_nothing_while_eight_producers_race_into_one_part
         "every offset once, in order"
     );
 }
+
+/// DeleteRecords (KIP-107) moves the log start offset: the records below it are gone for every
+/// reader (librdkafka sees the same watermarks), the rest still read; deleting below the log
+/// start changes nothing; past the high watermark is the broker's OFFSET_OUT_OF_RANGE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_moves_the_log_start_offset() {
+    let addr = Broker::shared().addr().to_string();
+    let client = kafka::client(&addr).await;
+    let topic = kafka::topic(&client, "delete-records", 1).await;
+    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    for i in 0..10 {
+        producer
+            .produce(&topic, sample::record(i))
+            .await
+            .expect("produce");
+    }
+    let trimmed = client
+        .delete_records(&topic, &[(0, 6)].into_iter().collect())
+        .await
+        .expect("delete records");
+    assert_eq!(trimmed[&0], 6, "the low watermark in the response");
+    assert_eq!(
+        client
+            .list_offset(&topic, 0, OffsetSpec::Earliest)
+            .await
+            .unwrap(),
+        6
+    );
+    let seen: serde_json::Value = serde_json::from_str(
+        python::run("peers.py", &["watermarks", &addr, &topic, "0"], T).trim(),
+    )
+    .expect("peers.py watermarks prints JSON");
+    assert_eq!(seen, serde_json::json!({"low": 6, "high": 10}));
+    let rest = kafka::read(&client, &topic, 0, 6, 4, T).await;
+    assert_eq!(
+        rest.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![6, 7, 8, 9]
+    );
+    let again = client
+        .delete_records(&topic, &[(0, 2)].into_iter().collect())
+        .await
+        .expect("deleting below the log start");
+    assert_eq!(again[&0], 6, "nothing changes below the log start");
+    let past = client
+        .delete_records(&topic, &[(0, 11)].into_iter().collect())
+        .await
+        .expect_err("past the high watermark");
+    assert!(past.to_string().contains("OffsetOutOfRange"), "{past}");
+}

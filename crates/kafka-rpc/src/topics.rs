@@ -2,12 +2,37 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use kafka_wire::{Client, NewTopic};
 
 use crate::error::RpcError;
 
-/// Partitions and replication of the topics kafka-rpc creates.
+/// Partitions, replication and retention of the topics kafka-rpc creates. They apply when a
+/// topic is created; a topic that exists keeps its settings (change them with
+/// `kafka-configs.sh --alter`).
+///
+/// Retention is each topic's `retention.ms` topic config (None: the broker's
+/// `log.retention.ms`, 7 days on Apache Kafka). Every kind of topic gets what its records are
+/// for: requests wait for a server; replies are read within a call's timeout; completions
+/// rebuild the dedup window, which looks back `ServerOptions::dedup_max_age` (a server refuses
+/// to start with a shorter completion retention); dead letters wait for a person.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use kafka_rpc::{topics::TopicKind, TopicOptions};
+///
+/// let topics = TopicOptions {
+///     reply_retention: Some(Duration::from_secs(600)),
+///     ..TopicOptions::default()
+/// };
+/// assert_eq!(
+///     topics.configs(TopicKind::Replies),
+///     vec![("retention.ms".to_string(), "600000".to_string())]
+/// );
+/// assert!(topics.configs(TopicKind::Requests).is_empty());
+/// ```
 #[derive(Debug, Clone)]
 pub struct TopicOptions {
     /// Partitions of each service's request topic (the most servers that can share its load).
@@ -16,6 +41,18 @@ pub struct TopicOptions {
     pub reply_partitions: i32,
     /// Replication factor (-1: the broker's default).
     pub replication_factor: i16,
+    /// `retention.ms` of request topics. Default `None`: the broker's default, as for any
+    /// topic holding work (one-way jobs may wait for servers that long).
+    pub request_retention: Option<Duration>,
+    /// `retention.ms` of reply topics. Default 1 hour: a reply is read within its call's
+    /// timeout (30 s by default) or never.
+    pub reply_retention: Option<Duration>,
+    /// `retention.ms` of completion topics. Default 24 hours; at least the servers'
+    /// `dedup_max_age` (10 minutes by default). Servers also trim it to their dedup window
+    /// (DeleteRecords), so it stays small whatever this says.
+    pub completion_retention: Option<Duration>,
+    /// `retention.ms` of dead-letter topics. Default 30 days: long enough for a person to look.
+    pub dead_letter_retention: Option<Duration>,
 }
 
 impl Default for TopicOptions {
@@ -24,7 +61,44 @@ impl Default for TopicOptions {
             request_partitions: 16,
             reply_partitions: 16,
             replication_factor: -1,
+            request_retention: None,
+            reply_retention: Some(Duration::from_secs(3600)),
+            completion_retention: Some(Duration::from_secs(24 * 3600)),
+            dead_letter_retention: Some(Duration::from_secs(30 * 24 * 3600)),
         }
+    }
+}
+
+/// The kinds of topic kafka-rpc creates (wire/WIRE.md, "Topics").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicKind {
+    /// A service's request topic.
+    Requests,
+    /// A reply topic.
+    Replies,
+    /// A service's completion topic.
+    Completions,
+    /// A service's dead-letter topic.
+    DeadLetters,
+}
+
+impl TopicOptions {
+    /// The retention of `kind` (see the fields).
+    pub fn retention(&self, kind: TopicKind) -> Option<Duration> {
+        match kind {
+            TopicKind::Requests => self.request_retention,
+            TopicKind::Replies => self.reply_retention,
+            TopicKind::Completions => self.completion_retention,
+            TopicKind::DeadLetters => self.dead_letter_retention,
+        }
+    }
+
+    /// The topic configs a topic of `kind` is created with (`retention.ms`, when set).
+    pub fn configs(&self, kind: TopicKind) -> Vec<(String, String)> {
+        self.retention(kind)
+            .map(|r| ("retention.ms".to_string(), r.as_millis().to_string()))
+            .into_iter()
+            .collect()
     }
 }
 
@@ -42,6 +116,7 @@ impl TopicCache {
         topic: &str,
         partitions: i32,
         replication_factor: i16,
+        configs: &[(String, String)],
     ) -> Result<(), RpcError> {
         if self
             .known
@@ -51,7 +126,8 @@ impl TopicCache {
         {
             return Ok(());
         }
-        let new = NewTopic::new(topic, partitions).replication_factor(replication_factor);
+        let mut new = NewTopic::new(topic, partitions).replication_factor(replication_factor);
+        new.configs = configs.to_vec();
         client
             .create_topics(&[new], true)
             .await
@@ -87,8 +163,9 @@ impl TopicCache {
         topic: &str,
         partitions: i32,
         replication_factor: i16,
+        configs: &[(String, String)],
     ) -> Result<i32, RpcError> {
-        self.ensure(client, topic, partitions, replication_factor)
+        self.ensure(client, topic, partitions, replication_factor, configs)
             .await?;
         client
             .partition_count(topic)

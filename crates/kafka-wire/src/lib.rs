@@ -15,6 +15,7 @@ pub mod client;
 pub mod compression;
 pub mod config;
 pub mod connection;
+pub mod delete_records;
 pub mod error;
 pub mod fetcher;
 pub mod frame;
@@ -27,6 +28,7 @@ pub mod records;
 pub mod sasl;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod topic_configs;
 pub mod topics;
 pub mod versions;
 
@@ -35,9 +37,13 @@ pub use compression::Codec;
 pub use config::{ClientConfig, TlsConfig};
 pub use error::{classify, Error, Recovery, Result};
 pub use fetcher::{FetchConfig, Fetcher, IsolationLevel, OffsetReset, SkippedBatch};
-pub use group::{GroupCommitter, GroupConfig, GroupConsumer, GroupEvent};
+pub use group::{
+    GroupCommitter, GroupConfig, GroupConsumer, GroupDescription, GroupEvent,
+    GroupMemberDescription, ListedGroup,
+};
 pub use offsets::OffsetSpec;
 pub use producer::{Acks, Producer, ProducerConfig, RecordMetadata};
 pub use records::{ConsumerRecord, Header, ProducerRecord};
 pub use sasl::{SaslConfig, SaslMechanism};
+pub use topic_configs::TopicConfigEntry;
 pub use topics::NewTopic;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::{
     ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, TopicName,
@@ -23,6 +23,10 @@ pub struct NewTopic {
     pub partitions: i32,
     /// Replication factor (-1: the broker's default).
     pub replication_factor: i16,
+    /// Topic configs (`retention.ms`, `cleanup.policy`, ...), sent with CreateTopics; a key
+    /// not given keeps the broker's default. A config the broker does not know is its
+    /// INVALID_CONFIG error.
+    pub configs: Vec<(String, String)>,
 }
 
 impl NewTopic {
@@ -32,7 +36,14 @@ impl NewTopic {
             name: name.into(),
             partitions,
             replication_factor: -1,
+            configs: Vec::new(),
         }
+    }
+
+    /// Adds a topic config, e.g. `.config("retention.ms", "3600000")`.
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.configs.push((key.into(), value.into()));
+        self
     }
 
     /// Sets the replication factor.
@@ -57,6 +68,16 @@ impl Client {
                             .with_name(TopicName(StrBytes::from_string(t.name.clone())))
                             .with_num_partitions(t.partitions)
                             .with_replication_factor(t.replication_factor)
+                            .with_configs(
+                                t.configs
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        CreatableTopicConfig::default()
+                                            .with_name(StrBytes::from_string(k.clone()))
+                                            .with_value(Some(StrBytes::from_string(v.clone())))
+                                    })
+                                    .collect(),
+                            )
                     })
                     .collect(),
             );

@@ -3,7 +3,9 @@
 mod broker_args;
 mod commands;
 mod legacy_args;
+mod output;
 mod timing_args;
+mod topic_reader;
 
 use std::process::ExitCode;
 
@@ -19,7 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve a demo service with add(a, b), echo(x) and sleep(ms) until SIGINT/SIGTERM.
+    /// Serve a demo service with add(a, b), echo(x), sleep(ms), fail(message) and
+    /// crash(message) (its handler panics) until SIGINT/SIGTERM.
     Serve(commands::serve::Args),
     /// Call a method with JSON arguments; prints the JSON result.
     Call(commands::call::Args),
@@ -30,9 +33,21 @@ enum Command {
     /// List, create, grow or describe topics.
     #[command(subcommand)]
     Topics(commands::topics::Command),
+    /// A service at a glance: its servers, their partitions, the backlog, dead letters.
+    Status(commands::status::Args),
+    /// List or describe consumer groups (members, partitions, lag).
+    #[command(subcommand)]
+    Groups(commands::groups::Command),
+    /// Read a service's dead letters, and replay chosen ones.
+    #[command(subcommand)]
+    Dlq(commands::dlq::Command),
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` and closed early ends the process quietly, as every Unix
+    // filter does, instead of a panic on the failed write (Rust ignores SIGPIPE by default).
+    // SAFETY: setting a signal disposition to the default before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -59,6 +74,9 @@ fn main() -> ExitCode {
             Command::Bench(args) => commands::bench::run(args).await,
             Command::WireDemo(args) => commands::wire_demo::run(args).await,
             Command::Topics(cmd) => commands::topics::run(cmd).await,
+            Command::Status(args) => commands::status::run(args).await,
+            Command::Groups(cmd) => commands::groups::run(cmd).await,
+            Command::Dlq(cmd) => commands::dlq::run(cmd).await,
         }
     });
     match result {

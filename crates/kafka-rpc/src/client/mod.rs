@@ -25,7 +25,7 @@ use crate::codec::record::ClientCodec;
 use crate::envelope::{ReplyTo, RequestId};
 use crate::error::RpcError;
 use crate::naming::{check_service, request_topic};
-use crate::topics::TopicCache;
+use crate::topics::{TopicCache, TopicKind};
 
 /// A call's result with where and how it ran.
 #[derive(Debug, Clone)]
@@ -82,6 +82,7 @@ impl Client {
                 &reply_topic,
                 options.topics.reply_partitions,
                 options.topics.replication_factor,
+                &options.topics.configs(TopicKind::Replies),
             )
             .await?;
         let slot = partition_for_key(options.instance_id.as_bytes(), partitions);
@@ -242,6 +243,7 @@ impl Client {
                     &topic,
                     t.request_partitions,
                     t.replication_factor,
+                    &t.configs(TopicKind::Requests),
                 )
                 .await?;
             return Ok(topic);

@@ -17,7 +17,7 @@ use crate::client::{CallCore, CallOptions, CallSpec, Response};
 use crate::codec;
 use crate::codec::record::ClientCodec;
 use crate::error::RpcError;
-use crate::topics::TopicCache;
+use crate::topics::{TopicCache, TopicKind, TopicOptions};
 
 /// Settings of a [`LegacyClient`].
 #[derive(Debug, Clone)]
@@ -77,11 +77,25 @@ impl LegacyClient {
         let (request_topic, reply_topic) =
             (server_topic(&options.name), client_topic(&options.name));
         let topics = TopicCache::default();
+        // The retention kafka-rpc gives its own kinds of topic (TopicOptions' defaults).
+        let retention = TopicOptions::default();
         topics
-            .ensure(&kafka, &request_topic, options.partitions, -1)
+            .ensure(
+                &kafka,
+                &request_topic,
+                options.partitions,
+                -1,
+                &retention.configs(TopicKind::Requests),
+            )
             .await?;
         let partitions = topics
-            .ensure_counted(&kafka, &reply_topic, options.partitions, -1)
+            .ensure_counted(
+                &kafka,
+                &reply_topic,
+                options.partitions,
+                -1,
+                &retention.configs(TopicKind::Replies),
+            )
             .await?;
         let mut fetcher = Fetcher::new(
             kafka.clone(),

@@ -5,6 +5,9 @@
 
 use kafka_wire::{ConsumerRecord, Header, ProducerRecord, SkippedBatch};
 
+use crate::envelope::headers as h;
+use crate::envelope::RequestId;
+
 /// Header: why the record was dead-lettered (UTF-8).
 pub const REASON: &str = "krpc-dlq-reason";
 /// Header: the topic it came from (UTF-8).
@@ -65,4 +68,154 @@ pub fn undecodable_batch(batch: &SkippedBatch, server_id: &str) -> ProducerRecor
         ],
         timestamp: None,
     }
+}
+
+/// A record of a dead-letter topic, read back: the provenance headers [`dead_letter`] and
+/// [`undecodable_batch`] write, for `krpc dlq list|show` and for [`replay`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Its offset in the dead-letter topic.
+    pub offset: i64,
+    /// Its partition in the dead-letter topic.
+    pub partition: i32,
+    /// [`REASON`], or `None` if the record lacks it (not written by a kafka-rpc server).
+    pub reason: Option<String>,
+    /// [`SOURCE_TOPIC`].
+    pub source_topic: Option<String>,
+    /// [`SOURCE_PARTITION`].
+    pub source_partition: Option<i32>,
+    /// [`SOURCE_OFFSET`].
+    pub source_offset: Option<i64>,
+    /// [`SOURCE_OFFSET_END`]: set only for an undecodable batch.
+    pub source_offset_end: Option<i64>,
+    /// [`SERVER`].
+    pub server: Option<String>,
+    /// The request's method (`krpc-method`), if the copy is a native request.
+    pub method: Option<String>,
+    /// The request's id (`krpc-id`, 32 hex digits), if the copy is a native request.
+    pub request_id: Option<String>,
+    /// When it was dead-lettered (the record's timestamp, ms since the Unix epoch).
+    pub timestamp_ms: i64,
+    /// Bytes of its value (0 if none).
+    pub value_len: usize,
+}
+
+impl DeadLetter {
+    /// Reads the provenance headers of a dead-letter record. Headers of the wrong length or
+    /// encoding read as absent: this is a display of untrusted data, not a decision.
+    pub fn from_record(record: &ConsumerRecord) -> Self {
+        let raw = |name: &str| {
+            record
+                .headers
+                .iter()
+                .rev()
+                .find(|h| h.key.as_str() == name)
+                .and_then(|h| h.value.clone())
+        };
+        let text = |name: &str| raw(name).and_then(|v| String::from_utf8(v.to_vec()).ok());
+        let int = |name: &str| {
+            raw(name).and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok().map(i64::from_be_bytes))
+        };
+        Self {
+            offset: record.offset,
+            partition: record.partition,
+            reason: text(REASON),
+            source_topic: text(SOURCE_TOPIC),
+            source_partition: raw(SOURCE_PARTITION)
+                .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok().map(i32::from_be_bytes)),
+            source_offset: int(SOURCE_OFFSET),
+            source_offset_end: int(SOURCE_OFFSET_END),
+            server: text(SERVER),
+            method: text(h::METHOD),
+            request_id: raw(h::ID)
+                .and_then(|v| <[u8; 16]>::try_from(v.as_ref()).ok())
+                .map(|id| RequestId(id).to_string()),
+            timestamp_ms: record.timestamp,
+            value_len: record.value.as_ref().map_or(0, |v| v.len()),
+        }
+    }
+}
+
+/// Why a dead letter cannot be replayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// The copy is a raw batch that no server could decode; sending it again changes nothing.
+    #[error("it is an undecodable batch of {topic} (offsets {from}..{to}), not a request")]
+    UndecodableBatch {
+        /// Source topic.
+        topic: String,
+        /// First offset of the batch.
+        from: i64,
+        /// The offset after it.
+        to: i64,
+    },
+    /// The copy is not a native kafka-rpc request (no `krpc-id` of 16 bytes or no method).
+    #[error("it is not a kafka-rpc request ({0})")]
+    NotARequest(String),
+    /// The payload is sealed: its seal covers the request id, so a new id would make the server
+    /// refuse it as forged, and the same id would be deduplicated.
+    #[error("its payload is sealed (krpc-key-id), and the seal covers the request id")]
+    Sealed,
+}
+
+/// A dead-lettered request made new for its request topic: the same method, arguments and
+/// caller headers, a fresh `krpc-id`, no deadline (the old one has passed) and no reply address
+/// (its caller has stopped waiting: the replay is a one-way call, whose completion record the
+/// server still writes); the provenance headers are dropped. Returns the record and its new id.
+///
+/// # Errors
+/// [`ReplayError`]: a raw undecodable batch, a record that is not a native request, a sealed
+/// payload.
+pub fn replay(record: &ConsumerRecord) -> Result<(ProducerRecord, RequestId), ReplayError> {
+    let letter = DeadLetter::from_record(record);
+    if let (Some(end), Some(from)) = (letter.source_offset_end, letter.source_offset) {
+        return Err(ReplayError::UndecodableBatch {
+            topic: letter.source_topic.unwrap_or_default(),
+            from,
+            to: end,
+        });
+    }
+    let has = |name: &str| record.headers.iter().any(|h| h.key.as_str() == name);
+    if letter.request_id.is_none() || letter.method.is_none() {
+        return Err(ReplayError::NotARequest(
+            "no 16-byte krpc-id and krpc-method headers".into(),
+        ));
+    }
+    if has(h::KEY_ID) {
+        return Err(ReplayError::Sealed);
+    }
+    let id = RequestId::random();
+    let dropped = [
+        REASON,
+        SOURCE_TOPIC,
+        SOURCE_PARTITION,
+        SOURCE_OFFSET,
+        SOURCE_OFFSET_END,
+        SERVER,
+        h::ID,
+        h::DEADLINE,
+        h::REPLY_TOPIC,
+        h::REPLY_PARTITION,
+        h::SENT,
+    ];
+    let mut headers: Vec<Header> = record
+        .headers
+        .iter()
+        .filter(|h| !dropped.contains(&h.key.as_str()))
+        .cloned()
+        .collect();
+    headers.push(h::header(h::ID, id.0.to_vec()));
+    headers.push(h::header(
+        h::SENT,
+        crate::envelope::now_ms().to_be_bytes().to_vec(),
+    ));
+    Ok((
+        ProducerRecord {
+            key: record.key.clone(),
+            value: record.value.clone(),
+            headers,
+            timestamp: None,
+        },
+        id,
+    ))
 }

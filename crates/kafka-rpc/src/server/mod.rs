@@ -10,6 +10,7 @@ mod options;
 mod progress;
 mod pump;
 pub mod stats;
+mod trim;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,7 +33,7 @@ use crate::naming::{
     check_service, completions_topic, dead_letter_topic, request_topic, server_group,
 };
 use crate::service::{Methods, RequestContext, Service};
-use crate::topics::TopicCache;
+use crate::topics::{TopicCache, TopicKind};
 use dispatch::{Dispatcher, Pipeline};
 
 /// How long a hole in a kafka-rpc topic is refetched before it is accepted (see
@@ -143,6 +144,16 @@ impl Server {
                 o.drain_timeout, o.rebalance_timeout
             )));
         }
+        if let Some(retention) = o.topics.completion_retention {
+            if retention < o.dedup_max_age {
+                return Err(RpcError::InvalidArgument(format!(
+                    "the completion topic's retention ({retention:?}, \
+                     TopicOptions::completion_retention) must be at least dedup_max_age \
+                     ({:?}): the dedup window is rebuilt from it",
+                    o.dedup_max_age
+                )));
+            }
+        }
         let service: Arc<dyn Service> = match (self.service, self.methods.is_empty()) {
             (Some(_), false) => {
                 return Err(RpcError::InvalidArgument(
@@ -165,11 +176,23 @@ impl Server {
         let topics = TopicCache::default();
         let rf = o.topics.replication_factor;
         // Completions and dead letters are partitioned like the requests they describe.
+        let configs = |kind| o.topics.configs(kind);
         let mut request_parts = topics
-            .ensure_counted(&self.kafka, &topic, names.partitions, rf)
+            .ensure_counted(
+                &self.kafka,
+                &topic,
+                names.partitions,
+                rf,
+                &configs(TopicKind::Requests),
+            )
             .await?;
-        for extra in [&names.completions, &names.dead_letters] {
-            topics.ensure(&self.kafka, extra, request_parts, rf).await?;
+        for (extra, kind) in [
+            (&names.completions, TopicKind::Completions),
+            (&names.dead_letters, TopicKind::DeadLetters),
+        ] {
+            topics
+                .ensure(&self.kafka, extra, request_parts, rf, &configs(kind))
+                .await?;
         }
         // The one place the record format and sealing of this server are chosen.
         let codec = match &o.legacy {
@@ -180,7 +203,13 @@ impl Server {
             Some(legacy) => {
                 let reply_topic = crate::legacy::client_topic(&o.service);
                 let reply_partitions = topics
-                    .ensure_counted(&self.kafka, &reply_topic, names.partitions, rf)
+                    .ensure_counted(
+                        &self.kafka,
+                        &reply_topic,
+                        names.partitions,
+                        rf,
+                        &configs(TopicKind::Replies),
+                    )
                     .await?;
                 ServerCodec::Legacy {
                     format: legacy.format.clone(),
@@ -226,6 +255,16 @@ impl Server {
         // never complete), and this loop never waits on anything but its select.
         let stop_polling = CancellationToken::new();
         let (mut events, pump) = pump::spawn(consumer, stop_polling.clone());
+        let trimmer = o.completion_trim_interval.map(|every| {
+            tokio::spawn(trim::run(
+                self.kafka.clone(),
+                names.completions.clone(),
+                o.dedup_window,
+                every,
+                stop_polling.clone(),
+                self.counters.clone(),
+            ))
+        });
         let outcome: Result<(), RpcError> = loop {
             tokio::select! {
                 biased;
@@ -310,6 +349,9 @@ impl Server {
         };
         tracing::info!(service = %o.service, "stopping: finishing requests in hand");
         stop_polling.cancel();
+        if let Some(trimmer) = trimmer {
+            let _ = trimmer.await;
+        }
         drop(events);
         pipeline.drain(o.drain_timeout).await;
         pipeline.stop().await;

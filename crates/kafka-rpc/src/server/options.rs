@@ -65,8 +65,15 @@ pub struct ServerOptions {
     pub cancel_grace: Duration,
     /// Request ids remembered per partition to suppress redeliveries.
     pub dedup_window: usize,
-    /// How long a request id is remembered.
+    /// How long a request id is remembered. The completion topic's retention
+    /// ([`TopicOptions::completion_retention`]) must be at least this: [`crate::Server::run`]
+    /// refuses settings where it is not.
     pub dedup_max_age: Duration,
+    /// How often the completion topic is trimmed to the last `dedup_window` records of each
+    /// partition (DeleteRecords; the dedup window never reads further back), so it stays
+    /// small however long the service runs. `None`: never (retention alone bounds it).
+    /// No Java client setting matches. Default 60 s.
+    pub completion_trim_interval: Option<Duration>,
     /// Largest request (value plus headers) served; larger ones are dead-lettered.
     pub max_request_bytes: usize,
     /// Require sealed requests and seal results (payload security); `None`: plain msgpack.
@@ -98,6 +105,7 @@ impl ServerOptions {
             cancel_grace: Duration::from_millis(100),
             dedup_window: 10_000,
             dedup_max_age: Duration::from_secs(600),
+            completion_trim_interval: Some(Duration::from_secs(60)),
             max_request_bytes: 1024 * 1024,
             security: None,
             legacy: None,

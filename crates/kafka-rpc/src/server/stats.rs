@@ -85,6 +85,9 @@ counters! {
     /// Record batches of the request topic that could not be decoded (unsupported codec,
     /// corrupt) and were stepped over: their records cannot be read, so cannot be answered.
     undecodable_batches,
+    /// Completion records deleted by trimming the completion topic to the dedup window
+    /// (`ServerOptions::completion_trim_interval`).
+    completions_trimmed,
     /// Request-topic offsets jumped over by offset resets (a committed position below the log
     /// start that retention or DeleteRecords moved): those requests are gone from the broker.
     reset_skipped_offsets,

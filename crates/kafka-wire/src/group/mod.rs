@@ -1,6 +1,7 @@
 //! Consumer groups: membership (join, sync, heartbeat, leave), assignors, committed offsets,
 //! and [`GroupConsumer`], which subscribes to topics and yields records and rebalance events.
 
+pub mod admin;
 pub mod assignor;
 mod consumer;
 pub mod coordinator;
@@ -13,6 +14,7 @@ mod state;
 
 use std::time::Duration;
 
+pub use admin::{GroupDescription, GroupMemberDescription, ListedGroup};
 pub use assignor::Assignor;
 pub use consumer::{GroupCommitter, GroupConsumer, GroupEvent};
 pub use offsets::Offsets;

@@ -2,7 +2,10 @@
 
 pub mod bench;
 pub mod call;
+pub mod dlq;
+pub mod groups;
 pub mod serve;
+pub mod status;
 pub mod topics;
 pub mod wire_demo;
 

@@ -1,5 +1,5 @@
-//! `krpc serve`: serves a demo service with `add(a, b)`, `echo(x)`, `sleep(ms)` and
-//! `fail(message)`, natively or in the Python kafka-rpc 1.0.8 format (`--legacy`).
+//! `krpc serve`: serves a demo service with `add(a, b)`, `echo(x)`, `sleep(ms)`,
+//! `fail(message)` and `crash(message)` (panics), natively or in the Python kafka-rpc 1.0.8 format (`--legacy`).
 
 use std::time::Duration;
 
@@ -85,10 +85,17 @@ pub async fn run(args: Args) -> CmdResult {
         .method("fail", |(message,): (String,)| async move {
             Err::<(), _>(HandlerError::new(StatusCode::Unknown, message))
         })
+        .method("crash", |(message,): (String,)| async move {
+            // A handler that panics: the server answers INTERNAL and dead-letters the request.
+            panic!("crash({message})");
+            #[allow(unreachable_code)]
+            Ok::<(), HandlerError>(())
+        })
         .parameters("add", &["a", "b"])
         .parameters("echo", &["x"])
         .parameters("sleep", &["ms"])
-        .parameters("fail", &["message"]);
+        .parameters("fail", &["message"])
+        .parameters("crash", &["message"]);
     eprintln!(
         "krpc serve: serving {}{} as {server_id} (concurrency {})",
         args.service,

@@ -25,6 +25,10 @@ pub enum Command {
         /// Replication factor (-1: the broker's default).
         #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
         replication_factor: i16,
+        /// A topic config, KEY=VALUE (repeatable), as `kafka-topics.sh --config`:
+        /// e.g. `--config retention.ms=3600000`.
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
+        configs: Vec<(String, String)>,
     },
     /// Grow a topic to more partitions (CreatePartitions). Keyed records map to other
     /// partitions afterwards; running kafka-rpc servers notice within their metadata max age
@@ -47,6 +51,15 @@ pub enum Command {
     },
 }
 
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!(
+            "{text:?} is not KEY=VALUE, e.g. retention.ms=3600000"
+        )),
+    }
+}
+
 /// Runs a topics subcommand.
 pub async fn run(cmd: Command) -> CmdResult {
     match cmd {
@@ -65,12 +78,14 @@ pub async fn run(cmd: Command) -> CmdResult {
             name,
             partitions,
             replication_factor,
+            configs,
         } => {
             if partitions < 1 {
                 return Err(format!("--partitions must be at least 1, got {partitions}").into());
             }
             let client = broker.connect().await?;
-            let topic = NewTopic::new(&name, partitions).replication_factor(replication_factor);
+            let mut topic = NewTopic::new(&name, partitions).replication_factor(replication_factor);
+            topic.configs = configs;
             client.create_topics(&[topic], false).await?;
             println!("created {name} with {partitions} partitions");
         }
@@ -107,6 +122,16 @@ pub async fn run(cmd: Command) -> CmdResult {
                     "{}\t{}\t{}\t{}",
                     p.id, leader, earliest[&p.id], latest[&p.id]
                 );
+            }
+            // Configs set on the topic (not the broker's defaults); a broker without
+            // DescribeConfigs is said so, not an error of the whole command.
+            match client.describe_topic_configs(&name).await {
+                Ok(configs) => {
+                    for (k, c) in configs.iter().filter(|(_, c)| !c.is_default) {
+                        println!("config {k}={}", c.value.as_deref().unwrap_or("(hidden)"));
+                    }
+                }
+                Err(e) => eprintln!("krpc: cannot read the configs of {name}: {e}"),
             }
         }
     }

@@ -1,0 +1,211 @@
+//! `krpc status --service S`: who serves a service and how much waits for it. The members of the
+//! service's group and their partitions, the backlog per request partition (end offset minus
+//! committed offset, or minus the log start where nothing is committed: what
+//! `kafka-consumer-groups.sh --describe` calls lag), dead letters and completions in the last
+//! minute.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kafka_rpc::naming::{completions_topic, dead_letter_topic, request_topic, server_group};
+use kafka_wire::{Client, Error as KafkaError, OffsetSpec};
+use serde_json::{json, Value};
+
+use super::CmdResult;
+use crate::broker_args::BrokerArgs;
+use crate::output::{print_json, table, OutputArgs, OutputFormat};
+
+/// Options of `krpc status`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// The service.
+    #[arg(short = 's', long, env = "KRPC_SERVICE")]
+    service: String,
+    #[command(flatten)]
+    output: OutputArgs,
+    /// Print it again every DURATION (e.g. 2s) until interrupted.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    watch: Option<Duration>,
+}
+
+/// Prints the status once, or every `--watch` interval.
+pub async fn run(args: Args) -> CmdResult {
+    let client = args.broker.connect().await?;
+    kafka_rpc::naming::check_service(&args.service)?;
+    loop {
+        let status = collect(&client, &args.service).await?;
+        match args.output.format {
+            OutputFormat::Json => print_json(&status),
+            OutputFormat::Table => print_table(&status),
+        }
+        let Some(every) = args.watch else {
+            return Ok(());
+        };
+        tokio::time::sleep(every).await;
+        if args.output.format == OutputFormat::Table {
+            println!();
+        }
+    }
+}
+
+/// The number of records of `topic` (end offset minus log start, summed), 0 if it does not exist.
+async fn stored_records(client: &Client, topic: &str) -> Result<i64, KafkaError> {
+    let ids = match client.topic(topic).await {
+        Ok(info) => info.partitions.iter().map(|p| p.id).collect::<Vec<_>>(),
+        Err(KafkaError::UnknownTopic { .. }) => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let earliest = client
+        .list_offsets(topic, &ids, OffsetSpec::Earliest)
+        .await?;
+    let latest = client.list_offsets(topic, &ids, OffsetSpec::Latest).await?;
+    Ok(ids.iter().map(|p| latest[p] - earliest[p]).sum())
+}
+
+/// Records appended to `topic` since `since_ms` (by their timestamps; ListOffsets by time).
+async fn appended_since(client: &Client, topic: &str, since_ms: i64) -> Result<i64, KafkaError> {
+    let ids = match client.topic(topic).await {
+        Ok(info) => info.partitions.iter().map(|p| p.id).collect::<Vec<_>>(),
+        Err(KafkaError::UnknownTopic { .. }) => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let latest = client.list_offsets(topic, &ids, OffsetSpec::Latest).await?;
+    let at = client
+        .list_offsets(topic, &ids, OffsetSpec::Timestamp(since_ms))
+        .await?;
+    // -1: no record at or after the time in that partition.
+    Ok(ids
+        .iter()
+        .map(|p| if at[p] < 0 { 0 } else { latest[p] - at[p] })
+        .sum())
+}
+
+/// Gathers the status as JSON (the table is drawn from it).
+async fn collect(
+    client: &Client,
+    service: &str,
+) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+    let topic = request_topic(service);
+    let group = server_group(service);
+    let info = match client.topic(&topic).await {
+        Ok(info) => info,
+        Err(KafkaError::UnknownTopic { .. }) => {
+            return Err(format!(
+                "service {service} has no request topic ({topic} does not exist): no call was ever made to it and no server ever ran"
+            )
+            .into())
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let ids: Vec<i32> = info.partitions.iter().map(|p| p.id).collect();
+    let earliest = client
+        .list_offsets(&topic, &ids, OffsetSpec::Earliest)
+        .await?;
+    let latest = client
+        .list_offsets(&topic, &ids, OffsetSpec::Latest)
+        .await?;
+    let committed = client.group_committed(&group, &[topic.as_str()]).await?;
+    let committed = committed.get(&topic).cloned().unwrap_or_default();
+    let described = client.describe_group(&group).await?;
+    let mut owner: BTreeMap<i32, String> = BTreeMap::new();
+    let members: Vec<Value> = described
+        .members
+        .iter()
+        .map(|m| {
+            let parts = m.assignment.get(&topic).cloned().unwrap_or_default();
+            for p in &parts {
+                owner.insert(*p, m.client_id.clone());
+            }
+            json!({
+                "member_id": m.member_id,
+                "client_id": m.client_id,
+                "host": m.client_host,
+                "partitions": parts,
+            })
+        })
+        .collect();
+    let mut total = 0;
+    let partitions: Vec<Value> = ids
+        .iter()
+        .map(|p| {
+            let c = committed.get(p).copied().unwrap_or(-1);
+            let from = if c < 0 {
+                earliest[p]
+            } else {
+                c.max(earliest[p])
+            };
+            let backlog = (latest[p] - from).max(0);
+            total += backlog;
+            json!({
+                "partition": p,
+                "log_start_offset": earliest[p],
+                "end_offset": latest[p],
+                "committed_offset": (c >= 0).then_some(c),
+                "backlog": backlog,
+                "served_by": owner.get(p),
+            })
+        })
+        .collect();
+    let minute_ago = kafka_rpc::envelope::now_ms() - 60_000;
+    Ok(json!({
+        "service": service,
+        "group": group,
+        "group_state": described.state,
+        "members": members,
+        "partitions": partitions,
+        "backlog": total,
+        "dead_letters": stored_records(client, &dead_letter_topic(service)).await?,
+        "completions_last_minute": appended_since(client, &completions_topic(service), minute_ago).await?,
+    }))
+}
+
+fn print_table(s: &Value) {
+    let text = |v: &Value| match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    println!(
+        "service {}  group {} ({}, {} members)",
+        text(&s["service"]),
+        text(&s["group"]),
+        text(&s["group_state"]),
+        s["members"].as_array().map_or(0, Vec::len)
+    );
+    println!(
+        "backlog {}  dead letters {}  completions in the last minute {}",
+        s["backlog"], s["dead_letters"], s["completions_last_minute"]
+    );
+    let rows: Vec<Vec<String>> = s["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            [
+                "partition",
+                "end_offset",
+                "committed_offset",
+                "backlog",
+                "served_by",
+            ]
+            .iter()
+            .map(|k| text(&p[*k]))
+            .collect()
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &[
+                "partition",
+                "end offset",
+                "committed",
+                "backlog",
+                "served by"
+            ],
+            &rows
+        )
+    );
+}
