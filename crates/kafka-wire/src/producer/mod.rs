@@ -114,6 +114,31 @@ impl std::future::Future for Delivery {
 }
 
 /// A producer bound to one cluster; cheap to clone.
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use kafka_wire::{Acks, Client, ClientConfig, Producer, ProducerConfig, ProducerRecord};
+///
+/// # async fn example() -> kafka_wire::Result<()> {
+/// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let config = ProducerConfig {
+///     acks: Acks::All,
+///     linger: Duration::from_millis(5),
+///     ..ProducerConfig::default()
+/// };
+/// let producer = Producer::new(client, config);
+/// // Waits for the broker's acknowledgement of this one record.
+/// let stored = producer
+///     .produce("events", ProducerRecord::value("hello").with_key("user-1"))
+///     .await?;
+/// println!("stored at {}/{}", stored.partition, stored.offset);
+/// // Or queue many and wait for each delivery later.
+/// let delivery = producer.send("events", ProducerRecord::value("again")).await?;
+/// delivery.await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Producer {
     client: Client,
