@@ -24,7 +24,7 @@
 //! use kafka_rpc::kafka_wire::{Client as Kafka, ClientConfig};
 //! use kafka_rpc::{CallOptions, Client, ClientOptions, HandlerError, Server, ServerOptions};
 //!
-//! # async fn example() -> Result<(), kafka_rpc::RpcError> {
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let kafka = Kafka::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 //! let server = Server::new(kafka.clone(), ServerOptions::new("Sum"))
 //!     .method("add", |(a, b): (i64, i64)| async move {
@@ -38,6 +38,11 @@
 //! # Ok(())
 //! # }
 //! ```
+
+// The crate README's example compiles as a doctest too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub mod client;
 pub mod codec;

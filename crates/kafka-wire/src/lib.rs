@@ -41,6 +41,11 @@
 //! # }
 //! ```
 
+// The crate README's example compiles as a doctest too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub mod backoff;
 pub mod client;
 pub mod compression;

@@ -68,7 +68,7 @@ struct Inner {
 /// use kafka_rpc::kafka_wire::{Client as Kafka, ClientConfig};
 /// use kafka_rpc::{CallOptions, Client, ClientOptions, NotifyOptions};
 ///
-/// # async fn example() -> Result<(), kafka_rpc::RpcError> {
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 /// let kafka = Kafka::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 /// let client = Client::connect(kafka, ClientOptions::default()).await?;
 /// let options = CallOptions::default().timeout(Duration::from_secs(10));

@@ -70,7 +70,7 @@ struct Inner {
 /// use kafka_rpc::kafka_wire::{Client, ClientConfig};
 /// use kafka_rpc::{CallOptions, LegacyClient, LegacyClientOptions};
 ///
-/// # async fn example() -> Result<(), kafka_rpc::RpcError> {
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 /// let kafka = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 /// let calculator = LegacyClient::connect(kafka, LegacyClientOptions::new("Calculator")).await?;
 /// let sum = calculator

@@ -309,7 +309,7 @@ impl ServerOptions {
     /// on its request topic, reset policy earliest (requests sent before any server of the
     /// service ever ran, or left below a log start that retention moved, are served from the
     /// first one still stored, never skipped to the end), undecodable batches stepped over and
-    /// counted, holes refetched for [`HOLE_WAIT`].
+    /// counted, holes refetched for 5 s (`HOLE_WAIT`).
     pub fn group_config(&self) -> Result<GroupConfig, RpcError> {
         let names = TopicNames::of(self)?;
         let mut group = GroupConfig::new(names.group, &[names.requests.as_str()]);
