@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// The `krpc` binary of this build (target/<profile>/krpc), built if `cargo test` did not.
+/// The `krpc` binary of this build (`target/<profile>/krpc`), built if `cargo test` did not.
 pub fn krpc() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {

@@ -16,7 +16,7 @@
 //! broker through the one address it advertises.
 //!
 //! For the proxy to sit in the path, the broker must advertise the proxy's address in Metadata
-//! (see [`crate::Broker::start_behind_proxy`]): clients bootstrap anywhere, then dial what the
+//! (see [`crate::Broker::start_advertising`]): clients bootstrap anywhere, then dial what the
 //! broker advertises.
 
 use std::net::SocketAddr;

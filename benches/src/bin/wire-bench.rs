@@ -2,7 +2,7 @@
 //! throughput of 64-byte records in batches of 1,000 (each batch awaited before the next), and
 //! the latency of producing one record and fetching it back. Prints a table and JSON lines.
 //!
-//! Usage: wire-bench BOOTSTRAP [RECORDS]
+//! Usage: `wire-bench BOOTSTRAP [RECORDS]`
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,12 +1,51 @@
 //! kafka-rpc: remote procedure calls over Apache Kafka.
 //!
+//! # Layout
+//!
 //! A [`Server`] serves one [`Service`]: it joins the service's consumer group on the
 //! service's request topic, runs handlers concurrently (each with a [`RequestContext`]:
-//! request id, deadline, routing key, caller [`Metadata`], cancellation) and replies. A [`Client`] calls methods with
-//! [`Client::call`] (and waits for the reply in its slot of the shared reply topic) or sends
-//! one-way jobs with [`Client::notify`]. Calls wait in Kafka while no server runs. The wire
-//! format is written down in `wire/WIRE.md`. Everything Kafka goes through `kafka-wire`; this
-//! crate never builds a Kafka frame.
+//! request id, deadline, routing key, caller [`Metadata`], cancellation) and replies
+//! ([`server`], settings in [`ServerOptions`]). A service is written once as a trait with
+//! [`macro@service`] (a typed client and server are generated), or built method by method
+//! with [`Server::method`]. A [`Client`] calls methods with [`Client::call`] (and waits for the reply
+//! in its slot of the shared reply topic) or sends one-way jobs with [`Client::notify`]
+//! ([`client`], settings in [`ClientOptions`] and per call [`CallOptions`]). Calls wait in
+//! Kafka while no server runs. Failures are an [`RpcError`]; a handler fails with a
+//! [`HandlerError`] carrying a [`StatusCode`]. [`legacy`] speaks the Python kafka-rpc 1.0.8
+//! format ([`LegacyClient`], and [`ServerOptions::legacy`] for servers); [`security`] seals
+//! payloads.
+//!
+//! The wire format ([`envelope`], [`codec`], [`naming`], [`topics`]) is written down in
+//! `wire/WIRE.md`. Everything Kafka goes through [`kafka_wire`] (re-exported): this crate never
+//! builds a Kafka frame.
+//!
+//! # Examples
+//!
+//! A server and a client of the service `Sum` (they may run in different processes):
+//!
+//! ```no_run
+//! use kafka_rpc::kafka_wire::{Client as Kafka, ClientConfig};
+//! use kafka_rpc::{CallOptions, Client, ClientOptions, HandlerError, Server, ServerOptions};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let kafka = Kafka::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+//! let server = Server::new(kafka.clone(), ServerOptions::new("Sum"))
+//!     .method("add", |(a, b): (i64, i64)| async move {
+//!         a.checked_add(b).ok_or_else(|| HandlerError::from("overflow"))
+//!     });
+//! tokio::spawn(server.run(std::future::pending()));
+//!
+//! let client = Client::connect(kafka, ClientOptions::default()).await?;
+//! let sum = client.call::<_, i64>("Sum", "add", &(1, 2), CallOptions::default()).await?;
+//! assert_eq!(sum.value, 3);
+//! # Ok(())
+//! # }
+//! ```
+
+// The crate README's example compiles as a doctest too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub mod client;
 pub mod codec;

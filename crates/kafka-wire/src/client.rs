@@ -44,6 +44,18 @@ struct Inner {
 }
 
 /// A handle on one Kafka cluster; cheap to clone, shared by producers and fetchers.
+/// # Examples
+///
+/// ```no_run
+/// use kafka_wire::{Client, ClientConfig, NewTopic};
+///
+/// # async fn example() -> kafka_wire::Result<()> {
+/// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// client.create_topics(&[NewTopic::new("events", 3)], true).await?;
+/// assert_eq!(client.partition_count("events").await?, 3);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,

@@ -22,6 +22,18 @@ pub struct TlsConfig {
 }
 
 /// How to reach and talk to the cluster.
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use kafka_wire::{ClientConfig, SaslConfig};
+///
+/// let config = ClientConfig::new("broker1:9092,broker2:9092")
+///     .client_id("billing")
+///     .request_timeout(Duration::from_secs(30))
+///     .sasl(SaslConfig::plain("alice", "secret"));
+/// assert_eq!(config.bootstrap, ["broker1:9092", "broker2:9092"]);
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Bootstrap brokers as `host:port`.

@@ -169,6 +169,21 @@ const MAX_KEPT_SKIPPED: usize = 1024;
 const MAX_KEPT_SKIPPED_BYTES: usize = 16 << 20;
 
 /// Fetches records of a set of assigned partitions, tracking each one's position.
+/// # Examples
+///
+/// ```no_run
+/// use kafka_wire::{Client, ClientConfig, FetchConfig, Fetcher};
+///
+/// # async fn example() -> kafka_wire::Result<()> {
+/// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let mut fetcher = Fetcher::new(client, FetchConfig::default());
+/// fetcher.assign("events", 0, 0); // partition 0 from offset 0
+/// for record in fetcher.poll().await? {
+///     println!("{}/{} at {}: {:?}", record.topic, record.partition, record.offset, record.value);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct Fetcher {
     client: Client,
     config: FetchConfig,

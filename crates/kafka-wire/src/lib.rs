@@ -1,14 +1,50 @@
-//! kafka-wire: a minimal pure-Rust Kafka client.
+//! kafka-wire: a minimal pure-Rust Kafka client. It knows nothing of RPC.
 //!
-//! It knows nothing of RPC. Messages are encoded by the `kafka-protocol` crate; this crate adds
-//! connections with pipelining ([`connection`]), version negotiation ([`versions`]), a metadata
-//! cache and connection pool ([`client`]), topic creation ([`topics`]), offset lookups
-//! ([`offsets`]), a batching producer ([`producer`]) and a long-poll fetcher ([`fetcher`]).
+//! # Layout
+//!
+//! What most users need is re-exported at the root: a [`Client`] (one handle on a cluster,
+//! configured by [`ClientConfig`]; cheap to clone) is shared by a [`Producer`] (batching,
+//! idempotent produce), a [`Fetcher`] (reads assigned partitions from given offsets) and a
+//! [`GroupConsumer`] (a consumer-group member: subscribes to topics, yields records and
+//! rebalance events, commits offsets). Topic administration is on [`Client`]
+//! ([`Client::create_topics`] with [`NewTopic`]); offset lookups in [`offsets`]. Every fallible
+//! call returns the one [`Error`] type, whose variants name the broker, API, topic/partition
+//! and offset concerned ([`Error::recovery`] says whether to retry).
+//!
+//! Below that, modules in dependency order: [`frame`] (size-prefixed framing), [`protocol`]
+//! (glue to the `kafka-protocol` messages), [`connection`] (one broker connection, pipelined),
+//! [`versions`] (ApiVersions negotiation), [`sasl`], `tls`, [`client`] and [`metadata`]
+//! (connection pool, metadata cache), [`records`] and [`compression`] (v2 record batches,
+//! read hostile-safe), [`producer`], [`fetcher`], [`group`], [`backoff`] (the one retry policy).
+//! Messages are encoded by the patched copy of `kafka-protocol` shipped as the crate
+//! `krpc-kafka-protocol`.
 //!
 //! Security: [`ClientConfig::sasl`] authenticates every connection right after ApiVersions with
 //! SASL PLAIN or SCRAM-SHA-256/512 ([`sasl`]; failures are [`Error::Authentication`]).
 //! [`ClientConfig::tls`] runs every connection through TLS (rustls) when the crate is built with
-//! its `tls` feature, which pulls C (ring); without it a TLS setting fails with [`Error::Tls`].
+//! its `tls` feature; without it a TLS setting fails with [`Error::Tls`].
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use kafka_wire::{Client, ClientConfig, FetchConfig, Fetcher, Producer, ProducerConfig, ProducerRecord};
+//!
+//! # async fn example() -> kafka_wire::Result<()> {
+//! let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+//! let producer = Producer::new(client.clone(), ProducerConfig::default());
+//! let stored = producer.produce("events", ProducerRecord::value("hello")).await?;
+//!
+//! let mut fetcher = Fetcher::new(client, FetchConfig::default());
+//! fetcher.assign("events", stored.partition, stored.offset);
+//! let records = fetcher.poll().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+// The crate README's example compiles as a doctest too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub mod backoff;
 pub mod client;

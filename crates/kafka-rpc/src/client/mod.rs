@@ -62,6 +62,26 @@ struct Inner {
 
 /// A client instance; cheap to clone (clones share the reply slot, the connections and the
 /// [`ClientOptions::max_in_flight`] bound).
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use kafka_rpc::kafka_wire::{Client as Kafka, ClientConfig};
+/// use kafka_rpc::{CallOptions, Client, ClientOptions, NotifyOptions};
+///
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let kafka = Kafka::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let client = Client::connect(kafka, ClientOptions::default()).await?;
+/// let options = CallOptions::default().timeout(Duration::from_secs(10));
+/// let sum = client.call::<_, i64>("Sum", "add", &(1, 2), options).await?;
+/// assert_eq!(sum.value, 3);
+/// println!("served by {} in {:?}", sum.meta.server_id, sum.meta.elapsed);
+/// // A one-way job: stored in Kafka now, run whenever a server of `Sum` is up.
+/// client.notify("Sum", "add", &(5, 6), NotifyOptions::default()).await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,

@@ -9,6 +9,19 @@ use crate::service::Metadata;
 use crate::topics::TopicOptions;
 
 /// Settings of one client instance.
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use kafka_rpc::ClientOptions;
+///
+/// let options = ClientOptions {
+///     default_timeout: Duration::from_secs(5),
+///     linger: Duration::from_millis(1),
+///     ..ClientOptions::default()
+/// };
+/// assert_eq!(options.reply_topic, ClientOptions::default().reply_topic);
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// This instance's id; its reply slot is derived from it. Random unless set.

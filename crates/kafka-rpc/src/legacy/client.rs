@@ -53,6 +53,24 @@ impl LegacyClientOptions {
 }
 
 /// A caller of one legacy service; cheap to clone.
+/// # Examples
+///
+/// Calling a service of the Python kafka-rpc 1.0.8 (its `topic_name` is `"Calculator"`):
+///
+/// ```no_run
+/// use kafka_rpc::kafka_wire::{Client, ClientConfig};
+/// use kafka_rpc::{CallOptions, LegacyClient, LegacyClientOptions};
+///
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let kafka = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let calculator = LegacyClient::connect(kafka, LegacyClientOptions::new("Calculator")).await?;
+/// let sum = calculator
+///     .call::<_, i64>("add", &(1, 2), CallOptions::default())
+///     .await?;
+/// println!("{}", sum.value);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct LegacyClient {
     inner: Arc<Inner>,

@@ -42,6 +42,30 @@ pub(crate) const HOLE_WAIT: Duration = Duration::from_secs(5);
 
 /// A server of one service: register its [`Service`] (or methods one by one), then
 /// [`run`](Server::run).
+///
+/// # Examples
+///
+/// ```no_run
+/// use kafka_rpc::kafka_wire::{Client, ClientConfig};
+/// use kafka_rpc::{HandlerError, Server, ServerOptions};
+///
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let kafka = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let server = Server::new(kafka, ServerOptions::new("Sum"))
+///     .method("add", |(a, b): (i64, i64)| async move {
+///         a.checked_add(b).ok_or_else(|| HandlerError::from("the sum overflows"))
+///     })
+///     .method_blocking("echo", |(text,): (String,)| Ok::<_, HandlerError>(text));
+/// // Serves until Ctrl-C, then drains running calls, commits and leaves the group.
+/// let stats = server
+///     .run(async {
+///         let _ = tokio::signal::ctrl_c().await;
+///     })
+///     .await?;
+/// println!("stopped: {stats}");
+/// # Ok(())
+/// # }
+/// ```
 pub struct Server {
     kafka: kafka_wire::Client,
     options: ServerOptions,
@@ -374,7 +398,7 @@ impl ServerOptions {
     /// on its request topic, reset policy earliest (requests sent before any server of the
     /// service ever ran, or left below a log start that retention moved, are served from the
     /// first one still stored, never skipped to the end), undecodable batches stepped over and
-    /// counted, holes refetched for [`HOLE_WAIT`].
+    /// counted, holes refetched for 5 s (`HOLE_WAIT`).
     pub fn group_config(&self) -> Result<GroupConfig, RpcError> {
         let names = TopicNames::of(self)?;
         let mut group = GroupConfig::new(names.group, &[names.requests.as_str()]);

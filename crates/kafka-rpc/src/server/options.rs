@@ -7,6 +7,18 @@ use kafka_wire::IsolationLevel;
 use crate::topics::TopicOptions;
 
 /// Settings of one server instance of a service.
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use kafka_rpc::ServerOptions;
+///
+/// let mut options = ServerOptions::new("Sum");
+/// options.concurrency = 64;
+/// options.topics.request_partitions = 32;
+/// options.session_timeout = Duration::from_secs(10);
+/// options.heartbeat_interval = Duration::from_secs(3);
+/// ```
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// The service served.

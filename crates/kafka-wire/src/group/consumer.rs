@@ -89,6 +89,31 @@ impl GroupCommitter {
 }
 
 /// A member of a consumer group.
+/// # Examples
+///
+/// ```no_run
+/// use kafka_wire::{Client, ClientConfig, GroupConfig, GroupConsumer, GroupEvent};
+///
+/// # async fn example() -> kafka_wire::Result<()> {
+/// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let mut consumer = GroupConsumer::new(client, GroupConfig::new("billing", &["events"]))?;
+/// for _ in 0..100 {
+///     match consumer.poll().await? {
+///         GroupEvent::Assigned(partitions) => println!("assigned {partitions:?}"),
+///         // Finish the work of revoked partitions and commit it before polling again.
+///         GroupEvent::Revoked(_) => consumer.commit_positions().await?,
+///         GroupEvent::Records(records) => {
+///             for record in &records {
+///                 println!("{}/{} at {}", record.topic, record.partition, record.offset);
+///             }
+///             consumer.commit_positions().await?;
+///         }
+///     }
+/// }
+/// consumer.close().await?; // leaves the group
+/// # Ok(())
+/// # }
+/// ```
 pub struct GroupConsumer {
     client: Client,
     config: GroupConfig,

@@ -152,6 +152,32 @@ impl std::future::Future for Delivery {
 ///
 /// When the last clone is dropped, what was sent is still delivered (the sender sends it at
 /// once and then stops); [`Producer::close`] also waits for it.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use kafka_wire::{Acks, Client, ClientConfig, Producer, ProducerConfig, ProducerRecord};
+///
+/// # async fn example() -> kafka_wire::Result<()> {
+/// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let config = ProducerConfig {
+///     acks: Acks::All,
+///     linger: Duration::from_millis(5),
+///     ..ProducerConfig::default()
+/// };
+/// let producer = Producer::new(client, config);
+/// // Waits for the broker's acknowledgement of this one record.
+/// let stored = producer
+///     .produce("events", ProducerRecord::value("hello").with_key("user-1"))
+///     .await?;
+/// println!("stored at {}/{}", stored.partition, stored.offset);
+/// // Or queue many and wait for each delivery later.
+/// let delivery = producer.send("events", ProducerRecord::value("again")).await?;
+/// delivery.await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Producer {
     handle: Arc<Handle>,
