@@ -56,13 +56,13 @@ async fn secure(
         let (r, w) = stream.into_split();
         return Ok((Box::new(r), Box::new(w)));
     };
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "tls-ring"))]
     {
         let tls = crate::tls::handshake(stream, broker, tls, deadline).await?;
         let (r, w) = tokio::io::split(tls);
         Ok((Box::new(r), Box::new(w)))
     }
-    #[cfg(not(feature = "tls"))]
+    #[cfg(not(any(feature = "tls", feature = "tls-ring")))]
     {
         let _ = (tls, deadline);
         Err(Error::Tls {
