@@ -199,6 +199,9 @@ fn host_of(broker: &str) -> &str {
 
 /// Why a handshake failed, in words that say what to fix.
 fn describe(e: &std::io::Error, name: &str) -> Option<String> {
+    if let Some(refused) = refusal(e) {
+        return Some(refused);
+    }
     let tls = e.get_ref()?.downcast_ref::<rustls::Error>()?;
     Some(match tls {
         rustls::Error::InvalidCertificate(
@@ -226,6 +229,30 @@ fn describe(e: &std::io::Error, name: &str) -> Option<String> {
             format!("the broker's certificate is not trusted: {tls}")
         }
         other => format!("TLS handshake failed: {other}"),
+    })
+}
+
+/// What a TLS alert from the broker on an established session means, if `e` is one (`None`
+/// for any other read error). TLS 1.3 brokers refuse a client certificate (or its absence)
+/// this way, after the client thinks the handshake is done.
+pub(crate) fn refusal(e: &std::io::Error) -> Option<String> {
+    let rustls::Error::AlertReceived(alert) = e.get_ref()?.downcast_ref::<rustls::Error>()? else {
+        return None;
+    };
+    use rustls::AlertDescription as A;
+    Some(match alert {
+        A::CertificateRequired
+        | A::BadCertificate
+        | A::UnsupportedCertificate
+        | A::CertificateRevoked
+        | A::CertificateExpired
+        | A::CertificateUnknown
+        | A::UnknownCA
+        | A::AccessDenied => format!(
+            "the broker refused our client certificate (TLS alert {alert:?}): set \
+             TlsConfig::client_cert to a certificate and key the broker trusts"
+        ),
+        other => format!("the broker ended the TLS session (TLS alert {other:?})"),
     })
 }
 
