@@ -120,6 +120,10 @@ fn choose_provider() -> std::result::Result<(&'static str, Arc<CryptoProvider>),
     }
     #[cfg(feature = "tls-ring")]
     {
+        #[cfg(feature = "tls")]
+        if let Err(why) = &graviola {
+            tracing::warn!("TLS uses ring, not graviola: {why}");
+        }
         let _ = graviola;
         Ok(("ring", Arc::new(rustls::crypto::ring::default_provider())))
     }
@@ -161,6 +165,8 @@ fn read_certs(path: &Path) -> std::result::Result<Vec<CertificateDer<'static>>, 
 
 /// The rustls client settings for `cfg`.
 pub fn client_config(cfg: &TlsConfig) -> std::result::Result<rustls::ClientConfig, String> {
+    // First: a CPU graviola cannot run on is the error to report, whatever else is wrong.
+    let (_, provider) = provider()?;
     let roots = match &cfg.ca_file {
         Some(path) => {
             let mut roots = RootCertStore::empty();
@@ -173,7 +179,6 @@ pub fn client_config(cfg: &TlsConfig) -> std::result::Result<rustls::ClientConfi
         }
         None => system_roots().clone()?,
     };
-    let (_, provider) = provider()?;
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

@@ -113,3 +113,58 @@ impl BrokerArgs {
         Client::connect(self.config()).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    }
+
+    fn parse(args: &[&str]) -> BrokerArgs {
+        let mut argv = vec!["krpc", "--bootstrap", "127.0.0.1:1"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("valid options").broker
+    }
+
+    #[test]
+    fn tls_options_make_the_tls_settings() {
+        assert_eq!(parse(&[]).config().tls, None);
+        let tls = parse(&[
+            "--tls-ca",
+            "ca.pem",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "c.key",
+            "--tls-server-name",
+            "kafka.example.com",
+        ])
+        .config()
+        .tls
+        .expect("TLS on");
+        assert_eq!(tls.ca_file, Some("ca.pem".into()));
+        assert_eq!(tls.client_cert, Some(("c.pem".into(), "c.key".into())));
+        assert_eq!(tls.server_name.as_deref(), Some("kafka.example.com"));
+        assert_eq!(parse(&["--tls"]).config().tls, Some(TlsConfig::default()));
+        assert!(
+            Cli::try_parse_from(["krpc", "--bootstrap", "h:1", "--tls-cert", "c.pem"]).is_err(),
+            "--tls-cert needs --tls-key"
+        );
+    }
+
+    /// `cargo test -p krpc-cli --no-default-features`: a build without TLS refuses the options
+    /// before connecting, naming the feature.
+    #[cfg(not(any(feature = "tls", feature = "tls-ring")))]
+    #[tokio::test]
+    async fn tls_options_are_refused_in_a_build_without_tls() {
+        let err = parse(&["--tls"]).connect().await.expect_err("no TLS");
+        assert!(err.to_string().contains("built without TLS"), "{err}");
+        assert!(err.to_string().contains("`tls` feature"), "{err}");
+    }
+}
