@@ -13,6 +13,8 @@ pub mod proxy;
 pub mod python;
 pub mod rpc;
 pub mod sample;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod tuning;
 pub mod wait;
 

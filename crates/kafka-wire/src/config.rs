@@ -7,14 +7,25 @@ pub use crate::sasl::{SaslConfig, SaslMechanism};
 
 /// TLS settings for the broker connections.
 ///
+/// Mirrors the Java client's `security.protocol=SSL` settings: `ssl.truststore.*` ([`ca_file`],
+/// or the system's roots), `ssl.keystore.*` ([`client_cert`]), and the host name check that
+/// `ssl.endpoint.identification.algorithm=https` does ([`server_name`] overrides the name).
+/// Together with [`ClientConfig::sasl`] it is Java's `SASL_SSL`.
+///
 /// The type and [`ClientConfig::tls`] exist in every build; connecting with `tls` set fails with
 /// [`crate::Error::Tls`] ("built without the `tls` feature") unless kafka-wire is built with its
-/// `tls` cargo feature.
+/// `tls` cargo feature (or `tls-ring`). Files are read when a connection is made; an unreadable
+/// file or a bad key is an [`crate::Error::Tls`] naming the file.
+///
+/// [`ca_file`]: TlsConfig::ca_file
+/// [`client_cert`]: TlsConfig::client_cert
+/// [`server_name`]: TlsConfig::server_name
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsConfig {
     /// PEM file of the CA certificate(s) to trust; `None` trusts the system's root certificates.
     pub ca_file: Option<PathBuf>,
-    /// Client certificate chain and private key (PEM files) for mutual TLS.
+    /// Client certificate chain and private key (PEM files: the chain, leaf first; the key in
+    /// PKCS#8, SEC1 or PKCS#1 form) for mutual TLS.
     pub client_cert: Option<(PathBuf, PathBuf)>,
     /// The name to verify the broker's certificate against (and send as SNI); `None` uses the
     /// host of the broker address (an IP address is checked against the certificate's IP SANs).

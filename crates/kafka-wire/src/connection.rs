@@ -56,13 +56,13 @@ async fn secure(
         let (r, w) = stream.into_split();
         return Ok((Box::new(r), Box::new(w)));
     };
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "tls-ring"))]
     {
         let tls = crate::tls::handshake(stream, broker, tls, deadline).await?;
         let (r, w) = tokio::io::split(tls);
         Ok((Box::new(r), Box::new(w)))
     }
-    #[cfg(not(feature = "tls"))]
+    #[cfg(not(any(feature = "tls", feature = "tls-ring")))]
     {
         let _ = (tls, deadline);
         Err(Error::Tls {
@@ -78,6 +78,9 @@ type Reply = std::result::Result<Bytes, String>;
 struct State {
     pending: HashMap<i32, oneshot::Sender<Reply>>,
     broken: Option<String>,
+    /// The broker ended the TLS session with an alert after the handshake (TLS 1.3 sends a
+    /// refused client certificate that way): what it means, for [`Error::Tls`].
+    tls_refusal: Option<String>,
     /// When a request was last sent or a response last received.
     last_used: std::time::Instant,
 }
@@ -87,6 +90,7 @@ impl Default for State {
         Self {
             pending: HashMap::new(),
             broken: None,
+            tls_refusal: None,
             last_used: std::time::Instant::now(),
         }
     }
@@ -203,7 +207,13 @@ impl Connection {
                             let _ = tx.send(Ok(frame));
                         }
                     }
-                    Some(Err(e)) => break format!("read failed: {e}"),
+                    Some(Err(e)) => {
+                        #[cfg(any(feature = "tls", feature = "tls-ring"))]
+                        if let Some(refusal) = crate::tls::refusal(&e) {
+                            lock(&reader_state).tls_refusal = Some(refusal);
+                        }
+                        break format!("read failed: {e}");
+                    }
                     None => break "closed by the broker".to_string(),
                 };
             };
@@ -220,7 +230,20 @@ impl Connection {
             versions: VersionTable::default(),
             reader,
         };
-        conn.versions = conn.negotiate_versions().await?;
+        conn.versions = match conn.negotiate_versions().await {
+            Ok(versions) => versions,
+            // Not a transient break: the broker refused the TLS session (a TLS 1.3 broker
+            // refuses a client certificate only after the client's side of the handshake).
+            Err(e) => match lock(&conn.state).tls_refusal.take() {
+                Some(reason) => {
+                    return Err(Error::Tls {
+                        broker: broker.to_string(),
+                        reason,
+                    })
+                }
+                None => return Err(e),
+            },
+        };
         if let Some(sasl) = &config.sasl {
             conn.authenticate(sasl).await?;
         }

@@ -22,7 +22,8 @@
 //! Security: [`ClientConfig::sasl`] authenticates every connection right after ApiVersions with
 //! SASL PLAIN or SCRAM-SHA-256/512 ([`sasl`]; failures are [`Error::Authentication`]).
 //! [`ClientConfig::tls`] runs every connection through TLS (rustls) when the crate is built with
-//! its `tls` feature; without it a TLS setting fails with [`Error::Tls`].
+//! its `tls` feature (the graviola crypto provider: no C) or `tls-ring` (ring: compiles C); see
+//! `tls` and [`tls_provider`]. Without either, a TLS setting fails with [`Error::Tls`].
 //!
 //! # Examples
 //!
@@ -62,7 +63,7 @@ pub mod producer;
 pub mod protocol;
 pub mod records;
 pub mod sasl;
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "tls-ring"))]
 pub mod tls;
 pub mod topic_configs;
 pub mod topics;
@@ -83,3 +84,17 @@ pub use records::{ConsumerRecord, Header, ProducerRecord};
 pub use sasl::{SaslConfig, SaslMechanism};
 pub use topic_configs::TopicConfigEntry;
 pub use topics::NewTopic;
+
+/// The TLS crypto provider [`ClientConfig::tls`] uses in this build on this CPU: `Ok("graviola")`
+/// (feature `tls`) or `Ok("ring")` (feature `tls-ring`); `Err` says why there is none (no TLS
+/// feature, or a CPU without the features graviola needs and no `tls-ring` to fall back to).
+pub fn tls_provider() -> std::result::Result<&'static str, String> {
+    #[cfg(any(feature = "tls", feature = "tls-ring"))]
+    {
+        tls::provider().map(|(name, _)| name)
+    }
+    #[cfg(not(any(feature = "tls", feature = "tls-ring")))]
+    {
+        Err("kafka-wire was built without TLS (its `tls` feature)".to_string())
+    }
+}

@@ -3,7 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kafka_wire::{Client, ClientConfig, SaslConfig, SaslMechanism, TlsConfig};
+use kafka_wire::{Client, ClientConfig, Error, SaslConfig, SaslMechanism, TlsConfig};
+
+/// Whether this krpc was built with TLS (its `tls` or `tls-ring` feature); without, the --tls*
+/// options are hidden and refused when given.
+const TLS_BUILT_IN: bool = cfg!(any(feature = "tls", feature = "tls-ring"));
 
 /// Where the Kafka cluster is, and how to log in.
 #[derive(clap::Args, Debug, Clone)]
@@ -28,10 +32,43 @@ pub struct BrokerArgs {
         value_name = "PASSWORD"
     )]
     pub sasl_password: Option<String>,
-    /// Connect with TLS, trusting this CA certificate file (PEM); needs a build with the `tls`
-    /// feature of kafka-wire.
-    #[arg(long, value_name = "PEM_FILE")]
+    /// Connect with TLS (Java: `security.protocol=SSL`, or `SASL_SSL` with --sasl-*), trusting
+    /// the system's root certificates unless --tls-ca is given. Any other --tls-* option implies
+    /// it.
+    #[arg(
+        long,
+        env = "KRPC_TLS",
+        value_parser = clap::builder::FalseyValueParser::new(),
+        hide = !TLS_BUILT_IN
+    )]
+    pub tls: bool,
+    /// TLS: trust the CA certificate(s) in this PEM file instead of the system's roots (Java:
+    /// `ssl.truststore.location`).
+    #[arg(long, env = "KRPC_TLS_CA", value_name = "PEM_FILE", hide = !TLS_BUILT_IN)]
     pub tls_ca: Option<PathBuf>,
+    /// TLS: the client certificate chain (PEM) for mutual TLS; needs --tls-key (Java:
+    /// `ssl.keystore.location`).
+    #[arg(
+        long,
+        env = "KRPC_TLS_CERT",
+        value_name = "PEM_FILE",
+        requires = "tls_key",
+        hide = !TLS_BUILT_IN
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: the private key (PEM: PKCS#8, SEC1 or PKCS#1) of --tls-cert.
+    #[arg(
+        long,
+        env = "KRPC_TLS_KEY",
+        value_name = "PEM_FILE",
+        requires = "tls_cert",
+        hide = !TLS_BUILT_IN
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// TLS: check the brokers' certificates against this name (and send it as SNI) instead of
+    /// the host of each broker address.
+    #[arg(long, env = "KRPC_TLS_SERVER_NAME", value_name = "NAME", hide = !TLS_BUILT_IN)]
+    pub tls_server_name: Option<String>,
 }
 
 impl BrokerArgs {
@@ -44,17 +81,90 @@ impl BrokerArgs {
             let password = self.sasl_password.clone().unwrap_or_default();
             config = config.sasl(SaslConfig::new(mechanism, user.clone(), password));
         }
-        if let Some(ca) = &self.tls_ca {
-            config = config.tls(TlsConfig {
-                ca_file: Some(ca.clone()),
-                ..TlsConfig::default()
-            });
+        if let Some(tls) = self.tls_config() {
+            config = config.tls(tls);
         }
         config
     }
 
-    /// Connects to the cluster.
+    /// The TLS settings of the --tls* options; `None`: plaintext.
+    fn tls_config(&self) -> Option<TlsConfig> {
+        let wanted = self.tls
+            || self.tls_ca.is_some()
+            || self.tls_cert.is_some()
+            || self.tls_server_name.is_some();
+        wanted.then(|| TlsConfig {
+            ca_file: self.tls_ca.clone(),
+            client_cert: self.tls_cert.clone().zip(self.tls_key.clone()),
+            server_name: self.tls_server_name.clone(),
+        })
+    }
+
+    /// Connects to the cluster. A --tls* option in a build without TLS is refused here, before
+    /// any connection, naming the feature to build with.
     pub async fn connect(&self) -> kafka_wire::Result<Client> {
+        if !TLS_BUILT_IN && self.tls_config().is_some() {
+            return Err(Error::InvalidArgument(
+                "--tls (or KRPC_TLS*) given, but this krpc was built without TLS: build krpc-cli \
+                 with its `tls` feature (the default; `tls-ring` also works)"
+                    .into(),
+            ));
+        }
         Client::connect(self.config()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    }
+
+    fn parse(args: &[&str]) -> BrokerArgs {
+        let mut argv = vec!["krpc", "--bootstrap", "127.0.0.1:1"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("valid options").broker
+    }
+
+    #[test]
+    fn tls_options_make_the_tls_settings() {
+        assert_eq!(parse(&[]).config().tls, None);
+        let tls = parse(&[
+            "--tls-ca",
+            "ca.pem",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "c.key",
+            "--tls-server-name",
+            "kafka.example.com",
+        ])
+        .config()
+        .tls
+        .expect("TLS on");
+        assert_eq!(tls.ca_file, Some("ca.pem".into()));
+        assert_eq!(tls.client_cert, Some(("c.pem".into(), "c.key".into())));
+        assert_eq!(tls.server_name.as_deref(), Some("kafka.example.com"));
+        assert_eq!(parse(&["--tls"]).config().tls, Some(TlsConfig::default()));
+        assert!(
+            Cli::try_parse_from(["krpc", "--bootstrap", "h:1", "--tls-cert", "c.pem"]).is_err(),
+            "--tls-cert needs --tls-key"
+        );
+    }
+
+    /// `cargo test -p krpc-cli --no-default-features`: a build without TLS refuses the options
+    /// before connecting, naming the feature.
+    #[cfg(not(any(feature = "tls", feature = "tls-ring")))]
+    #[tokio::test]
+    async fn tls_options_are_refused_in_a_build_without_tls() {
+        let err = parse(&["--tls"]).connect().await.expect_err("no TLS");
+        assert!(err.to_string().contains("built without TLS"), "{err}");
+        assert!(err.to_string().contains("`tls` feature"), "{err}");
     }
 }
