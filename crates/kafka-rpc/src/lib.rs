@@ -2,9 +2,9 @@
 //!
 //! A [`Server`] serves one [`Service`]: it joins the service's consumer group on the
 //! service's request topic, runs handlers concurrently (each with a [`RequestContext`]:
-//! request id, deadline, routing key, caller [`Metadata`], cancellation) and replies. A [`Client`] calls methods with
-//! [`Client::call`] (and waits for the reply in its slot of the shared reply topic) or sends
-//! one-way jobs with [`Client::notify`]. Calls wait in Kafka while no server runs. The wire
+//! request id, deadline, routing key, caller [`Metadata`], cancellation) and replies. A
+//! [`Client`] calls methods with [`Client::call`] (and waits for the reply in its slot of the
+//! shared reply topic) or sends one-way jobs with [`Client::notify`]. Calls wait in Kafka while no server runs. The wire
 //! format is written down in `wire/WIRE.md`. Everything Kafka goes through `kafka-wire`; this
 //! crate never builds a Kafka frame.
 
