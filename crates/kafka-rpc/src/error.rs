@@ -79,7 +79,7 @@ pub enum RpcError {
     /// misspelt). Creating request topics is the server's job, or the client's when
     /// [`ClientOptions::create_request_topics`](crate::ClientOptions::create_request_topics)
     /// is set.
-    #[error("unknown service {service:?}: its request topic {topic} does not exist (start a server of it first, or set ClientOptions::create_request_topics)")]
+    #[error("unknown service {service:?}: its request topic {topic} does not exist (start a server of it first, or let the caller create it: ClientOptions::create_request_topics, krpc call --create-request-topic)")]
     UnknownService {
         /// Service called.
         service: String,

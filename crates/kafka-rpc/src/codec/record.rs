@@ -590,3 +590,140 @@ impl ClientCodec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::Methods;
+
+    fn consumer(r: ProducerRecord) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: "krpc.Svc.requests".into(),
+            partition: 0,
+            offset: 0,
+            timestamp: r.timestamp.unwrap_or(0),
+            log_append_time: false,
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+        }
+    }
+
+    fn outgoing(metadata: Metadata) -> Outgoing {
+        Outgoing {
+            id: RequestId([3; 16]),
+            method: "add".into(),
+            args: crate::codec::encode_args(&(1, 2)).unwrap(),
+            kwargs: None,
+            reply_to: Some(ReplyTo {
+                topic: "krpc.replies".into(),
+                partition: 1,
+            }),
+            deadline_ms: None,
+            sent_ms: crate::envelope::now_ms(),
+            metadata,
+            routing_key: None,
+        }
+    }
+
+    #[test]
+    fn sealed_requests_bind_their_metadata() {
+        let key = PayloadSecurity::new(1, "correct horse battery").unwrap();
+        let client = ClientCodec::Native {
+            sealing: Some(key.clone()),
+        };
+        let server = ServerCodec::Native {
+            sealing: Some(key),
+            replay_window: Duration::from_secs(600),
+        };
+        let now = crate::envelope::now_ms();
+        let service = Methods::new();
+        let record = client
+            .request_record(outgoing(Metadata::new().with("tenant", "acme")))
+            .unwrap();
+        match server.read_request(&consumer(record.clone()), &service, now) {
+            Ok(Incoming::Call(r)) => {
+                assert_eq!(r.metadata.get_str("tenant"), Some("acme"));
+                assert_eq!(
+                    crate::codec::decode::<(i64, i64)>(&r.payload).unwrap(),
+                    (1, 2)
+                );
+            }
+            _ => panic!("a sealed request with metadata opens"),
+        }
+        // Changing, adding or removing an entry fails the seal.
+        let edits: [fn(&mut ProducerRecord); 3] = [
+            |r| r.headers.last_mut().unwrap().value = Some(Bytes::from_static(b"evil")),
+            |r| r.headers.push(Header::new("krpc-meta-role", "admin")),
+            |r| {
+                r.headers.pop();
+            },
+        ];
+        for edit in edits {
+            let mut forged = record.clone();
+            edit(&mut forged);
+            match server.read_request(&consumer(forged), &service, now) {
+                Err(refused) => assert_eq!(refused.kind, RefusedKind::Unauthentic),
+                Ok(_) => panic!("a request with edited metadata was accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn one_codec_reads_what_the_other_side_wrote_in_both_formats() {
+        let service = Methods::new();
+        let now = crate::envelope::now_ms();
+        for (client, server) in [
+            (
+                ClientCodec::Native { sealing: None },
+                ServerCodec::Native {
+                    sealing: None,
+                    replay_window: Duration::from_secs(600),
+                },
+            ),
+            (
+                ClientCodec::Legacy(LegacyFormat {
+                    verify: true,
+                    cipher: None,
+                }),
+                ServerCodec::Legacy {
+                    format: LegacyFormat {
+                        verify: true,
+                        cipher: None,
+                    },
+                    reply_topic: "krpc_svc_client".into(),
+                    reply_partitions: 64,
+                },
+            ),
+        ] {
+            let record = client
+                .request_record(outgoing(Metadata::new().with("trace", "t1")))
+                .unwrap();
+            let Ok(Incoming::Call(request)) = server.read_request(&consumer(record), &service, now)
+            else {
+                panic!("the request reads back");
+            };
+            assert_eq!(request.id, RequestId([3; 16]));
+            assert_eq!(request.method, "add");
+            assert_eq!(request.metadata.get_str("trace"), Some("t1"));
+            let reply = server.reply(
+                request.id,
+                Ok(crate::codec::encode(&3i64).unwrap()),
+                "s1",
+                5,
+                0,
+            );
+            let back = consumer(server.reply_record(&reply));
+            assert_eq!(client.reply_id(&back).unwrap(), Some(request.id));
+            match client.open_reply(&back) {
+                Opened::Value {
+                    payload, server_id, ..
+                } => {
+                    assert_eq!(crate::codec::decode::<i64>(&payload).unwrap(), 3);
+                    assert_eq!(server_id, "s1");
+                }
+                _ => panic!("the reply opens"),
+            }
+        }
+    }
+}
