@@ -109,7 +109,7 @@ def main():
     results["rd_roundtrip"] = run_json([PY, raw, "roundtrip", addr, "--count", "200"], 300)[0][0]
     results["rd_throughput"] = run_json([PY, raw, "throughput", addr, "--records", "200000", "--size", "64", "--batch", "1000"], 600)[0][0]
 
-    print("== the Kafka layer: kafka-wire and rskafka", file=sys.stderr)
+    print("== the Kafka layer: krpc-kafka and rskafka", file=sys.stderr)
     wire, _ = run_json([os.path.join(args.bin, "wire-bench"), addr, "200000"], 600)
     results["wire"] = {w["system"]: w for w in wire}
 
@@ -183,14 +183,14 @@ def report(r, args):
     wire = r["wire"]
     rd = r["rd_throughput"]
     rows = [
-        ("kafka-wire", wire["kafka-wire"]["produce_per_s"], wire["kafka-wire"]["fetch_per_s"], wire["kafka-wire"]["roundtrip_p50_ms"], wire["kafka-wire"]["roundtrip_p99_ms"]),
+        ("krpc-kafka", wire["krpc-kafka"]["produce_per_s"], wire["krpc-kafka"]["fetch_per_s"], wire["krpc-kafka"]["roundtrip_p50_ms"], wire["krpc-kafka"]["roundtrip_p99_ms"]),
         ("rskafka", wire["rskafka"]["produce_per_s"], wire["rskafka"]["fetch_per_s"], wire["rskafka"]["roundtrip_p50_ms"], wire["rskafka"]["roundtrip_p99_ms"]),
         ("librdkafka", rd["produce_per_s"], rd["fetch_per_s"], r["rd_roundtrip"]["p50_ms"], r["rd_roundtrip"]["p99_ms"]),
     ]
     for name, p, f, p50, p99 in rows:
         print("%-14s %14.0f %14.0f %12.2f %12.2f" % (name, p, f, p50, p99))
-    kw, rs = wire["kafka-wire"], wire["rskafka"]
-    print("kafka-wire / rskafka: produce %s, fetch %s, round trip p50 %s (lower is better)"
+    kw, rs = wire["krpc-kafka"], wire["rskafka"]
+    print("krpc-kafka / rskafka: produce %s, fetch %s, round trip p50 %s (lower is better)"
           % (ratio(kw["produce_per_s"], rs["produce_per_s"]), ratio(kw["fetch_per_s"], rs["fetch_per_s"]),
              ratio(kw["roundtrip_p50_ms"], rs["roundtrip_p50_ms"])))
     print()

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ResponseHeader;
 use kafka_protocol::protocol::{Encodable, HeaderVersion, Request};
-use kafka_wire::records::{encode_batch, Header, ProducerRecord};
-use kafka_wire::Codec;
-use kafka_wire_fuzz::{with_api, ApiVisitor, API_COUNT};
+use krpc_kafka::records::{encode_batch, Header, ProducerRecord};
+use krpc_kafka::Codec;
+use krpc_kafka_fuzz::{with_api, ApiVisitor, API_COUNT};
 
 fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     let dir = dir.join(target);
@@ -115,7 +115,7 @@ fn main() {
     write(&dir, "record_batches", "all-codecs", &all);
     // The fuzz target's CRC fix-up must agree with the encoder, or it would break valid batches.
     assert!(
-        !kafka_wire_fuzz::fix_batch_crcs(&mut all.to_vec()),
+        !krpc_kafka_fuzz::fix_batch_crcs(&mut all.to_vec()),
         "fix_batch_crcs disagrees with the encoder's CRC"
     );
     let mut control =
@@ -129,7 +129,7 @@ fn main() {
 
     // record_batches, old formats: issue 11's poison pill (a magic-0 message at offset 5, then
     // a v2 batch at 6), magic 1 with timestamps, and compressed wrappers of both formats.
-    use kafka_wire_fuzz::legacy_entry;
+    use krpc_kafka_fuzz::legacy_entry;
     let mut pill = legacy_entry(5, 0, 0, 0, None, Some(b"abc"));
     let mut v2 = BytesMut::from(&encode_batch(&records(), Codec::None, 0).expect("encode")[..]);
     v2[0..8].copy_from_slice(&6i64.to_be_bytes());
@@ -145,7 +145,7 @@ fn main() {
                 .flat_map(|i| legacy_entry(first + i, magic, 0, 100 + i, None, Some(b"inner")))
                 .collect();
             let mut compressed = BytesMut::new();
-            kafka_wire::compression::compress(codec.to_protocol(), &inner, &mut compressed)
+            krpc_kafka::compression::compress(codec.to_protocol(), &inner, &mut compressed)
                 .expect("compress");
             let attrs = codec.to_protocol() as u8;
             let wrapper = legacy_entry(12, magic, attrs, 500, None, Some(&compressed));
@@ -159,7 +159,7 @@ fn main() {
     }
 
     // decompress: the same text under every codec, the first byte picking the codec.
-    let raw: Vec<u8> = b"kafka-wire fuzz seed "
+    let raw: Vec<u8> = b"krpc-kafka fuzz seed "
         .iter()
         .cycle()
         .take(2000)
@@ -168,7 +168,7 @@ fn main() {
     for codec in Codec::ALL {
         let mut out = BytesMut::new();
         out.put_u8(codec.to_protocol() as u8);
-        kafka_wire::compression::compress(codec.to_protocol(), &raw, &mut out).expect("compress");
+        krpc_kafka::compression::compress(codec.to_protocol(), &raw, &mut out).expect("compress");
         write(&dir, "decompress", codec.name(), &out);
     }
     write(

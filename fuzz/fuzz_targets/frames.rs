@@ -1,4 +1,4 @@
-// Covers kafka_wire::frame::codec (size-prefixed frames) and protocol::peek_correlation_id.
+// Covers krpc_kafka::frame::codec (size-prefixed frames) and protocol::peek_correlation_id.
 #![no_main]
 
 use bytes::BytesMut;
@@ -9,8 +9,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, stream)) = data.split_first() else {
         return;
     };
-    let max = kafka_wire_fuzz::pick_max_frame(selector);
-    let mut codec = kafka_wire::frame::codec(max);
+    let max = krpc_kafka_fuzz::pick_max_frame(selector);
+    let mut codec = krpc_kafka::frame::codec(max);
     let mut buf = BytesMut::from(stream);
     loop {
         match codec.decode(&mut buf) {
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
                     "frame of {} bytes passed a max of {max}",
                     frame.len()
                 );
-                let id = kafka_wire::protocol::peek_correlation_id(&frame);
+                let id = krpc_kafka::protocol::peek_correlation_id(&frame);
                 assert_eq!(id.is_some(), frame.len() >= 4);
             }
             Ok(None) => {

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use kafka_rpc::legacy::{task_id, LegacyCall, LegacyCipher, LegacyFormat, LegacyReply};
-use kafka_wire::Header;
+use krpc_kafka::Header;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

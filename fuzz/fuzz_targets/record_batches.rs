@@ -1,4 +1,4 @@
-// Covers kafka_wire::records::decode_fetched: v2 record batches (any codec, zstd included) and
+// Covers krpc_kafka::records::decode_fetched: v2 record batches (any codec, zstd included) and
 // old-format message sets (magic 0 and 1, compressed wrappers), raw and with every checksum made
 // valid, read_uncommitted and read_committed (the aborted list and last stable offset drawn
 // from the input's first bytes).
@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_wire::records::{decode_fetched, ReadCommitted};
+use krpc_kafka::records::{decode_fetched, ReadCommitted};
 use libfuzzer_sys::fuzz_target;
 
 fn decode(data: Vec<u8>, committed: Option<&ReadCommitted>) {
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     // The same bytes with each entry's checksum made valid, so mutations of the records get
     // past it.
     let mut fixed = data.to_vec();
-    let changed = kafka_wire_fuzz::fix_batch_crcs(&mut fixed);
+    let changed = krpc_kafka_fuzz::fix_batch_crcs(&mut fixed);
     if changed {
         decode(fixed.clone(), None);
     }

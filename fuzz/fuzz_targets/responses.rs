@@ -1,9 +1,9 @@
-// Covers kafka_wire::protocol::decode_response (header + body), 13 response types, all versions.
+// Covers krpc_kafka::protocol::decode_response (header + body), 13 response types, all versions.
 #![no_main]
 
 use bytes::Bytes;
 use kafka_protocol::protocol::Request;
-use kafka_wire_fuzz::{pick_version, with_api, ApiVisitor};
+use krpc_kafka_fuzz::{pick_version, with_api, ApiVisitor};
 use libfuzzer_sys::fuzz_target;
 
 struct Decode<'a> {
@@ -21,7 +21,7 @@ impl ApiVisitor for Decode<'_> {
         let version = pick_version::<R>(self.version_selector);
         let frame = Bytes::copy_from_slice(self.frame);
         // Ok or Err are both fine; only a panic (or a sanitizer report) is a finding.
-        let _ = kafka_wire::protocol::decode_response::<R>(frame, version, "fuzz");
+        let _ = krpc_kafka::protocol::decode_response::<R>(frame, version, "fuzz");
     }
 }
 

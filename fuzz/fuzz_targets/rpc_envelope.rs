@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_rpc::envelope::{headers as h, Completion, Reply, Request};
-use kafka_wire::{ConsumerRecord, Header};
+use krpc_kafka::{ConsumerRecord, Header};
 use libfuzzer_sys::fuzz_target;
 
 const NAMES: [&str; 13] = [

@@ -23,7 +23,7 @@ pub trait ApiVisitor {
 pub const API_COUNT: u8 = 13;
 
 /// Calls `v.visit::<R>()` for the request type numbered `selector % API_COUNT`: the responses
-/// kafka-wire decodes today, then the consumer-group ones.
+/// krpc-kafka decodes today, then the consumer-group ones.
 pub fn with_api<V: ApiVisitor>(selector: u8, v: V) -> V::Output {
     match selector % API_COUNT {
         0 => v.visit::<ApiVersionsRequest>(),
@@ -98,7 +98,7 @@ pub fn crc32(data: &[u8]) -> u32 {
 }
 
 /// Rewrites the checksum of every complete entry in `data` (walking the entries as
-/// `kafka_wire::records::decode_batches` does): CRC-32C of a v2 batch, CRC-32 of an old-format
+/// `krpc_kafka::records::decode_batches` does): CRC-32C of a v2 batch, CRC-32 of an old-format
 /// (magic 0/1) message, so the fuzzer's mutations reach the decoding behind the checksums.
 /// Returns whether any byte changed.
 pub fn fix_batch_crcs(data: &mut [u8]) -> bool {

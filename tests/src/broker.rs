@@ -26,7 +26,7 @@ pub struct BrokerSecurity {
     /// SASL users to create: (mechanism, name, password). SCRAM-SHA-256 and SCRAM-SHA-512 only
     /// (what `nisshi user create --mechanism` knows). Non-empty means the broker requires
     /// authentication (`--authentication`); users need [`Storage::Sqlite`].
-    pub users: Vec<(kafka_wire::SaslMechanism, String, String)>,
+    pub users: Vec<(krpc_kafka::SaslMechanism, String, String)>,
     /// TLS: (certificate chain PEM, PKCS#8 private key PEM); the listener then only speaks TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
 }
@@ -151,10 +151,10 @@ impl Broker {
     }
 
     /// `nisshi user create` against this (running, unauthenticated, plaintext) broker.
-    fn create_user(&self, mechanism: kafka_wire::SaslMechanism, name: &str, password: &str) {
+    fn create_user(&self, mechanism: krpc_kafka::SaslMechanism, name: &str, password: &str) {
         let mechanism = match mechanism {
-            kafka_wire::SaslMechanism::ScramSha256 => "scram256",
-            kafka_wire::SaslMechanism::ScramSha512 => "scram512",
+            krpc_kafka::SaslMechanism::ScramSha256 => "scram256",
+            krpc_kafka::SaslMechanism::ScramSha512 => "scram512",
             other => panic!("nisshi user create knows SCRAM-SHA-256/512 only, not {other}"),
         };
         let broker_url = format!("tcp://127.0.0.1:{}", self.port);

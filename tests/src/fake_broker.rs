@@ -53,8 +53,8 @@ use kafka_protocol::messages::{
     RequestHeader, ResponseHeader, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_wire::records::encode_batch;
-use kafka_wire::{Codec, ProducerRecord};
+use krpc_kafka::records::encode_batch;
+use krpc_kafka::{Codec, ProducerRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -776,7 +776,7 @@ mod tests {
     #[test]
     fn batches_start_at_their_base_offset() {
         let b = batch(150, 3);
-        let decoded = kafka_wire::records::decode_batches(&b, &Arc::from("t"), 0, 0, 1 << 20)
+        let decoded = krpc_kafka::records::decode_batches(&b, &Arc::from("t"), 0, 0, 1 << 20)
             .expect("decodes");
         let offsets: Vec<i64> = decoded.records.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![150, 151, 152]);

@@ -1,8 +1,8 @@
-//! Shortcuts over kafka-wire for tests: a client, a fresh topic, reading N records back.
+//! Shortcuts over krpc-kafka for tests: a client, a fresh topic, reading N records back.
 
 use std::time::{Duration, Instant};
 
-use kafka_wire::{Client, ClientConfig, ConsumerRecord, FetchConfig, Fetcher, NewTopic};
+use krpc_kafka::{Client, ClientConfig, ConsumerRecord, FetchConfig, Fetcher, NewTopic};
 
 /// A client for `addr` with test-sized timeouts.
 pub async fn client(addr: &str) -> Client {
@@ -86,7 +86,7 @@ pub async fn raw_batches(client: &Client, topic: &str, partition: i32) -> Vec<Ra
     use kafka_protocol::messages::{FetchRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
     let conn = client
-        .leader(topic, partition, kafka_wire::Lane::Default)
+        .leader(topic, partition, krpc_kafka::Lane::Default)
         .await
         .expect("leader");
     let req = FetchRequest::default()
@@ -146,12 +146,12 @@ pub async fn produce_raw(
     topic: &str,
     partition: i32,
     records: bytes::Bytes,
-) -> kafka_wire::Result<i16> {
+) -> krpc_kafka::Result<i16> {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{ProduceRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
     let conn = client
-        .leader(topic, partition, kafka_wire::Lane::Default)
+        .leader(topic, partition, krpc_kafka::Lane::Default)
         .await
         .expect("leader");
     let req = ProduceRequest::default()

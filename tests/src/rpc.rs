@@ -65,7 +65,7 @@ pub async fn wait_for_servers(servers: &[&LineProcess], partitions: i32, timeout
     .await
 }
 
-/// A kafka-rpc client with its own kafka-wire client.
+/// A kafka-rpc client with its own krpc-kafka client.
 pub async fn client(addr: &str) -> kafka_rpc::Client {
     let kafka = crate::kafka::client(addr).await;
     kafka_rpc::Client::connect(kafka, crate::tuning::client_options())

@@ -1,7 +1,7 @@
 //! The sample records every interop test exchanges; `tests/interop/peers.py` builds the same.
 
 use bytes::Bytes;
-use kafka_wire::{ConsumerRecord, Header, ProducerRecord};
+use krpc_kafka::{ConsumerRecord, Header, ProducerRecord};
 
 /// Sample record `i`: some keys and values null, two headers (one null), a fixed timestamp.
 pub fn record(i: usize) -> ProducerRecord {

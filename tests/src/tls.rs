@@ -130,7 +130,7 @@ impl MutualTlsProxy {
             .expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let broker = Broker::start_advertising(Storage::Memory, port)?;
-        let (_, provider) = kafka_wire::tls::provider().expect("a TLS provider");
+        let (_, provider) = krpc_kafka::tls::provider().expect("a TLS provider");
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(client_ca).expect("client CA file") {
             roots.add(cert.expect("client CA PEM")).expect("client CA");

@@ -36,7 +36,7 @@ async fn create_request_topic(addr: &str, svc: &str) {
     let kafka = krpc_tests::kafka::client(addr).await;
     kafka
         .create_topics(
-            &[kafka_wire::NewTopic::new(
+            &[krpc_kafka::NewTopic::new(
                 kafka_rpc::naming::request_topic(svc),
                 16,
             )],
@@ -109,11 +109,11 @@ async fn dlq_lists_a_poison_record_with_its_reason_and_replay_runs_it_again() {
     let client = rpc::client(&addr).await;
     // A record that is not a request at all, and a request whose handler panics.
     let kafka = krpc_tests::kafka::client(&addr).await;
-    let producer = kafka_wire::Producer::new(kafka, kafka_wire::ProducerConfig::default());
+    let producer = krpc_kafka::Producer::new(kafka, krpc_kafka::ProducerConfig::default());
     producer
         .produce(
             &kafka_rpc::naming::request_topic(&svc),
-            kafka_wire::ProducerRecord::value(b"garbage".to_vec()),
+            krpc_kafka::ProducerRecord::value(b"garbage".to_vec()),
         )
         .await
         .expect("produce the poison record");
@@ -213,7 +213,7 @@ async fn topics_are_created_with_their_configs_and_groups_are_listed() {
         ],
     );
     assert!(out.status.success(), "{out:?}");
-    // Read back through DescribeConfigs by kafka-wire, and by librdkafka's admin client.
+    // Read back through DescribeConfigs by krpc-kafka, and by librdkafka's admin client.
     let kafka = krpc_tests::kafka::client(&addr).await;
     let configs = kafka
         .describe_topic_configs(&topic)

@@ -25,7 +25,7 @@ fn service(prefix: &str) -> String {
 
 /// A server whose `sleep(ms)` counts its runs in `runs` and `started`.
 fn sleep_server(
-    kafka: kafka_rpc::kafka_wire::Client,
+    kafka: kafka_rpc::krpc_kafka::Client,
     options: ServerOptions,
     runs: Arc<AtomicUsize>,
 ) -> Server {
@@ -140,7 +140,7 @@ async fn a_server_draining_long_work_keeps_its_membership_when_another_joins() {
 
 /// Routing keys whose calls land on request partitions `lo..hi` of a `total`-partition topic.
 fn keys_for_partitions(lo: i32, hi: i32, total: i32, n: usize) -> Vec<(String, i32)> {
-    use kafka_rpc::kafka_wire::producer::partitioner::partition_for_key;
+    use kafka_rpc::krpc_kafka::producer::partitioner::partition_for_key;
     (0u32..100_000)
         .map(|i| format!("key-{i}"))
         .filter_map(|k| {
@@ -257,7 +257,7 @@ async fn calls_to_partitions_added_under_running_servers_are_answered() {
             .list_offsets(
                 &kafka_rpc::naming::request_topic(&svc),
                 &(0..32).collect::<Vec<_>>(),
-                kafka_rpc::kafka_wire::OffsetSpec::Latest,
+                kafka_rpc::krpc_kafka::OffsetSpec::Latest,
             )
             .await;
         eprintln!("request topic ends: {ends:?}");
@@ -318,7 +318,7 @@ async fn servers_survive_their_request_topic_deleted_and_recreated() {
     let after_delete = counters.snapshot().assignments;
 
     admin
-        .create_topics(&[kafka_rpc::kafka_wire::NewTopic::new(&topic, 16)], false)
+        .create_topics(&[kafka_rpc::krpc_kafka::NewTopic::new(&topic, 16)], false)
         .await
         .expect("recreate");
     wait::until(

@@ -5,8 +5,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kafka_wire::group::Assignment;
-use kafka_wire::{
+use krpc_kafka::group::Assignment;
+use krpc_kafka::{
     GroupConfig, GroupConsumer, GroupEvent, OffsetReset, Producer, ProducerConfig, ProducerRecord,
 };
 use krpc_tests::process::LineProcess;
@@ -283,9 +283,9 @@ async fn heartbeats_keep_a_member_in_its_generation_through_a_minute_of_long_pol
     );
 }
 
-/// A kafka-wire member polling in a task, publishing what it holds.
+/// A krpc-kafka member polling in a task, publishing what it holds.
 fn spawn_rust_member(
-    client: kafka_wire::Client,
+    client: krpc_kafka::Client,
     group: &str,
     topic: &str,
 ) -> (
@@ -320,7 +320,7 @@ async fn mixed_group_with(peer: &str) {
         .args([peer, &addr, &group, &topic]);
     let mut theirs = LineProcess::spawn(peer, cmd);
     let split = wait::until(
-        &format!("kafka-wire and {peer} to split 6 partitions"),
+        &format!("krpc-kafka and {peer} to split 6 partitions"),
         Duration::from_secs(90),
         || async {
             let a = ours.lock().unwrap().clone();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_rpc::envelope::{now_ms, Reply, ReplyTo, Request, RequestId};
-use kafka_rpc::kafka_wire::{
+use kafka_rpc::krpc_kafka::{
     FetchConfig, Fetcher, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
 };
 use kafka_rpc::security::PayloadSecurity;
@@ -32,7 +32,7 @@ struct Crafter {
 }
 
 impl Crafter {
-    async fn new(kafka: kafka_rpc::kafka_wire::Client, svc: &str) -> Self {
+    async fn new(kafka: kafka_rpc::krpc_kafka::Client, svc: &str) -> Self {
         let reply_to = ReplyTo {
             topic: kafka_rpc::naming::DEFAULT_REPLY_TOPIC.into(),
             partition: 3,

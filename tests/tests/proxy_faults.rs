@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_rpc::kafka_wire::{Client, ClientConfig};
+use kafka_rpc::krpc_kafka::{Client, ClientConfig};
 use kafka_rpc::{CallOptions, HandlerError, Server};
 use krpc_tests::proxy::{FaultProxy, Target};
 use krpc_tests::{rpc, wait, Broker, Storage};
@@ -40,7 +40,7 @@ fn broker_behind_proxy() -> Option<(Broker, FaultProxy)> {
     Some((broker, proxy))
 }
 
-/// A kafka-wire client through `proxy` named `client_id`, with test-sized timeouts.
+/// A krpc-kafka client through `proxy` named `client_id`, with test-sized timeouts.
 async fn kafka_client(proxy: &FaultProxy, client_id: &str) -> Client {
     let config = ClientConfig::new(proxy.addr())
         .client_id(client_id)

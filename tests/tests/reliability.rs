@@ -166,7 +166,7 @@ async fn a_server_killed_under_load_loses_no_call_and_dedup_suppresses_completed
 
 /// An in-process server whose `job(n)` records n, and whose `add` adds.
 fn job_server(
-    kafka: kafka_rpc::kafka_wire::Client,
+    kafka: kafka_rpc::krpc_kafka::Client,
     options: ServerOptions,
     jobs: Arc<Mutex<Vec<u32>>>,
 ) -> Server {
@@ -325,7 +325,7 @@ async fn ten_thousand_garbage_records_are_dead_lettered_while_valid_calls_are_se
     let dlq = kafka_rpc::naming::dead_letter_topic(&svc);
     let parts: Vec<i32> = (0..kafka.partition_count(&dlq).await.unwrap()).collect();
     let ends = kafka
-        .list_offsets(&dlq, &parts, kafka_rpc::kafka_wire::OffsetSpec::Latest)
+        .list_offsets(&dlq, &parts, kafka_rpc::krpc_kafka::OffsetSpec::Latest)
         .await
         .unwrap();
     assert_eq!(

@@ -66,7 +66,7 @@ async fn two_client_processes_and_three_server_processes_make_10000_correct_call
 
 /// An in-process server of `svc` with the methods the tests use; runs until `stop` fires.
 fn spawn_server(
-    kafka: kafka_rpc::kafka_wire::Client,
+    kafka: kafka_rpc::krpc_kafka::Client,
     svc: &str,
     jobs: Arc<Mutex<HashSet<u32>>>,
 ) -> (
@@ -318,7 +318,7 @@ impl SeamServer {
 
     fn server(
         &self,
-        kafka: kafka_rpc::kafka_wire::Client,
+        kafka: kafka_rpc::krpc_kafka::Client,
         svc: &str,
         concurrency: usize,
         drain: Duration,

@@ -46,7 +46,7 @@ async fn an_undecodable_request_batch_goes_raw_to_the_dead_letter_topic() {
     let topic = kafka_rpc::naming::request_topic(&svc);
     let gzip = |raw: &[u8]| {
         let mut out = bytes::BytesMut::new();
-        kafka_rpc::kafka_wire::compression::compress(
+        kafka_rpc::krpc_kafka::compression::compress(
             kafka_protocol::records::Compression::Gzip,
             raw,
             &mut out,
@@ -54,12 +54,12 @@ async fn an_undecodable_request_batch_goes_raw_to_the_dead_letter_topic() {
         .unwrap();
         out
     };
-    let bomb = kafka_rpc::kafka_wire::records::encode_batch(
-        &[kafka_rpc::kafka_wire::ProducerRecord::value(vec![
+    let bomb = kafka_rpc::krpc_kafka::records::encode_batch(
+        &[kafka_rpc::krpc_kafka::ProducerRecord::value(vec![
             0u8;
             65 << 20
         ])],
-        kafka_rpc::kafka_wire::Codec::Gzip,
+        kafka_rpc::krpc_kafka::Codec::Gzip,
         1_700_000_000_000,
     )
     .unwrap();

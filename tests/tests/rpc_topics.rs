@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use kafka_rpc::naming::{completions_topic, dead_letter_topic, request_topic};
 use kafka_rpc::{CallOptions, HandlerError, RpcError, Server};
-use kafka_wire::OffsetSpec;
+use krpc_kafka::OffsetSpec;
 use krpc_tests::{kafka, rpc, tuning, wait, Broker};
 
 fn retention_of(
-    configs: &std::collections::BTreeMap<String, kafka_wire::TopicConfigEntry>,
+    configs: &std::collections::BTreeMap<String, krpc_kafka::TopicConfigEntry>,
 ) -> Option<String> {
     configs
         .get("retention.ms")
@@ -45,7 +45,7 @@ async fn topics_carry_their_retention_and_the_completion_topic_is_trimmed_to_the
         assert_eq!(r.value, i + 1);
     }
     let partitions = kafka.partition_count(&request_topic(&svc)).await.unwrap();
-    let p = kafka_wire::producer::partitioner::partition_for_key(b"one-key", partitions);
+    let p = krpc_kafka::producer::partitioner::partition_for_key(b"one-key", partitions);
 
     let completions = completions_topic(&svc);
     let (start, end) = wait::until(

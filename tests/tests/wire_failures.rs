@@ -10,7 +10,7 @@ use kafka_protocol::messages::delete_records_request::{
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{DeleteRecordsRequest, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_wire::{
+use krpc_kafka::{
     Client, ClientConfig, Error, GroupConsumer, GroupEvent, Lane, OffsetSpec, Producer,
     ProducerConfig, ProducerRecord,
 };
@@ -175,7 +175,7 @@ async fn a_server_group_resumes_at_the_log_start_after_delete_records() {
         .unwrap();
     let topic = cfg.topics[0].clone();
     client
-        .create_topics(&[kafka_wire::NewTopic::new(&topic, 1)], false)
+        .create_topics(&[krpc_kafka::NewTopic::new(&topic, 1)], false)
         .await
         .unwrap();
     let producer = Producer::new(client.clone(), ProducerConfig::default());
@@ -191,7 +191,7 @@ async fn a_server_group_resumes_at_the_log_start_after_delete_records() {
     // A first member commits 100 and leaves.
     let mut first = GroupConsumer::new(client.clone(), cfg.clone()).unwrap();
     assigned(&mut first).await;
-    let mut commit = kafka_wire::group::Offsets::new();
+    let mut commit = krpc_kafka::group::Offsets::new();
     commit.entry(topic.clone()).or_default().insert(0, 100);
     first.commit(&commit).await.unwrap();
     first.close().await.unwrap();

@@ -1,4 +1,4 @@
-//! kafka-wire under cluster events nisshi cannot be made to show, against the scriptable fake
+//! krpc-kafka under cluster events nisshi cannot be made to show, against the scriptable fake
 //! broker (`krpc_tests::fake_broker`): half-open connections, a leader that never settles, a log
 //! start that moved past a committed offset, batches larger than the fetch limit, undecodable
 //! data, one partition filling every response. Each test counts the requests the client sent.
@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, MetadataRequest};
-use kafka_wire::{
+use krpc_kafka::{
     Client, ClientConfig, Error, FetchConfig, Fetcher, GroupConsumer, GroupEvent, Lane,
     OffsetReset, Producer, ProducerConfig, ProducerRecord,
 };
@@ -356,7 +356,7 @@ async fn a_group_member_refused_by_its_coordinator_backs_off() {
     broker.fail(ApiKey::JoinGroup, 14); // COORDINATOR_LOAD_IN_PROGRESS
     let client = client(&broker).await;
     let mut consumer =
-        GroupConsumer::new(client, kafka_wire::GroupConfig::new("g", &["t"])).unwrap();
+        GroupConsumer::new(client, krpc_kafka::GroupConfig::new("g", &["t"])).unwrap();
     let polled = tokio::time::timeout(Duration::from_secs(1), consumer.poll()).await;
     assert!(polled.is_err(), "still joining after 1 s: {polled:?}");
     let joins = broker.count(ApiKey::JoinGroup);

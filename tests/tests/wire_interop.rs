@@ -1,10 +1,10 @@
-//! Wire interop with independent clients: records written by kafka-wire are read identically by
+//! Wire interop with independent clients: records written by krpc-kafka are read identically by
 //! librdkafka and kafka-python, and records they write (every codec, zstd included) are decoded
-//! by kafka-wire.
+//! by krpc-kafka.
 
 use std::time::Duration;
 
-use kafka_wire::{Codec, Producer, ProducerConfig};
+use krpc_kafka::{Codec, Producer, ProducerConfig};
 use krpc_tests::{kafka, python, sample, Broker};
 
 const T: Duration = Duration::from_secs(60);
@@ -92,10 +92,10 @@ async fn records_kafka_python_produces_with_every_codec_are_decoded() {
 }
 
 async fn check_decoded(
-    client: &kafka_wire::Client,
+    client: &krpc_kafka::Client,
     topic: &str,
     n: usize,
-    check: fn(&kafka_wire::ConsumerRecord, usize, i64),
+    check: fn(&krpc_kafka::ConsumerRecord, usize, i64),
 ) {
     let got = kafka::read(client, topic, 0, 0, n, T).await;
     for (i, r) in got.iter().enumerate() {

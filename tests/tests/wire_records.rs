@@ -5,14 +5,14 @@
 
 use std::time::Duration;
 
-use kafka_wire::{FetchConfig, Fetcher, IsolationLevel, Producer, ProducerConfig, ProducerRecord};
+use krpc_kafka::{FetchConfig, Fetcher, IsolationLevel, Producer, ProducerConfig, ProducerRecord};
 use krpc_tests::frame_proxy::FrameProxy as Proxy;
 use krpc_tests::{kafka, python, Broker};
 
 const T: Duration = Duration::from_secs(60);
 
 /// Compressible records (4 KiB of one letter each) as `peers.py produce-big` writes them.
-fn assert_big(got: &[kafka_wire::ConsumerRecord], n: usize) {
+fn assert_big(got: &[krpc_kafka::ConsumerRecord], n: usize) {
     assert_eq!(got.len(), n);
     for (i, r) in got.iter().enumerate() {
         assert_eq!(r.offset, i as i64);
@@ -83,9 +83,9 @@ fn crc32(data: &[u8]) -> u32 {
 /// test broker does not: it serves Produce v3+ only (kafka-python with `api_version` 0.9 or
 /// 0.10 sends Produce v1/v2 and is refused UNSUPPORTED_VERSION, retrying until its timeout), and
 /// it checks every produced batch as a v2 batch. So the end-to-end check is: write them raw
-/// with Produce v3; where stored, kafka-wire must decode them; where refused (the test broker),
+/// with Produce v3; where stored, krpc-kafka must decode them; where refused (the test broker),
 /// the refusal is asserted. The decoding itself (uncompressed, gzip/snappy/lz4 wrappers, the
-/// KAFKA-3160 lz4 header, the poison pill) is shown by kafka-wire's `records` unit
+/// KAFKA-3160 lz4 header, the poison pill) is shown by krpc-kafka's `records` unit
 /// tests on entries built byte for byte as Kafka stores them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_message_formats_are_decoded_where_a_broker_stores_them() {
@@ -151,7 +151,7 @@ async fn idempotent_batches_are_decoded_both_ways() {
     let raw = kafka::raw_batches(&client, &topic, 0).await;
     assert!(
         raw.iter().all(|b| b.producer_id >= 0),
-        "kafka-wire stamps its batches: {raw:?}"
+        "krpc-kafka stamps its batches: {raw:?}"
     );
     let pid = raw[0].producer_id;
     assert!(raw.iter().all(|b| b.producer_id == pid), "{raw:?}");
@@ -219,7 +219,7 @@ async fn a_produce_whose_response_is_lost_is_retried_and_stored_once() {
         fetcher.assign(&topic, 0, 0);
         while !got
             .iter()
-            .any(|r: &kafka_wire::ConsumerRecord| r.value.as_deref() == Some(&b"end"[..]))
+            .any(|r: &krpc_kafka::ConsumerRecord| r.value.as_deref() == Some(&b"end"[..]))
         {
             assert!(std::time::Instant::now() < deadline, "{got:?}");
             got.extend(fetcher.poll().await.unwrap());
@@ -274,7 +274,7 @@ async fn read_committed_reads_plain_records_to_the_end() {
 /// transactions to the broker, read_committed returns c1, c2 and read_uncommitted c1, a1, c2.
 /// Where the broker refuses the transactional producer (the test broker does, to both peers),
 /// the refusal is asserted instead; the filtering itself is then shown on batches crafted as
-/// Apache Kafka writes them (kafka-wire's `records` unit tests).
+/// Apache Kafka writes them (krpc-kafka's `records` unit tests).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborted_transactions_of_peers_are_filtered_or_refused_by_the_broker() {
     let addr = Broker::shared().addr().to_string();

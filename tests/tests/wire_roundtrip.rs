@@ -1,10 +1,10 @@
-//! kafka-wire against the real broker: produce and fetch round trips, admin, partitioning.
+//! krpc-kafka against the real broker: produce and fetch round trips, admin, partitioning.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_wire::producer::partitioner::partition_for_key;
-use kafka_wire::{Acks, Codec, OffsetSpec, Producer, ProducerConfig, ProducerRecord};
+use krpc_kafka::producer::partitioner::partition_for_key;
+use krpc_kafka::{Acks, Codec, OffsetSpec, Producer, ProducerConfig, ProducerRecord};
 use krpc_tests::{kafka, python, sample, Broker};
 
 const T: Duration = Duration::from_secs(30);
@@ -85,14 +85,14 @@ async fn topics_offsets_and_metadata() {
     assert_eq!(client.partition_count(&topic).await.unwrap(), 3);
     // Creating it again is an error, unless asked to tolerate it.
     let again = client
-        .create_topics(&[kafka_wire::NewTopic::new(&topic, 3)], false)
+        .create_topics(&[krpc_kafka::NewTopic::new(&topic, 3)], false)
         .await;
     assert!(again
         .unwrap_err()
         .to_string()
         .contains("TopicAlreadyExists"));
     client
-        .create_topics(&[kafka_wire::NewTopic::new(&topic, 3)], true)
+        .create_topics(&[krpc_kafka::NewTopic::new(&topic, 3)], true)
         .await
         .unwrap();
 
@@ -242,11 +242,11 @@ async fn a_live_consumer_misses_nothing_while_eight_producers_race_into_one_part
             producer.flush().await;
         }));
     }
-    let config = kafka_wire::FetchConfig {
+    let config = krpc_kafka::FetchConfig {
         hole_wait: Some(Duration::from_secs(5)),
         ..kafka::quick_fetch()
     };
-    let mut fetcher = kafka_wire::Fetcher::new(reader.clone(), config);
+    let mut fetcher = krpc_kafka::Fetcher::new(reader.clone(), config);
     fetcher.assign(&topic, 0, 0);
     let total = per_producer * producers;
     let deadline = std::time::Instant::now() + T;

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kafka_wire::{
+use krpc_kafka::{
     Client, ClientConfig, Error, NewTopic, Producer, ProducerConfig, ProducerRecord, SaslConfig,
     SaslMechanism,
 };
@@ -187,7 +187,7 @@ async fn plain_logs_in_or_fails_with_a_clear_error() {
     }
 }
 
-/// TLS with the C-free provider (kafka-wire's `tls` feature: rustls + graviola), certificates
+/// TLS with the C-free provider (krpc-kafka's `tls` feature: rustls + graviola), certificates
 /// made by a test CA (rcgen). Needs `cargo test -p krpc-tests --features tls --test
 /// wire_security`. Everything runs against nisshi with `--cert`/`--key`, except mutual TLS:
 /// nisshi 0.8.1 never asks for a client certificate, so that is shown through the in-process
@@ -198,7 +198,7 @@ mod tls {
     use std::path::PathBuf;
 
     use kafka_rpc::{CallOptions, HandlerError, Server};
-    use kafka_wire::{GroupConfig, GroupConsumer, GroupEvent, OffsetReset, TlsConfig};
+    use krpc_kafka::{GroupConfig, GroupConsumer, GroupEvent, OffsetReset, TlsConfig};
     use krpc_tests::tls::{CertFiles, MutualTlsProxy, TestCa};
     use krpc_tests::tuning;
 
@@ -282,7 +282,7 @@ mod tls {
 
     #[test]
     fn the_tls_provider_is_graviola_no_c() {
-        assert_eq!(kafka_wire::tls_provider(), Ok("graviola"));
+        assert_eq!(krpc_kafka::tls_provider(), Ok("graviola"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -594,18 +594,18 @@ mod tls {
     }
 }
 
-/// Without TLS in kafka-wire a TLS setting is refused with a clear error, not ignored. (In a
-/// workspace build that also builds krpc-cli, whose default features turn kafka-wire's `tls` on,
+/// Without TLS in krpc-kafka a TLS setting is refused with a clear error, not ignored. (In a
+/// workspace build that also builds krpc-cli, whose default features turn krpc-kafka's `tls` on,
 /// there is TLS and this has nothing to show.)
 #[cfg(not(feature = "tls"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_without_the_feature_is_a_clear_error() {
-    if kafka_wire::tls_provider().is_ok() {
-        eprintln!("skipped: kafka-wire has TLS in this build (feature unification)");
+    if krpc_kafka::tls_provider().is_ok() {
+        eprintln!("skipped: krpc-kafka has TLS in this build (feature unification)");
         return;
     }
     let Some(broker) = sasl_broker() else { return };
-    let config = ClientConfig::new(broker.addr()).tls(kafka_wire::TlsConfig::default());
+    let config = ClientConfig::new(broker.addr()).tls(krpc_kafka::TlsConfig::default());
     let started = Instant::now();
     let err = Client::connect(config)
         .await

@@ -1,4 +1,4 @@
-//! The Kafka layer alone: kafka-wire against rskafka on the same broker. Produce and fetch
+//! The Kafka layer alone: krpc-kafka against rskafka on the same broker. Produce and fetch
 //! throughput of 64-byte records in batches of 1,000 (each batch awaited before the next), and
 //! the latency of producing one record and fetching it back. Prints a table and JSON lines.
 //!
@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use kafka_wire::{
+use krpc_kafka::{
     Client, ClientConfig, FetchConfig, Fetcher, NewTopic, Producer, ProducerConfig, ProducerRecord,
 };
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
@@ -32,11 +32,11 @@ fn topic(name: &str) -> String {
     format!("wire-bench-{name}-{}", std::process::id())
 }
 
-async fn bench_kafka_wire(addr: &str, records: usize) -> Result {
+async fn bench_krpc_kafka(addr: &str, records: usize) -> Result {
     let client = Client::connect(ClientConfig::new(addr))
         .await
         .expect("connect");
-    let t = topic("kafka-wire");
+    let t = topic("krpc-kafka");
     client
         .create_topics(&[NewTopic::new(&t, 1)], false)
         .await
@@ -97,7 +97,7 @@ async fn bench_kafka_wire(addr: &str, records: usize) -> Result {
         hist.record(t0.elapsed().as_micros() as u64).unwrap();
     }
     Result {
-        client: "kafka-wire",
+        client: "krpc-kafka",
         produce_per_s: records as f64 / produce.as_secs_f64(),
         fetch_per_s: records as f64 / fetch.as_secs_f64(),
         rt_p50_ms: hist.value_at_quantile(0.5) as f64 / 1e3,
@@ -184,7 +184,7 @@ async fn main() {
         .unwrap_or_else(|| "127.0.0.1:9092".into());
     let records: usize =
         args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200_000) / BATCH * BATCH;
-    let ours = bench_kafka_wire(&addr, records).await;
+    let ours = bench_krpc_kafka(&addr, records).await;
     let peer = bench_rskafka(&addr, records).await;
     eprintln!("{records} records of {SIZE} bytes, batches of {BATCH}; {ROUND_TRIPS} produce-then-fetch round trips");
     eprintln!(

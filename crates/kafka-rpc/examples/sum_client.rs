@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use kafka_rpc::kafka_wire::{Client as Kafka, ClientConfig};
+use kafka_rpc::krpc_kafka::{Client as Kafka, ClientConfig};
 use kafka_rpc::{CallOptions, Client, ClientOptions};
 
 #[tokio::main]

@@ -3,7 +3,7 @@
 //! Run: `cargo run -p kafka-rpc --example sum_server -- 127.0.0.1:9092` (Ctrl-C to stop), then
 //! `cargo run -p kafka-rpc --example sum_client -- 127.0.0.1:9092`.
 
-use kafka_rpc::kafka_wire::{Client, ClientConfig};
+use kafka_rpc::krpc_kafka::{Client, ClientConfig};
 use kafka_rpc::{HandlerError, Server, ServerOptions};
 
 #[tokio::main]

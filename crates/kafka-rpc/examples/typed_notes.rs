@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use kafka_rpc::kafka_wire::{Client as Kafka, ClientConfig};
+use kafka_rpc::krpc_kafka::{Client as Kafka, ClientConfig};
 use kafka_rpc::{Client, ClientOptions, RequestContext, Server};
 use serde::{Deserialize, Serialize};
 

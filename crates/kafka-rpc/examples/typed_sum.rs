@@ -4,7 +4,7 @@
 //! Run: `cargo run -p kafka-rpc --example typed_sum -- serve 127.0.0.1:9092` (Ctrl-C to stop),
 //! then `cargo run -p kafka-rpc --example typed_sum -- call 127.0.0.1:9092`.
 
-use kafka_rpc::kafka_wire::{Client as Kafka, ClientConfig};
+use kafka_rpc::krpc_kafka::{Client as Kafka, ClientConfig};
 use kafka_rpc::{Client, ClientOptions, Server};
 
 /// The service: its name on the wire is the trait's, `Sum`.

@@ -62,7 +62,7 @@ pub enum RpcError {
         context: String,
         /// The Kafka error.
         #[source]
-        source: kafka_wire::Error,
+        source: krpc_kafka::Error,
     },
     /// The arguments could not be encoded, or the result decoded.
     #[error("{context}: {reason}")]
@@ -104,7 +104,7 @@ impl RpcError {
         }
     }
 
-    pub(crate) fn kafka(context: impl Into<String>, source: kafka_wire::Error) -> Self {
+    pub(crate) fn kafka(context: impl Into<String>, source: krpc_kafka::Error) -> Self {
         RpcError::Kafka {
             context: context.into(),
             source,

@@ -16,7 +16,7 @@
 //! payloads.
 //!
 //! The wire format ([`envelope`], [`codec`], [`naming`], [`topics`]) is written down in
-//! `wire/WIRE.md`. Everything Kafka goes through [`kafka_wire`] (re-exported): this crate never
+//! `wire/WIRE.md`. Everything Kafka goes through [`krpc_kafka`] (re-exported): this crate never
 //! builds a Kafka frame.
 //!
 //! # Examples
@@ -24,7 +24,7 @@
 //! A server and a client of the service `Sum` (they may run in different processes):
 //!
 //! ```no_run
-//! use kafka_rpc::kafka_wire::{Client as Kafka, ClientConfig};
+//! use kafka_rpc::krpc_kafka::{Client as Kafka, ClientConfig};
 //! use kafka_rpc::{CallOptions, Client, ClientOptions, HandlerError, Server, ServerOptions};
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -68,7 +68,7 @@ pub use error::{HandlerError, RpcError};
 /// Turns a trait into a typed service: a [`Service`] for the server side and a typed client
 /// (see [`typed`] for what it generates and what it refuses).
 pub use kafka_rpc_macros::service;
-pub use kafka_wire;
+pub use krpc_kafka;
 pub use legacy::{LegacyClient, LegacyClientOptions, LegacyOptions};
 pub use server::{Server, ServerOptions, ServerStats};
 pub use service::{

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use kafka_wire::{Client, NewTopic};
+use krpc_kafka::{Client, NewTopic};
 
 use crate::error::RpcError;
 

@@ -66,7 +66,7 @@
 //!     }
 //! }
 //!
-//! # async fn demo(kafka: kafka_rpc::kafka_wire::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn demo(kafka: kafka_rpc::krpc_kafka::Client) -> Result<(), Box<dyn std::error::Error>> {
 //! let server = Server::new(kafka.clone(), SumServer::<Adder>::options())
 //!     .service(SumServer::new(Adder));
 //! tokio::spawn(server.run(std::future::pending()));
@@ -385,7 +385,7 @@ mod tests {
             let id = RequestId([3; 16]);
             let read = |reply: &Reply| {
                 let r = server.reply_record(reply);
-                let record = kafka_wire::ConsumerRecord {
+                let record = krpc_kafka::ConsumerRecord {
                     topic: "krpc.replies".into(),
                     partition: 0,
                     offset: 0,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_rpc::envelope::{Reply, ReplyTo, Request, RequestId};
-use kafka_rpc::kafka_wire::{ConsumerRecord, Header, ProducerRecord};
+use kafka_rpc::krpc_kafka::{ConsumerRecord, Header, ProducerRecord};
 use kafka_rpc::StatusCode;
 use serde_json::Value;
 

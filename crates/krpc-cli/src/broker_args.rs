@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kafka_wire::{Client, ClientConfig, Error, SaslConfig, SaslMechanism, TlsConfig};
+use krpc_kafka::{Client, ClientConfig, Error, SaslConfig, SaslMechanism, TlsConfig};
 
 /// Whether this krpc was built with TLS (its `tls` or `tls-ring` feature); without, the --tls*
 /// options are hidden and refused when given.
@@ -102,7 +102,7 @@ impl BrokerArgs {
 
     /// Connects to the cluster. A --tls* option in a build without TLS is refused here, before
     /// any connection, naming the feature to build with.
-    pub async fn connect(&self) -> kafka_wire::Result<Client> {
+    pub async fn connect(&self) -> krpc_kafka::Result<Client> {
         if !TLS_BUILT_IN && self.tls_config().is_some() {
             return Err(Error::InvalidArgument(
                 "--tls (or KRPC_TLS*) given, but this krpc was built without TLS: build krpc-cli \

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use kafka_wire::{Client, ConsumerRecord, FetchConfig, Fetcher, OffsetSpec};
+use krpc_kafka::{Client, ConsumerRecord, FetchConfig, Fetcher, OffsetSpec};
 
 /// The records of `topic` in `[from, end)` per partition, where `end` is each partition's
 /// high watermark now and `from` is `start` (or the log start offset where `start` has no

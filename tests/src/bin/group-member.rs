@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use kafka_wire::{Client, ClientConfig, GroupConfig, GroupConsumer, GroupEvent, OffsetReset};
+use krpc_kafka::{Client, ClientConfig, GroupConfig, GroupConsumer, GroupEvent, OffsetReset};
 use tokio::io::AsyncReadExt;
 
-fn show(a: &kafka_wire::group::Assignment) -> String {
+fn show(a: &krpc_kafka::group::Assignment) -> String {
     let parts: Vec<String> = a
         .iter()
         .flat_map(|(t, ps)| ps.iter().map(move |p| format!("{t}/{p}")))

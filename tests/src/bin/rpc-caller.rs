@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kafka_rpc::kafka_wire::{Client as Kafka, ClientConfig};
+use kafka_rpc::krpc_kafka::{Client as Kafka, ClientConfig};
 use kafka_rpc::{CallOptions, Client};
 
 #[derive(Default)]

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use kafka_rpc::kafka_wire::{Client, ClientConfig};
+use kafka_rpc::krpc_kafka::{Client, ClientConfig};
 use kafka_rpc::{HandlerError, Server};
 
 #[tokio::main]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_wire::{ConsumerRecord, Fetcher, Producer};
+use krpc_kafka::{ConsumerRecord, Fetcher, Producer};
 use tokio::sync::Semaphore;
 
 use super::replies::{spawn_reader, Parsed, Pending, ReaderTask};
@@ -231,7 +231,7 @@ impl CallCore {
     async fn send(
         &self,
         topic: &str,
-        record: kafka_wire::ProducerRecord,
+        record: krpc_kafka::ProducerRecord,
         context: impl Fn() -> String,
     ) -> Result<(), RpcError> {
         let delivery = self

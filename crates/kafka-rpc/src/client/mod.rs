@@ -12,8 +12,8 @@ pub(crate) mod replies;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_wire::producer::partitioner::partition_for_key;
-use kafka_wire::{FetchConfig, Fetcher, OffsetSpec, Producer, ProducerConfig};
+use krpc_kafka::producer::partitioner::partition_for_key;
+use krpc_kafka::{FetchConfig, Fetcher, OffsetSpec, Producer, ProducerConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -52,7 +52,7 @@ pub struct CallMeta {
 }
 
 struct Inner {
-    kafka: kafka_wire::Client,
+    kafka: krpc_kafka::Client,
     core: CallCore,
     reply_to: ReplyTo,
     /// Request topics known to exist (or created, with `create_request_topics`).
@@ -67,7 +67,7 @@ struct Inner {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use kafka_rpc::kafka_wire::{Client as Kafka, ClientConfig};
+/// use kafka_rpc::krpc_kafka::{Client as Kafka, ClientConfig};
 /// use kafka_rpc::{CallOptions, Client, ClientOptions, NotifyOptions};
 ///
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -91,7 +91,7 @@ impl Client {
     /// Prepares a client: creates the reply topic if needed, takes the slot of `instance_id`,
     /// and reads the slot's end offset before returning, so no reply can be missed.
     pub async fn connect(
-        kafka: kafka_wire::Client,
+        kafka: krpc_kafka::Client,
         options: ClientOptions,
     ) -> Result<Self, RpcError> {
         let topics = TopicCache::default();
@@ -273,7 +273,7 @@ impl Client {
                 inner.topics.remember(&topic);
                 Ok(topic)
             }
-            Err(kafka_wire::Error::UnknownTopic { .. }) => Err(RpcError::UnknownService {
+            Err(krpc_kafka::Error::UnknownTopic { .. }) => Err(RpcError::UnknownService {
                 service: service.into(),
                 topic,
             }),

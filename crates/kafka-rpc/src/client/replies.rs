@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use kafka_wire::backoff::Backoff;
-use kafka_wire::{ConsumerRecord, Fetcher};
+use krpc_kafka::backoff::Backoff;
+use krpc_kafka::{ConsumerRecord, Fetcher};
 use tokio::sync::oneshot;
 
 use crate::envelope::RequestId;
@@ -108,7 +108,7 @@ async fn read_replies<T, P>(mut fetcher: Fetcher, pending: Arc<Pending<T>>, pars
 where
     P: Fn(&ConsumerRecord) -> Result<Parsed<T>, String>,
 {
-    // kafka-wire's one retry policy, with the client's retry.backoff settings.
+    // krpc-kafka's one retry policy, with the client's retry.backoff settings.
     let (initial, max) = {
         let cfg = fetcher.client().config();
         (cfg.retry_backoff, cfg.retry_backoff_max)

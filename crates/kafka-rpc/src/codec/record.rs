@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_wire::{ConsumerRecord, Header, ProducerRecord};
+use krpc_kafka::{ConsumerRecord, Header, ProducerRecord};
 
 use crate::envelope::{read_metadata, Reply, ReplyTo, Request, RequestId};
 use crate::error::HandlerError;

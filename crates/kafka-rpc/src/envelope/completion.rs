@@ -2,7 +2,7 @@
 //! is answered, so whichever server owns the partition next can tell a redelivered request
 //! from a new one, and re-send its reply instead of running it again.
 
-use kafka_wire::{ConsumerRecord, ProducerRecord};
+use krpc_kafka::{ConsumerRecord, ProducerRecord};
 
 use super::headers::{self as h, header, HeaderError, Headers};
 use super::reply::Reply;

@@ -1,7 +1,7 @@
 //! The record header names of the wire format (wire/WIRE.md), and typed readers for them.
 
 use bytes::Bytes;
-use kafka_wire::{ConsumerRecord, Header};
+use krpc_kafka::{ConsumerRecord, Header};
 
 /// Wire format version (1 byte).
 pub const VERSION: &str = "krpc-v";

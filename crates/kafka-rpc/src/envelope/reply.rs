@@ -1,7 +1,7 @@
 //! A reply as a record: status and timings in headers, the msgpack result in the value.
 
 use bytes::Bytes;
-use kafka_wire::{ConsumerRecord, ProducerRecord};
+use krpc_kafka::{ConsumerRecord, ProducerRecord};
 
 use super::headers::{self as h, header, HeaderError, Headers};
 use super::request::RequestId;

@@ -1,7 +1,7 @@
 //! A call as a record: headers carry the routing, the value carries the msgpack arguments.
 
 use bytes::Bytes;
-use kafka_wire::{ConsumerRecord, ProducerRecord};
+use krpc_kafka::{ConsumerRecord, ProducerRecord};
 
 use super::headers::{self as h, header, HeaderError, Headers};
 use crate::service::{Metadata, METADATA_HEADER_PREFIX};

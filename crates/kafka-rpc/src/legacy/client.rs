@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_wire::{FetchConfig, Fetcher, OffsetSpec, Producer, ProducerConfig};
+use krpc_kafka::{FetchConfig, Fetcher, OffsetSpec, Producer, ProducerConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -58,7 +58,7 @@ impl LegacyClientOptions {
 /// Calling a service of the Python kafka-rpc 1.0.8 (its `topic_name` is `"Calculator"`):
 ///
 /// ```no_run
-/// use kafka_rpc::kafka_wire::{Client, ClientConfig};
+/// use kafka_rpc::krpc_kafka::{Client, ClientConfig};
 /// use kafka_rpc::{CallOptions, LegacyClient, LegacyClientOptions};
 ///
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -88,7 +88,7 @@ impl LegacyClient {
     /// so a Rust caller may start before the Python server) and starts reading replies from
     /// their current end, before returning, so no reply can be missed.
     pub async fn connect(
-        kafka: kafka_wire::Client,
+        kafka: krpc_kafka::Client,
         options: LegacyClientOptions,
     ) -> Result<Self, RpcError> {
         check_name(&options.name).map_err(RpcError::InvalidArgument)?;

@@ -3,7 +3,7 @@
 //! traceback}`; the record key is the task id (a uuid in hex) and the one header is `checksum`.
 
 use bytes::Bytes;
-use kafka_wire::Header;
+use krpc_kafka::Header;
 use rmpv::Value;
 
 use super::cipher::{checksum, LegacyCipher};

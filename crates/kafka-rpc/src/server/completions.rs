@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use kafka_wire::{Client, FetchConfig, Fetcher, OffsetSpec};
+use krpc_kafka::{Client, FetchConfig, Fetcher, OffsetSpec};
 
 use super::dedup::Window;
 use crate::envelope::{now_ms, Completion};
@@ -18,7 +18,7 @@ pub async fn load_window(
     partition: i32,
     limits: (usize, Duration),
     timeout: Duration,
-) -> Result<Window, kafka_wire::Error> {
+) -> Result<Window, krpc_kafka::Error> {
     let mut window = Window::default();
     let end = kafka
         .list_offset(topic, partition, OffsetSpec::Latest)

@@ -3,7 +3,7 @@
 //! came from and why, and the server moves on. A batch of the request topic that cannot even be
 //! decoded (unknown codec, corrupt) is copied there whole, raw, with the offsets it spans.
 
-use kafka_wire::{ConsumerRecord, Header, ProducerRecord, SkippedBatch};
+use krpc_kafka::{ConsumerRecord, Header, ProducerRecord, SkippedBatch};
 
 use crate::envelope::headers as h;
 use crate::envelope::RequestId;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use kafka_wire::{ConsumerRecord, GroupCommitter, Producer, ProducerRecord};
+use krpc_kafka::{ConsumerRecord, GroupCommitter, Producer, ProducerRecord};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -39,7 +39,7 @@ pub(crate) trait Outbox: Send + Sync + 'static {
         topic: &str,
         partition: i32,
         record: ProducerRecord,
-    ) -> BoxFuture<'static, Result<(), kafka_wire::Error>>;
+    ) -> BoxFuture<'static, Result<(), krpc_kafka::Error>>;
 }
 
 impl Outbox for Producer {
@@ -48,7 +48,7 @@ impl Outbox for Producer {
         topic: &str,
         partition: i32,
         record: ProducerRecord,
-    ) -> BoxFuture<'static, Result<(), kafka_wire::Error>> {
+    ) -> BoxFuture<'static, Result<(), krpc_kafka::Error>> {
         // `send_to` may wait for buffer space (`buffer.memory`), so it runs inside the future.
         let (producer, topic) = (self.clone(), topic.to_string());
         Box::pin(async move {
@@ -380,7 +380,7 @@ impl Dispatcher {
     /// partition), raw, and waits for the acknowledgement.
     pub async fn dead_letter_batch(
         &self,
-        batch: &kafka_wire::SkippedBatch,
+        batch: &krpc_kafka::SkippedBatch,
     ) -> Result<(), RpcError> {
         let letter = super::dead_letter::undecodable_batch(batch, &self.server_id);
         match self
@@ -411,7 +411,7 @@ impl Dispatcher {
         topic: &str,
         partition: i32,
         record: ProducerRecord,
-    ) -> Result<(), kafka_wire::Error> {
+    ) -> Result<(), krpc_kafka::Error> {
         let side = self.side_partitions.load(Ordering::Relaxed);
         // A dead letter names its request's topic, partition and offsets in its headers, so one
         // of a partition the dead-letter topic lacks goes to another partition of it; a
@@ -422,7 +422,7 @@ impl Dispatcher {
             partition
         };
         if topic == self.completions_topic && partition >= side {
-            return Err(kafka_wire::Error::InvalidArgument(format!(
+            return Err(krpc_kafka::Error::InvalidArgument(format!(
                 "{topic} has {side} partitions, fewer than the request topic: no partition {partition} to write to"
             )));
         }

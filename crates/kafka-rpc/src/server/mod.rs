@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kafka_wire::{GroupConfig, GroupConsumer, GroupEvent, OffsetReset, Producer, ProducerConfig};
+use krpc_kafka::{GroupConfig, GroupConsumer, GroupEvent, OffsetReset, Producer, ProducerConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::atomic::AtomicI32;
@@ -37,7 +37,7 @@ use crate::topics::{TopicCache, TopicKind};
 use dispatch::{Dispatcher, Pipeline};
 
 /// How long a hole in a kafka-rpc topic is refetched before it is accepted (see
-/// [`kafka_wire::FetchConfig::hole_wait`]; kafka-rpc's topics are never compacted).
+/// [`krpc_kafka::FetchConfig::hole_wait`]; kafka-rpc's topics are never compacted).
 pub(crate) const HOLE_WAIT: Duration = Duration::from_secs(5);
 
 /// A server of one service: register its [`Service`] (or methods one by one), then
@@ -46,7 +46,7 @@ pub(crate) const HOLE_WAIT: Duration = Duration::from_secs(5);
 /// # Examples
 ///
 /// ```no_run
-/// use kafka_rpc::kafka_wire::{Client, ClientConfig};
+/// use kafka_rpc::krpc_kafka::{Client, ClientConfig};
 /// use kafka_rpc::{HandlerError, Server, ServerOptions};
 ///
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -67,7 +67,7 @@ pub(crate) const HOLE_WAIT: Duration = Duration::from_secs(5);
 /// # }
 /// ```
 pub struct Server {
-    kafka: kafka_wire::Client,
+    kafka: krpc_kafka::Client,
     options: ServerOptions,
     /// Methods registered one by one ([`Server::method`] and siblings).
     methods: Methods,
@@ -78,7 +78,7 @@ pub struct Server {
 
 impl Server {
     /// A server with no methods yet.
-    pub fn new(kafka: kafka_wire::Client, options: ServerOptions) -> Self {
+    pub fn new(kafka: krpc_kafka::Client, options: ServerOptions) -> Self {
         Self {
             kafka,
             options,
@@ -430,7 +430,7 @@ impl ServerOptions {
 /// the new partitions are still served and answered, but their completions (dedup after a
 /// crash) and dead letters cannot be written.
 async fn follow_request_partitions(
-    kafka: &kafka_wire::Client,
+    kafka: &krpc_kafka::Client,
     names: &TopicNames,
     known: i32,
 ) -> (i32, i32) {

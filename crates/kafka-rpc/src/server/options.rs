@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kafka_wire::IsolationLevel;
+use krpc_kafka::IsolationLevel;
 
 use crate::topics::TopicOptions;
 

@@ -2,7 +2,7 @@
 //! so the loop's `select!` (shutdown, commit tick, finishing requests) never waits on a fetch,
 //! and a fetch is never cancelled by them.
 
-use kafka_wire::{GroupConsumer, GroupEvent, SkippedBatch};
+use krpc_kafka::{GroupConsumer, GroupEvent, SkippedBatch};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 /// One poll's event and what the consumer counted with it.
 pub(super) struct Polled {
     /// The event (an error ends serving).
-    pub event: Result<GroupEvent, kafka_wire::Error>,
+    pub event: Result<GroupEvent, krpc_kafka::Error>,
     /// Undecodable batches stepped over by this poll (dead-lettered before its records run).
     pub skipped: Vec<SkippedBatch>,
     /// [`GroupConsumer::skipped_batches`] now.

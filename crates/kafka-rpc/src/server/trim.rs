@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kafka_wire::{Client, OffsetSpec};
+use krpc_kafka::{Client, OffsetSpec};
 use tokio_util::sync::CancellationToken;
 
 /// Trims `topic` to its last `keep` records per partition, once. Returns, per trimmed
@@ -22,7 +22,7 @@ pub async fn trim_once(
     kafka: &Client,
     topic: &str,
     keep: usize,
-) -> Result<BTreeMap<i32, (i64, i64)>, kafka_wire::Error> {
+) -> Result<BTreeMap<i32, (i64, i64)>, krpc_kafka::Error> {
     let ids: Vec<i32> = kafka
         .topic(topic)
         .await?

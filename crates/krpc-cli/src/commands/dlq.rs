@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kafka_rpc::naming::{dead_letter_topic, request_topic};
 use kafka_rpc::server::dead_letter::{replay, DeadLetter};
-use kafka_wire::{Client, ConsumerRecord, Producer, ProducerConfig};
+use krpc_kafka::{Client, ConsumerRecord, Producer, ProducerConfig};
 use serde_json::{json, Value};
 
 use super::CmdResult;
@@ -86,7 +86,7 @@ async fn read(
     let topic = dead_letter_topic(&common.service);
     match client.topic(&topic).await {
         // No server of the service ever dead-lettered anything (servers create it at start).
-        Err(kafka_wire::Error::UnknownTopic { .. }) => {
+        Err(krpc_kafka::Error::UnknownTopic { .. }) => {
             eprintln!("krpc: {topic} does not exist: no dead letters");
             return Ok(Vec::new());
         }

@@ -1,6 +1,6 @@
 //! `krpc groups list|describe`: consumer groups as `kafka-consumer-groups.sh` shows them.
 
-use kafka_wire::OffsetSpec;
+use krpc_kafka::OffsetSpec;
 use serde_json::{json, Value};
 
 use super::CmdResult;

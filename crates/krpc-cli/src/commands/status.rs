@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_rpc::naming::{completions_topic, dead_letter_topic, request_topic, server_group};
-use kafka_wire::{Client, Error as KafkaError, OffsetSpec};
+use krpc_kafka::{Client, Error as KafkaError, OffsetSpec};
 use serde_json::{json, Value};
 
 use super::CmdResult;

@@ -1,6 +1,6 @@
 //! `krpc topics list|create|grow|describe`.
 
-use kafka_wire::{NewTopic, OffsetSpec};
+use krpc_kafka::{NewTopic, OffsetSpec};
 
 use super::CmdResult;
 use crate::broker_args::BrokerArgs;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use kafka_wire::{Codec, FetchConfig, Fetcher, NewTopic, Producer, ProducerConfig, ProducerRecord};
+use krpc_kafka::{Codec, FetchConfig, Fetcher, NewTopic, Producer, ProducerConfig, ProducerRecord};
 
 use super::CmdResult;
 use crate::broker_args::BrokerArgs;

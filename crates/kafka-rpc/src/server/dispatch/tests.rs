@@ -25,7 +25,7 @@ impl Outbox for Arc<Recorder> {
         topic: &str,
         partition: i32,
         record: ProducerRecord,
-    ) -> BoxFuture<'static, Result<(), kafka_wire::Error>> {
+    ) -> BoxFuture<'static, Result<(), krpc_kafka::Error>> {
         lock(&self.sent).push((topic.to_string(), partition, record));
         self.changed.notify_waiters();
         Box::pin(async { Ok(()) })
@@ -445,7 +445,7 @@ async fn caller_metadata_and_routing_key_reach_the_context() {
     let mut h = harness(m, 1, Duration::from_millis(100));
     let mut rec = request(1, 0, "who", &(), Some("k1"), Some(Duration::from_secs(10)));
     rec.headers
-        .push(kafka_wire::Header::new("krpc-meta-tenant", "acme"));
+        .push(krpc_kafka::Header::new("krpc-meta-tenant", "acme"));
     h.pipeline.admit(rec);
     h.run_until("the reply", |h| h.replies().len() == 1).await;
     let (tenant, key, server, has_deadline): (Option<String>, Option<Vec<u8>>, String, bool) =

@@ -1,4 +1,4 @@
-//! kafka-wire: a minimal pure-Rust Kafka client. It knows nothing of RPC.
+//! krpc-kafka: a minimal pure-Rust Kafka client. It knows nothing of RPC.
 //!
 //! # Layout
 //!
@@ -28,9 +28,9 @@
 //! # Examples
 //!
 //! ```no_run
-//! use kafka_wire::{Client, ClientConfig, FetchConfig, Fetcher, Producer, ProducerConfig, ProducerRecord};
+//! use krpc_kafka::{Client, ClientConfig, FetchConfig, Fetcher, Producer, ProducerConfig, ProducerRecord};
 //!
-//! # async fn example() -> kafka_wire::Result<()> {
+//! # async fn example() -> krpc_kafka::Result<()> {
 //! let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 //! let producer = Producer::new(client.clone(), ProducerConfig::default());
 //! let stored = producer.produce("events", ProducerRecord::value("hello")).await?;
@@ -95,6 +95,6 @@ pub fn tls_provider() -> std::result::Result<&'static str, String> {
     }
     #[cfg(not(any(feature = "tls", feature = "tls-ring")))]
     {
-        Err("kafka-wire was built without TLS (its `tls` feature)".to_string())
+        Err("krpc-kafka was built without TLS (its `tls` feature)".to_string())
     }
 }

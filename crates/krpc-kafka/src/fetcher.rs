@@ -172,9 +172,9 @@ const MAX_KEPT_SKIPPED_BYTES: usize = 16 << 20;
 /// # Examples
 ///
 /// ```no_run
-/// use kafka_wire::{Client, ClientConfig, FetchConfig, Fetcher};
+/// use krpc_kafka::{Client, ClientConfig, FetchConfig, Fetcher};
 ///
-/// # async fn example() -> kafka_wire::Result<()> {
+/// # async fn example() -> krpc_kafka::Result<()> {
 /// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 /// let mut fetcher = Fetcher::new(client, FetchConfig::default());
 /// fetcher.assign("events", 0, 0); // partition 0 from offset 0

@@ -13,7 +13,7 @@ pub use crate::sasl::{SaslConfig, SaslMechanism};
 /// Together with [`ClientConfig::sasl`] it is Java's `SASL_SSL`.
 ///
 /// The type and [`ClientConfig::tls`] exist in every build; connecting with `tls` set fails with
-/// [`crate::Error::Tls`] ("built without the `tls` feature") unless kafka-wire is built with its
+/// [`crate::Error::Tls`] ("built without the `tls` feature") unless krpc-kafka is built with its
 /// `tls` cargo feature (or `tls-ring`). Files are read when a connection is made; an unreadable
 /// file or a bad key is an [`crate::Error::Tls`] naming the file.
 ///
@@ -37,7 +37,7 @@ pub struct TlsConfig {
 ///
 /// ```
 /// use std::time::Duration;
-/// use kafka_wire::{ClientConfig, SaslConfig};
+/// use krpc_kafka::{ClientConfig, SaslConfig};
 ///
 /// let config = ClientConfig::new("broker1:9092,broker2:9092")
 ///     .client_id("billing")
@@ -98,7 +98,7 @@ impl ClientConfig {
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect(),
-            client_id: "kafka-wire".to_string(),
+            client_id: "krpc-kafka".to_string(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             retry_backoff: Duration::from_millis(100),

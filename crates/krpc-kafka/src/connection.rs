@@ -67,7 +67,7 @@ async fn secure(
         let _ = (tls, deadline);
         Err(Error::Tls {
             broker: broker.to_string(),
-            reason: "TLS is configured but kafka-wire was built without its `tls` feature".into(),
+            reason: "TLS is configured but krpc-kafka was built without its `tls` feature".into(),
         })
     }
 }
@@ -345,7 +345,7 @@ impl Connection {
     /// ApiVersions v3; a broker that does not know v3 answers in v0, which we then speak.
     async fn negotiate_versions(&self) -> Result<VersionTable> {
         let req = ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str("kafka-wire"))
+            .with_client_software_name(StrBytes::from_static_str("krpc-kafka"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         let resp = match self.send_version(&req, 3, self.request_timeout).await {
             Ok(resp) if resp.error_code == 0 => resp,

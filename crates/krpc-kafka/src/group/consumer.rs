@@ -92,9 +92,9 @@ impl GroupCommitter {
 /// # Examples
 ///
 /// ```no_run
-/// use kafka_wire::{Client, ClientConfig, GroupConfig, GroupConsumer, GroupEvent};
+/// use krpc_kafka::{Client, ClientConfig, GroupConfig, GroupConsumer, GroupEvent};
 ///
-/// # async fn example() -> kafka_wire::Result<()> {
+/// # async fn example() -> krpc_kafka::Result<()> {
 /// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 /// let mut consumer = GroupConsumer::new(client, GroupConfig::new("billing", &["events"]))?;
 /// for _ in 0..100 {

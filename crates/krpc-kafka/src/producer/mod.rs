@@ -157,9 +157,9 @@ impl std::future::Future for Delivery {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use kafka_wire::{Acks, Client, ClientConfig, Producer, ProducerConfig, ProducerRecord};
+/// use krpc_kafka::{Acks, Client, ClientConfig, Producer, ProducerConfig, ProducerRecord};
 ///
-/// # async fn example() -> kafka_wire::Result<()> {
+/// # async fn example() -> krpc_kafka::Result<()> {
 /// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 /// let config = ProducerConfig {
 ///     acks: Acks::All,

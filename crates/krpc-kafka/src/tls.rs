@@ -81,7 +81,7 @@ fn cpu_has(name: &str) -> bool {
 fn graviola_usable(has: impl Fn(&str) -> bool) -> std::result::Result<(), String> {
     if GRAVIOLA_CPU_FEATURES.is_empty() {
         return Err(format!(
-            "the graviola TLS provider (kafka-wire's `tls` feature) supports x86_64 and aarch64 \
+            "the graviola TLS provider (krpc-kafka's `tls` feature) supports x86_64 and aarch64 \
              only, not {}; build with the `tls-ring` feature instead",
             std::env::consts::ARCH
         ));
@@ -95,7 +95,7 @@ fn graviola_usable(has: impl Fn(&str) -> bool) -> std::result::Result<(), String
         return Ok(());
     }
     Err(format!(
-        "this CPU lacks {} (the graviola TLS provider of kafka-wire's `tls` feature needs {} on \
+        "this CPU lacks {} (the graviola TLS provider of krpc-kafka's `tls` feature needs {} on \
          {}); build with the `tls-ring` feature instead",
         missing.join(", "),
         GRAVIOLA_CPU_FEATURES.join(", "),

@@ -47,9 +47,9 @@ struct Inner {
 /// # Examples
 ///
 /// ```no_run
-/// use kafka_wire::{Client, ClientConfig, NewTopic};
+/// use krpc_kafka::{Client, ClientConfig, NewTopic};
 ///
-/// # async fn example() -> kafka_wire::Result<()> {
+/// # async fn example() -> krpc_kafka::Result<()> {
 /// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 /// client.create_topics(&[NewTopic::new("events", 3)], true).await?;
 /// assert_eq!(client.partition_count("events").await?, 3);
