@@ -1,9 +1,9 @@
 //! The producer: per-partition batching with linger and size limits, a bounded buffer, acks,
 //! retries on retriable errors, key partitioning compatible with the Java client, compression.
 //!
-//! Two parts, as in the Java producer: the batching stage ([`accumulator`], Java's
+//! Two parts, as in the Java producer: the batching stage (`accumulator`, Java's
 //! `RecordAccumulator`), where `send` puts records into per-partition batches, and one sender
-//! task per producer ([`sender`], Java's `Sender`) that owns the outbox: it takes the batches
+//! task per producer (`sender`, Java's `Sender`) that owns the outbox: it takes the batches
 //! that are ready, sends one Produce request per leader, and resolves or retries each batch.
 //! Partitions progress independently: a partition without a leader, or with a batch waiting
 //! for a retry, holds back only its own batches.
