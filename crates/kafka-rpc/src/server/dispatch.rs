@@ -261,7 +261,10 @@ impl Dispatcher {
         args: Bytes,
     ) -> Option<Result<Bytes, HandlerError>> {
         let deadline = ctx.deadline();
-        let fut = AssertUnwindSafe(self.service.call(ctx.clone(), method, args)).catch_unwind();
+        // `Service::call` itself runs inside the guard: an implementation may panic before it
+        // returns its future, and that is a handler panic like any other.
+        let fut = AssertUnwindSafe(async { self.service.call(ctx.clone(), method, args).await })
+            .catch_unwind();
         tokio::pin!(fut);
         let until_deadline = async {
             match deadline {
@@ -542,7 +545,16 @@ impl Pipeline {
         self.queued -= 1;
         let d = self.dispatcher.clone();
         self.tasks.spawn(async move {
-            let ending = d.handle(&record).await;
+            // A panic here is a bug of the dispatcher itself (handler panics are caught in
+            // `call`); the task still reports back, so the routing key is released. The offset
+            // stays uncommitted: the partition's next owner meets the record again.
+            let ending = match AssertUnwindSafe(d.handle(&record)).catch_unwind().await {
+                Ok(ending) => ending,
+                Err(p) => {
+                    tracing::error!(topic = %record.topic, partition = record.partition, offset = record.offset, panic = %panicked(&*p).message, "serving a request panicked; its offset stays uncommitted");
+                    Ending::Abandoned
+                }
+            };
             drop(permit);
             Finished {
                 topic: record.topic.clone(),

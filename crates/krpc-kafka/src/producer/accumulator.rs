@@ -550,10 +550,19 @@ impl BufferPool {
             permit.forget();
             return true;
         }
+        // Counted as waiting until this returns or its future is dropped (a caller's own
+        // timeout, a cancelled task): a count left behind would keep the pool exhausted, and
+        // every batch ready at once, for the producer's life.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
         on_wait();
         let got = tokio::time::timeout(max_block, self.space.acquire_many(n)).await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
         match got {
             Ok(Ok(permit)) => {
                 permit.forget();
@@ -823,5 +832,23 @@ mod tests {
         assert!(!pool.exhausted());
         assert_eq!(pool.available(), 700);
         assert_eq!(pool.total(), 1000);
+    }
+
+    /// Review finding of stop 10: a send dropped while it waited for space (the RPC client's
+    /// own call timeout does that) left the pool counted as exhausted for good, so every later
+    /// batch was sent at once, its linger ignored.
+    #[tokio::test(start_paused = true)]
+    async fn a_reservation_dropped_while_waiting_does_not_leave_the_pool_exhausted() {
+        let pool = Arc::new(BufferPool::new(1000));
+        assert!(pool.reserve(1000, Duration::ZERO, || ()).await);
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.reserve(300, Duration::from_secs(60), || ()).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(pool.exhausted());
+        waiting.abort();
+        let _ = waiting.await;
+        assert!(!pool.exhausted(), "the dropped wait is no longer counted");
     }
 }

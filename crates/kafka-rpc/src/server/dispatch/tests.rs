@@ -62,10 +62,18 @@ struct Harness {
 }
 
 fn harness(methods: Methods, concurrency: usize, cancel_grace: Duration) -> Harness {
+    harness_of(Arc::new(methods), concurrency, cancel_grace)
+}
+
+fn harness_of(
+    service: Arc<dyn crate::service::Service>,
+    concurrency: usize,
+    cancel_grace: Duration,
+) -> Harness {
     let out = Arc::new(Recorder::default());
     let dispatcher = Arc::new(Dispatcher {
         outbox: Arc::new(out.clone()),
-        service: Arc::new(methods),
+        service,
         service_name: "Svc".into(),
         codec: ServerCodec::Native {
             sealing: None,
@@ -454,4 +462,41 @@ async fn caller_metadata_and_routing_key_reach_the_context() {
     assert_eq!(key.as_deref(), Some(&b"k1"[..]));
     assert_eq!(server, "server-test");
     assert!(has_deadline);
+}
+
+/// Review finding of stop 10: a `Service` whose `call` panics before returning its future (a
+/// user's own implementation may) killed the request task outside the panic guard: no reply,
+/// no dead letter, its routing key busy for good, the partition never committed again. It is
+/// now a handler panic like any other: INTERNAL, dead-lettered, finished.
+#[tokio::test]
+async fn a_service_panicking_before_returning_its_future_is_answered_and_dead_lettered() {
+    struct PanicsAtOnce;
+    impl crate::service::Service for PanicsAtOnce {
+        fn call(
+            &self,
+            _ctx: RequestContext,
+            method: &str,
+            _args: Bytes,
+        ) -> crate::service::ServiceFuture {
+            panic!("no future for {method}");
+        }
+    }
+    let mut h = harness_of(Arc::new(PanicsAtOnce), 2, Duration::from_millis(100));
+    h.pipeline
+        .admit(request(1, 0, "boom", &(), Some("key"), None));
+    h.pipeline
+        .admit(request(2, 1, "boom", &(), Some("key"), None));
+    h.run_until("both answered", |h| h.replies().len() == 2)
+        .await;
+    for id in [1, 2] {
+        let reply = h.reply_to(id).expect("answered");
+        assert_eq!(reply.status, StatusCode::Internal, "{}", reply.message);
+        assert!(
+            reply.message.contains("no future for boom"),
+            "{}",
+            reply.message
+        );
+    }
+    assert_eq!(h.counters().dead_lettered, 2);
+    assert_eq!(h.pipeline.in_flight(), 0, "both offsets finished");
 }
