@@ -12,8 +12,6 @@ use crate::timing_args::FetchArgs;
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    broker: BrokerArgs,
-    #[command(flatten)]
     fetch: FetchArgs,
     /// Records to produce and fetch back.
     #[arg(long, default_value_t = 10_000)]
@@ -27,13 +25,16 @@ pub struct Args {
 }
 
 /// Runs the demo.
-pub async fn run(args: Args) -> CmdResult {
-    let client = args.broker.connect().await?;
+pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
+    let client = broker.connect().await?;
     let topic = format!("krpc-wire-demo-{}", std::process::id());
     client
         .create_topics(&[NewTopic::new(&topic, 1)], true)
         .await?;
-    println!("connected to {}; topic {topic}", args.broker.bootstrap);
+    println!(
+        "connected to {}; topic {topic}",
+        broker.bootstrap.as_deref().unwrap_or_default()
+    );
 
     let producer = Producer::new(
         client.clone(),
