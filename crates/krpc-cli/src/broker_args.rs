@@ -154,6 +154,13 @@ impl BrokerArgs {
     /// any connection, naming the feature to build with.
     pub async fn connect(&self) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
         let config = self.config()?;
+        tracing::debug!(
+            bootstrap = ?config.bootstrap,
+            connect_timeout = ?self.connect_timeout,
+            sasl = ?self.sasl_mechanism,
+            tls = self.tls_config().is_some(),
+            "connecting to the cluster"
+        );
         if !TLS_BUILT_IN && self.tls_config().is_some() {
             return Err(Box::new(Error::InvalidArgument(
                 "--tls (or KRPC_TLS*) given, but this krpc was built without TLS: build krpc-cli \
