@@ -248,6 +248,34 @@ async fn cli_flags_are_global_output_is_json_and_exit_codes_say_what_failed() {
         "{as_table}"
     );
 
+    // -o json on bench and wire-demo too.
+    let bench = stdout_json(
+        &krpc()
+            .args([
+                "-b", &addr, "bench", "-s", &svc, "--calls", "5", "-o", "json",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(bench["calls"], 5, "{bench:#}");
+    let wire = stdout_json(
+        &krpc()
+            .args([
+                "wire-demo",
+                "--records",
+                "50",
+                "--round-trips",
+                "2",
+                "-o",
+                "json",
+            ])
+            .args(["-b", &addr])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(wire["records"], 50, "{wire:#}");
+    assert!(wire["fetch_ms"].as_f64().is_some(), "{wire:#}");
+
     // Exit codes: timeout (a humantime --timeout), remote status, other.
     let slow = call(
         &addr,
