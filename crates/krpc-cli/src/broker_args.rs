@@ -1,9 +1,14 @@
 //! The broker options every command shares: where the cluster is and how to authenticate.
+//! They are global (given before or after the subcommand: `krpc -b H:P topics list` and
+//! `krpc topics list -b H:P` are the same), and each has an environment variable.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use krpc_kafka::{Client, ClientConfig, Error, SaslConfig, SaslMechanism, TlsConfig};
+
+use crate::exit::UsageError;
+use crate::timing_args::positive_duration;
 
 /// Whether this krpc was built with TLS (its `tls` or `tls-ring` feature); without, the --tls*
 /// options are hidden and refused when given.
@@ -11,22 +16,53 @@ const TLS_BUILT_IN: bool = cfg!(any(feature = "tls", feature = "tls-ring"));
 
 /// Where the Kafka cluster is, and how to log in.
 #[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "Broker options (global)")]
 pub struct BrokerArgs {
-    /// Bootstrap brokers, `host:port[,host:port...]`.
-    #[arg(long, env = "KAFKA_BOOTSTRAP", value_name = "HOST:PORT")]
-    pub bootstrap: String,
-    /// Seconds to keep trying to reach the brokers.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-    pub connect_timeout: f64,
-    /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (needs --sasl-username).
-    #[arg(long, value_name = "MECHANISM", requires = "sasl_username")]
-    pub sasl_mechanism: Option<SaslMechanism>,
-    /// SASL user name.
-    #[arg(long, value_name = "USER", requires = "sasl_mechanism")]
-    pub sasl_username: Option<String>,
-    /// SASL password (better given through the environment).
+    /// Bootstrap brokers, `host:port[,host:port...]` (Java: `bootstrap.servers`). Needed by
+    /// every command that talks to Kafka.
+    #[arg(
+        short = 'b',
+        long,
+        global = true,
+        env = "KAFKA_BOOTSTRAP",
+        value_name = "HOST:PORT"
+    )]
+    pub bootstrap: Option<String>,
+    /// How long to keep trying to reach the brokers, e.g. 500ms, 10s (a plain number is
+    /// seconds) (Java: `socket.connection.setup.timeout.ms`).
     #[arg(
         long,
+        global = true,
+        env = "KRPC_CONNECT_TIMEOUT",
+        default_value = "10s",
+        value_name = "DURATION",
+        value_parser = positive_duration
+    )]
+    pub connect_timeout: Duration,
+    /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (needs --sasl-username) (Java:
+    /// `sasl.mechanism`).
+    #[arg(
+        long,
+        global = true,
+        env = "KRPC_SASL_MECHANISM",
+        value_name = "MECHANISM",
+        requires = "sasl_username"
+    )]
+    pub sasl_mechanism: Option<SaslMechanism>,
+    /// SASL user name (Java: the `username` of `sasl.jaas.config`).
+    #[arg(
+        long,
+        global = true,
+        env = "KRPC_SASL_USERNAME",
+        value_name = "USER",
+        requires = "sasl_mechanism"
+    )]
+    pub sasl_username: Option<String>,
+    /// SASL password (better given through the environment) (Java: the `password` of
+    /// `sasl.jaas.config`).
+    #[arg(
+        long,
+        global = true,
         env = "KRPC_SASL_PASSWORD",
         hide_env_values = true,
         value_name = "PASSWORD"
@@ -37,6 +73,7 @@ pub struct BrokerArgs {
     /// it.
     #[arg(
         long,
+        global = true,
         env = "KRPC_TLS",
         value_parser = clap::builder::FalseyValueParser::new(),
         hide = !TLS_BUILT_IN
@@ -44,12 +81,13 @@ pub struct BrokerArgs {
     pub tls: bool,
     /// TLS: trust the CA certificate(s) in this PEM file instead of the system's roots (Java:
     /// `ssl.truststore.location`).
-    #[arg(long, env = "KRPC_TLS_CA", value_name = "PEM_FILE", hide = !TLS_BUILT_IN)]
+    #[arg(long, global = true, env = "KRPC_TLS_CA", value_name = "PEM_FILE", hide = !TLS_BUILT_IN)]
     pub tls_ca: Option<PathBuf>,
     /// TLS: the client certificate chain (PEM) for mutual TLS; needs --tls-key (Java:
     /// `ssl.keystore.location`).
     #[arg(
         long,
+        global = true,
         env = "KRPC_TLS_CERT",
         value_name = "PEM_FILE",
         requires = "tls_key",
@@ -59,6 +97,7 @@ pub struct BrokerArgs {
     /// TLS: the private key (PEM: PKCS#8, SEC1 or PKCS#1) of --tls-cert.
     #[arg(
         long,
+        global = true,
         env = "KRPC_TLS_KEY",
         value_name = "PEM_FILE",
         requires = "tls_cert",
@@ -67,16 +106,27 @@ pub struct BrokerArgs {
     pub tls_key: Option<PathBuf>,
     /// TLS: check the brokers' certificates against this name (and send it as SNI) instead of
     /// the host of each broker address.
-    #[arg(long, env = "KRPC_TLS_SERVER_NAME", value_name = "NAME", hide = !TLS_BUILT_IN)]
+    #[arg(
+        long,
+        global = true,
+        env = "KRPC_TLS_SERVER_NAME",
+        value_name = "NAME",
+        hide = !TLS_BUILT_IN
+    )]
     pub tls_server_name: Option<String>,
 }
 
 impl BrokerArgs {
-    /// The client settings these options describe.
-    pub fn config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new(&self.bootstrap)
+    /// The client settings these options describe; a usage error without a bootstrap.
+    pub fn config(&self) -> Result<ClientConfig, UsageError> {
+        let bootstrap = self.bootstrap.as_deref().ok_or_else(|| {
+            UsageError(
+                "no broker given: pass -b/--bootstrap HOST:PORT or set KAFKA_BOOTSTRAP".into(),
+            )
+        })?;
+        let mut config = ClientConfig::new(bootstrap)
             .client_id("krpc")
-            .connect_timeout(Duration::from_secs_f64(self.connect_timeout.max(0.001)));
+            .connect_timeout(self.connect_timeout);
         if let (Some(mechanism), Some(user)) = (self.sasl_mechanism, &self.sasl_username) {
             let password = self.sasl_password.clone().unwrap_or_default();
             config = config.sasl(SaslConfig::new(mechanism, user.clone(), password));
@@ -84,7 +134,7 @@ impl BrokerArgs {
         if let Some(tls) = self.tls_config() {
             config = config.tls(tls);
         }
-        config
+        Ok(config)
     }
 
     /// The TLS settings of the --tls* options; `None`: plaintext.
@@ -102,15 +152,23 @@ impl BrokerArgs {
 
     /// Connects to the cluster. A --tls* option in a build without TLS is refused here, before
     /// any connection, naming the feature to build with.
-    pub async fn connect(&self) -> krpc_kafka::Result<Client> {
+    pub async fn connect(&self) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
+        let config = self.config()?;
+        tracing::debug!(
+            bootstrap = ?config.bootstrap,
+            connect_timeout = ?self.connect_timeout,
+            sasl = ?self.sasl_mechanism,
+            tls = self.tls_config().is_some(),
+            "connecting to the cluster"
+        );
         if !TLS_BUILT_IN && self.tls_config().is_some() {
-            return Err(Error::InvalidArgument(
+            return Err(Box::new(Error::InvalidArgument(
                 "--tls (or KRPC_TLS*) given, but this krpc was built without TLS: build krpc-cli \
                  with its `tls` feature (the default; `tls-ring` also works)"
                     .into(),
-            ));
+            )));
         }
-        Client::connect(self.config()).await
+        Ok(Client::connect(config).await?)
     }
 }
 
@@ -134,7 +192,7 @@ mod tests {
 
     #[test]
     fn tls_options_make_the_tls_settings() {
-        assert_eq!(parse(&[]).config().tls, None);
+        assert_eq!(parse(&[]).config().expect("bootstrap given").tls, None);
         let tls = parse(&[
             "--tls-ca",
             "ca.pem",
@@ -146,12 +204,16 @@ mod tests {
             "kafka.example.com",
         ])
         .config()
+        .expect("bootstrap given")
         .tls
         .expect("TLS on");
         assert_eq!(tls.ca_file, Some("ca.pem".into()));
         assert_eq!(tls.client_cert, Some(("c.pem".into(), "c.key".into())));
         assert_eq!(tls.server_name.as_deref(), Some("kafka.example.com"));
-        assert_eq!(parse(&["--tls"]).config().tls, Some(TlsConfig::default()));
+        assert_eq!(
+            parse(&["--tls"]).config().expect("bootstrap given").tls,
+            Some(TlsConfig::default())
+        );
         assert!(
             Cli::try_parse_from(["krpc", "--bootstrap", "h:1", "--tls-cert", "c.pem"]).is_err(),
             "--tls-cert needs --tls-key"

@@ -2,6 +2,7 @@
 
 mod broker_args;
 mod commands;
+mod exit;
 mod legacy_args;
 mod output;
 mod timing_args;
@@ -12,19 +13,35 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// Remote procedure calls over Apache Kafka.
+///
+/// Broker options are global: give them before or after the subcommand
+/// (`krpc -b localhost:9092 topics list`), or through their environment variables.
+/// Durations are written as 500ms, 10s, 1m (a plain number is seconds). Commands that print
+/// data take `-o table|json`. Logs go to stderr (filter: KRPC_LOG, e.g. KRPC_LOG=debug;
+/// colour off when NO_COLOR is set or stderr is not a terminal).
 #[derive(Parser)]
-#[command(name = "krpc", version, about, propagate_version = true)]
+#[command(
+    name = "krpc",
+    version,
+    about,
+    long_about,
+    propagate_version = true,
+    after_help = exit::HELP
+)]
 struct Cli {
+    #[command(flatten)]
+    broker: broker_args::BrokerArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve a demo service with add(a, b), echo(x), sleep(ms), fail(message) and
-    /// crash(message) (its handler panics) until SIGINT/SIGTERM.
+    /// Serve a demo service until SIGINT/SIGTERM: add(a, b), echo(x), sleep(ms),
+    /// fail(message) (answers an error status) and crash(message) (its handler panics).
     Serve(commands::serve::Args),
-    /// Call a method with JSON arguments; prints the JSON result.
+    /// Call a method with JSON arguments; prints the JSON result (`-o json`: with the call's
+    /// metadata).
     Call(commands::call::Args),
     /// Benchmark a service served by `krpc serve`: calls/s and latency percentiles.
     Bench(commands::bench::Args),
@@ -41,6 +58,18 @@ enum Command {
     /// Read a service's dead letters, and replay chosen ones.
     #[command(subcommand)]
     Dlq(commands::dlq::Command),
+    /// Print a shell completion script: `krpc completions bash > /etc/bash_completion.d/krpc`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Whether log lines may be coloured: not when NO_COLOR is set to anything non-empty
+/// (<https://no-color.org>), nor when stderr is not a terminal.
+fn log_colour() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
 
 fn main() -> ExitCode {
@@ -55,8 +84,13 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn,kafka_rpc=info".into()),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(log_colour())
         .init();
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "krpc", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -64,26 +98,71 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("krpc: error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return exit::Exit::Other.into();
         }
     };
+    let broker = &cli.broker;
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => commands::serve::run(args).await,
-            Command::Call(args) => commands::call::run(args).await,
-            Command::Bench(args) => commands::bench::run(args).await,
-            Command::WireDemo(args) => commands::wire_demo::run(args).await,
-            Command::Topics(cmd) => commands::topics::run(cmd).await,
-            Command::Status(args) => commands::status::run(args).await,
-            Command::Groups(cmd) => commands::groups::run(cmd).await,
-            Command::Dlq(cmd) => commands::dlq::run(cmd).await,
+            Command::Serve(args) => commands::serve::run(broker, args).await,
+            Command::Call(args) => commands::call::run(broker, args).await,
+            Command::Bench(args) => commands::bench::run(broker, args).await,
+            Command::WireDemo(args) => commands::wire_demo::run(broker, args).await,
+            Command::Topics(cmd) => commands::topics::run(broker, cmd).await,
+            Command::Status(args) => commands::status::run(broker, args).await,
+            Command::Groups(cmd) => commands::groups::run(broker, cmd).await,
+            Command::Dlq(cmd) => commands::dlq::run(broker, cmd).await,
+            Command::Completions { .. } => Ok(()),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("krpc: error: {e}");
-            ExitCode::FAILURE
+            exit::classify(e.as_ref()).into()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn broker_flags_parse_before_and_after_the_subcommand() {
+        for argv in [
+            &[
+                "krpc",
+                "-b",
+                "h:1",
+                "--connect-timeout",
+                "2s",
+                "topics",
+                "list",
+            ][..],
+            &[
+                "krpc",
+                "topics",
+                "list",
+                "-b",
+                "h:1",
+                "--connect-timeout",
+                "2",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(argv).expect("parses");
+            assert_eq!(cli.broker.bootstrap.as_deref(), Some("h:1"), "{argv:?}");
+            assert_eq!(
+                cli.broker.connect_timeout,
+                std::time::Duration::from_secs(2)
+            );
         }
     }
 }

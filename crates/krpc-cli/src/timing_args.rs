@@ -5,9 +5,24 @@
 
 use std::time::Duration;
 
-/// Parses a duration written as humantime (`500ms`, `10s`, `1m 30s`).
-fn duration(text: &str) -> Result<Duration, String> {
+/// Parses a DURATION option: humantime (`500ms`, `10s`, `1m 30s`), or a plain number of
+/// seconds (`0.5`, `30`) as the float-seconds options of earlier versions took. Every duration
+/// option of `krpc` goes through this one parser, under the value name `DURATION`.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("{text:?} is not a duration (write e.g. 500ms, 10s, 1m)"));
+    }
     humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 500ms, 10s, 1m)"))
+}
+
+/// Parses a DURATION that must be above zero.
+pub fn positive_duration(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        d if d.is_zero() => Err("must be above zero".into()),
+        d => Ok(d),
+    }
 }
 
 /// The fetch wait of the command's consumer (request consumer, reply reader, wire-demo fetcher).
@@ -63,5 +78,23 @@ impl GroupArgs {
             return Err("--commit-interval must be above zero".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_humantime_or_plain_seconds() {
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("30"), Ok(Duration::from_secs(30)));
+        assert!(duration("-1").is_err());
+        assert!(duration("NaN").is_err());
+        assert!(duration("soon").is_err());
+        assert!(positive_duration("0s").is_err());
+        assert!(positive_duration("0").is_err());
     }
 }

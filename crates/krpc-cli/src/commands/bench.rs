@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 
 use super::CmdResult;
 use crate::broker_args::BrokerArgs;
-use crate::timing_args::FetchArgs;
+use crate::output::{table, OutputFormat};
+use crate::timing_args::{positive_duration, FetchArgs};
 
 /// How calls are issued.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,8 +28,6 @@ pub enum Mode {
 /// Options of `krpc bench`.
 #[derive(clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    broker: BrokerArgs,
     /// Create the service's request topic if it does not exist (by default a bench of a
     /// service with no request topic fails at once).
     #[arg(long, env = "KRPC_CREATE_REQUEST_TOPICS")]
@@ -36,7 +35,7 @@ pub struct Args {
     #[command(flatten)]
     fetch: FetchArgs,
     /// The service to call (serve it with `krpc serve`).
-    #[arg(long)]
+    #[arg(short = 's', long, env = "KRPC_SERVICE")]
     service: String,
     /// sync: callers that each wait for their reply; async: calls kept in flight by one caller.
     #[arg(long, value_enum, default_value = "sync")]
@@ -47,17 +46,27 @@ pub struct Args {
     /// Number of calls to make.
     #[arg(long, conflicts_with = "duration")]
     calls: Option<u64>,
-    /// Seconds to run for (default 10 when --calls is not given).
-    #[arg(long)]
-    duration: Option<f64>,
+    /// How long to run, e.g. 10s, 1m (a plain number is seconds; default 10s when --calls is
+    /// not given).
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    duration: Option<Duration>,
     /// Bytes of payload sent to `echo` (and echoed back).
     #[arg(long, default_value_t = 16)]
     payload: usize,
-    /// Timeout of each call, in seconds.
-    #[arg(long, default_value_t = 30.0)]
-    timeout: f64,
-    /// Print one JSON object instead of the table.
-    #[arg(long)]
+    /// Timeout of each call, e.g. 500ms, 30s (a plain number is seconds).
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = positive_duration)]
+    timeout: Duration,
+    /// Output format: a table, or one JSON object.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_enum,
+        value_name = "FORMAT",
+        default_value_t = OutputFormat::Table
+    )]
+    output: OutputFormat,
+    /// The same as `-o json` (kept for scripts of earlier versions).
+    #[arg(long, hide = true)]
     json: bool,
 }
 
@@ -68,21 +77,18 @@ struct Tally {
 }
 
 /// Runs the benchmark.
-pub async fn run(args: Args) -> CmdResult {
+pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
     let concurrency = args
         .concurrency
         .unwrap_or(if args.mode == Mode::Sync { 1 } else { 128 })
         .max(1);
-    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
-        return Err("--timeout must be a positive number of seconds".into());
-    }
+    let json_out = args.json || args.output == OutputFormat::Json;
     let duration = match (args.calls, args.duration) {
         (Some(_), _) => None,
-        (None, Some(d)) if d > 0.0 && d.is_finite() => Some(Duration::from_secs_f64(d)),
-        (None, Some(d)) => return Err(format!("--duration must be positive, got {d}").into()),
+        (None, Some(d)) => Some(d),
         (None, None) => Some(Duration::from_secs(10)),
     };
-    let kafka = args.broker.connect().await?;
+    let kafka = broker.connect().await?;
     let mut client_options = ClientOptions {
         create_request_topics: args.create_request_topic,
         ..ClientOptions::default()
@@ -94,13 +100,13 @@ pub async fn run(args: Args) -> CmdResult {
     }
     let client = Client::connect(kafka, client_options).await?;
     let payload = Value::String("x".repeat(args.payload));
-    let options = CallOptions::default().timeout(Duration::from_secs_f64(args.timeout));
+    let options = CallOptions::default().timeout(args.timeout);
     // One call first: it waits for a server, and its latency is not part of the measure.
     client
         .call::<_, Value>(&args.service, "echo", &(&payload,), options.clone())
         .await?;
 
-    let bar = progress_bar(args.calls, duration, args.json);
+    let bar = progress_bar(args.calls, duration, json_out);
     let tally = Arc::new(Mutex::new(Tally {
         latency_us: Histogram::new(3)?,
         errors: 0,
@@ -208,24 +214,23 @@ pub async fn run(args: Args) -> CmdResult {
         "max_ms": tally.latency_us.max() as f64 / 1e3,
         "first_error": tally.first_error,
     });
-    if args.json {
+    if json_out {
         println!("{report}");
     } else {
-        println!(
-            "{:<12} {:>10} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}",
-            "mode", "calls", "errors", "calls/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
-        );
-        println!(
-            "{:<12} {:>10} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+        let row = vec![
             format!("{:?} x{concurrency}", args.mode).to_lowercase(),
-            ok,
-            tally.errors,
-            report["calls_per_s"].as_f64().unwrap_or(0.0),
-            ms(0.5),
-            ms(0.9),
-            ms(0.99),
-            tally.latency_us.max() as f64 / 1e3
-        );
+            ok.to_string(),
+            tally.errors.to_string(),
+            format!("{:.0}", report["calls_per_s"].as_f64().unwrap_or(0.0)),
+            format!("{:.2}", ms(0.5)),
+            format!("{:.2}", ms(0.9)),
+            format!("{:.2}", ms(0.99)),
+            format!("{:.2}", tally.latency_us.max() as f64 / 1e3),
+        ];
+        let header = [
+            "mode", "calls", "errors", "calls/s", "p50 ms", "p90 ms", "p99 ms", "max ms",
+        ];
+        println!("{}", table(&header, &[row]));
         if let Some(e) = &tally.first_error {
             eprintln!("krpc bench: first error: {e}");
         }

@@ -2,30 +2,36 @@
 
 use std::time::Duration;
 
-use kafka_rpc::{CallOptions, Client, ClientOptions, NotifyOptions};
-use serde_json::Value;
+use kafka_rpc::{CallMeta, CallOptions, Client, ClientOptions, NotifyOptions};
+use serde_json::{json, Value};
 
 use super::CmdResult;
 use crate::broker_args::BrokerArgs;
+use crate::exit::UsageError;
 use crate::legacy_args::LegacyArgs;
-use crate::timing_args::FetchArgs;
+use crate::output::{print_json, table, OutputFormat};
+use crate::timing_args::{positive_duration, FetchArgs};
 
 /// Options of `krpc call`.
 #[derive(clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    broker: BrokerArgs,
     /// The service to call.
-    #[arg(long)]
+    #[arg(short = 's', long, env = "KRPC_SERVICE")]
     service: String,
-    /// The method to call.
+    /// The method to call (`krpc serve`'s demo service has add, echo, sleep, fail and crash).
     method: String,
     /// The arguments, as a JSON array: '[1, 2]'.
     #[arg(default_value = "[]")]
     args: String,
-    /// Seconds to wait for the reply.
-    #[arg(long, default_value_t = 30.0)]
-    timeout: f64,
+    /// How long to wait for the reply, e.g. 500ms, 30s (a plain number is seconds). No reply
+    /// in time: exit code 4.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = positive_duration)]
+    timeout: Duration,
+    /// Output: without -o, the result's JSON alone; `-o json`: one document with the value and
+    /// the call's metadata (request id, server id, elapsed, handler time, queue wait, in
+    /// milliseconds); `-o table`: the same as two columns.
+    #[arg(short = 'o', long = "output", value_enum, value_name = "FORMAT")]
+    output: Option<OutputFormat>,
     /// Send a one-way job (no reply; it runs whenever a server is up).
     #[arg(long, conflicts_with = "legacy")]
     oneway: bool,
@@ -43,29 +49,27 @@ pub struct Args {
 }
 
 /// Makes the call and prints the result.
-pub async fn run(args: Args) -> CmdResult {
-    let call_args: Value =
-        serde_json::from_str(&args.args).map_err(|e| format!("the arguments are not JSON: {e}"))?;
+pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
+    let usage = |text: String| UsageError(text);
+    let call_args: Value = serde_json::from_str(&args.args)
+        .map_err(|e| usage(format!("the arguments are not JSON: {e}")))?;
     let Value::Array(positional) = call_args else {
-        return Err("the arguments must be a JSON array, e.g. '[1, 2]'".into());
+        return Err(usage("the arguments must be a JSON array, e.g. '[1, 2]'".into()).into());
     };
-    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
-        return Err(format!(
-            "--timeout must be a positive number of seconds, got {}",
-            args.timeout
-        )
-        .into());
-    }
     let kwargs: serde_json::Map<String, Value> = match &args.kwargs {
         None => serde_json::Map::new(),
         Some(text) => match serde_json::from_str(text) {
             Ok(Value::Object(map)) => map,
-            Ok(_) => return Err("--kwargs must be a JSON object, e.g. '{\"b\": 2}'".into()),
-            Err(e) => return Err(format!("--kwargs is not JSON: {e}").into()),
+            Ok(_) => {
+                return Err(
+                    usage("--kwargs must be a JSON object, e.g. '{\"b\": 2}'".into()).into(),
+                )
+            }
+            Err(e) => return Err(usage(format!("--kwargs is not JSON: {e}")).into()),
         },
     };
-    let timeout = Duration::from_secs_f64(args.timeout);
-    let kafka = args.broker.connect().await?;
+    let timeout = args.timeout;
+    let kafka = broker.connect().await?;
     if args.legacy.legacy {
         let mut options = kafka_rpc::LegacyClientOptions::new(&args.service);
         options.format = args.legacy.format();
@@ -81,7 +85,7 @@ pub async fn run(args: Args) -> CmdResult {
                 CallOptions::default().timeout(timeout),
             )
             .await?;
-        println!("{}", response.value);
+        print_response(args.output, &response.value, &response.meta);
         return Ok(());
     }
     let mut options = ClientOptions {
@@ -108,6 +112,42 @@ pub async fn run(args: Args) -> CmdResult {
     let response = client
         .call::<_, Value>(&args.service, &args.method, &positional, options)
         .await?;
-    println!("{}", response.value);
+    print_response(args.output, &response.value, &response.meta);
     Ok(())
+}
+
+/// Prints a call's result as `-o` says.
+fn print_response(format: Option<OutputFormat>, value: &Value, meta: &CallMeta) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    match format {
+        None => println!("{value}"),
+        Some(OutputFormat::Json) => print_json(&json!({
+            "value": value,
+            "request_id": meta.request_id.to_string(),
+            "server_id": meta.server_id,
+            "elapsed_ms": ms(meta.elapsed),
+            "handler_ms": ms(meta.server_time),
+            "queue_wait_ms": ms(meta.queue_wait),
+        })),
+        Some(OutputFormat::Table) => println!(
+            "{}",
+            table(
+                &["field", "value"],
+                &[
+                    vec!["value".into(), value.to_string()],
+                    vec!["request id".into(), meta.request_id.to_string()],
+                    vec!["server id".into(), meta.server_id.clone()],
+                    vec!["elapsed".into(), format!("{:.3} ms", ms(meta.elapsed))],
+                    vec![
+                        "handler time".into(),
+                        format!("{:.3} ms", ms(meta.server_time))
+                    ],
+                    vec![
+                        "queue wait".into(),
+                        format!("{:.3} ms", ms(meta.queue_wait))
+                    ],
+                ],
+            )
+        ),
+    }
 }

@@ -22,8 +22,6 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// The service and the reading options every dlq subcommand takes.
 #[derive(clap::Args)]
 pub struct Common {
-    #[command(flatten)]
-    broker: BrokerArgs,
     /// The service whose dead letters to read.
     #[arg(short = 's', long, env = "KRPC_SERVICE")]
     service: String,
@@ -141,10 +139,10 @@ fn letter_json(l: &DeadLetter) -> Value {
 }
 
 /// Runs a dlq subcommand.
-pub async fn run(cmd: Command) -> CmdResult {
+pub async fn run(broker: &BrokerArgs, cmd: Command) -> CmdResult {
     match cmd {
         Command::List { common, output } => {
-            let client = common.broker.connect().await?;
+            let client = broker.connect().await?;
             let letters: Vec<DeadLetter> = read(&common, &client, &BTreeMap::new())
                 .await?
                 .iter()
@@ -190,7 +188,7 @@ pub async fn run(cmd: Command) -> CmdResult {
             }
         }
         Command::Show { common, at, output } => {
-            let client = common.broker.connect().await?;
+            let client = broker.connect().await?;
             let records = read(&common, &client, &BTreeMap::from([(at.0, at.1)])).await?;
             let record = records
                 .iter()
@@ -237,7 +235,7 @@ pub async fn run(cmd: Command) -> CmdResult {
             }
         }
         Command::Replay { common, at, all } => {
-            let client = common.broker.connect().await?;
+            let client = broker.connect().await?;
             let from: BTreeMap<i32, i64> = if all {
                 BTreeMap::new()
             } else {

@@ -13,15 +13,11 @@ pub enum Command {
     /// List the cluster's groups with their state (ListGroups on every broker).
     List {
         #[command(flatten)]
-        broker: BrokerArgs,
-        #[command(flatten)]
         output: OutputArgs,
     },
     /// Show a group's members, their partitions, and the lag of each partition of the topics
     /// its members read (end offset minus committed offset).
     Describe {
-        #[command(flatten)]
-        broker: BrokerArgs,
         /// Group id (a kafka-rpc service's servers are `krpc.<service>.servers`).
         group: String,
         #[command(flatten)]
@@ -30,9 +26,9 @@ pub enum Command {
 }
 
 /// Runs a groups subcommand.
-pub async fn run(cmd: Command) -> CmdResult {
+pub async fn run(broker: &BrokerArgs, cmd: Command) -> CmdResult {
     match cmd {
-        Command::List { broker, output } => {
+        Command::List { output } => {
             let client = broker.connect().await?;
             let groups = client.list_groups().await?;
             match output.format {
@@ -51,11 +47,7 @@ pub async fn run(cmd: Command) -> CmdResult {
                 }
             }
         }
-        Command::Describe {
-            broker,
-            group,
-            output,
-        } => {
+        Command::Describe { group, output } => {
             let client = broker.connect().await?;
             let described = client.describe_group(&group).await?;
             let mut topics: Vec<String> = described

@@ -14,10 +14,8 @@ use crate::timing_args::{FetchArgs, GroupArgs};
 /// Options of `krpc serve`.
 #[derive(clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    broker: BrokerArgs,
     /// The service to serve.
-    #[arg(long)]
+    #[arg(short = 's', long, env = "KRPC_SERVICE")]
     service: String,
     /// Requests handled at once.
     #[arg(long, default_value_t = 64)]
@@ -53,8 +51,8 @@ fn add((a, b): (Number, Number)) -> Result<Value, HandlerError> {
 }
 
 /// Runs the demo server until SIGINT or SIGTERM.
-pub async fn run(args: Args) -> CmdResult {
-    let kafka = args.broker.connect().await?;
+pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
+    let kafka = broker.connect().await?;
     let mut options = ServerOptions::new(&args.service);
     options.concurrency = args.concurrency;
     if let Some(wait) = args.fetch.fetch_max_wait {

@@ -18,21 +18,19 @@ use crate::output::{print_json, table, OutputArgs, OutputFormat};
 /// Options of `krpc status`.
 #[derive(clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    broker: BrokerArgs,
     /// The service.
     #[arg(short = 's', long, env = "KRPC_SERVICE")]
     service: String,
     #[command(flatten)]
     output: OutputArgs,
     /// Print it again every DURATION (e.g. 2s) until interrupted.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::timing_args::positive_duration)]
     watch: Option<Duration>,
 }
 
 /// Prints the status once, or every `--watch` interval.
-pub async fn run(args: Args) -> CmdResult {
-    let client = args.broker.connect().await?;
+pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
+    let client = broker.connect().await?;
     kafka_rpc::naming::check_service(&args.service)?;
     loop {
         let status = collect(&client, &args.service).await?;

@@ -2,8 +2,11 @@
 
 use krpc_kafka::{NewTopic, OffsetSpec};
 
+use serde_json::json;
+
 use super::CmdResult;
 use crate::broker_args::BrokerArgs;
+use crate::output::{print_json, table, OutputArgs, OutputFormat};
 
 /// Topic administration.
 #[derive(clap::Subcommand)]
@@ -11,12 +14,10 @@ pub enum Command {
     /// List the cluster's topics with their partition counts.
     List {
         #[command(flatten)]
-        broker: BrokerArgs,
+        output: OutputArgs,
     },
     /// Create a topic.
     Create {
-        #[command(flatten)]
-        broker: BrokerArgs,
         /// Topic name.
         name: String,
         /// Number of partitions.
@@ -34,8 +35,6 @@ pub enum Command {
     /// partitions afterwards; running kafka-rpc servers notice within their metadata max age
     /// and grow the service's completion and dead-letter topics to match.
     Grow {
-        #[command(flatten)]
-        broker: BrokerArgs,
         /// Topic name.
         name: String,
         /// The new total number of partitions (more than it has now).
@@ -44,10 +43,10 @@ pub enum Command {
     },
     /// Show a topic's partitions, leaders and offsets.
     Describe {
-        #[command(flatten)]
-        broker: BrokerArgs,
         /// Topic name.
         name: String,
+        #[command(flatten)]
+        output: OutputArgs,
     },
 }
 
@@ -61,20 +60,29 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 }
 
 /// Runs a topics subcommand.
-pub async fn run(cmd: Command) -> CmdResult {
+pub async fn run(broker: &BrokerArgs, cmd: Command) -> CmdResult {
     match cmd {
-        Command::List { broker } => {
+        Command::List { output } => {
             let client = broker.connect().await?;
             client.refresh_metadata(&[]).await?;
             let md = client.metadata_snapshot();
             let mut topics: Vec<_> = md.topics.values().collect();
             topics.sort_by(|a, b| a.name.cmp(&b.name));
-            for t in topics {
-                println!("{}\t{} partitions", t.name, t.partitions.len());
+            match output.format {
+                OutputFormat::Json => print_json(&json!(topics
+                    .iter()
+                    .map(|t| json!({ "topic": t.name, "partitions": t.partitions.len() }))
+                    .collect::<Vec<_>>())),
+                OutputFormat::Table => {
+                    let rows: Vec<Vec<String>> = topics
+                        .iter()
+                        .map(|t| vec![t.name.clone(), t.partitions.len().to_string()])
+                        .collect();
+                    println!("{}", table(&["topic", "partitions"], &rows));
+                }
             }
         }
         Command::Create {
-            broker,
             name,
             partitions,
             replication_factor,
@@ -89,11 +97,7 @@ pub async fn run(cmd: Command) -> CmdResult {
             client.create_topics(&[topic], false).await?;
             println!("created {name} with {partitions} partitions");
         }
-        Command::Grow {
-            broker,
-            name,
-            partitions,
-        } => {
+        Command::Grow { name, partitions } => {
             let client = broker.connect().await?;
             let before = client.partition_count(&name).await?;
             if partitions <= before {
@@ -105,7 +109,7 @@ pub async fn run(cmd: Command) -> CmdResult {
             client.create_partitions(&name, partitions).await?;
             println!("grew {name} from {before} to {partitions} partitions");
         }
-        Command::Describe { broker, name } => {
+        Command::Describe { name, output } => {
             let client = broker.connect().await?;
             let info = client.topic(&name).await?;
             let ids: Vec<i32> = info.partitions.iter().map(|p| p.id).collect();
@@ -114,24 +118,59 @@ pub async fn run(cmd: Command) -> CmdResult {
                 .await?;
             let latest = client.list_offsets(&name, &ids, OffsetSpec::Latest).await?;
             let md = client.metadata_snapshot();
-            println!("topic {name}: {} partitions", ids.len());
-            println!("partition\tleader\tearliest\tlatest");
-            for p in &info.partitions {
-                let leader = md.brokers.get(&p.leader).map_or("none", String::as_str);
-                println!(
-                    "{}\t{}\t{}\t{}",
-                    p.id, leader, earliest[&p.id], latest[&p.id]
-                );
-            }
+            let offset = |map: &std::collections::HashMap<i32, i64>, id: i32| {
+                map.get(&id).map_or_else(|| "?".to_string(), i64::to_string)
+            };
+            let rows: Vec<Vec<String>> = info
+                .partitions
+                .iter()
+                .map(|p| {
+                    let leader = md.brokers.get(&p.leader).map_or("none", String::as_str);
+                    vec![
+                        p.id.to_string(),
+                        leader.to_string(),
+                        offset(&earliest, p.id),
+                        offset(&latest, p.id),
+                    ]
+                })
+                .collect();
             // Configs set on the topic (not the broker's defaults); a broker without
             // DescribeConfigs is said so, not an error of the whole command.
-            match client.describe_topic_configs(&name).await {
-                Ok(configs) => {
-                    for (k, c) in configs.iter().filter(|(_, c)| !c.is_default) {
-                        println!("config {k}={}", c.value.as_deref().unwrap_or("(hidden)"));
+            let configs: Vec<(String, String)> = match client.describe_topic_configs(&name).await {
+                Ok(configs) => configs
+                    .iter()
+                    .filter(|(_, c)| !c.is_default)
+                    .map(|(k, c)| (k.clone(), c.value.clone().unwrap_or("(hidden)".into())))
+                    .collect(),
+                Err(e) => {
+                    eprintln!("krpc: cannot read the configs of {name}: {e}");
+                    Vec::new()
+                }
+            };
+            match output.format {
+                OutputFormat::Json => print_json(&json!({
+                    "topic": name,
+                    "partitions": rows.iter().map(|r| json!({
+                        "partition": r[0].parse::<i32>().ok(),
+                        "leader": r[1],
+                        "earliest": r[2].parse::<i64>().ok(),
+                        "latest": r[3].parse::<i64>().ok(),
+                    })).collect::<Vec<_>>(),
+                    "configs": configs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), json!(v)))
+                        .collect::<serde_json::Map<_, _>>(),
+                })),
+                OutputFormat::Table => {
+                    println!("topic {name}: {} partitions", rows.len());
+                    println!(
+                        "{}",
+                        table(&["partition", "leader", "earliest", "latest"], &rows)
+                    );
+                    for (k, v) in &configs {
+                        println!("config {k}={v}");
                     }
                 }
-                Err(e) => eprintln!("krpc: cannot read the configs of {name}: {e}"),
             }
         }
     }

@@ -4,15 +4,16 @@ use std::time::{Duration, Instant};
 
 use krpc_kafka::{Codec, FetchConfig, Fetcher, NewTopic, Producer, ProducerConfig, ProducerRecord};
 
+use serde_json::json;
+
 use super::CmdResult;
 use crate::broker_args::BrokerArgs;
+use crate::output::{print_json, table, OutputArgs, OutputFormat};
 use crate::timing_args::FetchArgs;
 
 /// Options of `krpc wire-demo`.
 #[derive(clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    broker: BrokerArgs,
     #[command(flatten)]
     fetch: FetchArgs,
     /// Records to produce and fetch back.
@@ -24,16 +25,22 @@ pub struct Args {
     /// Single-record produce-then-fetch round trips to time.
     #[arg(long, default_value_t = 100)]
     round_trips: usize,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 /// Runs the demo.
-pub async fn run(args: Args) -> CmdResult {
-    let client = args.broker.connect().await?;
+pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
+    let client = broker.connect().await?;
     let topic = format!("krpc-wire-demo-{}", std::process::id());
     client
         .create_topics(&[NewTopic::new(&topic, 1)], true)
         .await?;
-    println!("connected to {}; topic {topic}", args.broker.bootstrap);
+    // Progress goes to stderr: stdout is the result (a table, or one JSON document).
+    eprintln!(
+        "connected to {}; topic {topic}",
+        broker.bootstrap.as_deref().unwrap_or_default()
+    );
 
     let producer = Producer::new(
         client.clone(),
@@ -94,27 +101,44 @@ pub async fn run(args: Args) -> CmdResult {
     }
 
     let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
-    println!("{:<34} {:>12} {:>14}", "step", "time", "records/s");
-    println!(
-        "{:<34} {:>10.1}ms {:>14.0}",
-        format!("produce {} ({})", args.records, args.codec.name()),
-        produce_time.as_secs_f64() * 1e3,
-        rate(args.records, produce_time)
-    );
-    println!(
-        "{:<34} {:>10.1}ms {:>14.0}",
-        format!("fetch {} back, all checked", args.records),
-        fetch_time.as_secs_f64() * 1e3,
-        rate(args.records, fetch_time)
-    );
-    if args.round_trips > 0 {
-        println!(
-            "produce-then-fetch of one record x{}: p50 {:.2} ms, p99 {:.2} ms",
-            args.round_trips,
-            hist.value_at_quantile(0.5) as f64 / 1e3,
-            hist.value_at_quantile(0.99) as f64 / 1e3
-        );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let p50_ms = hist.value_at_quantile(0.5) as f64 / 1e3;
+    let p99_ms = hist.value_at_quantile(0.99) as f64 / 1e3;
+    match args.output.format {
+        OutputFormat::Json => print_json(&json!({
+            "topic": topic,
+            "records": args.records,
+            "codec": args.codec.name(),
+            "produce_ms": ms(produce_time),
+            "produce_records_per_s": rate(args.records, produce_time),
+            "fetch_ms": ms(fetch_time),
+            "fetch_records_per_s": rate(args.records, fetch_time),
+            "round_trips": args.round_trips,
+            "round_trip_p50_ms": (args.round_trips > 0).then_some(p50_ms),
+            "round_trip_p99_ms": (args.round_trips > 0).then_some(p99_ms),
+        })),
+        OutputFormat::Table => {
+            let rows = vec![
+                vec![
+                    format!("produce {} ({})", args.records, args.codec.name()),
+                    format!("{:.1} ms", ms(produce_time)),
+                    format!("{:.0}", rate(args.records, produce_time)),
+                ],
+                vec![
+                    format!("fetch {} back, all checked", args.records),
+                    format!("{:.1} ms", ms(fetch_time)),
+                    format!("{:.0}", rate(args.records, fetch_time)),
+                ],
+            ];
+            println!("{}", table(&["step", "time", "records/s"], &rows));
+            if args.round_trips > 0 {
+                println!(
+                    "produce-then-fetch of one record x{}: p50 {p50_ms:.2} ms, p99 {p99_ms:.2} ms",
+                    args.round_trips
+                );
+            }
+            println!("wire demo ok");
+        }
     }
-    println!("wire demo ok");
     Ok(())
 }
