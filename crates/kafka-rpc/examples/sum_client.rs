@@ -1,5 +1,7 @@
 //! The seed's `Sum.add` demo as a Rust client: calls `Sum.add(1, 2)` and prints the result and
-//! where it ran. Start `sum_server` first (or after: the call waits for it within its timeout).
+//! where it ran. Start `sum_server` first: a call to a service whose request topic does not
+//! exist yet is refused (`RpcError::UnknownService`); once a server has run, calls wait in
+//! Kafka for one within their timeout.
 
 use std::time::Duration;
 

@@ -35,7 +35,13 @@
 //!     });
 //! tokio::spawn(server.run(std::future::pending()));
 //!
-//! let client = Client::connect(kafka, ClientOptions::default()).await?;
+//! // The server may not have created the request topic yet: let the client create it (by
+//! // default a call to a service with no request topic is refused, so a typo makes no topic).
+//! let options = ClientOptions {
+//!     create_request_topics: true,
+//!     ..ClientOptions::default()
+//! };
+//! let client = Client::connect(kafka, options).await?;
 //! let sum = client.call::<_, i64>("Sum", "add", &(1, 2), CallOptions::default()).await?;
 //! assert_eq!(sum.value, 3);
 //! # Ok(())

@@ -75,7 +75,10 @@ pub struct ServerOptions {
     /// the drain timeout when the server stops. No Java client setting matches; gRPC servers
     /// drop the handler at once, this gives a cooperative one time to clean up. Default 100 ms.
     pub cancel_grace: Duration,
-    /// Request ids remembered per partition to suppress redeliveries.
+    /// Request ids remembered per partition to suppress redeliveries. Every server of a
+    /// service should have the same value: each trims the completion topic to its own window
+    /// (see `completion_trim_interval`), so during a rolling increase the servers still on the
+    /// smaller value delete completions the larger windows would read.
     pub dedup_window: usize,
     /// How long a request id is remembered. The completion topic's retention
     /// ([`TopicOptions::completion_retention`]) must be at least this: [`crate::Server::run`]
