@@ -127,13 +127,7 @@ impl CallCore {
             metadata: spec.metadata,
             routing_key: spec.routing_key,
         };
-        let record = self
-            .codec
-            .request_record(outgoing)
-            .map_err(|reason| RpcError::Codec {
-                context: format!("encoding the request of {service}.{method}"),
-                reason,
-            })?;
+        let record = self.encode(outgoing, service, method)?;
         let record = tokio::time::timeout(timeout, async {
             // tarpc's max in-flight requests: wait (within the timeout) for room.
             let _permit = self
@@ -214,18 +208,27 @@ impl CallCore {
             metadata: spec.metadata,
             routing_key: spec.routing_key,
         };
-        let record = self
-            .codec
-            .request_record(outgoing)
-            .map_err(|reason| RpcError::Codec {
-                context: format!("encoding the request of {service}.{method}"),
-                reason,
-            })?;
+        let record = self.encode(outgoing, service, method)?;
         self.send(spec.topic, record, || {
             format!("sending {service}.{method} (request {id})")
         })
         .await?;
         Ok(id)
+    }
+
+    /// The request record of `outgoing`, in this client's format.
+    fn encode(
+        &self,
+        outgoing: Outgoing,
+        service: &str,
+        method: &str,
+    ) -> Result<krpc_kafka::ProducerRecord, RpcError> {
+        self.codec
+            .request_record(outgoing)
+            .map_err(|reason| RpcError::Codec {
+                context: format!("encoding the request of {service}.{method}"),
+                reason,
+            })
     }
 
     async fn send(
