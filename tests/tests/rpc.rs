@@ -692,3 +692,31 @@ async fn max_in_flight_bounds_the_calls_waiting_for_replies() {
     stop.send(()).unwrap();
     server.await.unwrap();
 }
+
+/// Review R5: a bound above tokio's semaphore maximum (`usize::MAX` meant as "unbounded")
+/// panicked inside `Semaphore::new`; it is refused like 0, naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_beyond_what_a_semaphore_holds_are_refused_not_a_panic() {
+    let addr = Broker::shared().addr().to_string();
+    for max_in_flight in [0, usize::MAX] {
+        let options = kafka_rpc::ClientOptions {
+            max_in_flight,
+            ..krpc_tests::tuning::client_options()
+        };
+        let err = kafka_rpc::Client::connect(krpc_tests::kafka::client(&addr).await, options)
+            .await
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("max_in_flight"), "{err}");
+    }
+    for concurrency in [0, usize::MAX] {
+        let mut o = krpc_tests::tuning::server_options(&service("semaphore-max"));
+        o.concurrency = concurrency;
+        let server = kafka_rpc::Server::new(krpc_tests::kafka::client(&addr).await, o);
+        let err = server
+            .run(std::future::pending())
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("concurrency"), "{err}");
+    }
+}

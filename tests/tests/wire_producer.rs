@@ -348,3 +348,42 @@ async fn close_timeout_fails_what_cannot_be_delivered_in_time() {
     assert!(matches!(err, Error::Closed("producer")), "{err:?}");
     assert_eq!(end_offset(&direct, &topic, 0).await, 0);
 }
+
+/// Review R6: a producer whose sender task is gone (here: the runtime that ran its first send
+/// shut down while the producer lives on in another) fails what it had queued, and `flush` and
+/// `close` return, instead of waiting forever.
+#[test]
+fn a_producer_whose_sender_task_ended_fails_its_queue_instead_of_hanging() {
+    let addr = Broker::shared().addr().to_string();
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (producer, delivery) = first.block_on(async {
+        let client = kafka::client(&addr).await;
+        let topic = kafka::topic(&client, "sender-ended", 1).await;
+        let producer = Producer::new(client, lingering());
+        let delivery = producer
+            .send_to(&topic, 0, kib_record(0))
+            .await
+            .expect("queued");
+        (producer, delivery)
+    });
+    drop(first); // the sender task, spawned on `first`, is dropped with it
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        let outcome = tokio::time::timeout(T, delivery)
+            .await
+            .expect("the queued record's delivery resolves");
+        assert!(matches!(outcome, Err(Error::Closed(_))), "{outcome:?}");
+        tokio::time::timeout(T, producer.flush())
+            .await
+            .expect("flush returns");
+        tokio::time::timeout(T, producer.close())
+            .await
+            .expect("close returns");
+    });
+}

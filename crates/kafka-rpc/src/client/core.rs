@@ -56,10 +56,11 @@ impl CallCore {
         reply_to: Option<ReplyTo>,
         max_in_flight: usize,
     ) -> Result<Self, RpcError> {
-        if max_in_flight == 0 {
-            return Err(RpcError::InvalidArgument(
-                "max_in_flight must be at least 1".into(),
-            ));
+        if max_in_flight == 0 || max_in_flight > Semaphore::MAX_PERMITS {
+            return Err(RpcError::InvalidArgument(format!(
+                "max_in_flight must be 1..={} (got {max_in_flight})",
+                Semaphore::MAX_PERMITS
+            )));
         }
         let pending = Arc::new(Pending::default());
         let reader_codec = codec.clone();

@@ -21,9 +21,12 @@ pub const SOURCE_OFFSET: &str = "krpc-dlq-offset";
 pub const SOURCE_OFFSET_END: &str = "krpc-dlq-offset-end";
 /// Header: the server that gave up on it (UTF-8).
 pub const SERVER: &str = "krpc-dlq-server";
+/// Header: the size in bytes of a value the copy does not carry (8-byte big-endian), written
+/// when the request was over the size limit: the letter keeps its headers, not its payload.
+pub const VALUE_DROPPED: &str = "krpc-dlq-value-dropped";
 
-/// The dead-letter copy of `record`: same key, value (unless `keep_value` is false) and headers,
-/// plus the provenance headers.
+/// The dead-letter copy of `record`: same key, value (unless `keep_value` is false: then
+/// [`VALUE_DROPPED`] says how big it was) and headers, plus the provenance headers.
 pub fn dead_letter(
     record: &ConsumerRecord,
     reason: &str,
@@ -41,6 +44,12 @@ pub fn dead_letter(
     let value = if keep_value {
         record.value.clone()
     } else {
+        if let Some(v) = &record.value {
+            headers.push(Header::new(
+                VALUE_DROPPED,
+                (v.len() as u64).to_be_bytes().to_vec(),
+            ));
+        }
         None
     };
     ProducerRecord {
@@ -98,6 +107,8 @@ pub struct DeadLetter {
     pub timestamp_ms: i64,
     /// Bytes of its value (0 if none).
     pub value_len: usize,
+    /// [`VALUE_DROPPED`]: the size of the request's value the copy does not carry.
+    pub value_dropped: Option<u64>,
 }
 
 impl DeadLetter {
@@ -132,6 +143,8 @@ impl DeadLetter {
                 .map(|id| RequestId(id).to_string()),
             timestamp_ms: record.timestamp,
             value_len: record.value.as_ref().map_or(0, |v| v.len()),
+            value_dropped: raw(VALUE_DROPPED)
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok().map(u64::from_be_bytes)),
         }
     }
 }
@@ -156,6 +169,10 @@ pub enum ReplayError {
     /// refuse it as forged, and the same id would be deduplicated.
     #[error("its payload is sealed (krpc-key-id), and the seal covers the request id")]
     Sealed,
+    /// The copy does not carry the request's value (it was over the size limit): sending it
+    /// would call the method with no arguments.
+    #[error("its value ({0} bytes, over the size limit) was not kept in the dead letter")]
+    ValueDropped(u64),
 }
 
 /// A dead-lettered request made new for its request topic: the same method, arguments and
@@ -165,7 +182,7 @@ pub enum ReplayError {
 ///
 /// # Errors
 /// [`ReplayError`]: a raw undecodable batch, a record that is not a native request, a sealed
-/// payload.
+/// payload, a value the dead letter does not carry.
 pub fn replay(record: &ConsumerRecord) -> Result<(ProducerRecord, RequestId), ReplayError> {
     let letter = DeadLetter::from_record(record);
     if let (Some(end), Some(from)) = (letter.source_offset_end, letter.source_offset) {
@@ -184,6 +201,9 @@ pub fn replay(record: &ConsumerRecord) -> Result<(ProducerRecord, RequestId), Re
     if has(h::KEY_ID) {
         return Err(ReplayError::Sealed);
     }
+    if let Some(size) = letter.value_dropped {
+        return Err(ReplayError::ValueDropped(size));
+    }
     let id = RequestId::random();
     let dropped = [
         REASON,
@@ -192,6 +212,7 @@ pub fn replay(record: &ConsumerRecord) -> Result<(ProducerRecord, RequestId), Re
         SOURCE_OFFSET,
         SOURCE_OFFSET_END,
         SERVER,
+        VALUE_DROPPED,
         h::ID,
         h::DEADLINE,
         h::REPLY_TOPIC,
@@ -218,4 +239,60 @@ pub fn replay(record: &ConsumerRecord) -> Result<(ProducerRecord, RequestId), Re
         },
         id,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::sync::Arc;
+
+    fn request(value: &[u8]) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: Arc::from("krpc.S.requests"),
+            partition: 3,
+            offset: 42,
+            timestamp: 1_700_000_000_000,
+            log_append_time: false,
+            key: None,
+            value: Some(Bytes::copy_from_slice(value)),
+            headers: vec![
+                h::header(h::ID, [7u8; 16].to_vec()),
+                h::header(h::METHOD, b"add".to_vec()),
+            ],
+        }
+    }
+
+    /// Written back as the dead-letter topic holds it, then read by `replay`.
+    fn as_read(letter: ProducerRecord) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: Arc::from("krpc.S.dead-letters"),
+            partition: 0,
+            offset: 0,
+            timestamp: 1_700_000_000_001,
+            log_append_time: false,
+            key: letter.key,
+            value: letter.value,
+            headers: letter.headers,
+        }
+    }
+
+    #[test]
+    fn a_letter_that_kept_its_value_replays_with_a_new_id_and_the_same_value() {
+        let letter = as_read(dead_letter(&request(b"args"), "the handler panicked", "s1", true));
+        let (again, id) = replay(&letter).unwrap();
+        assert_eq!(again.value.as_deref(), Some(&b"args"[..]));
+        assert_ne!(id.0, [7u8; 16]);
+        assert!(again.headers.iter().all(|h| !h.key.starts_with("krpc-dlq-")));
+    }
+
+    /// Review R7: an oversize request's letter keeps no value; replaying it used to send a
+    /// request with no arguments and report it replayed.
+    #[test]
+    fn a_letter_without_its_value_says_so_and_is_not_replayed() {
+        let letter = as_read(dead_letter(&request(&[1u8; 300]), "over the size limit", "s1", false));
+        assert_eq!(letter.value, None);
+        assert_eq!(DeadLetter::from_record(&letter).value_dropped, Some(300));
+        assert_eq!(replay(&letter), Err(ReplayError::ValueDropped(300)));
+    }
 }

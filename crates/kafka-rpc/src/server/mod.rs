@@ -154,10 +154,12 @@ impl Server {
     /// until its function returns: threads cannot be stopped). Returns the final counters.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<ServerStats, RpcError> {
         let o = &self.options;
-        if o.concurrency == 0 {
-            return Err(RpcError::InvalidArgument(
-                "concurrency must be at least 1".into(),
-            ));
+        if o.concurrency == 0 || o.concurrency > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(RpcError::InvalidArgument(format!(
+                "concurrency must be 1..={} (got {})",
+                tokio::sync::Semaphore::MAX_PERMITS,
+                o.concurrency
+            )));
         }
         if o.drain_timeout >= o.rebalance_timeout {
             return Err(RpcError::InvalidArgument(format!(

@@ -135,6 +135,7 @@ fn letter_json(l: &DeadLetter) -> Value {
         "method": l.method,
         "request_id": l.request_id,
         "value_bytes": l.value_len,
+        "value_dropped_bytes": l.value_dropped,
     })
 }
 

@@ -207,7 +207,40 @@ type Refresh = BoxFuture<'static, (Vec<Arc<str>>, Result<()>)>;
 
 /// The sender task: runs until the producer is closed (or every handle dropped) and nothing
 /// is left, or until a forced close.
-async fn run(shared: Arc<Shared>) {
+/// Fails what is queued when the sender ends abnormally: a panic, or the runtime that ran it
+/// shut down while the producer lives on elsewhere. Without it, every delivery, `flush` and
+/// `close` would wait for a sender that is gone.
+struct EndGuard {
+    shared: Arc<Shared>,
+    ended_normally: bool,
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        if !self.ended_normally {
+            tracing::error!("the producer's sender task ended abnormally; its queued records fail");
+            self.shared.abort(&Error::Closed("producer (its sender task ended)"));
+        }
+    }
+}
+
+/// The sender task. The guard is made before the future is first polled, so a task dropped
+/// unpolled (its runtime shut down at once) fails the queue too.
+fn run(shared: Arc<Shared>) -> impl std::future::Future<Output = ()> + Send {
+    let guard = EndGuard {
+        shared: shared.clone(),
+        ended_normally: false,
+    };
+    async move {
+        // Moves the whole guard into the future (a field assignment alone would capture
+        // only the field, dropping the guard at once).
+        let mut guard = guard;
+        run_until_done(shared).await;
+        guard.ended_normally = true;
+    }
+}
+
+async fn run_until_done(shared: Arc<Shared>) {
     let cfg = shared.client.config().clone();
     let max_in_flight = shared.config.max_in_flight_requests_per_connection.max(1);
     let mut in_flight: FuturesUnordered<BoxFuture<'static, Sent>> = FuturesUnordered::new();
