@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use krpc_kafka::{ConsumerRecord, Fetcher, IsolationLevel, OffsetSpec};
 use serde::Deserialize as _;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::CmdResult;
 use crate::broker_args::BrokerArgs;
@@ -166,40 +166,42 @@ fn render(bytes: &[u8], format: DataFormat) -> (Value, Option<&'static str>) {
     }
 }
 
-/// A record as one JSON object (a line of `-o json`).
-fn record_json(r: &ConsumerRecord, key_format: DataFormat, value_format: DataFormat) -> Value {
-    let mut obj = Map::new();
-    obj.insert("topic".into(), json!(&*r.topic));
-    obj.insert("partition".into(), json!(r.partition));
-    obj.insert("offset".into(), json!(r.offset));
-    obj.insert("timestamp".into(), json!(r.timestamp));
-    obj.insert(
-        "timestamp_type".into(),
-        json!(if r.log_append_time {
-            "log_append_time"
-        } else {
-            "create_time"
-        }),
-    );
-    let mut field = |name: &str, bytes: Option<&[u8]>, format: DataFormat| {
-        let (value, fallback) = match bytes {
-            Some(b) => render(b, format),
-            None => (Value::Null, None),
-        };
-        obj.insert(name.into(), value);
-        if let Some(encoding) = fallback {
-            obj.insert(format!("{name}_encoding"), json!(encoding));
-        }
+/// A record as one line of `-o json`, its fields in this order.
+#[derive(serde::Serialize)]
+struct RecordLine<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    /// Milliseconds since the epoch.
+    timestamp: i64,
+    /// `create_time` or `log_append_time`.
+    timestamp_type: &'static str,
+    key: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_encoding: Option<&'static str>,
+    headers: Vec<Value>,
+    value: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_encoding: Option<&'static str>,
+}
+
+/// A record's line of `-o json`.
+fn record_line(
+    r: &ConsumerRecord,
+    key_format: DataFormat,
+    value_format: DataFormat,
+) -> RecordLine<'_> {
+    let field = |bytes: Option<&[u8]>, format: DataFormat| match bytes {
+        Some(b) => render(b, format),
+        None => (Value::Null, None),
     };
-    field("key", r.key.as_deref(), key_format);
-    let headers: Vec<Value> = r
+    let (key, key_encoding) = field(r.key.as_deref(), key_format);
+    let (value, value_encoding) = field(r.value.as_deref(), value_format);
+    let headers = r
         .headers
         .iter()
         .map(|h| {
-            let (value, fallback) = match h.value.as_deref() {
-                Some(b) => render(b, DataFormat::Text),
-                None => (Value::Null, None),
-            };
+            let (value, fallback) = field(h.value.as_deref(), DataFormat::Text);
             let mut header = json!({"key": h.key, "value": value});
             if let Some(encoding) = fallback {
                 header["value_encoding"] = json!(encoding);
@@ -207,9 +209,22 @@ fn record_json(r: &ConsumerRecord, key_format: DataFormat, value_format: DataFor
             header
         })
         .collect();
-    field("value", r.value.as_deref(), value_format);
-    obj.insert("headers".into(), Value::Array(headers));
-    Value::Object(obj)
+    RecordLine {
+        topic: &r.topic,
+        partition: r.partition,
+        offset: r.offset,
+        timestamp: r.timestamp,
+        timestamp_type: if r.log_append_time {
+            "log_append_time"
+        } else {
+            "create_time"
+        },
+        key,
+        key_encoding,
+        headers,
+        value,
+        value_encoding,
+    }
 }
 
 /// A rendered field as a table cell: text on one line (newlines and tabs escaped), JSON
@@ -283,12 +298,16 @@ struct Printer {
 }
 
 impl Printer {
-    fn add(&mut self, v: &Value) -> std::io::Result<()> {
+    fn add(&mut self, line: &RecordLine<'_>) -> std::io::Result<()> {
         self.printed += 1;
         match self.format {
-            OutputFormat::Json => writeln!(std::io::stdout().lock(), "{v}"),
+            OutputFormat::Json => {
+                let text = serde_json::to_string(line).map_err(std::io::Error::other)?;
+                writeln!(std::io::stdout().lock(), "{text}")
+            }
             OutputFormat::Table => {
-                self.rows.push(record_row(v));
+                let value = serde_json::to_value(line).map_err(std::io::Error::other)?;
+                self.rows.push(record_row(&value));
                 Ok(())
             }
         }
@@ -324,7 +343,8 @@ impl Printer {
             if !self.rows.is_empty() || !self.header_printed {
                 self.print_rows()?;
             }
-            eprintln!("{} records", self.printed);
+            let n = self.printed;
+            eprintln!("{n} record{}", if n == 1 { "" } else { "s" });
         }
         std::io::stdout().flush()
     }
@@ -444,7 +464,7 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
             if !args.follow && ends.get(&r.partition).is_none_or(|end| r.offset >= *end) {
                 continue;
             }
-            printer.add(&record_json(r, args.key_format, args.value_format))?;
+            printer.add(&record_line(r, args.key_format, args.value_format))?;
             if printer.printed >= limit {
                 break;
             }

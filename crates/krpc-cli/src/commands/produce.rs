@@ -96,9 +96,15 @@ fn header(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))
 }
 
-fn decode(text: &str, format: InputFormat) -> Result<Bytes, String> {
+/// The bytes `input` stands for in `format`. Text is taken as is, UTF-8 or not (as kcat
+/// does); hex and base64 must be ASCII.
+fn decode(input: &[u8], format: InputFormat) -> Result<Bytes, String> {
+    if format == InputFormat::Text {
+        return Ok(Bytes::copy_from_slice(input));
+    }
+    let text = std::str::from_utf8(input).map_err(|_| "not text".to_string())?;
     match format {
-        InputFormat::Text => Ok(Bytes::copy_from_slice(text.as_bytes())),
+        InputFormat::Text => unreachable!("returned above"),
         InputFormat::Hex => hex::decode(text.trim())
             .map(Bytes::from)
             .map_err(|e| format!("not hex: {e}")),
@@ -135,8 +141,14 @@ impl Written {
     }
 }
 
-/// The record of one input: `(line number, key, value)` to a [`ProducerRecord`].
-fn record(args: &Args, line: usize, text: &str) -> Result<ProducerRecord, UsageError> {
+/// `hay` split at the first `needle`.
+fn split_once<'a>(hay: &'a [u8], needle: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let at = hay.windows(needle.len()).position(|w| w == needle)?;
+    Some((&hay[..at], &hay[at + needle.len()..]))
+}
+
+/// The record of one input (the VALUE given, or stdin line number `line`).
+fn record(args: &Args, line: usize, text: &[u8]) -> Result<ProducerRecord, UsageError> {
     let at = |what: &str, e: String| {
         UsageError(if args.value.is_some() {
             format!("the {what}: {e}")
@@ -145,11 +157,11 @@ fn record(args: &Args, line: usize, text: &str) -> Result<ProducerRecord, UsageE
         })
     };
     let (key, value) = match &args.key_delimiter {
-        Some(d) => match text.split_once(d.as_str()) {
+        Some(d) if !d.is_empty() => match split_once(text, d.as_bytes()) {
             Some((k, v)) => (Some(k), v),
             None => (None, text),
         },
-        None => (args.key.as_deref(), text),
+        _ => (args.key.as_deref().map(str::as_bytes), text),
     };
     let mut record =
         ProducerRecord::value(decode(value, args.value_format).map_err(|e| at("value", e))?);
@@ -166,7 +178,7 @@ fn record(args: &Args, line: usize, text: &str) -> Result<ProducerRecord, UsageE
 pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
     // A bad VALUE is refused before anything is sent.
     let single = match &args.value {
-        Some(v) => Some(record(&args, 0, v)?),
+        Some(v) => Some(record(&args, 0, v.as_bytes())?),
         None => None,
     };
     let client = broker.connect().await?;
@@ -221,10 +233,14 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
         },
         None => {
             let stdin = std::io::stdin();
-            for (i, line) in stdin.lock().lines().enumerate() {
+            // Lines of bytes: a value need not be UTF-8.
+            for (i, line) in stdin.lock().split(b'\n').enumerate() {
                 let line_no = i + 1;
-                let line = line.map_err(|e| format!("reading stdin line {line_no}: {e}"))?;
-                let record = record(&args, line_no, line.trim_end_matches('\r'))?;
+                let mut line = line.map_err(|e| format!("reading stdin line {line_no}: {e}"))?;
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                let record = record(&args, line_no, &line)?;
                 match send(record).await {
                     Ok(delivery) => pending.push_back((line_no, delivery)),
                     Err(e) => settle(line_no, Err(e), &mut written),
@@ -259,7 +275,11 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
                 &rows
             )
         );
-        eprintln!("{} records written to {topic}", written.total);
+        let n = written.total;
+        eprintln!(
+            "{n} record{} written to {topic}",
+            if n == 1 { "" } else { "s" }
+        );
     }
     if let Some((line, error)) = failed.into_iter().next() {
         let n = written.total;
