@@ -145,7 +145,8 @@ impl BrokerArgs {
     /// defaults (client id `krpc`); a usage error without a bootstrap broker in either.
     pub fn config(&self) -> Result<ClientConfig, UsageError> {
         let mut config = match &self.file.broker {
-            Some(file) => file.clone(),
+            Some(file) if self.file.client_id_given => file.clone(),
+            Some(file) => file.clone().client_id("krpc"),
             None => ClientConfig::new("").client_id("krpc"),
         };
         if let Some(bootstrap) = &self.bootstrap {
@@ -284,8 +285,8 @@ mod tests {
         assert_eq!(config.bootstrap, ["file:1"]);
         assert_eq!(config.connect_timeout, Duration::from_secs(3));
         assert_eq!(
-            config.client_id, "krpc-kafka",
-            "the library's default in a file"
+            config.client_id, "krpc",
+            "krpc's own unless the file names one"
         );
         assert_eq!(config.sasl.as_ref().map(|s| &*s.password), Some("file-pw"));
         let mut flags = Cli::try_parse_from([

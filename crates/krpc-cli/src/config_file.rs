@@ -37,6 +37,10 @@ pub struct ConfigFile {
     /// The file these settings came from (for messages); not a key.
     #[serde(skip)]
     pub path: Option<PathBuf>,
+    /// Whether `[broker]` names a `client_id` (without one, `krpc` keeps its own, `krpc`,
+    /// rather than the library's default); not a key.
+    #[serde(skip)]
+    pub client_id_given: bool,
 }
 
 impl ConfigFile {
@@ -73,7 +77,12 @@ impl ConfigFile {
                 ));
             }
         }
-        toml::from_str(text).map_err(message)
+        let mut file: Self = toml::from_str(text).map_err(message)?;
+        file.client_id_given = table
+            .get("broker")
+            .and_then(toml::Value::as_table)
+            .is_some_and(|t| t.contains_key("client_id"));
+        Ok(file)
     }
 
     /// The producer settings: `[producer]`, or the defaults.
