@@ -33,25 +33,41 @@ use crate::error::RpcError;
 /// );
 /// assert!(topics.configs(TopicKind::Requests).is_empty());
 /// ```
+///
+/// With the `serde` feature it reads from a config file: keys are the field names, each
+/// optional (a missing one keeps its [`Default`]), unknown keys refused, retentions humantime
+/// strings (`"1h"`, `"30days"`). A retention whose default is set cannot be unset to the
+/// broker's default from a file (TOML has no null): give a long one instead.
 #[derive(Debug, Clone)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct TopicOptions {
-    /// Partitions of each service's request topic (the most servers that can share its load).
+    /// Partitions of each service's request topic (the most servers that can share its load;
+    /// `kafka-topics.sh --partitions`). Default 16.
     pub request_partitions: i32,
-    /// Partitions of the shared reply topic (client slots).
+    /// Partitions of the shared reply topic (client slots). Default 16.
     pub reply_partitions: i32,
-    /// Replication factor (-1: the broker's default).
+    /// Replication factor (-1: the broker's `default.replication.factor`;
+    /// `kafka-topics.sh --replication-factor`). Default -1.
     pub replication_factor: i16,
     /// `retention.ms` of request topics. Default `None`: the broker's default, as for any
     /// topic holding work (one-way jobs may wait for servers that long).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub request_retention: Option<Duration>,
     /// `retention.ms` of reply topics. Default 1 hour: a reply is read within its call's
     /// timeout (30 s by default) or never.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub reply_retention: Option<Duration>,
     /// `retention.ms` of completion topics. Default 24 hours; at least the servers'
     /// `dedup_max_age` (10 minutes by default). Servers also trim it to their dedup window
     /// (DeleteRecords), so it stays small whatever this says.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub completion_retention: Option<Duration>,
     /// `retention.ms` of dead-letter topics. Default 30 days: long enough for a person to look.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub dead_letter_retention: Option<Duration>,
 }
 

@@ -1,12 +1,14 @@
 //! The broker options every command shares: where the cluster is and how to authenticate.
 //! They are global (given before or after the subcommand: `krpc -b H:P topics list` and
-//! `krpc topics list -b H:P` are the same), and each has an environment variable.
+//! `krpc topics list -b H:P` are the same), and each has an environment variable. They are
+//! read over the `[broker]` section of the config file (`--config`), if one is given.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use krpc_kafka::{Client, ClientConfig, Error, SaslConfig, SaslMechanism, TlsConfig};
 
+use crate::config_file::ConfigFile;
 use crate::exit::UsageError;
 use crate::timing_args::positive_duration;
 
@@ -18,6 +20,16 @@ const TLS_BUILT_IN: bool = cfg!(any(feature = "tls", feature = "tls-ring"));
 #[derive(clap::Args, Debug, Clone)]
 #[command(next_help_heading = "Broker options (global)")]
 pub struct BrokerArgs {
+    /// Settings from a TOML file (also `krpc --config FILE <command>`, before the command):
+    /// sections [broker], [producer], [fetch], [client], [server], [topics], keys named after
+    /// the library's option fields. Flags and environment variables override the file; the
+    /// file overrides the defaults. See README, "The config file".
+    #[arg(long, global = true, env = "KRPC_CONFIG", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// The file of `--config`, once read by [`BrokerArgs::load_config_file`] (empty without
+    /// one).
+    #[arg(skip)]
+    pub file: ConfigFile,
     /// Bootstrap brokers, `host:port[,host:port...]` (Java: `bootstrap.servers`). Needed by
     /// every command that talks to Kafka.
     #[arg(
@@ -29,16 +41,15 @@ pub struct BrokerArgs {
     )]
     pub bootstrap: Option<String>,
     /// How long to keep trying to reach the brokers, e.g. 500ms, 10s (a plain number is
-    /// seconds) (Java: `socket.connection.setup.timeout.ms`).
+    /// seconds) (Java: `socket.connection.setup.timeout.ms`) [default: 10s].
     #[arg(
         long,
         global = true,
         env = "KRPC_CONNECT_TIMEOUT",
-        default_value = "10s",
         value_name = "DURATION",
         value_parser = positive_duration
     )]
-    pub connect_timeout: Duration,
+    pub connect_timeout: Option<Duration>,
     /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (needs --sasl-username) (Java:
     /// `sasl.mechanism`).
     #[arg(
@@ -117,37 +128,76 @@ pub struct BrokerArgs {
 }
 
 impl BrokerArgs {
-    /// The client settings these options describe; a usage error without a bootstrap.
+    /// Reads the config file (`config`: the top-level `--config`; else `--config-file` or
+    /// `KRPC_CONFIG`) into [`BrokerArgs::file`]; without one, nothing.
+    ///
+    /// # Errors
+    /// A usage error naming the file (and the line and key) when it cannot be read or holds
+    /// an unknown key or a wrong value.
+    pub fn load_config_file(&mut self, config: Option<&std::path::Path>) -> Result<(), UsageError> {
+        if let Some(path) = config.or(self.config_file.as_deref()) {
+            self.file = ConfigFile::load(path)?;
+        }
+        Ok(())
+    }
+
+    /// The client settings: these options over the config file's `[broker]` section over the
+    /// defaults (client id `krpc`); a usage error without a bootstrap broker in either.
     pub fn config(&self) -> Result<ClientConfig, UsageError> {
-        let bootstrap = self.bootstrap.as_deref().ok_or_else(|| {
-            UsageError(
-                "no broker given: pass -b/--bootstrap HOST:PORT or set KAFKA_BOOTSTRAP".into(),
-            )
-        })?;
-        let mut config = ClientConfig::new(bootstrap)
-            .client_id("krpc")
-            .connect_timeout(self.connect_timeout);
+        let mut config = match &self.file.broker {
+            Some(file) if self.file.client_id_given => file.clone(),
+            Some(file) => file.clone().client_id("krpc"),
+            None => ClientConfig::new("").client_id("krpc"),
+        };
+        if let Some(bootstrap) = &self.bootstrap {
+            config.bootstrap = ClientConfig::new(bootstrap).bootstrap;
+        }
+        if config.bootstrap.is_empty() {
+            return Err(UsageError(
+                "no broker given: pass -b/--bootstrap HOST:PORT, set KAFKA_BOOTSTRAP, or set \
+                 bootstrap in the [broker] section of the --config file"
+                    .into(),
+            ));
+        }
+        if let Some(timeout) = self.connect_timeout {
+            config.connect_timeout = timeout;
+        }
         if let (Some(mechanism), Some(user)) = (self.sasl_mechanism, &self.sasl_username) {
-            let password = self.sasl_password.clone().unwrap_or_default();
-            config = config.sasl(SaslConfig::new(mechanism, user.clone(), password));
+            // A password from the flags or the environment, else the file's.
+            let password = self
+                .sasl_password
+                .clone()
+                .or_else(|| config.sasl.as_ref().map(|s| s.password.clone()))
+                .unwrap_or_default();
+            config.sasl = Some(SaslConfig::new(mechanism, user.clone(), password));
+        } else if let (Some(sasl), Some(password)) = (&mut config.sasl, &self.sasl_password) {
+            sasl.password = password.clone();
         }
-        if let Some(tls) = self.tls_config() {
-            config = config.tls(tls);
-        }
+        config.tls = self.tls_config(config.tls.take());
         Ok(config)
     }
 
-    /// The TLS settings of the --tls* options; `None`: plaintext.
-    fn tls_config(&self) -> Option<TlsConfig> {
+    /// The TLS settings: the --tls* options over `file` (the config file's `tls`); `None`:
+    /// plaintext.
+    fn tls_config(&self, file: Option<TlsConfig>) -> Option<TlsConfig> {
         let wanted = self.tls
             || self.tls_ca.is_some()
             || self.tls_cert.is_some()
             || self.tls_server_name.is_some();
-        wanted.then(|| TlsConfig {
-            ca_file: self.tls_ca.clone(),
-            client_cert: self.tls_cert.clone().zip(self.tls_key.clone()),
-            server_name: self.tls_server_name.clone(),
-        })
+        if !wanted {
+            return file;
+        }
+        let mut tls = file.unwrap_or_default();
+        if self.tls_ca.is_some() {
+            tls.ca_file = self.tls_ca.clone();
+        }
+        if let Some(pair) = self.tls_cert.clone().zip(self.tls_key.clone()) {
+            tls.client_cert = Some(pair);
+        }
+        if self.tls_server_name.is_some() {
+            tls.server_name = self.tls_server_name.clone();
+        }
+        Some(tls)
     }
 
     /// Connects to the cluster. A --tls* option in a build without TLS is refused here, before
@@ -156,12 +206,13 @@ impl BrokerArgs {
         let config = self.config()?;
         tracing::debug!(
             bootstrap = ?config.bootstrap,
-            connect_timeout = ?self.connect_timeout,
-            sasl = ?self.sasl_mechanism,
-            tls = self.tls_config().is_some(),
+            connect_timeout = ?config.connect_timeout,
+            sasl = ?config.sasl.as_ref().map(|s| s.mechanism),
+            tls = config.tls.is_some(),
+            config_file = ?self.file.path,
             "connecting to the cluster"
         );
-        if !TLS_BUILT_IN && self.tls_config().is_some() {
+        if !TLS_BUILT_IN && config.tls.is_some() {
             return Err(Box::new(Error::InvalidArgument(
                 "--tls (or KRPC_TLS*) given, but this krpc was built without TLS: build krpc-cli \
                  with its `tls` feature (the default; `tls-ring` also works)"
@@ -217,6 +268,55 @@ mod tests {
         assert!(
             Cli::try_parse_from(["krpc", "--bootstrap", "h:1", "--tls-cert", "c.pem"]).is_err(),
             "--tls-cert needs --tls-key"
+        );
+    }
+
+    #[test]
+    fn flags_and_environment_override_the_config_file_which_overrides_the_defaults() {
+        let mut args = Cli::try_parse_from(["krpc"]).expect("valid").broker;
+        assert!(args.config().is_err(), "no bootstrap anywhere");
+        args.file = ConfigFile::parse(
+            "[broker]\nbootstrap = [\"file:1\"]\nconnect_timeout = \"3s\"\n\
+             sasl = { mechanism = \"PLAIN\", username = \"u\", password = \"file-pw\" }\n\
+             tls = { ca_file = \"file-ca.pem\", server_name = \"file-name\" }\n",
+        )
+        .expect("valid");
+        let config = args.config().expect("bootstrap from the file");
+        assert_eq!(config.bootstrap, ["file:1"]);
+        assert_eq!(config.connect_timeout, Duration::from_secs(3));
+        assert_eq!(
+            config.client_id, "krpc",
+            "krpc's own unless the file names one"
+        );
+        assert_eq!(config.sasl.as_ref().map(|s| &*s.password), Some("file-pw"));
+        let mut flags = Cli::try_parse_from([
+            "krpc",
+            "-b",
+            "flag:1",
+            "--connect-timeout",
+            "7s",
+            "--sasl-password",
+            "flag-pw",
+            "--tls-server-name",
+            "flag-name",
+        ])
+        .expect("valid")
+        .broker;
+        flags.file = args.file.clone();
+        let config = flags.config().expect("valid");
+        assert_eq!(config.bootstrap, ["flag:1"]);
+        assert_eq!(config.connect_timeout, Duration::from_secs(7));
+        assert_eq!(config.sasl.as_ref().map(|s| &*s.password), Some("flag-pw"));
+        let tls = config.tls.expect("tls");
+        assert_eq!(
+            tls.server_name.as_deref(),
+            Some("flag-name"),
+            "the flag wins"
+        );
+        assert_eq!(
+            tls.ca_file,
+            Some("file-ca.pem".into()),
+            "the file's, not overridden"
         );
     }
 

@@ -27,7 +27,8 @@ pub const HELP: &str = "\
 Exit codes:
   0  done
   1  any other failure
-  2  usage: the command line is wrong (unknown flag, bad value, missing --bootstrap)
+  2  usage: the command line is wrong (unknown flag, bad value, missing --bootstrap, a bad
+     --config file)
   3  unreachable: no broker reached in --connect-timeout, or TLS/SASL authentication refused
   4  timeout: the call got no reply within --timeout
   5  remote status: the server answered with an error status (printed on stderr)";

@@ -2,6 +2,7 @@
 
 mod broker_args;
 mod commands;
+mod config_file;
 mod exit;
 mod legacy_args;
 mod output;
@@ -17,7 +18,9 @@ use clap::{Parser, Subcommand};
 /// Broker options are global: give them before or after the subcommand
 /// (`krpc -b localhost:9092 topics list`), or through their environment variables.
 /// Durations are written as 500ms, 10s, 1m (a plain number is seconds). Commands that print
-/// data take `-o table|json`. Logs go to stderr (filter: KRPC_LOG, e.g. KRPC_LOG=debug;
+/// data take `-o table|json`. Settings come from, first to last: command-line flags,
+/// environment variables, the TOML file of --config (--config-file, KRPC_CONFIG; sections [broker],
+/// [producer], [fetch], [client], [server], [topics]), the defaults. Logs go to stderr (filter: KRPC_LOG, e.g. KRPC_LOG=debug;
 /// colour off when NO_COLOR is set or stderr is not a terminal).
 #[derive(Parser)]
 #[command(
@@ -29,6 +32,10 @@ use clap::{Parser, Subcommand};
     after_help = exit::HELP
 )]
 struct Cli {
+    /// Settings from a TOML file (before the command; `--config-file FILE` or KRPC_CONFIG work
+    /// anywhere). Not global, because `topics create --config k=v` is a topic config.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(flatten)]
     broker: broker_args::BrokerArgs,
     #[command(subcommand)]
@@ -58,6 +65,10 @@ enum Command {
     /// Read a service's dead letters, and replay chosen ones.
     #[command(subcommand)]
     Dlq(commands::dlq::Command),
+    /// Print the records of any topic (key, headers, value, offsets), as kcat -C does.
+    Consume(commands::consume::Args),
+    /// Write records to any topic: one per stdin line or the VALUE given, as kcat -P does.
+    Produce(commands::produce::Args),
     /// Print a shell completion script: `krpc completions bash > /etc/bash_completion.d/krpc`.
     Completions {
         /// The shell.
@@ -77,7 +88,7 @@ fn main() -> ExitCode {
     // filter does, instead of a panic on the failed write (Rust ignores SIGPIPE by default).
     // SAFETY: setting a signal disposition to the default before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KRPC_LOG")
@@ -101,6 +112,10 @@ fn main() -> ExitCode {
             return exit::Exit::Other.into();
         }
     };
+    if let Err(e) = cli.broker.load_config_file(cli.config.as_deref()) {
+        eprintln!("krpc: error: {e}");
+        return exit::Exit::Usage.into();
+    }
     let broker = &cli.broker;
     let result = runtime.block_on(async {
         match cli.command {
@@ -112,6 +127,8 @@ fn main() -> ExitCode {
             Command::Status(args) => commands::status::run(broker, args).await,
             Command::Groups(cmd) => commands::groups::run(broker, cmd).await,
             Command::Dlq(cmd) => commands::dlq::run(broker, cmd).await,
+            Command::Consume(args) => commands::consume::run(broker, args).await,
+            Command::Produce(args) => commands::produce::run(broker, args).await,
             Command::Completions { .. } => Ok(()),
         }
     });
@@ -161,7 +178,7 @@ mod tests {
             assert_eq!(cli.broker.bootstrap.as_deref(), Some("h:1"), "{argv:?}");
             assert_eq!(
                 cli.broker.connect_timeout,
-                std::time::Duration::from_secs(2)
+                Some(std::time::Duration::from_secs(2))
             );
         }
     }

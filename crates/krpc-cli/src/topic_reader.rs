@@ -8,7 +8,7 @@ use krpc_kafka::{Client, ConsumerRecord, FetchConfig, Fetcher, OffsetSpec};
 
 /// The records of `topic` in `[from, end)` per partition, where `end` is each partition's
 /// high watermark now and `from` is `start` (or the log start offset where `start` has no
-/// entry or points below it). Sorted by partition, then offset.
+/// entry or points below it), read with `config`. Sorted by partition, then offset.
 ///
 /// # Errors
 /// The topic's metadata or offsets cannot be read, a fetch fails, or the range has not been
@@ -17,7 +17,7 @@ pub async fn read_to_end(
     client: &Client,
     topic: &str,
     start: &BTreeMap<i32, i64>,
-    fetch_max_wait: Option<Duration>,
+    config: FetchConfig,
     timeout: Duration,
 ) -> Result<Vec<ConsumerRecord>, String> {
     let info = client.topic(topic).await.map_err(|e| e.to_string())?;
@@ -30,10 +30,6 @@ pub async fn read_to_end(
         .list_offsets(topic, &ids, OffsetSpec::Latest)
         .await
         .map_err(|e| e.to_string())?;
-    let mut config = FetchConfig::default();
-    if let Some(wait) = fetch_max_wait {
-        config.max_wait = wait;
-    }
     let mut fetcher = Fetcher::new(client.clone(), config);
     let mut ends = BTreeMap::new();
     for &p in &ids {

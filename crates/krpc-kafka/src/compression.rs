@@ -14,7 +14,15 @@ use kafka_protocol::compression::{Compressor, Gzip, Snappy};
 use kafka_protocol::records::Compression;
 
 /// The codecs a producer can use.
+///
+/// In a config file (feature `serde`): `none`, `gzip`, `snappy`, `lz4` or `zstd`, the values of
+/// Java's `compression.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Codec {
     /// No compression.
     #[default]

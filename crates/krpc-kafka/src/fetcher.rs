@@ -39,7 +39,14 @@ use crate::records::{decode_fetched, ConsumerRecord, ReadCommitted, RecordsError
 /// (`earliest`, `latest`, `none`). One policy governs both cases Java applies it to: a group
 /// partition with no committed offset, and a position outside the log (OFFSET_OUT_OF_RANGE,
 /// below its start or above its end).
+///
+/// In a config file (feature `serde`): Java's values, `earliest`, `latest`, `none`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum OffsetReset {
     /// The log start (the first offset still stored).
     Earliest,
@@ -48,11 +55,19 @@ pub enum OffsetReset {
     Latest,
     /// No reset: fail with the broker's OFFSET_OUT_OF_RANGE error, or (for a group partition
     /// with no committed offset) with [`Error::NoResetPolicy`]. Java: `none`.
+    #[cfg_attr(feature = "serde", serde(rename = "none", alias = "error"))]
     Error,
 }
 
 /// Which records a fetch returns (KIP-98); mirrors the Java consumer's `isolation.level`.
+///
+/// In a config file (feature `serde`): Java's values, `read_uncommitted`, `read_committed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum IsolationLevel {
     /// Every data record, aborted transactions included, up to the high watermark
     /// (`read_uncommitted`, Java's default).
@@ -75,11 +90,20 @@ impl IsolationLevel {
 }
 
 /// Fetch settings.
+///
+/// With the `serde` feature it reads from a config file (see [`crate::config`]).
 #[derive(Debug, Clone)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct FetchConfig {
-    /// How long the broker may hold a fetch waiting for `min_bytes`.
+    /// How long the broker may hold a fetch waiting for `min_bytes` (Java: `fetch.max.wait.ms`,
+    /// 500 ms). Default 500 ms.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub max_wait: Duration,
-    /// Bytes the broker waits for before answering early.
+    /// Bytes the broker waits for before answering early (Java: `fetch.min.bytes`, 1).
     pub min_bytes: i32,
     /// Upper bound on the bytes of one response (Java: `fetch.max.bytes`, 50 MiB). Also the
     /// most a partition's limit grows to when one batch does not fit `partition_max_bytes`.
@@ -88,7 +112,8 @@ pub struct FetchConfig {
     /// 1 MiB). A broker following KIP-74 returns a first batch larger than this whole; for one
     /// that does not, the fetcher grows this partition's limit to the batch's size.
     pub partition_max_bytes: i32,
-    /// Largest size one batch may inflate to when decompressed.
+    /// Largest size one batch may inflate to when decompressed. No Java setting matches (Java
+    /// does not bound it). Default 64 MiB.
     pub max_inflated_bytes: usize,
     /// The reset policy (Java: `auto.offset.reset`, default latest): on OFFSET_OUT_OF_RANGE here,
     /// and for partitions without a committed offset in a [`crate::GroupConsumer`].
@@ -108,6 +133,7 @@ pub struct FetchConfig {
     /// (measured on nisshi 0.8.1 under concurrent producers), and a consumer that jumps the
     /// hole loses those records. Holes are legitimate on compacted topics, so `None` (accept at
     /// once) is the default; the RPC layer sets it for its own, never compacted, topics.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub hole_wait: Option<Duration>,
     /// Which records to return; mirrors the Java consumer's `isolation.level` (default
     /// `read_uncommitted`). See [`IsolationLevel`].

@@ -22,7 +22,17 @@ use crate::topics::TopicOptions;
 /// };
 /// assert_eq!(options.reply_topic, ClientOptions::default().reply_topic);
 /// ```
+///
+/// With the `serde` feature it reads from a config file: keys are the field names, each
+/// optional (a missing one keeps its [`Default`]), unknown keys are refused, durations are
+/// humantime strings (`"30s"`). `security` (key material) is not read or written: set it in
+/// code.
 #[derive(Debug, Clone)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct ClientOptions {
     /// This instance's id; its reply slot is derived from it. Random unless set.
     pub instance_id: String,
@@ -30,17 +40,23 @@ pub struct ClientOptions {
     pub reply_topic: String,
     /// Partitions and replication of the topics this client creates on first use.
     pub topics: TopicOptions,
-    /// Timeout of a call that sets none.
+    /// Timeout of a call that sets none (a gRPC client's default deadline; the Java producer's
+    /// closest is `delivery.timeout.ms`). Default 30 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub default_timeout: Duration,
     /// How long the broker may hold the reply reader's fetch while no reply is there (the Java
     /// consumer's `fetch.max.wait.ms`, default 500 ms). Apache Kafka answers as soon as a reply
     /// arrives, so this costs no latency there and bounds an idle client to about two fetches a
     /// second. The test broker (nisshi) answers a waiting fetch only about half this late, so
     /// the test harness, the demo and the benches set 10 ms.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub reply_fetch_max_wait: Duration,
-    /// How long the request producer waits to batch requests.
+    /// How long the request producer waits to batch requests (Java: `linger.ms`). Default 0:
+    /// a call is sent at once.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub linger: Duration,
     /// Seal requests and require sealed results (payload security); `None`: plain msgpack.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub security: Option<crate::security::PayloadSecurity>,
     /// Most calls of this client (all its clones) waiting for their reply at once; a call
     /// beyond it waits for one to finish, and that wait counts against its timeout. tarpc's

@@ -19,13 +19,26 @@ use crate::topics::TopicOptions;
 /// options.session_timeout = Duration::from_secs(10);
 /// options.heartbeat_interval = Duration::from_secs(3);
 /// ```
+///
+/// With the `serde` feature it reads from a config file: keys are the field names, each
+/// optional (a missing one keeps the value of [`ServerOptions::new`], with `service` empty),
+/// unknown keys are refused, durations are humantime strings (`"45s"`). `security` (key
+/// material) and `legacy` (its AES password) are not read or written: set them in code, from
+/// wherever the keys are kept.
 #[derive(Debug, Clone)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default = "ServerOptions::serde_default", deny_unknown_fields)
+)]
 pub struct ServerOptions {
     /// The service served.
     pub service: String,
     /// This server's id, sent with every reply. Random unless set.
     pub server_id: String,
-    /// Requests handled at once (handlers of one partition run concurrently).
+    /// Requests handled at once (handlers of one partition run concurrently). The Java
+    /// consumer has no such setting (a poll loop runs one record at a time); gRPC servers'
+    /// `max_concurrent_streams` plays the part. Default 64.
     pub concurrency: usize,
     /// Partitions and replication of the topics created on first use.
     pub topics: TopicOptions,
@@ -35,6 +48,7 @@ pub struct ServerOptions {
     /// two fetches a second per leader. A broker that answers a waiting fetch only when its
     /// wait runs out (the test broker, nisshi) needs a small value for low latency: the test
     /// harness, the demo and the benches set 10 ms.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub fetch_max_wait: Duration,
     /// Isolation level of the request consumer (the Java consumer's `isolation.level`):
     /// `ReadCommitted` by default, so a request produced in an aborted transaction is never
@@ -43,14 +57,17 @@ pub struct ServerOptions {
     /// Consumer-group session timeout: a dead server's requests move after this long
     /// (`session.timeout.ms`, default 45 s as in the Java consumer since Kafka 3.0). Heartbeats
     /// keep it alive in every phase, draining included.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub session_timeout: Duration,
     /// Time between heartbeats (`heartbeat.interval.ms`, default 3 s: a third of the session
     /// timeout or less, as the Java consumer advises).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub heartbeat_interval: Duration,
     /// How long the group waits for members to rejoin during a rebalance, sent as JoinGroup's
     /// rebalance timeout (the Java consumer sends `max.poll.interval.ms`, default 300 s). A
     /// server rejoins after draining revoked partitions, so it must exceed `drain_timeout`:
     /// [`crate::Server::run`] refuses settings where it does not.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub rebalance_timeout: Duration,
     /// How often the request topic's metadata is refreshed to notice partitions added (or the
     /// topic deleted or recreated) while serving: the group then rebalances so the new
@@ -58,14 +75,17 @@ pub struct ServerOptions {
     /// Java `metadata.max.age.ms`, whose default (5 minutes) is shortened here to 30 s: calls
     /// sent to a partition nobody consumes wait until this passes (one Metadata request per
     /// 30 s is the cost).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub metadata_max_age: Duration,
     /// How often completed offsets are committed (`auto.commit.interval.ms`, default 5 s).
     /// Offsets are committed after the reply whatever this is; a shorter interval narrows what
     /// a crashed server's successor runs again (which the completions topic then answers from
     /// its record instead of running), at the cost of more OffsetCommit requests.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub commit_interval: Duration,
     /// On shutdown or revocation, how long to wait for running handlers. Must be below
     /// `rebalance_timeout` (the group waits that long for a draining server to rejoin).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub drain_timeout: Duration,
     /// How long a handler still running at its request's deadline may take to return once told
     /// (through [`RequestContext::cancelled`](crate::RequestContext::cancelled)) before it is
@@ -74,6 +94,7 @@ pub struct ServerOptions {
     /// permit for longer than its deadline plus this. Also how long handlers are given after
     /// the drain timeout when the server stops. No Java client setting matches; gRPC servers
     /// drop the handler at once, this gives a cooperative one time to clean up. Default 100 ms.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub cancel_grace: Duration,
     /// Request ids remembered per partition to suppress redeliveries. Every server of a
     /// service should have the same value: each trims the completion topic to its own window
@@ -83,11 +104,13 @@ pub struct ServerOptions {
     /// How long a request id is remembered. The completion topic's retention
     /// ([`TopicOptions::completion_retention`]) must be at least this: [`crate::Server::run`]
     /// refuses settings where it is not.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub dedup_max_age: Duration,
     /// How often the completion topic is trimmed to the last `dedup_window` records of each
     /// partition (DeleteRecords; the dedup window never reads further back), so it stays
     /// small however long the service runs. `None`: never (retention alone bounds it).
     /// No Java client setting matches. Default 60 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub completion_trim_interval: Option<Duration>,
     /// Largest request (value plus headers) served; larger ones are dead-lettered.
     pub max_request_bytes: usize,
@@ -95,9 +118,11 @@ pub struct ServerOptions {
     /// With it, a request older than `dedup_max_age` is refused (so a replay cannot outlive
     /// the dedup window); a known request id at another offset (a producer's retry or a
     /// replayed record) is deduplicated: never run twice, never refused.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub security: Option<crate::security::PayloadSecurity>,
     /// Speak the Python kafka-rpc 1.0.8 format instead of the native one: the service name is
     /// then the Python `topic_name` (see [`crate::legacy`]). Payload security does not apply.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub legacy: Option<crate::legacy::LegacyOptions>,
 }
 
@@ -125,6 +150,12 @@ impl ServerOptions {
             security: None,
             legacy: None,
         }
+    }
+
+    /// The defaults a config file starts from: [`ServerOptions::new`] with no service.
+    #[cfg(feature = "serde")]
+    fn serde_default() -> Self {
+        Self::new("")
     }
 }
 

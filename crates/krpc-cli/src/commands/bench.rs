@@ -89,10 +89,9 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
         (None, None) => Some(Duration::from_secs(10)),
     };
     let kafka = broker.connect().await?;
-    let mut client_options = ClientOptions {
-        create_request_topics: args.create_request_topic,
-        ..ClientOptions::default()
-    };
+    // The config file's [client] section, under the flags.
+    let mut client_options: ClientOptions = broker.file.client();
+    client_options.create_request_topics |= args.create_request_topic;
     // The bench's own concurrency is the bound it measures under.
     client_options.max_in_flight = client_options.max_in_flight.max(concurrency);
     if let Some(wait) = args.fetch.fetch_max_wait {

@@ -88,10 +88,9 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
         print_response(args.output, &response.value, &response.meta);
         return Ok(());
     }
-    let mut options = ClientOptions {
-        create_request_topics: args.create_request_topic,
-        ..ClientOptions::default()
-    };
+    // The config file's [client] section, under the flags.
+    let mut options: ClientOptions = broker.file.client();
+    options.create_request_topics |= args.create_request_topic;
     if let Some(wait) = args.fetch.fetch_max_wait {
         options.reply_fetch_max_wait = wait;
     }

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use kafka_rpc::naming::{dead_letter_topic, request_topic};
 use kafka_rpc::server::dead_letter::{replay, DeadLetter};
-use krpc_kafka::{Client, ConsumerRecord, Producer, ProducerConfig};
+use krpc_kafka::{Client, ConsumerRecord, Producer};
 use serde_json::{json, Value};
 
 use super::CmdResult;
 use crate::broker_args::BrokerArgs;
+use crate::config_file::ConfigFile;
 use crate::output::{print_json, table, OutputArgs, OutputFormat};
 use crate::timing_args::FetchArgs;
 use crate::topic_reader::read_to_end;
@@ -77,6 +78,7 @@ fn position(text: &str) -> Result<(i32, i64), String> {
 
 async fn read(
     common: &Common,
+    file: &ConfigFile,
     client: &Client,
     from: &BTreeMap<i32, i64>,
 ) -> Result<Vec<ConsumerRecord>, String> {
@@ -91,14 +93,11 @@ async fn read(
         Err(e) => return Err(e.to_string()),
         Ok(_) => {}
     }
-    read_to_end(
-        client,
-        &topic,
-        from,
-        common.fetch.fetch_max_wait,
-        READ_TIMEOUT,
-    )
-    .await
+    let mut config = file.fetch();
+    if let Some(wait) = common.fetch.fetch_max_wait {
+        config.max_wait = wait;
+    }
+    read_to_end(client, &topic, from, config, READ_TIMEOUT).await
 }
 
 /// A header value for people: UTF-8 text if it is printable, the provenance integers as
@@ -144,7 +143,7 @@ pub async fn run(broker: &BrokerArgs, cmd: Command) -> CmdResult {
     match cmd {
         Command::List { common, output } => {
             let client = broker.connect().await?;
-            let letters: Vec<DeadLetter> = read(&common, &client, &BTreeMap::new())
+            let letters: Vec<DeadLetter> = read(&common, &broker.file, &client, &BTreeMap::new())
                 .await?
                 .iter()
                 .map(DeadLetter::from_record)
@@ -190,7 +189,13 @@ pub async fn run(broker: &BrokerArgs, cmd: Command) -> CmdResult {
         }
         Command::Show { common, at, output } => {
             let client = broker.connect().await?;
-            let records = read(&common, &client, &BTreeMap::from([(at.0, at.1)])).await?;
+            let records = read(
+                &common,
+                &broker.file,
+                &client,
+                &BTreeMap::from([(at.0, at.1)]),
+            )
+            .await?;
             let record = records
                 .iter()
                 .find(|r| r.partition == at.0 && r.offset == at.1)
@@ -248,7 +253,7 @@ pub async fn run(broker: &BrokerArgs, cmd: Command) -> CmdResult {
                 }
                 m
             };
-            let records = read(&common, &client, &from).await?;
+            let records = read(&common, &broker.file, &client, &from).await?;
             let chosen: Vec<&ConsumerRecord> = if all {
                 records.iter().collect()
             } else {
@@ -266,7 +271,7 @@ pub async fn run(broker: &BrokerArgs, cmd: Command) -> CmdResult {
                 chosen
             };
             let target = request_topic(&common.service);
-            let producer = Producer::new(client.clone(), ProducerConfig::default());
+            let producer = Producer::new(client.clone(), broker.file.producer());
             let (mut replayed, mut refused) = (0usize, 0usize);
             for r in chosen {
                 match replay(r) {

@@ -2,8 +2,10 @@
 
 pub mod bench;
 pub mod call;
+pub mod consume;
 pub mod dlq;
 pub mod groups;
+pub mod produce;
 pub mod serve;
 pub mod status;
 pub mod topics;

@@ -17,9 +17,9 @@ pub struct Args {
     /// The service to serve.
     #[arg(short = 's', long, env = "KRPC_SERVICE")]
     service: String,
-    /// Requests handled at once.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
+    /// Requests handled at once [default: 64, or `concurrency` in the config file's [server]].
+    #[arg(long)]
+    concurrency: Option<usize>,
     /// This server's id (random if not given).
     #[arg(long)]
     server_id: Option<String>,
@@ -53,8 +53,11 @@ fn add((a, b): (Number, Number)) -> Result<Value, HandlerError> {
 /// Runs the demo server until SIGINT or SIGTERM.
 pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
     let kafka = broker.connect().await?;
-    let mut options = ServerOptions::new(&args.service);
-    options.concurrency = args.concurrency;
+    // The config file's [server] and [topics] sections, under the flags.
+    let mut options: ServerOptions = broker.file.server(&args.service);
+    if let Some(concurrency) = args.concurrency {
+        options.concurrency = concurrency;
+    }
     if let Some(wait) = args.fetch.fetch_max_wait {
         options.fetch_max_wait = wait;
     }
@@ -69,7 +72,7 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
             ..Default::default()
         });
     }
-    let server_id = options.server_id.clone();
+    let (server_id, concurrency) = (options.server_id.clone(), options.concurrency);
     let server = Server::new(kafka, options)
         .method("add", |args: (Number, Number)| async move { add(args) })
         .method(
@@ -102,7 +105,7 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
         } else {
             ""
         },
-        args.concurrency
+        concurrency
     );
     let stats = server.run(shutdown_signal()).await?;
     eprintln!("krpc serve: stopped; {stats}");

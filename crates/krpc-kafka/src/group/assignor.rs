@@ -6,7 +6,15 @@ use std::collections::{BTreeMap, HashMap};
 use super::payload::{Assignment, Subscription};
 
 /// A partition assignment strategy, named in the JoinGroup protocols.
+///
+/// In a config file (feature `serde`): its protocol name, `range` or `roundrobin` (as Java's
+/// `partition.assignment.strategy` lists them, by class there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Assignor {
     /// Per topic, contiguous ranges of partitions to members in member-id order.
     Range,

@@ -41,14 +41,20 @@ use crate::records::ProducerRecord;
 use sender::Shared;
 
 /// How many acknowledgements the producer waits for.
+/// Java's `acks`; in a config file (feature `serde`) its values: `"0"`, `"1"`, `"all"` (also
+/// `"-1"`, `"none"`, `"leader"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Acks {
     /// Fire and forget: the broker sends no answer and offsets are unknown (-1).
+    #[cfg_attr(feature = "serde", serde(rename = "0", alias = "none"))]
     None,
     /// The leader has written the record.
+    #[cfg_attr(feature = "serde", serde(rename = "1", alias = "leader"))]
     Leader,
     /// Every in-sync replica has the record.
     #[default]
+    #[cfg_attr(feature = "serde", serde(rename = "all", alias = "-1"))]
     All,
 }
 
@@ -64,12 +70,20 @@ impl Acks {
 
 /// Producer settings. Each mirrors a setting of the Java producer, named in its doc, with the
 /// same default (Apache Kafka 4.0).
+///
+/// With the `serde` feature it reads from a config file (see [`crate::config`]).
 #[derive(Debug, Clone)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 pub struct ProducerConfig {
     /// Acknowledgements to wait for (Java's `acks`, default `all`).
     pub acks: Acks,
     /// How long a batch waits for more records before it is sent (Java's `linger.ms`: 5 ms
     /// since Apache Kafka 4.0, KIP-1030; 0 before).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub linger: Duration,
     /// A batch is sent as soon as it holds this many bytes; a record larger than this goes in
     /// a batch of its own (Java's `batch.size`, 16 KiB).
@@ -85,12 +99,14 @@ pub struct ProducerConfig {
     /// How long a send waits for space in the buffer before it fails with
     /// [`Error::BufferExhausted`] (Java's `max.block.ms`, 60 s; here it bounds the wait for
     /// buffer space only, not metadata lookups, which have their own timeouts).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub max_block: Duration,
     /// Compression codec of produced batches (Java's `compression.type`, default none).
     pub codec: Codec,
     /// How long delivery of a batch may take from its first record, lingering and retries
     /// included; a batch still unacknowledged then fails (Java's `delivery.timeout.ms`,
     /// 120 s).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub delivery_timeout: Duration,
     /// Produce requests in flight to one broker at most (Java's
     /// `max.in.flight.requests.per.connection`, 5). Each partition has at most one batch in

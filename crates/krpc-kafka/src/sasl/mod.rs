@@ -8,13 +8,19 @@ pub mod scram;
 use std::fmt;
 
 /// A SASL mechanism this client speaks.
+///
+/// In a config file (feature `serde`): its IANA name, as Java's `sasl.mechanism` takes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum SaslMechanism {
     /// PLAIN (RFC 4616): the password travels as is; use it over TLS only.
+    #[cfg_attr(feature = "serde", serde(rename = "PLAIN"))]
     Plain,
     /// SCRAM-SHA-256 (RFC 7677).
+    #[cfg_attr(feature = "serde", serde(rename = "SCRAM-SHA-256"))]
     ScramSha256,
     /// SCRAM-SHA-512.
+    #[cfg_attr(feature = "serde", serde(rename = "SCRAM-SHA-512"))]
     ScramSha512,
 }
 
@@ -50,14 +56,24 @@ impl std::str::FromStr for SaslMechanism {
     }
 }
 
-/// Credentials and mechanism for SASL authentication.
+/// Credentials and mechanism for SASL authentication (Java: `sasl.mechanism` and the
+/// `username` and `password` of `sasl.jaas.config`).
+///
+/// With the `serde` feature every field is required when the table is given; the password is
+/// read but never serialized (see [`crate::config`]).
 #[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
 pub struct SaslConfig {
     /// The mechanism.
     pub mechanism: SaslMechanism,
     /// The user name.
     pub username: String,
-    /// The password (never printed by `Debug`).
+    /// The password (never printed by `Debug`, never written by `Serialize`).
+    #[cfg_attr(feature = "serde", serde(skip_serializing))]
     pub password: String,
 }
 
