@@ -308,7 +308,11 @@ async fn diagnose_missing(
             Err(e) => return format!("producers {producers:?}; end {end:?}; missing {missing:?}; reading again failed: {e}"),
         }
     }
-    let in_broker: Vec<i64> = missing.iter().copied().filter(|o| stored.contains(o)).collect();
+    let in_broker: Vec<i64> = missing
+        .iter()
+        .copied()
+        .filter(|o| stored.contains(o))
+        .collect();
     format!(
         "producers {producers:?}; high watermark {end:?}; first missing {missing:?}; of those the broker holds {in_broker:?} ({} offsets read again)",
         stored.len()

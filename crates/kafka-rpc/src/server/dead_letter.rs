@@ -279,18 +279,31 @@ mod tests {
 
     #[test]
     fn a_letter_that_kept_its_value_replays_with_a_new_id_and_the_same_value() {
-        let letter = as_read(dead_letter(&request(b"args"), "the handler panicked", "s1", true));
+        let letter = as_read(dead_letter(
+            &request(b"args"),
+            "the handler panicked",
+            "s1",
+            true,
+        ));
         let (again, id) = replay(&letter).unwrap();
         assert_eq!(again.value.as_deref(), Some(&b"args"[..]));
         assert_ne!(id.0, [7u8; 16]);
-        assert!(again.headers.iter().all(|h| !h.key.starts_with("krpc-dlq-")));
+        assert!(again
+            .headers
+            .iter()
+            .all(|h| !h.key.starts_with("krpc-dlq-")));
     }
 
     /// Review R7: an oversize request's letter keeps no value; replaying it used to send a
     /// request with no arguments and report it replayed.
     #[test]
     fn a_letter_without_its_value_says_so_and_is_not_replayed() {
-        let letter = as_read(dead_letter(&request(&[1u8; 300]), "over the size limit", "s1", false));
+        let letter = as_read(dead_letter(
+            &request(&[1u8; 300]),
+            "over the size limit",
+            "s1",
+            false,
+        ));
         assert_eq!(letter.value, None);
         assert_eq!(DeadLetter::from_record(&letter).value_dropped, Some(300));
         assert_eq!(replay(&letter), Err(ReplayError::ValueDropped(300)));

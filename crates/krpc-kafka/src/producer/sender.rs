@@ -219,7 +219,8 @@ impl Drop for EndGuard {
     fn drop(&mut self) {
         if !self.ended_normally {
             tracing::error!("the producer's sender task ended abnormally; its queued records fail");
-            self.shared.abort(&Error::Closed("producer (its sender task ended)"));
+            self.shared
+                .abort(&Error::Closed("producer (its sender task ended)"));
         }
     }
 }
