@@ -550,14 +550,13 @@ pub(crate) fn server_span(service: &str, record: &ConsumerRecord) -> (Span, Requ
         parent_span_id = Empty,
     );
     #[cfg(feature = "otel")]
-    let from_otel = otel::start_server(&span, incoming.as_ref());
-    #[cfg(not(feature = "otel"))]
-    let from_otel = None;
-    let context = from_otel.unwrap_or_else(|| {
-        incoming
-            .as_ref()
-            .map_or_else(TraceContext::new_root, TraceContext::child)
-    });
+    if let Some(context) = otel::start_server(&span, incoming.as_ref()) {
+        record_ids(&span, &context, incoming.as_ref());
+        return (span, RequestTrace { context, incoming });
+    }
+    let context = incoming
+        .as_ref()
+        .map_or_else(TraceContext::new_root, TraceContext::child);
     record_ids(&span, &context, incoming.as_ref());
     (span, RequestTrace { context, incoming })
 }
@@ -571,6 +570,9 @@ pub(crate) fn record_request(service: &str, id: RequestId, method: &str) {
         "otel.name",
         tracing::field::display(format_args!("{service}/{method}")),
     );
+    // The OpenTelemetry span exists already (its ids were needed): rename it there too.
+    #[cfg(feature = "otel")]
+    otel::rename(&span, format!("{service}/{method}"));
 }
 
 /// Records where Kafka stored the request record, on the current `krpc.call` span.
@@ -667,6 +669,12 @@ mod otel {
             }
         };
         context_of(span).map(|own| (own, parent))
+    }
+
+    /// Renames the OpenTelemetry span of `span` (`otel.name` is read only while the span is
+    /// being built).
+    pub(super) fn rename(span: &Span, name: String) {
+        span.context().span().update_name(name);
     }
 
     /// A server span's context, its parent set to the caller's (if any). `None`: no
