@@ -13,7 +13,8 @@
 //! Kafka while no server runs. Failures are an [`RpcError`]; a handler fails with a
 //! [`HandlerError`] carrying a [`StatusCode`]. [`legacy`] speaks the Python kafka-rpc 1.0.8
 //! format ([`LegacyClient`], and [`ServerOptions::legacy`] for servers); [`security`] seals
-//! payloads.
+//! payloads. [`trace`] makes a `tracing` span of every call and request and carries the W3C
+//! trace context in the request's headers (optionally into OpenTelemetry: feature `otel`).
 //!
 //! The wire format ([`envelope`], [`codec`], [`naming`], [`topics`]) is written down in
 //! `wire/WIRE.md`. Everything Kafka goes through [`krpc_kafka`] (re-exported): this crate never
@@ -64,6 +65,7 @@ pub mod server;
 pub mod service;
 pub mod status;
 pub mod topics;
+pub mod trace;
 pub mod typed;
 
 // The generated code names this crate `::kafka_rpc`, in its own tests too.

@@ -34,6 +34,7 @@ use crate::codec;
 use crate::envelope::RequestId;
 use crate::error::HandlerError;
 use crate::status::StatusCode;
+use crate::trace::TraceContext;
 
 /// The future a [`Service`] returns for one call: the msgpack-encoded result, or a status.
 pub type ServiceFuture = Pin<Box<dyn Future<Output = Result<Bytes, HandlerError>> + Send>>;
@@ -206,6 +207,8 @@ struct ContextInner {
     one_way: bool,
     partition: i32,
     offset: i64,
+    trace: Option<TraceContext>,
+    incoming_trace: Option<TraceContext>,
     cancel: CancellationToken,
     reason: AtomicU8,
 }
@@ -222,6 +225,7 @@ impl std::fmt::Debug for RequestContext {
             .field("metadata", &i.metadata)
             .field("server_id", &i.server_id)
             .field("one_way", &i.one_way)
+            .field("trace", &i.trace.as_ref().map(TraceContext::traceparent))
             .field("cancelled", &self.cancel_reason())
             .finish()
     }
@@ -242,6 +246,8 @@ pub struct ContextBuilder {
     one_way: bool,
     partition: i32,
     offset: i64,
+    trace: Option<TraceContext>,
+    incoming_trace: Option<TraceContext>,
     cancel: Option<CancellationToken>,
 }
 
@@ -302,6 +308,20 @@ impl ContextBuilder {
         self
     }
 
+    /// The trace context of the request's span on this server (see
+    /// [`RequestContext::trace`]).
+    pub fn trace(mut self, trace: TraceContext) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// The caller's trace context as its request carried it (see
+    /// [`RequestContext::incoming_trace`]).
+    pub fn incoming_trace(mut self, trace: Option<TraceContext>) -> Self {
+        self.incoming_trace = trace;
+        self
+    }
+
     /// Cancel the context when `parent` is cancelled (the server's shutdown token).
     pub fn parent(mut self, parent: &CancellationToken) -> Self {
         self.cancel = Some(parent.child_token());
@@ -328,6 +348,8 @@ impl ContextBuilder {
                 one_way: self.one_way,
                 partition: self.partition,
                 offset: self.offset,
+                trace: self.trace,
+                incoming_trace: self.incoming_trace,
                 cancel: self.cancel.unwrap_or_default(),
                 reason: AtomicU8::new(0),
             }),
@@ -350,6 +372,8 @@ impl RequestContext {
             one_way: false,
             partition: -1,
             offset: -1,
+            trace: None,
+            incoming_trace: None,
             cancel: None,
         }
     }
@@ -416,6 +440,22 @@ impl RequestContext {
     /// The request topic partition and offset the request was read at (-1, -1 if built by hand).
     pub fn position(&self) -> (i32, i64) {
         (self.inner.partition, self.inner.offset)
+    }
+
+    /// The trace context of this request's `krpc.request` span: the caller's trace id (a new
+    /// one when the request carried no valid `traceparent`) and this span's id. The server runs
+    /// the handler inside [`trace::scope`](crate::trace::scope) of it, so calls the handler
+    /// makes on its own task are children of this span; hand it to other tasks with
+    /// `trace::scope(ctx.trace().cloned().unwrap(), fut)`. `None` for a context built by hand
+    /// without one.
+    pub fn trace(&self) -> Option<&TraceContext> {
+        self.inner.trace.as_ref()
+    }
+
+    /// The caller's trace context as its request record carried it (`traceparent`,
+    /// `tracestate`; wire/WIRE.md section 3.2); `None` if absent or invalid.
+    pub fn incoming_trace(&self) -> Option<&TraceContext> {
+        self.inner.incoming_trace.as_ref()
     }
 
     /// Resolves once the call is cancelled: its deadline passed, or the server is stopping

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kafka_rpc::envelope::{Reply, ReplyTo, Request, RequestId};
 use kafka_rpc::krpc_kafka::{ConsumerRecord, Header, ProducerRecord};
+use kafka_rpc::trace::TraceContext;
 use kafka_rpc::StatusCode;
 use serde_json::Value;
 
@@ -181,7 +182,24 @@ fn check_request(name: &str, w: &Wire, expect: &Value) {
         .cloned()
         .unwrap_or(Value::Object(Default::default()));
     assert_eq!(Value::Object(metadata), expected, "{name}: metadata");
-    assert_reencodes(name, w, &req.to_record(w.key.clone()));
+    // W3C trace context (WIRE.md 3.2): headers after the envelope's, read on their own.
+    let trace = TraceContext::from_headers(&w.headers).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let trace_json = trace.as_ref().map_or(Value::Null, |t| {
+        serde_json::json!({
+            "traceparent": t.traceparent(),
+            "trace_id": t.trace_id().to_string(),
+            "parent_id": t.span_id().to_string(),
+            "sampled": t.is_sampled(),
+            "tracestate": t.state(),
+        })
+    });
+    let expected = expect.get("trace").cloned().unwrap_or(Value::Null);
+    assert_eq!(trace_json, expected, "{name}: trace");
+    let mut record = req.to_record(w.key.clone());
+    record
+        .headers
+        .extend(trace.iter().flat_map(TraceContext::to_headers));
+    assert_reencodes(name, w, &record);
 }
 
 fn check_reply(name: &str, w: &Wire, expect: &Value) {

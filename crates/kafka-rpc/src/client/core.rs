@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use krpc_kafka::{ConsumerRecord, Fetcher, Producer};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use super::replies::{spawn_reader, Parsed, Pending, ReaderTask};
 use super::CallMeta;
@@ -17,6 +18,8 @@ use crate::codec::record::{ClientCodec, Opened, Outgoing};
 use crate::envelope::{now_ms, ReplyTo, RequestId};
 use crate::error::RpcError;
 use crate::service::Metadata;
+use crate::status::StatusCode;
+use crate::trace::{self, TraceContext};
 
 /// One call, in plaintext.
 pub(crate) struct CallSpec<'a> {
@@ -101,8 +104,32 @@ impl CallCore {
         spec: CallSpec<'_>,
         timeout: Duration,
     ) -> Result<(Bytes, CallMeta), RpcError> {
-        let started = Instant::now();
+        // Tracing (src/trace.rs): the call's span, and the context its request carries.
         let id = RequestId::random();
+        let (span, trace) = trace::client_span(spec.service, spec.method, spec.topic, id, false);
+        let result = self
+            .traced_call(id, &trace, spec, timeout)
+            .instrument(span.clone())
+            .await;
+        trace::record_status(
+            &span,
+            result
+                .as_ref()
+                .map_or_else(RpcError::code, |_| StatusCode::Ok),
+            false,
+        );
+        result
+    }
+
+    /// [`call`](Self::call) as request `id`, carrying `trace`.
+    async fn traced_call(
+        &self,
+        id: RequestId,
+        trace: &TraceContext,
+        spec: CallSpec<'_>,
+        timeout: Duration,
+    ) -> Result<(Bytes, CallMeta), RpcError> {
+        let started = Instant::now();
         let stored = AtomicBool::new(false);
         let service = spec.service;
         let method = spec.method;
@@ -128,7 +155,8 @@ impl CallCore {
             metadata: spec.metadata,
             routing_key: spec.routing_key,
         };
-        let record = self.encode(outgoing, service, method)?;
+        let mut record = self.encode(outgoing, service, method)?;
+        record.headers.extend(trace.to_headers());
         let record = tokio::time::timeout(timeout, async {
             // tarpc's max in-flight requests: wait (within the timeout) for room.
             let _permit = self
@@ -195,6 +223,29 @@ impl CallCore {
         deadline: Option<Duration>,
     ) -> Result<RequestId, RpcError> {
         let id = RequestId::random();
+        let (span, trace) = trace::client_span(spec.service, spec.method, spec.topic, id, true);
+        let result = self
+            .traced_notify(id, &trace, spec, deadline)
+            .instrument(span.clone())
+            .await;
+        trace::record_status(
+            &span,
+            result
+                .as_ref()
+                .map_or_else(RpcError::code, |_| StatusCode::Ok),
+            false,
+        );
+        result
+    }
+
+    /// [`notify`](Self::notify) as request `id`, carrying `trace`.
+    async fn traced_notify(
+        &self,
+        id: RequestId,
+        trace: &TraceContext,
+        spec: CallSpec<'_>,
+        deadline: Option<Duration>,
+    ) -> Result<RequestId, RpcError> {
         let sent_ms = now_ms();
         let (service, method) = (spec.service, spec.method);
         let outgoing = Outgoing {
@@ -209,7 +260,8 @@ impl CallCore {
             metadata: spec.metadata,
             routing_key: spec.routing_key,
         };
-        let record = self.encode(outgoing, service, method)?;
+        let mut record = self.encode(outgoing, service, method)?;
+        record.headers.extend(trace.to_headers());
         self.send(spec.topic, record, || {
             format!("sending {service}.{method} (request {id})")
         })
@@ -243,7 +295,8 @@ impl CallCore {
             .send(topic, record)
             .await
             .map_err(|e| RpcError::kafka(context(), e))?;
-        delivery.await.map_err(|e| RpcError::kafka(context(), e))?;
+        let stored = delivery.await.map_err(|e| RpcError::kafka(context(), e))?;
+        trace::record_position(stored.partition, stored.offset);
         Ok(())
     }
 }

@@ -20,6 +20,7 @@ use krpc_kafka::{ConsumerRecord, GroupCommitter, Producer, ProducerRecord};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
 
 use super::dead_letter::dead_letter;
 use super::dedup::{Seen, Window};
@@ -30,6 +31,7 @@ use crate::envelope::{now_ms, Completion, Reply, ReplyTo, RequestId};
 use crate::error::{HandlerError, RpcError};
 use crate::service::{panicked, CancelReason, RequestContext, Service};
 use crate::status::StatusCode;
+use crate::trace::{self, RequestTrace};
 
 /// Where the dispatcher's records go: replies, completions, dead letters, handshake answers.
 pub(crate) trait Outbox: Send + Sync + 'static {
@@ -115,8 +117,9 @@ impl Dispatcher {
         lock(&self.windows)
     }
 
-    /// Runs one request record through decode, dedup, deadline, call and reply.
-    async fn handle(&self, record: &ConsumerRecord) -> Ending {
+    /// Runs one request record through decode, dedup, deadline, call and reply, inside its
+    /// `krpc.request` span (`trace`: the span's context and the caller's).
+    async fn handle(&self, record: &ConsumerRecord, trace: &RequestTrace) -> Ending {
         let picked_up = now_ms();
         let size = record.value.as_ref().map_or(0, Bytes::len)
             + record
@@ -131,6 +134,7 @@ impl Dispatcher {
                 self.max_request_bytes
             );
             let (id, reply_to) = self.codec.reply_address(record);
+            trace::record_status(&Span::current(), StatusCode::ResourceExhausted, true);
             self.refuse(record, id, reply_to, StatusCode::ResourceExhausted, reason)
                 .await;
             return Ending::Done;
@@ -149,13 +153,16 @@ impl Dispatcher {
                     return Ending::Done;
                 }
                 Err(refused) => {
+                    trace::record_status(&Span::current(), refused.status(), true);
                     self.refused(record, refused).await;
                     return Ending::Done;
                 }
             };
+        trace::record_request(&self.service_name, request.id, &request.method);
         // Deadline: never start what the caller gave up on.
         if request.deadline_ms.is_some_and(|d| d < picked_up) {
             Counters::bump(&self.counters.expired);
+            trace::record_status(&Span::current(), StatusCode::DeadlineExceeded, true);
             tracing::debug!(id = %request.id, offset = record.offset, partition = record.partition, method = %request.method, "deadline passed before pickup; not run");
             return Ending::Done;
         }
@@ -199,6 +206,8 @@ impl Dispatcher {
                     .server_id(self.server_id.clone())
                     .one_way(request.reply_to.is_none())
                     .position(record.partition, record.offset)
+                    .trace(trace.context.clone())
+                    .incoming_trace(trace.incoming.clone())
                     .parent(&self.stopping)
                     .build();
                 let args = std::mem::take(&mut request.payload);
@@ -214,6 +223,8 @@ impl Dispatcher {
         };
         let handler_us = started.elapsed().as_micros() as u64;
         self.count_outcome(&outcome);
+        let code = outcome.as_ref().map_or_else(|e| e.code, |_| StatusCode::Ok);
+        trace::record_status(&Span::current(), code, true);
         let panicked = matches!(&outcome, Err(e) if e.code == StatusCode::Internal);
         // Reply and progress (the completion record).
         let reply = self
@@ -263,8 +274,15 @@ impl Dispatcher {
         let deadline = ctx.deadline();
         // `Service::call` itself runs inside the guard: an implementation may panic before it
         // returns its future, and that is a handler panic like any other.
-        let fut = AssertUnwindSafe(async { self.service.call(ctx.clone(), method, args).await })
-            .catch_unwind();
+        let handler = async { self.service.call(ctx.clone(), method, args).await };
+        // Calls the handler makes continue the request's trace (src/trace.rs).
+        let handler = trace::scope(
+            ctx.trace()
+                .cloned()
+                .unwrap_or_else(trace::TraceContext::new_root),
+            handler,
+        );
+        let fut = AssertUnwindSafe(handler).catch_unwind();
         tokio::pin!(fut);
         let until_deadline = async {
             match deadline {
@@ -544,11 +562,14 @@ impl Pipeline {
         };
         self.queued -= 1;
         let d = self.dispatcher.clone();
+        // The request's span, a child of the caller's (src/trace.rs).
+        let (span, trace) = trace::server_span(&d.service_name, &record);
         self.tasks.spawn(async move {
             // A panic here is a bug of the dispatcher itself (handler panics are caught in
             // `call`); the task still reports back, so the routing key is released. The offset
             // stays uncommitted: the partition's next owner meets the record again.
-            let ending = match AssertUnwindSafe(d.handle(&record)).catch_unwind().await {
+            let handled = d.handle(&record, &trace).instrument(span);
+            let ending = match AssertUnwindSafe(handled).catch_unwind().await {
                 Ok(ending) => ending,
                 Err(p) => {
                     tracing::error!(topic = %record.topic, partition = record.partition, offset = record.offset, panic = %panicked(&*p).message, "serving a request panicked; its offset stays uncommitted");

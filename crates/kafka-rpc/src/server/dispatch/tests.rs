@@ -500,3 +500,81 @@ async fn a_service_panicking_before_returning_its_future_is_answered_and_dead_le
     assert_eq!(h.counters().dead_lettered, 2);
     assert_eq!(h.pipeline.in_flight(), 0, "both offsets finished");
 }
+
+/// Tracing (src/trace.rs): the caller's `traceparent` makes the request's span a child of the
+/// caller's (same trace id, a span of its own) and is what the handler's calls continue; an
+/// invalid one is counted and ignored: the call is served as usual in a new trace.
+#[tokio::test]
+async fn the_callers_trace_reaches_the_handler_and_an_invalid_one_starts_a_new_trace() {
+    use crate::trace::{self, TraceContext};
+    let mut m = Methods::new();
+    m.add_with_context("trace", |ctx: RequestContext, (): ()| async move {
+        Ok::<_, HandlerError>((
+            ctx.trace()
+                .map(|t| (t.traceparent(), t.state().map(str::to_string))),
+            ctx.incoming_trace().map(TraceContext::traceparent),
+            trace::current().map(|t| t.traceparent()),
+        ))
+    });
+    let mut h = harness(m, 1, Duration::from_millis(100));
+    let caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let with = |id: u8, offset: i64, headers: &[(&str, &str)]| {
+        let mut rec = request(id, offset, "trace", &(), None, None);
+        for (k, v) in headers {
+            rec.headers.push(krpc_kafka::Header::new(*k, v.to_string()));
+        }
+        rec
+    };
+    let invalid_before = trace::invalid_headers();
+    h.pipeline.admit(with(
+        1,
+        0,
+        &[(trace::TRACEPARENT, caller), (trace::TRACESTATE, "k=v")],
+    ));
+    h.pipeline.admit(with(
+        2,
+        1,
+        &[(trace::TRACEPARENT, "00-not-a-trace-context")],
+    ));
+    h.pipeline.admit(with(3, 2, &[]));
+    h.run_until("three replies", |h| h.replies().len() == 3)
+        .await;
+    type Seen = (
+        Option<(String, Option<String>)>,
+        Option<String>,
+        Option<String>,
+    );
+    let parse = |s: &str| TraceContext::from_traceparent(s).unwrap();
+
+    let (own, incoming, current): Seen = value(&h.reply_to(1).unwrap());
+    let (own, state) = own.expect("a served request has a trace context");
+    assert_eq!(incoming.as_deref(), Some(caller));
+    assert_eq!(
+        parse(&own).trace_id(),
+        parse(caller).trace_id(),
+        "same trace"
+    );
+    assert_ne!(
+        parse(&own).span_id(),
+        parse(caller).span_id(),
+        "its own span"
+    );
+    assert_eq!(state.as_deref(), Some("k=v"), "the trace state travels on");
+    assert_eq!(
+        current.as_deref(),
+        Some(own.as_str()),
+        "handler calls continue it"
+    );
+
+    for id in [2, 3] {
+        let (own, incoming, current): Seen = value(&h.reply_to(id).unwrap());
+        let (own, _) = own.expect("a new trace");
+        assert_eq!(incoming, None);
+        assert_ne!(parse(&own).trace_id(), parse(caller).trace_id());
+        assert_eq!(current.as_deref(), Some(own.as_str()));
+    }
+    assert!(
+        trace::invalid_headers() > invalid_before,
+        "the invalid traceparent is counted"
+    );
+}
