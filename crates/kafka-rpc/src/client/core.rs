@@ -94,8 +94,20 @@ impl CallCore {
 
     /// Calls and waits at most `timeout` (a permit of `max_in_flight`, the send and the reply
     /// all count against it); the deadline `timeout` from now travels with the request.
-    /// Returns the plaintext result and where and how it ran.
+    /// Returns the plaintext result and where and how it ran. Measured (see
+    /// [`crate::metrics`]).
     pub async fn call(
+        &self,
+        spec: CallSpec<'_>,
+        timeout: Duration,
+    ) -> Result<(Bytes, CallMeta), RpcError> {
+        let measured = crate::metrics::ClientCall::start(spec.service, spec.method);
+        let result = self.call_unmeasured(spec, timeout).await;
+        measured.finish(&result);
+        result
+    }
+
+    async fn call_unmeasured(
         &self,
         spec: CallSpec<'_>,
         timeout: Duration,
@@ -213,6 +225,7 @@ impl CallCore {
             format!("sending {service}.{method} (request {id})")
         })
         .await?;
+        crate::metrics::client_one_way(service, method);
         Ok(id)
     }
 

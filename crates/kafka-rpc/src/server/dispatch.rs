@@ -214,6 +214,8 @@ impl Dispatcher {
         };
         let handler_us = started.elapsed().as_micros() as u64;
         self.count_outcome(&outcome);
+        self.counters
+            .observe(&request.method, &outcome, started.elapsed(), queue_ms);
         let panicked = matches!(&outcome, Err(e) if e.code == StatusCode::Internal);
         // Reply and progress (the completion record).
         let reply = self
@@ -507,6 +509,9 @@ impl Pipeline {
         Counters::bump(&self.dispatcher.counters.received);
         self.progress
             .started(&record.topic, record.partition, record.offset);
+        self.dispatcher
+            .counters
+            .requests_in_flight(self.in_flight());
         self.queued += 1;
         if let Some(key) = &record.key {
             if self.busy.contains(key) {
@@ -574,6 +579,9 @@ impl Pipeline {
         if let Some(key) = done.key {
             self.release_key(key);
         }
+        self.dispatcher
+            .counters
+            .requests_in_flight(self.in_flight());
     }
 
     /// The request of `key` that was ready or running is gone: its next waiting one (if any)
@@ -650,6 +658,9 @@ impl Pipeline {
             self.release_key(key);
         }
         self.queued = self.ready.len() + self.waiting.values().map(VecDeque::len).sum::<usize>();
+        self.dispatcher
+            .counters
+            .requests_in_flight(self.in_flight());
         if before != self.queued {
             tracing::info!(
                 topic,
