@@ -4,6 +4,8 @@ mod broker_args;
 mod commands;
 mod exit;
 mod legacy_args;
+#[cfg(feature = "prometheus")]
+mod metrics;
 mod output;
 mod timing_args;
 mod topic_reader;
