@@ -341,8 +341,8 @@ async fn the_fetcher_reports_the_lag_of_its_last_fetch() {
             .await
             .unwrap();
     }
-    // A limit below one batch: the fetcher grows it to the first batch, so a fetch may return
-    // fewer records than the partition holds.
+    // A limit below one batch: Apache Kafka then answers the first batch alone (KIP-74), a
+    // lag of 9; nisshi answers all ten (lag 0): the next test shows a lag left by a fetch.
     let mut fetcher = Fetcher::new(
         client.clone(),
         FetchConfig {
@@ -376,4 +376,80 @@ async fn the_fetcher_reports_the_lag_of_its_last_fetch() {
     }
     assert_eq!(fetcher.current_lag(&topic, 0), Some(0));
     assert_eq!(fetcher.current_lag(&topic, 1), None, "not assigned");
+}
+
+/// What nisshi cannot show (it answers a fetch with everything up to the high watermark,
+/// whatever the byte limit: the test above always sees lag 0): a fetch that stops below the
+/// high watermark leaves the lag the broker reported, and a fetch that answers no high
+/// watermark (-1) or fails keeps the last known one. In-process fake broker.
+#[tokio::test]
+async fn a_fetch_below_the_high_watermark_leaves_a_lag() {
+    use krpc_tests::fake_broker::{batch, FakeBroker, FetchAnswer};
+    let broker = FakeBroker::start().await;
+    broker.topic("t", 1);
+    let round = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let round = round.clone();
+        broker.on_fetch(move |asks| {
+            let n = round.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            asks.iter()
+                .map(|a| match n {
+                    // Records 0..3 of a partition whose high watermark is 10.
+                    0 => FetchAnswer {
+                        high_watermark: 10,
+                        ..FetchAnswer::records(batch(a.offset, 3))
+                    },
+                    // Nothing, and no high watermark known.
+                    1 => FetchAnswer {
+                        high_watermark: -1,
+                        ..FetchAnswer::default()
+                    },
+                    // A retriable error (NOT_LEADER_OR_FOLLOWER).
+                    2 => FetchAnswer::error(6),
+                    _ => FetchAnswer {
+                        high_watermark: 12,
+                        ..FetchAnswer::default()
+                    },
+                })
+                .collect()
+        });
+    }
+    let client = krpc_kafka::Client::connect(krpc_kafka::ClientConfig::new(broker.addr()))
+        .await
+        .expect("connect to the fake broker");
+    let mut fetcher = Fetcher::new(
+        client,
+        FetchConfig {
+            max_wait: Duration::from_millis(10),
+            ..FetchConfig::default()
+        },
+    );
+    fetcher.assign("t", 0, 0);
+    assert_eq!(fetcher.poll().await.unwrap().len(), 3);
+    assert_eq!(fetcher.current_lag("t", 0), Some(7), "10 - 3");
+    fetcher.poll().await.unwrap();
+    assert_eq!(
+        fetcher.current_lag("t", 0),
+        Some(7),
+        "-1 is not a high watermark"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while round.load(std::sync::atomic::Ordering::SeqCst) < 4 {
+        assert!(Instant::now() < deadline, "the fetcher did not fetch again");
+        fetcher.poll().await.unwrap();
+        if round.load(std::sync::atomic::Ordering::SeqCst) == 3 {
+            assert_eq!(
+                fetcher.current_lag("t", 0),
+                Some(7),
+                "a failed fetch keeps it"
+            );
+        }
+    }
+    assert_eq!(fetcher.current_lag("t", 0), Some(9), "12 - 3");
+    fetcher.assign("t", 0, 0);
+    assert_eq!(
+        fetcher.current_lag("t", 0),
+        None,
+        "re-assigned: unknown again"
+    );
 }
