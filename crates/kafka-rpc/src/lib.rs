@@ -59,6 +59,7 @@ pub mod codec;
 pub mod envelope;
 pub mod error;
 pub mod legacy;
+pub mod metrics;
 pub mod naming;
 pub mod security;
 pub mod server;

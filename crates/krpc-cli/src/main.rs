@@ -5,6 +5,8 @@ mod commands;
 mod config_file;
 mod exit;
 mod legacy_args;
+#[cfg(feature = "prometheus")]
+mod metrics;
 mod output;
 mod timing_args;
 mod topic_reader;

@@ -169,6 +169,10 @@ struct Assigned {
     retry_at: Option<Instant>,
     /// Delays between retries of this partition (reset after a successful fetch).
     backoff: Backoff,
+    /// Where the lag is measured to, as of the last fetch that answered for this partition:
+    /// its high watermark, or with read_committed its last stable offset (`None`: no answer
+    /// yet since the partition was assigned).
+    lag_end: Option<i64>,
 }
 
 /// A batch stepped over because it could not be decoded (with `skip_undecodable`), kept with
@@ -277,6 +281,7 @@ impl Fetcher {
             max_bytes: self.config.partition_max_bytes,
             retry_at: None,
             backoff: Backoff::unbounded(cfg.retry_backoff, cfg.retry_backoff_max),
+            lag_end: None,
         };
         match self.find(topic, partition) {
             Some(i) => self.assigned[i] = fresh,
@@ -306,6 +311,16 @@ impl Fetcher {
     /// The next offset that will be fetched for `topic`/`partition`.
     pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
         self.find(topic, partition).map(|i| self.assigned[i].offset)
+    }
+
+    /// The partition's lag: records between its position and its high watermark (with
+    /// read_committed: its last stable offset) as the last fetch that answered for it reported
+    /// them, so as fresh as that fetch; never negative. `None` when the partition is not
+    /// assigned or no fetch has answered for it since it was. Mirrors the Java consumer's
+    /// `KafkaConsumer#currentLag` (KIP-695) and its `records-lag` fetch metric.
+    pub fn current_lag(&self, topic: &str, partition: i32) -> Option<i64> {
+        let a = &self.assigned[self.find(topic, partition)?];
+        a.lag_end.map(|end| (end - a.offset).max(0))
     }
 
     /// Undecodable batches stepped over so far (with `skip_undecodable`).
@@ -464,6 +479,7 @@ impl Fetcher {
                 mut batch,
                 hole,
                 skipped,
+                lag_end,
             } => {
                 let mut waiting = false;
                 if let Some(at) = hole {
@@ -491,6 +507,9 @@ impl Fetcher {
                     let a = &mut self.assigned[i];
                     a.offset = next;
                     a.max_bytes = self.config.partition_max_bytes;
+                    if lag_end.is_some() {
+                        a.lag_end = lag_end;
+                    }
                     if waiting && batch.is_empty() {
                         // Nothing to hand out until the hole fills or the kept batches are
                         // taken: back off instead of fetching the same answer at once.
@@ -719,6 +738,13 @@ impl Fetcher {
                     continue;
                 }
                 let committed = read_committed_view(self.config.isolation_level, &p);
+                // The Java consumer's lag: to the last stable offset when reading committed,
+                // else to the high watermark; -1 (unknown to the broker) is not kept.
+                let lag_end = Some(match self.config.isolation_level {
+                    IsolationLevel::ReadCommitted => p.last_stable_offset,
+                    IsolationLevel::ReadUncommitted => p.high_watermark,
+                })
+                .filter(|end| *end >= 0);
                 let data = p.records.unwrap_or_default();
                 let to_error = |e: &RecordsError| match e {
                     RecordsError::UnsupportedCodec(codec) => Error::UnsupportedCompression {
@@ -780,6 +806,7 @@ impl Fetcher {
                     batch: decoded.records,
                     hole: decoded.first_gap,
                     skipped,
+                    lag_end,
                 });
             }
         }
@@ -889,6 +916,8 @@ enum PartitionOutcome {
         hole: Option<i64>,
         /// Undecodable batches stepped over (with `skip_undecodable`).
         skipped: Vec<SkippedBatch>,
+        /// The high watermark (read_committed: last stable offset) the broker answered with.
+        lag_end: Option<i64>,
     },
     /// Out of range: move from `from` to the offset `spec` names.
     Reset {

@@ -98,13 +98,16 @@ impl CallCore {
 
     /// Calls and waits at most `timeout` (a permit of `max_in_flight`, the send and the reply
     /// all count against it); the deadline `timeout` from now travels with the request.
-    /// Returns the plaintext result and where and how it ran.
+    /// Returns the plaintext result and where and how it ran. Measured (see
+    /// [`crate::metrics`]).
     pub async fn call(
         &self,
         spec: CallSpec<'_>,
         timeout: Duration,
     ) -> Result<(Bytes, CallMeta), RpcError> {
-        // Tracing (src/trace.rs): the call's span, and the context its request carries.
+        // Tracing (src/trace.rs): the call's span, and the context its request carries;
+        // metrics (src/metrics.rs): its latency and outcome.
+        let measured = crate::metrics::ClientCall::start(spec.service, spec.method);
         let id = RequestId::random();
         let (span, trace) = trace::client_span(spec.service, spec.method, spec.topic, id, false);
         let result = self
@@ -118,6 +121,7 @@ impl CallCore {
                 .map_or_else(RpcError::code, |_| StatusCode::Ok),
             false,
         );
+        measured.finish(&result);
         result
     }
 
@@ -266,6 +270,7 @@ impl CallCore {
             format!("sending {service}.{method} (request {id})")
         })
         .await?;
+        crate::metrics::client_one_way(service, method);
         Ok(id)
     }
 

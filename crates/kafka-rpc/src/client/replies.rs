@@ -60,6 +60,7 @@ impl<T> Pending<T> {
             }
             None => {
                 self.stray.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::client_stray_reply();
             }
         }
     }
@@ -124,6 +125,7 @@ where
                         Ok(Parsed::Ignore) => {}
                         Err(e) => {
                             pending.malformed.fetch_add(1, Ordering::Relaxed);
+                            crate::metrics::client_malformed_reply();
                             tracing::warn!(partition = record.partition, offset = record.offset, error = %e, "not a reply; skipped");
                         }
                     }

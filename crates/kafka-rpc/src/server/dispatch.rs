@@ -225,6 +225,8 @@ impl Dispatcher {
         self.count_outcome(&outcome);
         let code = outcome.as_ref().map_or_else(|e| e.code, |_| StatusCode::Ok);
         trace::record_status(&Span::current(), code, true);
+        self.counters
+            .observe(&request.method, &outcome, started.elapsed(), queue_ms);
         let panicked = matches!(&outcome, Err(e) if e.code == StatusCode::Internal);
         // Reply and progress (the completion record).
         let reply = self
@@ -525,6 +527,9 @@ impl Pipeline {
         Counters::bump(&self.dispatcher.counters.received);
         self.progress
             .started(&record.topic, record.partition, record.offset);
+        self.dispatcher
+            .counters
+            .requests_in_flight(self.in_flight());
         self.queued += 1;
         if let Some(key) = &record.key {
             if self.busy.contains(key) {
@@ -595,6 +600,9 @@ impl Pipeline {
         if let Some(key) = done.key {
             self.release_key(key);
         }
+        self.dispatcher
+            .counters
+            .requests_in_flight(self.in_flight());
     }
 
     /// The request of `key` that was ready or running is gone: its next waiting one (if any)
@@ -671,6 +679,9 @@ impl Pipeline {
             self.release_key(key);
         }
         self.queued = self.ready.len() + self.waiting.values().map(VecDeque::len).sum::<usize>();
+        self.dispatcher
+            .counters
+            .requests_in_flight(self.in_flight());
         if before != self.queued {
             tracing::info!(
                 topic,

@@ -272,6 +272,7 @@ impl Server {
             cancel_grace: o.cancel_grace,
         });
         let mut pipeline = Pipeline::new(dispatcher.clone(), o.concurrency);
+        self.counters.bind(&o.service);
         tracing::info!(service = %o.service, server = %o.server_id, %topic, group = %names.group, legacy = o.legacy.is_some(), "serving");
         let mut commit_tick = tokio::time::interval(o.commit_interval);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -301,8 +302,9 @@ impl Server {
                     let Some(polled) = polled else {
                         break Err(RpcError::Closed);
                     };
-                    self.counters.undecodable_batches.store(polled.undecodable_batches, Relaxed);
-                    self.counters.reset_skipped_offsets.store(polled.reset_skipped_offsets, Relaxed);
+                    self.counters.undecodable_batches.set_total(polled.undecodable_batches);
+                    self.counters.reset_skipped_offsets.set_total(polled.reset_skipped_offsets);
+                    self.counters.consumer_lag(polled.lags.get(&topic));
                     match polled.event {
                         Err(e) => break Err(RpcError::kafka(format!("consuming {topic}"), e)),
                         Ok(GroupEvent::Assigned(a)) => {

@@ -17,6 +17,8 @@ pub(super) struct Polled {
     pub undecodable_batches: u64,
     /// [`GroupConsumer::reset_skipped_offsets`] now.
     pub reset_skipped_offsets: u64,
+    /// [`GroupConsumer::lags`] now.
+    pub lags: krpc_kafka::group::Offsets,
     /// For a revocation: signal when it is handled (drained and committed); the consumer does
     /// not poll (and so does not rejoin the group) before.
     pub handled: Option<oneshot::Sender<()>>,
@@ -49,6 +51,7 @@ pub(super) fn spawn(
                 skipped: consumer.take_skipped(),
                 undecodable_batches: consumer.skipped_batches(),
                 reset_skipped_offsets: consumer.reset_skipped_offsets(),
+                lags: consumer.lags(),
                 handled,
             };
             tokio::select! {

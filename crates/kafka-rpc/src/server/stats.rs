@@ -1,27 +1,99 @@
-//! Counters of what a server did, readable while it runs.
+//! Counters of what a server did, readable while it runs, and exported through the `metrics`
+//! facade as `krpc_server_<name>_total{service}` once the server runs (see
+//! [`crate::metrics`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// One counter of [`Counters`]: its value in memory, and the `metrics` counter it also
+/// increments once the server has bound it to its service (when it starts running).
+#[derive(Debug, Default)]
+pub struct Stat {
+    value: AtomicU64,
+    exported: OnceLock<metrics::Counter>,
+}
+
+impl Stat {
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+
+    /// The current value (what an `AtomicU64` field gave; `order` as for
+    /// [`AtomicU64::load`]).
+    pub fn load(&self, order: Ordering) -> u64 {
+        self.value.load(order)
+    }
+
+    /// Adds `n`, in memory and to the exported counter.
+    pub(crate) fn add(&self, n: u64) {
+        self.value.fetch_add(n, Ordering::Relaxed);
+        if let Some(c) = self.exported.get() {
+            c.increment(n);
+        }
+    }
+
+    /// Sets a counter kept elsewhere (the consumer's) to its running total `total`; the
+    /// exported counter grows by the difference (so servers of one service in one process add
+    /// up instead of overwriting each other).
+    pub(crate) fn set_total(&self, total: u64) {
+        let before = self.value.swap(total, Ordering::Relaxed);
+        if let Some(c) = self.exported.get() {
+            c.increment(total.saturating_sub(before));
+        }
+    }
+}
 
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
         /// Live counters of a server.
         #[derive(Debug, Default)]
         pub struct Counters {
-            $($(#[$doc])* pub $name: AtomicU64,)*
+            $($(#[doc = $doc])* pub $name: Stat,)*
+            /// The server's other metrics (histograms, gauges), once bound.
+            exported: OnceLock<crate::metrics::ServerMetrics>,
         }
 
         /// A snapshot of [`Counters`].
         #[derive(Debug, Clone, Default, PartialEq, Eq)]
         pub struct ServerStats {
-            $($(#[$doc])* pub $name: u64,)*
+            $($(#[doc = $doc])* pub $name: u64,)*
         }
 
         impl Counters {
             /// The current values.
             pub fn snapshot(&self) -> ServerStats {
-                ServerStats { $($name: self.$name.load(Ordering::Relaxed),)* }
+                ServerStats { $($name: self.$name.get(),)* }
+            }
+
+            /// From now on, every counter also increments its `metrics` counter
+            /// (`krpc_server_<name>_total{service}`) and the server's histograms and gauges
+            /// are recorded, in whatever recorder is installed now. The first binding stays.
+            pub(crate) fn bind(&self, service: &str) {
+                $(
+                    let _ = self.$name.exported.set(crate::metrics::server_counter(
+                        crate::metrics::server_counter_name!($name),
+                        service,
+                    ));
+                )*
+                let _ = self.exported.set(crate::metrics::ServerMetrics::new(service));
+            }
+
+            /// The server's histograms and gauges (`None` before [`Counters::bind`]).
+            pub(crate) fn exported(&self) -> Option<&crate::metrics::ServerMetrics> {
+                self.exported.get()
             }
         }
+
+        /// Every counter: its name in [`ServerStats`], its `metrics` name
+        /// (`krpc_server_<name>_total`, labelled `service`) and its doc text.
+        pub const COUNTER_NAMES: &[(&str, &str, &str)] = &[
+            $((
+                stringify!($name),
+                crate::metrics::server_counter_name!($name),
+                concat!($($doc),*),
+            ),)*
+        ];
 
         impl std::fmt::Display for ServerStats {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,8 +166,8 @@ counters! {
 }
 
 impl Counters {
-    /// Adds one to a counter.
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// Adds one to a counter (and to its `metrics` counter once bound).
+    pub fn bump(counter: &Stat) {
+        counter.add(1);
     }
 }

@@ -76,9 +76,7 @@ pub async fn run(
         } {
             Ok(starts) if !starts.is_empty() => {
                 let moved: i64 = starts.values().map(|(was, now)| (now - was).max(0)).sum();
-                counters
-                    .completions_trimmed
-                    .fetch_add(moved as u64, std::sync::atomic::Ordering::Relaxed);
+                counters.completions_trimmed.add(moved as u64);
                 tracing::debug!(%topic, ?starts, "completion topic trimmed");
             }
             Ok(_) => {}

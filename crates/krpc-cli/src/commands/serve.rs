@@ -33,6 +33,12 @@ pub struct Args {
     /// servers of one service share its requests).
     #[arg(long, requires = "legacy", default_value = kafka_rpc::legacy::PYTHON_GROUP)]
     legacy_group: String,
+    /// Serve the server's metrics for Prometheus at http://HOST:PORT/metrics (counters,
+    /// handler time and queue wait histograms, requests in flight, consumer lag: README
+    /// "Metrics"). Not served unless given.
+    #[cfg(feature = "prometheus")]
+    #[arg(long, env = "KRPC_METRICS_ADDR", value_name = "HOST:PORT", value_parser = crate::metrics::listen_addr)]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// `add(a, b)`: integer sum when both are integers, else a float sum.
@@ -52,6 +58,12 @@ fn add((a, b): (Number, Number)) -> Result<Value, HandlerError> {
 
 /// Runs the demo server until SIGINT or SIGTERM.
 pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
+    // Before the server starts: it binds its metrics to the recorder installed then.
+    #[cfg(feature = "prometheus")]
+    if let Some(addr) = args.metrics_addr {
+        crate::metrics::serve(addr)?;
+        eprintln!("krpc serve: metrics at http://{addr}/metrics");
+    }
     let kafka = broker.connect().await?;
     // The config file's [server] and [topics] sections, under the flags.
     let mut options: ServerOptions = broker.file.server(&args.service);

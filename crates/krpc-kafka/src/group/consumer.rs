@@ -223,6 +223,21 @@ impl GroupConsumer {
         out
     }
 
+    /// The lag of each assigned partition that a fetch has answered for since it was assigned
+    /// (see [`Fetcher::current_lag`](crate::Fetcher::current_lag): records between the
+    /// position and the high watermark, or the last stable offset with read_committed).
+    pub fn lags(&self) -> Offsets {
+        let mut out = Offsets::new();
+        for (topic, parts) in &self.assignment {
+            for p in parts {
+                if let Some(lag) = self.fetcher.current_lag(topic, *p) {
+                    out.entry(topic.clone()).or_default().insert(*p, lag);
+                }
+            }
+        }
+        out
+    }
+
     /// Waits for the next event: records, or a revocation / assignment when the group rebalances.
     pub async fn poll(&mut self) -> Result<GroupEvent> {
         loop {

@@ -578,3 +578,70 @@ async fn the_callers_trace_reaches_the_handler_and_an_invalid_one_starts_a_new_t
         "the invalid traceparent is counted"
     );
 }
+
+/// Issue 14 (metrics): with a recorder installed, every server counter also counts in its
+/// `krpc_server_<name>_total{service}`, each request that ran records its handler time (by
+/// method and status) and queue wait, and the requests in flight go back to 0. A call of a
+/// method the service lacks is labelled `_unknown`, not by the name the caller sent.
+#[tokio::test]
+async fn counters_histograms_and_gauges_reach_the_metrics_recorder() {
+    use crate::metrics::testing::{counter, gauge, samples, values};
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // This test runs on one thread (tokio's current-thread runtime): every task records into
+    // the thread's recorder.
+    let _recorder = metrics::set_default_local_recorder(&recorder);
+    let mut m = Methods::new();
+    m.add("add", |(a, b): (i64, i64)| async move {
+        Ok::<_, HandlerError>(a + b)
+    });
+    m.add("fail", |(): ()| async move {
+        Err::<(), _>(HandlerError::new(StatusCode::Unknown, "no"))
+    });
+    let mut h = harness(m, 4, Duration::from_millis(100));
+    h.pipeline.dispatcher.counters.bind("Svc");
+    h.pipeline.admit(request(1, 0, "add", &(2, 3), None, None));
+    h.pipeline.admit(request(2, 1, "add", &(4, 5), None, None));
+    h.pipeline.admit(request(3, 2, "fail", &(), None, None));
+    h.pipeline
+        .admit(request(4, 3, "no-such-method-42", &(), None, None));
+    // The same id again: deduplicated, not run.
+    h.run_until("four replies", |h| h.replies().len() == 4)
+        .await;
+    h.pipeline.admit(request(1, 4, "add", &(2, 3), None, None));
+    h.run_until("all finished", |h| {
+        h.replies().len() == 5 && h.pipeline.in_flight() == 0
+    })
+    .await;
+
+    let v = values(&snapshotter);
+    let total = |name: &str| counter(&v, &format!("krpc_server_{name}_total{{service=Svc}}"));
+    assert_eq!(total("received"), 5);
+    assert_eq!(total("ok"), 2);
+    assert_eq!(total("handler_errors"), 1);
+    assert_eq!(total("unknown_method"), 1);
+    assert_eq!(total("deduplicated"), 1);
+    // Every counter agrees with the in-memory one.
+    let stats = h.counters();
+    assert_eq!((stats.received, stats.ok, stats.deduplicated), (5, 2, 1));
+    let handler = |method: &str, status: &str| {
+        samples(
+            &v,
+            &format!(
+                "krpc_server_handler_duration_seconds{{method={method},service=Svc,status={status}}}"
+            ),
+        )
+    };
+    assert_eq!(handler("add", "OK").len(), 2);
+    assert_eq!(handler("fail", "UNKNOWN").len(), 1);
+    assert_eq!(handler("_unknown", "UNIMPLEMENTED").len(), 1);
+    assert!(handler("no-such-method-42", "UNIMPLEMENTED").is_empty());
+    let waits = samples(&v, "krpc_server_queue_wait_seconds{method=add,service=Svc}");
+    assert_eq!(waits.len(), 2);
+    assert!(waits.iter().all(|s| (0.0..5.0).contains(s)), "{waits:?}");
+    assert!(handler("add", "OK").iter().all(|s| (0.0..5.0).contains(s)));
+    assert_eq!(
+        gauge(&v, "krpc_server_requests_in_flight{service=Svc}"),
+        Some(0.0)
+    );
+}

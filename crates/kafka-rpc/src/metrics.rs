@@ -1,0 +1,545 @@
+//! Metrics: every metric a client and a server record, named here and nowhere else.
+//!
+//! kafka-rpc records through the [`metrics`] facade. Nothing is kept or sent anywhere until the
+//! application installs a recorder: an exporter such as `metrics-exporter-prometheus` (which
+//! `krpc serve --metrics-addr` installs), or any other `metrics` recorder. Install it before
+//! starting servers: a server binds its counters to the recorder installed when
+//! [`Server::run`](crate::Server::run) starts. Client metrics are looked up at each call.
+//! [`describe`] registers the help text and unit of each metric with the installed recorder.
+//!
+//! Durations are histograms in seconds (`f64`, Prometheus base units); for Prometheus, give
+//! them the buckets [`DURATION_BUCKETS`] (an exporter without buckets renders summaries).
+//! Labels: `service`, `method` (bounded: see below), `status` (a [`StatusCode`] name such as
+//! `OK` or `UNIMPLEMENTED`), `partition` (of the request topic). No label carries a request
+//! id or anything else per call.
+//!
+//! | name | type | labels | unit | meaning |
+//! |---|---|---|---|---|
+//! | `krpc_client_calls_total` | counter | service, method | calls | calls sent ([`Client::call`](crate::Client::call), [`LegacyClient`](crate::LegacyClient)) |
+//! | `krpc_client_errors_total` | counter | service, method, status | calls | calls that failed, by the status they failed with ([`RpcError::code`]: a client timeout is `DEADLINE_EXCEEDED`, a broker failure `UNAVAILABLE`) |
+//! | `krpc_client_timeouts_total` | counter | service, method | calls | calls with no reply within their timeout (also in the errors, as `DEADLINE_EXCEEDED`) |
+//! | `krpc_client_one_way_total` | counter | service, method | calls | one-way calls stored ([`Client::notify`](crate::Client::notify)) |
+//! | `krpc_client_stray_replies_total` | counter | | replies | replies for no call of the client (another client in its slot, or a call that timed out) |
+//! | `krpc_client_malformed_replies_total` | counter | | records | records in the client's reply slot that are not replies |
+//! | `krpc_client_call_duration_seconds` | histogram | service, method, status | seconds | end-to-end latency of a call: send, queue, handler, reply |
+//! | `krpc_client_calls_in_flight` | gauge | service | calls | calls sent and not yet answered or failed |
+//! | `krpc_server_<counter>_total` | counter | service | events | each counter of [`ServerStats`](crate::ServerStats) (`received`, `ok`, `handler_errors`, ...: the full list is [`COUNTER_NAMES`](crate::server::stats::COUNTER_NAMES)) |
+//! | `krpc_server_handler_duration_seconds` | histogram | service, method, status | seconds | time in the handler of a request that ran |
+//! | `krpc_server_queue_wait_seconds` | histogram | service, method | seconds | from the caller sending a request to the server picking it up (clocks of two hosts: skew shows here) |
+//! | `krpc_server_requests_in_flight` | gauge | service | requests | requests taken from the request topic and not finished (queued or running) |
+//! | `krpc_server_consumer_lag` | gauge | service, partition | records | request records not yet fetched: high watermark (last stable offset with read_committed) minus position, as of the last fetch; 0 for a partition the server no longer owns |
+//!
+//! The `method` label takes the method name as called. On a server a call of a method the
+//! service does not have (`UNIMPLEMENTED`) is labelled `_unknown`, and past
+//! [`MAX_METHOD_LABELS`] names (per server, or per process for clients) further names are
+//! labelled `_other`: a caller cannot grow the number of series without bound.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge, histogram, Counter, Gauge, Unit};
+
+use crate::error::RpcError;
+use crate::status::StatusCode;
+
+/// Label: the service name.
+pub const LABEL_SERVICE: &str = "service";
+/// Label: the method name (bounded, see the module docs).
+pub const LABEL_METHOD: &str = "method";
+/// Label: a [`StatusCode`] name (`OK`, `UNKNOWN`, `DEADLINE_EXCEEDED`, ...).
+pub const LABEL_STATUS: &str = "status";
+/// Label: a partition of the service's request topic.
+pub const LABEL_PARTITION: &str = "partition";
+
+/// Counter (calls), labels service, method: calls sent by a client.
+pub const CLIENT_CALLS: &str = "krpc_client_calls_total";
+/// Counter (calls), labels service, method, status: calls that failed, by status
+/// ([`RpcError::code`]).
+pub const CLIENT_ERRORS: &str = "krpc_client_errors_total";
+/// Counter (calls), labels service, method: calls with no reply within their timeout.
+pub const CLIENT_TIMEOUTS: &str = "krpc_client_timeouts_total";
+/// Counter (calls), labels service, method: one-way calls stored.
+pub const CLIENT_ONE_WAY: &str = "krpc_client_one_way_total";
+/// Counter (replies), no label: replies for no call of the client.
+pub const CLIENT_STRAY_REPLIES: &str = "krpc_client_stray_replies_total";
+/// Counter (records), no label: records in a client's reply slot that are not replies.
+pub const CLIENT_MALFORMED_REPLIES: &str = "krpc_client_malformed_replies_total";
+/// Histogram (seconds), labels service, method, status: end-to-end latency of a call.
+pub const CLIENT_CALL_SECONDS: &str = "krpc_client_call_duration_seconds";
+/// Gauge (calls), label service: calls sent and not yet finished.
+pub const CLIENT_CALLS_IN_FLIGHT: &str = "krpc_client_calls_in_flight";
+/// Histogram (seconds), labels service, method, status: time in the handler.
+pub const SERVER_HANDLER_SECONDS: &str = "krpc_server_handler_duration_seconds";
+/// Histogram (seconds), labels service, method: from the caller's send to the server's pickup.
+pub const SERVER_QUEUE_WAIT_SECONDS: &str = "krpc_server_queue_wait_seconds";
+/// Gauge (requests), label service: requests taken and not finished (queued or running).
+pub const SERVER_REQUESTS_IN_FLIGHT: &str = "krpc_server_requests_in_flight";
+/// Gauge (records), labels service, partition: request records not yet fetched (high
+/// watermark minus position as of the last fetch).
+pub const SERVER_CONSUMER_LAG: &str = "krpc_server_consumer_lag";
+
+/// The `metrics` name of the server counter `$name` of
+/// [`ServerStats`](crate::ServerStats): `krpc_server_<name>_total`.
+macro_rules! server_counter_name {
+    ($name:ident) => {
+        concat!("krpc_server_", stringify!($name), "_total")
+    };
+}
+pub(crate) use server_counter_name;
+
+/// Histogram buckets for the duration metrics, in seconds: 0.5 ms to 60 s.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// Most distinct `method` label values per server (per process for clients); further
+/// methods are labelled `_other`.
+pub const MAX_METHOD_LABELS: usize = 100;
+/// The `method` label of calls past [`MAX_METHOD_LABELS`].
+pub const OTHER_METHOD: &str = "_other";
+/// The `method` label of a server's `UNIMPLEMENTED` calls (methods it does not have).
+pub const UNKNOWN_METHOD: &str = "_unknown";
+
+/// Registers the help text and unit of every metric with the installed recorder (call it
+/// after installing one; without a recorder it does nothing).
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        CLIENT_CALLS,
+        Unit::Count,
+        "Calls sent by a kafka-rpc client."
+    );
+    describe_counter!(
+        CLIENT_ERRORS,
+        Unit::Count,
+        "Calls that failed, by status (a client timeout is DEADLINE_EXCEEDED)."
+    );
+    describe_counter!(
+        CLIENT_TIMEOUTS,
+        Unit::Count,
+        "Calls with no reply within their timeout."
+    );
+    describe_counter!(CLIENT_ONE_WAY, Unit::Count, "One-way calls stored.");
+    describe_counter!(
+        CLIENT_STRAY_REPLIES,
+        Unit::Count,
+        "Replies for no call of the client (another client in its slot, or a call that timed out)."
+    );
+    describe_counter!(
+        CLIENT_MALFORMED_REPLIES,
+        Unit::Count,
+        "Records in the client's reply slot that are not replies."
+    );
+    describe_histogram!(
+        CLIENT_CALL_SECONDS,
+        Unit::Seconds,
+        "End-to-end latency of a call: send, queue, handler, reply."
+    );
+    describe_gauge!(
+        CLIENT_CALLS_IN_FLIGHT,
+        Unit::Count,
+        "Calls sent and not yet answered or failed."
+    );
+    for (_, name, help) in crate::server::stats::COUNTER_NAMES {
+        describe_counter!(*name, Unit::Count, help.trim());
+    }
+    describe_histogram!(
+        SERVER_HANDLER_SECONDS,
+        Unit::Seconds,
+        "Time in the handler of a request that ran."
+    );
+    describe_histogram!(
+        SERVER_QUEUE_WAIT_SECONDS,
+        Unit::Seconds,
+        "From the caller sending a request to the server picking it up."
+    );
+    describe_gauge!(
+        SERVER_REQUESTS_IN_FLIGHT,
+        Unit::Count,
+        "Requests taken from the request topic and not finished (queued or running)."
+    );
+    describe_gauge!(
+        SERVER_CONSUMER_LAG,
+        Unit::Count,
+        "Request records not yet fetched: high watermark minus position, as of the last fetch."
+    );
+}
+
+/// The set of `method` label values in use, bounded by [`MAX_METHOD_LABELS`].
+#[derive(Debug, Default)]
+struct MethodLabels(Mutex<HashSet<String>>);
+
+impl MethodLabels {
+    /// The label for `method`: itself while the set has room or already holds it, else
+    /// [`OTHER_METHOD`].
+    fn label(&self, method: &str) -> String {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(method) {
+            return method.to_string();
+        }
+        if seen.len() >= MAX_METHOD_LABELS {
+            return OTHER_METHOD.to_string();
+        }
+        seen.insert(method.to_string());
+        method.to_string()
+    }
+}
+
+/// The client side's method labels (one set per process: clients call what their code names).
+fn client_methods() -> &'static MethodLabels {
+    static METHODS: OnceLock<MethodLabels> = OnceLock::new();
+    METHODS.get_or_init(MethodLabels::default)
+}
+
+/// One client call being measured: counted when started; its latency, status and the calls
+/// in flight recorded when [`finish`](ClientCall::finish)ed (the gauge also when dropped
+/// unfinished, e.g. a cancelled call).
+pub(crate) struct ClientCall {
+    service: String,
+    method: String,
+    started: Instant,
+    in_flight: Gauge,
+}
+
+impl ClientCall {
+    /// Counts a call of `service.method` and adds it to the calls in flight.
+    pub fn start(service: &str, method: &str) -> Self {
+        let method = client_methods().label(method);
+        counter!(CLIENT_CALLS, LABEL_SERVICE => service.to_string(), LABEL_METHOD => method.clone())
+            .increment(1);
+        let in_flight = gauge!(CLIENT_CALLS_IN_FLIGHT, LABEL_SERVICE => service.to_string());
+        in_flight.increment(1.0);
+        Self {
+            service: service.to_string(),
+            method,
+            started: Instant::now(),
+            in_flight,
+        }
+    }
+
+    /// Records how the call ended: its latency by status, and its error and timeout counts.
+    pub fn finish<T>(self, result: &Result<T, RpcError>) {
+        let status = match result {
+            Ok(_) => StatusCode::Ok,
+            Err(e) => e.code(),
+        };
+        let (service, method) = (self.service.clone(), self.method.clone());
+        histogram!(CLIENT_CALL_SECONDS, LABEL_SERVICE => service.clone(), LABEL_METHOD => method.clone(), LABEL_STATUS => status.name())
+            .record(self.started.elapsed());
+        if let Err(e) = result {
+            counter!(CLIENT_ERRORS, LABEL_SERVICE => service.clone(), LABEL_METHOD => method.clone(), LABEL_STATUS => status.name())
+                .increment(1);
+            if matches!(e, RpcError::Timeout { .. }) {
+                counter!(CLIENT_TIMEOUTS, LABEL_SERVICE => service, LABEL_METHOD => method)
+                    .increment(1);
+            }
+        }
+    }
+}
+
+impl Drop for ClientCall {
+    fn drop(&mut self) {
+        self.in_flight.decrement(1.0);
+    }
+}
+
+/// Counts a one-way call stored.
+pub(crate) fn client_one_way(service: &str, method: &str) {
+    let method = client_methods().label(method);
+    counter!(CLIENT_ONE_WAY, LABEL_SERVICE => service.to_string(), LABEL_METHOD => method)
+        .increment(1);
+}
+
+/// Counts a reply for no call of ours.
+pub(crate) fn client_stray_reply() {
+    counter!(CLIENT_STRAY_REPLIES).increment(1);
+}
+
+/// Counts a record in our reply slot that is not a reply.
+pub(crate) fn client_malformed_reply() {
+    counter!(CLIENT_MALFORMED_REPLIES).increment(1);
+}
+
+/// The `metrics` counter `name` (one of `krpc_server_<counter>_total`) of `service`.
+pub(crate) fn server_counter(name: &'static str, service: &str) -> Counter {
+    counter!(name, LABEL_SERVICE => service.to_string())
+}
+
+/// A server's histograms and gauges, bound to the recorder installed when it started.
+#[derive(Debug)]
+pub(crate) struct ServerMetrics {
+    service: String,
+    methods: MethodLabels,
+    in_flight: Gauge,
+    /// The lag gauge of each request partition reported so far.
+    lag: Mutex<HashMap<i32, Gauge>>,
+}
+
+impl ServerMetrics {
+    /// The metrics of a server of `service`.
+    pub fn new(service: &str) -> Self {
+        Self {
+            service: service.to_string(),
+            methods: MethodLabels::default(),
+            in_flight: gauge!(SERVER_REQUESTS_IN_FLIGHT, LABEL_SERVICE => service.to_string()),
+            lag: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records a request that ran: its handler time by status, and its queue wait.
+    pub fn request(
+        &self,
+        method: &str,
+        status: StatusCode,
+        handler: Duration,
+        queue_wait: Duration,
+    ) {
+        let method = if status == StatusCode::Unimplemented {
+            UNKNOWN_METHOD.to_string()
+        } else {
+            self.methods.label(method)
+        };
+        histogram!(SERVER_HANDLER_SECONDS, LABEL_SERVICE => self.service.clone(), LABEL_METHOD => method.clone(), LABEL_STATUS => status.name())
+            .record(handler);
+        histogram!(SERVER_QUEUE_WAIT_SECONDS, LABEL_SERVICE => self.service.clone(), LABEL_METHOD => method)
+            .record(queue_wait);
+    }
+
+    /// Sets the requests in flight.
+    pub fn requests_in_flight(&self, n: usize) {
+        self.in_flight.set(n as f64);
+    }
+
+    /// Sets the lag of each request partition in `lags`; partitions reported before and
+    /// missing now (revoked) go to 0.
+    pub fn consumer_lag(&self, lags: &HashMap<i32, i64>) {
+        let mut gauges = self.lag.lock().unwrap_or_else(|p| p.into_inner());
+        for (partition, gauge) in gauges.iter() {
+            if !lags.contains_key(partition) {
+                gauge.set(0.0);
+            }
+        }
+        for (&partition, &lag) in lags {
+            gauges
+                .entry(partition)
+                .or_insert_with(|| {
+                    gauge!(SERVER_CONSUMER_LAG, LABEL_SERVICE => self.service.clone(), LABEL_PARTITION => partition.to_string())
+                })
+                .set(lag as f64);
+        }
+    }
+}
+
+/// What the dispatcher and the serving loop record, in one line each (nothing before the
+/// server binds its counters).
+impl crate::server::Counters {
+    /// Records a request that ran (`outcome`), its handler time and its queue wait (ms).
+    pub(crate) fn observe(
+        &self,
+        method: &str,
+        outcome: &Result<bytes::Bytes, crate::HandlerError>,
+        handler: Duration,
+        queue_ms: i64,
+    ) {
+        if let Some(m) = self.exported() {
+            let status = outcome.as_ref().map_or_else(|e| e.code, |_| StatusCode::Ok);
+            let queue_wait = Duration::from_millis(queue_ms.max(0) as u64);
+            m.request(method, status, handler, queue_wait);
+        }
+    }
+
+    /// Sets the requests in flight (taken and not finished).
+    pub(crate) fn requests_in_flight(&self, n: usize) {
+        if let Some(m) = self.exported() {
+            m.requests_in_flight(n);
+        }
+    }
+
+    /// Sets the lag of the request partitions (`None`: no partition has a known lag).
+    pub(crate) fn consumer_lag(&self, lags: Option<&HashMap<i32, i64>>) {
+        if let Some(m) = self.exported() {
+            m.consumer_lag(lags.unwrap_or(&HashMap::new()));
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Reading a [`DebuggingRecorder`](metrics_util::debugging::DebuggingRecorder) snapshot in
+    //! unit tests.
+
+    use std::collections::HashMap;
+
+    use metrics_util::debugging::{DebugValue, Snapshotter};
+
+    /// A snapshot keyed `name{k=v,...}` (labels sorted by key). Taking it resets counters and
+    /// gauges in the recorder (the DebuggingRecorder's rule): take one per test, at the end.
+    pub fn values(snapshotter: &Snapshotter) -> HashMap<String, DebugValue> {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let key = key.key();
+                let mut labels: Vec<String> = key
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                labels.sort();
+                (format!("{}{{{}}}", key.name(), labels.join(",")), value)
+            })
+            .collect()
+    }
+
+    /// The counter `key` (0 if never recorded; panics if it is not a counter).
+    pub fn counter(values: &HashMap<String, DebugValue>, key: &str) -> u64 {
+        match values.get(key) {
+            None => 0,
+            Some(DebugValue::Counter(n)) => *n,
+            Some(other) => panic!("{key} is not a counter: {other:?}"),
+        }
+    }
+
+    /// The samples of histogram `key` (none if never recorded).
+    pub fn samples(values: &HashMap<String, DebugValue>, key: &str) -> Vec<f64> {
+        match values.get(key) {
+            None => Vec::new(),
+            Some(DebugValue::Histogram(v)) => v.iter().map(|x| x.0).collect(),
+            Some(other) => panic!("{key} is not a histogram: {other:?}"),
+        }
+    }
+
+    /// The gauge `key` (`None` if never recorded).
+    pub fn gauge(values: &HashMap<String, DebugValue>, key: &str) -> Option<f64> {
+        match values.get(key) {
+            None => None,
+            Some(DebugValue::Gauge(v)) => Some(v.0),
+            Some(other) => panic!("{key} is not a gauge: {other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_util::debugging::DebuggingRecorder;
+
+    use super::testing::{counter, gauge, samples, values};
+    use super::*;
+
+    #[test]
+    fn method_labels_are_bounded() {
+        let labels = MethodLabels::default();
+        for i in 0..MAX_METHOD_LABELS {
+            assert_eq!(labels.label(&format!("m{i}")), format!("m{i}"));
+        }
+        assert_eq!(labels.label("one-too-many"), OTHER_METHOD);
+        assert_eq!(
+            labels.label("m0"),
+            "m0",
+            "names already in use keep their label"
+        );
+    }
+
+    #[test]
+    fn a_client_call_counts_its_status_latency_and_time_in_flight() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let ok = ClientCall::start("Svc", "add");
+            let late = ClientCall::start("Svc", "add");
+            let refused = ClientCall::start("Svc", "nope");
+            ok.finish(&Ok::<(), RpcError>(()));
+            late.finish(&Err::<(), _>(RpcError::Timeout {
+                service: "Svc".into(),
+                method: "add".into(),
+                request_id: "r".into(),
+                timeout: Duration::from_millis(1),
+                stored: true,
+            }));
+            refused.finish(&Err::<(), _>(RpcError::Status {
+                service: "Svc".into(),
+                method: "nope".into(),
+                request_id: "r".into(),
+                code: StatusCode::Unimplemented,
+                message: "no".into(),
+                details: None,
+            }));
+            // A call dropped unfinished (cancelled) leaves the calls in flight too.
+            drop(ClientCall::start("Svc", "add"));
+            client_stray_reply();
+            client_one_way("Svc", "add");
+        });
+        let v = values(&snapshotter);
+        assert_eq!(
+            counter(&v, "krpc_client_calls_total{method=add,service=Svc}"),
+            3
+        );
+        assert_eq!(
+            counter(&v, "krpc_client_calls_total{method=nope,service=Svc}"),
+            1
+        );
+        assert_eq!(
+            counter(
+                &v,
+                "krpc_client_errors_total{method=add,service=Svc,status=DEADLINE_EXCEEDED}"
+            ),
+            1
+        );
+        assert_eq!(
+            counter(
+                &v,
+                "krpc_client_errors_total{method=nope,service=Svc,status=UNIMPLEMENTED}"
+            ),
+            1
+        );
+        assert_eq!(
+            counter(&v, "krpc_client_timeouts_total{method=add,service=Svc}"),
+            1
+        );
+        assert_eq!(counter(&v, "krpc_client_stray_replies_total{}"), 1);
+        assert_eq!(
+            counter(&v, "krpc_client_one_way_total{method=add,service=Svc}"),
+            1
+        );
+        assert_eq!(
+            samples(
+                &v,
+                "krpc_client_call_duration_seconds{method=add,service=Svc,status=OK}"
+            )
+            .len(),
+            1
+        );
+        assert_eq!(
+            gauge(&v, "krpc_client_calls_in_flight{service=Svc}"),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn server_lag_gauges_follow_the_partitions_reported() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let m = ServerMetrics::new("Svc");
+            m.consumer_lag(&HashMap::from([(0, 5), (1, 7)]));
+            // Partition 1 revoked, 0 caught up.
+            m.consumer_lag(&HashMap::from([(0, 2)]));
+            m.requests_in_flight(3);
+        });
+        let v = values(&snapshotter);
+        assert_eq!(
+            gauge(&v, "krpc_server_consumer_lag{partition=0,service=Svc}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            gauge(&v, "krpc_server_consumer_lag{partition=1,service=Svc}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            gauge(&v, "krpc_server_requests_in_flight{service=Svc}"),
+            Some(3.0)
+        );
+    }
+}
