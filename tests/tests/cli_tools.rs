@@ -339,6 +339,25 @@ async fn an_unknown_topic_or_partition_or_bad_input_fails_with_its_exit_code() {
         let out = krpc_in(&addr, &args, input);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
     }
+    // A bad line stops the input, but the record before it is awaited and reported, and the
+    // line after it is not sent.
+    let partial = kafka::topic(&client, "cli-partial", 1).await;
+    let out = krpc_in(
+        &addr,
+        &["produce", partial.as_str(), "--value-format", "hex"],
+        "6869\nzz\n7878\n",
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 record before it written"), "{err}");
+    assert_eq!(
+        client
+            .list_offset(&partial, 0, krpc_kafka::OffsetSpec::Latest)
+            .await
+            .unwrap(),
+        1,
+        "the record before the bad line, and only it, was written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,6 +402,21 @@ async fn a_config_file_sets_the_broker_and_server_options_under_flags_and_enviro
     let reply: Value = serde_json::from_str(&ok(&out)).expect("JSON");
     assert_eq!(reply["value"], 3);
     assert_eq!(reply["server_id"], "from-file");
+    // Without --timeout a call waits the file's `[client] default_timeout`: 1s here, so a call
+    // that sleeps 5s times out (exit 4); the flag's old fixed 30s let it finish.
+    let short = dir.path().join("short.toml");
+    std::fs::write(
+        &short,
+        format!("[broker]\nbootstrap = \"{addr}\"\n\n[client]\ndefault_timeout = \"1s\"\n"),
+    )
+    .unwrap();
+    let out = krpc_tests::tuning::krpc_command()
+        .env_remove("KAFKA_BOOTSTRAP")
+        .env("KRPC_CONFIG", &short)
+        .args(["call", "-s", &svc, "sleep", "[5000]"])
+        .output()
+        .expect("run krpc call");
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
     server.signal(libc::SIGTERM);
     assert!(server.close_and_wait(Duration::from_secs(60)).success());
 

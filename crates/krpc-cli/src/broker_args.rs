@@ -21,7 +21,7 @@ const TLS_BUILT_IN: bool = cfg!(any(feature = "tls", feature = "tls-ring"));
 #[command(next_help_heading = "Broker options (global)")]
 pub struct BrokerArgs {
     /// Settings from a TOML file (also `krpc --config FILE <command>`, before the command):
-    /// sections [broker], [producer], [fetch], [client], [server], [topics], keys named after
+    /// sections `[broker]`, `[producer]`, `[fetch]`, `[client]`, `[server]`, `[topics]`, keys named after
     /// the library's option fields. Flags and environment variables override the file; the
     /// file overrides the defaults. See README, "The config file".
     #[arg(long, global = true, env = "KRPC_CONFIG", value_name = "FILE")]
@@ -173,6 +173,12 @@ impl BrokerArgs {
         } else if let (Some(sasl), Some(password)) = (&mut config.sasl, &self.sasl_password) {
             sasl.password = password.clone();
         }
+        if config.sasl.as_ref().is_some_and(|s| s.password.is_empty()) {
+            return Err(UsageError(
+                "SASL has no password: set KRPC_SASL_PASSWORD (or --sasl-password, or password                  in the config file's [broker] sasl table)"
+                    .into(),
+            ));
+        }
         config.tls = self.tls_config(config.tls.take());
         Ok(config)
     }
@@ -318,6 +324,28 @@ mod tests {
             Some("file-ca.pem".into()),
             "the file's, not overridden"
         );
+    }
+
+    /// A config file may leave the SASL password out (README: better in the environment); it
+    /// then comes from `--sasl-password` / `KRPC_SASL_PASSWORD`, and a login with none at all
+    /// is a usage error, not an empty password sent to the broker.
+    #[test]
+    fn a_sasl_table_without_a_password_takes_it_from_the_flag_or_environment() {
+        let file = ConfigFile::parse(
+            "[broker]\nbootstrap = [\"file:1\"]\n\
+             sasl = { mechanism = \"SCRAM-SHA-512\", username = \"ops\" }\n",
+        )
+        .expect("a sasl table without a password is valid");
+        let mut none = Cli::try_parse_from(["krpc"]).expect("valid").broker;
+        none.file = file.clone();
+        let err = none.config().expect_err("no password anywhere");
+        assert!(err.to_string().contains("KRPC_SASL_PASSWORD"), "{err}");
+        let mut given = Cli::try_parse_from(["krpc", "--sasl-password", "pw"])
+            .expect("valid")
+            .broker;
+        given.file = file;
+        let sasl = given.config().expect("valid").sasl.expect("sasl");
+        assert_eq!((&*sasl.username, &*sasl.password), ("ops", "pw"));
     }
 
     /// `cargo test -p krpc-cli --no-default-features`: a build without TLS refuses the options

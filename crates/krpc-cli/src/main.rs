@@ -21,9 +21,9 @@ use clap::{Parser, Subcommand};
 /// (`krpc -b localhost:9092 topics list`), or through their environment variables.
 /// Durations are written as 500ms, 10s, 1m (a plain number is seconds). Commands that print
 /// data take `-o table|json`. Settings come from, first to last: command-line flags,
-/// environment variables, the TOML file of --config (--config-file, KRPC_CONFIG; sections [broker],
-/// [producer], [fetch], [client], [server], [topics]), the defaults. Logs go to stderr (filter: KRPC_LOG, e.g. KRPC_LOG=debug;
-/// colour off when NO_COLOR is set or stderr is not a terminal).
+/// environment variables, the TOML file of --config (--config-file, KRPC_CONFIG; its sections:
+/// broker, producer, fetch, client, server, topics), the defaults. Logs go to stderr (filter:
+/// KRPC_LOG, e.g. KRPC_LOG=debug; colour off when NO_COLOR is set or stderr is not a terminal).
 #[derive(Parser)]
 #[command(
     name = "krpc",

@@ -53,9 +53,10 @@ pub struct Args {
     /// Bytes of payload sent to `echo` (and echoed back).
     #[arg(long, default_value_t = 16)]
     payload: usize,
-    /// Timeout of each call, e.g. 500ms, 30s (a plain number is seconds).
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = positive_duration)]
-    timeout: Duration,
+    /// Timeout of each call, e.g. 500ms, 30s (a plain number is seconds). [default: 30s, or
+    /// `default_timeout` in the config file's `[client]`]
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    timeout: Option<Duration>,
     /// Output format: a table, or one JSON object.
     #[arg(
         short = 'o',
@@ -99,7 +100,10 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
     }
     let client = Client::connect(kafka, client_options).await?;
     let payload = Value::String("x".repeat(args.payload));
-    let options = CallOptions::default().timeout(args.timeout);
+    let options = match args.timeout {
+        Some(t) => CallOptions::default().timeout(t),
+        None => CallOptions::default(), // the client's default_timeout
+    };
     // One call first: it waits for a server, and its latency is not part of the measure.
     client
         .call::<_, Value>(&args.service, "echo", &(&payload,), options.clone())

@@ -24,9 +24,10 @@ pub struct Args {
     #[arg(default_value = "[]")]
     args: String,
     /// How long to wait for the reply, e.g. 500ms, 30s (a plain number is seconds). No reply
-    /// in time: exit code 4.
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = positive_duration)]
-    timeout: Duration,
+    /// in time: exit code 4. [default: 30s, or `default_timeout` in the config file's
+    /// `[client]`]
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    timeout: Option<Duration>,
     /// Output: without -o, the result's JSON alone; `-o json`: one document with the value and
     /// the call's metadata (request id, server id, elapsed, handler time, queue wait, in
     /// milliseconds); `-o table`: the same as two columns.
@@ -68,7 +69,11 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
             Err(e) => return Err(usage(format!("--kwargs is not JSON: {e}")).into()),
         },
     };
-    let timeout = args.timeout;
+    // Without --timeout, the client's default (`default_timeout`, from the config file).
+    let call_options = || match args.timeout {
+        Some(t) => CallOptions::default().timeout(t),
+        None => CallOptions::default(),
+    };
     let kafka = broker.connect().await?;
     if args.legacy.legacy {
         let mut options = kafka_rpc::LegacyClientOptions::new(&args.service);
@@ -82,7 +87,8 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
                 &args.method,
                 &positional,
                 &kwargs,
-                CallOptions::default().timeout(timeout),
+                // The Python format's client has the package's own default; 30s here as before.
+                CallOptions::default().timeout(args.timeout.unwrap_or(Duration::from_secs(30))),
             )
             .await?;
         print_response(args.output, &response.value, &response.meta);
@@ -107,7 +113,7 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
         println!("{}", serde_json::json!({ "sent": id.to_string() }));
         return Ok(());
     }
-    let options = CallOptions::default().timeout(timeout);
+    let options = call_options();
     let response = client
         .call::<_, Value>(&args.service, &args.method, &positional, options)
         .await?;

@@ -112,7 +112,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = DataFormat::Text, value_name = "FORMAT")]
     value_format: DataFormat,
     /// Which records to read (Java: `isolation.level`) [default: read_uncommitted, or
-    /// `isolation_level` of the config file's [fetch]].
+    /// `isolation_level` of the config file's `[fetch]`].
     #[arg(long, value_enum, value_name = "LEVEL")]
     isolation: Option<Isolation>,
     /// Without --follow: give up (exit 1, naming the partitions not read to their end) when no

@@ -83,7 +83,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = InputFormat::Text, value_name = "FORMAT")]
     value_format: InputFormat,
     /// Compression of the batches (Java: `compression.type`) [default: none, or `codec` of
-    /// the config file's [producer]].
+    /// the config file's `[producer]`].
     #[arg(short = 'z', long, value_enum, value_name = "CODEC")]
     compression: Option<Compression>,
     #[command(flatten)]
@@ -226,6 +226,9 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
             failed.push((line, e));
         }
     };
+    // A line that cannot be read or made a record stops the input, but the records before it
+    // are still awaited and reported: the user learns what was written.
+    let mut input_error: Option<Box<dyn std::error::Error + Send + Sync>> = None;
     match single {
         Some(record) => match send(record).await {
             Ok(delivery) => settle(1, delivery.await, &mut written),
@@ -236,11 +239,23 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
             // Lines of bytes: a value need not be UTF-8.
             for (i, line) in stdin.lock().split(b'\n').enumerate() {
                 let line_no = i + 1;
-                let mut line = line.map_err(|e| format!("reading stdin line {line_no}: {e}"))?;
+                let mut line = match line {
+                    Ok(line) => line,
+                    Err(e) => {
+                        input_error = Some(format!("reading stdin line {line_no}: {e}").into());
+                        break;
+                    }
+                };
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }
-                let record = record(&args, line_no, &line)?;
+                let record = match record(&args, line_no, &line) {
+                    Ok(record) => record,
+                    Err(e) => {
+                        input_error = Some(Box::new(e));
+                        break;
+                    }
+                };
                 match send(record).await {
                     Ok(delivery) => pending.push_back((line_no, delivery)),
                     Err(e) => settle(line_no, Err(e), &mut written),
@@ -280,6 +295,15 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
             "{n} record{} written to {topic}",
             if n == 1 { "" } else { "s" }
         );
+    }
+    if let Some(e) = input_error {
+        eprintln!(
+            "krpc: input stopped at the line below; {} record{} before it written, {} not delivered",
+            written.total,
+            if written.total == 1 { "" } else { "s" },
+            failed.len()
+        );
+        return Err(e);
     }
     if let Some((line, error)) = failed.into_iter().next() {
         let n = written.total;

@@ -17,7 +17,7 @@ pub struct Args {
     /// The service to serve.
     #[arg(short = 's', long, env = "KRPC_SERVICE")]
     service: String,
-    /// Requests handled at once [default: 64, or `concurrency` in the config file's [server]].
+    /// Requests handled at once [default: 64, or `concurrency` in the config file's `[server]`].
     #[arg(long)]
     concurrency: Option<usize>,
     /// This server's id (random if not given).

@@ -59,7 +59,8 @@ impl std::str::FromStr for SaslMechanism {
 /// Credentials and mechanism for SASL authentication (Java: `sasl.mechanism` and the
 /// `username` and `password` of `sasl.jaas.config`).
 ///
-/// With the `serde` feature every field is required when the table is given; the password is
+/// With the `serde` feature `mechanism` and `username` are required when the table is given;
+/// `password` may be left out (an application then sets it, e.g. from the environment), and is
 /// read but never serialized (see [`crate::config`]).
 #[derive(Clone, PartialEq, Eq)]
 #[cfg_attr(
@@ -73,7 +74,7 @@ pub struct SaslConfig {
     /// The user name.
     pub username: String,
     /// The password (never printed by `Debug`, never written by `Serialize`).
-    #[cfg_attr(feature = "serde", serde(skip_serializing))]
+    #[cfg_attr(feature = "serde", serde(skip_serializing, default))]
     pub password: String,
 }
 
