@@ -171,8 +171,8 @@ pub enum ReplayError {
     Sealed,
     /// The copy does not carry the request's value (it was over the size limit): sending it
     /// would call the method with no arguments.
-    #[error("its value ({0} bytes, over the size limit) was not kept in the dead letter")]
-    ValueDropped(u64),
+    #[error("its value (over the size limit{}) was not kept in the dead letter", .0.map(|n| format!(", {n} bytes")).unwrap_or_default())]
+    ValueDropped(Option<u64>),
 }
 
 /// A dead-lettered request made new for its request topic: the same method, arguments and
@@ -201,8 +201,9 @@ pub fn replay(record: &ConsumerRecord) -> Result<(ProducerRecord, RequestId), Re
     if has(h::KEY_ID) {
         return Err(ReplayError::Sealed);
     }
-    if let Some(size) = letter.value_dropped {
-        return Err(ReplayError::ValueDropped(size));
+    // Present at all (even with a malformed size) means the value is not here.
+    if has(VALUE_DROPPED) {
+        return Err(ReplayError::ValueDropped(letter.value_dropped));
     }
     let id = RequestId::random();
     let dropped = [
@@ -213,6 +214,9 @@ pub fn replay(record: &ConsumerRecord) -> Result<(ProducerRecord, RequestId), Re
         SOURCE_OFFSET_END,
         SERVER,
         VALUE_DROPPED,
+        // The replay is a new call: a new trace, not a child of a caller that stopped waiting.
+        crate::trace::TRACEPARENT,
+        crate::trace::TRACESTATE,
         h::ID,
         h::DEADLINE,
         h::REPLY_TOPIC,
@@ -259,6 +263,10 @@ mod tests {
             headers: vec![
                 h::header(h::ID, [7u8; 16].to_vec()),
                 h::header(h::METHOD, b"add".to_vec()),
+                h::header(
+                    crate::trace::TRACEPARENT,
+                    b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_vec(),
+                ),
             ],
         }
     }
@@ -292,6 +300,13 @@ mod tests {
             .headers
             .iter()
             .all(|h| !h.key.starts_with("krpc-dlq-")));
+        assert!(
+            again
+                .headers
+                .iter()
+                .all(|h| h.key != crate::trace::TRACEPARENT),
+            "a replay starts a new trace"
+        );
     }
 
     /// Review R7: an oversize request's letter keeps no value; replaying it used to send a
@@ -306,6 +321,14 @@ mod tests {
         ));
         assert_eq!(letter.value, None);
         assert_eq!(DeadLetter::from_record(&letter).value_dropped, Some(300));
-        assert_eq!(replay(&letter), Err(ReplayError::ValueDropped(300)));
+        assert_eq!(replay(&letter), Err(ReplayError::ValueDropped(Some(300))));
+        // Anyone can write a dead-letter topic: a malformed size still means no value.
+        let mut forged = letter.clone();
+        for h in &mut forged.headers {
+            if h.key == VALUE_DROPPED {
+                h.value = Some(Bytes::from_static(b"x"));
+            }
+        }
+        assert_eq!(replay(&forged), Err(ReplayError::ValueDropped(None)));
     }
 }

@@ -121,12 +121,7 @@ impl Dispatcher {
     /// `krpc.request` span (`trace`: the span's context and the caller's).
     async fn handle(&self, record: &ConsumerRecord, trace: &RequestTrace) -> Ending {
         let picked_up = now_ms();
-        let size = record.value.as_ref().map_or(0, Bytes::len)
-            + record
-                .headers
-                .iter()
-                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Bytes::len))
-                .sum::<usize>();
+        let size = request_size(record);
         if size > self.max_request_bytes {
             Counters::bump(&self.counters.oversize);
             let reason = format!(
@@ -385,7 +380,7 @@ impl Dispatcher {
 
     async fn send_dead_letter(&self, record: &ConsumerRecord, reason: &str) {
         // An oversize record is dead-lettered without its value: the copy would be refused too.
-        let keep_value = record.value.as_ref().map_or(0, Bytes::len) <= self.max_request_bytes;
+        let keep_value = request_size(record) <= self.max_request_bytes;
         let letter = dead_letter(record, reason, &self.server_id, keep_value);
         match self
             .produce(&self.dead_letter_topic, record.partition, letter)
@@ -725,3 +720,14 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests;
+
+/// A request record's size as `max_request_bytes` counts it: its value plus its headers' keys
+/// and values. The one measure of "oversize" (serving and dead-lettering agree).
+fn request_size(record: &ConsumerRecord) -> usize {
+    record.value.as_ref().map_or(0, Bytes::len)
+        + record
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Bytes::len))
+            .sum::<usize>()
+}
