@@ -28,6 +28,7 @@
 //! | `krpc_server_queue_wait_seconds` | histogram | service, method | seconds | from the caller sending a request to the server picking it up (clocks of two hosts: skew shows here) |
 //! | `krpc_server_requests_in_flight` | gauge | service | requests | requests taken from the request topic and not finished (queued or running) |
 //! | `krpc_server_consumer_lag` | gauge | service, partition | records | request records not yet fetched: high watermark (last stable offset with read_committed) minus position, as of the last fetch; 0 for a partition the server no longer owns |
+//! | `krpc_server_invalid_trace_headers_total` | counter | | records | request records whose `traceparent` or `tracestate` was invalid and ignored ([`crate::trace`]) |
 //!
 //! The `method` label takes the method name as called. On a server a call of a method the
 //! service does not have (`UNIMPLEMENTED`) is labelled `_unknown`, and past
@@ -78,6 +79,9 @@ pub const SERVER_REQUESTS_IN_FLIGHT: &str = "krpc_server_requests_in_flight";
 /// Gauge (records), labels service, partition: request records not yet fetched (high
 /// watermark minus position as of the last fetch).
 pub const SERVER_CONSUMER_LAG: &str = "krpc_server_consumer_lag";
+/// Counter, no labels: request records whose `traceparent` or `tracestate` header was invalid
+/// and ignored (the request ran in a new trace, or without the state); see [`crate::trace`].
+pub const SERVER_INVALID_TRACE_HEADERS: &str = "krpc_server_invalid_trace_headers_total";
 
 /// The `metrics` name of the server counter `$name` of
 /// [`ServerStats`](crate::ServerStats): `krpc_server_<name>_total`.
@@ -122,6 +126,11 @@ pub fn describe() {
         "Calls with no reply within their timeout."
     );
     describe_counter!(CLIENT_ONE_WAY, Unit::Count, "One-way calls stored.");
+    describe_counter!(
+        SERVER_INVALID_TRACE_HEADERS,
+        Unit::Count,
+        "Request records whose traceparent or tracestate header was invalid and ignored."
+    );
     describe_counter!(
         CLIENT_STRAY_REPLIES,
         Unit::Count,

@@ -462,6 +462,7 @@ fn extract(record: &ConsumerRecord) -> Option<TraceContext> {
     let (context, problem) = TraceContext::from_headers_lenient(&record.headers);
     if let Some(e) = problem {
         INVALID_HEADERS.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::metrics::SERVER_INVALID_TRACE_HEADERS).increment(1);
         tracing::debug!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %e, "trace context header ignored");
     }
     context

@@ -601,7 +601,12 @@ async fn counters_histograms_and_gauges_reach_the_metrics_recorder() {
     let mut h = harness(m, 4, Duration::from_millis(100));
     h.pipeline.dispatcher.counters.bind("Svc");
     h.pipeline.admit(request(1, 0, "add", &(2, 3), None, None));
-    h.pipeline.admit(request(2, 1, "add", &(4, 5), None, None));
+    // An invalid traceparent changes nothing but its counter.
+    let mut bad_trace = request(2, 1, "add", &(4, 5), None, None);
+    bad_trace
+        .headers
+        .push(krpc_kafka::Header::new(crate::trace::TRACEPARENT, "00-bad"));
+    h.pipeline.admit(bad_trace);
     h.pipeline.admit(request(3, 2, "fail", &(), None, None));
     h.pipeline
         .admit(request(4, 3, "no-such-method-42", &(), None, None));
@@ -621,6 +626,7 @@ async fn counters_histograms_and_gauges_reach_the_metrics_recorder() {
     assert_eq!(total("handler_errors"), 1);
     assert_eq!(total("unknown_method"), 1);
     assert_eq!(total("deduplicated"), 1);
+    assert_eq!(counter(&v, "krpc_server_invalid_trace_headers_total{}"), 1);
     // Every counter agrees with the in-memory one.
     let stats = h.counters();
     assert_eq!((stats.received, stats.ok, stats.deduplicated), (5, 2, 1));
