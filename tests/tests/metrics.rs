@@ -123,6 +123,27 @@ async fn the_metrics_endpoint_of_krpc_serve_answers_with_counters_and_histograms
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), StatusCode::Unimplemented, "{unknown}");
+    // Failures of the client's own: a result that does not decode (after the server's OK), and
+    // a one-way call refused before it is sent (a malformed service name).
+    let undecodable = client
+        .call::<_, String>(&svc, "add", &(1, 2), opts())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        undecodable.code(),
+        StatusCode::InvalidArgument,
+        "{undecodable}"
+    );
+    let refused = client
+        .notify(
+            "bad service!",
+            "m",
+            &(),
+            kafka_rpc::NotifyOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), StatusCode::InvalidArgument, "{refused}");
     // Times out at the client; the server cancels it at the deadline and answers
     // DEADLINE_EXCEEDED, which reaches the client as a stray reply.
     let late = client
@@ -139,7 +160,7 @@ async fn the_metrics_endpoint_of_krpc_serve_answers_with_counters_and_histograms
         .unwrap_err();
     assert!(matches!(late, RpcError::Timeout { .. }), "{late}");
 
-    // The server's endpoint, once it has counted all six requests.
+    // The server's endpoint, once it has counted all seven requests.
     let service = ("service", svc.as_str());
     let (text, samples) = wait::until(
         "the server's metrics to count every request",
@@ -152,7 +173,7 @@ async fn the_metrics_endpoint_of_krpc_serve_answers_with_counters_and_histograms
             let samples = parse(&text);
             let total =
                 |name: &str| value(&samples, &format!("krpc_server_{name}_total"), &[service]);
-            (total("ok") == Some(3.0)
+            (total("ok") == Some(4.0)
                 && total("handler_errors") == Some(1.0)
                 && total("unknown_method") == Some(1.0)
                 && total("deadline_exceeded") == Some(1.0)
@@ -162,7 +183,7 @@ async fn the_metrics_endpoint_of_krpc_serve_answers_with_counters_and_histograms
     )
     .await;
     let total = |name: &str| value(&samples, &format!("krpc_server_{name}_total"), &[service]);
-    assert_eq!(total("received"), Some(6.0), "{text}");
+    assert_eq!(total("received"), Some(7.0), "{text}");
     assert_eq!(total("panics"), Some(0.0), "{text}");
     assert!(
         text.contains("# HELP krpc_server_received_total Records taken from the request topic."),
@@ -175,7 +196,7 @@ async fn the_metrics_endpoint_of_krpc_serve_answers_with_counters_and_histograms
             "krpc_server_handler_duration_seconds_count",
             &add_ok
         ),
-        Some(3.0),
+        Some(4.0),
         "{text}"
     );
     let mut add_ok_inf = add_ok.to_vec();
@@ -186,7 +207,7 @@ async fn the_metrics_endpoint_of_krpc_serve_answers_with_counters_and_histograms
             "krpc_server_handler_duration_seconds_bucket",
             &add_ok_inf
         ),
-        Some(3.0),
+        Some(4.0),
         "histogram buckets, not a summary: {text}"
     );
     for (method, status) in [
@@ -222,7 +243,7 @@ async fn the_metrics_endpoint_of_krpc_serve_answers_with_counters_and_histograms
             "krpc_server_queue_wait_seconds_count",
             &[service, ("method", "add")]
         ),
-        Some(3.0),
+        Some(4.0),
         "{text}"
     );
     assert!(
@@ -230,7 +251,7 @@ async fn the_metrics_endpoint_of_krpc_serve_answers_with_counters_and_histograms
             &samples,
             "krpc_server_queue_wait_seconds_bucket",
             &[service, ("method", "add"), ("le", "+Inf")]
-        ) == Some(3.0),
+        ) == Some(4.0),
         "{text}"
     );
     // A lag gauge per request partition, each caught up once the requests are fetched.
@@ -257,7 +278,7 @@ async fn the_metrics_endpoint_of_krpc_serve_answers_with_counters_and_histograms
     let c = |name: &str, labels: &[(&str, &str)]| value(&client_samples, name, labels);
     assert_eq!(
         c("krpc_client_calls_total", &[service, ("method", "add")]),
-        Some(3.0),
+        Some(4.0),
         "{client_text}"
     );
     assert_eq!(
@@ -268,6 +289,7 @@ async fn the_metrics_endpoint_of_krpc_serve_answers_with_counters_and_histograms
         ("fail", "UNKNOWN"),
         ("nope", "UNIMPLEMENTED"),
         ("sleep", "DEADLINE_EXCEEDED"),
+        ("add", "INVALID_ARGUMENT"),
     ] {
         assert_eq!(
             c(
@@ -294,6 +316,18 @@ async fn the_metrics_endpoint_of_krpc_serve_answers_with_counters_and_histograms
         "{client_text}"
     );
     assert_eq!(c("krpc_client_calls_in_flight", &[service]), Some(0.0));
+    assert_eq!(
+        c(
+            "krpc_client_errors_total",
+            &[
+                ("service", "bad service!"),
+                ("method", "m"),
+                ("status", "INVALID_ARGUMENT")
+            ]
+        ),
+        Some(1.0),
+        "a one-way call refused before the send: {client_text}"
+    );
 
     server.signal(libc::SIGTERM);
     assert!(server.close_and_wait(Duration::from_secs(30)).success());

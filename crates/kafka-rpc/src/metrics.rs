@@ -15,14 +15,14 @@
 //!
 //! | name | type | labels | unit | meaning |
 //! |---|---|---|---|---|
-//! | `krpc_client_calls_total` | counter | service, method | calls | calls sent ([`Client::call`](crate::Client::call), [`LegacyClient`](crate::LegacyClient)) |
-//! | `krpc_client_errors_total` | counter | service, method, status | calls | calls that failed, by the status they failed with ([`RpcError::code`]: a client timeout is `DEADLINE_EXCEEDED`, a broker failure `UNAVAILABLE`) |
+//! | `krpc_client_calls_total` | counter | service, method | calls | calls made, refused ones included ([`Client::call`](crate::Client::call), [`LegacyClient`](crate::LegacyClient)) |
+//! | `krpc_client_errors_total` | counter | service, method, status | calls | calls and one-way calls that failed, by the status they failed with ([`RpcError::code`]: a client timeout is `DEADLINE_EXCEEDED`, a broker failure `UNAVAILABLE`) |
 //! | `krpc_client_timeouts_total` | counter | service, method | calls | calls with no reply within their timeout (also in the errors, as `DEADLINE_EXCEEDED`) |
 //! | `krpc_client_one_way_total` | counter | service, method | calls | one-way calls stored ([`Client::notify`](crate::Client::notify)) |
 //! | `krpc_client_stray_replies_total` | counter | | replies | replies for no call of the client (another client in its slot, or a call that timed out) |
 //! | `krpc_client_malformed_replies_total` | counter | | records | records in the client's reply slot that are not replies |
 //! | `krpc_client_call_duration_seconds` | histogram | service, method, status | seconds | end-to-end latency of a call: send, queue, handler, reply |
-//! | `krpc_client_calls_in_flight` | gauge | service | calls | calls sent and not yet answered or failed |
+//! | `krpc_client_calls_in_flight` | gauge | service | calls | calls made and not yet answered or failed (waiting for room under `max_in_flight` included) |
 //! | `krpc_server_<counter>_total` | counter | service | events | each counter of [`ServerStats`](crate::ServerStats) (`received`, `ok`, `handler_errors`, ...: the full list is [`COUNTER_NAMES`](crate::server::stats::COUNTER_NAMES)) |
 //! | `krpc_server_handler_duration_seconds` | histogram | service, method, status | seconds | time in the handler of a request that ran |
 //! | `krpc_server_queue_wait_seconds` | histogram | service, method | seconds | from the caller sending a request to the server picking it up (clocks of two hosts: skew shows here) |
@@ -53,7 +53,7 @@ pub const LABEL_STATUS: &str = "status";
 /// Label: a partition of the service's request topic.
 pub const LABEL_PARTITION: &str = "partition";
 
-/// Counter (calls), labels service, method: calls sent by a client.
+/// Counter (calls), labels service, method: calls made by a client (refused ones included).
 pub const CLIENT_CALLS: &str = "krpc_client_calls_total";
 /// Counter (calls), labels service, method, status: calls that failed, by status
 /// ([`RpcError::code`]).
@@ -68,7 +68,7 @@ pub const CLIENT_STRAY_REPLIES: &str = "krpc_client_stray_replies_total";
 pub const CLIENT_MALFORMED_REPLIES: &str = "krpc_client_malformed_replies_total";
 /// Histogram (seconds), labels service, method, status: end-to-end latency of a call.
 pub const CLIENT_CALL_SECONDS: &str = "krpc_client_call_duration_seconds";
-/// Gauge (calls), label service: calls sent and not yet finished.
+/// Gauge (calls), label service: calls made and not yet finished.
 pub const CLIENT_CALLS_IN_FLIGHT: &str = "krpc_client_calls_in_flight";
 /// Histogram (seconds), labels service, method, status: time in the handler.
 pub const SERVER_HANDLER_SECONDS: &str = "krpc_server_handler_duration_seconds";
@@ -118,7 +118,7 @@ pub fn describe() {
     describe_counter!(
         CLIENT_ERRORS,
         Unit::Count,
-        "Calls that failed, by status (a client timeout is DEADLINE_EXCEEDED)."
+        "Calls and one-way calls that failed, by status (a client timeout is DEADLINE_EXCEEDED)."
     );
     describe_counter!(
         CLIENT_TIMEOUTS,
@@ -258,6 +258,13 @@ impl Drop for ClientCall {
 pub(crate) fn client_one_way(service: &str, method: &str) {
     let method = client_methods().label(method);
     counter!(CLIENT_ONE_WAY, LABEL_SERVICE => service.to_string(), LABEL_METHOD => method)
+        .increment(1);
+}
+
+/// Counts a one-way call that failed (before or while it was stored) in the errors, by status.
+pub(crate) fn client_one_way_failed(service: &str, method: &str, error: &RpcError) {
+    let method = client_methods().label(method);
+    counter!(CLIENT_ERRORS, LABEL_SERVICE => service.to_string(), LABEL_METHOD => method, LABEL_STATUS => error.code().name())
         .increment(1);
 }
 

@@ -98,16 +98,14 @@ impl CallCore {
 
     /// Calls and waits at most `timeout` (a permit of `max_in_flight`, the send and the reply
     /// all count against it); the deadline `timeout` from now travels with the request.
-    /// Returns the plaintext result and where and how it ran. Measured (see
-    /// [`crate::metrics`]).
+    /// Returns the plaintext result and where and how it ran.
     pub async fn call(
         &self,
         spec: CallSpec<'_>,
         timeout: Duration,
     ) -> Result<(Bytes, CallMeta), RpcError> {
-        // Tracing (src/trace.rs): the call's span, and the context its request carries;
-        // metrics (src/metrics.rs): its latency and outcome.
-        let measured = crate::metrics::ClientCall::start(spec.service, spec.method);
+        // Tracing (src/trace.rs): the call's span, and the context its request carries. (Its
+        // metrics are recorded by the public entry points, around failures before the send.)
         let id = RequestId::random();
         let (span, trace) = trace::client_span(spec.service, spec.method, spec.topic, id, false);
         let result = self
@@ -121,7 +119,6 @@ impl CallCore {
                 .map_or_else(RpcError::code, |_| StatusCode::Ok),
             false,
         );
-        measured.finish(&result);
         result
     }
 

@@ -191,6 +191,25 @@ impl Client {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
+        // Measured here (src/metrics.rs), so a call refused before it is sent (an unknown
+        // service, arguments that do not encode) and a result that does not decode count too.
+        let measured = crate::metrics::ClientCall::start(service, method);
+        let result = self.call_unmeasured(service, method, args, options).await;
+        measured.finish(&result);
+        result
+    }
+
+    async fn call_unmeasured<A, R>(
+        &self,
+        service: &str,
+        method: &str,
+        args: &A,
+        options: CallOptions,
+    ) -> Result<Response<R>, RpcError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
         let timeout = options
             .timeout
             .unwrap_or(self.inner.options.default_timeout);
@@ -218,6 +237,20 @@ impl Client {
     /// Sends a one-way call (a job): returns once Kafka has stored it. It runs when a server of
     /// `service` is up, however long that takes, unless `options.deadline` passes first.
     pub async fn notify<A: Serialize + ?Sized>(
+        &self,
+        service: &str,
+        method: &str,
+        args: &A,
+        options: NotifyOptions,
+    ) -> Result<RequestId, RpcError> {
+        let result = self.notify_unmeasured(service, method, args, options).await;
+        if let Err(e) = &result {
+            crate::metrics::client_one_way_failed(service, method, e);
+        }
+        result
+    }
+
+    async fn notify_unmeasured<A: Serialize + ?Sized>(
         &self,
         service: &str,
         method: &str,

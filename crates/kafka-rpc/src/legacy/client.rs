@@ -181,6 +181,25 @@ impl LegacyClient {
         K: Serialize + ?Sized,
         R: DeserializeOwned,
     {
+        // Measured here (src/metrics.rs), failures before the send and after the reply included.
+        let measured = crate::metrics::ClientCall::start(&self.inner.options.name, method);
+        let result = self.call_kw_unmeasured(method, args, kwargs, options).await;
+        measured.finish(&result);
+        result
+    }
+
+    async fn call_kw_unmeasured<A, K, R>(
+        &self,
+        method: &str,
+        args: &A,
+        kwargs: &K,
+        options: CallOptions,
+    ) -> Result<Response<R>, RpcError>
+    where
+        A: Serialize + ?Sized,
+        K: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
         let inner = &self.inner;
         let service = inner.options.name.as_str();
         let timeout = options.timeout.unwrap_or(inner.options.default_timeout);
