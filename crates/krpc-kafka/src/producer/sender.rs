@@ -217,11 +217,21 @@ struct EndGuard {
 
 impl Drop for EndGuard {
     fn drop(&mut self) {
-        if !self.ended_normally {
-            tracing::error!("the producer's sender task ended abnormally; its queued records fail");
-            self.shared
-                .abort(&Error::Closed("producer (its sender task ended)"));
+        if self.ended_normally {
+            return;
         }
+        // A runtime shutting down with the producer idle (a program's normal exit) loses
+        // nothing: only records still queued or in flight are worth an error.
+        let unfinished = self.shared.stage().unfinished();
+        if unfinished > 0 {
+            tracing::error!(
+                batches = unfinished,
+                "the producer's sender task ended (a panic, or its runtime shut down) with \
+                 records not yet acknowledged: they fail with Closed"
+            );
+        }
+        self.shared
+            .abort(&Error::Closed("producer (its sender task ended)"));
     }
 }
 
