@@ -207,6 +207,20 @@ impl MutualTlsProxy {
     pub fn refused_handshakes(&self) -> u64 {
         self.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// Waits until the proxy has counted at least `n` refused handshakes, at most `timeout`,
+    /// and returns the count then. The client reads the proxy's alert before the proxy's task
+    /// counts the refusal, so a test that has just seen the refusal must wait for the count.
+    pub async fn wait_refused_handshakes(&self, n: u64, timeout: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let refused = self.refused_handshakes();
+            if refused >= n || tokio::time::Instant::now() >= deadline {
+                return refused;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 impl Drop for MutualTlsProxy {

@@ -521,7 +521,8 @@ mod tls {
             .await;
             eprintln!("{what} client certificate: {err}");
         }
-        assert!(proxy.refused_handshakes() >= 2, "the proxy refused them");
+        let refused = proxy.wait_refused_handshakes(2, FAST).await;
+        assert!(refused >= 2, "the proxy refused them: counted {refused}");
     }
 
     /// The CLI's TLS options against the mutual-TLS proxy: `krpc serve` takes them from the

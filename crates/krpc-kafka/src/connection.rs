@@ -46,6 +46,11 @@ pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Splits `stream` into boxed halves, through TLS when `config.tls` is set.
+/// How long a connection whose first request broke waits for its reader to decrypt a TLS alert
+/// that explains the break (a refused client certificate), so the error names the refusal and
+/// not the broken pipe. Bounded by the connect timeout.
+const TLS_REFUSAL_GRACE: Duration = Duration::from_secs(1);
+
 async fn secure(
     stream: TcpStream,
     broker: &str,
@@ -232,22 +237,35 @@ impl Connection {
         };
         conn.versions = match conn.negotiate_versions().await {
             Ok(versions) => versions,
-            // Not a transient break: the broker refused the TLS session (a TLS 1.3 broker
-            // refuses a client certificate only after the client's side of the handshake).
-            Err(e) => match lock(&conn.state).tls_refusal.take() {
-                Some(reason) => {
-                    return Err(Error::Tls {
-                        broker: broker.to_string(),
-                        reason,
-                    })
+            Err(e) => {
+                // The writer can meet the closed socket before the reader has decrypted the
+                // alert that says why: the reader ends at the socket's end, so give it a
+                // bounded moment to record the refusal before deciding what the error is.
+                if config.tls.is_some() && matches!(e, Error::ConnectionBroken { .. }) {
+                    let grace = TLS_REFUSAL_GRACE.min(config.connect_timeout);
+                    let _ = tokio::time::timeout(grace, &mut conn.reader).await;
                 }
-                None => return Err(e),
-            },
+                conn.refused_or(e)?
+            }
         };
         if let Some(sasl) = &config.sasl {
             conn.authenticate(sasl).await?;
         }
         Ok(conn)
+    }
+
+    /// `Error::Tls` with the broker's refusal of the TLS session if the reader saw one, else
+    /// `e`.
+    fn refused_or(&self, e: Error) -> Result<VersionTable> {
+        // Not a transient break: the broker refused the TLS session (a TLS 1.3 broker refuses
+        // a client certificate only after the client's side of the handshake).
+        match lock(&self.state).tls_refusal.take() {
+            Some(reason) => Err(Error::Tls {
+                broker: self.broker.clone(),
+                reason,
+            }),
+            None => Err(e),
+        }
     }
 
     /// SaslHandshake v1 then SaslAuthenticate until the mechanism is done (server signature
