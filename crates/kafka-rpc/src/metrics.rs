@@ -24,16 +24,23 @@
 //! | `krpc_client_call_duration_seconds` | histogram | service, method, status | seconds | end-to-end latency of a call: send, queue, handler, reply |
 //! | `krpc_client_calls_in_flight` | gauge | service | calls | calls made and not yet answered or failed (waiting for room under `max_in_flight` included) |
 //! | `krpc_server_<counter>_total` | counter | service | events | each counter of [`ServerStats`](crate::ServerStats) (`received`, `ok`, `handler_errors`, ...: the full list is [`COUNTER_NAMES`](crate::server::stats::COUNTER_NAMES)) |
-//! | `krpc_server_handler_duration_seconds` | histogram | service, method, status | seconds | time in the handler of a request that ran |
+//! | `krpc_server_handler_duration_seconds` | histogram | service, method, status | seconds | time in the handler of a request, or about 0 for one refused before its handler ran (`UNIMPLEMENTED`, `INVALID_ARGUMENT`, past its deadline) |
 //! | `krpc_server_queue_wait_seconds` | histogram | service, method | seconds | from the caller sending a request to the server picking it up (clocks of two hosts: skew shows here) |
-//! | `krpc_server_requests_in_flight` | gauge | service | requests | requests taken from the request topic and not finished (queued or running) |
-//! | `krpc_server_consumer_lag` | gauge | service, partition | records | request records not yet fetched: high watermark (last stable offset with read_committed) minus position, as of the last fetch; 0 for a partition the server no longer owns |
+//! | `krpc_server_requests_in_flight` | gauge | service | requests | requests fetched from the request topic and not finished (queued or running); the sum over the servers of the service in this process |
+//! | `krpc_server_consumer_lag` | gauge | service, partition | records | request records not yet **fetched**: high watermark (last stable offset with read_committed) minus the fetch position, as of the last fetch; 0 for a partition no server of the service in this process owns. Records fetched and not finished are in `requests_in_flight`, not here: a saturated server shows its backlog there (Java's `records-lag` is measured from the records handed to the application, which sits between the two) |
 //! | `krpc_server_invalid_trace_headers_total` | counter | | records | request records whose `traceparent` or `tracestate` was invalid and ignored ([`crate::trace`]) |
 //!
-//! The `method` label takes the method name as called. On a server a call of a method the
-//! service does not have (`UNIMPLEMENTED`) is labelled `_unknown`, and past
-//! [`MAX_METHOD_LABELS`] names (per server, or per process for clients) further names are
-//! labelled `_other`: a caller cannot grow the number of series without bound.
+//! The `method` label takes the method name as called. On a server a request answered
+//! `UNIMPLEMENTED` is labelled `_unknown` (whoever decided it, the dispatcher for a method the
+//! service does not have or the handler itself), and past [`MAX_METHOD_LABELS`] names (per
+//! server, or per process for clients) further names are labelled `_other`. A client's
+//! `service` label is bounded the same way, by [`MAX_SERVICE_LABELS`] per process: a caller
+//! cannot grow the number of series without bound. Which names get their own label is first
+//! come, first served, so after a restart it can differ.
+//!
+//! The server gauges are shared by the servers of one service in one process (one
+//! `service` label): each server adds its own part and takes it back when it is dropped, so
+//! the gauge is their sum.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
@@ -101,7 +108,11 @@ pub const DURATION_BUCKETS: &[f64] = &[
 /// Most distinct `method` label values per server (per process for clients); further
 /// methods are labelled `_other`.
 pub const MAX_METHOD_LABELS: usize = 100;
-/// The `method` label of calls past [`MAX_METHOD_LABELS`].
+/// Most distinct `service` label values of client metrics per process; further services are
+/// labelled `_other`.
+pub const MAX_SERVICE_LABELS: usize = 100;
+/// The `method` label of calls past [`MAX_METHOD_LABELS`] (and the `service` label of
+/// services past [`MAX_SERVICE_LABELS`]).
 pub const OTHER_METHOD: &str = "_other";
 /// The `method` label of a server's `UNIMPLEMENTED` calls (methods it does not have).
 pub const UNKNOWN_METHOD: &str = "_unknown";
@@ -113,7 +124,7 @@ pub fn describe() {
     describe_counter!(
         CLIENT_CALLS,
         Unit::Count,
-        "Calls sent by a kafka-rpc client."
+        "Calls made by a kafka-rpc client, refused ones included."
     );
     describe_counter!(
         CLIENT_ERRORS,
@@ -149,7 +160,7 @@ pub fn describe() {
     describe_gauge!(
         CLIENT_CALLS_IN_FLIGHT,
         Unit::Count,
-        "Calls sent and not yet answered or failed."
+        "Calls made and not yet answered or failed (waiting for room under max_in_flight included)."
     );
     for (_, name, help) in crate::server::stats::COUNTER_NAMES {
         describe_counter!(*name, Unit::Count, help.trim());
@@ -157,7 +168,7 @@ pub fn describe() {
     describe_histogram!(
         SERVER_HANDLER_SECONDS,
         Unit::Seconds,
-        "Time in the handler of a request that ran."
+        "Time in the handler of a request (about 0 for one refused before its handler ran)."
     );
     describe_histogram!(
         SERVER_QUEUE_WAIT_SECONDS,
@@ -167,39 +178,80 @@ pub fn describe() {
     describe_gauge!(
         SERVER_REQUESTS_IN_FLIGHT,
         Unit::Count,
-        "Requests taken from the request topic and not finished (queued or running)."
+        "Requests fetched from the request topic and not finished (queued or running)."
     );
     describe_gauge!(
         SERVER_CONSUMER_LAG,
         Unit::Count,
-        "Request records not yet fetched: high watermark minus position, as of the last fetch."
+        "Request records not yet fetched: high watermark minus fetch position, as of the last fetch."
     );
 }
 
-/// The set of `method` label values in use, bounded by [`MAX_METHOD_LABELS`].
-#[derive(Debug, Default)]
-struct MethodLabels(Mutex<HashSet<String>>);
+/// A set of label values in use, bounded: past `max` distinct names, further names get
+/// [`OTHER_METHOD`].
+#[derive(Debug)]
+struct BoundedLabels {
+    max: usize,
+    seen: Mutex<HashSet<String>>,
+}
 
-impl MethodLabels {
-    /// The label for `method`: itself while the set has room or already holds it, else
-    /// [`OTHER_METHOD`].
-    fn label(&self, method: &str) -> String {
-        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.contains(method) {
-            return method.to_string();
+impl BoundedLabels {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            seen: Mutex::new(HashSet::new()),
         }
-        if seen.len() >= MAX_METHOD_LABELS {
+    }
+
+    /// The label for `name`: itself while the set has room or already holds it, else
+    /// [`OTHER_METHOD`].
+    fn label(&self, name: &str) -> String {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(name) {
+            return name.to_string();
+        }
+        if seen.len() >= self.max {
             return OTHER_METHOD.to_string();
         }
-        seen.insert(method.to_string());
-        method.to_string()
+        seen.insert(name.to_string());
+        name.to_string()
     }
 }
 
-/// The client side's method labels (one set per process: clients call what their code names).
-fn client_methods() -> &'static MethodLabels {
-    static METHODS: OnceLock<MethodLabels> = OnceLock::new();
-    METHODS.get_or_init(MethodLabels::default)
+/// The client side's `(service, method)` labels: one bounded set of each per process
+/// (clients call what their code names; a gateway may forward names its callers choose).
+fn client_labels(service: &str, method: &str) -> (String, String) {
+    static SERVICES: OnceLock<BoundedLabels> = OnceLock::new();
+    static METHODS: OnceLock<BoundedLabels> = OnceLock::new();
+    let services = SERVICES.get_or_init(|| BoundedLabels::new(MAX_SERVICE_LABELS));
+    let methods = METHODS.get_or_init(|| BoundedLabels::new(MAX_METHOD_LABELS));
+    (services.label(service), methods.label(method))
+}
+
+/// A gauge that several servers of one service in one process add to (they share its
+/// labels): each holds its own part and moves the gauge by the difference, so the gauge is
+/// the sum of the parts; dropping it takes its part back.
+#[derive(Debug)]
+struct GaugePart {
+    gauge: Gauge,
+    mine: f64,
+}
+
+impl GaugePart {
+    fn new(gauge: Gauge) -> Self {
+        Self { gauge, mine: 0.0 }
+    }
+
+    fn set(&mut self, value: f64) {
+        self.gauge.increment(value - self.mine);
+        self.mine = value;
+    }
+}
+
+impl Drop for GaugePart {
+    fn drop(&mut self) {
+        self.gauge.decrement(self.mine);
+    }
 }
 
 /// One client call being measured: counted when started; its latency, status and the calls
@@ -215,13 +267,13 @@ pub(crate) struct ClientCall {
 impl ClientCall {
     /// Counts a call of `service.method` and adds it to the calls in flight.
     pub fn start(service: &str, method: &str) -> Self {
-        let method = client_methods().label(method);
-        counter!(CLIENT_CALLS, LABEL_SERVICE => service.to_string(), LABEL_METHOD => method.clone())
+        let (service, method) = client_labels(service, method);
+        counter!(CLIENT_CALLS, LABEL_SERVICE => service.clone(), LABEL_METHOD => method.clone())
             .increment(1);
-        let in_flight = gauge!(CLIENT_CALLS_IN_FLIGHT, LABEL_SERVICE => service.to_string());
+        let in_flight = gauge!(CLIENT_CALLS_IN_FLIGHT, LABEL_SERVICE => service.clone());
         in_flight.increment(1.0);
         Self {
-            service: service.to_string(),
+            service,
             method,
             started: Instant::now(),
             in_flight,
@@ -256,15 +308,14 @@ impl Drop for ClientCall {
 
 /// Counts a one-way call stored.
 pub(crate) fn client_one_way(service: &str, method: &str) {
-    let method = client_methods().label(method);
-    counter!(CLIENT_ONE_WAY, LABEL_SERVICE => service.to_string(), LABEL_METHOD => method)
-        .increment(1);
+    let (service, method) = client_labels(service, method);
+    counter!(CLIENT_ONE_WAY, LABEL_SERVICE => service, LABEL_METHOD => method).increment(1);
 }
 
 /// Counts a one-way call that failed (before or while it was stored) in the errors, by status.
 pub(crate) fn client_one_way_failed(service: &str, method: &str, error: &RpcError) {
-    let method = client_methods().label(method);
-    counter!(CLIENT_ERRORS, LABEL_SERVICE => service.to_string(), LABEL_METHOD => method, LABEL_STATUS => error.code().name())
+    let (service, method) = client_labels(service, method);
+    counter!(CLIENT_ERRORS, LABEL_SERVICE => service, LABEL_METHOD => method, LABEL_STATUS => error.code().name())
         .increment(1);
 }
 
@@ -287,10 +338,11 @@ pub(crate) fn server_counter(name: &'static str, service: &str) -> Counter {
 #[derive(Debug)]
 pub(crate) struct ServerMetrics {
     service: String,
-    methods: MethodLabels,
-    in_flight: Gauge,
-    /// The lag gauge of each request partition reported so far.
-    lag: Mutex<HashMap<i32, Gauge>>,
+    methods: BoundedLabels,
+    /// This server's part of the requests in flight of its service.
+    in_flight: Mutex<GaugePart>,
+    /// This server's part of the lag gauge of each request partition it reported so far.
+    lag: Mutex<HashMap<i32, GaugePart>>,
 }
 
 impl ServerMetrics {
@@ -298,8 +350,10 @@ impl ServerMetrics {
     pub fn new(service: &str) -> Self {
         Self {
             service: service.to_string(),
-            methods: MethodLabels::default(),
-            in_flight: gauge!(SERVER_REQUESTS_IN_FLIGHT, LABEL_SERVICE => service.to_string()),
+            methods: BoundedLabels::new(MAX_METHOD_LABELS),
+            in_flight: Mutex::new(GaugePart::new(
+                gauge!(SERVER_REQUESTS_IN_FLIGHT, LABEL_SERVICE => service.to_string()),
+            )),
             lag: Mutex::new(HashMap::new()),
         }
     }
@@ -323,25 +377,27 @@ impl ServerMetrics {
             .record(queue_wait);
     }
 
-    /// Sets the requests in flight.
+    /// Sets this server's requests in flight.
     pub fn requests_in_flight(&self, n: usize) {
-        self.in_flight.set(n as f64);
+        let mut part = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        part.set(n as f64);
     }
 
-    /// Sets the lag of each request partition in `lags`; partitions reported before and
-    /// missing now (revoked) go to 0.
+    /// Sets this server's lag of each request partition in `lags`; partitions it reported
+    /// before and does not now (revoked) lose its part (0 unless another server of the
+    /// service in this process reports them).
     pub fn consumer_lag(&self, lags: &HashMap<i32, i64>) {
-        let mut gauges = self.lag.lock().unwrap_or_else(|p| p.into_inner());
-        for (partition, gauge) in gauges.iter() {
+        let mut parts = self.lag.lock().unwrap_or_else(|p| p.into_inner());
+        for (partition, part) in parts.iter_mut() {
             if !lags.contains_key(partition) {
-                gauge.set(0.0);
+                part.set(0.0);
             }
         }
         for (&partition, &lag) in lags {
-            gauges
+            parts
                 .entry(partition)
                 .or_insert_with(|| {
-                    gauge!(SERVER_CONSUMER_LAG, LABEL_SERVICE => self.service.clone(), LABEL_PARTITION => partition.to_string())
+                    GaugePart::new(gauge!(SERVER_CONSUMER_LAG, LABEL_SERVICE => self.service.clone(), LABEL_PARTITION => partition.to_string()))
                 })
                 .set(lag as f64);
         }
@@ -446,7 +502,7 @@ mod tests {
 
     #[test]
     fn method_labels_are_bounded() {
-        let labels = MethodLabels::default();
+        let labels = BoundedLabels::new(MAX_METHOD_LABELS);
         for i in 0..MAX_METHOD_LABELS {
             assert_eq!(labels.label(&format!("m{i}")), format!("m{i}"));
         }
@@ -537,12 +593,13 @@ mod tests {
     fn server_lag_gauges_follow_the_partitions_reported() {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
-        metrics::with_local_recorder(&recorder, || {
+        let _m = metrics::with_local_recorder(&recorder, || {
             let m = ServerMetrics::new("Svc");
             m.consumer_lag(&HashMap::from([(0, 5), (1, 7)]));
             // Partition 1 revoked, 0 caught up.
             m.consumer_lag(&HashMap::from([(0, 2)]));
             m.requests_in_flight(3);
+            m
         });
         let v = values(&snapshotter);
         assert_eq!(
@@ -557,5 +614,72 @@ mod tests {
             gauge(&v, "krpc_server_requests_in_flight{service=Svc}"),
             Some(3.0)
         );
+    }
+
+    /// Two servers of one service in one process (one set of labels) add up in the gauges,
+    /// and a partition that moves from one to the other shows the new owner's lag, not 0 on
+    /// every poll of the old one (review S7: each server used to set the gauge outright).
+    #[test]
+    fn servers_of_one_service_in_one_process_add_up_in_the_gauges() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _servers = metrics::with_local_recorder(&recorder, || {
+            let a = ServerMetrics::new("Svc");
+            let b = ServerMetrics::new("Svc");
+            a.requests_in_flight(3);
+            b.requests_in_flight(4);
+            a.consumer_lag(&HashMap::from([(0, 5), (1, 7)]));
+            b.consumer_lag(&HashMap::new());
+            // Partition 1 moves to b; a polls again afterwards.
+            b.consumer_lag(&HashMap::from([(1, 6)]));
+            a.consumer_lag(&HashMap::from([(0, 5)]));
+            (a, b)
+        });
+        let v = values(&snapshotter);
+        assert_eq!(
+            gauge(&v, "krpc_server_requests_in_flight{service=Svc}"),
+            Some(7.0)
+        );
+        assert_eq!(
+            gauge(&v, "krpc_server_consumer_lag{partition=0,service=Svc}"),
+            Some(5.0)
+        );
+        assert_eq!(
+            gauge(&v, "krpc_server_consumer_lag{partition=1,service=Svc}"),
+            Some(6.0)
+        );
+    }
+
+    #[test]
+    fn a_server_dropped_takes_its_part_of_the_gauges_back() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _b = metrics::with_local_recorder(&recorder, || {
+            let a = ServerMetrics::new("Svc");
+            let b = ServerMetrics::new("Svc");
+            a.requests_in_flight(3);
+            b.requests_in_flight(4);
+            a.consumer_lag(&HashMap::from([(0, 5)]));
+            drop(a);
+            b
+        });
+        let v = values(&snapshotter);
+        assert_eq!(
+            gauge(&v, "krpc_server_requests_in_flight{service=Svc}"),
+            Some(4.0)
+        );
+        assert_eq!(
+            gauge(&v, "krpc_server_consumer_lag{partition=0,service=Svc}"),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn service_labels_are_bounded() {
+        let labels = BoundedLabels::new(MAX_SERVICE_LABELS);
+        for i in 0..MAX_SERVICE_LABELS {
+            assert_eq!(labels.label(&format!("s{i}")), format!("s{i}"));
+        }
+        assert_eq!(labels.label("one-too-many"), OTHER_METHOD);
     }
 }
