@@ -242,8 +242,9 @@ async fn a_live_consumer_misses_nothing_while_eight_producers_race_into_one_part
             producer.flush().await;
         }));
     }
-    // The hole wait is longer than kafka-rpc's 5 s (`HOLE_WAIT`): this test runs beside the rest
-    // of the suite on two cores, where nisshi can take longer to make an earlier batch visible.
+    // kafka-rpc's own hole wait (`HOLE_WAIT` in kafka-rpc/src/server/mod.rs, 20 s): this test
+    // runs beside the rest of the suite on two cores, where nisshi took over 5 s to make an
+    // earlier batch visible.
     let config = krpc_kafka::FetchConfig {
         hole_wait: Some(Duration::from_secs(20)),
         ..kafka::quick_fetch()
