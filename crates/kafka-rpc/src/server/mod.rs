@@ -14,6 +14,8 @@ mod trim;
 
 use std::collections::HashMap;
 use std::future::Future;
+
+use futures::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +46,9 @@ use dispatch::{Dispatcher, Pipeline};
 /// racing producers on two loaded cores was over 5 s (`wire_roundtrip`'s racing-producers test
 /// uses the same 20 s).
 pub(crate) const HOLE_WAIT: Duration = Duration::from_secs(20);
+
+/// How many partitions' dedup windows an assignment loads at once.
+const WINDOW_LOADS_AT_ONCE: usize = 8;
 
 /// A server of one service: register its [`Service`] (or methods one by one), then
 /// [`run`](Server::run).
@@ -318,19 +323,40 @@ impl Server {
                             (request_parts, completion_parts) =
                                 follow_request_partitions(&self.kafka, &names, request_parts).await;
                             dispatcher.side_partitions.store(completion_parts, Relaxed);
-                            for &p in a.get(&topic).map(Vec::as_slice).unwrap_or_default() {
-                                if p >= completion_parts {
-                                    // Logged by follow_request_partitions: nothing to load.
-                                    continue;
+                            // The dedup windows load concurrently (a few at a time), under one
+                            // bound (each load stops at `drain_timeout`), and shutdown is heard
+                            // meanwhile: a slow broker or many partitions cannot hold the loop.
+                            let parts: Vec<i32> = a
+                                .get(&topic)
+                                .map(Vec::as_slice)
+                                .unwrap_or_default()
+                                .iter()
+                                .copied()
+                                // Past completion_parts: logged by follow_request_partitions.
+                                .filter(|&p| p < completion_parts)
+                                .collect();
+                            let loads = futures::stream::iter(parts.into_iter().map(|p| {
+                                let (kafka, dispatcher) = (&self.kafka, &dispatcher);
+                                async move {
+                                    let loaded = completions::load_window(
+                                        kafka,
+                                        &dispatcher.completions_topic,
+                                        p,
+                                        dispatcher.dedup_limits,
+                                        o.drain_timeout,
+                                    )
+                                    .await;
+                                    (p, loaded)
                                 }
-                                let loaded = completions::load_window(
-                                    &self.kafka,
-                                    &dispatcher.completions_topic,
-                                    p,
-                                    dispatcher.dedup_limits,
-                                    o.drain_timeout,
-                                )
-                                .await;
+                            }))
+                            .buffer_unordered(WINDOW_LOADS_AT_ONCE)
+                            .collect::<Vec<_>>();
+                            let loaded = tokio::select! {
+                                biased;
+                                _ = &mut shutdown => break Ok(()),
+                                loaded = loads => loaded,
+                            };
+                            for (p, loaded) in loaded {
                                 match loaded {
                                     Ok(window) => {
                                         dispatcher.windows().insert(p, window);
