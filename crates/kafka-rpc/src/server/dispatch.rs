@@ -650,12 +650,45 @@ impl Pipeline {
         }
     }
 
+    /// A revocation of `partitions`: their records not yet started are dropped (uncommitted,
+    /// so their next owner runs them: no work is lost), then the running requests get up to
+    /// `timeout` to finish, so that what they finish can be committed before the group moves
+    /// on. Records queued behind a hot routing key no longer hold the whole group's rebalance
+    /// (stop-10 review R2: the revocation drained every admitted record). The caller commits,
+    /// then [`forget`](Self::forget)s the partitions.
+    pub async fn revoke(&mut self, partitions: &[(&str, i32)], timeout: Duration) {
+        for &(topic, partition) in partitions {
+            self.drop_unstarted(topic, partition);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.tasks.is_empty() {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
+                Ok(Some(Ok(done))) => self.finished(done),
+                Ok(Some(Err(e))) => tracing::error!(error = %e, "a request task failed"),
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        running = self.tasks.len(),
+                        "requests still running after the drain timeout; their offsets stay uncommitted"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
     /// Forgets a partition no longer ours: its progress, its dedup window and its records not
     /// yet started (the running ones finish on their own; their offsets are no longer ours to
     /// commit).
     pub fn forget(&mut self, topic: &str, partition: i32) {
         self.progress.forget(topic, partition);
         self.dispatcher.windows().remove(&partition);
+        self.drop_unstarted(topic, partition);
+    }
+
+    /// Drops the records of `topic`/`partition` admitted and not started (left uncommitted,
+    /// for the partition's next owner).
+    fn drop_unstarted(&mut self, topic: &str, partition: i32) {
         let theirs = |r: &ConsumerRecord| &*r.topic == topic && r.partition == partition;
         let before = self.queued;
         for queue in self.waiting.values_mut() {

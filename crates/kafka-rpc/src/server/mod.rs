@@ -370,7 +370,11 @@ impl Server {
                         }
                         Ok(GroupEvent::Revoked(a)) => {
                             tracing::info!(service = %o.service, revoked = ?a, "partitions revoked; finishing their requests");
-                            pipeline.drain(o.drain_timeout).await;
+                            let revoked: Vec<(&str, i32)> = a
+                                .iter()
+                                .flat_map(|(t, parts)| parts.iter().map(|&p| (t.as_str(), p)))
+                                .collect();
+                            pipeline.revoke(&revoked, o.drain_timeout).await;
                             pipeline.commit(&committer).await;
                             for (t, parts) in &a {
                                 for p in parts {

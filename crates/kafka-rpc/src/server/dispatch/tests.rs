@@ -308,6 +308,59 @@ async fn a_hot_routing_key_does_not_stall_other_keys() {
     assert_eq!(hot, vec![1, 2, 3, 4]);
 }
 
+/// A revocation waits for the running request only: the hot key's records queued behind it
+/// are left uncommitted for the partition's next owner instead of holding the group's
+/// rebalance while they all run (stop-10 review R2: the revocation drained every admitted
+/// record, here three more gated handlers, until the drain timeout).
+#[tokio::test]
+async fn a_revocation_waits_for_running_requests_only_and_leaves_queued_ones_to_the_next_owner() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut m = Methods::new();
+    let (g, r) = (gate.clone(), runs.clone());
+    m.add("hot", move |(): ()| {
+        let (g, r) = (g.clone(), r.clone());
+        async move {
+            r.fetch_add(1, SeqCst);
+            g.acquire().await.unwrap().forget();
+            Ok::<_, HandlerError>("hot")
+        }
+    });
+    let mut h = harness(m, 2, Duration::from_millis(100));
+    for i in 0..4u8 {
+        h.pipeline.admit(request(
+            i + 1,
+            i64::from(i),
+            "hot",
+            &(),
+            Some("hot-key"),
+            None,
+        ));
+    }
+    // Start the first; the other three wait behind it (its routing key).
+    h.pipeline.step().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while runs.load(SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the first hot request never ran");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Enough for the running one only; the old drain would run the next and wait on it.
+    gate.add_permits(1);
+    h.pipeline
+        .revoke(&[("krpc.Svc.requests", 0)], Duration::from_secs(5))
+        .await;
+    assert_eq!(runs.load(SeqCst), 1, "queued requests were not started");
+    assert_eq!(h.replies().len(), 1);
+    assert_eq!(
+        h.pipeline.progress.to_commit()["krpc.Svc.requests"][&0],
+        1,
+        "the finished request is committed, the dropped ones are not"
+    );
+    h.pipeline.forget("krpc.Svc.requests", 0);
+    assert!(!h.pipeline.has_work());
+    assert_eq!(h.pipeline.in_flight(), 0);
+}
+
 #[tokio::test]
 async fn a_handler_waiting_on_cancellation_returns_at_its_deadline_and_frees_its_permit() {
     let returned_late_by = Arc::new(Mutex::new(None::<i64>));
