@@ -217,6 +217,69 @@ async fn jobs_queued_before_a_broker_kill_and_restart_all_run() {
     assert_eq!(jobs.lock().unwrap().len(), 200, "and none twice");
 }
 
+/// Every broker down for longer than the connect timeout and the group's join budget (session
+/// plus rebalance timeout): the server keeps running and, once the broker is back, rejoins and
+/// serves the same client's calls. It used to end after the connect timeout with "cannot reach
+/// any bootstrap broker" (`krpc serve` exited 3), as that error was classified fatal and the
+/// group consumer returned whatever a rejoin could not mend within its budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_outlives_a_broker_outage_longer_than_its_timeouts() {
+    let mut broker = Broker::start(Storage::Sqlite);
+    if !broker.is_owned() {
+        eprintln!("skipped: KAFKA_BOOTSTRAP names an external broker this test cannot kill");
+        return;
+    }
+    let svc = service("outage");
+    let config = krpc_kafka::ClientConfig::new(broker.addr())
+        .client_id("krpc-tests-outage")
+        .connect_timeout(Duration::from_secs(2))
+        .request_timeout(Duration::from_secs(5));
+    let kafka = krpc_kafka::Client::connect(config).await.expect("connect");
+    let mut options = krpc_tests::tuning::server_options(&svc);
+    options.session_timeout = Duration::from_millis(SESSION_MS);
+    options.rebalance_timeout = Duration::from_millis(SESSION_MS);
+    options.drain_timeout = Duration::from_secs(4);
+    let (stop, task) = rpc::run_in_background(job_server(kafka, options, Default::default()));
+    let client = rpc::client(broker.addr()).await;
+    let add = |a: i64| {
+        let (client, svc) = (&client, &svc);
+        async move {
+            client
+                .call::<_, i64>(
+                    svc,
+                    "add",
+                    &(a, 1),
+                    CallOptions::default().timeout(Duration::from_secs(60)),
+                )
+                .await
+        }
+    };
+    assert_eq!(add(1).await.expect("before the outage").value, 2);
+
+    broker.kill();
+    // Down for the connect timeout (2 s) plus the join budget (6 s + 6 s) and more; the server
+    // must not stop meanwhile.
+    let outage = Duration::from_secs(20);
+    let down = Instant::now();
+    while down.elapsed() < outage {
+        assert!(
+            !task.is_finished(),
+            "the server stopped {:?} into the outage",
+            down.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    broker.restart();
+    assert_eq!(
+        add(2).await.expect("served after the outage").value,
+        3,
+        "the same client, the same server"
+    );
+    stop.send(()).unwrap();
+    let stats = task.await.expect("the server stopped cleanly");
+    assert!(stats.ok >= 2, "{stats}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_whose_deadline_passed_before_pickup_is_not_run_and_is_counted() {
     let addr = Broker::shared().addr().to_string();

@@ -171,7 +171,11 @@ impl Client {
         let cfg = &self.inner.config;
         let mut addrs: Vec<String> = self.metadata_snapshot().brokers.values().cloned().collect();
         addrs.sort();
-        addrs.extend(cfg.bootstrap.iter().cloned());
+        for addr in &cfg.bootstrap {
+            if !addrs.contains(addr) {
+                addrs.push(addr.clone());
+            }
+        }
         let mut backoff = Backoff::new(
             cfg.reconnect_backoff,
             cfg.reconnect_backoff_max,

@@ -296,7 +296,10 @@ impl Error {
     /// this crate does not know is fatal, as Java's `UnknownServerException`.
     pub fn recovery(&self) -> Recovery {
         match self {
-            Error::Connect { .. }
+            // No broker reachable at all (every broker down, a network partition) is an
+            // outage that ends, as the Java client treats it: it keeps retrying.
+            Error::BootstrapUnreachable { .. }
+            | Error::Connect { .. }
             | Error::ConnectionBroken { .. }
             | Error::Timeout { .. }
             | Error::NoLeader { .. } => Recovery::RefreshMetadata,
@@ -425,6 +428,15 @@ mod tests {
             after: Duration::from_secs(1),
         };
         assert_eq!(timeout.recovery(), Recovery::RefreshMetadata);
+        let outage = Error::BootstrapUnreachable {
+            addrs: "b:1".into(),
+            timeout: Duration::from_secs(1),
+            reason: "connection refused".into(),
+        };
+        assert!(
+            outage.is_retriable(),
+            "every broker down is an outage, not the end"
+        );
         let unknown = Error::UnknownBrokerError {
             broker: "b:1".into(),
             api: ApiKey::Fetch,

@@ -17,6 +17,7 @@ use super::offsets::{self, Committer, Offsets};
 use super::payload::Assignment;
 use super::state::Shared;
 use super::{membership, GroupConfig};
+use crate::backoff::Backoff;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::fetcher::Fetcher;
@@ -127,6 +128,9 @@ pub struct GroupConsumer {
     /// exist), and when the metadata was last compared with it.
     topic_shape: TopicShape,
     last_metadata_check: Instant,
+    /// Set while the cluster cannot be reached: the backoff between attempts (`retry.backoff.ms`
+    /// doubling to `retry.backoff.max.ms`) and when the outage began.
+    outage: Option<(Backoff, Instant)>,
 }
 
 impl Drop for GroupConsumer {
@@ -170,6 +174,7 @@ impl GroupConsumer {
             last_commit: Instant::now(),
             topic_shape: TopicShape::new(),
             last_metadata_check: Instant::now(),
+            outage: None,
         })
     }
 
@@ -239,7 +244,56 @@ impl GroupConsumer {
     }
 
     /// Waits for the next event: records, or a revocation / assignment when the group rebalances.
+    ///
+    /// A transient failure ([`Error::is_retriable`]: every broker unreachable, a connection
+    /// broken, a timeout, a coordinator or leader that moved) is not returned: the member logs
+    /// it, backs off (`retry.backoff.ms` doubling to `retry.backoff.max.ms`) and tries again for
+    /// as long as it lasts, as the Java consumer's `poll` does, so a long-lived member outlives
+    /// a broker outage. If the outage outlasts the session timeout the group rebalances, and
+    /// the member rejoins when the brokers are back (a revocation, then an assignment).
+    ///
+    /// # Errors
+    /// What retrying cannot mend: fatal group errors (an invalid or unauthorized group, a fenced
+    /// instance id), authentication and TLS failures, invalid settings.
     pub async fn poll(&mut self) -> Result<GroupEvent> {
+        loop {
+            match self.poll_once().await {
+                Err(e) if e.is_retriable() && self.shared.fatal().is_none() => {
+                    self.ride_out(&e).await;
+                }
+                other => {
+                    if other.is_ok() {
+                        self.outage_over();
+                    }
+                    return other;
+                }
+            }
+        }
+    }
+
+    /// Logs a transient failure (a warning when an outage begins, then at debug) and waits the
+    /// next backoff before the next attempt.
+    async fn ride_out(&mut self, e: &Error) {
+        let cfg = self.client.config();
+        let (backoff, since) = self.outage.get_or_insert_with(|| {
+            tracing::warn!(group = %self.config.group_id, error = %e, "the cluster cannot be reached; retrying until it can");
+            (
+                Backoff::unbounded(cfg.retry_backoff, cfg.retry_backoff_max),
+                Instant::now(),
+            )
+        });
+        tracing::debug!(group = %self.config.group_id, error = %e, outage_for = ?since.elapsed(), "still retrying");
+        backoff.wait().await;
+    }
+
+    /// Ends an outage, if one was going on (logged with its length).
+    fn outage_over(&mut self) {
+        if let Some((_, since)) = self.outage.take() {
+            tracing::info!(group = %self.config.group_id, after = ?since.elapsed(), "the cluster is reachable again");
+        }
+    }
+
+    async fn poll_once(&mut self) -> Result<GroupEvent> {
         loop {
             if let Some(e) = self.shared.fatal() {
                 return Err(e);
