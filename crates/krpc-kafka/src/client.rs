@@ -78,15 +78,20 @@ impl Client {
         if config.bootstrap.is_empty() {
             return Err(Error::InvalidArgument("no bootstrap broker given".into()));
         }
-        let client = Self {
+        let client = Self::unconnected(config);
+        client.refresh_metadata(&[]).await?;
+        Ok(client)
+    }
+
+    /// A client with no connection and no metadata yet.
+    pub(crate) fn unconnected(config: ClientConfig) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 config,
                 slots: Mutex::new(HashMap::new()),
                 metadata: RwLock::new(ClusterMetadata::default()),
             }),
-        };
-        client.refresh_metadata(&[]).await?;
-        Ok(client)
+        }
     }
 
     /// The settings this client was built with.

@@ -217,7 +217,9 @@ impl Producer {
     pub fn new(client: Client, config: ProducerConfig) -> Self {
         Self {
             handle: Arc::new(Handle(Arc::new(Shared::new(client, config)))),
-            round_robin: Arc::new(AtomicUsize::new(0)),
+            // A random start, as the Java client's round-robin counters do: short-lived
+            // producers (a CLI call, a cron job) would otherwise all write to partition 0.
+            round_robin: Arc::new(AtomicUsize::new(rand::random::<u32>() as usize)),
         }
     }
 
@@ -231,7 +233,7 @@ impl Producer {
     }
 
     /// Queues `record` for `topic`, choosing the partition from its key (Java-compatible murmur2)
-    /// or round-robin for a null key. Resolves once it is queued; await the [`Delivery`] for the ack.
+    /// or round-robin for a null key (from a random partition for each new producer). Resolves once it is queued; await the [`Delivery`] for the ack.
     ///
     /// Errors: [`Error::RecordTooLarge`] (over `max_record_bytes` or the whole buffer),
     /// [`Error::BufferExhausted`] (no buffer space within `max_block`), [`Error::Closed`]
@@ -382,5 +384,27 @@ impl Producer {
             });
         }
         Ok(size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ClientConfig;
+
+    /// Every new producer used to start its round-robin at partition 0, so every `krpc call`
+    /// process (and any short-lived producer) wrote its one record to partition 0.
+    #[test]
+    fn new_producers_start_their_round_robin_at_random_partitions() {
+        let client = Client::unconnected(ClientConfig::new("127.0.0.1:9"));
+        let starts: std::collections::HashSet<usize> = (0..20)
+            .map(|_| {
+                Producer::new(client.clone(), ProducerConfig::default())
+                    .round_robin
+                    .load(Ordering::Relaxed)
+                    % 16
+            })
+            .collect();
+        assert!(starts.len() > 1, "all 20 started at {starts:?}");
     }
 }
