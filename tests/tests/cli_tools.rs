@@ -491,4 +491,38 @@ async fn a_config_file_sets_the_broker_and_server_options_under_flags_and_enviro
         );
         assert!(err.contains(wanted), "names {wanted}: {err}");
     }
+
+    // Review S18: both file flags at once, and a service named in the file (it was silently
+    // replaced by -s), are usage errors naming what to do.
+    let service = dir.path().join("service.toml");
+    std::fs::write(&service, "[server]\nservice = \"Other\"\n").unwrap();
+    let service = service.to_str().unwrap();
+    for (args, wanted) in [
+        (
+            vec![
+                "--config",
+                &file,
+                "serve",
+                "-s",
+                &svc,
+                "--config-file",
+                dead,
+            ],
+            vec!["--config", "--config-file", dead],
+        ),
+        (
+            vec!["--config", service, "serve", "-s", &svc],
+            vec![service, "[server] service", "-s/--service"],
+        ),
+    ] {
+        let out = krpc_tests::tuning::krpc_command()
+            .args(&args)
+            .output()
+            .expect("run krpc");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for w in wanted {
+            assert!(err.contains(w), "{args:?}: names {w}: {err}");
+        }
+    }
 }

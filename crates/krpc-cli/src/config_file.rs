@@ -77,6 +77,21 @@ impl ConfigFile {
                 ));
             }
         }
+        // Keys the option structs accept but `krpc` must not take from a file: the service is
+        // the required `-s` of each command (a file's would be silently replaced).
+        let has = |section: &str, key: &str| {
+            table
+                .get(section)
+                .and_then(toml::Value::as_table)
+                .is_some_and(|t| t.contains_key(key))
+        };
+        if has("server", "service") {
+            return Err(
+                "[server] service is not read from the config file: name the service with \
+                 -s/--service"
+                    .into(),
+            );
+        }
         let mut file: Self = toml::from_str(text).map_err(message)?;
         file.client_id_given = table
             .get("broker")
@@ -104,8 +119,8 @@ impl ConfigFile {
         options
     }
 
-    /// The settings of a server of `service`: `[server]` (or the defaults) with `[topics]`;
-    /// `service` (the `-s` option, which is required) replaces the file's.
+    /// The settings of a server of `service` (the required `-s`; the file cannot name one):
+    /// `[server]` (or the defaults) with `[topics]`.
     pub fn server(&self, service: &str) -> ServerOptions {
         let mut options = match &self.server {
             Some(server) => {
@@ -247,11 +262,20 @@ reply_retention = "2h"
             !text.contains("secret"),
             "the password is not written: {text}"
         );
-        let again = ConfigFile::parse(&text.replace(
+        // Keys the file may not hold (the service is `-s`) are left out of what is read back.
+        let readable: String = text
+            .lines()
+            .filter(|l| !l.starts_with("service = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let mut again = ConfigFile::parse(&readable.replace(
             "username = \"alice\"",
             "username = \"alice\"\npassword = \"secret\"",
         ))
         .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        if let (Some(a), Some(f)) = (&mut again.server, &file.server) {
+            a.service = f.service.clone();
+        }
         assert_eq!(format!("{again:?}"), format!("{file:?}"));
     }
 
@@ -270,5 +294,14 @@ reply_retention = "2h"
             .expect_err("two places");
         assert!(err.contains("[server.topics]"), "{err}");
         assert!(ConfigFile::parse("").is_ok(), "an empty file is valid");
+    }
+
+    /// Review S18: `[server] service` was read and then silently replaced by `-s`.
+    #[test]
+    fn a_service_in_the_file_is_refused_naming_the_flag() {
+        let err = ConfigFile::parse("[server]\nservice = \"Orders\"\nconcurrency = 2\n")
+            .expect_err("service in [server]");
+        assert!(err.contains("[server] service"), "{err}");
+        assert!(err.contains("-s/--service"), "{err}");
     }
 }
