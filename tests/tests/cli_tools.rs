@@ -493,10 +493,13 @@ async fn a_config_file_sets_the_broker_and_server_options_under_flags_and_enviro
     }
 
     // Review S18: both file flags at once, and a service named in the file (it was silently
-    // replaced by -s), are usage errors naming what to do.
+    // replaced by -s), are usage errors naming what to do; so is (S23) a client instance id.
     let service = dir.path().join("service.toml");
     std::fs::write(&service, "[server]\nservice = \"Other\"\n").unwrap();
     let service = service.to_str().unwrap();
+    let instance = dir.path().join("instance.toml");
+    std::fs::write(&instance, "[client]\ninstance_id = \"shared\"\n").unwrap();
+    let instance = instance.to_str().unwrap();
     for (args, wanted) in [
         (
             vec![
@@ -513,6 +516,11 @@ async fn a_config_file_sets_the_broker_and_server_options_under_flags_and_enviro
         (
             vec!["--config", service, "serve", "-s", &svc],
             vec![service, "[server] service", "-s/--service"],
+        ),
+        // Review S23: a fixed instance id shared by every process reading the file.
+        (
+            vec!["--config", instance, "call", "-s", &svc, "add", "[1, 2]"],
+            vec![instance, "[client] instance_id", "reply slot"],
         ),
     ] {
         let out = krpc_tests::tuning::krpc_command()

@@ -9,6 +9,8 @@
 //! client and the server create). Precedence: command-line flags, then environment variables,
 //! then this file, then the defaults. Every key is optional; an unknown key, a wrong type or a
 //! malformed file is a usage error (exit code 2) naming the file, the line and the key.
+//! Refused keys: `[server] service` (the command's `-s`) and `[client] instance_id` (every
+//! process reading the file would share one reply slot).
 
 use std::path::{Path, PathBuf};
 
@@ -78,7 +80,10 @@ impl ConfigFile {
             }
         }
         // Keys the option structs accept but `krpc` must not take from a file: the service is
-        // the required `-s` of each command (a file's would be silently replaced).
+        // the required `-s` of each command (a file's would be silently replaced), and a fixed
+        // client instance id would put every `krpc call`/`bench` sharing the file in one reply
+        // slot, each counting the others' replies as stray (library users may set it on
+        // purpose, for one long-lived process).
         let has = |section: &str, key: &str| {
             table
                 .get(section)
@@ -89,6 +94,14 @@ impl ConfigFile {
             return Err(
                 "[server] service is not read from the config file: name the service with \
                  -s/--service"
+                    .into(),
+            );
+        }
+        if has("client", "instance_id") {
+            return Err(
+                "[client] instance_id is not read from the config file: every krpc process \
+                 reading the file would share one reply slot and take the others' replies as \
+                 stray; leave it out (each process picks a random one)"
                     .into(),
             );
         }
@@ -265,7 +278,7 @@ reply_retention = "2h"
         // Keys the file may not hold (the service is `-s`) are left out of what is read back.
         let readable: String = text
             .lines()
-            .filter(|l| !l.starts_with("service = "))
+            .filter(|l| !l.starts_with("service = ") && !l.starts_with("instance_id = "))
             .map(|l| format!("{l}\n"))
             .collect();
         let mut again = ConfigFile::parse(&readable.replace(
@@ -275,6 +288,9 @@ reply_retention = "2h"
         .unwrap_or_else(|e| panic!("{e}\n{text}"));
         if let (Some(a), Some(f)) = (&mut again.server, &file.server) {
             a.service = f.service.clone();
+        }
+        if let (Some(a), Some(f)) = (&mut again.client, &file.client) {
+            a.instance_id = f.instance_id.clone();
         }
         assert_eq!(format!("{again:?}"), format!("{file:?}"));
     }
@@ -303,5 +319,15 @@ reply_retention = "2h"
             .expect_err("service in [server]");
         assert!(err.contains("[server] service"), "{err}");
         assert!(err.contains("-s/--service"), "{err}");
+    }
+
+    /// Review S23: a file shared by several `krpc call`/`bench` processes would put them all
+    /// in one reply slot.
+    #[test]
+    fn a_client_instance_id_in_the_file_is_refused() {
+        let err = ConfigFile::parse("[client]\ninstance_id = \"ops\"\n")
+            .expect_err("instance_id in [client]");
+        assert!(err.contains("[client] instance_id"), "{err}");
+        assert!(err.contains("reply slot"), "{err}");
     }
 }
