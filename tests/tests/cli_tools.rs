@@ -534,3 +534,78 @@ async fn a_config_file_sets_the_broker_and_server_options_under_flags_and_enviro
         }
     }
 }
+
+/// A topic `txn` of one partition on a fake broker, holding records 0..3 committed and 3..5 of
+/// a transaction still open: high watermark 5, last stable offset 3. Read uncommitted, a fetch
+/// returns nothing past 3 either, as if the open transaction's records were not there yet. The
+/// test broker cannot hold a transaction open (it refuses transactional producers; see
+/// `wire_records`), hence the fake.
+async fn open_transaction_broker() -> krpc_tests::fake_broker::FakeBroker {
+    use krpc_tests::fake_broker::{batch, FakeBroker, FetchAnswer};
+    let broker = FakeBroker::start().await;
+    broker.topic("txn", 1);
+    broker.on_list_offsets(|_, _, ts, isolation| match (ts, isolation) {
+        (-2, _) => (0, 0),
+        (_, 1) => (0, 3),
+        _ => (0, 5),
+    });
+    broker.on_fetch(|asks| {
+        asks.iter()
+            .map(|a| FetchAnswer {
+                high_watermark: 5,
+                last_stable_offset: Some(3),
+                ..if a.offset < 3 {
+                    FetchAnswer::records(batch(a.offset, (3 - a.offset) as usize))
+                } else {
+                    FetchAnswer::default()
+                }
+            })
+            .collect()
+    });
+    broker
+}
+
+/// Review S13: `krpc consume --isolation read_committed` with a transaction open ends at the
+/// last stable offset (ListOffsets asked read committed). It waited for the high watermark,
+/// which its fetches never pass, and failed after --timeout with "not read to the end".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_read_committed_ends_at_the_last_stable_offset_of_an_open_transaction() {
+    let broker = open_transaction_broker().await;
+    let started = std::time::Instant::now();
+    let out = krpc(
+        broker.addr(),
+        &[
+            "consume",
+            "txn",
+            "--isolation",
+            "read_committed",
+            "-o",
+            "json",
+            "--timeout",
+            "60s",
+        ],
+    );
+    let lines = json_lines(&out);
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["offset"].clone())
+            .collect::<Vec<_>>(),
+        [json!(0), json!(1), json!(2)]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "ended at the LSO, not after --timeout: {:?}: {}",
+        started.elapsed(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Read uncommitted, the end is the high watermark, which this broker never reaches: the
+    // records up to it, then the timeout naming where the read stopped.
+    let out = krpc(
+        broker.addr(),
+        &["consume", "txn", "-o", "json", "--timeout", "1s"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("txn/0 at offset 3 of 5"), "{err}");
+}

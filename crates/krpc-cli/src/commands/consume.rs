@@ -112,7 +112,9 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = DataFormat::Text, value_name = "FORMAT")]
     value_format: DataFormat,
     /// Which records to read (Java: `isolation.level`) [default: read_uncommitted, or
-    /// `isolation_level` of the config file's `[fetch]`].
+    /// `isolation_level` of the config file's `[fetch]`]. With read_committed, "the end"
+    /// (`--offset end`, -N, and where the read stops without --follow) is the last stable
+    /// offset: records of a transaction still open are not waited for.
     #[arg(long, value_enum, value_name = "LEVEL")]
     isolation: Option<Isolation>,
     /// Without --follow: give up (exit 1, naming the partitions not read to their end) when no
@@ -373,12 +375,6 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
         chosen.dedup();
         chosen
     };
-    let earliest = client
-        .list_offsets(topic, &partitions, OffsetSpec::Earliest)
-        .await?;
-    let latest = client
-        .list_offsets(topic, &partitions, OffsetSpec::Latest)
-        .await?;
     let mut config = broker.file.fetch();
     if let Some(wait) = args.fetch.fetch_max_wait {
         config.max_wait = wait;
@@ -389,6 +385,20 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
             Isolation::ReadCommitted => IsolationLevel::ReadCommitted,
         };
     }
+    let earliest = client
+        .list_offsets(topic, &partitions, OffsetSpec::Earliest)
+        .await?;
+    // The end a fetch of this isolation level reaches: the high watermark, or read committed
+    // the last stable offset (a read-committed fetch stops there while a transaction is open,
+    // so waiting for the high watermark would wait for the transaction).
+    let latest = client
+        .list_offsets_isolated(
+            topic,
+            &partitions,
+            OffsetSpec::Latest,
+            config.isolation_level,
+        )
+        .await?;
     let mut fetcher = Fetcher::new(client.clone(), config);
     // Without --follow each partition is read up to its end offset now; `ends` holds those
     // not yet read to it.
