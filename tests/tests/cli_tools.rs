@@ -609,3 +609,27 @@ async fn consume_read_committed_ends_at_the_last_stable_offset_of_an_open_transa
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("txn/0 at offset 3 of 5"), "{err}");
 }
+
+/// Review S12: without --follow, `-o table` printed nothing until the read ended (every row
+/// held in memory). Now each fetch's rows are printed as they come: here the read cannot end
+/// (the high watermark is never reached) for a minute, yet the rows show within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_prints_table_rows_as_they_come_without_follow() {
+    let broker = open_transaction_broker().await;
+    let mut cmd = krpc_tests::tuning::krpc_command();
+    cmd.env("KAFKA_BOOTSTRAP", broker.addr())
+        .args(["consume", "txn", "--timeout", "60s"]);
+    let mut consume = LineProcess::spawn("krpc consume (table)", cmd);
+    wait::until("the table rows", Duration::from_secs(20), || {
+        let lines = consume.lines();
+        async move { (lines.len() >= 4).then_some(()) }
+    })
+    .await;
+    let lines = consume.lines();
+    assert!(lines[0].starts_with("PARTITION  OFFSET"), "{lines:#?}");
+    for (line, offset) in lines[1..].iter().zip(0..3) {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells[..2], ["0", &offset.to_string()[..]], "{lines:#?}");
+    }
+    consume.kill9();
+}

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::CmdResult;
 use crate::broker_args::BrokerArgs;
 use crate::exit::UsageError;
-use crate::output::{table, OutputArgs, OutputFormat};
+use crate::output::{table_growing, OutputArgs, OutputFormat};
 use crate::timing_args::{positive_duration, FetchArgs};
 
 /// Where to start reading each partition (`--offset`).
@@ -77,7 +77,8 @@ pub enum Isolation {
 /// Options of `krpc consume`.
 #[derive(clap::Args)]
 #[command(after_help = "\
-Output: -o table (default) prints PARTITION, OFFSET, TIMESTAMP, KEY, HEADERS and VALUE columns;
+Output: -o table (default) prints PARTITION, OFFSET, TIMESTAMP, KEY, HEADERS and VALUE columns,
+the rows of each fetch as they come (a column widens when a longer cell comes);
 -o json prints one JSON object per line (JSON Lines, for jq): topic, partition, offset,
 timestamp (ms since the epoch), timestamp_type, key, headers [{key, value}], value. Bytes that
 are not what the format expects are shown in hex: in a table as `[hex] 00ff`, in JSON as the
@@ -349,12 +350,14 @@ const COLUMNS: [&str; 6] = [
     "value",
 ];
 
-/// Where the records go: JSON lines as they come, or table rows.
+/// Where the records go: JSON lines as they come, or table rows printed after each fetch (the
+/// header once, the columns as wide as the widest cell so far), never all held to the end.
 struct Printer {
     format: OutputFormat,
-    follow: bool,
     rows: Vec<Vec<String>>,
     header_printed: bool,
+    /// The content width of each table column so far.
+    widths: Vec<u16>,
     printed: u64,
 }
 
@@ -374,16 +377,16 @@ impl Printer {
         }
     }
 
-    /// After each fetch: with --follow, the rows so far are printed (a table per fetch).
+    /// After each fetch: the rows so far are printed (a table per fetch).
     fn batch_done(&mut self) -> std::io::Result<()> {
-        if self.follow && !self.rows.is_empty() {
+        if !self.rows.is_empty() {
             self.print_rows()?;
         }
         std::io::stdout().flush()
     }
 
     fn print_rows(&mut self) -> std::io::Result<()> {
-        let text = table(&COLUMNS, &std::mem::take(&mut self.rows));
+        let text = table_growing(&COLUMNS, &std::mem::take(&mut self.rows), &mut self.widths);
         let text = if self.header_printed {
             // The header once, at the top.
             text.split_once('\n')
@@ -489,9 +492,9 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
     }
     let mut printer = Printer {
         format: args.output.format,
-        follow: args.follow,
         rows: Vec::new(),
         header_printed: false,
+        widths: Vec::new(),
         printed: 0,
     };
     let limit = args.count.unwrap_or(u64::MAX);
