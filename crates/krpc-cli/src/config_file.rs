@@ -312,6 +312,28 @@ reply_retention = "2h"
         assert!(ConfigFile::parse("").is_ok(), "an empty file is valid");
     }
 
+    /// Review S17: the flag's name (and Java's) works in the file too.
+    #[test]
+    fn a_setting_reads_under_its_flag_and_java_names_too() {
+        let file = ConfigFile::parse(
+            "[producer]\ncompression = \"gzip\"\n[fetch]\nisolation = \"read_committed\"\n\
+             fetch_max_wait = \"20ms\"\n[client]\nfetch_max_wait = \"30ms\"\n",
+        )
+        .expect("aliases");
+        assert_eq!(file.producer().codec, Codec::Gzip);
+        assert_eq!(file.fetch().isolation_level, IsolationLevel::ReadCommitted);
+        assert_eq!(file.fetch().max_wait, Duration::from_millis(20));
+        assert_eq!(
+            file.client().reply_fetch_max_wait,
+            Duration::from_millis(30)
+        );
+        let file = ConfigFile::parse("[producer]\ncompression_type = \"snappy\"\n").expect("Java");
+        assert_eq!(file.producer().codec, Codec::Snappy);
+        let err = ConfigFile::parse("[producer]\ncodec = \"gzip\"\ncompression = \"lz4\"\n")
+            .expect_err("one setting given twice");
+        assert!(err.contains("duplicate"), "{err}");
+    }
+
     /// Review S18: `[server] service` was read and then silently replaced by `-s`.
     #[test]
     fn a_service_in_the_file_is_refused_naming_the_flag() {
