@@ -81,6 +81,8 @@ pub struct FetchAnswer {
     pub records: Bytes,
     /// High watermark.
     pub high_watermark: i64,
+    /// Last stable offset (`None`: the high watermark, as with no transaction open).
+    pub last_stable_offset: Option<i64>,
     /// Log start offset.
     pub log_start: i64,
 }
@@ -107,8 +109,8 @@ impl FetchAnswer {
 /// one answer per ask, in the same order).
 pub type FetchScript = Box<dyn FnMut(&[FetchAsk]) -> Vec<FetchAnswer> + Send>;
 /// Answers one partition of a ListOffsets request: (topic, partition, timestamp: -2 earliest,
-/// -1 latest) to (error code, offset).
-pub type ListOffsetsScript = Box<dyn FnMut(&str, i32, i64) -> (i16, i64) + Send>;
+/// -1 latest, isolation level: 0 read uncommitted, 1 read committed) to (error code, offset).
+pub type ListOffsetsScript = Box<dyn FnMut(&str, i32, i64, i8) -> (i16, i64) + Send>;
 
 #[derive(Default)]
 struct Script {
@@ -223,7 +225,7 @@ impl FakeBroker {
     /// Answers every ListOffsets partition with `script` (default: 0 for every spec).
     pub fn on_list_offsets(
         &self,
-        script: impl FnMut(&str, i32, i64) -> (i16, i64) + Send + 'static,
+        script: impl FnMut(&str, i32, i64, i8) -> (i16, i64) + Send + 'static,
     ) {
         lock(&self.script).list_offsets = Some(Box::new(script));
     }
@@ -473,7 +475,7 @@ fn answer(
                     .with_partition_index(ask.partition)
                     .with_error_code(a.error_code)
                     .with_high_watermark(a.high_watermark)
-                    .with_last_stable_offset(a.high_watermark)
+                    .with_last_stable_offset(a.last_stable_offset.unwrap_or(a.high_watermark))
                     .with_log_start_offset(a.log_start)
                     .with_records(Some(a.records));
                 match responses.last_mut() {
@@ -495,7 +497,12 @@ fn answer(
                 for p in &t.partitions {
                     let (code, offset) = match (&mut sc.list_offsets, error) {
                         (_, code) if code != 0 => (code, -1),
-                        (Some(f), _) => f(t.name.0.as_str(), p.partition_index, p.timestamp),
+                        (Some(f), _) => f(
+                            t.name.0.as_str(),
+                            p.partition_index,
+                            p.timestamp,
+                            req.isolation_level,
+                        ),
                         (None, _) => (0, 0),
                     };
                     parts.push(

@@ -491,4 +491,145 @@ async fn a_config_file_sets_the_broker_and_server_options_under_flags_and_enviro
         );
         assert!(err.contains(wanted), "names {wanted}: {err}");
     }
+
+    // Review S18: both file flags at once, and a service named in the file (it was silently
+    // replaced by -s), are usage errors naming what to do; so is (S23) a client instance id.
+    let service = dir.path().join("service.toml");
+    std::fs::write(&service, "[server]\nservice = \"Other\"\n").unwrap();
+    let service = service.to_str().unwrap();
+    let instance = dir.path().join("instance.toml");
+    std::fs::write(&instance, "[client]\ninstance_id = \"shared\"\n").unwrap();
+    let instance = instance.to_str().unwrap();
+    for (args, wanted) in [
+        (
+            vec![
+                "--config",
+                &file,
+                "serve",
+                "-s",
+                &svc,
+                "--config-file",
+                dead,
+            ],
+            vec!["--config", "--config-file", dead],
+        ),
+        (
+            vec!["--config", service, "serve", "-s", &svc],
+            vec![service, "[server] service", "-s/--service"],
+        ),
+        // Review S23: a fixed instance id shared by every process reading the file.
+        (
+            vec!["--config", instance, "call", "-s", &svc, "add", "[1, 2]"],
+            vec![instance, "[client] instance_id", "reply slot"],
+        ),
+    ] {
+        let out = krpc_tests::tuning::krpc_command()
+            .args(&args)
+            .output()
+            .expect("run krpc");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for w in wanted {
+            assert!(err.contains(w), "{args:?}: names {w}: {err}");
+        }
+    }
+}
+
+/// A topic `txn` of one partition on a fake broker, holding records 0..3 committed and 3..5 of
+/// a transaction still open: high watermark 5, last stable offset 3. Read uncommitted, a fetch
+/// returns nothing past 3 either, as if the open transaction's records were not there yet. The
+/// test broker cannot hold a transaction open (it refuses transactional producers; see
+/// `wire_records`), hence the fake.
+async fn open_transaction_broker() -> krpc_tests::fake_broker::FakeBroker {
+    use krpc_tests::fake_broker::{batch, FakeBroker, FetchAnswer};
+    let broker = FakeBroker::start().await;
+    broker.topic("txn", 1);
+    broker.on_list_offsets(|_, _, ts, isolation| match (ts, isolation) {
+        (-2, _) => (0, 0),
+        (_, 1) => (0, 3),
+        _ => (0, 5),
+    });
+    broker.on_fetch(|asks| {
+        asks.iter()
+            .map(|a| FetchAnswer {
+                high_watermark: 5,
+                last_stable_offset: Some(3),
+                ..if a.offset < 3 {
+                    FetchAnswer::records(batch(a.offset, (3 - a.offset) as usize))
+                } else {
+                    FetchAnswer::default()
+                }
+            })
+            .collect()
+    });
+    broker
+}
+
+/// Review S13: `krpc consume --isolation read_committed` with a transaction open ends at the
+/// last stable offset (ListOffsets asked read committed). It waited for the high watermark,
+/// which its fetches never pass, and failed after --timeout with "not read to the end".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_read_committed_ends_at_the_last_stable_offset_of_an_open_transaction() {
+    let broker = open_transaction_broker().await;
+    let started = std::time::Instant::now();
+    let out = krpc(
+        broker.addr(),
+        &[
+            "consume",
+            "txn",
+            "--isolation",
+            "read_committed",
+            "-o",
+            "json",
+            "--timeout",
+            "60s",
+        ],
+    );
+    let lines = json_lines(&out);
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["offset"].clone())
+            .collect::<Vec<_>>(),
+        [json!(0), json!(1), json!(2)]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "ended at the LSO, not after --timeout: {:?}: {}",
+        started.elapsed(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Read uncommitted, the end is the high watermark, which this broker never reaches: the
+    // records up to it, then the timeout naming where the read stopped.
+    let out = krpc(
+        broker.addr(),
+        &["consume", "txn", "-o", "json", "--timeout", "1s"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("txn/0 at offset 3 of 5"), "{err}");
+}
+
+/// Review S12: without --follow, `-o table` printed nothing until the read ended (every row
+/// held in memory). Now each fetch's rows are printed as they come: here the read cannot end
+/// (the high watermark is never reached) for a minute, yet the rows show within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_prints_table_rows_as_they_come_without_follow() {
+    let broker = open_transaction_broker().await;
+    let mut cmd = krpc_tests::tuning::krpc_command();
+    cmd.env("KAFKA_BOOTSTRAP", broker.addr())
+        .args(["consume", "txn", "--timeout", "60s"]);
+    let mut consume = LineProcess::spawn("krpc consume (table)", cmd);
+    wait::until("the table rows", Duration::from_secs(20), || {
+        let lines = consume.lines();
+        async move { (lines.len() >= 4).then_some(()) }
+    })
+    .await;
+    let lines = consume.lines();
+    assert!(lines[0].starts_with("PARTITION  OFFSET"), "{lines:#?}");
+    for (line, offset) in lines[1..].iter().zip(0..3) {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells[..2], ["0", &offset.to_string()[..]], "{lines:#?}");
+    }
+    consume.kill9();
 }

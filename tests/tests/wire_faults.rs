@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, MetadataRequest};
 use krpc_kafka::{
-    Client, ClientConfig, Error, FetchConfig, Fetcher, GroupConsumer, GroupEvent, Lane,
-    OffsetReset, Producer, ProducerConfig, ProducerRecord,
+    Client, ClientConfig, Error, FetchConfig, Fetcher, GroupConsumer, GroupEvent, IsolationLevel,
+    Lane, OffsetReset, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
 };
 use krpc_tests::fake_broker::{batch, batch_with, FakeBroker, FetchAnswer};
 use krpc_tests::wait;
@@ -407,7 +407,7 @@ async fn a_produce_answered_not_leader_forever_backs_off_until_the_delivery_time
 /// Scripts a log that spans `start..end` for every partition: ListOffsets says so, fetches
 /// outside it are OFFSET_OUT_OF_RANGE, fetches inside it return up to 10 records.
 fn log_spanning(broker: &FakeBroker, start: i64, end: i64) {
-    broker.on_list_offsets(move |_, _, ts| (0, if ts == -2 { start } else { end }));
+    broker.on_list_offsets(move |_, _, ts, _| (0, if ts == -2 { start } else { end }));
     broker.on_fetch(move |asks| {
         asks.iter()
             .map(|a| {
@@ -783,4 +783,40 @@ async fn one_busy_partition_cannot_starve_the_others() {
         let at = fetcher.position("t", p).unwrap();
         assert!(at >= 1, "partition {p} starved (position {at})");
     }
+}
+
+/// Review S13: the end of a partition for a read-committed reader is its last stable offset,
+/// which ListOffsets (v2+) gives when asked with `isolation_level` 1. The test broker cannot
+/// hold a transaction open (it refuses transactional producers), so the fake answers 5 (high
+/// watermark) read uncommitted and 3 (last stable offset) read committed; `list_offsets` asks
+/// read uncommitted, as before.
+#[tokio::test]
+async fn list_offsets_read_committed_asks_for_the_last_stable_offset() {
+    let broker = FakeBroker::start().await;
+    broker.topic("txn", 1);
+    broker.on_list_offsets(|_, _, ts, isolation| match (ts, isolation) {
+        (-1, 0) => (0, 5),
+        (-1, 1) => (0, 3),
+        _ => (0, 0),
+    });
+    let client = client(&broker).await;
+    let latest = |level| {
+        let client = client.clone();
+        async move {
+            client
+                .list_offsets_isolated("txn", &[0], OffsetSpec::Latest, level)
+                .await
+                .expect("list offsets")[&0]
+        }
+    };
+    assert_eq!(latest(IsolationLevel::ReadUncommitted).await, 5);
+    assert_eq!(latest(IsolationLevel::ReadCommitted).await, 3);
+    assert_eq!(
+        client
+            .list_offset("txn", 0, OffsetSpec::Latest)
+            .await
+            .unwrap(),
+        5,
+        "list_offsets reads uncommitted"
+    );
 }

@@ -268,6 +268,18 @@ async fn read_committed_reads_plain_records_to_the_end() {
     let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
     assert_eq!(offsets, vec![0, 1, 2, 3, 4]);
     assert_eq!(fetcher.position(&topic, 0), Some(5));
+    // ListOffsets asked read committed (v2+; review S13): with no transaction, the last
+    // stable offset is the high watermark.
+    let committed_end = client
+        .list_offsets_isolated(
+            &topic,
+            &[0],
+            krpc_kafka::OffsetSpec::Latest,
+            IsolationLevel::ReadCommitted,
+        )
+        .await
+        .unwrap();
+    assert_eq!(committed_end[&0], 5);
 }
 
 /// Issue 11, fault 3: c1; a transaction with a1, aborted; c2. Where a peer can write

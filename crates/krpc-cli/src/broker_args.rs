@@ -20,7 +20,8 @@ const TLS_BUILT_IN: bool = cfg!(any(feature = "tls", feature = "tls-ring"));
 #[derive(clap::Args, Debug, Clone)]
 #[command(next_help_heading = "Broker options (global)")]
 pub struct BrokerArgs {
-    /// Settings from a TOML file (also `krpc --config FILE <command>`, before the command):
+    /// Settings from a TOML file (also `krpc --config FILE <command>`, before the command;
+    /// giving both is refused):
     /// sections `[broker]`, `[producer]`, `[fetch]`, `[client]`, `[server]`, `[topics]`, keys named after
     /// the library's option fields. Flags and environment variables override the file; the
     /// file overrides the defaults. See README, "The config file".
@@ -129,12 +130,27 @@ pub struct BrokerArgs {
 
 impl BrokerArgs {
     /// Reads the config file (`config`: the top-level `--config`; else `--config-file` or
-    /// `KRPC_CONFIG`) into [`BrokerArgs::file`]; without one, nothing.
+    /// `KRPC_CONFIG`) into [`BrokerArgs::file`]; without one, nothing. `config_file_flag`:
+    /// whether `--config-file` was given on the command line (rather than through
+    /// `KRPC_CONFIG`, which `--config` overrides as a flag overrides the environment).
     ///
     /// # Errors
-    /// A usage error naming the file (and the line and key) when it cannot be read or holds
-    /// an unknown key or a wrong value.
-    pub fn load_config_file(&mut self, config: Option<&std::path::Path>) -> Result<(), UsageError> {
+    /// A usage error naming both flags when `--config` and `--config-file` are both given; a
+    /// usage error naming the file (and the line and key) when it cannot be read or holds an
+    /// unknown or refused key or a wrong value.
+    pub fn load_config_file(
+        &mut self,
+        config: Option<&std::path::Path>,
+        config_file_flag: bool,
+    ) -> Result<(), UsageError> {
+        if let (Some(config), Some(file), true) = (config, &self.config_file, config_file_flag) {
+            return Err(UsageError(format!(
+                "both --config {} and --config-file {} are given: give one (they are the same \
+                 option)",
+                config.display(),
+                file.display()
+            )));
+        }
         if let Some(path) = config.or(self.config_file.as_deref()) {
             self.file = ConfigFile::load(path)?;
         }

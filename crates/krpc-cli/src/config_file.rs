@@ -9,6 +9,8 @@
 //! client and the server create). Precedence: command-line flags, then environment variables,
 //! then this file, then the defaults. Every key is optional; an unknown key, a wrong type or a
 //! malformed file is a usage error (exit code 2) naming the file, the line and the key.
+//! Refused keys: `[server] service` (the command's `-s`) and `[client] instance_id` (every
+//! process reading the file would share one reply slot).
 
 use std::path::{Path, PathBuf};
 
@@ -77,6 +79,32 @@ impl ConfigFile {
                 ));
             }
         }
+        // Keys the option structs accept but `krpc` must not take from a file: the service is
+        // the required `-s` of each command (a file's would be silently replaced), and a fixed
+        // client instance id would put every `krpc call`/`bench` sharing the file in one reply
+        // slot, each counting the others' replies as stray (library users may set it on
+        // purpose, for one long-lived process).
+        let has = |section: &str, key: &str| {
+            table
+                .get(section)
+                .and_then(toml::Value::as_table)
+                .is_some_and(|t| t.contains_key(key))
+        };
+        if has("server", "service") {
+            return Err(
+                "[server] service is not read from the config file: name the service with \
+                 -s/--service"
+                    .into(),
+            );
+        }
+        if has("client", "instance_id") {
+            return Err(
+                "[client] instance_id is not read from the config file: every krpc process \
+                 reading the file would share one reply slot and take the others' replies as \
+                 stray; leave it out (each process picks a random one)"
+                    .into(),
+            );
+        }
         let mut file: Self = toml::from_str(text).map_err(message)?;
         file.client_id_given = table
             .get("broker")
@@ -104,8 +132,8 @@ impl ConfigFile {
         options
     }
 
-    /// The settings of a server of `service`: `[server]` (or the defaults) with `[topics]`;
-    /// `service` (the `-s` option, which is required) replaces the file's.
+    /// The settings of a server of `service` (the required `-s`; the file cannot name one):
+    /// `[server]` (or the defaults) with `[topics]`.
     pub fn server(&self, service: &str) -> ServerOptions {
         let mut options = match &self.server {
             Some(server) => {
@@ -247,11 +275,23 @@ reply_retention = "2h"
             !text.contains("secret"),
             "the password is not written: {text}"
         );
-        let again = ConfigFile::parse(&text.replace(
+        // Keys the file may not hold (the service is `-s`) are left out of what is read back.
+        let readable: String = text
+            .lines()
+            .filter(|l| !l.starts_with("service = ") && !l.starts_with("instance_id = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let mut again = ConfigFile::parse(&readable.replace(
             "username = \"alice\"",
             "username = \"alice\"\npassword = \"secret\"",
         ))
         .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        if let (Some(a), Some(f)) = (&mut again.server, &file.server) {
+            a.service = f.service.clone();
+        }
+        if let (Some(a), Some(f)) = (&mut again.client, &file.client) {
+            a.instance_id = f.instance_id.clone();
+        }
         assert_eq!(format!("{again:?}"), format!("{file:?}"));
     }
 
@@ -270,5 +310,46 @@ reply_retention = "2h"
             .expect_err("two places");
         assert!(err.contains("[server.topics]"), "{err}");
         assert!(ConfigFile::parse("").is_ok(), "an empty file is valid");
+    }
+
+    /// Review S17: the flag's name (and Java's) works in the file too.
+    #[test]
+    fn a_setting_reads_under_its_flag_and_java_names_too() {
+        let file = ConfigFile::parse(
+            "[producer]\ncompression = \"gzip\"\n[fetch]\nisolation = \"read_committed\"\n\
+             fetch_max_wait = \"20ms\"\n[client]\nfetch_max_wait = \"30ms\"\n",
+        )
+        .expect("aliases");
+        assert_eq!(file.producer().codec, Codec::Gzip);
+        assert_eq!(file.fetch().isolation_level, IsolationLevel::ReadCommitted);
+        assert_eq!(file.fetch().max_wait, Duration::from_millis(20));
+        assert_eq!(
+            file.client().reply_fetch_max_wait,
+            Duration::from_millis(30)
+        );
+        let file = ConfigFile::parse("[producer]\ncompression_type = \"snappy\"\n").expect("Java");
+        assert_eq!(file.producer().codec, Codec::Snappy);
+        let err = ConfigFile::parse("[producer]\ncodec = \"gzip\"\ncompression = \"lz4\"\n")
+            .expect_err("one setting given twice");
+        assert!(err.contains("duplicate"), "{err}");
+    }
+
+    /// Review S18: `[server] service` was read and then silently replaced by `-s`.
+    #[test]
+    fn a_service_in_the_file_is_refused_naming_the_flag() {
+        let err = ConfigFile::parse("[server]\nservice = \"Orders\"\nconcurrency = 2\n")
+            .expect_err("service in [server]");
+        assert!(err.contains("[server] service"), "{err}");
+        assert!(err.contains("-s/--service"), "{err}");
+    }
+
+    /// Review S23: a file shared by several `krpc call`/`bench` processes would put them all
+    /// in one reply slot.
+    #[test]
+    fn a_client_instance_id_in_the_file_is_refused() {
+        let err = ConfigFile::parse("[client]\ninstance_id = \"ops\"\n")
+            .expect_err("instance_id in [client]");
+        assert!(err.contains("[client] instance_id"), "{err}");
+        assert!(err.contains("reply slot"), "{err}");
     }
 }

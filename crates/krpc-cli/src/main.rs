@@ -13,6 +13,7 @@ mod topic_reader;
 
 use std::process::ExitCode;
 
+use clap::parser::ValueSource;
 use clap::{Parser, Subcommand};
 
 /// Remote procedure calls over Apache Kafka.
@@ -35,7 +36,8 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     /// Settings from a TOML file (before the command; `--config-file FILE` or KRPC_CONFIG work
-    /// anywhere). Not global, because `topics create --config k=v` is a topic config.
+    /// anywhere; giving both --config and --config-file is refused; --config overrides
+    /// KRPC_CONFIG). Not global, because `topics create --config k=v` is a topic config.
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     #[command(flatten)]
@@ -85,12 +87,23 @@ fn log_colour() -> bool {
     !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
 
+/// Parses the command line: the options, and whether `--config-file` was given on it (not
+/// through KRPC_CONFIG, which a flag overrides as every environment variable is).
+fn parse(
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> Result<(Cli, bool), clap::Error> {
+    let matches = <Cli as clap::CommandFactory>::command().try_get_matches_from(args)?;
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)?;
+    let config_file_flag = matches.value_source("config_file") == Some(ValueSource::CommandLine);
+    Ok((cli, config_file_flag))
+}
+
 fn main() -> ExitCode {
     // Output piped into `head` and closed early ends the process quietly, as every Unix
     // filter does, instead of a panic on the failed write (Rust ignores SIGPIPE by default).
     // SAFETY: setting a signal disposition to the default before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let mut cli = Cli::parse();
+    let (mut cli, config_file_flag) = parse(std::env::args_os()).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KRPC_LOG")
@@ -114,7 +127,10 @@ fn main() -> ExitCode {
             return exit::Exit::Other.into();
         }
     };
-    if let Err(e) = cli.broker.load_config_file(cli.config.as_deref()) {
+    if let Err(e) = cli
+        .broker
+        .load_config_file(cli.config.as_deref(), config_file_flag)
+    {
         eprintln!("krpc: error: {e}");
         return exit::Exit::Usage.into();
     }
@@ -152,6 +168,45 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Review S18: `--config` and `--config-file` together were read silently (`--config`
+    /// won); now a usage error naming both, wherever `--config-file` stands. `--config` over
+    /// KRPC_CONFIG alone is the usual flag-over-environment order.
+    #[test]
+    fn both_config_flags_are_refused_naming_both() {
+        for argv in [
+            &[
+                "krpc",
+                "--config",
+                "a.toml",
+                "--config-file",
+                "b.toml",
+                "topics",
+                "list",
+            ][..],
+            &[
+                "krpc",
+                "--config",
+                "a.toml",
+                "topics",
+                "list",
+                "--config-file",
+                "b.toml",
+            ][..],
+        ] {
+            let (mut cli, flag) = parse(argv).expect("parses");
+            assert!(flag, "{argv:?}");
+            let err = cli
+                .broker
+                .load_config_file(cli.config.as_deref(), flag)
+                .expect_err("both given")
+                .to_string();
+            assert!(err.contains("--config a.toml"), "{err}");
+            assert!(err.contains("--config-file b.toml"), "{err}");
+        }
+        let (_, flag) = parse(["krpc", "topics", "list"]).expect("parses");
+        assert!(!flag);
     }
 
     #[test]

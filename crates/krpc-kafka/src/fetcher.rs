@@ -100,8 +100,12 @@ impl IsolationLevel {
 )]
 pub struct FetchConfig {
     /// How long the broker may hold a fetch waiting for `min_bytes` (Java: `fetch.max.wait.ms`,
-    /// 500 ms). Default 500 ms.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    /// 500 ms). Default 500 ms. In a config file also `fetch_max_wait` (Java's name, and
+    /// `krpc`'s `--fetch-max-wait`).
+    #[cfg_attr(
+        feature = "serde",
+        serde(with = "humantime_serde", alias = "fetch_max_wait")
+    )]
     pub max_wait: Duration,
     /// Bytes the broker waits for before answering early (Java: `fetch.min.bytes`, 1).
     pub min_bytes: i32,
@@ -136,7 +140,9 @@ pub struct FetchConfig {
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub hole_wait: Option<Duration>,
     /// Which records to return; mirrors the Java consumer's `isolation.level` (default
-    /// `read_uncommitted`). See [`IsolationLevel`].
+    /// `read_uncommitted`). See [`IsolationLevel`]. In a config file also `isolation`
+    /// (`krpc consume`'s flag).
+    #[cfg_attr(feature = "serde", serde(alias = "isolation"))]
     pub isolation_level: IsolationLevel,
 }
 

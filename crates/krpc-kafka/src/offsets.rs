@@ -1,4 +1,6 @@
-//! ListOffsets: the earliest, latest, or first-at-a-time offset of partitions.
+//! ListOffsets: the earliest, latest, or first-at-a-time offset of partitions, read
+//! uncommitted (the high watermark) or read committed (the last stable offset, ListOffsets v2+,
+//! KIP-98).
 
 use std::collections::HashMap;
 
@@ -8,13 +10,16 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::client::{Client, Lane};
 use crate::error::{check_code, Error, Result};
+use crate::fetcher::IsolationLevel;
 
 /// Which offset to look up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetSpec {
     /// The first offset still stored.
     Earliest,
-    /// The offset the next record will get (the high watermark).
+    /// The offset the next record will get (the high watermark); asked with
+    /// [`IsolationLevel::ReadCommitted`], the last stable offset (the first offset of a
+    /// transaction still open, else the high watermark).
     Latest,
     /// The first offset whose timestamp is at or after this many ms since the epoch.
     Timestamp(i64),
@@ -39,15 +44,39 @@ impl Client {
 
     /// The offsets `spec` names for `partitions` of `topic`, asked of each leader, with retries
     /// on leadership changes; a response that leaves out a partition asked for is an error.
+    /// Read uncommitted: [`OffsetSpec::Latest`] is the high watermark (see
+    /// [`Client::list_offsets_isolated`]).
     pub async fn list_offsets(
         &self,
         topic: &str,
         partitions: &[i32],
         spec: OffsetSpec,
     ) -> Result<HashMap<i32, i64>> {
+        self.list_offsets_isolated(topic, partitions, spec, IsolationLevel::ReadUncommitted)
+            .await
+    }
+
+    /// As [`Client::list_offsets`], with ListOffsets' `isolation_level` (v2+, KIP-98; the Java
+    /// admin client's `ListOffsetsOptions(IsolationLevel)`, the consumer's `endOffsets` under
+    /// `isolation.level`): with [`IsolationLevel::ReadCommitted`], [`OffsetSpec::Latest`] is
+    /// the last stable offset, where a read-committed fetch stops while a transaction is open.
+    ///
+    /// # Errors
+    /// As [`Client::list_offsets`]; [`Error::InvalidArgument`] naming the broker when it speaks
+    /// only ListOffsets v0-v1, which cannot ask read committed.
+    pub async fn list_offsets_isolated(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        spec: OffsetSpec,
+        isolation: IsolationLevel,
+    ) -> Result<HashMap<i32, i64>> {
         let mut backoff = self.backoff();
         loop {
-            match self.list_offsets_once(topic, partitions, spec).await {
+            match self
+                .list_offsets_once(topic, partitions, spec, isolation)
+                .await
+            {
                 Err(e) if e.is_retriable() => {
                     if e.invalidates_metadata() {
                         self.invalidate_topic(topic);
@@ -66,6 +95,7 @@ impl Client {
         topic: &str,
         partitions: &[i32],
         spec: OffsetSpec,
+        isolation: IsolationLevel,
     ) -> Result<HashMap<i32, i64>> {
         let mut by_leader: HashMap<String, Vec<i32>> = HashMap::new();
         for &p in partitions {
@@ -78,6 +108,7 @@ impl Client {
         for (addr, parts) in by_leader {
             let req = ListOffsetsRequest::default()
                 .with_replica_id((-1).into())
+                .with_isolation_level(isolation.wire())
                 .with_topics(vec![ListOffsetsTopic::default()
                     .with_name(TopicName(StrBytes::from_string(topic.to_string())))
                     .with_partitions(
@@ -92,6 +123,14 @@ impl Client {
                             .collect(),
                     )]);
             let conn = self.connection(&addr, Lane::Default).await?;
+            if isolation == IsolationLevel::ReadCommitted
+                && conn.version::<ListOffsetsRequest>()? < 2
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "broker {addr} speaks ListOffsets below v2, which cannot ask the read-committed \
+                     (last stable) offset of {topic}"
+                )));
+            }
             let resp = conn.send(&req).await?;
             for t in &resp.topics {
                 for p in &t.partitions {

@@ -49,7 +49,11 @@ pub struct ClientOptions {
     /// arrives, so this costs no latency there and bounds an idle client to about two fetches a
     /// second. The test broker (nisshi) answers a waiting fetch only about half this late, so
     /// the test harness, the demo and the benches set 10 ms.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    /// In a config file also `fetch_max_wait` (Java's name, and `krpc`'s `--fetch-max-wait`).
+    #[cfg_attr(
+        feature = "serde",
+        serde(with = "humantime_serde", alias = "fetch_max_wait")
+    )]
     pub reply_fetch_max_wait: Duration,
     /// How long the request producer waits to batch requests (Java: `linger.ms`). Default 0:
     /// a call is sent at once.

@@ -209,7 +209,7 @@ pub async fn run(broker: &BrokerArgs, cmd: Command) -> CmdResult {
                 .collect();
             let value = record.value.as_deref();
             // The arguments of a native request are msgpack: shown as JSON when they decode.
-            let decoded = value.and_then(|v| rmp_serde::from_slice::<Value>(v).ok());
+            let decoded = value.and_then(super::consume::msgpack_document);
             let mut doc = letter_json(&DeadLetter::from_record(record));
             doc["headers"] = Value::Array(headers);
             doc["key_hex"] = json!(record.key.as_deref().map(hex::encode));

@@ -101,7 +101,13 @@ pub struct ProducerConfig {
     /// buffer space only, not metadata lookups, which have their own timeouts).
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub max_block: Duration,
-    /// Compression codec of produced batches (Java's `compression.type`, default none).
+    /// Compression codec of produced batches (Java's `compression.type`, default none). In a
+    /// config file also `compression_type` (Java's name) or `compression` (`krpc produce`'s
+    /// flag).
+    #[cfg_attr(
+        feature = "serde",
+        serde(alias = "compression_type", alias = "compression")
+    )]
     pub codec: Codec,
     /// How long delivery of a batch may take from its first record, lingering and retries
     /// included; a batch still unacknowledged then fails (Java's `delivery.timeout.ms`,
