@@ -191,7 +191,8 @@ impl BrokerArgs {
         }
         if config.sasl.as_ref().is_some_and(|s| s.password.is_empty()) {
             return Err(UsageError(
-                "SASL has no password: set KRPC_SASL_PASSWORD (or --sasl-password, or password                  in the config file's [broker] sasl table)"
+                "SASL has no password: set KRPC_SASL_PASSWORD (or --sasl-password, or password in the \
+                 config file's [broker] sasl table)"
                     .into(),
             ));
         }
@@ -222,10 +223,33 @@ impl BrokerArgs {
         Some(tls)
     }
 
+    /// Refuses TLS files that do not exist: a mistake in the command or the config file (exit
+    /// 2), not a broker that refused us (exit 3, which scripts retry).
+    fn check_tls_files(config: &ClientConfig) -> Result<(), UsageError> {
+        let Some(tls) = &config.tls else {
+            return Ok(());
+        };
+        let files = tls
+            .ca_file
+            .iter()
+            .chain(tls.client_cert.iter().flat_map(|(cert, key)| [cert, key]));
+        for path in files {
+            if !path.is_file() {
+                return Err(UsageError(format!(
+                    "TLS file {} does not exist (relative paths are read from the working \
+                     directory)",
+                    path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Connects to the cluster. A --tls* option in a build without TLS is refused here, before
     /// any connection, naming the feature to build with.
     pub async fn connect(&self) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
         let config = self.config()?;
+        Self::check_tls_files(&config)?;
         tracing::debug!(
             bootstrap = ?config.bootstrap,
             connect_timeout = ?config.connect_timeout,
@@ -266,13 +290,20 @@ mod tests {
     #[test]
     fn tls_options_make_the_tls_settings() {
         assert_eq!(parse(&[]).config().expect("bootstrap given").tls, None);
+        let dir = std::env::temp_dir().join(format!("krpc-tls-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let [ca, cert, key] = ["ca.pem", "c.pem", "c.key"].map(|f| {
+            let path = dir.join(f);
+            std::fs::write(&path, "x").unwrap();
+            path.to_str().unwrap().to_string()
+        });
         let tls = parse(&[
             "--tls-ca",
-            "ca.pem",
+            &ca,
             "--tls-cert",
-            "c.pem",
+            &cert,
             "--tls-key",
-            "c.key",
+            &key,
             "--tls-server-name",
             "kafka.example.com",
         ])
@@ -280,8 +311,18 @@ mod tests {
         .expect("bootstrap given")
         .tls
         .expect("TLS on");
-        assert_eq!(tls.ca_file, Some("ca.pem".into()));
-        assert_eq!(tls.client_cert, Some(("c.pem".into(), "c.key".into())));
+        assert_eq!(tls.ca_file, Some(ca.clone().into()));
+        assert_eq!(tls.client_cert, Some((cert.into(), key.into())));
+        // A file that does not exist is a usage error (exit 2) naming it, not a failed
+        // connection (exit 3; new-user trial).
+        let missing = dir.join("missing.pem");
+        let missing = missing.to_str().unwrap();
+        let config = parse(&["--tls-ca", missing])
+            .config()
+            .expect("bootstrap given");
+        let err = BrokerArgs::check_tls_files(&config).expect_err("missing CA file");
+        assert!(err.0.contains(missing), "{}", err.0);
+        std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(tls.server_name.as_deref(), Some("kafka.example.com"));
         assert_eq!(
             parse(&["--tls"]).config().expect("bootstrap given").tls,

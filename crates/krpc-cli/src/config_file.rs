@@ -200,6 +200,25 @@ request_partitions = 4
 reply_retention = "2h"
 "#;
 
+    /// Java's properties write acks as a number; the new-user trial's `acks = 1` was refused
+    /// with "wanted string or table".
+    #[test]
+    fn acks_reads_as_a_number_or_a_string_and_a_wrong_one_names_the_values() {
+        for (text, want) in [
+            ("1", Acks::Leader),
+            ("0", Acks::None),
+            ("-1", Acks::All),
+            ("\"all\"", Acks::All),
+            ("\"leader\"", Acks::Leader),
+        ] {
+            let file = ConfigFile::parse(&format!("[producer]\nacks = {text}\n"))
+                .unwrap_or_else(|e| panic!("acks = {text}: {e}"));
+            assert_eq!(file.producer().acks, want, "acks = {text}");
+        }
+        let err = ConfigFile::parse("[producer]\nacks = 2\n").expect_err("acks = 2");
+        assert!(err.contains("\"all\" (or -1)"), "{err}");
+    }
+
     #[test]
     fn a_file_with_every_section_reads_into_the_option_structs_and_back() {
         let file = ConfigFile::parse(ALL).expect("valid");

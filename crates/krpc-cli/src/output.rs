@@ -8,7 +8,8 @@ pub enum OutputFormat {
     /// Aligned columns.
     #[default]
     Table,
-    /// One JSON document on stdout.
+    /// JSON on stdout: one document, or one object per line (JSON Lines) for the commands
+    /// that print records as they come (`consume`, `produce`).
     Json,
 }
 

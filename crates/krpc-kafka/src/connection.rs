@@ -310,7 +310,11 @@ impl Connection {
             .map_err(on_send)?;
         if hs.error_code != 0 {
             let offered: Vec<&str> = hs.mechanisms.iter().map(|m| m.as_str()).collect();
-            let offered = offered.join(", ");
+            let offered = if offered.is_empty() {
+                "none".to_string()
+            } else {
+                offered.join(", ")
+            };
             return Err(auth_err(
                 if ResponseError::try_from_code(hs.error_code)
                     == Some(ResponseError::UnsupportedSaslMechanism)

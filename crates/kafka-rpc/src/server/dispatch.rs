@@ -228,8 +228,8 @@ impl Dispatcher {
             .codec
             .reply(request.id, outcome, &self.server_id, handler_us, queue_ms);
         if panicked {
-            self.send_dead_letter(record, &format!("the handler panicked: {}", reply.message))
-                .await;
+            // The reply's message already says how it failed ("the handler panicked: ...").
+            self.send_dead_letter(record, &reply.message).await;
         }
         let completion = Completion {
             reply,

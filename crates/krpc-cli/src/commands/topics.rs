@@ -95,7 +95,8 @@ pub async fn run(broker: &BrokerArgs, cmd: Command) -> CmdResult {
             let mut topic = NewTopic::new(&name, partitions).replication_factor(replication_factor);
             topic.configs = configs;
             client.create_topics(&[topic], false).await?;
-            println!("created {name} with {partitions} partitions");
+            let plural = if partitions == 1 { "" } else { "s" };
+            println!("created {name} with {partitions} partition{plural}");
         }
         Command::Grow { name, partitions } => {
             let client = broker.connect().await?;

@@ -41,10 +41,14 @@ use crate::records::ProducerRecord;
 use sender::Shared;
 
 /// How many acknowledgements the producer waits for.
-/// Java's `acks`; in a config file (feature `serde`) its values: `"0"`, `"1"`, `"all"` (also
-/// `"-1"`, `"none"`, `"leader"`).
+/// Java's `acks`; in a config file (feature `serde`) its values: `"all"` or `-1`, `1` or
+/// `"leader"`, `0` or `"none"` (numbers as numbers or strings, as Java's properties take them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "AcksValue")
+)]
 pub enum Acks {
     /// Fire and forget: the broker sends no answer and offsets are unknown (-1).
     #[cfg_attr(feature = "serde", serde(rename = "0", alias = "none"))]
@@ -56,6 +60,35 @@ pub enum Acks {
     #[default]
     #[cfg_attr(feature = "serde", serde(rename = "all", alias = "-1"))]
     All,
+}
+
+/// What a config file may write for [`Acks`]: a number or a string.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum AcksValue {
+    Number(i64),
+    Text(String),
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<AcksValue> for Acks {
+    type Error = String;
+
+    fn try_from(value: AcksValue) -> std::result::Result<Self, String> {
+        let text = match value {
+            AcksValue::Number(n) => n.to_string(),
+            AcksValue::Text(s) => s,
+        };
+        match text.as_str() {
+            "0" | "none" => Ok(Acks::None),
+            "1" | "leader" => Ok(Acks::Leader),
+            "all" | "-1" => Ok(Acks::All),
+            other => Err(format!(
+                "acks must be \"all\" (or -1), 1 (or \"leader\") or 0 (or \"none\"), not {other:?}"
+            )),
+        }
+    }
 }
 
 impl Acks {
