@@ -228,6 +228,20 @@ impl ClientCall {
         }
     }
 
+    /// Runs `call` as a call of `service.method`: [`start`](Self::start), then
+    /// [`finish`](Self::finish) with its result (the in-flight gauge goes down also if the
+    /// future is dropped).
+    pub async fn measure<T>(
+        service: &str,
+        method: &str,
+        call: impl std::future::Future<Output = Result<T, RpcError>>,
+    ) -> Result<T, RpcError> {
+        let measured = Self::start(service, method);
+        let result = call.await;
+        measured.finish(&result);
+        result
+    }
+
     /// Records how the call ended: its latency by status, and its error and timeout counts.
     pub fn finish<T>(self, result: &Result<T, RpcError>) {
         let status = match result {

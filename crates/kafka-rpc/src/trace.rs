@@ -70,9 +70,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use krpc_kafka::{ConsumerRecord, Header};
 use tracing::field::Empty;
-use tracing::Span;
+use tracing::{Instrument, Span};
 
 use crate::envelope::RequestId;
+use crate::error::RpcError;
 use crate::status::StatusCode;
 
 /// Record header carrying the W3C `traceparent` (ASCII text, e.g.
@@ -586,6 +587,20 @@ pub(crate) fn record_position(partition: i32, offset: i64) {
     if offset >= 0 {
         span.record("messaging.kafka.offset", offset);
     }
+}
+
+/// Runs `call` inside its `krpc.call` span (from [`client_span`]) and records on the span how
+/// it ended: `OK`, or the status of its error ([`RpcError::code`]).
+pub(crate) async fn in_call_span<T>(
+    span: Span,
+    call: impl Future<Output = Result<T, RpcError>>,
+) -> Result<T, RpcError> {
+    let result = call.instrument(span.clone()).await;
+    let code = result
+        .as_ref()
+        .map_or_else(RpcError::code, |_| StatusCode::Ok);
+    record_status(&span, code, false);
+    result
 }
 
 /// Records a call's or request's status on `span`; a status other than OK marks the span's
