@@ -22,13 +22,36 @@
 //! | `messaging.destination.partition.id` | the request record's partition (the client records it once Kafka has stored the record) |
 //! | `messaging.kafka.offset` | the request record's offset (likewise) |
 //! | `messaging.message.id` | the request id (`krpc-id`, 32 hex digits) |
-//! | `rpc.response.status_code` | the status name (`OK`, `DEADLINE_EXCEEDED`, ...; section 5 of WIRE.md), once known |
+//! | `rpc.response.status_code` | the status name (`OK`, `DEADLINE_EXCEEDED`, ...; section 5 of WIRE.md), once known; on the server also `CANCELLED` or `ALREADY_EXISTS` (see "Statuses") |
 //! | `otel.name`, `otel.kind`, `otel.status_code` | read by `tracing-opentelemetry`: the span's name (`Service/method`), kind, and `error` for a failed call |
 //! | `trace_id`, `span_id` | this span's W3C trace id and span id (32 and 16 hex digits) |
 //! | `parent_span_id` | the span id of its parent, when it has one (on the server: the caller's `krpc.call` span) |
 //!
-//! A request that is not run (a duplicate, past its deadline, refused) still has its span; the
-//! status is recorded where a status is decided.
+//! # Statuses
+//!
+//! A call's span records `OK` or the status of its error ([`RpcError::code`]). Every
+//! `krpc.request` span records a status too, also for a request that is not run or not
+//! answered (the status is recorded where it is decided):
+//!
+//! | the request | `rpc.response.status_code` |
+//! |-------------|----------------------------|
+//! | ran | the status of its reply (sent, or not sent for a one-way call) |
+//! | refused (oversize, malformed, not authentic, unknown method, bad arguments) | the status of the refusal |
+//! | past its deadline at pickup (not run, not answered) | `DEADLINE_EXCEEDED` |
+//! | a duplicate of a request already answered (its reply re-sent) | the status of the re-sent reply |
+//! | a duplicate of a request still running from an earlier offset (not started again; the reply comes from the first copy) | `ALREADY_EXISTS` |
+//! | a legacy (Python) client's handshake (answered) | `OK` |
+//! | its handler stopped because the server stopped (not answered; the request runs again on the partition's next owner) | `CANCELLED` |
+//! | serving it panicked in the server itself (not in the handler; left uncommitted) | `INTERNAL` |
+//!
+//! `CANCELLED` and `ALREADY_EXISTS` are gRPC status names that no reply carries (they are not
+//! in section 5 of WIRE.md); they appear only on spans, chosen as a gRPC server would show
+//! them: a gRPC handler whose context is cancelled ends `CANCELLED` (grpc-go maps a cancelled
+//! context to it), and `ALREADY_EXISTS` says "this request id exists, and is in progress"
+//! (`ABORTED` would say the work was given up, `OK` that this copy was served). Neither marks
+//! the server span as an error (`otel.status_code`): OpenTelemetry's gRPC conventions count
+//! only `UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE` and
+//! `DATA_LOSS` as server errors.
 //!
 //! # Propagation
 //!
@@ -601,6 +624,19 @@ pub(crate) async fn in_call_span<T>(
         .map_or_else(RpcError::code, |_| StatusCode::Ok);
     record_status(&span, code, false);
     result
+}
+
+/// `rpc.response.status_code` of a request whose handler was stopped because the server stopped
+/// (gRPC `CANCELLED`, code 1; no reply carries it: see the module documentation).
+pub(crate) const CANCELLED: &str = "CANCELLED";
+/// `rpc.response.status_code` of a duplicate of a request still running (gRPC
+/// `ALREADY_EXISTS`, code 6; no reply carries it: see the module documentation).
+pub(crate) const ALREADY_EXISTS: &str = "ALREADY_EXISTS";
+
+/// Records on a `krpc.request` span a status that no reply carries ([`CANCELLED`],
+/// [`ALREADY_EXISTS`]); not an error of the span.
+pub(crate) fn record_unanswered(span: &Span, name: &'static str) {
+    span.record("rpc.response.status_code", name);
 }
 
 /// Records a call's or request's status on `span`; a status other than OK marks the span's
