@@ -108,6 +108,12 @@ pub const TRACESTATE: &str = "tracestate";
 pub const RPC_SYSTEM: &str = "kafka-rpc";
 /// The `sampled` bit of the trace flags.
 pub const FLAG_SAMPLED: u8 = 0x01;
+/// The `random` bit of the trace flags (W3C Trace Context level 2: at least the right-most 7
+/// bytes of the trace id are random).
+pub const FLAG_RANDOM: u8 = 0x02;
+/// The flag bits a version-00 `traceparent` defines (`sampled`, and level 2's `random`); a
+/// parsed context keeps only these (W3C: vendors must set the other bits to zero).
+pub const KNOWN_FLAGS: u8 = FLAG_SAMPLED | FLAG_RANDOM;
 
 /// A W3C trace id: 16 bytes, never all zero; shown as 32 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -264,9 +270,11 @@ impl TraceContext {
 
     /// Parses a `traceparent` value (W3C Trace Context level 1, section 3.2): version `00` is
     /// exactly 55 characters `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, lowercase
-    /// hex, neither id all zeros. A higher version (but not `ff`) is read as its first 55
-    /// characters in the version 00 layout, followed by the end or a `-` and more fields,
-    /// which are ignored; of its flags only `sampled` is kept (section 3.3 "Versioning").
+    /// hex, neither id all zeros; of its flags only [`KNOWN_FLAGS`] are kept (`sampled` and
+    /// `random`: the other bits are not passed on to children). A higher version (but not
+    /// `ff`) is read as its first 55 characters in the version 00 layout, followed by the end
+    /// or a `-` and more fields, which are ignored; of its flags only `sampled` is kept
+    /// (section 3.3 "Versioning").
     pub fn from_traceparent(value: &str) -> Result<Self, InvalidTraceContext> {
         let b = value.as_bytes();
         if b.len() < 55 {
@@ -294,6 +302,7 @@ impl TraceContext {
                     format!("version 00 has 55 characters, not {}", b.len()),
                 ));
             }
+            flags &= KNOWN_FLAGS;
         } else {
             if b.len() > 55 && b[55] != b'-' {
                 return Err(invalid(
@@ -837,6 +846,35 @@ mod tests {
                 .collect();
             let _ = TraceContext::from_traceparent(&s);
         }
+    }
+
+    /// Review finding S21 of stop 11: all 8 flag bits were kept and passed on to children.
+    #[test]
+    fn version_00_keeps_only_the_sampled_and_random_flags() {
+        let with = |flags: &str| {
+            TraceContext::from_traceparent(&format!(
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-{flags}"
+            ))
+            .unwrap()
+        };
+        for (sent, kept) in [
+            ("ff", 0x03),
+            ("fd", 0x01),
+            ("82", 0x02),
+            ("03", 0x03),
+            ("04", 0x00),
+        ] {
+            let c = with(sent);
+            assert_eq!(c.flags(), kept, "flags {sent}");
+            assert_eq!(c.child().flags(), kept, "a child of flags {sent}");
+            assert_eq!(
+                c.child().traceparent()[53..],
+                format!("{kept:02x}"),
+                "what a child sends on"
+            );
+        }
+        assert!(with("fd").is_sampled());
+        assert!(!with("fe").is_sampled());
     }
 
     #[test]
