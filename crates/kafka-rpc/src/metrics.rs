@@ -28,7 +28,7 @@
 //! | `krpc_server_queue_wait_seconds` | histogram | service, method | seconds | from the caller sending a request to the server picking it up (clocks of two hosts: skew shows here) |
 //! | `krpc_server_requests_in_flight` | gauge | service | requests | requests taken from the request topic and not finished (queued or running) |
 //! | `krpc_server_consumer_lag` | gauge | service, partition | records | request records not yet fetched: high watermark (last stable offset with read_committed) minus position, as of the last fetch; 0 for a partition the server no longer owns |
-//! | `krpc_server_invalid_trace_headers_total` | counter | | records | request records whose `traceparent` or `tracestate` was invalid and ignored ([`crate::trace`]) |
+//! | `krpc_server_invalid_trace_headers_total` | counter | service | records | request records whose `traceparent` or `tracestate` was invalid and ignored ([`crate::trace`]; the server counter `invalid_trace_headers`) |
 //!
 //! The `method` label takes the method name as called. On a server a call of a method the
 //! service does not have (`UNIMPLEMENTED`) is labelled `_unknown`, and past
@@ -79,9 +79,6 @@ pub const SERVER_REQUESTS_IN_FLIGHT: &str = "krpc_server_requests_in_flight";
 /// Gauge (records), labels service, partition: request records not yet fetched (high
 /// watermark minus position as of the last fetch).
 pub const SERVER_CONSUMER_LAG: &str = "krpc_server_consumer_lag";
-/// Counter, no labels: request records whose `traceparent` or `tracestate` header was invalid
-/// and ignored (the request ran in a new trace, or without the state); see [`crate::trace`].
-pub const SERVER_INVALID_TRACE_HEADERS: &str = "krpc_server_invalid_trace_headers_total";
 
 /// The `metrics` name of the server counter `$name` of
 /// [`ServerStats`](crate::ServerStats): `krpc_server_<name>_total`.
@@ -91,6 +88,12 @@ macro_rules! server_counter_name {
     };
 }
 pub(crate) use server_counter_name;
+
+/// Counter (records), label service: request records whose `traceparent` or `tracestate`
+/// header was invalid and ignored (the request ran in a new trace, or without the state); see
+/// [`crate::trace`]. The server counter `invalid_trace_headers` of
+/// [`ServerStats`](crate::ServerStats).
+pub const SERVER_INVALID_TRACE_HEADERS: &str = server_counter_name!(invalid_trace_headers);
 
 /// Histogram buckets for the duration metrics, in seconds: 0.5 ms to 60 s.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -126,11 +129,6 @@ pub fn describe() {
         "Calls with no reply within their timeout."
     );
     describe_counter!(CLIENT_ONE_WAY, Unit::Count, "One-way calls stored.");
-    describe_counter!(
-        SERVER_INVALID_TRACE_HEADERS,
-        Unit::Count,
-        "Request records whose traceparent or tracestate header was invalid and ignored."
-    );
     describe_counter!(
         CLIENT_STRAY_REPLIES,
         Unit::Count,

@@ -59,7 +59,8 @@
 //! the server reads them and makes its `krpc.request` span a child of the caller's span
 //! (same trace id; parent span id = the caller's span id). A missing header starts a new trace;
 //! an invalid one is ignored (it comes off the network: the request is served as usual, a new
-//! trace starts, the problem is logged at DEBUG and counted in [`invalid_headers`]).
+//! trace starts, the problem is logged at DEBUG and counted in the server's
+//! `invalid_trace_headers` and in [`invalid_headers`]).
 //!
 //! Where the client takes its parent from, first match wins:
 //!
@@ -97,6 +98,7 @@ use tracing::{Instrument, Span};
 
 use crate::envelope::RequestId;
 use crate::error::RpcError;
+use crate::server::stats::Stat;
 use crate::status::StatusCode;
 
 /// Record header carrying the W3C `traceparent` (ASCII text, e.g.
@@ -485,17 +487,20 @@ static INVALID_HEADERS: AtomicU64 = AtomicU64::new(0);
 
 /// Request records served by this process whose `traceparent` or `tracestate` was invalid
 /// (ignored: the request started a new trace, or kept its `traceparent` without the state).
+/// All servers of the process together; each server's own count is its `invalid_trace_headers`
+/// ([`ServerStats`](crate::ServerStats), exported as `krpc_server_invalid_trace_headers_total`).
 pub fn invalid_headers() -> u64 {
     INVALID_HEADERS.load(Ordering::Relaxed)
 }
 
-/// The trace context a request record carries; an invalid one is counted, logged at DEBUG and
-/// ignored (never an error of the call: the headers come off the network).
-fn extract(record: &ConsumerRecord) -> Option<TraceContext> {
+/// The trace context a request record carries; an invalid one is counted (in `invalid`, the
+/// server's `invalid_trace_headers`, and in [`invalid_headers`]), logged at DEBUG and ignored
+/// (never an error of the call: the headers come off the network).
+fn extract(record: &ConsumerRecord, invalid: &Stat) -> Option<TraceContext> {
     let (context, problem) = TraceContext::from_headers_lenient(&record.headers);
     if let Some(e) = problem {
         INVALID_HEADERS.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(crate::metrics::SERVER_INVALID_TRACE_HEADERS).increment(1);
+        invalid.add(1);
         tracing::debug!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %e, "trace context header ignored");
     }
     context
@@ -561,9 +566,14 @@ pub(crate) fn client_span(
 
 /// The `krpc.request` span of a request record of `service`, a child of the caller's span
 /// when the record carries a valid `traceparent`, else the root of a new trace (never a child
-/// of the serving loop's span).
-pub(crate) fn server_span(service: &str, record: &ConsumerRecord) -> (Span, RequestTrace) {
-    let incoming = extract(record);
+/// of the serving loop's span). An invalid trace header is counted in `invalid_headers` (the
+/// server's counter).
+pub(crate) fn server_span(
+    service: &str,
+    record: &ConsumerRecord,
+    invalid_headers: &Stat,
+) -> (Span, RequestTrace) {
+    let incoming = extract(record, invalid_headers);
     let span = tracing::info_span!(
         parent: None,
         "krpc.request",

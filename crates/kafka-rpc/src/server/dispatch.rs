@@ -567,7 +567,8 @@ impl Pipeline {
         self.queued -= 1;
         let d = self.dispatcher.clone();
         // The request's span, a child of the caller's (src/trace.rs).
-        let (span, trace) = trace::server_span(&d.service_name, &record);
+        let (span, trace) =
+            trace::server_span(&d.service_name, &record, &d.counters.invalid_trace_headers);
         self.tasks.spawn(async move {
             // A panic here is a bug of the dispatcher itself (handler panics are caught in
             // `call`); the task still reports back, so the routing key is released. The offset
