@@ -50,6 +50,14 @@ fn json_lines(out: &Output) -> Vec<Value> {
         .collect()
 }
 
+/// `krpc consume TOPIC ARGS -o json`, run to success: its records as JSON values.
+fn consume_json(addr: &str, topic: &str, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["consume", topic];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", "json"]);
+    json_lines(&krpc(addr, &all))
+}
+
 fn hexs(text: impl AsRef<[u8]>) -> String {
     text.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -121,7 +129,7 @@ async fn produce_then_consume_keys_headers_offsets_and_formats_and_librdkafka_ag
     ));
 
     // Everything, bounded by the end offsets at start: 15 records, as JSON lines.
-    let all = json_lines(&krpc(&addr, &["consume", &topic, "-o", "json"]));
+    let all = consume_json(&addr, &topic, &[]);
     assert_eq!(all.len(), 15, "{all:#?}");
     let p0: Vec<&Value> = all.iter().filter(|r| r["partition"] == 0).collect();
     assert_eq!(p0.len(), 10);
@@ -165,45 +173,22 @@ async fn produce_then_consume_keys_headers_offsets_and_formats_and_librdkafka_ag
     assert!(p1[2].get("value_encoding").is_none());
 
     // Offsets: -N from the end, an offset with a count, the end (nothing, at once).
-    let last3 = json_lines(&krpc(
-        &addr,
-        &["consume", &topic, "-p", "0", "--offset", "-3", "-o", "json"],
-    ));
+    let last3 = consume_json(&addr, &topic, &["-p", "0", "--offset", "-3"]);
     assert_eq!(values(&last3), [json!("v7"), json!("v8"), json!("v9")]);
-    let two = json_lines(&krpc(
-        &addr,
-        &[
-            "consume", &topic, "-p", "0", "--offset", "5", "-c", "2", "-o", "json",
-        ],
-    ));
+    let two = consume_json(&addr, &topic, &["-p", "0", "--offset", "5", "-c", "2"]);
     assert_eq!(values(&two), [json!("v5"), json!("v6")]);
-    let beginning = json_lines(&krpc(
+    let beginning = consume_json(
         &addr,
-        &[
-            "consume",
-            &topic,
-            "-p",
-            "1",
-            "--offset",
-            "beginning",
-            "-c",
-            "1",
-            "-o",
-            "json",
-        ],
-    ));
+        &topic,
+        &["-p", "1", "--offset", "beginning", "-c", "1"],
+    );
     assert_eq!(values(&beginning), [json!("a")]);
-    assert!(json_lines(&krpc(
-        &addr,
-        &["consume", &topic, "--offset", "end", "-o", "json"]
-    ))
-    .is_empty());
+    assert!(consume_json(&addr, &topic, &["--offset", "end"]).is_empty());
     // Formats: hex asked for is not marked; the table marks the fallback.
-    let hex = json_lines(&krpc(
+    let hex = consume_json(
         &addr,
+        &topic,
         &[
-            "consume",
-            &topic,
             "-p",
             "1",
             "--offset",
@@ -212,10 +197,8 @@ async fn produce_then_consume_keys_headers_offsets_and_formats_and_librdkafka_ag
             "hex",
             "--key-format",
             "hex",
-            "-o",
-            "json",
         ],
-    ));
+    );
     assert_eq!(hex.len(), 1);
     assert_eq!(hex[0]["value"], "fffe00");
     assert!(hex[0].get("value_encoding").is_none(), "{}", hex[0]);
@@ -286,7 +269,7 @@ async fn produce_then_consume_keys_headers_offsets_and_formats_and_librdkafka_ag
         &["produce", "confluent", &addr, &topic2, "none", "20"],
         T,
     );
-    let read = json_lines(&krpc(&addr, &["consume", &topic2, "-o", "json"]));
+    let read = consume_json(&addr, &topic2, &[]);
     assert_eq!(read.len(), 20);
     for (i, r) in read.iter().enumerate() {
         let key = (i % 5 != 4).then(|| format!("key-{i}"));

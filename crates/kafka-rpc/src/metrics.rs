@@ -28,7 +28,7 @@
 //! | `krpc_server_queue_wait_seconds` | histogram | service, method | seconds | from the caller sending a request to the server picking it up (clocks of two hosts: skew shows here) |
 //! | `krpc_server_requests_in_flight` | gauge | service | requests | requests fetched from the request topic and not finished (queued or running); the sum over the servers of the service in this process |
 //! | `krpc_server_consumer_lag` | gauge | service, partition | records | request records not yet **fetched**: high watermark (last stable offset with read_committed) minus the fetch position, as of the last fetch; 0 for a partition no server of the service in this process owns. Records fetched and not finished are in `requests_in_flight`, not here: a saturated server shows its backlog there (Java's `records-lag` is measured from the records handed to the application, which sits between the two) |
-//! | `krpc_server_invalid_trace_headers_total` | counter | | records | request records whose `traceparent` or `tracestate` was invalid and ignored ([`crate::trace`]) |
+//! | `krpc_server_invalid_trace_headers_total` | counter | service | records | request records whose `traceparent` or `tracestate` was invalid and ignored ([`crate::trace`]; the server counter `invalid_trace_headers`) |
 //!
 //! The `method` label takes the method name as called. On a server a request answered
 //! `UNIMPLEMENTED` is labelled `_unknown` (whoever decided it, the dispatcher for a method the
@@ -86,9 +86,6 @@ pub const SERVER_REQUESTS_IN_FLIGHT: &str = "krpc_server_requests_in_flight";
 /// Gauge (records), labels service, partition: request records not yet fetched (high
 /// watermark minus position as of the last fetch).
 pub const SERVER_CONSUMER_LAG: &str = "krpc_server_consumer_lag";
-/// Counter, no labels: request records whose `traceparent` or `tracestate` header was invalid
-/// and ignored (the request ran in a new trace, or without the state); see [`crate::trace`].
-pub const SERVER_INVALID_TRACE_HEADERS: &str = "krpc_server_invalid_trace_headers_total";
 
 /// The `metrics` name of the server counter `$name` of
 /// [`ServerStats`](crate::ServerStats): `krpc_server_<name>_total`.
@@ -98,6 +95,12 @@ macro_rules! server_counter_name {
     };
 }
 pub(crate) use server_counter_name;
+
+/// Counter (records), label service: request records whose `traceparent` or `tracestate`
+/// header was invalid and ignored (the request ran in a new trace, or without the state); see
+/// [`crate::trace`]. The server counter `invalid_trace_headers` of
+/// [`ServerStats`](crate::ServerStats).
+pub const SERVER_INVALID_TRACE_HEADERS: &str = server_counter_name!(invalid_trace_headers);
 
 /// Histogram buckets for the duration metrics, in seconds: 0.5 ms to 60 s.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -137,11 +140,6 @@ pub fn describe() {
         "Calls with no reply within their timeout."
     );
     describe_counter!(CLIENT_ONE_WAY, Unit::Count, "One-way calls stored.");
-    describe_counter!(
-        SERVER_INVALID_TRACE_HEADERS,
-        Unit::Count,
-        "Request records whose traceparent or tracestate header was invalid and ignored."
-    );
     describe_counter!(
         CLIENT_STRAY_REPLIES,
         Unit::Count,
@@ -278,6 +276,20 @@ impl ClientCall {
             started: Instant::now(),
             in_flight,
         }
+    }
+
+    /// Runs `call` as a call of `service.method`: [`start`](Self::start), then
+    /// [`finish`](Self::finish) with its result (the in-flight gauge goes down also if the
+    /// future is dropped).
+    pub async fn measure<T>(
+        service: &str,
+        method: &str,
+        call: impl std::future::Future<Output = Result<T, RpcError>>,
+    ) -> Result<T, RpcError> {
+        let measured = Self::start(service, method);
+        let result = call.await;
+        measured.finish(&result);
+        result
     }
 
     /// Records how the call ended: its latency by status, and its error and timeout counts.

@@ -22,13 +22,36 @@
 //! | `messaging.destination.partition.id` | the request record's partition (the client records it once Kafka has stored the record) |
 //! | `messaging.kafka.offset` | the request record's offset (likewise) |
 //! | `messaging.message.id` | the request id (`krpc-id`, 32 hex digits) |
-//! | `rpc.response.status_code` | the status name (`OK`, `DEADLINE_EXCEEDED`, ...; section 5 of WIRE.md), once known |
+//! | `rpc.response.status_code` | the status name (`OK`, `DEADLINE_EXCEEDED`, ...; section 5 of WIRE.md), once known; on the server also `CANCELLED` or `ALREADY_EXISTS` (see "Statuses") |
 //! | `otel.name`, `otel.kind`, `otel.status_code` | read by `tracing-opentelemetry`: the span's name (`Service/method`), kind, and `error` for a failed call |
 //! | `trace_id`, `span_id` | this span's W3C trace id and span id (32 and 16 hex digits) |
 //! | `parent_span_id` | the span id of its parent, when it has one (on the server: the caller's `krpc.call` span) |
 //!
-//! A request that is not run (a duplicate, past its deadline, refused) still has its span; the
-//! status is recorded where a status is decided.
+//! # Statuses
+//!
+//! A call's span records `OK` or the status of its error ([`RpcError::code`]). Every
+//! `krpc.request` span records a status too, also for a request that is not run or not
+//! answered (the status is recorded where it is decided):
+//!
+//! | the request | `rpc.response.status_code` |
+//! |-------------|----------------------------|
+//! | ran | the status of its reply (sent, or not sent for a one-way call) |
+//! | refused (oversize, malformed, not authentic, unknown method, bad arguments) | the status of the refusal |
+//! | past its deadline at pickup (not run, not answered) | `DEADLINE_EXCEEDED` |
+//! | a duplicate of a request already answered (its reply re-sent) | the status of the re-sent reply |
+//! | a duplicate of a request still running from an earlier offset (not started again; the reply comes from the first copy) | `ALREADY_EXISTS` |
+//! | a legacy (Python) client's handshake (answered) | `OK` |
+//! | its handler stopped because the server stopped (not answered; the request runs again on the partition's next owner) | `CANCELLED` |
+//! | serving it panicked in the server itself (not in the handler; left uncommitted) | `INTERNAL` |
+//!
+//! `CANCELLED` and `ALREADY_EXISTS` are gRPC status names that no reply carries (they are not
+//! in section 5 of WIRE.md); they appear only on spans, chosen as a gRPC server would show
+//! them: a gRPC handler whose context is cancelled ends `CANCELLED` (grpc-go maps a cancelled
+//! context to it), and `ALREADY_EXISTS` says "this request id exists, and is in progress"
+//! (`ABORTED` would say the work was given up, `OK` that this copy was served). Neither marks
+//! the server span as an error (`otel.status_code`): OpenTelemetry's gRPC conventions count
+//! only `UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE` and
+//! `DATA_LOSS` as server errors.
 //!
 //! # Propagation
 //!
@@ -36,7 +59,8 @@
 //! the server reads them and makes its `krpc.request` span a child of the caller's span
 //! (same trace id; parent span id = the caller's span id). A missing header starts a new trace;
 //! an invalid one is ignored (it comes off the network: the request is served as usual, a new
-//! trace starts, the problem is logged at DEBUG and counted in [`invalid_headers`]).
+//! trace starts, the problem is logged at DEBUG and counted in the server's
+//! `invalid_trace_headers` and in [`invalid_headers`]).
 //!
 //! Where the client takes its parent from, first match wins:
 //!
@@ -70,9 +94,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use krpc_kafka::{ConsumerRecord, Header};
 use tracing::field::Empty;
-use tracing::Span;
+use tracing::{Instrument, Span};
 
 use crate::envelope::RequestId;
+use crate::error::RpcError;
+use crate::server::stats::Stat;
 use crate::status::StatusCode;
 
 /// Record header carrying the W3C `traceparent` (ASCII text, e.g.
@@ -84,6 +110,12 @@ pub const TRACESTATE: &str = "tracestate";
 pub const RPC_SYSTEM: &str = "kafka-rpc";
 /// The `sampled` bit of the trace flags.
 pub const FLAG_SAMPLED: u8 = 0x01;
+/// The `random` bit of the trace flags (W3C Trace Context level 2: at least the right-most 7
+/// bytes of the trace id are random).
+pub const FLAG_RANDOM: u8 = 0x02;
+/// The flag bits a version-00 `traceparent` defines (`sampled`, and level 2's `random`); a
+/// parsed context keeps only these (W3C: vendors must set the other bits to zero).
+pub const KNOWN_FLAGS: u8 = FLAG_SAMPLED | FLAG_RANDOM;
 
 /// A W3C trace id: 16 bytes, never all zero; shown as 32 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -240,9 +272,11 @@ impl TraceContext {
 
     /// Parses a `traceparent` value (W3C Trace Context level 1, section 3.2): version `00` is
     /// exactly 55 characters `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, lowercase
-    /// hex, neither id all zeros. A higher version (but not `ff`) is read as its first 55
-    /// characters in the version 00 layout, followed by the end or a `-` and more fields,
-    /// which are ignored; of its flags only `sampled` is kept (section 3.3 "Versioning").
+    /// hex, neither id all zeros; of its flags only [`KNOWN_FLAGS`] are kept (`sampled` and
+    /// `random`: the other bits are not passed on to children). A higher version (but not
+    /// `ff`) is read as its first 55 characters in the version 00 layout, followed by the end
+    /// or a `-` and more fields, which are ignored; of its flags only `sampled` is kept
+    /// (section 3.3 "Versioning").
     pub fn from_traceparent(value: &str) -> Result<Self, InvalidTraceContext> {
         let b = value.as_bytes();
         if b.len() < 55 {
@@ -270,6 +304,7 @@ impl TraceContext {
                     format!("version 00 has 55 characters, not {}", b.len()),
                 ));
             }
+            flags &= KNOWN_FLAGS;
         } else {
             if b.len() > 55 && b[55] != b'-' {
                 return Err(invalid(
@@ -452,17 +487,20 @@ static INVALID_HEADERS: AtomicU64 = AtomicU64::new(0);
 
 /// Request records served by this process whose `traceparent` or `tracestate` was invalid
 /// (ignored: the request started a new trace, or kept its `traceparent` without the state).
+/// All servers of the process together; each server's own count is its `invalid_trace_headers`
+/// ([`ServerStats`](crate::ServerStats), exported as `krpc_server_invalid_trace_headers_total`).
 pub fn invalid_headers() -> u64 {
     INVALID_HEADERS.load(Ordering::Relaxed)
 }
 
-/// The trace context a request record carries; an invalid one is counted, logged at DEBUG and
-/// ignored (never an error of the call: the headers come off the network).
-fn extract(record: &ConsumerRecord) -> Option<TraceContext> {
+/// The trace context a request record carries; an invalid one is counted (in `invalid`, the
+/// server's `invalid_trace_headers`, and in [`invalid_headers`]), logged at DEBUG and ignored
+/// (never an error of the call: the headers come off the network).
+fn extract(record: &ConsumerRecord, invalid: &Stat) -> Option<TraceContext> {
     let (context, problem) = TraceContext::from_headers_lenient(&record.headers);
     if let Some(e) = problem {
         INVALID_HEADERS.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(crate::metrics::SERVER_INVALID_TRACE_HEADERS).increment(1);
+        invalid.add(1);
         tracing::debug!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %e, "trace context header ignored");
     }
     context
@@ -528,9 +566,14 @@ pub(crate) fn client_span(
 
 /// The `krpc.request` span of a request record of `service`, a child of the caller's span
 /// when the record carries a valid `traceparent`, else the root of a new trace (never a child
-/// of the serving loop's span).
-pub(crate) fn server_span(service: &str, record: &ConsumerRecord) -> (Span, RequestTrace) {
-    let incoming = extract(record);
+/// of the serving loop's span). An invalid trace header is counted in `invalid_headers` (the
+/// server's counter).
+pub(crate) fn server_span(
+    service: &str,
+    record: &ConsumerRecord,
+    invalid_headers: &Stat,
+) -> (Span, RequestTrace) {
+    let incoming = extract(record, invalid_headers);
     let span = tracing::info_span!(
         parent: None,
         "krpc.request",
@@ -586,6 +629,33 @@ pub(crate) fn record_position(partition: i32, offset: i64) {
     if offset >= 0 {
         span.record("messaging.kafka.offset", offset);
     }
+}
+
+/// Runs `call` inside its `krpc.call` span (from [`client_span`]) and records on the span how
+/// it ended: `OK`, or the status of its error ([`RpcError::code`]).
+pub(crate) async fn in_call_span<T>(
+    span: Span,
+    call: impl Future<Output = Result<T, RpcError>>,
+) -> Result<T, RpcError> {
+    let result = call.instrument(span.clone()).await;
+    let code = result
+        .as_ref()
+        .map_or_else(RpcError::code, |_| StatusCode::Ok);
+    record_status(&span, code, false);
+    result
+}
+
+/// `rpc.response.status_code` of a request whose handler was stopped because the server stopped
+/// (gRPC `CANCELLED`, code 1; no reply carries it: see the module documentation).
+pub(crate) const CANCELLED: &str = "CANCELLED";
+/// `rpc.response.status_code` of a duplicate of a request still running (gRPC
+/// `ALREADY_EXISTS`, code 6; no reply carries it: see the module documentation).
+pub(crate) const ALREADY_EXISTS: &str = "ALREADY_EXISTS";
+
+/// Records on a `krpc.request` span a status that no reply carries ([`CANCELLED`],
+/// [`ALREADY_EXISTS`]); not an error of the span.
+pub(crate) fn record_unanswered(span: &Span, name: &'static str) {
+    span.record("rpc.response.status_code", name);
 }
 
 /// Records a call's or request's status on `span`; a status other than OK marks the span's
@@ -786,6 +856,35 @@ mod tests {
                 .collect();
             let _ = TraceContext::from_traceparent(&s);
         }
+    }
+
+    /// Review finding S21 of stop 11: all 8 flag bits were kept and passed on to children.
+    #[test]
+    fn version_00_keeps_only_the_sampled_and_random_flags() {
+        let with = |flags: &str| {
+            TraceContext::from_traceparent(&format!(
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-{flags}"
+            ))
+            .unwrap()
+        };
+        for (sent, kept) in [
+            ("ff", 0x03),
+            ("fd", 0x01),
+            ("82", 0x02),
+            ("03", 0x03),
+            ("04", 0x00),
+        ] {
+            let c = with(sent);
+            assert_eq!(c.flags(), kept, "flags {sent}");
+            assert_eq!(c.child().flags(), kept, "a child of flags {sent}");
+            assert_eq!(
+                c.child().traceparent()[53..],
+                format!("{kept:02x}"),
+                "what a child sends on"
+            );
+        }
+        assert!(with("fd").is_sampled());
+        assert!(!with("fe").is_sampled());
     }
 
     #[test]

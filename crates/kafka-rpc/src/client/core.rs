@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use krpc_kafka::{ConsumerRecord, Fetcher, Producer};
 use tokio::sync::Semaphore;
-use tracing::Instrument;
 
 use super::replies::{spawn_reader, Parsed, Pending, ReaderTask};
 use super::CallMeta;
@@ -18,7 +17,6 @@ use crate::codec::record::{ClientCodec, Opened, Outgoing};
 use crate::envelope::{now_ms, ReplyTo, RequestId};
 use crate::error::RpcError;
 use crate::service::Metadata;
-use crate::status::StatusCode;
 use crate::trace::{self, TraceContext};
 
 /// One call, in plaintext.
@@ -28,7 +26,7 @@ pub(crate) struct CallSpec<'a> {
     /// Method name.
     pub method: &'a str,
     /// Request topic.
-    pub topic: &'a str,
+    pub topic: String,
     /// Positional arguments, msgpack array.
     pub args: Bytes,
     /// Keyword arguments (legacy only).
@@ -107,19 +105,8 @@ impl CallCore {
         // Tracing (src/trace.rs): the call's span, and the context its request carries. (Its
         // metrics are recorded by the public entry points, around failures before the send.)
         let id = RequestId::random();
-        let (span, trace) = trace::client_span(spec.service, spec.method, spec.topic, id, false);
-        let result = self
-            .traced_call(id, &trace, spec, timeout)
-            .instrument(span.clone())
-            .await;
-        trace::record_status(
-            &span,
-            result
-                .as_ref()
-                .map_or_else(RpcError::code, |_| StatusCode::Ok),
-            false,
-        );
-        result
+        let (span, trace) = trace::client_span(spec.service, spec.method, &spec.topic, id, false);
+        trace::in_call_span(span, self.traced_call(id, &trace, spec, timeout)).await
     }
 
     /// [`call`](Self::call) as request `id`, carrying `trace`.
@@ -134,7 +121,7 @@ impl CallCore {
         let stored = AtomicBool::new(false);
         let service = spec.service;
         let method = spec.method;
-        let topic = spec.topic;
+        let topic = spec.topic.as_str();
         let timed_out = |stored: bool| RpcError::Timeout {
             service: service.into(),
             method: method.into(),
@@ -224,19 +211,8 @@ impl CallCore {
         deadline: Option<Duration>,
     ) -> Result<RequestId, RpcError> {
         let id = RequestId::random();
-        let (span, trace) = trace::client_span(spec.service, spec.method, spec.topic, id, true);
-        let result = self
-            .traced_notify(id, &trace, spec, deadline)
-            .instrument(span.clone())
-            .await;
-        trace::record_status(
-            &span,
-            result
-                .as_ref()
-                .map_or_else(RpcError::code, |_| StatusCode::Ok),
-            false,
-        );
-        result
+        let (span, trace) = trace::client_span(spec.service, spec.method, &spec.topic, id, true);
+        trace::in_call_span(span, self.traced_notify(id, &trace, spec, deadline)).await
     }
 
     /// [`notify`](Self::notify) as request `id`, carrying `trace`.
@@ -263,7 +239,7 @@ impl CallCore {
         };
         let mut record = self.encode(outgoing, service, method)?;
         record.headers.extend(trace.to_headers());
-        self.send(spec.topic, record, || {
+        self.send(&spec.topic, record, || {
             format!("sending {service}.{method} (request {id})")
         })
         .await?;

@@ -36,6 +36,25 @@ pub struct Response<R> {
     pub meta: CallMeta,
 }
 
+impl<R: DeserializeOwned> Response<R> {
+    /// The response of a call whose reply carried `payload` (msgpack), decoded into `R`.
+    pub(crate) fn decode(
+        service: &str,
+        method: &str,
+        payload: &[u8],
+        meta: CallMeta,
+    ) -> Result<Self, RpcError> {
+        let value = codec::decode(payload).map_err(|reason| RpcError::Codec {
+            context: format!(
+                "decoding the result of {service}.{method} (request {})",
+                meta.request_id
+            ),
+            reason,
+        })?;
+        Ok(Response { value, meta })
+    }
+}
+
 /// Where and how a call ran.
 #[derive(Debug, Clone)]
 pub struct CallMeta {
@@ -193,45 +212,17 @@ impl Client {
     {
         // Measured here (src/metrics.rs), so a call refused before it is sent (an unknown
         // service, arguments that do not encode) and a result that does not decode count too.
-        let measured = crate::metrics::ClientCall::start(service, method);
-        let result = self.call_unmeasured(service, method, args, options).await;
-        measured.finish(&result);
-        result
-    }
-
-    async fn call_unmeasured<A, R>(
-        &self,
-        service: &str,
-        method: &str,
-        args: &A,
-        options: CallOptions,
-    ) -> Result<Response<R>, RpcError>
-    where
-        A: Serialize + ?Sized,
-        R: DeserializeOwned,
-    {
-        let timeout = options
-            .timeout
-            .unwrap_or(self.inner.options.default_timeout);
-        let topic = self.prepare(service, method, &options.metadata).await?;
-        let spec = CallSpec {
-            service,
-            method,
-            topic: &topic,
-            args: encode_args(service, method, args)?,
-            kwargs: None,
-            routing_key: options.routing_key,
-            metadata: options.metadata,
-        };
-        let (payload, meta) = self.inner.core.call(spec, timeout).await?;
-        let value = codec::decode(&payload).map_err(|reason| RpcError::Codec {
-            context: format!(
-                "decoding the result of {service}.{method} (request {})",
-                meta.request_id
-            ),
-            reason,
-        })?;
-        Ok(Response { value, meta })
+        crate::metrics::ClientCall::measure(service, method, async move {
+            let timeout = options
+                .timeout
+                .unwrap_or(self.inner.options.default_timeout);
+            let spec = self
+                .prepare(service, method, args, options.routing_key, options.metadata)
+                .await?;
+            let (payload, meta) = self.inner.core.call(spec, timeout).await?;
+            Response::decode(service, method, &payload, meta)
+        })
+        .await
     }
 
     /// Sends a one-way call (a job): returns once Kafka has stored it. It runs when a server of
@@ -243,35 +234,44 @@ impl Client {
         args: &A,
         options: NotifyOptions,
     ) -> Result<RequestId, RpcError> {
-        let result = self.notify_unmeasured(service, method, args, options).await;
+        let result = async {
+            let spec = self
+                .prepare(service, method, args, options.routing_key, options.metadata)
+                .await?;
+            self.inner.core.notify(spec, options.deadline).await
+        }
+        .await;
+        // A failure counts in the errors (src/metrics.rs), refusals before the send included.
         if let Err(e) = &result {
             crate::metrics::client_one_way_failed(service, method, e);
         }
         result
     }
 
-    async fn notify_unmeasured<A: Serialize + ?Sized>(
+    /// Checks the call, encodes its arguments and checks that the service exists (its
+    /// request topic): the call to send.
+    async fn prepare<'a, A: Serialize + ?Sized>(
         &self,
-        service: &str,
-        method: &str,
+        service: &'a str,
+        method: &'a str,
         args: &A,
-        options: NotifyOptions,
-    ) -> Result<RequestId, RpcError> {
-        let topic = self.prepare(service, method, &options.metadata).await?;
-        let spec = CallSpec {
+        routing_key: Option<bytes::Bytes>,
+        metadata: crate::service::Metadata,
+    ) -> Result<CallSpec<'a>, RpcError> {
+        let topic = self.request_topic(service, method, &metadata).await?;
+        Ok(CallSpec {
             service,
             method,
-            topic: &topic,
+            topic,
             args: encode_args(service, method, args)?,
             kwargs: None,
-            routing_key: options.routing_key,
-            metadata: options.metadata,
-        };
-        self.inner.core.notify(spec, options.deadline).await
+            routing_key,
+            metadata,
+        })
     }
 
     /// Checks the call and that the service exists (its request topic); returns the topic.
-    async fn prepare(
+    async fn request_topic(
         &self,
         service: &str,
         method: &str,

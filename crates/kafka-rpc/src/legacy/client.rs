@@ -182,55 +182,33 @@ impl LegacyClient {
         R: DeserializeOwned,
     {
         // Measured here (src/metrics.rs), failures before the send and after the reply included.
-        let measured = crate::metrics::ClientCall::start(&self.inner.options.name, method);
-        let result = self.call_kw_unmeasured(method, args, kwargs, options).await;
-        measured.finish(&result);
-        result
-    }
-
-    async fn call_kw_unmeasured<A, K, R>(
-        &self,
-        method: &str,
-        args: &A,
-        kwargs: &K,
-        options: CallOptions,
-    ) -> Result<Response<R>, RpcError>
-    where
-        A: Serialize + ?Sized,
-        K: Serialize + ?Sized,
-        R: DeserializeOwned,
-    {
         let inner = &self.inner;
         let service = inner.options.name.as_str();
-        let timeout = options.timeout.unwrap_or(inner.options.default_timeout);
-        options
-            .metadata
-            .check()
-            .map_err(RpcError::InvalidArgument)?;
-        let codec_error = |reason: String| RpcError::Codec {
-            context: format!("encoding the arguments of {service}.{method}"),
-            reason,
-        };
-        let args = codec::encode_args(args).map_err(codec_error)?;
-        let kwargs = codec::encode(kwargs).map_err(codec_error)?;
-        let spec = CallSpec {
-            service,
-            method,
-            topic: &inner.request_topic,
-            args,
-            kwargs: Some(kwargs),
-            routing_key: None,
-            metadata: options.metadata,
-        };
-        let (payload, meta) = inner.core.call(spec, timeout).await?;
-        let value = codec::decode(&payload).map_err(|reason| RpcError::Codec {
-            context: format!(
-                "decoding the result of {service}.{method} (request {})",
-                meta.request_id
-            ),
-            reason,
-        })?;
-        Ok(Response { value, meta })
+        crate::metrics::ClientCall::measure(service, method, async move {
+            let timeout = options.timeout.unwrap_or(inner.options.default_timeout);
+            options
+                .metadata
+                .check()
+                .map_err(RpcError::InvalidArgument)?;
+            let codec_error = |reason: String| RpcError::Codec {
+                context: format!("encoding the arguments of {service}.{method}"),
+                reason,
+            };
+            let args = codec::encode_args(args).map_err(codec_error)?;
+            let kwargs = codec::encode(kwargs).map_err(codec_error)?;
+            let spec = CallSpec {
+                service,
+                method,
+                topic: inner.request_topic.clone(),
+                args,
+                kwargs: Some(kwargs),
+                routing_key: None,
+                metadata: options.metadata,
+            };
+            let (payload, meta) = inner.core.call(spec, timeout).await?;
+            Response::decode(service, method, &payload, meta)
+        })
+        .await
     }
 
     /// Calls waiting for their reply now.

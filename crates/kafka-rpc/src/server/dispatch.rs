@@ -141,6 +141,7 @@ impl Dispatcher {
                 Ok(Incoming::Rejected(r, why)) => (r, Some(why)),
                 Ok(Incoming::Handshake(to, answer)) => {
                     Counters::bump(&self.counters.handshakes);
+                    trace::record_status(&Span::current(), StatusCode::Ok, true);
                     if let Err(e) = self.produce(&to.topic, to.partition, answer).await {
                         Counters::bump(&self.counters.reply_failures);
                         tracing::warn!(topic = %to.topic, error = %e, "handshake not answered");
@@ -174,11 +175,13 @@ impl Dispatcher {
             Seen::New => {}
             Seen::Running(at) => {
                 Counters::bump(&self.counters.deduplicated);
+                trace::record_unanswered(&Span::current(), trace::ALREADY_EXISTS);
                 tracing::debug!(id = %request.id, offset = record.offset, first = at, partition = record.partition, "already running; not started again (its reply comes from the first copy)");
                 return Ending::Done;
             }
             Seen::Done(done) => {
                 Counters::bump(&self.counters.deduplicated);
+                trace::record_status(&Span::current(), done.reply.status, true);
                 tracing::debug!(id = %request.id, offset = record.offset, first = ?done.request_offset, partition = record.partition, "already answered; reply re-sent");
                 if let Some(to) = &request.reply_to {
                     self.send_reply(&done.reply, to).await;
@@ -210,6 +213,7 @@ impl Dispatcher {
                     Some(outcome) => outcome,
                     None => {
                         Counters::bump(&self.counters.stopped);
+                        trace::record_unanswered(&Span::current(), trace::CANCELLED);
                         tracing::warn!(id = %request.id, offset = record.offset, partition = record.partition, "handler stopped: the server is stopping; the request stays uncommitted");
                         return Ending::Abandoned;
                     }
@@ -563,15 +567,17 @@ impl Pipeline {
         self.queued -= 1;
         let d = self.dispatcher.clone();
         // The request's span, a child of the caller's (src/trace.rs).
-        let (span, trace) = trace::server_span(&d.service_name, &record);
+        let (span, trace) =
+            trace::server_span(&d.service_name, &record, &d.counters.invalid_trace_headers);
         self.tasks.spawn(async move {
             // A panic here is a bug of the dispatcher itself (handler panics are caught in
             // `call`); the task still reports back, so the routing key is released. The offset
             // stays uncommitted: the partition's next owner meets the record again.
-            let handled = d.handle(&record, &trace).instrument(span);
+            let handled = d.handle(&record, &trace).instrument(span.clone());
             let ending = match AssertUnwindSafe(handled).catch_unwind().await {
                 Ok(ending) => ending,
                 Err(p) => {
+                    trace::record_status(&span, StatusCode::Internal, true);
                     tracing::error!(topic = %record.topic, partition = record.partition, offset = record.offset, panic = %panicked(&*p).message, "serving a request panicked; its offset stays uncommitted");
                     Ending::Abandoned
                 }

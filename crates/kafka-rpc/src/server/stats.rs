@@ -163,6 +163,9 @@ counters! {
     /// Request-topic offsets jumped over by offset resets (a committed position below the log
     /// start that retention or DeleteRecords moved): those requests are gone from the broker.
     reset_skipped_offsets,
+    /// Request records whose `traceparent` or `tracestate` header was invalid and ignored (the
+    /// request ran in a new trace, or without the state; see [`crate::trace`]).
+    invalid_trace_headers,
 }
 
 impl Counters {
