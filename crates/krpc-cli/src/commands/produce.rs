@@ -50,8 +50,9 @@ pub enum Compression {
 Without VALUE, every line of stdin is a record (an empty line is an empty value). Output:
 -o table (default) prints a summary (records written per partition, first and last offset);
 -o json prints {\"topic\", \"partition\", \"offset\"} per record written, one per line. Exit
-code 1 (or 3 when the broker cannot be reached) when any record is not delivered; records
-before it may have been written.
+code 1 (or 3 when the broker cannot be reached) when any record is not delivered: the
+records before and after it are still sent, and each failure is named on stderr. A bad input
+line (not hex, ...) stops the input there instead (exit 2), after the records before it.
 
 Examples:
   krpc produce orders -k user-1 -H source=cli '{\"id\": 1}'
