@@ -372,6 +372,34 @@ async fn a_group_member_refused_by_its_coordinator_backs_off() {
     assert!(matches!(event, GroupEvent::Assigned(_)), "{event:?}");
 }
 
+/// A join refused for longer than its budget (rebalance plus session timeout, here 2 s) does
+/// not end the member: `poll` keeps retrying with backoff and joins once the coordinator
+/// answers, as the Java consumer does. `poll` used to return the coordinator's error once the
+/// budget was spent, which ended a kafka-rpc server (review of stop 12, R5).
+#[tokio::test]
+async fn a_join_refused_past_its_budget_is_retried_until_the_coordinator_answers() {
+    let broker = FakeBroker::start().await;
+    broker.topic("t", 1);
+    broker.fail(ApiKey::JoinGroup, 14); // COORDINATOR_LOAD_IN_PROGRESS
+    let client = client(&broker).await;
+    let mut config = krpc_kafka::GroupConfig::new("g", &["t"]);
+    config.session_timeout = Duration::from_secs(1);
+    config.rebalance_timeout = Duration::from_secs(1);
+    config.heartbeat_interval = Duration::from_millis(300);
+    let mut consumer = GroupConsumer::new(client, config).unwrap();
+    let polled = tokio::time::timeout(Duration::from_secs(4), consumer.poll()).await;
+    assert!(
+        polled.is_err(),
+        "poll returned within twice the join budget: {polled:?}"
+    );
+    broker.fail(ApiKey::JoinGroup, 0);
+    let event = tokio::time::timeout(Duration::from_secs(10), consumer.poll())
+        .await
+        .expect("joins once the coordinator answers")
+        .unwrap();
+    assert!(matches!(event, GroupEvent::Assigned(_)), "{event:?}");
+}
+
 /// Fault 2, the producer: a partition answering NOT_LEADER_OR_FOLLOWER to every produce is
 /// retried with backoff until the delivery timeout, then fails with the broker's error.
 #[tokio::test]
@@ -819,4 +847,38 @@ async fn list_offsets_read_committed_asks_for_the_last_stable_offset() {
         5,
         "list_offsets reads uncommitted"
     );
+}
+
+/// A read_committed fetcher that starts at (or resets to) "latest" starts at the last stable
+/// offset, as the Java consumer does, not at the high watermark past an open transaction (the
+/// records of that transaction would never be read if it commits). It used to ask ListOffsets
+/// read uncommitted (helper review of S13).
+#[tokio::test]
+async fn a_read_committed_fetcher_starts_latest_at_the_last_stable_offset() {
+    let broker = FakeBroker::start().await;
+    broker.topic("txn", 1);
+    broker.on_list_offsets(|_, _, ts, isolation| match (ts, isolation) {
+        (-1, 0) => (0, 5),
+        (-1, 1) => (0, 3),
+        _ => (0, 0),
+    });
+    let client = client(&broker).await;
+    for (level, want) in [
+        (IsolationLevel::ReadUncommitted, 5),
+        (IsolationLevel::ReadCommitted, 3),
+    ] {
+        let mut fetcher = krpc_kafka::Fetcher::new(
+            client.clone(),
+            krpc_kafka::FetchConfig {
+                isolation_level: level,
+                ..krpc_kafka::FetchConfig::default()
+            },
+        );
+        let at = fetcher
+            .assign_at("txn", 0, OffsetSpec::Latest)
+            .await
+            .expect("assign at latest");
+        assert_eq!(at, want, "{level:?}");
+        assert_eq!(fetcher.position("txn", 0), Some(want), "{level:?}");
+    }
 }

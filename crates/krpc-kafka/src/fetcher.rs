@@ -295,16 +295,27 @@ impl Fetcher {
         }
     }
 
-    /// Starts fetching `topic`/`partition` at the offset `spec` names.
+    /// Starts fetching `topic`/`partition` at the offset `spec` names (with read_committed,
+    /// [`OffsetSpec::Latest`] is the last stable offset, as the Java consumer resets to).
     pub async fn assign_at(
         &mut self,
         topic: &str,
         partition: i32,
         spec: OffsetSpec,
     ) -> Result<i64> {
-        let offset = self.client.list_offset(topic, partition, spec).await?;
+        let offset = self.offset_for(topic, partition, spec).await?;
         self.assign(topic, partition, offset);
         Ok(offset)
+    }
+
+    /// The offset `spec` names, asked with this fetcher's isolation level (ListOffsets v2+
+    /// for read_committed: `Latest` is then the last stable offset, not the high watermark).
+    async fn offset_for(&self, topic: &str, partition: i32, spec: OffsetSpec) -> Result<i64> {
+        let offsets = self
+            .client
+            .list_offsets_isolated(topic, &[partition], spec, self.config.isolation_level)
+            .await?;
+        Ok(offsets.get(&partition).copied().unwrap_or(-1))
     }
 
     /// Stops fetching `topic`/`partition`.
@@ -451,7 +462,7 @@ impl Fetcher {
         from: i64,
         spec: OffsetSpec,
     ) -> Result<()> {
-        let to = match self.client.list_offset(&topic, partition, spec).await {
+        let to = match self.offset_for(&topic, partition, spec).await {
             Ok(to) => to,
             Err(e) if e.is_retriable() => {
                 self.back_off(&(topic, partition), &e);

@@ -62,7 +62,7 @@ impl Client {
     /// the last stable offset, where a read-committed fetch stops while a transaction is open.
     ///
     /// # Errors
-    /// As [`Client::list_offsets`]; [`Error::InvalidArgument`] naming the broker when it speaks
+    /// As [`Client::list_offsets`]; [`Error::NoVersionMatch`] naming the broker when it speaks
     /// only ListOffsets v0-v1, which cannot ask read committed.
     pub async fn list_offsets_isolated(
         &self,
@@ -123,13 +123,18 @@ impl Client {
                             .collect(),
                     )]);
             let conn = self.connection(&addr, Lane::Default).await?;
-            if isolation == IsolationLevel::ReadCommitted
-                && conn.version::<ListOffsetsRequest>()? < 2
-            {
-                return Err(Error::InvalidArgument(format!(
-                    "broker {addr} speaks ListOffsets below v2, which cannot ask the read-committed \
-                     (last stable) offset of {topic}"
-                )));
+            let version = conn.version::<ListOffsetsRequest>()?;
+            if isolation == IsolationLevel::ReadCommitted && version < 2 {
+                // A broker limit, not a bad argument: read committed needs ListOffsets v2+.
+                // The version picked is the broker's highest (ours is higher).
+                return Err(Error::NoVersionMatch {
+                    broker: addr.clone(),
+                    api: ApiKey::ListOffsets,
+                    broker_min: 0,
+                    broker_max: version,
+                    ours_min: 2,
+                    ours_max: crate::versions::our_max::<ListOffsetsRequest>(),
+                });
             }
             let resp = conn.send(&req).await?;
             for t in &resp.topics {

@@ -228,7 +228,11 @@ impl JoinJob {
             }
             if !missing.is_empty() {
                 tracing::info!(group = %self.config.group_id, %topic, partitions = ?missing, policy = ?self.config.fetch.offset_reset, "no committed offset; starting where the reset policy says");
-                let reset = self.client.list_offsets(topic, &missing, spec).await?;
+                // With read_committed, "latest" is the last stable offset (as Java resets).
+                let reset = self
+                    .client
+                    .list_offsets_isolated(topic, &missing, spec, self.config.fetch.isolation_level)
+                    .await?;
                 start.entry(topic.clone()).or_default().extend(reset);
             }
         }
