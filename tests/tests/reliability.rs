@@ -278,6 +278,10 @@ async fn a_server_outlives_a_broker_outage_longer_than_its_timeouts() {
     stop.send(()).unwrap();
     let stats = task.await.expect("the server stopped cleanly");
     assert!(stats.ok >= 2, "{stats}");
+    assert!(
+        stats.assignments >= 2,
+        "the server rejoined after the outage: {stats}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,8 +39,8 @@
 //! come, first served, so after a restart it can differ.
 //!
 //! The server gauges are shared by the servers of one service in one process (one
-//! `service` label): each server adds its own part and takes it back when it is dropped, so
-//! the gauge is their sum.
+//! `service` label): each server adds its own part and takes it back when its run ends (or
+//! its counters are dropped), so the gauge is their sum.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
@@ -389,6 +389,12 @@ impl ServerMetrics {
             .record(queue_wait);
     }
 
+    /// Takes this server's part out of the gauges (it stopped; its counters may be kept).
+    pub fn release(&self) {
+        self.requests_in_flight(0);
+        self.consumer_lag(&HashMap::new());
+    }
+
     /// Sets this server's requests in flight.
     pub fn requests_in_flight(&self, n: usize) {
         let mut part = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
@@ -438,6 +444,13 @@ impl crate::server::Counters {
     pub(crate) fn requests_in_flight(&self, n: usize) {
         if let Some(m) = self.exported() {
             m.requests_in_flight(n);
+        }
+    }
+
+    /// Takes this server's part out of the shared gauges (at the end of its run).
+    pub(crate) fn release_gauges(&self) {
+        if let Some(m) = self.exported() {
+            m.release();
         }
     }
 
@@ -674,6 +687,33 @@ mod tests {
             a.consumer_lag(&HashMap::from([(0, 5)]));
             drop(a);
             b
+        });
+        let v = values(&snapshotter);
+        assert_eq!(
+            gauge(&v, "krpc_server_requests_in_flight{service=Svc}"),
+            Some(4.0)
+        );
+        assert_eq!(
+            gauge(&v, "krpc_server_consumer_lag{partition=0,service=Svc}"),
+            Some(0.0)
+        );
+    }
+
+    /// A stopped server whose counters are still held (`Server::counters()` is cloned before
+    /// `run`) takes its part out of the gauges when it releases them at the end of its run;
+    /// dropping was the only way before (review of stop 12, R2).
+    #[test]
+    fn a_stopped_server_releases_its_part_while_its_counters_are_held() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _servers = metrics::with_local_recorder(&recorder, || {
+            let a = ServerMetrics::new("Svc");
+            let b = ServerMetrics::new("Svc");
+            a.requests_in_flight(3);
+            b.requests_in_flight(4);
+            a.consumer_lag(&HashMap::from([(0, 5)]));
+            a.release();
+            (a, b)
         });
         let v = values(&snapshotter);
         assert_eq!(

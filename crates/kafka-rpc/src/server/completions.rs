@@ -54,5 +54,11 @@ pub async fn load_window(
             }
         }
     }
+    // Partial (the broker slow or unreachable for `timeout`): what was read is still used, and
+    // the gap is said, as requests answered in it may run again if redelivered.
+    let reached = fetcher.position(topic, partition).unwrap_or(end);
+    if reached < end {
+        tracing::warn!(topic, partition, from, reached, end, ?timeout, "dedup window loaded only in part; redeliveries of requests completed past `reached` may run again");
+    }
     Ok(window)
 }

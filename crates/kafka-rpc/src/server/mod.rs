@@ -306,7 +306,16 @@ impl Server {
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break Ok(()),
-                _ = commit_tick.tick() => pipeline.commit(&committer).await,
+                _ = commit_tick.tick() => {
+                    // A commit waits for the coordinator, up to the request timeout and its
+                    // connect attempts during an outage: shutdown is heard meanwhile (a commit
+                    // cut short is made again at the next one).
+                    tokio::select! {
+                        biased;
+                        _ = &mut shutdown => break Ok(()),
+                        () = pipeline.commit(&committer) => {}
+                    }
+                }
                 () = pipeline.step(), if pipeline.has_work() => {}
                 polled = events.recv(), if pipeline.may_admit() => {
                     let Some(polled) = polled else {
@@ -323,9 +332,9 @@ impl Server {
                             (request_parts, completion_parts) =
                                 follow_request_partitions(&self.kafka, &names, request_parts).await;
                             dispatcher.side_partitions.store(completion_parts, Relaxed);
-                            // The dedup windows load concurrently (a few at a time), under one
-                            // bound (each load stops at `drain_timeout`), and shutdown is heard
-                            // meanwhile: a slow broker or many partitions cannot hold the loop.
+                            // The dedup windows load concurrently (a few at a time; each gives
+                            // up reading at `drain_timeout`), and shutdown is heard meanwhile: a
+                            // slow broker or many partitions cannot hold the loop deaf.
                             let parts: Vec<i32> = a
                                 .get(&topic)
                                 .map(Vec::as_slice)
@@ -418,15 +427,26 @@ impl Server {
         drop(events);
         pipeline.drain(o.drain_timeout).await;
         pipeline.stop().await;
-        pipeline.commit(&committer).await;
-        match pump.await {
-            Ok(consumer) => {
-                if let Err(e) = consumer.close().await {
-                    tracing::warn!(error = %e, "leaving the group failed");
+        // The final commit and the LeaveGroup each wait for the coordinator, which during an
+        // outage means the request timeout and its connect attempts: one drain_timeout bounds
+        // both. Not done in time, the offsets stay where the last commit left them and the
+        // group drops this member after its session timeout.
+        let leave = async {
+            pipeline.commit(&committer).await;
+            match pump.await {
+                Ok(consumer) => {
+                    if let Err(e) = consumer.close().await {
+                        tracing::warn!(error = %e, "leaving the group failed");
+                    }
                 }
+                Err(e) => tracing::error!(error = %e, "the consumer task failed"),
             }
-            Err(e) => tracing::error!(error = %e, "the consumer task failed"),
+        };
+        if tokio::time::timeout(o.drain_timeout, leave).await.is_err() {
+            tracing::warn!(timeout = ?o.drain_timeout, "the final commit and leaving the group did not finish within drain_timeout (is the cluster reachable?); the group drops this member after its session timeout");
         }
+        // This server's part of the process's gauges goes (its counters may outlive it).
+        self.counters.release_gauges();
         outcome?;
         Ok(self.counters.snapshot())
     }

@@ -111,7 +111,8 @@ macro_rules! counters {
 }
 
 counters! {
-    /// Records taken from the request topic.
+    /// Records taken from the request topic (a deliveries count: a record left unstarted
+    /// at a revocation and fetched again counts again).
     received,
     /// Calls whose handler returned a value.
     ok,

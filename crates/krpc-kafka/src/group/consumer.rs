@@ -19,7 +19,7 @@ use super::state::Shared;
 use super::{membership, GroupConfig};
 use crate::backoff::Backoff;
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::{Error, Recovery, Result};
 use crate::fetcher::Fetcher;
 use crate::records::ConsumerRecord;
 
@@ -128,10 +128,20 @@ pub struct GroupConsumer {
     /// exist), and when the metadata was last compared with it.
     topic_shape: TopicShape,
     last_metadata_check: Instant,
-    /// Set while the cluster cannot be reached: the backoff between attempts (`retry.backoff.ms`
-    /// doubling to `retry.backoff.max.ms`) and when the outage began.
-    outage: Option<(Backoff, Instant)>,
+    /// Set while polls fail with what retrying mends (see [`GroupConsumer::poll`]).
+    outage: Option<Outage>,
 }
+
+/// A run of failed polls: the backoff between attempts (`retry.backoff.ms` doubling to
+/// `retry.backoff.max.ms`), when it began, and when it was last logged as a warning.
+struct Outage {
+    backoff: Backoff,
+    since: Instant,
+    warned: Option<Instant>,
+}
+
+/// How often an outage that goes on is logged again as a warning (debug between).
+const OUTAGE_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Drop for GroupConsumer {
     fn drop(&mut self) {
@@ -248,9 +258,13 @@ impl GroupConsumer {
     /// A transient failure ([`Error::is_retriable`]: every broker unreachable, a connection
     /// broken, a timeout, a coordinator or leader that moved) is not returned: the member logs
     /// it, backs off (`retry.backoff.ms` doubling to `retry.backoff.max.ms`) and tries again for
-    /// as long as it lasts, as the Java consumer's `poll` does, so a long-lived member outlives
-    /// a broker outage. If the outage outlasts the session timeout the group rebalances, and
-    /// the member rejoins when the brokers are back (a revocation, then an assignment).
+    /// as long as it lasts, as the Java consumer does, so a long-lived member outlives a broker
+    /// outage (logged as a warning when it begins and every minute while it lasts). So is a
+    /// rejoin that could not finish within its budget because the group kept rebalancing. If
+    /// the outage outlasts the session timeout the group rebalances, and the member rejoins
+    /// when the brokers are back (a revocation, then an assignment). Unlike Java's
+    /// `poll(timeout)`, this one does not return empty-handed meanwhile: to regain control,
+    /// wrap it in `tokio::time::timeout` (it is cancel-safe).
     ///
     /// # Errors
     /// What retrying cannot mend: fatal group errors (an invalid or unauthorized group, a fenced
@@ -258,7 +272,12 @@ impl GroupConsumer {
     pub async fn poll(&mut self) -> Result<GroupEvent> {
         loop {
             match self.poll_once().await {
-                Err(e) if e.is_retriable() && self.shared.fatal().is_none() => {
+                // Retriable, or a rejoin a join could not finish within its budget (the group
+                // kept rebalancing): the next round joins again.
+                Err(e)
+                    if (e.is_retriable() || e.recovery() == Recovery::Rejoin)
+                        && self.shared.fatal().is_none() =>
+                {
                     self.ride_out(&e).await;
                 }
                 other => {
@@ -271,24 +290,32 @@ impl GroupConsumer {
         }
     }
 
-    /// Logs a transient failure (a warning when an outage begins, then at debug) and waits the
-    /// next backoff before the next attempt.
+    /// Logs a transient failure (a warning when it begins and again every
+    /// [`OUTAGE_WARN_EVERY`], at debug between) and waits the next backoff before the next
+    /// attempt.
     async fn ride_out(&mut self, e: &Error) {
         let cfg = self.client.config();
-        let (backoff, since) = self.outage.get_or_insert_with(|| {
-            tracing::warn!(group = %self.config.group_id, error = %e, "the cluster cannot be reached; retrying until it can");
-            (
-                Backoff::unbounded(cfg.retry_backoff, cfg.retry_backoff_max),
-                Instant::now(),
-            )
+        let group = &self.config.group_id;
+        let outage = self.outage.get_or_insert_with(|| Outage {
+            backoff: Backoff::unbounded(cfg.retry_backoff, cfg.retry_backoff_max),
+            since: Instant::now(),
+            warned: None,
         });
-        tracing::debug!(group = %self.config.group_id, error = %e, outage_for = ?since.elapsed(), "still retrying");
-        backoff.wait().await;
+        if outage
+            .warned
+            .is_none_or(|at| at.elapsed() >= OUTAGE_WARN_EVERY)
+        {
+            outage.warned = Some(Instant::now());
+            tracing::warn!(%group, error = %e, failing_for = ?outage.since.elapsed(), "the group cannot go on; retrying until it can");
+        } else {
+            tracing::debug!(%group, error = %e, failing_for = ?outage.since.elapsed(), "still retrying");
+        }
+        outage.backoff.wait().await;
     }
 
     /// Ends an outage, if one was going on (logged with its length).
     fn outage_over(&mut self) {
-        if let Some((_, since)) = self.outage.take() {
+        if let Some(Outage { since, .. }) = self.outage.take() {
             tracing::info!(group = %self.config.group_id, after = ?since.elapsed(), "the cluster is reachable again");
         }
     }
