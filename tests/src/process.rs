@@ -60,6 +60,11 @@ impl LineProcess {
         unsafe { libc::kill(self.child.id() as i32, signal) };
     }
 
+    /// Whether the process has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
     /// Every line printed so far.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()

@@ -382,6 +382,17 @@ fn usage_errors_exit_2_and_an_unreachable_broker_exits_3() {
         "{:?}",
         started.elapsed()
     );
+    // A variable set to the empty string is unset (docker-compose files write
+    // `KRPC_SASL_MECHANISM=`); clap used to take "" as the value and refuse it (exit 2).
+    let empty = krpc()
+        .args(["topics", "list", "--bootstrap", &dead])
+        .env("KRPC_CONNECT_TIMEOUT", "300ms")
+        .env("KRPC_SASL_MECHANISM", "")
+        .env("KRPC_TLS_CA", "")
+        .env("KRPC_CONFIG", "")
+        .output()
+        .unwrap();
+    assert_eq!(empty.status.code(), Some(3), "{empty:?}");
 }
 
 /// `krpc completions bash` prints a completion script that knows the subcommands; `--help`

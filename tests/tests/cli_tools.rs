@@ -616,3 +616,73 @@ async fn consume_prints_table_rows_as_they_come_without_follow() {
     }
     consume.kill9();
 }
+
+/// `krpc consume --follow` tails on through a broker outage longer than its connect timeout
+/// and prints what is written once the broker is back, as kcat does. It used to exit 3 with
+/// "cannot reach any bootstrap broker" after the connect timeout (new-user trial): that error
+/// was fatal; now the fetcher backs off the partition and tries again, as for any retriable
+/// failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_follow_outlives_a_broker_outage() {
+    let mut broker = Broker::start(krpc_tests::Storage::Sqlite);
+    if !broker.is_owned() {
+        eprintln!("skipped: KAFKA_BOOTSTRAP names an external broker this test cannot kill");
+        return;
+    }
+    let addr = broker.addr().to_string();
+    let topic = {
+        let client = kafka::client(&addr).await;
+        kafka::topic(&client, "cli-outage", 1).await
+    };
+    ok(&krpc(&addr, &["produce", &topic, "before"]));
+    let mut follow = LineProcess::spawn("krpc consume --follow", {
+        let mut cmd = krpc_tests::tuning::krpc_command();
+        cmd.env("KAFKA_BOOTSTRAP", &addr).args([
+            "consume",
+            &topic,
+            "--follow",
+            "-c",
+            "2",
+            "-o",
+            "json",
+            "--connect-timeout",
+            "2s",
+        ]);
+        cmd
+    });
+    wait::until(
+        "the record before the outage",
+        Duration::from_secs(60),
+        || {
+            let printed = follow.lines().len();
+            async move { (printed >= 1).then_some(()) }
+        },
+    )
+    .await;
+    broker.kill();
+    // Down for several connect timeouts; the follower must not exit meanwhile.
+    let down = std::time::Instant::now();
+    while down.elapsed() < Duration::from_secs(12) {
+        assert!(
+            follow.is_running(),
+            "krpc consume --follow exited {:?} into the outage",
+            down.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    broker.restart();
+    ok(&krpc(&addr, &["produce", &topic, "after"]));
+    assert!(
+        follow.close_and_wait(Duration::from_secs(60)).success(),
+        "the follower ends after its second record"
+    );
+    let values: Vec<String> = follow
+        .lines()
+        .iter()
+        .map(|l| {
+            let r: Value = serde_json::from_str(l).expect("JSON line");
+            r["value"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(values, ["before", "after"]);
+}

@@ -234,7 +234,8 @@ impl BrokerArgs {
             .iter()
             .chain(tls.client_cert.iter().flat_map(|(cert, key)| [cert, key]));
         for path in files {
-            if !path.is_file() {
+            // exists(), not is_file(): `--tls-ca <(vault read ...)` is a FIFO.
+            if !path.exists() {
                 return Err(UsageError(format!(
                     "TLS file {} does not exist (relative paths are read from the working \
                      directory)",

@@ -98,11 +98,29 @@ fn parse(
     Ok((cli, config_file_flag))
 }
 
+/// Unsets every environment variable of `command`'s options (and its subcommands') that is set
+/// to the empty string: `KAFKA_BOOTSTRAP=` (as docker-compose files and scripts write) means
+/// "not set", as for most Unix tools, where clap would take "" as the value and refuse it.
+fn unset_empty_env(command: &clap::Command) {
+    for arg in command.get_arguments() {
+        if let Some(name) = arg.get_env() {
+            if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
+                // Before any thread starts: nothing else reads the environment yet.
+                std::env::remove_var(name);
+            }
+        }
+    }
+    for sub in command.get_subcommands() {
+        unset_empty_env(sub);
+    }
+}
+
 fn main() -> ExitCode {
     // Output piped into `head` and closed early ends the process quietly, as every Unix
     // filter does, instead of a panic on the failed write (Rust ignores SIGPIPE by default).
     // SAFETY: setting a signal disposition to the default before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    unset_empty_env(&<Cli as clap::CommandFactory>::command());
     let (mut cli, config_file_flag) = parse(std::env::args_os()).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -45,12 +45,12 @@ pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 /// The write half of a broker stream (plain TCP or TLS).
 pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// Splits `stream` into boxed halves, through TLS when `config.tls` is set.
 /// How long a connection whose first request broke waits for its reader to decrypt a TLS alert
 /// that explains the break (a refused client certificate), so the error names the refusal and
-/// not the broken pipe. Bounded by the connect timeout.
+/// not the broken pipe. Bounded by what is left of the connect timeout.
 const TLS_REFUSAL_GRACE: Duration = Duration::from_secs(1);
 
+/// Splits `stream` into boxed halves, through TLS when `config.tls` is set.
 async fn secure(
     stream: TcpStream,
     broker: &str,
@@ -242,7 +242,8 @@ impl Connection {
                 // alert that says why: the reader ends at the socket's end, so give it a
                 // bounded moment to record the refusal before deciding what the error is.
                 if config.tls.is_some() && matches!(e, Error::ConnectionBroken { .. }) {
-                    let grace = TLS_REFUSAL_GRACE.min(config.connect_timeout);
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let grace = TLS_REFUSAL_GRACE.min(left);
                     let _ = tokio::time::timeout(grace, &mut conn.reader).await;
                 }
                 conn.refused_or(e)?

@@ -256,7 +256,8 @@ impl Producer {
     pub fn new(client: Client, config: ProducerConfig) -> Self {
         Self {
             handle: Arc::new(Handle(Arc::new(Shared::new(client, config)))),
-            // A random start, as the Java client's round-robin counters do: short-lived
+            // A random first partition, as the Java client's default partitioner had (before
+            // 2.4; the sticky partitioner since picks a random partition per batch): short-lived
             // producers (a CLI call, a cron job) would otherwise all write to partition 0.
             round_robin: Arc::new(AtomicUsize::new(rand::random::<u32>() as usize)),
         }
