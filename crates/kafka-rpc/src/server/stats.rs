@@ -111,8 +111,7 @@ macro_rules! counters {
 }
 
 counters! {
-    /// Records taken from the request topic (a deliveries count: a record left unstarted
-    /// at a revocation and fetched again counts again).
+    /// Records taken from the request topic.
     received,
     /// Calls whose handler returned a value.
     ok,
