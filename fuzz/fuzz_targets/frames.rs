@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
                     "frame of {} bytes passed a max of {max}",
                     frame.len()
                 );
-                let id = krpc_kafka::protocol::peek_correlation_id(&frame);
+                let id = krpc_kafka::messages::peek_correlation_id(&frame);
                 assert_eq!(id.is_some(), frame.len() >= 4);
             }
             Ok(None) => {

@@ -1,4 +1,4 @@
-// Covers krpc_kafka::protocol::decode_response (header + body), 13 response types, all versions.
+// Covers krpc_kafka::messages::decode_response (header + body), 13 response types, all versions.
 #![no_main]
 
 use bytes::Bytes;
@@ -21,7 +21,7 @@ impl ApiVisitor for Decode<'_> {
         let version = pick_version::<R>(self.version_selector);
         let frame = Bytes::copy_from_slice(self.frame);
         // Ok or Err are both fine; only a panic (or a sanitizer report) is a finding.
-        let _ = krpc_kafka::protocol::decode_response::<R>(frame, version, "fuzz");
+        let _ = krpc_kafka::messages::decode_response::<R>(frame, version, "fuzz");
     }
 }
 

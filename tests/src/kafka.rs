@@ -2,21 +2,21 @@
 
 use std::time::{Duration, Instant};
 
-use krpc_kafka::{Client, ClientConfig, ConsumerRecord, FetchConfig, Fetcher, NewTopic};
+use krpc_kafka::{ClientConfig, ConsumerRecord, FetchConfig, Fetcher, KafkaClient, NewTopic};
 
 /// A client for `addr` with test-sized timeouts.
-pub async fn client(addr: &str) -> Client {
+pub async fn client(addr: &str) -> KafkaClient {
     let config = ClientConfig::new(addr)
         .client_id("krpc-tests")
         .connect_timeout(Duration::from_secs(10))
         .request_timeout(Duration::from_secs(10));
-    Client::connect(config)
+    KafkaClient::connect(config)
         .await
         .expect("connect to the test broker")
 }
 
 /// Creates a topic with a unique name and `partitions` partitions; returns its name.
-pub async fn topic(client: &Client, prefix: &str, partitions: i32) -> String {
+pub async fn topic(client: &KafkaClient, prefix: &str, partitions: i32) -> String {
     let name = crate::unique_topic(prefix);
     client
         .create_topics(&[NewTopic::new(&name, partitions)], false)
@@ -35,7 +35,7 @@ pub fn quick_fetch() -> FetchConfig {
 
 /// Reads `count` records of `topic`/`partition` from `offset`, failing after `timeout`.
 pub async fn read(
-    client: &Client,
+    client: &KafkaClient,
     topic: &str,
     partition: i32,
     offset: i64,
@@ -81,7 +81,7 @@ impl RawBatch {
 
 /// The batches of `topic`/`partition` from offset 0, read with one raw Fetch (read_uncommitted)
 /// so tests can see what a peer really wrote (format, codec, producer id).
-pub async fn raw_batches(client: &Client, topic: &str, partition: i32) -> Vec<RawBatch> {
+pub async fn raw_batches(client: &KafkaClient, topic: &str, partition: i32) -> Vec<RawBatch> {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::{FetchRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
@@ -142,7 +142,7 @@ pub async fn raw_batches(client: &Client, topic: &str, partition: i32) -> Vec<Ra
 /// one raw Produce request; returns the broker's error code for the partition (0: stored), or
 /// the error of the request (a broker may close the connection on bytes it cannot parse).
 pub async fn produce_raw(
-    client: &Client,
+    client: &KafkaClient,
     topic: &str,
     partition: i32,
     records: bytes::Bytes,

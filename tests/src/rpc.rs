@@ -66,9 +66,9 @@ pub async fn wait_for_servers(servers: &[&LineProcess], partitions: i32, timeout
 }
 
 /// A kafka-rpc client with its own krpc-kafka client.
-pub async fn client(addr: &str) -> kafka_rpc::Client {
+pub async fn client(addr: &str) -> kafka_rpc::RpcClient {
     let kafka = crate::kafka::client(addr).await;
-    kafka_rpc::Client::connect(kafka, crate::tuning::client_options())
+    kafka_rpc::RpcClient::connect(kafka, crate::tuning::client_options())
         .await
         .expect("rpc client")
 }

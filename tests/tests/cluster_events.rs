@@ -25,7 +25,7 @@ fn service(prefix: &str) -> String {
 
 /// A server whose `sleep(ms)` counts its runs in `runs` and `started`.
 fn sleep_server(
-    kafka: kafka_rpc::krpc_kafka::Client,
+    kafka: kafka_rpc::krpc_kafka::KafkaClient,
     options: ServerOptions,
     runs: Arc<AtomicUsize>,
 ) -> Server {
@@ -289,7 +289,7 @@ async fn servers_survive_their_request_topic_deleted_and_recreated() {
     );
     let counters = server.counters();
     let (stop, task) = rpc::run_in_background(server);
-    let call = |client: kafka_rpc::Client| {
+    let call = |client: kafka_rpc::RpcClient| {
         let svc = svc.clone();
         async move {
             client

@@ -285,7 +285,7 @@ async fn heartbeats_keep_a_member_in_its_generation_through_a_minute_of_long_pol
 
 /// A krpc-kafka member polling in a task, publishing what it holds.
 fn spawn_rust_member(
-    client: krpc_kafka::Client,
+    client: krpc_kafka::KafkaClient,
     group: &str,
     topic: &str,
 ) -> (

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ApiKey;
-use kafka_rpc::{CallOptions, Client, ClientOptions, HandlerError, Server, ServerOptions};
+use kafka_rpc::{CallOptions, ClientOptions, HandlerError, RpcClient, Server, ServerOptions};
 use krpc_tests::frame_proxy::FrameProxy;
 use krpc_tests::{kafka, rpc, Broker};
 
@@ -64,7 +64,7 @@ async fn an_idle_server_and_client_send_a_few_requests_a_second_with_the_default
         Ok::<_, HandlerError>(a + b)
     });
     let (stop, task) = rpc::run_in_background(server);
-    let client = Client::connect(
+    let client = RpcClient::connect(
         kafka::client(client_proxy.addr()).await,
         ClientOptions {
             // The server task may not have made its topics yet.

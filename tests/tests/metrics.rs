@@ -448,7 +448,7 @@ async fn a_fetch_below_the_high_watermark_leaves_a_lag() {
                 .collect()
         });
     }
-    let client = krpc_kafka::Client::connect(krpc_kafka::ClientConfig::new(broker.addr()))
+    let client = krpc_kafka::KafkaClient::connect(krpc_kafka::ClientConfig::new(broker.addr()))
         .await
         .expect("connect to the fake broker");
     let mut fetcher = Fetcher::new(

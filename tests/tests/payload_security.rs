@@ -32,7 +32,7 @@ struct Crafter {
 }
 
 impl Crafter {
-    async fn new(kafka: kafka_rpc::krpc_kafka::Client, svc: &str) -> Self {
+    async fn new(kafka: kafka_rpc::krpc_kafka::KafkaClient, svc: &str) -> Self {
         let reply_to = ReplyTo {
             topic: kafka_rpc::naming::DEFAULT_REPLY_TOPIC.into(),
             partition: 3,
@@ -136,7 +136,7 @@ async fn sealed_calls_work_and_every_forgery_is_refused_counted_and_never_run() 
     let (stop, task) = krpc_tests::rpc::run_in_background(server);
 
     // A sealed call works, and its arguments are not readable on the wire.
-    let client = kafka_rpc::Client::connect(
+    let client = kafka_rpc::RpcClient::connect(
         kafka.clone(),
         ClientOptions {
             security: Some(security(SECRET)),
@@ -191,7 +191,7 @@ async fn sealed_calls_work_and_every_forgery_is_refused_counted_and_never_run() 
     );
 
     // A client with the wrong key gets UNAUTHENTICATED at once.
-    let wrong = kafka_rpc::Client::connect(
+    let wrong = kafka_rpc::RpcClient::connect(
         kafka.clone(),
         ClientOptions {
             security: Some(security("not the payload secret")),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_rpc::krpc_kafka::{Client, ClientConfig};
+use kafka_rpc::krpc_kafka::{ClientConfig, KafkaClient};
 use kafka_rpc::{CallOptions, HandlerError, Server};
 use krpc_tests::proxy::{FaultProxy, Target};
 use krpc_tests::{rpc, wait, Broker, Storage};
@@ -41,18 +41,18 @@ fn broker_behind_proxy() -> Option<(Broker, FaultProxy)> {
 }
 
 /// A krpc-kafka client through `proxy` named `client_id`, with test-sized timeouts.
-async fn kafka_client(proxy: &FaultProxy, client_id: &str) -> Client {
+async fn kafka_client(proxy: &FaultProxy, client_id: &str) -> KafkaClient {
     let config = ClientConfig::new(proxy.addr())
         .client_id(client_id)
         .connect_timeout(Duration::from_secs(5))
         .request_timeout(Duration::from_secs(5));
-    Client::connect(config)
+    KafkaClient::connect(config)
         .await
         .expect("connect through the proxy")
 }
 
 /// A server whose `work(i, ms)` sleeps `ms` and returns `i`, counting runs.
-fn work_server(kafka: Client, svc: &str, runs: Arc<AtomicUsize>) -> Server {
+fn work_server(kafka: KafkaClient, svc: &str, runs: Arc<AtomicUsize>) -> Server {
     let mut o = krpc_tests::tuning::server_options(svc);
     o.server_id = "behind-proxy".into();
     o.session_timeout = Duration::from_secs(6);
@@ -83,7 +83,7 @@ async fn a_server_whose_broker_connections_go_half_open_for_20_s_loses_no_call()
     let server = work_server(kafka_client(&proxy, SERVER_ID).await, &svc, runs.clone());
     let counters = server.counters();
     let (stop, task) = rpc::run_in_background(server);
-    let client = kafka_rpc::Client::connect(
+    let client = kafka_rpc::RpcClient::connect(
         kafka_client(&proxy, CALLER_ID).await,
         krpc_tests::tuning::client_options(),
     )
@@ -181,7 +181,7 @@ async fn a_client_whose_reply_connection_is_reset_mid_call_gets_its_reply() {
     let runs = Arc::new(AtomicUsize::new(0));
     let server = work_server(kafka_client(&proxy, SERVER_ID).await, &svc, runs.clone());
     let (stop, task) = rpc::run_in_background(server);
-    let client = kafka_rpc::Client::connect(
+    let client = kafka_rpc::RpcClient::connect(
         kafka_client(&proxy, CALLER_ID).await,
         krpc_tests::tuning::client_options(),
     )
@@ -251,7 +251,7 @@ async fn a_server_whose_broker_answers_slower_than_its_commit_interval_still_ser
     let server = work_server(kafka_client(&proxy, SERVER_ID).await, &svc, runs.clone());
     let counters = server.counters();
     let (stop, task) = rpc::run_in_background(server);
-    let client = kafka_rpc::Client::connect(
+    let client = kafka_rpc::RpcClient::connect(
         kafka_client(&proxy, CALLER_ID).await,
         krpc_tests::tuning::client_options(),
     )

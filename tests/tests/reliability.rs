@@ -63,7 +63,7 @@ fn stat(server: &LineProcess, counter: &str) -> u64 {
 
 /// Calls `work(i, ms)` for i in 0..n with `concurrency` in flight; returns (ok, failures).
 async fn load(
-    client: kafka_rpc::Client,
+    client: kafka_rpc::RpcClient,
     svc: String,
     n: usize,
     ms: u64,
@@ -166,7 +166,7 @@ async fn a_server_killed_under_load_loses_no_call_and_dedup_suppresses_completed
 
 /// An in-process server whose `job(n)` records n, and whose `add` adds.
 fn job_server(
-    kafka: kafka_rpc::krpc_kafka::Client,
+    kafka: kafka_rpc::krpc_kafka::KafkaClient,
     options: ServerOptions,
     jobs: Arc<Mutex<Vec<u32>>>,
 ) -> Server {
@@ -234,7 +234,9 @@ async fn a_server_outlives_a_broker_outage_longer_than_its_timeouts() {
         .client_id("krpc-tests-outage")
         .connect_timeout(Duration::from_secs(2))
         .request_timeout(Duration::from_secs(5));
-    let kafka = krpc_kafka::Client::connect(config).await.expect("connect");
+    let kafka = krpc_kafka::KafkaClient::connect(config)
+        .await
+        .expect("connect");
     let mut options = krpc_tests::tuning::server_options(&svc);
     options.session_timeout = Duration::from_millis(SESSION_MS);
     options.rebalance_timeout = Duration::from_millis(SESSION_MS);
@@ -482,7 +484,7 @@ async fn soak_servers_killed_and_restarted_every_thirty_seconds_lose_nothing() {
             create_request_topics: true,
             ..Default::default()
         };
-        let client = kafka_rpc::Client::connect(kafka, options)
+        let client = kafka_rpc::RpcClient::connect(kafka, options)
             .await
             .expect("rpc client");
         let (svc, total, failures) = (svc.clone(), total.clone(), failures.clone());

@@ -66,7 +66,7 @@ async fn two_client_processes_and_three_server_processes_make_10000_correct_call
 
 /// An in-process server of `svc` with the methods the tests use; runs until `stop` fires.
 fn spawn_server(
-    kafka: kafka_rpc::krpc_kafka::Client,
+    kafka: kafka_rpc::krpc_kafka::KafkaClient,
     svc: &str,
     jobs: Arc<Mutex<HashSet<u32>>>,
 ) -> (
@@ -101,7 +101,7 @@ async fn twenty_client_instances_in_one_process_each_get_their_own_replies() {
     let svc = service("twenty");
     let kafka = krpc_tests::kafka::client(&addr).await;
     let (stop, server) = spawn_server(kafka.clone(), &svc, Default::default());
-    let clients: Vec<kafka_rpc::Client> =
+    let clients: Vec<kafka_rpc::RpcClient> =
         futures::future::join_all((0..20).map(|_| rpc::client(&addr))).await;
     let slots: HashSet<i32> = clients.iter().map(|c| c.reply_to().partition).collect();
     assert!(
@@ -318,7 +318,7 @@ impl SeamServer {
 
     fn server(
         &self,
-        kafka: kafka_rpc::krpc_kafka::Client,
+        kafka: kafka_rpc::krpc_kafka::KafkaClient,
         svc: &str,
         concurrency: usize,
         drain: Duration,
@@ -385,7 +385,7 @@ async fn a_call_to_a_service_with_no_request_topic_is_refused_and_creates_no_top
         create_request_topics: false,
         ..krpc_tests::tuning::client_options()
     };
-    let client = kafka_rpc::Client::connect(kafka.clone(), options)
+    let client = kafka_rpc::RpcClient::connect(kafka.clone(), options)
         .await
         .unwrap();
     let svc = service("typo");
@@ -646,7 +646,7 @@ async fn max_in_flight_bounds_the_calls_waiting_for_replies() {
         max_in_flight: 2,
         ..krpc_tests::tuning::client_options()
     };
-    let client = kafka_rpc::Client::connect(krpc_tests::kafka::client(&addr).await, options)
+    let client = kafka_rpc::RpcClient::connect(krpc_tests::kafka::client(&addr).await, options)
         .await
         .unwrap();
     client
@@ -703,7 +703,7 @@ async fn limits_beyond_what_a_semaphore_holds_are_refused_not_a_panic() {
             max_in_flight,
             ..krpc_tests::tuning::client_options()
         };
-        let err = kafka_rpc::Client::connect(krpc_tests::kafka::client(&addr).await, options)
+        let err = kafka_rpc::RpcClient::connect(krpc_tests::kafka::client(&addr).await, options)
             .await
             .err()
             .expect("refused");

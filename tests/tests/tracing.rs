@@ -120,11 +120,11 @@ fn service(prefix: &str) -> String {
 
 /// A client whose request topics have one partition (the records are read back from
 /// partition 0).
-async fn one_partition_client(addr: &str) -> kafka_rpc::Client {
+async fn one_partition_client(addr: &str) -> kafka_rpc::RpcClient {
     let kafka = krpc_tests::kafka::client(addr).await;
     let mut options = krpc_tests::tuning::client_options();
     options.topics.request_partitions = 1;
-    kafka_rpc::Client::connect(kafka, options)
+    kafka_rpc::RpcClient::connect(kafka, options)
         .await
         .expect("rpc client")
 }
@@ -135,7 +135,7 @@ async fn one_partition_client(addr: &str) -> kafka_rpc::Client {
 async fn spawn_server(
     addr: &str,
     svc: &str,
-    client: kafka_rpc::Client,
+    client: kafka_rpc::RpcClient,
 ) -> (
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<kafka_rpc::ServerStats>,

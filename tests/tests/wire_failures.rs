@@ -11,7 +11,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{DeleteRecordsRequest, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use krpc_kafka::{
-    Client, ClientConfig, Error, GroupConsumer, GroupEvent, Lane, OffsetSpec, Producer,
+    ClientConfig, Error, GroupConsumer, GroupEvent, KafkaClient, Lane, OffsetSpec, Producer,
     ProducerConfig, ProducerRecord,
 };
 use krpc_tests::{kafka, wait, Broker, Storage};
@@ -26,9 +26,10 @@ async fn an_unreachable_bootstrap_fails_within_the_timeout_naming_the_address() 
         .port();
     let addr = format!("127.0.0.1:{port}");
     let started = Instant::now();
-    let err = Client::connect(ClientConfig::new(&addr).connect_timeout(Duration::from_millis(800)))
-        .await
-        .expect_err("nothing listens there");
+    let err =
+        KafkaClient::connect(ClientConfig::new(&addr).connect_timeout(Duration::from_millis(800)))
+            .await
+            .expect_err("nothing listens there");
     let spent = started.elapsed();
     assert!(matches!(err, Error::BootstrapUnreachable { .. }), "{err:?}");
     assert!(

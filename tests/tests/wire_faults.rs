@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, MetadataRequest};
 use krpc_kafka::{
-    Client, ClientConfig, Error, FetchConfig, Fetcher, GroupConsumer, GroupEvent, IsolationLevel,
-    Lane, OffsetReset, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
+    ClientConfig, Error, FetchConfig, Fetcher, GroupConsumer, GroupEvent, IsolationLevel,
+    KafkaClient, Lane, OffsetReset, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
 };
 use krpc_tests::fake_broker::{batch, batch_with, FakeBroker, FetchAnswer};
 use krpc_tests::wait;
@@ -24,8 +24,8 @@ fn config(addr: &str) -> ClientConfig {
         .request_timeout(Duration::from_millis(300))
 }
 
-async fn client(broker: &FakeBroker) -> Client {
-    Client::connect(config(broker.addr()))
+async fn client(broker: &FakeBroker) -> KafkaClient {
+    KafkaClient::connect(config(broker.addr()))
         .await
         .expect("connect to the fake broker")
 }
@@ -240,7 +240,7 @@ async fn idle_and_broker_closed_connections_are_replaced_before_reuse() {
     broker.topic("t", 1);
     let mut cfg = config(broker.addr());
     cfg.connections_max_idle = Duration::from_millis(200);
-    let client = Client::connect(cfg).await.unwrap();
+    let client = KafkaClient::connect(cfg).await.unwrap();
     assert_eq!(broker.dials(), 1);
     client.refresh_metadata(&["t"]).await.unwrap();
     assert_eq!(broker.dials(), 1, "a busy connection is reused");

@@ -92,7 +92,7 @@ async fn records_kafka_python_produces_with_every_codec_are_decoded() {
 }
 
 async fn check_decoded(
-    client: &krpc_kafka::Client,
+    client: &krpc_kafka::KafkaClient,
     topic: &str,
     n: usize,
     check: fn(&krpc_kafka::ConsumerRecord, usize, i64),

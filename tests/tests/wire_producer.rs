@@ -28,7 +28,7 @@ fn lingering() -> ProducerConfig {
     }
 }
 
-async fn end_offset(client: &krpc_kafka::Client, topic: &str, partition: i32) -> i64 {
+async fn end_offset(client: &krpc_kafka::KafkaClient, topic: &str, partition: i32) -> i64 {
     client
         .list_offset(topic, partition, OffsetSpec::Latest)
         .await
@@ -233,7 +233,12 @@ async fn close_delivers_everything_sent_before_it_and_refuses_later_sends() {
 /// client through it, one straight to the broker, and the topic.
 async fn partition_zero_leaderless(
     prefix: &str,
-) -> (FrameProxy, krpc_kafka::Client, krpc_kafka::Client, String) {
+) -> (
+    FrameProxy,
+    krpc_kafka::KafkaClient,
+    krpc_kafka::KafkaClient,
+    String,
+) {
     let direct = kafka::client(Broker::shared().addr()).await;
     let topic = kafka::topic(&direct, prefix, 2).await;
     let proxy = FrameProxy::start(Broker::shared().addr()).await;

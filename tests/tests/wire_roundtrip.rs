@@ -275,7 +275,7 @@ async fn a_live_consumer_misses_nothing_while_eight_producers_race_into_one_part
 /// offsets the reader lacks, and whether an independent read (no hole wait) finds them in the
 /// broker (a hole the reader jumped) or not (never stored).
 async fn diagnose_missing(
-    reader: &krpc_kafka::Client,
+    reader: &krpc_kafka::KafkaClient,
     topic: &str,
     read: &[i64],
     total: usize,

@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use krpc_kafka::{
-    Client, ClientConfig, Error, NewTopic, Producer, ProducerConfig, ProducerRecord, SaslConfig,
-    SaslMechanism,
+    ClientConfig, Error, KafkaClient, NewTopic, Producer, ProducerConfig, ProducerRecord,
+    SaslConfig, SaslMechanism,
 };
 use krpc_tests::broker::BrokerSecurity;
 use krpc_tests::{kafka, Broker, Storage};
@@ -57,7 +57,7 @@ fn config(addr: &str, sasl: SaslConfig) -> ClientConfig {
 }
 
 /// Creates a topic, produces three records and reads them back through `client`.
-async fn round_trip(client: &Client, prefix: &str) {
+async fn round_trip(client: &KafkaClient, prefix: &str) {
     let topic = krpc_tests::unique_topic(prefix);
     client
         .create_topics(&[NewTopic::new(&topic, 1)], false)
@@ -86,7 +86,7 @@ async fn round_trip(client: &Client, prefix: &str) {
 async fn expect_auth_failure(addr: &str, sasl: SaslConfig) -> Error {
     let mechanism = sasl.mechanism;
     let started = Instant::now();
-    let err = Client::connect(config(addr, sasl))
+    let err = KafkaClient::connect(config(addr, sasl))
         .await
         .expect_err("authentication must fail");
     let spent = started.elapsed();
@@ -109,7 +109,7 @@ async fn expect_auth_failure(addr: &str, sasl: SaslConfig) -> Error {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scram_sha256_logs_in_and_round_trips() {
     let Some(broker) = sasl_broker() else { return };
-    let client = Client::connect(config(
+    let client = KafkaClient::connect(config(
         broker.addr(),
         SaslConfig::scram_sha256("alice", "alice-secret"),
     ))
@@ -121,7 +121,7 @@ async fn scram_sha256_logs_in_and_round_trips() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scram_sha512_logs_in_and_round_trips() {
     let Some(broker) = sasl_broker() else { return };
-    let client = Client::connect(config(
+    let client = KafkaClient::connect(config(
         broker.addr(),
         SaslConfig::scram_sha512("bob", "bob-secret"),
     ))
@@ -162,7 +162,7 @@ async fn a_user_of_one_scram_mechanism_cannot_log_in_with_the_other() {
 async fn plain_logs_in_or_fails_with_a_clear_error() {
     let Some(broker) = sasl_broker() else { return };
     let started = Instant::now();
-    match Client::connect(config(
+    match KafkaClient::connect(config(
         broker.addr(),
         SaslConfig::plain("bob", "bob-secret"),
     ))
@@ -266,7 +266,7 @@ mod tls {
     /// `says`.
     async fn expect_tls_failure(config: ClientConfig, says: &str) -> Error {
         let started = Instant::now();
-        let err = Client::connect(config)
+        let err = KafkaClient::connect(config)
             .await
             .expect_err("the TLS handshake must fail");
         eprintln!("refused: {err}");
@@ -288,7 +288,7 @@ mod tls {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tls_with_a_ca_file_round_trips() {
         let Some(b) = tls_broker() else { return };
-        let client = Client::connect(tls_config(b.addr(), trusting(&pki().ca)))
+        let client = KafkaClient::connect(tls_config(b.addr(), trusting(&pki().ca)))
             .await
             .expect("TLS connect trusting the test CA");
         round_trip(&client, "tls").await;
@@ -297,7 +297,7 @@ mod tls {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tls_consumer_group_gets_the_partitions_and_the_records() {
         let Some(b) = tls_broker() else { return };
-        let client = Client::connect(tls_config(b.addr(), trusting(&pki().ca)))
+        let client = KafkaClient::connect(tls_config(b.addr(), trusting(&pki().ca)))
             .await
             .expect("TLS connect");
         let topic = krpc_tests::unique_topic("tls-group");
@@ -349,7 +349,7 @@ mod tls {
     async fn an_rpc_call_over_tls() {
         let Some(b) = tls_broker() else { return };
         let connect = || async {
-            Client::connect(tls_config(b.addr(), trusting(&pki().ca)))
+            KafkaClient::connect(tls_config(b.addr(), trusting(&pki().ca)))
                 .await
                 .expect("TLS connect")
         };
@@ -359,7 +359,7 @@ mod tls {
                 Ok::<_, HandlerError>(a + b)
             });
         let (stop, server) = krpc_tests::rpc::run_in_background(server);
-        let client = kafka_rpc::Client::connect(connect().await, tuning::client_options())
+        let client = kafka_rpc::RpcClient::connect(connect().await, tuning::client_options())
             .await
             .expect("RPC client over TLS");
         let got = client
@@ -421,7 +421,7 @@ mod tls {
             server_name: Some("broker.krpc.test".into()),
             ..trusting(&pki().ca)
         };
-        let client = Client::connect(tls_config(b.addr(), tls))
+        let client = KafkaClient::connect(tls_config(b.addr(), tls))
             .await
             .expect("TLS connect with the server name override");
         round_trip(&client, "tls-named").await;
@@ -460,20 +460,22 @@ mod tls {
         }
         let config = tls_config(b.addr(), trusting(&pki().ca))
             .sasl(SaslConfig::scram_sha512("carol", "carol-secret"));
-        let client = Client::connect(config)
+        let client = KafkaClient::connect(config)
             .await
             .expect("TLS + SCRAM-SHA-512 login");
         round_trip(&client, "tls-scram512").await;
         let config = tls_config(b.addr(), trusting(&pki().ca))
             .sasl(SaslConfig::scram_sha256("dave", "dave-secret"));
-        let client = Client::connect(config)
+        let client = KafkaClient::connect(config)
             .await
             .expect("TLS + SCRAM-SHA-256 login");
         round_trip(&client, "tls-scram256").await;
         let config = tls_config(b.addr(), trusting(&pki().ca))
             .sasl(SaslConfig::scram_sha512("carol", "wrong"));
         let started = Instant::now();
-        let err = Client::connect(config).await.expect_err("wrong password");
+        let err = KafkaClient::connect(config)
+            .await
+            .expect_err("wrong password");
         assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
         assert!(matches!(err, Error::Authentication { .. }), "{err:?}");
     }
@@ -506,7 +508,7 @@ mod tls {
         };
         let p = pki();
         let good = p.ca.client("client-good", "krpc-client");
-        let client = Client::connect(tls_config(proxy.addr(), mutual(Some(&good))))
+        let client = KafkaClient::connect(tls_config(proxy.addr(), mutual(Some(&good))))
             .await
             .expect("mutual TLS connect");
         round_trip(&client, "mtls").await;
@@ -608,7 +610,7 @@ async fn tls_without_the_feature_is_a_clear_error() {
     let Some(broker) = sasl_broker() else { return };
     let config = ClientConfig::new(broker.addr()).tls(krpc_kafka::TlsConfig::default());
     let started = Instant::now();
-    let err = Client::connect(config)
+    let err = KafkaClient::connect(config)
         .await
         .expect_err("no TLS in this build");
     assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());

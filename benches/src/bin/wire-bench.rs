@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use krpc_kafka::{
-    Client, ClientConfig, FetchConfig, Fetcher, NewTopic, Producer, ProducerConfig, ProducerRecord,
+    ClientConfig, FetchConfig, Fetcher, KafkaClient, NewTopic, Producer, ProducerConfig,
+    ProducerRecord,
 };
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::client::ClientBuilder;
@@ -33,7 +34,7 @@ fn topic(name: &str) -> String {
 }
 
 async fn bench_krpc_kafka(addr: &str, records: usize) -> Result {
-    let client = Client::connect(ClientConfig::new(addr))
+    let client = KafkaClient::connect(ClientConfig::new(addr))
         .await
         .expect("connect");
     let t = topic("krpc-kafka");

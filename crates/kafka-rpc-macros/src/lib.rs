@@ -481,7 +481,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         #[doc = #client_doc]
         #[derive(Clone)]
         #vis struct #client_name {
-            client: ::kafka_rpc::Client,
+            client: ::kafka_rpc::RpcClient,
             options: ::kafka_rpc::CallOptions,
         }
 
@@ -490,7 +490,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             pub const SERVICE: &'static str = #service_name;
 
             /// A typed client calling through `client`.
-            pub fn new(client: ::kafka_rpc::Client) -> Self {
+            pub fn new(client: ::kafka_rpc::RpcClient) -> Self {
                 Self { client, options: ::core::default::Default::default() }
             }
 
@@ -501,7 +501,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             }
 
             /// The untyped client underneath.
-            pub fn client(&self) -> &::kafka_rpc::Client {
+            pub fn client(&self) -> &::kafka_rpc::RpcClient {
                 &self.client
             }
 

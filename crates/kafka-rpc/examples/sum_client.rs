@@ -5,16 +5,16 @@
 
 use std::time::Duration;
 
-use kafka_rpc::krpc_kafka::{Client as Kafka, ClientConfig};
-use kafka_rpc::{CallOptions, Client, ClientOptions};
+use kafka_rpc::krpc_kafka::{ClientConfig, KafkaClient};
+use kafka_rpc::{CallOptions, ClientOptions, RpcClient};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bootstrap = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9092".into());
-    let kafka = Kafka::connect(ClientConfig::new(&bootstrap)).await?;
-    let client = Client::connect(kafka, ClientOptions::default()).await?;
+    let kafka = KafkaClient::connect(ClientConfig::new(&bootstrap)).await?;
+    let client = RpcClient::connect(kafka, ClientOptions::default()).await?;
     let options = CallOptions::default().timeout(Duration::from_secs(30));
     let result = client
         .call::<_, i64>("Sum", "add", &(1, 2), options)

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use kafka_rpc::krpc_kafka::{Client as Kafka, ClientConfig};
-use kafka_rpc::{Client, ClientOptions, RequestContext, Server};
+use kafka_rpc::krpc_kafka::{ClientConfig, KafkaClient};
+use kafka_rpc::{ClientOptions, RequestContext, RpcClient, Server};
 use serde::{Deserialize, Serialize};
 
 /// A note: a struct argument travels as a msgpack map (field names on the wire).
@@ -89,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bootstrap = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9092".into());
-    let kafka = Kafka::connect(ClientConfig::new(&bootstrap)).await?;
+    let kafka = KafkaClient::connect(ClientConfig::new(&bootstrap)).await?;
     let server = Server::new(kafka.clone(), NotesServer::<Notebook>::options())
         .service(NotesServer::new(Notebook::default()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -97,7 +97,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = stopped.await;
     }));
 
-    let client = Client::connect(kafka, ClientOptions::default()).await?;
+    let client = RpcClient::connect(kafka, ClientOptions::default()).await?;
     let notes = NotesClient::new(client);
     let note = Note {
         title: "groceries".into(),

@@ -4,8 +4,8 @@
 //! Run: `cargo run -p kafka-rpc --example typed_sum -- serve 127.0.0.1:9092` (Ctrl-C to stop),
 //! then `cargo run -p kafka-rpc --example typed_sum -- call 127.0.0.1:9092`.
 
-use kafka_rpc::krpc_kafka::{Client as Kafka, ClientConfig};
-use kafka_rpc::{Client, ClientOptions, Server};
+use kafka_rpc::krpc_kafka::{ClientConfig, KafkaClient};
+use kafka_rpc::{ClientOptions, RpcClient, Server};
 
 /// The service: its name on the wire is the trait's, `Sum`.
 #[kafka_rpc::service]
@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "call".into());
     let bootstrap = args.next().unwrap_or_else(|| "127.0.0.1:9092".into());
-    let kafka = Kafka::connect(ClientConfig::new(&bootstrap)).await?;
+    let kafka = KafkaClient::connect(ClientConfig::new(&bootstrap)).await?;
     if mode == "serve" {
         let server =
             Server::new(kafka, SumServer::<Adder>::options()).service(SumServer::new(Adder));
@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
         println!("stopped: {stats}");
     } else {
-        let sum = SumClient::new(Client::connect(kafka, ClientOptions::default()).await?);
+        let sum = SumClient::new(RpcClient::connect(kafka, ClientOptions::default()).await?);
         println!("Sum.add(1, 2) = {}", sum.add(1, 2).await?);
     }
     Ok(())

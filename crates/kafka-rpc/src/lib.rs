@@ -7,8 +7,8 @@
 //! request id, deadline, routing key, caller [`Metadata`], cancellation) and replies
 //! ([`server`], settings in [`ServerOptions`]). A service is written once as a trait with
 //! [`macro@service`] (a typed client and server are generated), or built method by method
-//! with [`Server::method`]. A [`Client`] calls methods with [`Client::call`] (and waits for the reply
-//! in its slot of the shared reply topic) or sends one-way jobs with [`Client::notify`]
+//! with [`Server::method`]. A [`RpcClient`] calls methods with [`RpcClient::call`] (and waits for the reply
+//! in its slot of the shared reply topic) or sends one-way jobs with [`RpcClient::notify`]
 //! ([`client`], settings in [`ClientOptions`] and per call [`CallOptions`]). Calls wait in
 //! Kafka while no server runs. Failures are an [`RpcError`]; a handler fails with a
 //! [`HandlerError`] carrying a [`StatusCode`]. [`legacy`] speaks the Python kafka-rpc 1.0.8
@@ -16,7 +16,7 @@
 //! payloads. [`trace`] makes a `tracing` span of every call and request and carries the W3C
 //! trace context in the request's headers (optionally into OpenTelemetry: feature `otel`).
 //!
-//! The wire format ([`envelope`], [`codec`], [`naming`], [`topics`]) is written down in
+//! The wire format ([`envelope`], [`codec`], [`naming`], [`topic_setup`]) is written down in
 //! `wire/WIRE.md`. Everything Kafka goes through [`krpc_kafka`] (re-exported): this crate never
 //! builds a Kafka frame.
 //!
@@ -25,11 +25,11 @@
 //! A server and a client of the service `Sum` (they may run in different processes):
 //!
 //! ```no_run
-//! use kafka_rpc::krpc_kafka::{Client as Kafka, ClientConfig};
-//! use kafka_rpc::{CallOptions, Client, ClientOptions, HandlerError, Server, ServerOptions};
+//! use kafka_rpc::krpc_kafka::{ClientConfig, KafkaClient};
+//! use kafka_rpc::{CallOptions, RpcClient, ClientOptions, HandlerError, Server, ServerOptions};
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! let kafka = Kafka::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+//! let kafka = KafkaClient::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 //! let server = Server::new(kafka.clone(), ServerOptions::new("Sum"))
 //!     .method("add", |(a, b): (i64, i64)| async move {
 //!         a.checked_add(b).ok_or_else(|| HandlerError::from("overflow"))
@@ -42,7 +42,7 @@
 //!     create_request_topics: true,
 //!     ..ClientOptions::default()
 //! };
-//! let client = Client::connect(kafka, options).await?;
+//! let client = RpcClient::connect(kafka, options).await?;
 //! let sum = client.call::<_, i64>("Sum", "add", &(1, 2), CallOptions::default()).await?;
 //! assert_eq!(sum.value, 3);
 //! # Ok(())
@@ -65,14 +65,14 @@ pub mod security;
 pub mod server;
 pub mod service;
 pub mod status;
-pub mod topics;
+pub mod topic_setup;
 pub mod trace;
 pub mod typed;
 
 // The generated code names this crate `::kafka_rpc`, in its own tests too.
 extern crate self as kafka_rpc;
 
-pub use client::{CallMeta, CallOptions, Client, ClientOptions, NotifyOptions, Response};
+pub use client::{CallMeta, CallOptions, ClientOptions, NotifyOptions, Response, RpcClient};
 pub use error::{HandlerError, RpcError};
 /// Turns a trait into a typed service: a [`Service`] for the server side and a typed client
 /// (see [`typed`] for what it generates and what it refuses).
@@ -84,4 +84,4 @@ pub use service::{
     CancelReason, Metadata, Methods, RequestContext, Service, ServiceFuture, METADATA_HEADER_PREFIX,
 };
 pub use status::StatusCode;
-pub use topics::TopicOptions;
+pub use topic_setup::TopicOptions;

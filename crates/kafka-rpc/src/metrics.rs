@@ -15,10 +15,10 @@
 //!
 //! | name | type | labels | unit | meaning |
 //! |---|---|---|---|---|
-//! | `krpc_client_calls_total` | counter | service, method | calls | calls made, refused ones included ([`Client::call`](crate::Client::call), [`LegacyClient`](crate::LegacyClient)) |
+//! | `krpc_client_calls_total` | counter | service, method | calls | calls made, refused ones included ([`RpcClient::call`](crate::RpcClient::call), [`LegacyClient`](crate::LegacyClient)) |
 //! | `krpc_client_errors_total` | counter | service, method, status | calls | calls and one-way calls that failed, by the status they failed with ([`RpcError::code`]: a client timeout is `DEADLINE_EXCEEDED`, a broker failure `UNAVAILABLE`) |
 //! | `krpc_client_timeouts_total` | counter | service, method | calls | calls with no reply within their timeout (also in the errors, as `DEADLINE_EXCEEDED`) |
-//! | `krpc_client_one_way_total` | counter | service, method | calls | one-way calls stored ([`Client::notify`](crate::Client::notify)) |
+//! | `krpc_client_one_way_total` | counter | service, method | calls | one-way calls stored ([`RpcClient::notify`](crate::RpcClient::notify)) |
 //! | `krpc_client_stray_replies_total` | counter | | replies | replies for no call of the client (another client in its slot, or a call that timed out) |
 //! | `krpc_client_malformed_replies_total` | counter | | records | records in the client's reply slot that are not replies |
 //! | `krpc_client_call_duration_seconds` | histogram | service, method, status | seconds | end-to-end latency of a call: send, queue, handler, reply |

@@ -7,7 +7,7 @@
 //!
 //! | span           | where | OpenTelemetry kind |
 //! |----------------|-------|--------------------|
-//! | `krpc.call`    | the client, around one call or one-way call ([`Client`](crate::Client), [`LegacyClient`](crate::LegacyClient) and the typed clients): encoding, sending, waiting for the reply | `client` (`producer` for a one-way call) |
+//! | `krpc.call`    | the client, around one call or one-way call ([`RpcClient`](crate::RpcClient), [`LegacyClient`](crate::LegacyClient) and the typed clients): encoding, sending, waiting for the reply | `client` (`producer` for a one-way call) |
 //! | `krpc.request` | the server, around one request record: decoding, dedup, the handler, the reply | `server` |
 //!
 //! Both are at level INFO and carry these fields (names from the OpenTelemetry semantic
@@ -524,7 +524,7 @@ fn record_ids(span: &Span, own: &TraceContext, parent: Option<&TraceContext>) {
     }
 }
 
-/// The `krpc.call` span of a call (`one_way`: a [`Client::notify`](crate::Client::notify)) and
+/// The `krpc.call` span of a call (`one_way`: a [`RpcClient::notify`](crate::RpcClient::notify)) and
 /// the context its request record carries. Its parent: see the module documentation.
 pub(crate) fn client_span(
     service: &str,

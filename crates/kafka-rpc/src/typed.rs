@@ -35,7 +35,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use kafka_rpc::{Client, ClientOptions, RequestContext, Server};
+//! use kafka_rpc::{RpcClient, ClientOptions, RequestContext, Server};
 //!
 //! #[derive(Debug, serde::Serialize, serde::Deserialize)]
 //! pub enum SumError {
@@ -66,12 +66,12 @@
 //!     }
 //! }
 //!
-//! # async fn demo(kafka: kafka_rpc::krpc_kafka::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn demo(kafka: kafka_rpc::krpc_kafka::KafkaClient) -> Result<(), Box<dyn std::error::Error>> {
 //! let server = Server::new(kafka.clone(), SumServer::<Adder>::options())
 //!     .service(SumServer::new(Adder));
 //! tokio::spawn(server.run(std::future::pending()));
 //!
-//! let sum = SumClient::new(Client::connect(kafka, ClientOptions::default()).await?);
+//! let sum = SumClient::new(RpcClient::connect(kafka, ClientOptions::default()).await?);
 //! assert_eq!(sum.add(1, 2).await?.ok(), Some(3));
 //! let overflow = sum.add(i64::MAX, 1).timeout(Duration::from_secs(5)).await?;
 //! assert!(matches!(overflow, Err(SumError::Overflow)));
@@ -91,7 +91,7 @@ pub use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::client::{CallOptions, Client, NotifyOptions};
+use crate::client::{CallOptions, NotifyOptions, RpcClient};
 use crate::codec;
 use crate::envelope::RequestId;
 use crate::error::{HandlerError, RpcError};
@@ -107,7 +107,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// the shape of the method's result ([`Value`] or [`Fallible`]).
 #[must_use = "a call is sent only when awaited"]
 pub struct Call<A, R> {
-    client: Client,
+    client: RpcClient,
     service: &'static str,
     method: &'static str,
     args: A,
@@ -120,7 +120,7 @@ impl<A, R> Call<A, R> {
     /// builds it.
     #[doc(hidden)]
     pub fn new(
-        client: Client,
+        client: RpcClient,
         options: CallOptions,
         service: &'static str,
         method: &'static str,
@@ -174,7 +174,7 @@ impl<A> Call<A, Value<()>>
 where
     A: Serialize + Send + Sync + 'static,
 {
-    /// Sends the call as a one-way job (no reply; [`Client::notify`]): resolves once Kafka has
+    /// Sends the call as a one-way job (no reply; [`RpcClient::notify`]): resolves once Kafka has
     /// stored it, to its request id. The call's timeout, if set, becomes the job's deadline (no
     /// server starts it later); its routing key is kept. Only methods returning `()` have it.
     pub fn one_way(self) -> BoxFuture<Result<RequestId, RpcError>> {

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use krpc_kafka::{Client, ClientConfig, Error, SaslConfig, SaslMechanism, TlsConfig};
+use krpc_kafka::{ClientConfig, Error, KafkaClient, SaslConfig, SaslMechanism, TlsConfig};
 
 use crate::config_file::ConfigFile;
 use crate::exit::UsageError;
@@ -248,7 +248,7 @@ impl BrokerArgs {
 
     /// Connects to the cluster. A --tls* option in a build without TLS is refused here, before
     /// any connection, naming the feature to build with.
-    pub async fn connect(&self) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
+    pub async fn connect(&self) -> Result<KafkaClient, Box<dyn std::error::Error + Send + Sync>> {
         let config = self.config()?;
         Self::check_tls_files(&config)?;
         tracing::debug!(
@@ -266,7 +266,7 @@ impl BrokerArgs {
                     .into(),
             )));
         }
-        Ok(Client::connect(config).await?)
+        Ok(KafkaClient::connect(config).await?)
     }
 }
 

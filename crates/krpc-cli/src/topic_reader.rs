@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use krpc_kafka::{Client, ConsumerRecord, FetchConfig, Fetcher, OffsetSpec};
+use krpc_kafka::{ConsumerRecord, FetchConfig, Fetcher, KafkaClient, OffsetSpec};
 
 /// The records of `topic` in `[from, end)` per partition, where `end` is each partition's
 /// high watermark now and `from` is `start` (or the log start offset where `start` has no
@@ -14,7 +14,7 @@ use krpc_kafka::{Client, ConsumerRecord, FetchConfig, Fetcher, OffsetSpec};
 /// The topic's metadata or offsets cannot be read, a fetch fails, or the range has not been
 /// read within `timeout` (the error says how far it got).
 pub async fn read_to_end(
-    client: &Client,
+    client: &KafkaClient,
     topic: &str,
     start: &BTreeMap<i32, i64>,
     config: FetchConfig,

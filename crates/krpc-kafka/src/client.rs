@@ -47,29 +47,29 @@ struct Inner {
 /// # Examples
 ///
 /// ```no_run
-/// use krpc_kafka::{Client, ClientConfig, NewTopic};
+/// use krpc_kafka::{KafkaClient, ClientConfig, NewTopic};
 ///
 /// # async fn example() -> krpc_kafka::Result<()> {
-/// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let client = KafkaClient::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 /// client.create_topics(&[NewTopic::new("events", 3)], true).await?;
 /// assert_eq!(client.partition_count("events").await?, 3);
 /// # Ok(())
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct Client {
+pub struct KafkaClient {
     inner: Arc<Inner>,
 }
 
-impl std::fmt::Debug for Client {
+impl std::fmt::Debug for KafkaClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
+        f.debug_struct("KafkaClient")
             .field("bootstrap", &self.inner.config.bootstrap)
             .finish()
     }
 }
 
-impl Client {
+impl KafkaClient {
     /// Connects to the first bootstrap broker that answers and loads the broker list.
     ///
     /// Fails with [`Error::BootstrapUnreachable`] naming the addresses once the connect timeout
@@ -389,7 +389,7 @@ impl Client {
     }
 }
 
-/// The leader of a partition as the cached metadata says ([`Client::cached_leader`]).
+/// The leader of a partition as the cached metadata says ([`KafkaClient::cached_leader`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum CachedLeader {
     /// The leader's `host:port`.

@@ -36,7 +36,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::frame;
-use crate::protocol::{api_key, decode_response, encode_request, peek_correlation_id};
+use crate::messages::{api_key, decode_response, encode_request, peek_correlation_id};
 use crate::sasl::{Exchange, SaslConfig, Step};
 use crate::versions::VersionTable;
 
@@ -649,7 +649,7 @@ mod tests {
     async fn the_client_stops_at_an_authentication_error_instead_of_retrying() {
         let addr = fake_broker(OnHandshake::Close).await;
         let started = std::time::Instant::now();
-        let err = crate::Client::connect(ClientConfig {
+        let err = crate::KafkaClient::connect(ClientConfig {
             bootstrap: vec![addr],
             ..config(SaslMechanism::ScramSha256)
         })

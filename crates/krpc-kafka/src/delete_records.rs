@@ -10,10 +10,10 @@ use kafka_protocol::messages::delete_records_request::{
 use kafka_protocol::messages::{ApiKey, DeleteRecordsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::client::{Client, Lane};
+use crate::client::{KafkaClient, Lane};
 use crate::error::{check_code, Result};
 
-impl Client {
+impl KafkaClient {
     /// Deletes the records of `topic` below `before` in each partition of `before`
     /// (partition → offset), sending one DeleteRecords request per partition leader.
     /// Returns each partition's new log start offset (the response's low watermark).

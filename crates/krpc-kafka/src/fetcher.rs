@@ -30,9 +30,9 @@ use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::backoff::Backoff;
-use crate::client::{Client, Lane};
+use crate::client::{KafkaClient, Lane};
 use crate::error::{check_code, Error, Recovery, Result};
-use crate::offsets::OffsetSpec;
+use crate::list_offsets::OffsetSpec;
 use crate::records::{decode_fetched, ConsumerRecord, ReadCommitted, RecordsError};
 
 /// Where to start when there is no valid position: the Java consumer's `auto.offset.reset`
@@ -208,10 +208,10 @@ const MAX_KEPT_SKIPPED_BYTES: usize = 16 << 20;
 /// # Examples
 ///
 /// ```no_run
-/// use krpc_kafka::{Client, ClientConfig, FetchConfig, Fetcher};
+/// use krpc_kafka::{KafkaClient, ClientConfig, FetchConfig, Fetcher};
 ///
 /// # async fn example() -> krpc_kafka::Result<()> {
-/// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let client = KafkaClient::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 /// let mut fetcher = Fetcher::new(client, FetchConfig::default());
 /// fetcher.assign("events", 0, 0); // partition 0 from offset 0
 /// for record in fetcher.poll().await? {
@@ -221,7 +221,7 @@ const MAX_KEPT_SKIPPED_BYTES: usize = 16 << 20;
 /// # }
 /// ```
 pub struct Fetcher {
-    client: Client,
+    client: KafkaClient,
     config: FetchConfig,
     /// Assigned partitions; fetch requests list them starting at `rotation`.
     assigned: Vec<Assigned>,
@@ -255,7 +255,7 @@ type Ask = (Arc<str>, i32, i64, i32);
 
 impl Fetcher {
     /// A fetcher with nothing assigned.
-    pub fn new(client: Client, config: FetchConfig) -> Self {
+    pub fn new(client: KafkaClient, config: FetchConfig) -> Self {
         Self {
             client,
             config,
@@ -370,7 +370,7 @@ impl Fetcher {
     }
 
     /// The client this fetcher fetches through.
-    pub fn client(&self) -> &Client {
+    pub fn client(&self) -> &KafkaClient {
         &self.client
     }
 

@@ -2,16 +2,16 @@
 //!
 //! # Layout
 //!
-//! What most users need is re-exported at the root: a [`Client`] (one handle on a cluster,
+//! What most users need is re-exported at the root: a [`KafkaClient`] (one handle on a cluster,
 //! configured by [`ClientConfig`]; cheap to clone) is shared by a [`Producer`] (batching,
 //! idempotent produce), a [`Fetcher`] (reads assigned partitions from given offsets) and a
 //! [`GroupConsumer`] (a consumer-group member: subscribes to topics, yields records and
-//! rebalance events, commits offsets). Topic administration is on [`Client`]
-//! ([`Client::create_topics`] with [`NewTopic`]); offset lookups in [`offsets`]. Every fallible
+//! rebalance events, commits offsets). Topic administration is on [`KafkaClient`]
+//! ([`KafkaClient::create_topics`] with [`NewTopic`]); offset lookups in [`list_offsets`]. Every fallible
 //! call returns the one [`Error`] type, whose variants name the broker, API, topic/partition
 //! and offset concerned ([`Error::recovery`] says whether to retry).
 //!
-//! Below that, modules in dependency order: [`frame`] (size-prefixed framing), [`protocol`]
+//! Below that, modules in dependency order: [`frame`] (size-prefixed framing), [`messages`]
 //! (glue to the `kafka-protocol` messages), [`connection`] (one broker connection, pipelined),
 //! [`versions`] (ApiVersions negotiation), [`sasl`], `tls`, [`client`] and [`metadata`]
 //! (connection pool, metadata cache), [`records`] and [`compression`] (v2 record batches,
@@ -28,10 +28,10 @@
 //! # Examples
 //!
 //! ```no_run
-//! use krpc_kafka::{Client, ClientConfig, FetchConfig, Fetcher, Producer, ProducerConfig, ProducerRecord};
+//! use krpc_kafka::{KafkaClient, ClientConfig, FetchConfig, Fetcher, Producer, ProducerConfig, ProducerRecord};
 //!
 //! # async fn example() -> krpc_kafka::Result<()> {
-//! let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+//! let client = KafkaClient::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 //! let producer = Producer::new(client.clone(), ProducerConfig::default());
 //! let stored = producer.produce("events", ProducerRecord::value("hello")).await?;
 //!
@@ -57,19 +57,19 @@ pub mod error;
 pub mod fetcher;
 pub mod frame;
 pub mod group;
+pub mod list_offsets;
+pub mod messages;
 pub mod metadata;
-pub mod offsets;
 pub mod producer;
-pub mod protocol;
 pub mod records;
 pub mod sasl;
 #[cfg(any(feature = "tls", feature = "tls-ring"))]
 pub mod tls;
+pub mod topic_admin;
 pub mod topic_configs;
-pub mod topics;
 pub mod versions;
 
-pub use client::{Client, Lane};
+pub use client::{KafkaClient, Lane};
 pub use compression::Codec;
 pub use config::{ClientConfig, TlsConfig};
 pub use error::{classify, Error, Recovery, Result};
@@ -78,12 +78,12 @@ pub use group::{
     GroupCommitter, GroupConfig, GroupConsumer, GroupDescription, GroupEvent,
     GroupMemberDescription, ListedGroup,
 };
-pub use offsets::OffsetSpec;
+pub use list_offsets::OffsetSpec;
 pub use producer::{Acks, Producer, ProducerConfig, RecordMetadata};
 pub use records::{ConsumerRecord, Header, ProducerRecord};
 pub use sasl::{SaslConfig, SaslMechanism};
+pub use topic_admin::NewTopic;
 pub use topic_configs::TopicConfigEntry;
-pub use topics::NewTopic;
 
 /// The TLS crypto provider [`ClientConfig::tls`] uses in this build on this CPU: `Ok("graviola")`
 /// (feature `tls`) or `Ok("ring")` (feature `tls-ring`); `Err` says why there is none (no TLS

@@ -7,7 +7,7 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::client::Client;
+use crate::client::KafkaClient;
 use crate::error::{check_code, Result};
 
 /// The `resource_type` of a topic in DescribeConfigs (Java's `ConfigResource.Type.TOPIC`).
@@ -23,7 +23,7 @@ pub struct TopicConfigEntry {
     pub is_default: bool,
 }
 
-impl Client {
+impl KafkaClient {
     /// Every config of `topic` (DescribeConfigs, any version the broker offers), by name. Sent to
     /// any broker, as the Java admin client does for topic resources.
     ///

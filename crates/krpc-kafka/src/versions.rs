@@ -38,7 +38,7 @@ impl VersionTable {
     pub fn pick<R: Request>(&self, broker: &str) -> Result<i16> {
         let ours_min = R::VERSIONS.min;
         let ours_max = our_max::<R>();
-        let api = crate::protocol::api_key::<R>();
+        let api = crate::messages::api_key::<R>();
         let Some(&(broker_min, broker_max)) = self.ranges.get(&R::KEY) else {
             return Err(Error::NoVersionMatch {
                 broker: broker.to_string(),

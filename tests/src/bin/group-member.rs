@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use krpc_kafka::{Client, ClientConfig, GroupConfig, GroupConsumer, GroupEvent, OffsetReset};
+use krpc_kafka::{ClientConfig, GroupConfig, GroupConsumer, GroupEvent, KafkaClient, OffsetReset};
 use tokio::io::AsyncReadExt;
 
 fn show(a: &krpc_kafka::group::Assignment) -> String {
@@ -26,7 +26,7 @@ async fn main() {
         std::process::exit(2);
     };
     let session = Duration::from_millis(session_ms.parse().expect("session timeout ms"));
-    let client = Client::connect(ClientConfig::new(bootstrap))
+    let client = KafkaClient::connect(ClientConfig::new(bootstrap))
         .await
         .expect("connect");
     let mut cfg = GroupConfig::new(group.clone(), &[topic.as_str()]);

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kafka_rpc::krpc_kafka::{Client as Kafka, ClientConfig};
-use kafka_rpc::{CallOptions, Client};
+use kafka_rpc::krpc_kafka::{ClientConfig, KafkaClient};
+use kafka_rpc::{CallOptions, RpcClient};
 
 #[derive(Default)]
 struct Tally {
@@ -32,10 +32,10 @@ async fn main() {
         concurrency.parse().unwrap(),
         salt.parse().unwrap(),
     );
-    let kafka = Kafka::connect(ClientConfig::new(bootstrap))
+    let kafka = KafkaClient::connect(ClientConfig::new(bootstrap))
         .await
         .expect("connect");
-    let client = Client::connect(kafka, krpc_tests::tuning::client_options())
+    let client = RpcClient::connect(kafka, krpc_tests::tuning::client_options())
         .await
         .expect("rpc client");
     let next = Arc::new(AtomicUsize::new(0));

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use kafka_rpc::krpc_kafka::{Client, ClientConfig};
+use kafka_rpc::krpc_kafka::{ClientConfig, KafkaClient};
 use kafka_rpc::{HandlerError, Server};
 
 #[tokio::main]
@@ -17,7 +17,7 @@ async fn main() {
         eprintln!("usage: rpc-server BOOTSTRAP SERVICE SERVER_ID SESSION_MS COMMIT_INTERVAL_MS");
         std::process::exit(2);
     };
-    let kafka = Client::connect(ClientConfig::new(bootstrap))
+    let kafka = KafkaClient::connect(ClientConfig::new(bootstrap))
         .await
         .expect("connect");
     let mut options = krpc_tests::tuning::server_options(service);

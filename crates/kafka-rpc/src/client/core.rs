@@ -1,4 +1,4 @@
-//! The call core shared by [`Client`](crate::Client) and [`LegacyClient`](crate::LegacyClient):
+//! The call core shared by [`RpcClient`](crate::RpcClient) and [`LegacyClient`](crate::LegacyClient):
 //! send a request, wait for its reply within the timeout, bound the calls in flight, and turn
 //! the reply into a value or an error. The two clients differ only in their
 //! [`ClientCodec`] (and in which topics they read and write).

@@ -1,4 +1,4 @@
-//! The caller's side: [`Client::call`] and [`Client::notify`].
+//! The caller's side: [`RpcClient::call`] and [`RpcClient::notify`].
 //!
 //! Each client instance reads its own slot (partition) of the shared reply topic by manual
 //! assignment, starting at the slot's end offset read before the first call, so no reply is
@@ -25,7 +25,7 @@ use crate::codec::record::ClientCodec;
 use crate::envelope::{ReplyTo, RequestId};
 use crate::error::RpcError;
 use crate::naming::{check_service, request_topic};
-use crate::topics::{TopicCache, TopicKind};
+use crate::topic_setup::{TopicCache, TopicKind};
 
 /// A call's result with where and how it ran.
 #[derive(Debug, Clone)]
@@ -71,7 +71,7 @@ pub struct CallMeta {
 }
 
 struct Inner {
-    kafka: krpc_kafka::Client,
+    kafka: krpc_kafka::KafkaClient,
     core: CallCore,
     reply_to: ReplyTo,
     /// Request topics known to exist (or created, with `create_request_topics`).
@@ -86,12 +86,12 @@ struct Inner {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use kafka_rpc::krpc_kafka::{Client as Kafka, ClientConfig};
-/// use kafka_rpc::{CallOptions, Client, ClientOptions, NotifyOptions};
+/// use kafka_rpc::krpc_kafka::{ClientConfig, KafkaClient};
+/// use kafka_rpc::{CallOptions, RpcClient, ClientOptions, NotifyOptions};
 ///
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// let kafka = Kafka::connect(ClientConfig::new("127.0.0.1:9092")).await?;
-/// let client = Client::connect(kafka, ClientOptions::default()).await?;
+/// let kafka = KafkaClient::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let client = RpcClient::connect(kafka, ClientOptions::default()).await?;
 /// let options = CallOptions::default().timeout(Duration::from_secs(10));
 /// let sum = client.call::<_, i64>("Sum", "add", &(1, 2), options).await?;
 /// assert_eq!(sum.value, 3);
@@ -102,15 +102,15 @@ struct Inner {
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct Client {
+pub struct RpcClient {
     inner: Arc<Inner>,
 }
 
-impl Client {
+impl RpcClient {
     /// Prepares a client: creates the reply topic if needed, takes the slot of `instance_id`,
     /// and reads the slot's end offset before returning, so no reply can be missed.
     pub async fn connect(
-        kafka: krpc_kafka::Client,
+        kafka: krpc_kafka::KafkaClient,
         options: ClientOptions,
     ) -> Result<Self, RpcError> {
         let topics = TopicCache::default();

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use crate::naming::DEFAULT_REPLY_TOPIC;
 use crate::service::Metadata;
-use crate::topics::TopicOptions;
+use crate::topic_setup::TopicOptions;
 
 /// Settings of one client instance.
 /// # Examples
@@ -66,7 +66,7 @@ pub struct ClientOptions {
     /// beyond it waits for one to finish, and that wait counts against its timeout. tarpc's
     /// client `max_in_flight_requests` (default 1000) and tonic's `concurrency_limit`; unlike
     /// the Java producer's `max.in.flight.requests.per.connection` it counts RPC calls, not
-    /// Kafka requests. One-way calls ([`Client::notify`](crate::Client::notify)) do not count.
+    /// Kafka requests. One-way calls ([`RpcClient::notify`](crate::RpcClient::notify)) do not count.
     /// Default 1000. Must be at least 1.
     pub max_in_flight: usize,
     /// Create a service's request topic when a call finds none (with

@@ -17,7 +17,7 @@ use crate::client::{CallCore, CallOptions, CallSpec, Response};
 use crate::codec;
 use crate::codec::record::ClientCodec;
 use crate::error::RpcError;
-use crate::topics::{TopicCache, TopicKind, TopicOptions};
+use crate::topic_setup::{TopicCache, TopicKind, TopicOptions};
 
 /// Settings of a [`LegacyClient`].
 #[derive(Debug, Clone)]
@@ -58,11 +58,11 @@ impl LegacyClientOptions {
 /// Calling a service of the Python kafka-rpc 1.0.8 (its `topic_name` is `"Calculator"`):
 ///
 /// ```no_run
-/// use kafka_rpc::krpc_kafka::{Client, ClientConfig};
+/// use kafka_rpc::krpc_kafka::{ClientConfig, KafkaClient};
 /// use kafka_rpc::{CallOptions, LegacyClient, LegacyClientOptions};
 ///
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// let kafka = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let kafka = KafkaClient::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 /// let calculator = LegacyClient::connect(kafka, LegacyClientOptions::new("Calculator")).await?;
 /// let sum = calculator
 ///     .call::<_, i64>("add", &(1, 2), CallOptions::default())
@@ -88,7 +88,7 @@ impl LegacyClient {
     /// so a Rust caller may start before the Python server) and starts reading replies from
     /// their current end, before returning, so no reply can be missed.
     pub async fn connect(
-        kafka: krpc_kafka::Client,
+        kafka: krpc_kafka::KafkaClient,
         options: LegacyClientOptions,
     ) -> Result<Self, RpcError> {
         check_name(&options.name).map_err(RpcError::InvalidArgument)?;

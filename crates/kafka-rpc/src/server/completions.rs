@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use krpc_kafka::{Client, FetchConfig, Fetcher, OffsetSpec};
+use krpc_kafka::{FetchConfig, Fetcher, KafkaClient, OffsetSpec};
 
 use super::dedup::Window;
 use crate::envelope::{now_ms, Completion};
@@ -13,7 +13,7 @@ use crate::envelope::{now_ms, Completion};
 /// `timeout`. Unreadable records are skipped (and logged): a window is an optimisation, never
 /// a reason to stop serving.
 pub async fn load_window(
-    kafka: &Client,
+    kafka: &KafkaClient,
     topic: &str,
     partition: i32,
     limits: (usize, Duration),

@@ -35,7 +35,7 @@ use crate::naming::{
     check_service, completions_topic, dead_letter_topic, request_topic, server_group,
 };
 use crate::service::{Methods, RequestContext, Service};
-use crate::topics::{TopicCache, TopicKind};
+use crate::topic_setup::{TopicCache, TopicKind};
 use dispatch::{Dispatcher, Pipeline};
 
 /// How long a hole in a kafka-rpc topic is refetched before it is accepted (see
@@ -56,11 +56,11 @@ const WINDOW_LOADS_AT_ONCE: usize = 8;
 /// # Examples
 ///
 /// ```no_run
-/// use kafka_rpc::krpc_kafka::{Client, ClientConfig};
+/// use kafka_rpc::krpc_kafka::{ClientConfig, KafkaClient};
 /// use kafka_rpc::{HandlerError, Server, ServerOptions};
 ///
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// let kafka = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let kafka = KafkaClient::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 /// let server = Server::new(kafka, ServerOptions::new("Sum"))
 ///     .method("add", |(a, b): (i64, i64)| async move {
 ///         a.checked_add(b).ok_or_else(|| HandlerError::from("the sum overflows"))
@@ -77,7 +77,7 @@ const WINDOW_LOADS_AT_ONCE: usize = 8;
 /// # }
 /// ```
 pub struct Server {
-    kafka: krpc_kafka::Client,
+    kafka: krpc_kafka::KafkaClient,
     options: ServerOptions,
     /// Methods registered one by one ([`Server::method`] and siblings).
     methods: Methods,
@@ -88,7 +88,7 @@ pub struct Server {
 
 impl Server {
     /// A server with no methods yet.
-    pub fn new(kafka: krpc_kafka::Client, options: ServerOptions) -> Self {
+    pub fn new(kafka: krpc_kafka::KafkaClient, options: ServerOptions) -> Self {
         Self {
             kafka,
             options,
@@ -489,7 +489,7 @@ impl ServerOptions {
 /// the new partitions are still served and answered, but their completions (dedup after a
 /// crash) and dead letters cannot be written.
 async fn follow_request_partitions(
-    kafka: &krpc_kafka::Client,
+    kafka: &krpc_kafka::KafkaClient,
     names: &TopicNames,
     known: i32,
 ) -> (i32, i32) {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use krpc_kafka::IsolationLevel;
 
-use crate::topics::TopicOptions;
+use crate::topic_setup::TopicOptions;
 
 /// Settings of one server instance of a service.
 /// # Examples

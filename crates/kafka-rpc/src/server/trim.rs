@@ -13,13 +13,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use krpc_kafka::{Client, OffsetSpec};
+use krpc_kafka::{KafkaClient, OffsetSpec};
 use tokio_util::sync::CancellationToken;
 
 /// Trims `topic` to its last `keep` records per partition, once. Returns, per trimmed
 /// partition, its log start offset before and after.
 pub async fn trim_once(
-    kafka: &Client,
+    kafka: &KafkaClient,
     topic: &str,
     keep: usize,
 ) -> Result<BTreeMap<i32, (i64, i64)>, krpc_kafka::Error> {
@@ -56,7 +56,7 @@ pub async fn trim_once(
 /// the next tick: trimming is housekeeping, never a reason to stop serving. `trimmed` counts
 /// the records deleted.
 pub async fn run(
-    kafka: Client,
+    kafka: KafkaClient,
     topic: String,
     keep: usize,
     every: Duration,

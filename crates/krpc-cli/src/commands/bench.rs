@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{FuturesUnordered, StreamExt};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kafka_rpc::{CallOptions, Client, ClientOptions};
+use kafka_rpc::{CallOptions, ClientOptions, RpcClient};
 use serde_json::{json, Value};
 
 use super::CmdResult;
@@ -98,7 +98,7 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
     if let Some(wait) = args.fetch.fetch_max_wait {
         client_options.reply_fetch_max_wait = wait;
     }
-    let client = Client::connect(kafka, client_options).await?;
+    let client = RpcClient::connect(kafka, client_options).await?;
     let payload = Value::String("x".repeat(args.payload));
     let options = match args.timeout {
         Some(t) => CallOptions::default().timeout(t),

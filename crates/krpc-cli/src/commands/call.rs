@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kafka_rpc::{CallMeta, CallOptions, Client, ClientOptions, NotifyOptions};
+use kafka_rpc::{CallMeta, CallOptions, ClientOptions, NotifyOptions, RpcClient};
 use serde_json::{json, Value};
 
 use super::CmdResult;
@@ -100,7 +100,7 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
     if let Some(wait) = args.fetch.fetch_max_wait {
         options.reply_fetch_max_wait = wait;
     }
-    let client = Client::connect(kafka, options).await?;
+    let client = RpcClient::connect(kafka, options).await?;
     if args.oneway {
         let id = client
             .notify(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kafka_rpc::naming::{dead_letter_topic, request_topic};
 use kafka_rpc::server::dead_letter::{replay, DeadLetter};
-use krpc_kafka::{Client, ConsumerRecord, Producer};
+use krpc_kafka::{ConsumerRecord, KafkaClient, Producer};
 use serde_json::{json, Value};
 
 use super::CmdResult;
@@ -79,7 +79,7 @@ fn position(text: &str) -> Result<(i32, i64), String> {
 async fn read(
     common: &Common,
     file: &ConfigFile,
-    client: &Client,
+    client: &KafkaClient,
     from: &BTreeMap<i32, i64>,
 ) -> Result<Vec<ConsumerRecord>, String> {
     kafka_rpc::naming::check_service(&common.service)?;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_rpc::naming::{completions_topic, dead_letter_topic, request_topic, server_group};
-use krpc_kafka::{Client, Error as KafkaError, OffsetSpec};
+use krpc_kafka::{Error as KafkaError, KafkaClient, OffsetSpec};
 use serde_json::{json, Value};
 
 use super::CmdResult;
@@ -49,7 +49,7 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
 }
 
 /// The number of records of `topic` (end offset minus log start, summed), 0 if it does not exist.
-async fn stored_records(client: &Client, topic: &str) -> Result<i64, KafkaError> {
+async fn stored_records(client: &KafkaClient, topic: &str) -> Result<i64, KafkaError> {
     let ids = match client.topic(topic).await {
         Ok(info) => info.partitions.iter().map(|p| p.id).collect::<Vec<_>>(),
         Err(KafkaError::UnknownTopic { .. }) => return Ok(0),
@@ -63,7 +63,11 @@ async fn stored_records(client: &Client, topic: &str) -> Result<i64, KafkaError>
 }
 
 /// Records appended to `topic` since `since_ms` (by their timestamps; ListOffsets by time).
-async fn appended_since(client: &Client, topic: &str, since_ms: i64) -> Result<i64, KafkaError> {
+async fn appended_since(
+    client: &KafkaClient,
+    topic: &str,
+    since_ms: i64,
+) -> Result<i64, KafkaError> {
     let ids = match client.topic(topic).await {
         Ok(info) => info.partitions.iter().map(|p| p.id).collect::<Vec<_>>(),
         Err(KafkaError::UnknownTopic { .. }) => return Ok(0),
@@ -82,7 +86,7 @@ async fn appended_since(client: &Client, topic: &str, since_ms: i64) -> Result<i
 
 /// Gathers the status as JSON (the table is drawn from it).
 async fn collect(
-    client: &Client,
+    client: &KafkaClient,
     service: &str,
 ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
     let topic = request_topic(service);

@@ -10,9 +10,9 @@ use kafka_protocol::messages::{ApiKey, DescribeGroupsRequest, GroupId, ListGroup
 use kafka_protocol::protocol::StrBytes;
 
 use super::coordinator::find_coordinator;
-use super::offsets::{fetch_committed, Offsets};
+use super::offset_commit::{fetch_committed, Offsets};
 use super::payload::{decode_assignment, Assignment};
-use crate::client::{Client, Lane};
+use crate::client::{KafkaClient, Lane};
 use crate::error::{check_code, Result};
 
 /// A group as ListGroups names it.
@@ -56,7 +56,7 @@ pub struct GroupMemberDescription {
     pub assignment: Assignment,
 }
 
-impl Client {
+impl KafkaClient {
     /// Every group the cluster knows: ListGroups sent to each broker (each lists the groups it
     /// coordinates), sorted by id.
     ///

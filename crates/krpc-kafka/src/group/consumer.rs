@@ -13,12 +13,12 @@ use tokio::task::JoinHandle;
 
 use super::heartbeat::heartbeat_loop;
 use super::join::{topic_shape, JoinJob, Joined, TopicShape};
-use super::offsets::{self, Committer, Offsets};
+use super::offset_commit::{self as offsets, Committer, Offsets};
 use super::payload::Assignment;
 use super::state::Shared;
 use super::{membership, GroupConfig};
 use crate::backoff::Backoff;
-use crate::client::Client;
+use crate::client::KafkaClient;
 use crate::error::{Error, Recovery, Result};
 use crate::fetcher::Fetcher;
 use crate::records::ConsumerRecord;
@@ -39,7 +39,7 @@ pub enum GroupEvent {
 /// see [`GroupConsumer::committer`].
 #[derive(Clone)]
 pub struct GroupCommitter {
-    client: Client,
+    client: KafkaClient,
     config: GroupConfig,
     shared: Arc<Shared>,
 }
@@ -93,10 +93,10 @@ impl GroupCommitter {
 /// # Examples
 ///
 /// ```no_run
-/// use krpc_kafka::{Client, ClientConfig, GroupConfig, GroupConsumer, GroupEvent};
+/// use krpc_kafka::{KafkaClient, ClientConfig, GroupConfig, GroupConsumer, GroupEvent};
 ///
 /// # async fn example() -> krpc_kafka::Result<()> {
-/// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let client = KafkaClient::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 /// let mut consumer = GroupConsumer::new(client, GroupConfig::new("billing", &["events"]))?;
 /// for _ in 0..100 {
 ///     match consumer.poll().await? {
@@ -116,7 +116,7 @@ impl GroupCommitter {
 /// # }
 /// ```
 pub struct GroupConsumer {
-    client: Client,
+    client: KafkaClient,
     config: GroupConfig,
     fetcher: Fetcher,
     shared: Arc<Shared>,
@@ -155,7 +155,7 @@ impl Drop for GroupConsumer {
 
 impl GroupConsumer {
     /// A member of `config.group_id`; it joins on the first [`poll`](Self::poll).
-    pub fn new(client: Client, config: GroupConfig) -> Result<Self> {
+    pub fn new(client: KafkaClient, config: GroupConfig) -> Result<Self> {
         if config.topics.is_empty() {
             return Err(Error::InvalidArgument(
                 "a group consumer needs at least one topic".into(),

@@ -3,11 +3,11 @@
 use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::client::Client;
+use crate::client::KafkaClient;
 use crate::error::{check_code, Error, Result};
 
 /// The `host:port` of the coordinator of `group`, retried while the broker says it is loading.
-pub async fn find_coordinator(client: &Client, group: &str) -> Result<String> {
+pub async fn find_coordinator(client: &KafkaClient, group: &str) -> Result<String> {
     let mut backoff = client.backoff();
     loop {
         match find_once(client, group).await {
@@ -21,7 +21,7 @@ pub async fn find_coordinator(client: &Client, group: &str) -> Result<String> {
     }
 }
 
-async fn find_once(client: &Client, group: &str) -> Result<String> {
+async fn find_once(client: &KafkaClient, group: &str) -> Result<String> {
     let conn = client.any_connection().await?;
     let version = conn.version::<FindCoordinatorRequest>()?;
     let key = StrBytes::from_string(group.to_string());

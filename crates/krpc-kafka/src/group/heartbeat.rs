@@ -15,12 +15,12 @@ use std::time::Instant;
 
 use super::state::{Reaction, Shared};
 use super::{membership, GroupConfig};
-use crate::client::Client;
+use crate::client::KafkaClient;
 
 /// Sends heartbeats while the member holds a generation; flags a rejoin when the coordinator
 /// asks for one or when none succeeded for a whole session timeout. Ends when the member is
 /// dropped or hit a fatal error.
-pub(super) async fn heartbeat_loop(client: Client, config: GroupConfig, shared: Weak<Shared>) {
+pub(super) async fn heartbeat_loop(client: KafkaClient, config: GroupConfig, shared: Weak<Shared>) {
     let mut last_ok = Instant::now();
     loop {
         tokio::time::sleep(config.heartbeat_interval).await;

@@ -9,15 +9,15 @@ use bytes::Bytes;
 
 use super::assignor::Assignor;
 use super::membership::{self, Joined as JoinResponse};
-use super::offsets::{self, Offsets};
+use super::offset_commit::{self as offsets, Offsets};
 use super::payload::{self, Assignment, Subscription};
 use super::state::{Reaction, Shared};
 use super::GroupConfig;
 use crate::backoff::Backoff;
-use crate::client::Client;
+use crate::client::KafkaClient;
 use crate::error::{Error, Result};
 use crate::fetcher::OffsetReset;
-use crate::offsets::OffsetSpec;
+use crate::list_offsets::OffsetSpec;
 
 /// The partition count of each subscribed topic (`None`: it does not exist).
 pub(super) type TopicShape = HashMap<String, Option<i32>>;
@@ -34,7 +34,7 @@ pub(super) struct Joined {
 
 /// The partition count of every subscribed topic, from fresh metadata (`None`: the topic does
 /// not exist). A failed refresh keeps the cached view.
-pub(super) async fn topic_shape(client: &Client, config: &GroupConfig) -> TopicShape {
+pub(super) async fn topic_shape(client: &KafkaClient, config: &GroupConfig) -> TopicShape {
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     if let Err(e) = client.refresh_metadata(&topics).await {
         tracing::debug!(group = %config.group_id, error = %e, "metadata refresh failed");
@@ -54,7 +54,7 @@ pub(super) async fn topic_shape(client: &Client, config: &GroupConfig) -> TopicS
 
 /// One rejoin of one member.
 pub(super) struct JoinJob {
-    pub client: Client,
+    pub client: KafkaClient,
     pub config: GroupConfig,
     pub shared: Arc<Shared>,
 }

@@ -8,7 +8,7 @@ pub mod coordinator;
 mod heartbeat;
 mod join;
 pub mod membership;
-pub mod offsets;
+pub mod offset_commit;
 pub mod payload;
 mod state;
 
@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use admin::{GroupDescription, GroupMemberDescription, ListedGroup};
 pub use assignor::Assignor;
 pub use consumer::{GroupCommitter, GroupConsumer, GroupEvent};
-pub use offsets::Offsets;
+pub use offset_commit::Offsets;
 pub use payload::Assignment;
 
 use crate::fetcher::FetchConfig;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use kafka_protocol::error::ResponseError;
 
 use super::coordinator;
-use crate::client::{Client, Lane};
+use crate::client::{KafkaClient, Lane};
 use crate::connection::Connection;
 use crate::error::{Error, Recovery, Result};
 
@@ -168,7 +168,7 @@ impl Shared {
     /// A connection to the group's coordinator, finding it first if needed.
     pub async fn coordinator(
         self: &Arc<Self>,
-        client: &Client,
+        client: &KafkaClient,
         group: &str,
     ) -> Result<Arc<Connection>> {
         let known = self.member().coordinator.clone();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
 
-use crate::client::Client;
+use crate::client::KafkaClient;
 use crate::error::{check_code, Error, Result};
 use crate::records::ProducerStamp;
 
@@ -82,7 +82,7 @@ impl Idempotence {
     /// the producer id; `None` when idempotence is off or the broker cannot give an id.
     pub(super) async fn stamp(
         &self,
-        client: &Client,
+        client: &KafkaClient,
         topic: &Arc<str>,
         partition: i32,
         count: usize,
@@ -131,7 +131,7 @@ impl Idempotence {
 
     /// Asks any broker for a producer id (InitProducerId with no transactional id, as the
     /// Java idempotent producer does).
-    async fn init(&self, client: &Client) -> Result<State> {
+    async fn init(&self, client: &KafkaClient) -> Result<State> {
         let conn = client.any_connection().await?;
         if let Err(e) = conn.version::<InitProducerIdRequest>() {
             tracing::warn!(broker = conn.broker(), error = %e, "broker has no InitProducerId: producing without idempotence");

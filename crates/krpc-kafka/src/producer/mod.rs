@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::client::Client;
+use crate::client::KafkaClient;
 use crate::compression::Codec;
 use crate::error::{Error, Result};
 use crate::records::ProducerRecord;
@@ -212,10 +212,10 @@ impl std::future::Future for Delivery {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use krpc_kafka::{Acks, Client, ClientConfig, Producer, ProducerConfig, ProducerRecord};
+/// use krpc_kafka::{Acks, KafkaClient, ClientConfig, Producer, ProducerConfig, ProducerRecord};
 ///
 /// # async fn example() -> krpc_kafka::Result<()> {
-/// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let client = KafkaClient::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 /// let config = ProducerConfig {
 ///     acks: Acks::All,
 ///     linger: Duration::from_millis(5),
@@ -253,7 +253,7 @@ impl Drop for Handle {
 impl Producer {
     /// A producer with `config` on `client`. The sender task starts with the first send
     /// (inside a tokio runtime).
-    pub fn new(client: Client, config: ProducerConfig) -> Self {
+    pub fn new(client: KafkaClient, config: ProducerConfig) -> Self {
         Self {
             handle: Arc::new(Handle(Arc::new(Shared::new(client, config)))),
             // A random first partition, as the Java client's default partitioner had (before
@@ -436,7 +436,7 @@ mod tests {
     /// process (and any short-lived producer) wrote its one record to partition 0.
     #[test]
     fn new_producers_start_their_round_robin_at_random_partitions() {
-        let client = Client::unconnected(ClientConfig::new("127.0.0.1:9"));
+        let client = KafkaClient::unconnected(ClientConfig::new("127.0.0.1:9"));
         let starts: std::collections::HashSet<usize> = (0..20)
             .map(|_| {
                 Producer::new(client.clone(), ProducerConfig::default())

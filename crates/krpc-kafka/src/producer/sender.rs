@@ -28,13 +28,13 @@ use super::accumulator::{Batch, Batching, BufferPool, CachedLeader, Encoded};
 use super::idempotence::{self, Idempotence, OnError};
 use super::{Acks, ProducerConfig};
 use crate::backoff::Backoff;
-use crate::client::{Client, Lane};
+use crate::client::{KafkaClient, Lane};
 use crate::error::{check_code, Error, Result};
 use crate::records::encode_stamped_batch;
 
 /// What the producer handles and its sender task share.
 pub(super) struct Shared {
-    pub client: Client,
+    pub client: KafkaClient,
     pub config: ProducerConfig,
     pub stage: Mutex<Batching>,
     pub pool: BufferPool,
@@ -55,7 +55,7 @@ enum Decision {
 }
 
 impl Shared {
-    pub(super) fn new(client: Client, config: ProducerConfig) -> Self {
+    pub(super) fn new(client: KafkaClient, config: ProducerConfig) -> Self {
         Self {
             stage: Mutex::new(Batching::new(config.max_batch_bytes, config.linger)),
             pool: BufferPool::new(config.buffer_memory),
@@ -406,7 +406,7 @@ async fn send_request(shared: Arc<Shared>, leader: String, batches: Vec<Batch>) 
 /// The outer error is the request's (nothing was known to be written); the inner results are
 /// per batch, in order: base offset, or -1 with acks=0.
 pub(super) async fn produce_to(
-    client: &Client,
+    client: &KafkaClient,
     config: &ProducerConfig,
     addr: &str,
     batches: &[(Arc<str>, i32, Bytes)],

@@ -8,7 +8,7 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::client::{Client, Lane};
+use crate::client::{KafkaClient, Lane};
 use crate::error::{check_code, Error, Result};
 use crate::fetcher::IsolationLevel;
 
@@ -35,7 +35,7 @@ impl OffsetSpec {
     }
 }
 
-impl Client {
+impl KafkaClient {
     /// The offset `spec` names for one partition (-1 when a timestamp is past every record).
     pub async fn list_offset(&self, topic: &str, partition: i32, spec: OffsetSpec) -> Result<i64> {
         let map = self.list_offsets(topic, &[partition], spec).await?;
@@ -45,7 +45,7 @@ impl Client {
     /// The offsets `spec` names for `partitions` of `topic`, asked of each leader, with retries
     /// on leadership changes; a response that leaves out a partition asked for is an error.
     /// Read uncommitted: [`OffsetSpec::Latest`] is the high watermark (see
-    /// [`Client::list_offsets_isolated`]).
+    /// [`KafkaClient::list_offsets_isolated`]).
     pub async fn list_offsets(
         &self,
         topic: &str,
@@ -56,13 +56,13 @@ impl Client {
             .await
     }
 
-    /// As [`Client::list_offsets`], with ListOffsets' `isolation_level` (v2+, KIP-98; the Java
+    /// As [`KafkaClient::list_offsets`], with ListOffsets' `isolation_level` (v2+, KIP-98; the Java
     /// admin client's `ListOffsetsOptions(IsolationLevel)`, the consumer's `endOffsets` under
     /// `isolation.level`): with [`IsolationLevel::ReadCommitted`], [`OffsetSpec::Latest`] is
     /// the last stable offset, where a read-committed fetch stops while a transaction is open.
     ///
     /// # Errors
-    /// As [`Client::list_offsets`]; [`Error::NoVersionMatch`] naming the broker when it speaks
+    /// As [`KafkaClient::list_offsets`]; [`Error::NoVersionMatch`] naming the broker when it speaks
     /// only ListOffsets v0-v1, which cannot ask read committed.
     pub async fn list_offsets_isolated(
         &self,

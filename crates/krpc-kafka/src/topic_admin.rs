@@ -11,7 +11,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::client::Client;
+use crate::client::KafkaClient;
 use crate::error::{check_code, Error, Result};
 
 /// A topic to create.
@@ -53,7 +53,7 @@ impl NewTopic {
     }
 }
 
-impl Client {
+impl KafkaClient {
     /// Creates `topics` on the controller; a topic that already exists is fine when
     /// `if_not_exists`. Waits until every created topic has a leader for every partition.
     pub async fn create_topics(&self, topics: &[NewTopic], if_not_exists: bool) -> Result<()> {

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use krpc_kafka::{Client, NewTopic};
+use krpc_kafka::{KafkaClient, NewTopic};
 
 use crate::error::RpcError;
 
@@ -21,7 +21,7 @@ use crate::error::RpcError;
 /// # Examples
 /// ```
 /// use std::time::Duration;
-/// use kafka_rpc::{topics::TopicKind, TopicOptions};
+/// use kafka_rpc::{topic_setup::TopicKind, TopicOptions};
 ///
 /// let topics = TopicOptions {
 ///     reply_retention: Some(Duration::from_secs(600)),
@@ -128,7 +128,7 @@ impl TopicCache {
     /// Creates `topic` with `partitions` unless it exists (or we made sure of it before).
     pub async fn ensure(
         &self,
-        client: &Client,
+        client: &KafkaClient,
         topic: &str,
         partitions: i32,
         replication_factor: i16,
@@ -175,7 +175,7 @@ impl TopicCache {
     /// have existed with another count).
     pub async fn ensure_counted(
         &self,
-        client: &Client,
+        client: &KafkaClient,
         topic: &str,
         partitions: i32,
         replication_factor: i16,
