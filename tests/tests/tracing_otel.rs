@@ -76,7 +76,7 @@ async fn with_otel_the_servers_span_is_an_opentelemetry_child_of_the_callers() {
                     .find(|s| s.name == name && s.span_kind == kind)
                     .cloned()
             };
-            Some((find(SpanKind::RpcClient)?, find(SpanKind::Server)?))
+            Some((find(SpanKind::Client)?, find(SpanKind::Server)?))
         },
     )
     .await;

@@ -422,7 +422,7 @@ async fn a_produce_answered_not_leader_forever_backs_off_until_the_delivery_time
         .await
         .expect_err("never accepted");
     assert!(
-        err.kafka_error() == Some(kafka_protocol::error::ResponseError::NotLeaderOrFollower),
+        err.kafka_error() == Some(krpc_kafka::ErrorCode::NOT_LEADER_OR_FOLLOWER),
         "{err:?}"
     );
     let spent = started.elapsed();
@@ -557,7 +557,7 @@ async fn every_out_of_range_position_resets_as_the_policy_says() {
     );
     let err = first_offset(OffsetReset::Error, 100).await.unwrap_err();
     assert!(
-        err.kafka_error() == Some(kafka_protocol::error::ResponseError::OffsetOutOfRange),
+        err.kafka_error() == Some(krpc_kafka::ErrorCode::OFFSET_OUT_OF_RANGE),
         "{err:?}"
     );
     assert!(err.to_string().contains("t/0 at offset 100"), "{err}");

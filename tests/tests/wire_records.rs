@@ -107,7 +107,7 @@ async fn old_message_formats_are_decoded_where_a_broker_stores_them() {
                 matches!(
                     outcome,
                     Err(krpc_kafka::Error::ConnectionBroken {
-                        api: Some(kafka_protocol::messages::ApiKey::Produce),
+                        api: Some(krpc_kafka::ApiKey::PRODUCE),
                         ..
                     })
                 ),

@@ -16,9 +16,9 @@
 //! payloads. [`trace`] makes a `tracing` span of every call and request and carries the W3C
 //! trace context in the request's headers (optionally into OpenTelemetry: feature `otel`).
 //!
-//! The wire format ([`envelope`], [`codec`], [`naming`], [`topic_setup`]) is written down in
-//! `wire/WIRE.md`. Everything Kafka goes through [`krpc_kafka`] (re-exported): this crate never
-//! builds a Kafka frame.
+//! The wire format (the envelope and codec modules, crate-private; topic names in [`naming`];
+//! topic settings in [`topic_setup`]) is written down in `wire/WIRE.md`. Everything Kafka goes
+//! through [`krpc_kafka`] (re-exported): this crate never builds a Kafka frame.
 //!
 //! # Examples
 //!
@@ -54,9 +54,23 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+/// Declares modules that are public with the `unstable-internals` feature (for this
+/// repository's fuzz targets and golden tests; no semver promise) and crate-private without it.
+/// Items inside public modules use `visibility::make` instead.
+macro_rules! internal_mods {
+    ($($(#[$meta:meta])* $name:ident;)*) => {$(
+        $(#[$meta])*
+        #[cfg(feature = "unstable-internals")]
+        pub mod $name;
+        $(#[$meta])*
+        #[cfg(not(feature = "unstable-internals"))]
+        #[allow(dead_code)]
+        pub(crate) mod $name;
+    )*};
+}
+pub(crate) use internal_mods;
+
 pub mod client;
-pub mod codec;
-pub mod envelope;
 pub mod error;
 pub mod legacy;
 pub mod metrics;
@@ -69,10 +83,16 @@ pub mod topic_setup;
 pub mod trace;
 pub mod typed;
 
+internal_mods! {
+    codec;
+    envelope;
+}
+
 // The generated code names this crate `::kafka_rpc`, in its own tests too.
 extern crate self as kafka_rpc;
 
 pub use client::{CallMeta, CallOptions, ClientOptions, NotifyOptions, Response, RpcClient};
+pub use envelope::{ReplyTo, RequestId};
 pub use error::{HandlerError, RpcError};
 /// Turns a trait into a typed service: a [`Service`] for the server side and a typed client
 /// (see [`typed`] for what it generates and what it refuses).
@@ -80,8 +100,11 @@ pub use kafka_rpc_macros::service;
 pub use krpc_kafka;
 pub use legacy::{LegacyClient, LegacyClientOptions, LegacyOptions};
 pub use server::{Server, ServerOptions, ServerStats};
+#[cfg(feature = "unstable-internals")]
+pub use service::Methods;
 pub use service::{
-    CancelReason, Metadata, Methods, RequestContext, Service, ServiceFuture, METADATA_HEADER_PREFIX,
+    CancelReason, ContextBuilder, Metadata, RequestContext, Service, ServiceFuture,
+    METADATA_HEADER_PREFIX,
 };
 pub use status::StatusCode;
 pub use topic_setup::TopicOptions;

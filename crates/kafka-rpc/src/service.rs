@@ -4,7 +4,7 @@
 //! cancellation signal).
 //!
 //! A service is either built dynamically, method by method, with
-//! [`Server::method`](crate::Server::method) (a [`Methods`] table), or written as a Rust trait
+//! [`Server::method`](crate::Server::method), or written as a Rust trait
 //! and turned into a `Service` by the `#[kafka_rpc::service]` macro; either way the server
 //! registers it with [`Server::service`](crate::Server::service) and the dispatcher sees only
 //! this trait.
@@ -12,7 +12,7 @@
 //! Bytes in and out of a `Service` are plaintext msgpack (wire/WIRE.md section 6): the
 //! arguments as an array of the positional arguments (keyword arguments of Python 1.0.8 callers
 //! already put in place by [`Service::parameters`]), the result as one msgpack value. The
-//! record codec (see [`crate::codec`]) has already checked and opened the record (native or
+//! record codec (the crate-private `codec` module) has already checked and opened the record (native or
 //! legacy format, payload sealing) before a `Service` sees it.
 
 use std::collections::HashMap;
@@ -508,7 +508,8 @@ type Handler = Arc<dyn Fn(RequestContext, Bytes) -> ServiceFuture + Send + Sync>
 /// [`Server::method`](crate::Server::method) and its siblings fill. Argument decoding errors
 /// become `INVALID_ARGUMENT`, a handler panic `INTERNAL`.
 #[derive(Clone, Default)]
-pub struct Methods {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) struct Methods {
     handlers: HashMap<String, Handler>,
     params: HashMap<String, Vec<String>>,
 }

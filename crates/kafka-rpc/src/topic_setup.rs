@@ -87,7 +87,8 @@ impl Default for TopicOptions {
 
 /// The kinds of topic kafka-rpc creates (wire/WIRE.md, "Topics").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TopicKind {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) enum TopicKind {
     /// A service's request topic.
     Requests,
     /// A reply topic.
@@ -100,7 +101,8 @@ pub enum TopicKind {
 
 impl TopicOptions {
     /// The retention of `kind` (see the fields).
-    pub fn retention(&self, kind: TopicKind) -> Option<Duration> {
+    #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+    pub(crate) fn retention(&self, kind: TopicKind) -> Option<Duration> {
         match kind {
             TopicKind::Requests => self.request_retention,
             TopicKind::Replies => self.reply_retention,
@@ -110,7 +112,8 @@ impl TopicOptions {
     }
 
     /// The topic configs a topic of `kind` is created with (`retention.ms`, when set).
-    pub fn configs(&self, kind: TopicKind) -> Vec<(String, String)> {
+    #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+    pub(crate) fn configs(&self, kind: TopicKind) -> Vec<(String, String)> {
         self.retention(kind)
             .map(|r| ("retention.ms".to_string(), r.as_millis().to_string()))
             .into_iter()
@@ -120,7 +123,8 @@ impl TopicOptions {
 
 /// Remembers which topics exist so each is created at most once per process.
 #[derive(Default)]
-pub struct TopicCache {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) struct TopicCache {
     known: Mutex<HashSet<String>>,
 }
 

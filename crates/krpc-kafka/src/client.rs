@@ -18,7 +18,8 @@ use crate::metadata::{ClusterMetadata, TopicInfo};
 /// one group member's held JoinGroup must never delay another member's heartbeat: each fetcher
 /// and each group member has lanes of its own (see [`Lane::unique_id`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Lane {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) enum Lane {
     /// Metadata, produce, admin requests.
     Default,
     /// Long-poll fetches of one fetcher.
@@ -101,7 +102,8 @@ impl KafkaClient {
 
     /// A connection to `addr` on `lane`, dialled (with backoff, within the connect timeout) if
     /// there is none or the cached one broke.
-    pub async fn connection(&self, addr: &str, lane: Lane) -> Result<Arc<Connection>> {
+    #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+    pub(crate) async fn connection(&self, addr: &str, lane: Lane) -> Result<Arc<Connection>> {
         let slot = {
             let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
             slots.entry((addr.to_string(), lane)).or_default().clone()
@@ -166,13 +168,15 @@ impl KafkaClient {
     }
 
     /// Drops this client's connections on `lane` (their owner is gone).
-    pub fn close_lane(&self, lane: Lane) {
+    #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+    pub(crate) fn close_lane(&self, lane: Lane) {
         let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.retain(|(_, l), _| *l != lane);
     }
 
     /// A connection to any broker: known brokers first, then the bootstrap list.
-    pub async fn any_connection(&self) -> Result<Arc<Connection>> {
+    #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+    pub(crate) async fn any_connection(&self) -> Result<Arc<Connection>> {
         let cfg = &self.inner.config;
         let mut addrs: Vec<String> = self.metadata_snapshot().brokers.values().cloned().collect();
         addrs.sort();
@@ -226,7 +230,8 @@ impl KafkaClient {
     }
 
     /// Sends a request to any broker, retrying on another connection if the first breaks.
-    pub async fn send_any<R: Request + Clone>(&self, req: &R) -> Result<R::Response> {
+    #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+    pub(crate) async fn send_any<R: Request + Clone>(&self, req: &R) -> Result<R::Response> {
         let mut backoff = self.backoff();
         loop {
             let conn = self.any_connection().await?;
@@ -328,7 +333,14 @@ impl KafkaClient {
     }
 
     /// A connection on `lane` to the leader of `topic`/`partition`.
-    pub async fn leader(&self, topic: &str, partition: i32, lane: Lane) -> Result<Arc<Connection>> {
+    #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+    #[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))]
+    pub(crate) async fn leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        lane: Lane,
+    ) -> Result<Arc<Connection>> {
         let addr = self.leader_addr(topic, partition).await?;
         self.connection(&addr, lane).await
     }
@@ -380,7 +392,8 @@ impl KafkaClient {
     }
 
     /// A connection to the controller (any broker if none is announced).
-    pub async fn controller(&self) -> Result<Arc<Connection>> {
+    #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+    pub(crate) async fn controller(&self) -> Result<Arc<Connection>> {
         let md = self.metadata_snapshot();
         match md.controller.and_then(|id| md.brokers.get(&id)) {
             Some(addr) => self.connection(addr, Lane::Default).await,

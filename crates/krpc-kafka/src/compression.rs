@@ -49,7 +49,8 @@ impl Codec {
     ];
 
     /// The protocol's compression attribute for this codec.
-    pub fn to_protocol(self) -> Compression {
+    #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+    pub(crate) fn to_protocol(self) -> Compression {
         match self {
             Codec::None => Compression::None,
             Codec::Gzip => Compression::Gzip,
@@ -82,7 +83,8 @@ impl std::str::FromStr for Codec {
 }
 
 /// The configuration name of a protocol compression attribute.
-pub fn codec_name(c: Compression) -> &'static str {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) fn codec_name(c: Compression) -> &'static str {
     match c {
         Compression::None => "none",
         Compression::Gzip => "gzip",
@@ -94,10 +96,8 @@ pub fn codec_name(c: Compression) -> &'static str {
 
 /// Why a batch could not be decompressed.
 #[derive(Debug, thiserror::Error)]
-pub enum DecompressError {
-    /// The codec is not supported by this build.
-    #[error("unsupported codec {0}")]
-    Unsupported(&'static str),
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) enum DecompressError {
     /// The data is corrupt or inflates past the limit.
     #[error("{codec}: {reason}")]
     Corrupt {
@@ -109,7 +109,8 @@ pub enum DecompressError {
 }
 
 /// Compresses `raw` with `codec`, appending to `out`.
-pub fn compress(codec: Compression, raw: &[u8], out: &mut BytesMut) -> anyhow::Result<()> {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) fn compress(codec: Compression, raw: &[u8], out: &mut BytesMut) -> anyhow::Result<()> {
     match codec {
         Compression::None => out.put_slice(raw),
         Compression::Gzip => Gzip::compress(out, |tmp: &mut BytesMut| {
@@ -141,7 +142,12 @@ pub fn compress(codec: Compression, raw: &[u8], out: &mut BytesMut) -> anyhow::R
 }
 
 /// Decompresses `data` written with `codec`, refusing to produce more than `limit` bytes.
-pub fn decompress(codec: Compression, data: &[u8], limit: usize) -> Result<Bytes, DecompressError> {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) fn decompress(
+    codec: Compression,
+    data: &[u8],
+    limit: usize,
+) -> Result<Bytes, DecompressError> {
     let name = codec_name(codec);
     let corrupt = |reason: String| DecompressError::Corrupt {
         codec: name,

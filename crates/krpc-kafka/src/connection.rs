@@ -490,7 +490,7 @@ impl Connection {
             tracing::debug!(broker = %self.broker, ?api, ?timeout, "request timed out; connection retired");
             return Err(Error::Timeout {
                 broker: self.broker.clone(),
-                api,
+                api: crate::ApiKey::of(api),
                 after: timeout,
             });
         };
@@ -504,7 +504,7 @@ impl Connection {
     fn broken_error(&self, api: ApiKey, reason: String) -> Error {
         Error::ConnectionBroken {
             broker: self.broker.clone(),
-            api: Some(api),
+            api: Some(crate::ApiKey::of(api)),
             reason,
         }
     }

@@ -3,7 +3,167 @@
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::ApiKey as ProtocolApiKey;
+
+/// A Kafka API, as a request header's `request_api_key` names it (Produce is 0, Fetch is 1,
+/// ...; the numbers of the Kafka protocol guide). Printed, with `{:?}` and `{}`, by the API's
+/// name (`Fetch`).
+///
+/// Our own type, so that the public API does not expose the `kafka-protocol` copy underneath.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ApiKey(ProtocolApiKey);
+
+impl ApiKey {
+    /// Produce (0).
+    pub const PRODUCE: ApiKey = ApiKey(ProtocolApiKey::Produce);
+    /// Fetch (1).
+    pub const FETCH: ApiKey = ApiKey(ProtocolApiKey::Fetch);
+    /// ListOffsets (2).
+    pub const LIST_OFFSETS: ApiKey = ApiKey(ProtocolApiKey::ListOffsets);
+    /// Metadata (3).
+    pub const METADATA: ApiKey = ApiKey(ProtocolApiKey::Metadata);
+    /// OffsetCommit (8).
+    pub const OFFSET_COMMIT: ApiKey = ApiKey(ProtocolApiKey::OffsetCommit);
+    /// OffsetFetch (9).
+    pub const OFFSET_FETCH: ApiKey = ApiKey(ProtocolApiKey::OffsetFetch);
+    /// FindCoordinator (10).
+    pub const FIND_COORDINATOR: ApiKey = ApiKey(ProtocolApiKey::FindCoordinator);
+    /// JoinGroup (11).
+    pub const JOIN_GROUP: ApiKey = ApiKey(ProtocolApiKey::JoinGroup);
+    /// Heartbeat (12).
+    pub const HEARTBEAT: ApiKey = ApiKey(ProtocolApiKey::Heartbeat);
+    /// LeaveGroup (13).
+    pub const LEAVE_GROUP: ApiKey = ApiKey(ProtocolApiKey::LeaveGroup);
+    /// SyncGroup (14).
+    pub const SYNC_GROUP: ApiKey = ApiKey(ProtocolApiKey::SyncGroup);
+    /// ApiVersions (18).
+    pub const API_VERSIONS: ApiKey = ApiKey(ProtocolApiKey::ApiVersions);
+    /// InitProducerId (22).
+    pub const INIT_PRODUCER_ID: ApiKey = ApiKey(ProtocolApiKey::InitProducerId);
+
+    /// The API's number (`request_api_key`).
+    pub fn key(self) -> i16 {
+        self.0 as i16
+    }
+
+    /// Wraps the `kafka-protocol` key (crate-internal: the public API never names it).
+    pub(crate) fn of(key: ProtocolApiKey) -> Self {
+        ApiKey(key)
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// An error code a broker answered with that this crate knows (the codes of the Kafka
+/// protocol guide's error table, e.g. 6 NOT_LEADER_OR_FOLLOWER). Printed, with `{:?}` and
+/// `{}`, by its name in CamelCase (`NotLeaderOrFollower`). Codes this crate does not know are
+/// [`Error::UnknownBrokerError`] instead. [`classify`] says what to do about one.
+///
+/// Our own type, so that the public API does not expose the `kafka-protocol` copy underneath.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(ResponseError);
+
+impl std::hash::Hash for ErrorCode {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.code().hash(state);
+    }
+}
+
+impl ErrorCode {
+    /// OFFSET_OUT_OF_RANGE (1).
+    pub const OFFSET_OUT_OF_RANGE: ErrorCode = ErrorCode(ResponseError::OffsetOutOfRange);
+    /// CORRUPT_MESSAGE (2).
+    pub const CORRUPT_MESSAGE: ErrorCode = ErrorCode(ResponseError::CorruptMessage);
+    /// UNKNOWN_TOPIC_OR_PARTITION (3).
+    pub const UNKNOWN_TOPIC_OR_PARTITION: ErrorCode =
+        ErrorCode(ResponseError::UnknownTopicOrPartition);
+    /// LEADER_NOT_AVAILABLE (5).
+    pub const LEADER_NOT_AVAILABLE: ErrorCode = ErrorCode(ResponseError::LeaderNotAvailable);
+    /// NOT_LEADER_OR_FOLLOWER (6).
+    pub const NOT_LEADER_OR_FOLLOWER: ErrorCode = ErrorCode(ResponseError::NotLeaderOrFollower);
+    /// REQUEST_TIMED_OUT (7).
+    pub const REQUEST_TIMED_OUT: ErrorCode = ErrorCode(ResponseError::RequestTimedOut);
+    /// MESSAGE_TOO_LARGE (10).
+    pub const MESSAGE_TOO_LARGE: ErrorCode = ErrorCode(ResponseError::MessageTooLarge);
+    /// COORDINATOR_LOAD_IN_PROGRESS (14).
+    pub const COORDINATOR_LOAD_IN_PROGRESS: ErrorCode =
+        ErrorCode(ResponseError::CoordinatorLoadInProgress);
+    /// COORDINATOR_NOT_AVAILABLE (15).
+    pub const COORDINATOR_NOT_AVAILABLE: ErrorCode =
+        ErrorCode(ResponseError::CoordinatorNotAvailable);
+    /// NOT_COORDINATOR (16).
+    pub const NOT_COORDINATOR: ErrorCode = ErrorCode(ResponseError::NotCoordinator);
+    /// ILLEGAL_GENERATION (22).
+    pub const ILLEGAL_GENERATION: ErrorCode = ErrorCode(ResponseError::IllegalGeneration);
+    /// UNKNOWN_MEMBER_ID (25).
+    pub const UNKNOWN_MEMBER_ID: ErrorCode = ErrorCode(ResponseError::UnknownMemberId);
+    /// REBALANCE_IN_PROGRESS (27).
+    pub const REBALANCE_IN_PROGRESS: ErrorCode = ErrorCode(ResponseError::RebalanceInProgress);
+    /// TOPIC_AUTHORIZATION_FAILED (29).
+    pub const TOPIC_AUTHORIZATION_FAILED: ErrorCode =
+        ErrorCode(ResponseError::TopicAuthorizationFailed);
+    /// GROUP_AUTHORIZATION_FAILED (30).
+    pub const GROUP_AUTHORIZATION_FAILED: ErrorCode =
+        ErrorCode(ResponseError::GroupAuthorizationFailed);
+    /// TOPIC_ALREADY_EXISTS (36).
+    pub const TOPIC_ALREADY_EXISTS: ErrorCode = ErrorCode(ResponseError::TopicAlreadyExists);
+    /// UNSUPPORTED_VERSION (35).
+    pub const UNSUPPORTED_VERSION: ErrorCode = ErrorCode(ResponseError::UnsupportedVersion);
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER (45).
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: ErrorCode =
+        ErrorCode(ResponseError::OutOfOrderSequenceNumber);
+    /// UNKNOWN_PRODUCER_ID (59).
+    pub const UNKNOWN_PRODUCER_ID: ErrorCode = ErrorCode(ResponseError::UnknownProducerId);
+
+    /// The error for `code`, if this crate knows it (0, no error, is `None`).
+    pub fn from_code(code: i16) -> Option<Self> {
+        ResponseError::try_from_code(code).map(ErrorCode)
+    }
+
+    /// The numeric code (`error_code` in the response).
+    pub fn code(self) -> i16 {
+        self.0.code()
+    }
+
+    /// Wraps the `kafka-protocol` error (crate-internal).
+    #[cfg(test)]
+    pub(crate) fn of(error: ResponseError) -> Self {
+        ErrorCode(error)
+    }
+
+    /// The `kafka-protocol` error (crate-internal: the public API never names it).
+    pub(crate) fn protocol(self) -> ResponseError {
+        self.0
+    }
+
+    /// Whether the Kafka protocol guide marks the error retriable (see [`classify`] for what
+    /// this crate does about each).
+    pub fn is_retriable(self) -> bool {
+        self.0.is_retriable()
+    }
+}
+
+impl std::fmt::Debug for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
 
 /// Result alias of the Kafka layer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -58,7 +218,7 @@ pub enum Error {
         /// The API of the request.
         api: ApiKey,
         /// The Kafka error.
-        error: ResponseError,
+        error: ErrorCode,
         /// Topic/partition or other context, formatted as ` topic/partition`.
         context: String,
     },
@@ -99,16 +259,6 @@ pub enum Error {
         ours_min: i16,
         /// Our highest version.
         ours_max: i16,
-    },
-    /// A record batch uses a compression codec this build cannot decode.
-    #[error("{topic}/{partition}: record batch compressed with {codec}, which this build does not support")]
-    UnsupportedCompression {
-        /// Topic.
-        topic: String,
-        /// Partition.
-        partition: i32,
-        /// The codec's name.
-        codec: &'static str,
     },
     /// A record is larger than the configured maximum and was not sent.
     #[error("record of {size} bytes for {topic} exceeds the maximum of {max} bytes; not sent")]
@@ -266,9 +416,9 @@ pub enum Recovery {
 }
 
 /// The [`Recovery`] for a Kafka error code (see [`Recovery`] for the rule).
-pub fn classify(error: ResponseError) -> Recovery {
+pub fn classify(error: ErrorCode) -> Recovery {
     use ResponseError as E;
-    match error {
+    match error.0 {
         E::NotLeaderOrFollower
         | E::LeaderNotAvailable
         | E::UnknownTopicOrPartition
@@ -332,8 +482,13 @@ impl Error {
         )
     }
 
+    /// The `kafka-protocol` error, if the broker sent one (crate-internal matching).
+    pub(crate) fn protocol_error(&self) -> Option<ResponseError> {
+        self.kafka_error().map(ErrorCode::protocol)
+    }
+
     /// The Kafka error code, if the broker sent one.
-    pub fn kafka_error(&self) -> Option<ResponseError> {
+    pub fn kafka_error(&self) -> Option<ErrorCode> {
         match self {
             Error::Broker { error, .. } => Some(*error),
             _ => None,
@@ -342,25 +497,25 @@ impl Error {
 }
 
 /// Turns a response error code into `Ok(())` or a [`Error::Broker`] with context.
-pub fn check_code(
+pub(crate) fn check_code(
     code: i16,
     broker: &str,
-    api: ApiKey,
+    api: ProtocolApiKey,
     context: impl FnOnce() -> String,
 ) -> Result<()> {
     if code == 0 {
         return Ok(());
     }
-    match ResponseError::try_from_code(code) {
+    match ErrorCode::from_code(code) {
         Some(error) => Err(Error::Broker {
             broker: broker.to_string(),
-            api,
+            api: ApiKey::of(api),
             error,
             context: context(),
         }),
         None => Err(Error::UnknownBrokerError {
             broker: broker.to_string(),
-            api,
+            api: ApiKey::of(api),
             code,
             context: context(),
         }),
@@ -374,8 +529,8 @@ mod tests {
     fn broker(error: ResponseError) -> Error {
         Error::Broker {
             broker: "b:1".into(),
-            api: ApiKey::Fetch,
-            error,
+            api: ApiKey::FETCH,
+            error: ErrorCode::of(error),
             context: String::new(),
         }
     }
@@ -399,7 +554,7 @@ mod tests {
             (E::FencedInstanceId, Recovery::Fatal),
         ];
         for (code, want) in cases {
-            assert_eq!(classify(code), want, "{code:?}");
+            assert_eq!(classify(ErrorCode::of(code)), want, "{code:?}");
             let e = broker(code);
             assert_eq!(e.recovery(), want, "{code:?}");
             assert_eq!(
@@ -418,13 +573,13 @@ mod tests {
         for code in -1..=130i16 {
             if let Some(e) = ResponseError::try_from_code(code) {
                 if e.is_retriable() {
-                    assert_ne!(classify(e), Recovery::Fatal, "{e:?}");
+                    assert_ne!(classify(ErrorCode::of(e)), Recovery::Fatal, "{e:?}");
                 }
             }
         }
         let timeout = Error::Timeout {
             broker: "b:1".into(),
-            api: ApiKey::Metadata,
+            api: ApiKey::METADATA,
             after: Duration::from_secs(1),
         };
         assert_eq!(timeout.recovery(), Recovery::RefreshMetadata);
@@ -439,7 +594,7 @@ mod tests {
         );
         let unknown = Error::UnknownBrokerError {
             broker: "b:1".into(),
-            api: ApiKey::Fetch,
+            api: ApiKey::FETCH,
             code: 9999,
             context: String::new(),
         };

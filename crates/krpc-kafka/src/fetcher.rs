@@ -764,11 +764,6 @@ impl Fetcher {
                 .filter(|end| *end >= 0);
                 let data = p.records.unwrap_or_default();
                 let to_error = |e: &RecordsError| match e {
-                    RecordsError::UnsupportedCodec(codec) => Error::UnsupportedCompression {
-                        topic: topic.to_string(),
-                        partition,
-                        codec,
-                    },
                     RecordsError::Malformed { .. } => Error::Malformed {
                         broker: addr.to_string(),
                         what: format!(

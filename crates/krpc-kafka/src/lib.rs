@@ -11,13 +11,15 @@
 //! call returns the one [`Error`] type, whose variants name the broker, API, topic/partition
 //! and offset concerned ([`Error::recovery`] says whether to retry).
 //!
-//! Below that, modules in dependency order: [`frame`] (size-prefixed framing), [`messages`]
-//! (glue to the `kafka-protocol` messages), [`connection`] (one broker connection, pipelined),
-//! [`versions`] (ApiVersions negotiation), [`sasl`], `tls`, [`client`] and [`metadata`]
-//! (connection pool, metadata cache), [`records`] and [`compression`] (v2 record batches,
-//! read hostile-safe), [`producer`], [`fetcher`], [`group`], [`backoff`] (the one retry policy).
-//! Messages are encoded by the patched copy of `kafka-protocol` shipped as the crate
-//! `krpc-kafka-protocol`.
+//! Below that, modules in dependency order: `frame` (size-prefixed framing), `messages` (glue
+//! to the `kafka-protocol` messages), `connection` (one broker connection, pipelined) and
+//! `versions` (ApiVersions negotiation), which are crate-private (public only with the
+//! `unstable-internals` feature, for this repository's fuzz targets and fake broker: no semver
+//! promise); then [`sasl`], `tls`, [`client`] and [`metadata`] (connection pool, metadata
+//! cache), [`records`] and [`compression`] (v2 record batches, read hostile-safe), [`producer`],
+//! [`fetcher`], [`group`], [`backoff`] (the one retry policy). Messages are encoded by the
+//! patched copy of `kafka-protocol` shipped as the crate `krpc-kafka-protocol`; no type of it
+//! appears in the public API ([`ApiKey`] and [`ErrorCode`] are this crate's own).
 //!
 //! Security: [`ClientConfig::sasl`] authenticates every connection right after ApiVersions with
 //! SASL PLAIN or SCRAM-SHA-256/512 ([`sasl`]; failures are [`Error::Authentication`]).
@@ -47,18 +49,31 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+/// Declares modules that are public with the `unstable-internals` feature (for this
+/// repository's fuzz targets, fake broker and golden tests; no semver promise) and crate-private
+/// without it. Items inside public modules use `visibility::make` instead.
+macro_rules! internal_mods {
+    ($($(#[$meta:meta])* $name:ident;)*) => {$(
+        $(#[$meta])*
+        #[cfg(feature = "unstable-internals")]
+        pub mod $name;
+        $(#[$meta])*
+        #[cfg(not(feature = "unstable-internals"))]
+        #[allow(dead_code)]
+        pub(crate) mod $name;
+    )*};
+}
+pub(crate) use internal_mods;
+
 pub mod backoff;
 pub mod client;
 pub mod compression;
 pub mod config;
-pub mod connection;
 pub mod delete_records;
 pub mod error;
 pub mod fetcher;
-pub mod frame;
 pub mod group;
 pub mod list_offsets;
-pub mod messages;
 pub mod metadata;
 pub mod producer;
 pub mod records;
@@ -67,12 +82,20 @@ pub mod sasl;
 pub mod tls;
 pub mod topic_admin;
 pub mod topic_configs;
-pub mod versions;
 
-pub use client::{KafkaClient, Lane};
+internal_mods! {
+    connection;
+    frame;
+    messages;
+    versions;
+}
+
+pub use client::KafkaClient;
+#[cfg(feature = "unstable-internals")]
+pub use client::Lane;
 pub use compression::Codec;
 pub use config::{ClientConfig, TlsConfig};
-pub use error::{classify, Error, Recovery, Result};
+pub use error::{classify, ApiKey, Error, ErrorCode, Recovery, Result};
 pub use fetcher::{FetchConfig, Fetcher, IsolationLevel, OffsetReset, SkippedBatch};
 pub use group::{
     GroupCommitter, GroupConfig, GroupConsumer, GroupDescription, GroupEvent,

@@ -129,7 +129,7 @@ impl KafkaClient {
                 // The version picked is the broker's highest (ours is higher).
                 return Err(Error::NoVersionMatch {
                     broker: addr.clone(),
-                    api: ApiKey::ListOffsets,
+                    api: crate::ApiKey::LIST_OFFSETS,
                     broker_min: 0,
                     broker_max: version,
                     ours_min: 2,

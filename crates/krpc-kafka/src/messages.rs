@@ -21,7 +21,7 @@ pub fn encode_request<R: Request>(
         .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
     let mut buf = BytesMut::new();
     let encode_err = |e: anyhow::Error| Error::Encode {
-        api,
+        api: crate::ApiKey::of(api),
         reason: format!("v{version}: {e:#}"),
     };
     header

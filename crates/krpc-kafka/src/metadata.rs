@@ -49,7 +49,8 @@ impl Default for ClusterMetadata {
 
 impl ClusterMetadata {
     /// Merges a Metadata response: brokers replaced, listed topics replaced or (on error) removed.
-    pub fn merge(&mut self, resp: &MetadataResponse) {
+    #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+    pub(crate) fn merge(&mut self, resp: &MetadataResponse) {
         self.brokers = resp
             .brokers
             .iter()

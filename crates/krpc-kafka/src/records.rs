@@ -14,7 +14,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-use crate::compression::{self, Codec, DecompressError};
+use crate::compression::{self, Codec};
 
 mod legacy;
 
@@ -125,7 +125,8 @@ impl ConsumerRecord {
 /// The idempotent producer's stamp on a batch (KIP-98): its producer id and epoch (from
 /// InitProducerId) and the sequence number of its first record in its partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProducerStamp {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) struct ProducerStamp {
     /// Producer id.
     pub producer_id: i64,
     /// Producer epoch.
@@ -137,7 +138,9 @@ pub struct ProducerStamp {
 
 /// Encodes `records` as one v2 record batch with base offset 0, with no producer id (as a
 /// non-idempotent producer writes).
-pub fn encode_batch(
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+#[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))]
+pub(crate) fn encode_batch(
     records: &[ProducerRecord],
     codec: Codec,
     now_ms: i64,
@@ -147,7 +150,8 @@ pub fn encode_batch(
 
 /// Encodes `records` as one v2 record batch with base offset 0, stamped with a producer id,
 /// epoch and base sequence when `stamp` is given (idempotent produce).
-pub fn encode_stamped_batch(
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) fn encode_stamped_batch(
     records: &[ProducerRecord],
     codec: Codec,
     now_ms: i64,
@@ -214,10 +218,8 @@ pub fn encode_stamped_batch(
 
 /// Why a record set could not be decoded.
 #[derive(Debug, thiserror::Error)]
-pub enum RecordsError {
-    /// A batch uses a codec this build cannot decode.
-    #[error("unsupported codec {0}")]
-    UnsupportedCodec(&'static str),
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) enum RecordsError {
     /// A batch is malformed.
     #[error("batch at offset {offset}: {reason}")]
     Malformed {
@@ -230,7 +232,8 @@ pub enum RecordsError {
 
 /// What a record set decoded to.
 #[derive(Debug, Default)]
-pub struct DecodedRecords {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) struct DecodedRecords {
     /// Data records at or after the requested offset, in offset order.
     pub records: Vec<ConsumerRecord>,
     /// The offset after the last complete batch seen (control batches, aborted and undecodable
@@ -250,7 +253,8 @@ pub struct DecodedRecords {
 
 /// A batch whose records could not be read, and the offsets it spans.
 #[derive(Debug)]
-pub struct UndecodableBatch {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) struct UndecodableBatch {
     /// Its base offset (for an old-format message: its own offset).
     pub base_offset: i64,
     /// The offset after it (for an entry whose layout is unknown: its base offset + 1).
@@ -264,7 +268,8 @@ pub struct UndecodableBatch {
 
 /// What a read_committed fetch (Fetch v4+, KIP-98) needs to drop aborted transactions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReadCommitted {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) struct ReadCommitted {
     /// The response's aborted transactions of this partition: (producer id, first offset).
     pub aborted: Vec<(i64, i64)>,
     /// The partition's last stable offset; negative if the broker sent none.
@@ -282,7 +287,9 @@ const MAGIC_AT: usize = 16;
 /// Decodes the record batches in `data` (a fetch response's records) for `topic`/`partition`,
 /// keeping records at or after `min_offset`, as read_uncommitted does. No batch may inflate
 /// past `max_inflated` bytes. See [`decode_fetched`].
-pub fn decode_batches(
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+#[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))]
+pub(crate) fn decode_batches(
     data: &Bytes,
     topic: &Arc<str>,
     partition: i32,
@@ -308,7 +315,8 @@ pub fn decode_batches(
 ///   [`DecodedRecords::undecodable`] with its raw bytes; the entries after it are decoded.
 ///
 /// Errors only when an entry's size field is negative (nothing after it can be located).
-pub fn decode_fetched(
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) fn decode_fetched(
     data: &Bytes,
     topic: &Arc<str>,
     partition: i32,
@@ -386,9 +394,6 @@ pub fn decode_fetched(
                         out.undecodable.push(unreadable(
                             next,
                             match e {
-                                legacy::LegacyError::Unsupported(c) => {
-                                    RecordsError::UnsupportedCodec(c)
-                                }
                                 legacy::LegacyError::Malformed(reason) => {
                                     malformed(format!("message format v{magic}: {reason}"))
                                 }
@@ -567,10 +572,7 @@ fn decode_v2(
     };
     let set =
         RecordBatchDecoder::decode_with_custom_compression(&mut batch_bytes, Some(decompress))
-            .map_err(|e| match e.downcast_ref::<DecompressError>() {
-                Some(DecompressError::Unsupported(name)) => RecordsError::UnsupportedCodec(name),
-                _ => malformed(format!("{e:#}")),
-            })?;
+            .map_err(|e| malformed(format!("{e:#}")))?;
     Ok(set
         .records
         .into_iter()

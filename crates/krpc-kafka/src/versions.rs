@@ -42,7 +42,7 @@ impl VersionTable {
         let Some(&(broker_min, broker_max)) = self.ranges.get(&R::KEY) else {
             return Err(Error::NoVersionMatch {
                 broker: broker.to_string(),
-                api,
+                api: crate::ApiKey::of(api),
                 broker_min: -1,
                 broker_max: -1,
                 ours_min,
@@ -53,7 +53,7 @@ impl VersionTable {
         if v < broker_min.max(ours_min) {
             return Err(Error::NoVersionMatch {
                 broker: broker.to_string(),
-                api,
+                api: crate::ApiKey::of(api),
                 broker_min,
                 broker_max,
                 ours_min,

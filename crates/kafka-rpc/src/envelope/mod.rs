@@ -7,6 +7,8 @@ mod request;
 
 pub use completion::Completion;
 pub use reply::Reply;
+// `RequestError` is for the fuzz targets (feature `unstable-internals`).
+#[allow(unused_imports)]
 pub use request::{read_metadata, ReplyTo, Request, RequestError, RequestId};
 
 /// Milliseconds since the Unix epoch, now.

@@ -38,7 +38,8 @@ pub enum OpenError {
 
 impl LegacyFormat {
     /// Encrypts `plain` if configured; returns the record value and its `checksum` header.
-    pub fn seal(&self, plain: &[u8]) -> (Bytes, Header) {
+    #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+    pub(crate) fn seal(&self, plain: &[u8]) -> (Bytes, Header) {
         let value = match &self.cipher {
             Some(c) => c.encrypt(plain),
             None => plain.to_vec(),
@@ -55,7 +56,8 @@ impl LegacyFormat {
 
     /// Checks the `checksum` header (with `verify`) and decrypts (with a cipher). The Python
     /// package reads the first header whatever its name; so do we.
-    pub fn open(&self, value: &[u8], headers: &[Header]) -> Result<Vec<u8>, OpenError> {
+    #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+    pub(crate) fn open(&self, value: &[u8], headers: &[Header]) -> Result<Vec<u8>, OpenError> {
         if self.verify {
             let found = headers.first().and_then(|h| h.value.as_deref());
             let expected = checksum(value);

@@ -5,9 +5,9 @@
 //!
 //! The format: requests on `krpc_<name>_server`, replies on `krpc_<name>_client`, the record key
 //! a task id (a uuid in hex) shared by request and reply, a msgpack map as the value
-//! ([`message`]), one `checksum` header (crc32, when `verify` is on) and an optional AES mode
-//! ([`cipher`]). A record keyed `handshake` is answered in kind. Python exceptions travel as
-//! pickles; we write them for Python callers ([`pickle`]) and never read them: a Python
+//! (module `message`), one `checksum` header (crc32, when `verify` is on) and an optional AES mode
+//! (module `cipher`). A record keyed `handshake` is answered in kind. Python exceptions travel as
+//! pickles; we write them for Python callers (module `pickle`) and never read them: a Python
 //! server's exception reaches a Rust caller as its traceback text.
 //!
 //! What the format lacks stays lacking for legacy callers: no deadline travels (the server
@@ -16,17 +16,24 @@
 //! only one Python client per service. Our server keeps its guarantees (commit after reply,
 //! dedup, dead letters, a reply for every failure) in this format too.
 
-pub mod cipher;
 mod client;
-pub mod message;
 mod names;
-pub mod pickle;
+
+crate::internal_mods! {
+    cipher;
+    message;
+    pickle;
+}
 
 use std::time::Duration;
 
 pub use cipher::LegacyCipher;
 pub use client::{LegacyClient, LegacyClientOptions};
-pub use message::{LegacyCall, LegacyFormat, LegacyReply, OpenError};
+pub use message::LegacyFormat;
+#[cfg(feature = "unstable-internals")]
+pub use message::{LegacyCall, LegacyReply, OpenError};
+#[cfg(not(feature = "unstable-internals"))]
+pub(crate) use message::{LegacyCall, LegacyReply, OpenError};
 pub use names::*;
 
 use crate::envelope::RequestId;
@@ -55,7 +62,8 @@ impl Default for LegacyOptions {
 }
 
 /// The task id a key holds: 32 hex digits (a uuid4's `hex`), as 16 bytes.
-pub fn task_id(key: &[u8]) -> Option<RequestId> {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) fn task_id(key: &[u8]) -> Option<RequestId> {
     if key.len() != 32 {
         return None;
     }
@@ -66,12 +74,14 @@ pub fn task_id(key: &[u8]) -> Option<RequestId> {
 
 /// The partition librdkafka's default partitioner (`consistent_random`: crc32 of the key)
 /// gives `key`, so our replies land where a Python server's would.
-pub fn reply_partition(key: &[u8], partitions: i32) -> i32 {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) fn reply_partition(key: &[u8], partitions: i32) -> i32 {
     (crc32fast::hash(key) % partitions.max(1) as u32) as i32
 }
 
 /// Now, as the Python server writes its `time` field (`%Y-%m-%d %H:%M:%S.%f`), in UTC.
-pub fn now_text() -> String {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) fn now_text() -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]"
     );

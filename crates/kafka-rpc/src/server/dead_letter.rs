@@ -27,7 +27,8 @@ pub const VALUE_DROPPED: &str = "krpc-dlq-value-dropped";
 
 /// The dead-letter copy of `record`: same key, value (unless `keep_value` is false: then
 /// [`VALUE_DROPPED`] says how big it was) and headers, plus the provenance headers.
-pub fn dead_letter(
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) fn dead_letter(
     record: &ConsumerRecord,
     reason: &str,
     server_id: &str,
@@ -63,7 +64,8 @@ pub fn dead_letter(
 /// The dead-letter record of an undecodable batch: no key, the batch's raw bytes as they were
 /// fetched (a v2 record batch or an old-format message set entry, offset and length fields
 /// included) as the value, and the provenance headers with the offset range it spans.
-pub fn undecodable_batch(batch: &SkippedBatch, server_id: &str) -> ProducerRecord {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) fn undecodable_batch(batch: &SkippedBatch, server_id: &str) -> ProducerRecord {
     ProducerRecord {
         key: None,
         value: Some(batch.raw.clone()),
@@ -79,8 +81,8 @@ pub fn undecodable_batch(batch: &SkippedBatch, server_id: &str) -> ProducerRecor
     }
 }
 
-/// A record of a dead-letter topic, read back: the provenance headers [`dead_letter`] and
-/// [`undecodable_batch`] write, for `krpc dlq list|show` and for [`replay`].
+/// A record of a dead-letter topic, read back: the provenance headers the server writes (see
+/// the constants of this module), for `krpc dlq list|show` and for [`replay`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
     /// Its offset in the dead-letter topic.

@@ -108,7 +108,8 @@ impl Server {
     }
 
     /// Registers an async method taking the tuple of its arguments `A` (the dynamic way to
-    /// build a [`Service`]: see [`Methods`]).
+    /// build a [`Service`]). Arguments that do not decode as `A` are answered
+    /// `INVALID_ARGUMENT`; a handler that panics, `INTERNAL`.
     pub fn method<A, R, F, Fut>(mut self, name: &str, f: F) -> Self
     where
         A: DeserializeOwned + Send + 'static,
@@ -132,8 +133,10 @@ impl Server {
         self
     }
 
-    /// Registers a blocking method (run on the blocking thread pool; see
-    /// [`Methods::add_blocking`] for what cancellation can and cannot do to it).
+    /// Registers a blocking method (run on the blocking thread pool). A blocking method cannot
+    /// be stopped from outside: at its deadline its permit is released and the caller answered,
+    /// but the thread runs on until the function returns (check
+    /// [`RequestContext::is_cancelled`] in long loops).
     pub fn method_blocking<A, R, F>(mut self, name: &str, f: F) -> Self
     where
         A: DeserializeOwned + Send + 'static,

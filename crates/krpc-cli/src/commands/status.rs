@@ -150,7 +150,7 @@ async fn collect(
             })
         })
         .collect();
-    let minute_ago = kafka_rpc::envelope::now_ms() - 60_000;
+    let minute_ago = now_ms() - 60_000;
     Ok(json!({
         "service": service,
         "group": group,
@@ -210,4 +210,11 @@ fn print_table(s: &Value) {
             &rows
         )
     );
+}
+
+/// Milliseconds since the Unix epoch, as record timestamps are.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -42,7 +42,8 @@ impl Assignor {
 
     /// Assigns the partitions (`partition_counts` per topic) among `members`.
     /// Every member appears in the result, possibly with nothing.
-    pub fn assign(
+    #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+    pub(crate) fn assign(
         self,
         members: &BTreeMap<String, Subscription>,
         partition_counts: &HashMap<String, i32>,

@@ -62,8 +62,8 @@ impl GroupCommitter {
             if m.member_id.is_empty() || m.generation < 0 {
                 return Err(Error::Broker {
                     broker: "(not sent)".to_string(),
-                    api: kafka_protocol::messages::ApiKey::OffsetCommit,
-                    error: kafka_protocol::error::ResponseError::RebalanceInProgress,
+                    api: crate::ApiKey::OFFSET_COMMIT,
+                    error: crate::ErrorCode::REBALANCE_IN_PROGRESS,
                     context: format!(
                         " group {}: no generation to commit with (rejoining)",
                         self.config.group_id
@@ -507,5 +507,5 @@ impl GroupConsumer {
 /// Whether `e` says a topic (or partition) does not exist.
 fn topic_missing(e: &Error) -> bool {
     matches!(e, Error::UnknownTopic { .. })
-        || e.kafka_error() == Some(kafka_protocol::error::ResponseError::UnknownTopicOrPartition)
+        || e.kafka_error() == Some(crate::ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
 }

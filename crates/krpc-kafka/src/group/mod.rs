@@ -4,13 +4,16 @@
 pub mod admin;
 pub mod assignor;
 mod consumer;
-pub mod coordinator;
 mod heartbeat;
 mod join;
-pub mod membership;
-pub mod offset_commit;
-pub mod payload;
 mod state;
+
+crate::internal_mods! {
+    coordinator;
+    membership;
+    offset_commit;
+    payload;
+}
 
 use std::time::Duration;
 

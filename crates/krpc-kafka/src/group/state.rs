@@ -66,7 +66,7 @@ pub(super) enum Reaction {
 /// coordinator to find again; a fatal error ends the member only when it is about the group
 /// itself (as the Java consumer's coordinator raises them), and is otherwise the caller's.
 pub(super) fn classify(e: &Error) -> Reaction {
-    let code = e.kafka_error();
+    let code = e.protocol_error();
     match e.recovery() {
         Recovery::Rejoin => match code {
             Some(ResponseError::IllegalGeneration) => Reaction::ResetGeneration,
@@ -187,13 +187,12 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::ApiKey;
 
     fn broker_error(error: ResponseError) -> Error {
         Error::Broker {
             broker: "b".into(),
-            api: ApiKey::Heartbeat,
-            error,
+            api: crate::ApiKey::HEARTBEAT,
+            error: crate::ErrorCode::of(error),
             context: String::new(),
         }
     }

@@ -33,7 +33,7 @@ pub(super) enum OnError {
 /// Classifies a produce error the way the Java producer's sender does for an idempotent
 /// (non-transactional) producer.
 pub(super) fn on_error(error: &Error) -> OnError {
-    match error.kafka_error() {
+    match error.protocol_error() {
         Some(ResponseError::DuplicateSequenceNumber) => OnError::Written,
         Some(ResponseError::UnknownProducerId) => OnError::Restamp,
         Some(
@@ -182,8 +182,8 @@ mod tests {
     fn broker_error(error: ResponseError) -> Error {
         Error::Broker {
             broker: "b".into(),
-            api: kafka_protocol::messages::ApiKey::Produce,
-            error,
+            api: crate::ApiKey::PRODUCE,
+            error: crate::ErrorCode::of(error),
             context: String::new(),
         }
     }

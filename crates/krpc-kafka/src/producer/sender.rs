@@ -114,7 +114,7 @@ impl Shared {
             stamp.map(|(s, _)| s),
         )
         .map_err(|e| Error::Encode {
-            api: ApiKey::Produce,
+            api: crate::ApiKey::PRODUCE,
             reason: format!("{}/{}: {e:#}", batch.topic, batch.partition),
         })?;
         batch.encoded = Some(Encoded {

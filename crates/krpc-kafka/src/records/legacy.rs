@@ -21,7 +21,7 @@
 use bytes::Bytes;
 use kafka_protocol::records::Compression;
 
-use crate::compression::{self, DecompressError};
+use crate::compression;
 
 /// One message read from an old-format message set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,6 @@ pub(crate) struct LegacyMessage {
 /// Why one legacy entry could not be read.
 #[derive(Debug)]
 pub(crate) enum LegacyError {
-    Unsupported(&'static str),
     Malformed(String),
 }
 
@@ -81,11 +80,8 @@ pub(crate) fn decode_entry(
     } else {
         &value
     };
-    let inflated =
-        compression::decompress(compression, compressed, max_inflated).map_err(|e| match e {
-            DecompressError::Unsupported(name) => LegacyError::Unsupported(name),
-            DecompressError::Corrupt { .. } => LegacyError::Malformed(e.to_string()),
-        })?;
+    let inflated = compression::decompress(compression, compressed, max_inflated)
+        .map_err(|e| LegacyError::Malformed(e.to_string()))?;
     let mut cursor = 0;
     let mut inner = Vec::new();
     while cursor < inflated.len() {

@@ -1,9 +1,9 @@
 //! SASL authentication of a connection: PLAIN (RFC 4616) and SCRAM-SHA-256/512 (RFC 5802,
 //! RFC 7677), carried by Kafka's SaslHandshake (v1) and SaslAuthenticate requests right after
-//! ApiVersions (see [`crate::connection::Connection::connect`]).
+//! ApiVersions (see `Connection::connect`).
 
-pub mod plain;
-pub mod scram;
+mod plain;
+mod scram;
 
 use std::fmt;
 

@@ -222,6 +222,7 @@ impl ScramClient {
     }
 
     /// Whether the exchange completed with a verified server signature.
+    #[cfg(test)]
     pub fn is_done(&self) -> bool {
         matches!(self.state, State::Done)
     }
