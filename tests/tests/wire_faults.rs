@@ -346,17 +346,38 @@ async fn many_partitions_answering_not_leader_refresh_metadata_at_most_once_per_
     assert!(metadata <= 12, "metadata refreshes: {metadata}");
 }
 
+/// A member of group `g` on topic `t` (one partition) of a fake broker whose coordinator
+/// answers every JoinGroup with COORDINATOR_LOAD_IN_PROGRESS; `tune` adjusts its settings.
+async fn member_refused_by_its_coordinator(
+    tune: impl FnOnce(&mut krpc_kafka::GroupConfig),
+) -> (FakeBroker, GroupConsumer) {
+    let broker = FakeBroker::start().await;
+    broker.topic("t", 1);
+    broker.fail(ApiKey::JoinGroup, 14); // COORDINATOR_LOAD_IN_PROGRESS
+    let client = client(&broker).await;
+    let mut config = krpc_kafka::GroupConfig::new("g", &["t"]);
+    tune(&mut config);
+    let consumer = GroupConsumer::new(client, config).unwrap();
+    (broker, consumer)
+}
+
+/// Lets the coordinator answer JoinGroup again and waits (up to 10 s) for the member's
+/// assignment.
+async fn assert_joins_once_answered(broker: &FakeBroker, consumer: &mut GroupConsumer) {
+    broker.fail(ApiKey::JoinGroup, 0);
+    let event = tokio::time::timeout(Duration::from_secs(10), consumer.poll())
+        .await
+        .expect("joins once the coordinator answers")
+        .unwrap();
+    assert!(matches!(event, GroupEvent::Assigned(_)), "{event:?}");
+}
+
 /// Fault 2, the group consumer: a coordinator answering every JoinGroup with
 /// COORDINATOR_LOAD_IN_PROGRESS is asked again (coordinator looked up again too) after a
 /// jittered, growing backoff, not in a loop.
 #[tokio::test]
 async fn a_group_member_refused_by_its_coordinator_backs_off() {
-    let broker = FakeBroker::start().await;
-    broker.topic("t", 1);
-    broker.fail(ApiKey::JoinGroup, 14); // COORDINATOR_LOAD_IN_PROGRESS
-    let client = client(&broker).await;
-    let mut consumer =
-        GroupConsumer::new(client, krpc_kafka::GroupConfig::new("g", &["t"])).unwrap();
+    let (broker, mut consumer) = member_refused_by_its_coordinator(|_| {}).await;
     let polled = tokio::time::timeout(Duration::from_secs(1), consumer.poll()).await;
     assert!(polled.is_err(), "still joining after 1 s: {polled:?}");
     let joins = broker.count(ApiKey::JoinGroup);
@@ -364,12 +385,7 @@ async fn a_group_member_refused_by_its_coordinator_backs_off() {
     eprintln!("1 s: {joins} JoinGroup, {finds} FindCoordinator");
     assert!((2..=15).contains(&joins), "JoinGroup requests: {joins}");
     assert!(finds <= 15, "FindCoordinator requests: {finds}");
-    broker.fail(ApiKey::JoinGroup, 0);
-    let event = tokio::time::timeout(Duration::from_secs(10), consumer.poll())
-        .await
-        .expect("joins once the coordinator has loaded")
-        .unwrap();
-    assert!(matches!(event, GroupEvent::Assigned(_)), "{event:?}");
+    assert_joins_once_answered(&broker, &mut consumer).await;
 }
 
 /// A join refused for longer than its budget (rebalance plus session timeout, here 2 s) does
@@ -378,26 +394,18 @@ async fn a_group_member_refused_by_its_coordinator_backs_off() {
 /// budget was spent, which ended a kafka-rpc server (review of stop 12, R5).
 #[tokio::test]
 async fn a_join_refused_past_its_budget_is_retried_until_the_coordinator_answers() {
-    let broker = FakeBroker::start().await;
-    broker.topic("t", 1);
-    broker.fail(ApiKey::JoinGroup, 14); // COORDINATOR_LOAD_IN_PROGRESS
-    let client = client(&broker).await;
-    let mut config = krpc_kafka::GroupConfig::new("g", &["t"]);
-    config.session_timeout = Duration::from_secs(1);
-    config.rebalance_timeout = Duration::from_secs(1);
-    config.heartbeat_interval = Duration::from_millis(300);
-    let mut consumer = GroupConsumer::new(client, config).unwrap();
+    let (broker, mut consumer) = member_refused_by_its_coordinator(|config| {
+        config.session_timeout = Duration::from_secs(1);
+        config.rebalance_timeout = Duration::from_secs(1);
+        config.heartbeat_interval = Duration::from_millis(300);
+    })
+    .await;
     let polled = tokio::time::timeout(Duration::from_secs(4), consumer.poll()).await;
     assert!(
         polled.is_err(),
         "poll returned within twice the join budget: {polled:?}"
     );
-    broker.fail(ApiKey::JoinGroup, 0);
-    let event = tokio::time::timeout(Duration::from_secs(10), consumer.poll())
-        .await
-        .expect("joins once the coordinator answers")
-        .unwrap();
-    assert!(matches!(event, GroupEvent::Assigned(_)), "{event:?}");
+    assert_joins_once_answered(&broker, &mut consumer).await;
 }
 
 /// Fault 2, the producer: a partition answering NOT_LEADER_OR_FOLLOWER to every produce is

@@ -641,18 +641,45 @@ mod tests {
         );
     }
 
+    /// Two servers of service `Svc` in one process (one set of labels), with 3 and 4 requests
+    /// in flight and the first at lag 5 on partition 0; `then` acts on them under the recorder
+    /// and returns what stays alive while the gauges are read. Returns the gauges read and that.
+    fn two_servers<K>(
+        then: impl FnOnce(ServerMetrics, ServerMetrics) -> K,
+    ) -> (HashMap<String, metrics_util::debugging::DebugValue>, K) {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let kept = metrics::with_local_recorder(&recorder, || {
+            let a = ServerMetrics::new("Svc");
+            let b = ServerMetrics::new("Svc");
+            a.requests_in_flight(3);
+            b.requests_in_flight(4);
+            a.consumer_lag(&HashMap::from([(0, 5)]));
+            then(a, b)
+        });
+        (values(&snapshotter), kept)
+    }
+
+    fn in_flight(v: &HashMap<String, metrics_util::debugging::DebugValue>) -> Option<f64> {
+        gauge(v, "krpc_server_requests_in_flight{service=Svc}")
+    }
+
+    fn lag(
+        v: &HashMap<String, metrics_util::debugging::DebugValue>,
+        partition: i32,
+    ) -> Option<f64> {
+        gauge(
+            v,
+            &format!("krpc_server_consumer_lag{{partition={partition},service=Svc}}"),
+        )
+    }
+
     /// Two servers of one service in one process (one set of labels) add up in the gauges,
     /// and a partition that moves from one to the other shows the new owner's lag, not 0 on
     /// every poll of the old one (review S7: each server used to set the gauge outright).
     #[test]
     fn servers_of_one_service_in_one_process_add_up_in_the_gauges() {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        let _servers = metrics::with_local_recorder(&recorder, || {
-            let a = ServerMetrics::new("Svc");
-            let b = ServerMetrics::new("Svc");
-            a.requests_in_flight(3);
-            b.requests_in_flight(4);
+        let (v, _servers) = two_servers(|a, b| {
             a.consumer_lag(&HashMap::from([(0, 5), (1, 7)]));
             b.consumer_lag(&HashMap::new());
             // Partition 1 moves to b; a polls again afterwards.
@@ -660,43 +687,19 @@ mod tests {
             a.consumer_lag(&HashMap::from([(0, 5)]));
             (a, b)
         });
-        let v = values(&snapshotter);
-        assert_eq!(
-            gauge(&v, "krpc_server_requests_in_flight{service=Svc}"),
-            Some(7.0)
-        );
-        assert_eq!(
-            gauge(&v, "krpc_server_consumer_lag{partition=0,service=Svc}"),
-            Some(5.0)
-        );
-        assert_eq!(
-            gauge(&v, "krpc_server_consumer_lag{partition=1,service=Svc}"),
-            Some(6.0)
-        );
+        assert_eq!(in_flight(&v), Some(7.0));
+        assert_eq!(lag(&v, 0), Some(5.0));
+        assert_eq!(lag(&v, 1), Some(6.0));
     }
 
     #[test]
     fn a_server_dropped_takes_its_part_of_the_gauges_back() {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        let _b = metrics::with_local_recorder(&recorder, || {
-            let a = ServerMetrics::new("Svc");
-            let b = ServerMetrics::new("Svc");
-            a.requests_in_flight(3);
-            b.requests_in_flight(4);
-            a.consumer_lag(&HashMap::from([(0, 5)]));
+        let (v, _b) = two_servers(|a, b| {
             drop(a);
             b
         });
-        let v = values(&snapshotter);
-        assert_eq!(
-            gauge(&v, "krpc_server_requests_in_flight{service=Svc}"),
-            Some(4.0)
-        );
-        assert_eq!(
-            gauge(&v, "krpc_server_consumer_lag{partition=0,service=Svc}"),
-            Some(0.0)
-        );
+        assert_eq!(in_flight(&v), Some(4.0));
+        assert_eq!(lag(&v, 0), Some(0.0));
     }
 
     /// A stopped server whose counters are still held (`Server::counters()` is cloned before
@@ -704,26 +707,12 @@ mod tests {
     /// dropping was the only way before (review of stop 12, R2).
     #[test]
     fn a_stopped_server_releases_its_part_while_its_counters_are_held() {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        let _servers = metrics::with_local_recorder(&recorder, || {
-            let a = ServerMetrics::new("Svc");
-            let b = ServerMetrics::new("Svc");
-            a.requests_in_flight(3);
-            b.requests_in_flight(4);
-            a.consumer_lag(&HashMap::from([(0, 5)]));
+        let (v, _servers) = two_servers(|a, b| {
             a.release();
             (a, b)
         });
-        let v = values(&snapshotter);
-        assert_eq!(
-            gauge(&v, "krpc_server_requests_in_flight{service=Svc}"),
-            Some(4.0)
-        );
-        assert_eq!(
-            gauge(&v, "krpc_server_consumer_lag{partition=0,service=Svc}"),
-            Some(0.0)
-        );
+        assert_eq!(in_flight(&v), Some(4.0));
+        assert_eq!(lag(&v, 0), Some(0.0));
     }
 
     #[test]

@@ -252,25 +252,29 @@ async fn requests_of_one_routing_key_run_one_at_a_time_in_offset_order() {
     assert_eq!(most.load(SeqCst), 1, "never two of one key at once");
 }
 
-#[tokio::test]
-async fn a_hot_routing_key_does_not_stall_other_keys() {
-    // Two permits; the hot key's first request blocks until released, and three more of it
-    // wait behind it. On the old dispatcher each waiting one held a permit, so the other key's
-    // request could not start until the hot key drained.
-    let gate = Arc::new(Notify::new());
+/// A pipeline with two permits whose method `hot` counts its starts in `runs` and then waits
+/// for a permit of `gate` (none at first), with four `hot` requests of one routing key admitted
+/// (ids 1-4, offsets 0-3); `more` adds methods first.
+struct HotKey {
+    h: Harness,
+    gate: Arc<tokio::sync::Semaphore>,
+    runs: Arc<AtomicUsize>,
+}
+
+fn hot_key(more: impl FnOnce(&mut Methods)) -> HotKey {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let runs = Arc::new(AtomicUsize::new(0));
     let mut m = Methods::new();
-    let g = gate.clone();
+    let (g, r) = (gate.clone(), runs.clone());
     m.add("hot", move |(): ()| {
-        let g = g.clone();
+        let (g, r) = (g.clone(), r.clone());
         async move {
-            g.notified().await;
+            r.fetch_add(1, SeqCst);
+            g.acquire().await.unwrap().forget();
             Ok::<_, HandlerError>("hot")
         }
     });
-    m.add(
-        "cold",
-        |(): ()| async move { Ok::<_, HandlerError>("cold") },
-    );
+    more(&mut m);
     let mut h = harness(m, 2, Duration::from_millis(100));
     for i in 0..4u8 {
         h.pipeline.admit(request(
@@ -282,6 +286,20 @@ async fn a_hot_routing_key_does_not_stall_other_keys() {
             None,
         ));
     }
+    HotKey { h, gate, runs }
+}
+
+#[tokio::test]
+async fn a_hot_routing_key_does_not_stall_other_keys() {
+    // Two permits; the hot key's first request blocks until released, and three more of it
+    // wait behind it. On the old dispatcher each waiting one held a permit, so the other key's
+    // request could not start until the hot key drained.
+    let HotKey { mut h, gate, .. } = hot_key(|m| {
+        m.add(
+            "cold",
+            |(): ()| async move { Ok::<_, HandlerError>("cold") },
+        )
+    });
     h.pipeline
         .admit(request(9, 4, "cold", &(), Some("cold-key"), None));
     h.run_until("the cold key's reply while the hot key is blocked", |h| {
@@ -297,12 +315,9 @@ async fn a_hot_routing_key_does_not_stall_other_keys() {
     );
     // Release the hot key one by one; all four finish in order.
     for n in 1..=4 {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while h.replies().len() < 1 + n {
-            gate.notify_waiters();
-            assert!(tokio::time::Instant::now() < deadline, "hot request {n}");
-            let _ = tokio::time::timeout(Duration::from_millis(20), h.pipeline.step()).await;
-        }
+        gate.add_permits(1);
+        h.run_until(&format!("hot request {n}"), |h| h.replies().len() == 1 + n)
+            .await;
     }
     let hot: Vec<_> = h.replies()[1..].iter().map(|r| r.id.0[0]).collect();
     assert_eq!(hot, vec![1, 2, 3, 4]);
@@ -314,29 +329,7 @@ async fn a_hot_routing_key_does_not_stall_other_keys() {
 /// record, here three more gated handlers, until the drain timeout).
 #[tokio::test]
 async fn a_revocation_waits_for_running_requests_only_and_leaves_queued_ones_to_the_next_owner() {
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let runs = Arc::new(AtomicUsize::new(0));
-    let mut m = Methods::new();
-    let (g, r) = (gate.clone(), runs.clone());
-    m.add("hot", move |(): ()| {
-        let (g, r) = (g.clone(), r.clone());
-        async move {
-            r.fetch_add(1, SeqCst);
-            g.acquire().await.unwrap().forget();
-            Ok::<_, HandlerError>("hot")
-        }
-    });
-    let mut h = harness(m, 2, Duration::from_millis(100));
-    for i in 0..4u8 {
-        h.pipeline.admit(request(
-            i + 1,
-            i64::from(i),
-            "hot",
-            &(),
-            Some("hot-key"),
-            None,
-        ));
-    }
+    let HotKey { mut h, gate, runs } = hot_key(|_| {});
     // Start the first; the other three wait behind it (its routing key).
     h.pipeline.step().await;
     let deadline = Instant::now() + Duration::from_secs(5);
