@@ -8,14 +8,20 @@
 //! next Produce response and closes that client connection (the broker has written the batch;
 //! the client sees a broken connection and retries). [`FrameProxy::hide_leader`] makes
 //! Metadata responses say a partition has no leader (LEADER_NOT_AVAILABLE), which a
-//! one-broker nisshi never does.
+//! one-broker nisshi never does. [`FrameProxy::fake_produce_acks`] answers the next Produce
+//! requests itself with success and never forwards them: the client believes the batch
+//! written, the broker never sees it (a sequence gap for an idempotent producer).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, FindCoordinatorResponse, MetadataResponse, ResponseHeader};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    ApiKey, FindCoordinatorResponse, MetadataResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, ResponseHeader,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,6 +31,7 @@ pub struct FrameProxy {
     addr: String,
     lose: Arc<AtomicUsize>,
     lost: Arc<AtomicUsize>,
+    fake_acks: Arc<AtomicUsize>,
     produce_requests: Arc<AtomicUsize>,
     requests: Counts,
     hidden: Hidden,
@@ -44,6 +51,7 @@ impl FrameProxy {
             addr: format!("127.0.0.1:{port}"),
             lose: Default::default(),
             lost: Default::default(),
+            fake_acks: Default::default(),
             produce_requests: Default::default(),
             requests: Default::default(),
             hidden: Default::default(),
@@ -51,6 +59,7 @@ impl FrameProxy {
         let knobs = Knobs {
             lose: proxy.lose.clone(),
             lost: proxy.lost.clone(),
+            fake_acks: proxy.fake_acks.clone(),
             produces: proxy.produce_requests.clone(),
             counts: proxy.requests.clone(),
             hidden: proxy.hidden.clone(),
@@ -75,6 +84,12 @@ impl FrameProxy {
     /// Swallows the next `n` Produce responses, closing each one's client connection.
     pub fn lose_produce_responses(&self, n: usize) {
         self.lose.store(n, Ordering::SeqCst);
+    }
+
+    /// Answers the next `n` Produce requests here, with success for every partition (base
+    /// offset 0), without forwarding them: the broker never stores those batches.
+    pub fn fake_produce_acks(&self, n: usize) {
+        self.fake_acks.store(n, Ordering::SeqCst);
     }
 
     /// From now on, Metadata responses say `topic`/`partition` has no leader (leader -1,
@@ -128,6 +143,7 @@ async fn read_frame(stream: &mut tokio::net::tcp::OwnedReadHalf) -> Option<Bytes
 struct Knobs {
     lose: Arc<AtomicUsize>,
     lost: Arc<AtomicUsize>,
+    fake_acks: Arc<AtomicUsize>,
     produces: Arc<AtomicUsize>,
     counts: Counts,
     hidden: Hidden,
@@ -137,12 +153,16 @@ async fn pipe(client: TcpStream, server: TcpStream, port: u16, knobs: Knobs) {
     let Knobs {
         lose,
         lost,
+        fake_acks,
         produces,
         counts,
         hidden,
     } = knobs;
-    let (mut client_rd, mut client_wr) = client.into_split();
+    let (mut client_rd, client_wr) = client.into_split();
     let (mut server_rd, mut server_wr) = server.into_split();
+    // Both directions answer the client: the broker's responses and the faked acks.
+    let client_wr = Arc::new(tokio::sync::Mutex::new(client_wr));
+    let faker = client_wr.clone();
     // correlation id -> (api key, api version) of requests in flight
     let pending: Arc<Mutex<HashMap<i32, (i16, i16)>>> = Default::default();
     let requests = pending.clone();
@@ -154,6 +174,19 @@ async fn pipe(client: TcpStream, server: TcpStream, port: u16, knobs: Knobs) {
                 *counts.lock().unwrap().entry(key).or_default() += 1;
                 if key == ApiKey::Produce as i16 {
                     produces.fetch_add(1, Ordering::SeqCst);
+                    if fake_acks
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        let ack = fake_produce_ack(frame.clone(), version);
+                        let mut out = BytesMut::with_capacity(ack.len() + 4);
+                        out.put_i32(ack.len() as i32);
+                        out.put_slice(&ack);
+                        if faker.lock().await.write_all(&out).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
                 }
                 requests.lock().unwrap().insert(id, (key, version));
             }
@@ -189,11 +222,48 @@ async fn pipe(client: TcpStream, server: TcpStream, port: u16, knobs: Knobs) {
         let mut out = BytesMut::with_capacity(frame.len() + 4);
         out.put_i32(frame.len() as i32);
         out.put_slice(&frame);
-        if client_wr.write_all(&out).await.is_err() {
+        if client_wr.lock().await.write_all(&out).await.is_err() {
             break;
         }
     }
     upward.abort();
+}
+
+/// A successful Produce response to the request `frame` (header and body, no size prefix):
+/// error 0 and base offset 0 for every partition it names.
+fn fake_produce_ack(frame: Bytes, version: i16) -> Bytes {
+    let mut buf = frame;
+    let request_header_version = ApiKey::Produce.request_header_version(version);
+    let header = RequestHeader::decode(&mut buf, request_header_version).expect("request header");
+    let req = ProduceRequest::decode(&mut buf, version).expect("produce request");
+    let responses = req
+        .topic_data
+        .iter()
+        .map(|t| {
+            TopicProduceResponse::default()
+                .with_name(t.name.clone())
+                .with_partition_responses(
+                    t.partition_data
+                        .iter()
+                        .map(|p| {
+                            PartitionProduceResponse::default()
+                                .with_index(p.index)
+                                .with_base_offset(0)
+                                .with_log_append_time_ms(-1)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let resp = ProduceResponse::default().with_responses(responses);
+    let header_version = ApiKey::Produce.response_header_version(version);
+    let mut out = BytesMut::new();
+    ResponseHeader::default()
+        .with_correlation_id(header.correlation_id)
+        .encode(&mut out, header_version)
+        .unwrap();
+    resp.encode(&mut out, version).unwrap();
+    out.freeze()
 }
 
 /// Points every broker of a Metadata response at the proxy, and hides the leaders of the

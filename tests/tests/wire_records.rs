@@ -274,6 +274,49 @@ async fn a_produce_whose_response_is_lost_is_retried_and_stored_once() {
     }
 }
 
+/// A sequence gap at the broker: the proxy acknowledges one Produce request itself and never
+/// forwards it, so the idempotent producer believes the batch written and the broker refuses
+/// the next one with OUT_OF_ORDER_SEQUENCE_NUMBER. As the Java idempotent producer (KIP-360),
+/// the producer takes a new producer id and sends that batch again: it is delivered, not
+/// failed. The soak of stop 13 lost a reply this way (nisshi refused a server's reply batch
+/// with this error); the producer used to fail the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_gap_at_the_broker_costs_a_new_producer_id_not_the_next_batch() {
+    let broker = Broker::shared();
+    let proxy = Proxy::start(broker.addr()).await;
+    let client = kafka::client(proxy.addr()).await;
+    let direct = kafka::client(broker.addr()).await;
+    let topic = kafka::topic(&direct, "sequence-gap", 1).await;
+    let producer = Producer::new(client, ProducerConfig::default());
+    producer
+        .produce(&topic, ProducerRecord::value("before"))
+        .await
+        .expect("warm-up: producer id, metadata, connection");
+    proxy.fake_produce_acks(1);
+    producer
+        .produce(&topic, ProducerRecord::value("swallowed"))
+        .await
+        .expect("acknowledged by the proxy");
+    producer
+        .produce(&topic, ProducerRecord::value("after"))
+        .await
+        .expect("the batch after the gap is delivered under a new producer id");
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + T;
+    let mut fetcher = Fetcher::new(direct.clone(), kafka::quick_fetch());
+    fetcher.assign(&topic, 0, 0);
+    while got.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{got:?}");
+        got.extend(fetcher.poll().await.unwrap());
+    }
+    let values: Vec<_> = got.iter().map(|r| r.value.clone().unwrap()).collect();
+    assert_eq!(
+        values,
+        [&b"before"[..], &b"after"[..]],
+        "the proxy kept one"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_committed_reads_plain_records_to_the_end() {
     let addr = Broker::shared().addr().to_string();

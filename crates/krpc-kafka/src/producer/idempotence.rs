@@ -20,11 +20,16 @@ use crate::records::ProducerStamp;
 pub(super) enum OnError {
     /// Treat as written: the broker has this batch already (DUPLICATE_SEQUENCE_NUMBER).
     Written,
-    /// Forget the producer id; send the batch again under a new one (UNKNOWN_PRODUCER_ID: the
-    /// broker no longer knows the id, e.g. its records expired, so nothing can be duplicated).
+    /// Forget the producer id; send the batch again under a new one. UNKNOWN_PRODUCER_ID: the
+    /// broker no longer knows the id (e.g. its records expired). OUT_OF_ORDER_SEQUENCE_NUMBER:
+    /// the broker refused this batch because an earlier sequence of this producer is missing
+    /// there (with one batch per partition in flight, the earlier one is already settled), so
+    /// this batch is not stored and sending it under a new id stores it once. The Java
+    /// idempotent producer retries both the same way (KIP-360: bump the epoch, resend from
+    /// sequence 0), where failing the batch would lose it.
     Restamp,
-    /// Forget the producer id and fail the batch (OUT_OF_ORDER_SEQUENCE_NUMBER,
-    /// INVALID_PRODUCER_EPOCH, PRODUCER_FENCED): later batches start a new sequence.
+    /// Forget the producer id and fail the batch (INVALID_PRODUCER_EPOCH, PRODUCER_FENCED:
+    /// another producer holds the id): later batches start a new sequence.
     FailAndReset,
     /// Not an idempotence error.
     Other,
@@ -35,12 +40,12 @@ pub(super) enum OnError {
 pub(super) fn on_error(error: &Error) -> OnError {
     match error.protocol_error() {
         Some(ResponseError::DuplicateSequenceNumber) => OnError::Written,
-        Some(ResponseError::UnknownProducerId) => OnError::Restamp,
-        Some(
-            ResponseError::OutOfOrderSequenceNumber
-            | ResponseError::InvalidProducerEpoch
-            | ResponseError::ProducerFenced,
-        ) => OnError::FailAndReset,
+        Some(ResponseError::UnknownProducerId | ResponseError::OutOfOrderSequenceNumber) => {
+            OnError::Restamp
+        }
+        Some(ResponseError::InvalidProducerEpoch | ResponseError::ProducerFenced) => {
+            OnError::FailAndReset
+        }
         _ => OnError::Other,
     }
 }
@@ -194,7 +199,7 @@ mod tests {
         for (error, want) in [
             (ResponseError::DuplicateSequenceNumber, Written),
             (ResponseError::UnknownProducerId, Restamp),
-            (ResponseError::OutOfOrderSequenceNumber, FailAndReset),
+            (ResponseError::OutOfOrderSequenceNumber, Restamp),
             (ResponseError::InvalidProducerEpoch, FailAndReset),
             (ResponseError::ProducerFenced, FailAndReset),
             (ResponseError::NotLeaderOrFollower, Other),
