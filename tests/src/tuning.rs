@@ -41,11 +41,9 @@ pub fn server_options(service: &str) -> kafka_rpc::ServerOptions {
 /// server's topic creation. The default refusal of unknown services is tested in `rpc.rs`
 /// (`a_call_to_a_service_with_no_request_topic_is_refused_and_creates_no_topic`).
 pub fn client_options() -> kafka_rpc::ClientOptions {
-    kafka_rpc::ClientOptions {
-        reply_fetch_max_wait: FETCH_MAX_WAIT,
-        create_request_topics: true,
-        ..kafka_rpc::ClientOptions::default()
-    }
+    kafka_rpc::ClientOptions::default()
+        .with_reply_fetch_max_wait(FETCH_MAX_WAIT)
+        .with_create_request_topics(true)
 }
 
 /// Python kafka-rpc 1.0.8 client options for `name` with the test broker's reply fetch wait.

@@ -244,8 +244,15 @@ impl TlsConfig {
     /// [`crate::Error::InvalidArgument`] naming the setting and its value.
     pub fn validate(&self) -> crate::Result<()> {
         check(
-            self.server_name.as_deref().is_none_or(|n| !n.trim().is_empty()),
-            || format!("TlsConfig::server_name must not be empty, got {:?}", self.server_name),
+            self.server_name
+                .as_deref()
+                .is_none_or(|n| !n.trim().is_empty()),
+            || {
+                format!(
+                    "TlsConfig::server_name must not be empty, got {:?}",
+                    self.server_name
+                )
+            },
         )
     }
 }
@@ -359,12 +366,21 @@ mod tests {
     #[tokio::test]
     async fn connect_refuses_bad_settings_before_dialling() {
         let m = refused(
-            KafkaClient::connect(ClientConfig::new("127.0.0.1:9").with_request_timeout(Duration::ZERO))
+            KafkaClient::connect(
+                ClientConfig::new("127.0.0.1:9").with_request_timeout(Duration::ZERO),
+            )
+            .await
+            .map(drop),
+        );
+        assert!(
+            m.contains("ClientConfig::request_timeout") && m.contains("got 0s"),
+            "{m}"
+        );
+        let m = refused(
+            KafkaClient::connect(ClientConfig::new(" , "))
                 .await
                 .map(drop),
         );
-        assert!(m.contains("ClientConfig::request_timeout") && m.contains("got 0s"), "{m}");
-        let m = refused(KafkaClient::connect(ClientConfig::new(" , ")).await.map(drop));
         assert!(m.contains("ClientConfig::bootstrap"), "{m}");
         let m = refused(
             ClientConfig::new("b:9092")
@@ -372,9 +388,17 @@ mod tests {
                 .validate(),
         );
         assert!(m.contains("TlsConfig::server_name"), "{m}");
-        let m = refused(ClientConfig::new("b:9092").with_connect_timeout(Duration::ZERO).validate());
+        let m = refused(
+            ClientConfig::new("b:9092")
+                .with_connect_timeout(Duration::ZERO)
+                .validate(),
+        );
         assert!(m.contains("ClientConfig::connect_timeout"), "{m}");
-        let m = refused(ClientConfig::new("b:9092").with_max_frame_bytes(0).validate());
+        let m = refused(
+            ClientConfig::new("b:9092")
+                .with_max_frame_bytes(0)
+                .validate(),
+        );
         assert!(m.contains("ClientConfig::max_frame_bytes"), "{m}");
         assert!(ClientConfig::new("b:9092").validate().is_ok());
     }
@@ -411,9 +435,13 @@ mod tests {
         let cases = [
             (base.clone().with_group_id(""), "GroupConfig::group_id"),
             (base.clone().with_topics(vec![]), "GroupConfig::topics"),
-            (base.clone().with_assignors(vec![]), "GroupConfig::assignors"),
             (
-                base.clone().with_heartbeat_interval(Duration::from_secs(30)),
+                base.clone().with_assignors(vec![]),
+                "GroupConfig::assignors",
+            ),
+            (
+                base.clone()
+                    .with_heartbeat_interval(Duration::from_secs(30)),
                 "GroupConfig::heartbeat_interval",
             ),
             (
@@ -421,7 +449,8 @@ mod tests {
                 "GroupConfig::rebalance_timeout",
             ),
             (
-                base.clone().with_fetch(crate::FetchConfig::default().with_max_bytes(0)),
+                base.clone()
+                    .with_fetch(crate::FetchConfig::default().with_max_bytes(0)),
                 "FetchConfig::max_bytes",
             ),
         ];
@@ -438,11 +467,17 @@ mod tests {
     async fn create_topics_refuses_bad_topics_before_sending() {
         let client = KafkaClient::unconnected(ClientConfig::new("127.0.0.1:9"));
         let m = refused(client.create_topics(&[NewTopic::new("t", 0)], true).await);
-        assert!(m.contains("NewTopic::partitions") && m.contains("got 0"), "{m}");
+        assert!(
+            m.contains("NewTopic::partitions") && m.contains("got 0"),
+            "{m}"
+        );
         let m = refused(NewTopic::new("t", 3).with_replication_factor(0).validate());
         assert!(m.contains("NewTopic::replication_factor"), "{m}");
         let m = refused(NewTopic::new("", 3).validate());
         assert!(m.contains("NewTopic::name"), "{m}");
-        assert!(NewTopic::new("t", -1).with_config("retention.ms", "1").validate().is_ok());
+        assert!(NewTopic::new("t", -1)
+            .with_config("retention.ms", "1")
+            .validate()
+            .is_ok());
     }
 }

@@ -1045,8 +1045,16 @@ mod tests {
     fn fetcher_new_refuses_bad_settings_naming_them() {
         let client = KafkaClient::unconnected(crate::ClientConfig::new("127.0.0.1:9"));
         let cases = [
-            (FetchConfig::default().with_min_bytes(-1), "FetchConfig::min_bytes", "got -1"),
-            (FetchConfig::default().with_max_bytes(0), "FetchConfig::max_bytes", "got 0"),
+            (
+                FetchConfig::default().with_min_bytes(-1),
+                "FetchConfig::min_bytes",
+                "got -1",
+            ),
+            (
+                FetchConfig::default().with_max_bytes(0),
+                "FetchConfig::max_bytes",
+                "got 0",
+            ),
             (
                 FetchConfig::default().with_partition_max_bytes(-5),
                 "FetchConfig::partition_max_bytes",

@@ -17,8 +17,8 @@ use krpc_kafka::{FetchConfig, Fetcher, OffsetSpec, Producer, ProducerConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use options::{CallOptions, ClientOptions, NotifyOptions};
 pub(crate) use options::{check, check_max_in_flight, with_setters};
+pub use options::{CallOptions, ClientOptions, NotifyOptions};
 
 pub(crate) use self::core::{CallCore, CallSpec};
 use crate::codec;

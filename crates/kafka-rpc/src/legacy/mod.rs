@@ -70,7 +70,10 @@ impl LegacyOptions {
             "LegacyOptions::group (group.id) must not be empty, got \"\"".into()
         })?;
         crate::client::check(self.partitions >= 1, || {
-            format!("LegacyOptions::partitions must be >= 1, got {}", self.partitions)
+            format!(
+                "LegacyOptions::partitions must be >= 1, got {}",
+                self.partitions
+            )
         })
     }
 }

@@ -302,21 +302,29 @@ mod tests {
         let base = ServerOptions::new("svc");
         assert!(base.validate().is_ok());
         let cases = [
-            (base.clone().with_concurrency(0), "ServerOptions::concurrency"),
+            (
+                base.clone().with_concurrency(0),
+                "ServerOptions::concurrency",
+            ),
             (
                 base.clone().with_drain_timeout(Duration::from_secs(300)),
                 "ServerOptions::drain_timeout",
             ),
             (
-                base.clone().with_heartbeat_interval(Duration::from_secs(45)),
+                base.clone()
+                    .with_heartbeat_interval(Duration::from_secs(45)),
                 "ServerOptions::heartbeat_interval",
             ),
             (
-                base.clone()
-                    .with_topics(TopicOptions::default().with_completion_retention(Duration::from_secs(60))),
+                base.clone().with_topics(
+                    TopicOptions::default().with_completion_retention(Duration::from_secs(60)),
+                ),
                 "TopicOptions::completion_retention",
             ),
-            (base.clone().with_max_request_bytes(0), "ServerOptions::max_request_bytes"),
+            (
+                base.clone().with_max_request_bytes(0),
+                "ServerOptions::max_request_bytes",
+            ),
             (base.clone().with_server_id(""), "ServerOptions::server_id"),
             (
                 base.clone()
@@ -324,7 +332,8 @@ mod tests {
                 "TopicOptions::request_partitions",
             ),
             (
-                base.clone().with_topics(TopicOptions::default().with_replication_factor(0)),
+                base.clone()
+                    .with_topics(TopicOptions::default().with_replication_factor(0)),
                 "TopicOptions::replication_factor",
             ),
             (
