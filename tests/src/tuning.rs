@@ -18,7 +18,7 @@ pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// Rebalance timeout (JoinGroup) of test servers.
 pub const REBALANCE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Drain timeout of test servers: below the rebalance timeout, as `Server::run` requires.
+/// Drain timeout of test servers: below the rebalance timeout, as `Server::new` requires.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Commit interval of test servers: redeliveries after a kill stay few.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(200);

@@ -418,6 +418,63 @@ async fn a_call_to_a_service_with_no_request_topic_is_refused_and_creates_no_top
     );
 }
 
+/// Options are checked when the thing using them is built, naming the setting, before
+/// anything touches the cluster: `Server::new` refuses a concurrency of 0 (it used to be
+/// `run`), `RpcClient::connect` a `max_in_flight` of 0 before making its reply topic (it used
+/// to make the topic, then fail), `LegacyClient::connect` zero partitions before making its
+/// topics (the broker's INVALID_PARTITIONS came back before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_options_are_refused_by_the_constructors_before_touching_the_cluster() {
+    let addr = Broker::shared().addr().to_string();
+    let kafka = krpc_tests::kafka::client(&addr).await;
+    let refused = |err: kafka_rpc::RpcError, setting: &str| {
+        assert!(
+            matches!(&err, kafka_rpc::RpcError::InvalidArgument(m) if m.contains(setting)),
+            "{setting}: {err}"
+        );
+    };
+
+    let svc = service("refused-options");
+    let err = Server::new(
+        kafka.clone(),
+        krpc_tests::tuning::server_options(&svc).with_concurrency(0),
+    )
+    .err()
+    .expect("Server::new refuses concurrency 0");
+    refused(err, "ServerOptions::concurrency");
+
+    let reply_topic = krpc_tests::unique_topic("refused-replies");
+    let options = krpc_tests::tuning::client_options()
+        .with_reply_topic(reply_topic.clone())
+        .with_max_in_flight(0);
+    let err = kafka_rpc::RpcClient::connect(kafka.clone(), options)
+        .await
+        .err()
+        .expect("RpcClient::connect refuses max_in_flight 0");
+    refused(err, "ClientOptions::max_in_flight");
+
+    let legacy = krpc_tests::unique_topic("refused-legacy");
+    let options = krpc_tests::tuning::legacy_client_options(&legacy).with_partitions(0);
+    let err = kafka_rpc::LegacyClient::connect(kafka.clone(), options)
+        .await
+        .err()
+        .expect("LegacyClient::connect refuses 0 partitions");
+    refused(err, "LegacyClientOptions::partitions");
+
+    for topic in [
+        kafka_rpc::naming::request_topic(&svc),
+        reply_topic,
+        kafka_rpc::legacy::server_topic(&legacy),
+        kafka_rpc::legacy::client_topic(&legacy),
+    ] {
+        kafka.invalidate_topic(&topic);
+        assert!(
+            kafka.partition_count(&topic).await.is_err(),
+            "{topic} was made although the options were refused"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caller_metadata_and_the_routing_key_reach_the_handlers_context() {
     let addr = Broker::shared().addr().to_string();
@@ -705,12 +762,9 @@ async fn limits_beyond_what_a_semaphore_holds_are_refused_not_a_panic() {
     for concurrency in [0, usize::MAX] {
         let mut o = krpc_tests::tuning::server_options(&service("semaphore-max"));
         o.concurrency = concurrency;
-        let server = kafka_rpc::Server::new(krpc_tests::kafka::client(&addr).await, o)
-            .expect("valid server options");
-        let err = server
-            .run(std::future::pending())
-            .await
-            .expect_err("refused");
+        let err = kafka_rpc::Server::new(krpc_tests::kafka::client(&addr).await, o)
+            .err()
+            .expect("refused by Server::new");
         assert!(err.to_string().contains("concurrency"), "{err}");
     }
 }

@@ -297,3 +297,97 @@ with_setters! { NotifyOptions {
     /// Sets all of [`metadata`](Self::metadata).
     with_metadata(metadata: Metadata);
 }}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LegacyClientOptions;
+
+    fn refused(r: Result<(), RpcError>) -> String {
+        match r {
+            Err(RpcError::InvalidArgument(m)) => m,
+            other => panic!("not refused as InvalidArgument: {other:?}"),
+        }
+    }
+
+    /// What `RpcClient::connect`, `LegacyClient::connect` and each call check up front, each
+    /// refusal naming the setting (`max_in_flight` used to be checked only after the reply
+    /// topic was made; the timeouts, ids and partitions not at all).
+    #[test]
+    fn bad_client_and_call_options_are_refused_naming_them() {
+        assert!(ClientOptions::default().validate().is_ok());
+        for (options, setting) in [
+            (
+                ClientOptions::default().with_max_in_flight(0),
+                "ClientOptions::max_in_flight",
+            ),
+            (
+                ClientOptions::default().with_max_in_flight(usize::MAX),
+                "ClientOptions::max_in_flight",
+            ),
+            (
+                ClientOptions::default().with_default_timeout(Duration::ZERO),
+                "ClientOptions::default_timeout",
+            ),
+            (
+                ClientOptions::default().with_instance_id(""),
+                "ClientOptions::instance_id",
+            ),
+            (
+                ClientOptions::default().with_reply_topic(""),
+                "ClientOptions::reply_topic",
+            ),
+            (
+                ClientOptions::default()
+                    .with_topics(TopicOptions::default().with_reply_partitions(0)),
+                "TopicOptions::reply_partitions",
+            ),
+        ] {
+            let m = refused(options.validate());
+            assert!(m.contains(setting), "{setting}: {m}");
+        }
+
+        assert!(LegacyClientOptions::new("Calculator").validate().is_ok());
+        for (options, setting) in [
+            (
+                LegacyClientOptions::new("bad name!"),
+                "LegacyClientOptions::name",
+            ),
+            (
+                LegacyClientOptions::new("Calculator").with_partitions(0),
+                "LegacyClientOptions::partitions",
+            ),
+            (
+                LegacyClientOptions::new("Calculator").with_max_in_flight(0),
+                "LegacyClientOptions::max_in_flight",
+            ),
+            (
+                LegacyClientOptions::new("Calculator").with_default_timeout(Duration::ZERO),
+                "LegacyClientOptions::default_timeout",
+            ),
+        ] {
+            let m = refused(options.validate());
+            assert!(m.contains(setting), "{setting}: {m}");
+        }
+
+        let m = refused(
+            CallOptions::default()
+                .with_metadata_entry("Bad Name", "x")
+                .validate(),
+        );
+        assert!(m.contains("CallOptions::metadata"), "{m}");
+        let m = refused(
+            NotifyOptions::default()
+                .with_metadata_entry("Bad Name", "x")
+                .validate(),
+        );
+        assert!(m.contains("NotifyOptions::metadata"), "{m}");
+        let call = CallOptions::default()
+            .with_timeout(Duration::from_secs(3))
+            .with_routing_key("k")
+            .with_metadata_entry("tenant", "acme");
+        assert!(call.validate().is_ok());
+        assert_eq!(call.timeout, Some(Duration::from_secs(3)));
+        assert_eq!(call.routing_key.as_deref(), Some(&b"k"[..]));
+    }
+}

@@ -171,8 +171,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<ServerStats, RpcError> {
         let o = &self.options;
         // The options were checked by `Server::new` (ServerOptions::validate) and cannot have
-        // changed since. What needs the cluster (an existing completion topic's retention) is
-        // checked below.
+        // changed since; what needs the registered service is checked here.
         let service: Arc<dyn Service> = match (self.service, self.methods.is_empty()) {
             (Some(_), false) => {
                 return Err(RpcError::InvalidArgument(

@@ -13,8 +13,8 @@ use crate::topic_setup::TopicOptions;
 /// `#[non_exhaustive]`: start from [`ServerOptions::new`] and chain the `with_*` setters
 /// (fields stay readable, and assignable on a value you own). [`Server::new`](crate::Server::new)
 /// checks it ([`ServerOptions::validate`]) and fails naming the setting; only what needs the
-/// cluster (a completion topic that exists with a shorter retention) is checked by
-/// [`Server::run`](crate::Server::run).
+/// registered service (a [`Service`](crate::Service) whose name is not
+/// [`service`](Self::service)) is checked by [`Server::run`](crate::Server::run).
 ///
 /// # Examples
 ///
@@ -81,7 +81,7 @@ pub struct ServerOptions {
     /// How long the group waits for members to rejoin during a rebalance, sent as JoinGroup's
     /// rebalance timeout (the Java consumer sends `max.poll.interval.ms`, default 300 s). A
     /// server rejoins after draining revoked partitions, so it must exceed `drain_timeout`:
-    /// [`crate::Server::run`] refuses settings where it does not.
+    /// [`crate::Server::new`] refuses settings where it does not.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub rebalance_timeout: Duration,
     /// How often the request topic's metadata is refreshed to notice partitions added (or the
@@ -117,7 +117,7 @@ pub struct ServerOptions {
     /// smaller value delete completions the larger windows would read.
     pub dedup_window: usize,
     /// How long a request id is remembered. The completion topic's retention
-    /// ([`TopicOptions::completion_retention`]) must be at least this: [`crate::Server::run`]
+    /// ([`TopicOptions::completion_retention`]) must be at least this: [`crate::Server::new`]
     /// refuses settings where it is not.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub dedup_max_age: Duration,
