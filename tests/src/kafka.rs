@@ -7,9 +7,9 @@ use krpc_kafka::{ClientConfig, ConsumerRecord, FetchConfig, Fetcher, KafkaClient
 /// A client for `addr` with test-sized timeouts.
 pub async fn client(addr: &str) -> KafkaClient {
     let config = ClientConfig::new(addr)
-        .client_id("krpc-tests")
-        .connect_timeout(Duration::from_secs(10))
-        .request_timeout(Duration::from_secs(10));
+        .with_client_id("krpc-tests")
+        .with_connect_timeout(Duration::from_secs(10))
+        .with_request_timeout(Duration::from_secs(10));
     KafkaClient::connect(config)
         .await
         .expect("connect to the test broker")
@@ -27,10 +27,7 @@ pub async fn topic(client: &KafkaClient, prefix: &str, partitions: i32) -> Strin
 
 /// Fetch settings with a short long-poll, since the test broker answers after about max_wait/2.
 pub fn quick_fetch() -> FetchConfig {
-    FetchConfig {
-        max_wait: Duration::from_millis(20),
-        ..FetchConfig::default()
-    }
+    FetchConfig::default().with_max_wait(Duration::from_millis(20))
 }
 
 /// Reads `count` records of `topic`/`partition` from `offset`, failing after `timeout`.
@@ -42,7 +39,7 @@ pub async fn read(
     count: usize,
     timeout: Duration,
 ) -> Vec<ConsumerRecord> {
-    let mut fetcher = Fetcher::new(client.clone(), quick_fetch());
+    let mut fetcher = Fetcher::new(client.clone(), quick_fetch()).expect("valid fetcher options");
     fetcher.assign(topic, partition, offset);
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();

@@ -18,21 +18,20 @@ pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// Rebalance timeout (JoinGroup) of test servers.
 pub const REBALANCE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Drain timeout of test servers: below the rebalance timeout, as `Server::run` requires.
+/// Drain timeout of test servers: below the rebalance timeout, as `Server::new` requires.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Commit interval of test servers: redeliveries after a kill stay few.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Server options for `service` with the test broker's timings.
 pub fn server_options(service: &str) -> kafka_rpc::ServerOptions {
-    let mut options = kafka_rpc::ServerOptions::new(service);
-    options.fetch_max_wait = FETCH_MAX_WAIT;
-    options.session_timeout = SESSION_TIMEOUT;
-    options.heartbeat_interval = HEARTBEAT_INTERVAL;
-    options.rebalance_timeout = REBALANCE_TIMEOUT;
-    options.drain_timeout = DRAIN_TIMEOUT;
-    options.commit_interval = COMMIT_INTERVAL;
-    options
+    kafka_rpc::ServerOptions::new(service)
+        .with_fetch_max_wait(FETCH_MAX_WAIT)
+        .with_session_timeout(SESSION_TIMEOUT)
+        .with_heartbeat_interval(HEARTBEAT_INTERVAL)
+        .with_rebalance_timeout(REBALANCE_TIMEOUT)
+        .with_drain_timeout(DRAIN_TIMEOUT)
+        .with_commit_interval(COMMIT_INTERVAL)
 }
 
 /// Client options with the test broker's reply fetch wait. They also let the client create a
@@ -41,18 +40,14 @@ pub fn server_options(service: &str) -> kafka_rpc::ServerOptions {
 /// server's topic creation. The default refusal of unknown services is tested in `rpc.rs`
 /// (`a_call_to_a_service_with_no_request_topic_is_refused_and_creates_no_topic`).
 pub fn client_options() -> kafka_rpc::ClientOptions {
-    kafka_rpc::ClientOptions {
-        reply_fetch_max_wait: FETCH_MAX_WAIT,
-        create_request_topics: true,
-        ..kafka_rpc::ClientOptions::default()
-    }
+    kafka_rpc::ClientOptions::default()
+        .with_reply_fetch_max_wait(FETCH_MAX_WAIT)
+        .with_create_request_topics(true)
 }
 
 /// Python kafka-rpc 1.0.8 client options for `name` with the test broker's reply fetch wait.
 pub fn legacy_client_options(name: &str) -> kafka_rpc::LegacyClientOptions {
-    let mut options = kafka_rpc::LegacyClientOptions::new(name);
-    options.reply_fetch_max_wait = FETCH_MAX_WAIT;
-    options
+    kafka_rpc::LegacyClientOptions::new(name).with_reply_fetch_max_wait(FETCH_MAX_WAIT)
 }
 
 /// The `krpc` binary as a command, with the test broker's timings in its environment

@@ -109,7 +109,8 @@ async fn dlq_lists_a_poison_record_with_its_reason_and_replay_runs_it_again() {
     let client = rpc::client(&addr).await;
     // A record that is not a request at all, and a request whose handler panics.
     let kafka = krpc_tests::kafka::client(&addr).await;
-    let producer = krpc_kafka::Producer::new(kafka, krpc_kafka::ProducerConfig::default());
+    let producer = krpc_kafka::Producer::new(kafka, krpc_kafka::ProducerConfig::default())
+        .expect("valid producer options");
     producer
         .produce(
             &kafka_rpc::naming::request_topic(&svc),

@@ -29,14 +29,16 @@ fn sleep_server(
     options: ServerOptions,
     runs: Arc<AtomicUsize>,
 ) -> Server {
-    Server::new(kafka, options).method("sleep", move |(ms,): (u64,)| {
-        let runs = runs.clone();
-        async move {
-            runs.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            Ok::<_, HandlerError>(ms)
-        }
-    })
+    Server::new(kafka, options)
+        .expect("valid server options")
+        .method("sleep", move |(ms,): (u64,)| {
+            let runs = runs.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok::<_, HandlerError>(ms)
+            }
+        })
 }
 
 /// Fault 4 (KIP-62): server A holds a call that runs far longer than the session timeout when
@@ -83,7 +85,7 @@ async fn a_server_draining_long_work_keeps_its_membership_when_another_joins() {
                     &svc,
                     "sleep",
                     &(9_000u64,),
-                    CallOptions::default().timeout(Duration::from_secs(60)),
+                    CallOptions::default().with_timeout(Duration::from_secs(60)),
                 )
                 .await
         })
@@ -201,8 +203,8 @@ async fn calls_to_partitions_added_under_running_servers_are_answered() {
                 "sleep",
                 &(0u64,),
                 CallOptions::default()
-                    .timeout(Duration::from_secs(30))
-                    .routing_key(key.into_bytes()),
+                    .with_timeout(Duration::from_secs(30))
+                    .with_routing_key(key.into_bytes()),
             )
             .await
             .expect("a call on the original partitions");
@@ -243,8 +245,8 @@ async fn calls_to_partitions_added_under_running_servers_are_answered() {
                     "sleep",
                     &(0u64,),
                     CallOptions::default()
-                        .timeout(Duration::from_secs(30))
-                        .routing_key(key.into_bytes()),
+                        .with_timeout(Duration::from_secs(30))
+                        .with_routing_key(key.into_bytes()),
                 )
                 .await;
             (p, r)
@@ -297,7 +299,7 @@ async fn servers_survive_their_request_topic_deleted_and_recreated() {
                     &svc,
                     "sleep",
                     &(1u64,),
-                    CallOptions::default().timeout(Duration::from_secs(30)),
+                    CallOptions::default().with_timeout(Duration::from_secs(30)),
                 )
                 .await
         }
@@ -336,8 +338,8 @@ async fn servers_survive_their_request_topic_deleted_and_recreated() {
     assert_eq!(stats.ok, 2, "{stats}");
 }
 
-/// A drain that may outlast the rebalance timeout is refused before serving: the group would
-/// remove the server while it drains.
+/// A drain that may outlast the rebalance timeout is refused when the server is built: the
+/// group would remove the server while it drains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_longer_than_the_rebalance_timeout_is_refused() {
     logs();
@@ -345,11 +347,9 @@ async fn a_drain_longer_than_the_rebalance_timeout_is_refused() {
     let mut o = krpc_tests::tuning::server_options(&service("refused-drain"));
     o.drain_timeout = Duration::from_secs(30);
     o.rebalance_timeout = Duration::from_secs(30);
-    let server = Server::new(krpc_tests::kafka::client(&addr).await, o);
-    let err = server
-        .run(std::future::pending())
-        .await
-        .expect_err("refused");
+    let err = Server::new(krpc_tests::kafka::client(&addr).await, o)
+        .err()
+        .expect("refused by Server::new");
     let text = err.to_string();
     assert!(
         text.contains("drain_timeout") && text.contains("rebalance_timeout"),

@@ -105,7 +105,8 @@ async fn three_members_split_six_partitions_and_survivors_take_over_a_killed_one
     );
 
     // 2. Records consumed and committed, then a member is killed without leaving.
-    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let producer =
+        Producer::new(client.clone(), ProducerConfig::default()).expect("valid producer options");
     produce_round(&producer, &topic, 6, 20, "a").await;
     wait::until(
         "round a committed everywhere",

@@ -60,17 +60,15 @@ async fn an_idle_server_and_client_send_a_few_requests_a_second_with_the_default
         kafka::client(server_proxy.addr()).await,
         ServerOptions::new(&service),
     )
+    .expect("valid server options")
     .method("add", |(a, b): (i64, i64)| async move {
         Ok::<_, HandlerError>(a + b)
     });
     let (stop, task) = rpc::run_in_background(server);
     let client = RpcClient::connect(
         kafka::client(client_proxy.addr()).await,
-        ClientOptions {
-            // The server task may not have made its topics yet.
-            create_request_topics: true,
-            ..ClientOptions::default()
-        },
+        // The server task may not have made its topics yet.
+        ClientOptions::default().with_create_request_topics(true),
     )
     .await
     .expect("client");
@@ -80,7 +78,7 @@ async fn an_idle_server_and_client_send_a_few_requests_a_second_with_the_default
             &service,
             "add",
             &(40, 2),
-            CallOptions::default().timeout(Duration::from_secs(60)),
+            CallOptions::default().with_timeout(Duration::from_secs(60)),
         )
         .await
         .expect("a call with the defaults")

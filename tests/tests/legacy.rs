@@ -186,7 +186,7 @@ async fn our_client_calls_python_servers_in_every_setting() {
             .await
             .expect("legacy client");
         // The Python server may still be joining its group: calls wait in Kafka meanwhile.
-        let wait = || CallOptions::default().timeout(Duration::from_secs(60));
+        let wait = || CallOptions::default().with_timeout(Duration::from_secs(60));
         let r = client
             .call::<_, i64>("add", &(1, 2), wait())
             .await
@@ -277,7 +277,7 @@ async fn a_rust_server_shares_a_service_with_a_python_server() {
                 .call::<_, i64>(
                     "add",
                     &(i, 1000),
-                    CallOptions::default().timeout(Duration::from_secs(60)),
+                    CallOptions::default().with_timeout(Duration::from_secs(60)),
                 )
                 .await
                 .unwrap_or_else(|e| panic!("add({i}, 1000): {e}"));

@@ -151,10 +151,7 @@ async fn the_metrics_endpoint_of_krpc_serve_answers_with_counters_and_histograms
             &svc,
             "sleep",
             &(20_000u64,),
-            CallOptions {
-                timeout: Some(Duration::from_secs(2)),
-                ..CallOptions::default()
-            },
+            CallOptions::default().with_timeout(Duration::from_secs(2)),
         )
         .await
         .unwrap_err();
@@ -365,7 +362,8 @@ fn krpc_serve_refuses_a_metrics_address_it_cannot_bind() {
 async fn the_fetcher_reports_the_lag_of_its_last_fetch() {
     let client = kafka::client(Broker::shared().addr()).await;
     let topic = kafka::topic(&client, "lag", 1).await;
-    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let producer =
+        Producer::new(client.clone(), ProducerConfig::default()).expect("valid producer options");
     // Ten batches of one record each.
     for i in 0..10 {
         producer
@@ -379,11 +377,9 @@ async fn the_fetcher_reports_the_lag_of_its_last_fetch() {
     // lag of 9; nisshi answers all ten (lag 0): the next test shows a lag left by a fetch.
     let mut fetcher = Fetcher::new(
         client.clone(),
-        FetchConfig {
-            partition_max_bytes: 1,
-            ..kafka::quick_fetch()
-        },
-    );
+        kafka::quick_fetch().with_partition_max_bytes(1),
+    )
+    .expect("valid fetcher options");
     fetcher.assign(&topic, 0, 0);
     assert_eq!(fetcher.current_lag(&topic, 0), None, "no fetch yet");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -453,11 +449,9 @@ async fn a_fetch_below_the_high_watermark_leaves_a_lag() {
         .expect("connect to the fake broker");
     let mut fetcher = Fetcher::new(
         client,
-        FetchConfig {
-            max_wait: Duration::from_millis(10),
-            ..FetchConfig::default()
-        },
-    );
+        FetchConfig::default().with_max_wait(Duration::from_millis(10)),
+    )
+    .expect("valid fetcher options");
     fetcher.assign("t", 0, 0);
     assert_eq!(fetcher.poll().await.unwrap().len(), 3);
     assert_eq!(fetcher.current_lag("t", 0), Some(7), "10 - 3");

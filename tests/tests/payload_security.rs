@@ -14,7 +14,7 @@ use kafka_rpc::krpc_kafka::{
     FetchConfig, Fetcher, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
 };
 use kafka_rpc::security::PayloadSecurity;
-use kafka_rpc::{CallOptions, ClientOptions, HandlerError, Server, StatusCode};
+use kafka_rpc::{CallOptions, HandlerError, Server, StatusCode};
 use krpc_tests::{kafka, Broker};
 
 const SECRET: &str = "the payload secret of the tests";
@@ -39,17 +39,16 @@ impl Crafter {
         };
         let mut replies = Fetcher::new(
             kafka.clone(),
-            FetchConfig {
-                max_wait: Duration::from_millis(20),
-                ..FetchConfig::default()
-            },
-        );
+            FetchConfig::default().with_max_wait(Duration::from_millis(20)),
+        )
+        .expect("valid fetcher options");
         replies
             .assign_at(&reply_to.topic, reply_to.partition, OffsetSpec::Latest)
             .await
             .unwrap();
         Self {
-            producer: Producer::new(kafka, ProducerConfig::default()),
+            producer: Producer::new(kafka, ProducerConfig::default())
+                .expect("valid producer options"),
             replies,
             reply_to,
             topic: kafka_rpc::naming::request_topic(svc),
@@ -118,6 +117,7 @@ async fn sealed_calls_work_and_every_forgery_is_refused_counted_and_never_run() 
     let gate = Arc::new((Mutex::new(false), Condvar::new()));
     let held = gate.clone();
     let server = Server::new(kafka.clone(), options)
+        .expect("valid server options")
         .method("add", |(a, b): (i64, i64)| async move {
             Ok::<_, HandlerError>(a + b)
         })
@@ -138,14 +138,11 @@ async fn sealed_calls_work_and_every_forgery_is_refused_counted_and_never_run() 
     // A sealed call works, and its arguments are not readable on the wire.
     let client = kafka_rpc::RpcClient::connect(
         kafka.clone(),
-        ClientOptions {
-            security: Some(security(SECRET)),
-            ..krpc_tests::tuning::client_options()
-        },
+        krpc_tests::tuning::client_options().with_security(security(SECRET)),
     )
     .await
     .unwrap();
-    let opts = || CallOptions::default().timeout(Duration::from_secs(30));
+    let opts = || CallOptions::default().with_timeout(Duration::from_secs(30));
     assert_eq!(
         client
             .call::<_, i64>(&svc, "add", &(2, 3), opts())
@@ -193,10 +190,7 @@ async fn sealed_calls_work_and_every_forgery_is_refused_counted_and_never_run() 
     // A client with the wrong key gets UNAUTHENTICATED at once.
     let wrong = kafka_rpc::RpcClient::connect(
         kafka.clone(),
-        ClientOptions {
-            security: Some(security("not the payload secret")),
-            ..krpc_tests::tuning::client_options()
-        },
+        krpc_tests::tuning::client_options().with_security(security("not the payload secret")),
     )
     .await
     .unwrap();

@@ -43,9 +43,9 @@ fn broker_behind_proxy() -> Option<(Broker, FaultProxy)> {
 /// A krpc-kafka client through `proxy` named `client_id`, with test-sized timeouts.
 async fn kafka_client(proxy: &FaultProxy, client_id: &str) -> KafkaClient {
     let config = ClientConfig::new(proxy.addr())
-        .client_id(client_id)
-        .connect_timeout(Duration::from_secs(5))
-        .request_timeout(Duration::from_secs(5));
+        .with_client_id(client_id)
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_request_timeout(Duration::from_secs(5));
     KafkaClient::connect(config)
         .await
         .expect("connect through the proxy")
@@ -57,14 +57,17 @@ fn work_server(kafka: KafkaClient, svc: &str, runs: Arc<AtomicUsize>) -> Server 
     o.server_id = "behind-proxy".into();
     o.session_timeout = Duration::from_secs(6);
     o.heartbeat_interval = Duration::from_millis(500);
-    Server::new(kafka, o).method("work", move |(i, ms): (u64, u64)| {
-        let runs = runs.clone();
-        async move {
-            runs.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            Ok::<_, HandlerError>(i)
-        }
-    })
+    Server::new(kafka, o).expect("valid server options").method(
+        "work",
+        move |(i, ms): (u64, u64)| {
+            let runs = runs.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok::<_, HandlerError>(i)
+            }
+        },
+    )
 }
 
 /// The server's connections go silent for good (half-open: open, no FIN, no bytes) and its new
@@ -110,7 +113,7 @@ async fn a_server_whose_broker_connections_go_half_open_for_20_s_loses_no_call()
                         &svc,
                         "work",
                         &(i, 20u64),
-                        CallOptions::default().timeout(Duration::from_secs(120)),
+                        CallOptions::default().with_timeout(Duration::from_secs(120)),
                     )
                     .await;
                 if r.is_ok() {
@@ -193,7 +196,7 @@ async fn a_client_whose_reply_connection_is_reset_mid_call_gets_its_reply() {
             &svc,
             "work",
             &(1u64, 0u64),
-            CallOptions::default().timeout(Duration::from_secs(60)),
+            CallOptions::default().with_timeout(Duration::from_secs(60)),
         )
         .await
         .expect("first call");
@@ -211,7 +214,7 @@ async fn a_client_whose_reply_connection_is_reset_mid_call_gets_its_reply() {
                     &svc,
                     "work",
                     &(2u64, 3_000u64),
-                    CallOptions::default().timeout(Duration::from_secs(60)),
+                    CallOptions::default().with_timeout(Duration::from_secs(60)),
                 )
                 .await
         })
@@ -265,7 +268,7 @@ async fn a_server_whose_broker_answers_slower_than_its_commit_interval_still_ser
                     &svc,
                     "work",
                     &(i, 0u64),
-                    CallOptions::default().timeout(Duration::from_secs(60)),
+                    CallOptions::default().with_timeout(Duration::from_secs(60)),
                 )
                 .await
         }

@@ -87,7 +87,7 @@ async fn load(
                     if i >= n {
                         return;
                     }
-                    let opts = CallOptions::default().timeout(Duration::from_secs(60));
+                    let opts = CallOptions::default().with_timeout(Duration::from_secs(60));
                     match client
                         .call::<_, u64>(&svc, "work", &(i as u64, ms), opts)
                         .await
@@ -171,6 +171,7 @@ fn job_server(
     jobs: Arc<Mutex<Vec<u32>>>,
 ) -> Server {
     Server::new(kafka, options)
+        .expect("valid server options")
         .method_blocking("job", move |(n,): (u32,)| {
             jobs.lock().unwrap().push(n);
             Ok::<_, HandlerError>(())
@@ -231,9 +232,9 @@ async fn a_server_outlives_a_broker_outage_longer_than_its_timeouts() {
     }
     let svc = service("outage");
     let config = krpc_kafka::ClientConfig::new(broker.addr())
-        .client_id("krpc-tests-outage")
-        .connect_timeout(Duration::from_secs(2))
-        .request_timeout(Duration::from_secs(5));
+        .with_client_id("krpc-tests-outage")
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_request_timeout(Duration::from_secs(5));
     let kafka = krpc_kafka::KafkaClient::connect(config)
         .await
         .expect("connect");
@@ -251,7 +252,7 @@ async fn a_server_outlives_a_broker_outage_longer_than_its_timeouts() {
                     svc,
                     "add",
                     &(a, 1),
-                    CallOptions::default().timeout(Duration::from_secs(60)),
+                    CallOptions::default().with_timeout(Duration::from_secs(60)),
                 )
                 .await
         }
@@ -297,7 +298,7 @@ async fn a_request_whose_deadline_passed_before_pickup_is_not_run_and_is_counted
             &svc,
             "job",
             &(1u32,),
-            CallOptions::default().timeout(Duration::from_millis(500)),
+            CallOptions::default().with_timeout(Duration::from_millis(500)),
         )
         .await;
     assert!(
@@ -369,7 +370,7 @@ async fn ten_thousand_garbage_records_are_dead_lettered_while_valid_calls_are_se
                 &svc,
                 "add",
                 &(served, 1),
-                CallOptions::default().timeout(Duration::from_secs(30)),
+                CallOptions::default().with_timeout(Duration::from_secs(30)),
             )
             .await;
         assert_eq!(
@@ -480,11 +481,9 @@ async fn soak_servers_killed_and_restarted_every_thirty_seconds_lose_nothing() {
         // of a partition on each fetch and stops listing when the fetch's wait runs out, so at
         // 10 ms a reply slot holding tens of thousands of batches would show no new reply.
         let kafka = krpc_tests::kafka::client(&addr).await;
-        let options = kafka_rpc::ClientOptions {
-            reply_fetch_max_wait: Duration::from_millis(100),
-            create_request_topics: true,
-            ..Default::default()
-        };
+        let options = kafka_rpc::ClientOptions::default()
+            .with_reply_fetch_max_wait(Duration::from_millis(100))
+            .with_create_request_topics(true);
         let client = kafka_rpc::RpcClient::connect(kafka, options)
             .await
             .expect("rpc client");
@@ -509,7 +508,7 @@ async fn soak_servers_killed_and_restarted_every_thirty_seconds_lose_nothing() {
                         while Instant::now() < stop_at {
                             tick.tick().await;
                             let i = c * 1_000_000_000 + next.fetch_add(1, Ordering::Relaxed) as u64;
-                            let opts = CallOptions::default().timeout(Duration::from_secs(60));
+                            let opts = CallOptions::default().with_timeout(Duration::from_secs(60));
                             match client.call::<_, u64>(&svc, "work", &(i, 2u64), opts).await {
                                 Ok(r) if r.value == i => {}
                                 Ok(r) => failures

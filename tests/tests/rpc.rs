@@ -76,6 +76,7 @@ fn spawn_server(
     let mut options = krpc_tests::tuning::server_options(svc);
     options.server_id = format!("{svc}-server");
     let server = Server::new(kafka, options)
+        .expect("valid server options")
         .method("add", |(a, b): (i64, i64)| async move {
             Ok::<_, HandlerError>(a + b)
         })
@@ -119,7 +120,7 @@ async fn twenty_client_instances_in_one_process_each_get_their_own_replies() {
                         &svc,
                         "add",
                         &(i, salt),
-                        CallOptions::default().timeout(Duration::from_secs(60)),
+                        CallOptions::default().with_timeout(Duration::from_secs(60)),
                     )
                     .await;
                 (c, i, salt, r)
@@ -158,7 +159,7 @@ async fn calls_and_jobs_sent_while_no_server_runs_complete_once_one_starts() {
                         &svc,
                         "add",
                         &(i, i),
-                        CallOptions::default().timeout(Duration::from_secs(60)),
+                        CallOptions::default().with_timeout(Duration::from_secs(60)),
                     )
                     .await
             })
@@ -205,7 +206,7 @@ async fn every_failure_gets_its_status_at_once_and_the_server_keeps_serving() {
     let kafka = krpc_tests::kafka::client(&addr).await;
     let (stop, server) = spawn_server(kafka, &svc, Default::default());
     let client = rpc::client(&addr).await;
-    let opts = || CallOptions::default().timeout(Duration::from_secs(30));
+    let opts = || CallOptions::default().with_timeout(Duration::from_secs(30));
     // A first call waits for the server to join its group.
     assert_eq!(
         client
@@ -332,6 +333,7 @@ impl SeamServer {
         let (fs, fd) = (self.forever_started.clone(), self.forever_dropped.clone());
         let late = self.wait_late_ms.clone();
         Server::new(kafka, options)
+            .expect("valid server options")
             .method("hot", move |(): ()| {
                 let (gate, started) = (gate.clone(), hot_started.clone());
                 async move {
@@ -381,10 +383,7 @@ impl SeamServer {
 async fn a_call_to_a_service_with_no_request_topic_is_refused_and_creates_no_topic() {
     let addr = Broker::shared().addr().to_string();
     let kafka = krpc_tests::kafka::client(&addr).await;
-    let options = kafka_rpc::ClientOptions {
-        create_request_topics: false,
-        ..krpc_tests::tuning::client_options()
-    };
+    let options = krpc_tests::tuning::client_options().with_create_request_topics(false);
     let client = kafka_rpc::RpcClient::connect(kafka.clone(), options)
         .await
         .unwrap();
@@ -419,6 +418,63 @@ async fn a_call_to_a_service_with_no_request_topic_is_refused_and_creates_no_top
     );
 }
 
+/// Options are checked when the thing using them is built, naming the setting, before
+/// anything touches the cluster: `Server::new` refuses a concurrency of 0 (it used to be
+/// `run`), `RpcClient::connect` a `max_in_flight` of 0 before making its reply topic (it used
+/// to make the topic, then fail), `LegacyClient::connect` zero partitions before making its
+/// topics (the broker's INVALID_PARTITIONS came back before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_options_are_refused_by_the_constructors_before_touching_the_cluster() {
+    let addr = Broker::shared().addr().to_string();
+    let kafka = krpc_tests::kafka::client(&addr).await;
+    let refused = |err: kafka_rpc::RpcError, setting: &str| {
+        assert!(
+            matches!(&err, kafka_rpc::RpcError::InvalidArgument(m) if m.contains(setting)),
+            "{setting}: {err}"
+        );
+    };
+
+    let svc = service("refused-options");
+    let err = Server::new(
+        kafka.clone(),
+        krpc_tests::tuning::server_options(&svc).with_concurrency(0),
+    )
+    .err()
+    .expect("Server::new refuses concurrency 0");
+    refused(err, "ServerOptions::concurrency");
+
+    let reply_topic = krpc_tests::unique_topic("refused-replies");
+    let options = krpc_tests::tuning::client_options()
+        .with_reply_topic(reply_topic.clone())
+        .with_max_in_flight(0);
+    let err = kafka_rpc::RpcClient::connect(kafka.clone(), options)
+        .await
+        .err()
+        .expect("RpcClient::connect refuses max_in_flight 0");
+    refused(err, "ClientOptions::max_in_flight");
+
+    let legacy = krpc_tests::unique_topic("refused-legacy");
+    let options = krpc_tests::tuning::legacy_client_options(&legacy).with_partitions(0);
+    let err = kafka_rpc::LegacyClient::connect(kafka.clone(), options)
+        .await
+        .err()
+        .expect("LegacyClient::connect refuses 0 partitions");
+    refused(err, "LegacyClientOptions::partitions");
+
+    for topic in [
+        kafka_rpc::naming::request_topic(&svc),
+        reply_topic,
+        kafka_rpc::legacy::server_topic(&legacy),
+        kafka_rpc::legacy::client_topic(&legacy),
+    ] {
+        kafka.invalidate_topic(&topic);
+        assert!(
+            kafka.partition_count(&topic).await.is_err(),
+            "{topic} was made although the options were refused"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caller_metadata_and_the_routing_key_reach_the_handlers_context() {
     let addr = Broker::shared().addr().to_string();
@@ -441,10 +497,10 @@ async fn caller_metadata_and_the_routing_key_reach_the_handlers_context() {
             "who",
             &(),
             CallOptions::default()
-                .timeout(Duration::from_secs(30))
-                .routing_key("acct-7")
-                .metadata("tenant", "acme")
-                .metadata("blob", vec![0u8, 255, 1]),
+                .with_timeout(Duration::from_secs(30))
+                .with_routing_key("acct-7")
+                .with_metadata_entry("tenant", "acme")
+                .with_metadata_entry("blob", vec![0u8, 255, 1]),
         )
         .await
         .unwrap();
@@ -460,7 +516,7 @@ async fn caller_metadata_and_the_routing_key_reach_the_handlers_context() {
             &svc,
             "who",
             &(),
-            CallOptions::default().metadata("Tenant", "x"),
+            CallOptions::default().with_metadata_entry("Tenant", "x"),
         )
         .await
         .unwrap_err();
@@ -488,7 +544,7 @@ async fn a_handler_waiting_on_cancellation_returns_at_the_deadline_and_frees_its
             &svc,
             "ping",
             &(),
-            CallOptions::default().timeout(Duration::from_secs(60)),
+            CallOptions::default().with_timeout(Duration::from_secs(60)),
         )
         .await
         .unwrap();
@@ -497,7 +553,7 @@ async fn a_handler_waiting_on_cancellation_returns_at_the_deadline_and_frees_its
             &svc,
             "wait",
             &(),
-            CallOptions::default().timeout(Duration::from_millis(1500)),
+            CallOptions::default().with_timeout(Duration::from_millis(1500)),
         )
         .await
         .unwrap_err();
@@ -515,7 +571,7 @@ async fn a_handler_waiting_on_cancellation_returns_at_the_deadline_and_frees_its
             &svc,
             "ping",
             &(),
-            CallOptions::default().timeout(Duration::from_secs(10)),
+            CallOptions::default().with_timeout(Duration::from_secs(10)),
         )
         .await
         .expect("the permit was released");
@@ -543,7 +599,7 @@ async fn a_hot_routing_key_does_not_stall_calls_of_other_keys() {
             &svc,
             "ping",
             &(),
-            CallOptions::default().timeout(Duration::from_secs(60)),
+            CallOptions::default().with_timeout(Duration::from_secs(60)),
         )
         .await
         .unwrap();
@@ -553,7 +609,7 @@ async fn a_hot_routing_key_does_not_stall_calls_of_other_keys() {
                 &svc,
                 "hot",
                 &(),
-                NotifyOptions::default().routing_key("hot-key"),
+                NotifyOptions::default().with_routing_key("hot-key"),
             )
             .await
             .unwrap();
@@ -570,8 +626,8 @@ async fn a_hot_routing_key_does_not_stall_calls_of_other_keys() {
             "cold",
             &(),
             CallOptions::default()
-                .timeout(Duration::from_secs(10))
-                .routing_key("cold-key"),
+                .with_timeout(Duration::from_secs(10))
+                .with_routing_key("cold-key"),
         )
         .await
         .expect("a call of another key runs while the hot key is busy");
@@ -642,10 +698,7 @@ async fn max_in_flight_bounds_the_calls_waiting_for_replies() {
     let kafka = krpc_tests::kafka::client(&addr).await;
     let (stop, server) =
         rpc::run_in_background(seam.server(kafka, &svc, 8, Duration::from_secs(5)));
-    let options = kafka_rpc::ClientOptions {
-        max_in_flight: 2,
-        ..krpc_tests::tuning::client_options()
-    };
+    let options = krpc_tests::tuning::client_options().with_max_in_flight(2);
     let client = kafka_rpc::RpcClient::connect(krpc_tests::kafka::client(&addr).await, options)
         .await
         .unwrap();
@@ -654,7 +707,7 @@ async fn max_in_flight_bounds_the_calls_waiting_for_replies() {
             &svc,
             "ping",
             &(),
-            CallOptions::default().timeout(Duration::from_secs(60)),
+            CallOptions::default().with_timeout(Duration::from_secs(60)),
         )
         .await
         .unwrap();
@@ -669,8 +722,8 @@ async fn max_in_flight_bounds_the_calls_waiting_for_replies() {
                         "hot",
                         &(),
                         CallOptions::default()
-                            .timeout(Duration::from_secs(30))
-                            .routing_key(format!("k{i}")),
+                            .with_timeout(Duration::from_secs(30))
+                            .with_routing_key(format!("k{i}")),
                     )
                     .await
             })
@@ -699,10 +752,7 @@ async fn max_in_flight_bounds_the_calls_waiting_for_replies() {
 async fn limits_beyond_what_a_semaphore_holds_are_refused_not_a_panic() {
     let addr = Broker::shared().addr().to_string();
     for max_in_flight in [0, usize::MAX] {
-        let options = kafka_rpc::ClientOptions {
-            max_in_flight,
-            ..krpc_tests::tuning::client_options()
-        };
+        let options = krpc_tests::tuning::client_options().with_max_in_flight(max_in_flight);
         let err = kafka_rpc::RpcClient::connect(krpc_tests::kafka::client(&addr).await, options)
             .await
             .err()
@@ -712,11 +762,9 @@ async fn limits_beyond_what_a_semaphore_holds_are_refused_not_a_panic() {
     for concurrency in [0, usize::MAX] {
         let mut o = krpc_tests::tuning::server_options(&service("semaphore-max"));
         o.concurrency = concurrency;
-        let server = kafka_rpc::Server::new(krpc_tests::kafka::client(&addr).await, o);
-        let err = server
-            .run(std::future::pending())
-            .await
-            .expect_err("refused");
+        let err = kafka_rpc::Server::new(krpc_tests::kafka::client(&addr).await, o)
+            .err()
+            .expect("refused by Server::new");
         assert!(err.to_string().contains("concurrency"), "{err}");
     }
 }

@@ -17,6 +17,7 @@ async fn an_undecodable_request_batch_goes_raw_to_the_dead_letter_topic() {
         client_kafka.clone(),
         krpc_tests::tuning::server_options(&svc),
     )
+    .expect("valid server options")
     .method("add", |(a, b): (i64, i64)| async move {
         Ok::<_, HandlerError>(a + b)
     });
@@ -32,7 +33,7 @@ async fn an_undecodable_request_batch_goes_raw_to_the_dead_letter_topic() {
                     svc,
                     "add",
                     &(n, 1),
-                    CallOptions::default().timeout(Duration::from_secs(30)),
+                    CallOptions::default().with_timeout(Duration::from_secs(30)),
                 )
                 .await
                 .expect("a valid call")

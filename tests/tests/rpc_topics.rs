@@ -26,6 +26,7 @@ async fn topics_carry_their_retention_and_the_completion_topic_is_trimmed_to_the
     options.dedup_window = 20;
     options.completion_trim_interval = Some(Duration::from_millis(200));
     let server = Server::new(kafka.clone(), options)
+        .expect("valid server options")
         .method("add", |(a, b): (i64, i64)| async move {
             Ok::<_, HandlerError>(a + b)
         });
@@ -36,8 +37,8 @@ async fn topics_carry_their_retention_and_the_completion_topic_is_trimmed_to_the
     // same partition of the completion topic.
     for i in 0..100i64 {
         let opts = CallOptions::default()
-            .timeout(Duration::from_secs(30))
-            .routing_key(&b"one-key"[..]);
+            .with_timeout(Duration::from_secs(30))
+            .with_routing_key(&b"one-key"[..]);
         let r = client
             .call::<_, i64>(&svc, "add", &(i, 1), opts)
             .await
@@ -100,13 +101,10 @@ async fn a_completion_retention_shorter_than_the_dedup_age_is_refused_at_start()
     let kafka = kafka::client(&addr).await;
     let mut options = tuning::server_options("retention-refused");
     options.topics.completion_retention = Some(options.dedup_max_age / 2);
-    let err = Server::new(kafka, options)
-        .method("add", |(a, b): (i64, i64)| async move {
-            Ok::<_, HandlerError>(a + b)
-        })
-        .run(async {})
-        .await
-        .expect_err("refused");
+    // Refused when the server is built (it used to be at `run`).
+    let err = Server::new(kafka.clone(), options)
+        .err()
+        .expect("refused by Server::new");
     assert!(matches!(err, RpcError::InvalidArgument(_)), "{err}");
     assert!(err.to_string().contains("dedup_max_age"), "{err}");
 }

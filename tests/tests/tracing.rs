@@ -145,6 +145,7 @@ async fn spawn_server(
     options.topics.request_partitions = 1;
     let inner_svc = svc.to_string();
     let server = Server::new(kafka, options)
+        .expect("valid server options")
         .method_with_context("echo", |ctx: RequestContext, (): ()| async move {
             Ok::<_, HandlerError>(ctx.trace().map(TraceContext::traceparent))
         })
@@ -161,7 +162,7 @@ async fn spawn_server(
                         &svc,
                         "inner",
                         &(),
-                        CallOptions::default().timeout(Duration::from_secs(30)),
+                        CallOptions::default().with_timeout(Duration::from_secs(30)),
                     )
                     .await
                     .map_err(|e| HandlerError::from(e.to_string()))?;
@@ -172,7 +173,7 @@ async fn spawn_server(
 }
 
 fn call_options() -> CallOptions {
-    CallOptions::default().timeout(Duration::from_secs(60))
+    CallOptions::default().with_timeout(Duration::from_secs(60))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

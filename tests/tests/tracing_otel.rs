@@ -40,6 +40,7 @@ async fn with_otel_the_servers_span_is_an_opentelemetry_child_of_the_callers() {
     let svc = krpc_tests::unique_topic("otel").replace('.', "-");
     let kafka = krpc_tests::kafka::client(&addr).await;
     let server = Server::new(kafka, krpc_tests::tuning::server_options(&svc))
+        .expect("valid server options")
         .method("add", |(a, b): (i64, i64)| async move {
             Ok::<_, HandlerError>(a + b)
         });
@@ -54,7 +55,7 @@ async fn with_otel_the_servers_span_is_an_opentelemetry_child_of_the_callers() {
             &svc,
             "add",
             &(1, 2),
-            CallOptions::default().timeout(Duration::from_secs(60)),
+            CallOptions::default().with_timeout(Duration::from_secs(60)),
         )
         .instrument(app.clone())
         .await

@@ -146,7 +146,9 @@ async fn a_typed_service_is_served_and_called_through_the_broker() {
     let recorded = calculator.recorded.clone();
     let mut options = krpc_tests::tuning::server_options(CalcClient::SERVICE);
     options.server_id = "calc-1".into();
-    let server = Server::new(kafka.clone(), options).service(CalcServer::new(calculator));
+    let server = Server::new(kafka.clone(), options)
+        .expect("valid server options")
+        .service(CalcServer::new(calculator));
     let counters = server.counters();
     let (stop, running) = rpc::run_in_background(server);
     assert_eq!(CalcServer::<Calculator>::SERVICE, "Calc");
@@ -154,7 +156,7 @@ async fn a_typed_service_is_served_and_called_through_the_broker() {
 
     let untyped = rpc::client(&addr).await;
     let calc = CalcClient::new(untyped.clone())
-        .with_options(CallOptions::default().timeout(Duration::from_secs(30)));
+        .with_options(CallOptions::default().with_timeout(Duration::from_secs(30)));
     assert_eq!(calc.ping().await.unwrap(), "pong");
     assert_eq!(calc.negate(5).await.unwrap(), -5);
     assert_eq!(calc.add(1, 2).await.unwrap(), 3);
@@ -218,7 +220,7 @@ async fn a_typed_service_is_served_and_called_through_the_broker() {
 
     // What an untyped caller sees: positional arrays, a struct as a map, the user error as
     // status UNKNOWN with its Display text.
-    let wait = || CallOptions::default().timeout(Duration::from_secs(30));
+    let wait = || CallOptions::default().with_timeout(Duration::from_secs(30));
     let r = untyped
         .call::<_, i64>("Calc", "add", &(5, 6), wait())
         .await
@@ -258,6 +260,7 @@ async fn a_typed_service_is_served_and_called_through_the_broker() {
 
     // The service name is the trait's: a server configured for another name refuses it.
     let wrong = Server::new(kafka, krpc_tests::tuning::server_options("NotCalc"))
+        .expect("valid server options")
         .service(CalcServer::new(Calculator::default()))
         .run(async {})
         .await;
@@ -325,7 +328,9 @@ async fn python_callers_pass_keyword_arguments_named_by_the_trait() {
     let mut options = krpc_tests::tuning::server_options(PyPeerClient::SERVICE);
     options.server_id = "typed-rust".into();
     options.legacy = Some(kafka_rpc::LegacyOptions::default());
-    let server = Server::new(kafka, options).service(PyPeerServer::new(Peer));
+    let server = Server::new(kafka, options)
+        .expect("valid server options")
+        .service(PyPeerServer::new(Peer));
     let counters = server.counters();
     let (stop, running) = rpc::run_in_background(server);
     assigned(&counters).await;

@@ -26,10 +26,11 @@ async fn an_unreachable_bootstrap_fails_within_the_timeout_naming_the_address() 
         .port();
     let addr = format!("127.0.0.1:{port}");
     let started = Instant::now();
-    let err =
-        KafkaClient::connect(ClientConfig::new(&addr).connect_timeout(Duration::from_millis(800)))
-            .await
-            .expect_err("nothing listens there");
+    let err = KafkaClient::connect(
+        ClientConfig::new(&addr).with_connect_timeout(Duration::from_millis(800)),
+    )
+    .await
+    .expect_err("nothing listens there");
     let spent = started.elapsed();
     assert!(matches!(err, Error::BootstrapUnreachable { .. }), "{err:?}");
     assert!(
@@ -116,7 +117,8 @@ async fn a_broker_killed_mid_request_fails_pending_calls_and_the_client_recovers
     );
 
     broker.restart();
-    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let producer =
+        Producer::new(client.clone(), ProducerConfig::default()).expect("valid producer options");
     let md = producer
         .produce(&topic, ProducerRecord::value("after restart"))
         .await
@@ -130,11 +132,8 @@ async fn a_broker_killed_mid_request_fails_pending_calls_and_the_client_recovers
 async fn a_record_over_the_limit_is_refused_before_it_is_sent() {
     let client = kafka::client(Broker::shared().addr()).await;
     let topic = kafka::topic(&client, "too-large", 1).await;
-    let cfg = ProducerConfig {
-        max_record_bytes: 1000,
-        ..ProducerConfig::default()
-    };
-    let producer = Producer::new(client.clone(), cfg);
+    let cfg = ProducerConfig::default().with_max_record_bytes(1000);
+    let producer = Producer::new(client.clone(), cfg).expect("valid producer options");
     let err = producer
         .send_to(&topic, 0, ProducerRecord::value(vec![7u8; 2000]))
         .await
@@ -179,7 +178,8 @@ async fn a_server_group_resumes_at_the_log_start_after_delete_records() {
         .create_topics(&[krpc_kafka::NewTopic::new(&topic, 1)], false)
         .await
         .unwrap();
-    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let producer =
+        Producer::new(client.clone(), ProducerConfig::default()).expect("valid producer options");
     let mut deliveries = Vec::new();
     for i in 0..200 {
         let record = ProducerRecord::value(format!("r{i}"));

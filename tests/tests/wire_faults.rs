@@ -19,9 +19,9 @@ const OFFSET_OUT_OF_RANGE: i16 = 1;
 
 fn config(addr: &str) -> ClientConfig {
     ClientConfig::new(addr)
-        .client_id("wire-faults")
-        .connect_timeout(Duration::from_millis(300))
-        .request_timeout(Duration::from_millis(300))
+        .with_client_id("wire-faults")
+        .with_connect_timeout(Duration::from_millis(300))
+        .with_request_timeout(Duration::from_millis(300))
 }
 
 async fn client(broker: &FakeBroker) -> KafkaClient {
@@ -31,10 +31,7 @@ async fn client(broker: &FakeBroker) -> KafkaClient {
 }
 
 fn quick() -> FetchConfig {
-    FetchConfig {
-        max_wait: Duration::from_millis(10),
-        ..FetchConfig::default()
-    }
+    FetchConfig::default().with_max_wait(Duration::from_millis(10))
 }
 
 /// A hole being waited for (`hole_wait`: a later batch shown before an earlier one) is fetched
@@ -60,13 +57,8 @@ async fn a_hole_being_waited_for_is_refetched_with_backoff() {
             .collect()
     });
     let client = client(&broker).await;
-    let mut fetcher = Fetcher::new(
-        client,
-        FetchConfig {
-            hole_wait: Some(Duration::from_secs(30)),
-            ..quick()
-        },
-    );
+    let mut fetcher = Fetcher::new(client, quick().with_hole_wait(Duration::from_secs(30)))
+        .expect("valid fetcher options");
     fetcher.assign("t", 0, 0);
     let fetch0 = broker.count(ApiKey::Fetch);
     let until = Instant::now() + Duration::from_secs(1);
@@ -280,7 +272,7 @@ async fn a_partition_answering_not_leader_forever_is_retried_with_backoff() {
             .collect()
     });
     let client = client(&broker).await;
-    let mut fetcher = Fetcher::new(client, quick());
+    let mut fetcher = Fetcher::new(client, quick()).expect("valid fetcher options");
     fetcher.assign("t", 0, 0);
     let (fetch0, meta0) = (broker.count(ApiKey::Fetch), broker.count(ApiKey::Metadata));
     let until = Instant::now() + Duration::from_secs(1);
@@ -330,7 +322,7 @@ async fn many_partitions_answering_not_leader_refresh_metadata_at_most_once_per_
             .collect()
     });
     let client = client(&broker).await;
-    let mut fetcher = Fetcher::new(client, quick());
+    let mut fetcher = Fetcher::new(client, quick()).expect("valid fetcher options");
     for p in 0..16 {
         fetcher.assign("t", p, 0);
     }
@@ -418,12 +410,11 @@ async fn a_produce_answered_not_leader_forever_backs_off_until_the_delivery_time
     let client = client(&broker).await;
     let producer = Producer::new(
         client,
-        ProducerConfig {
-            linger: Duration::ZERO,
-            delivery_timeout: Duration::from_secs(1),
-            ..ProducerConfig::default()
-        },
-    );
+        ProducerConfig::default()
+            .with_linger(Duration::ZERO)
+            .with_delivery_timeout(Duration::from_secs(1)),
+    )
+    .expect("valid producer options");
     let started = Instant::now();
     let err = producer
         .produce("t", ProducerRecord::value("x"))
@@ -523,13 +514,8 @@ async fn every_out_of_range_position_resets_as_the_policy_says() {
     let first_offset = |policy: OffsetReset, from: i64| {
         let client = client.clone();
         async move {
-            let mut f = Fetcher::new(
-                client,
-                FetchConfig {
-                    offset_reset: policy,
-                    ..quick()
-                },
-            );
+            let mut f = Fetcher::new(client, quick().with_offset_reset(policy))
+                .expect("valid fetcher options");
             f.assign("t", 0, from);
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
@@ -597,13 +583,8 @@ async fn a_batch_larger_than_the_partition_limit_is_fetched_with_a_grown_limit()
         });
     }
     let client = client(&broker).await;
-    let mut fetcher = Fetcher::new(
-        client,
-        FetchConfig {
-            partition_max_bytes: 1000,
-            ..quick()
-        },
-    );
+    let mut fetcher = Fetcher::new(client, quick().with_partition_max_bytes(1000))
+        .expect("valid fetcher options");
     fetcher.assign("t", 0, 0);
     let mut got = Vec::new();
     for _ in 0..5 {
@@ -650,7 +631,7 @@ async fn a_batch_cut_short_within_the_limit_is_fetched_again_after_a_backoff() {
         });
     }
     let client = client(&broker).await;
-    let mut fetcher = Fetcher::new(client, quick());
+    let mut fetcher = Fetcher::new(client, quick()).expect("valid fetcher options");
     fetcher.assign("t", 0, 0);
     let until = Instant::now() + Duration::from_millis(500);
     while Instant::now() < until {
@@ -689,12 +670,8 @@ async fn a_batch_larger_than_max_bytes_is_a_typed_error_or_stepped_over_and_coun
             .collect()
     });
     let client = client(&broker).await;
-    let limited = FetchConfig {
-        partition_max_bytes: 1000,
-        max_bytes: 1000,
-        ..quick()
-    };
-    let mut fetcher = Fetcher::new(client.clone(), limited.clone());
+    let limited = quick().with_partition_max_bytes(1000).with_max_bytes(1000);
+    let mut fetcher = Fetcher::new(client.clone(), limited.clone()).expect("valid fetcher options");
     fetcher.assign("t", 0, 0);
     let err = fetcher.poll().await.expect_err("cannot progress");
     assert!(
@@ -706,13 +683,8 @@ async fn a_batch_larger_than_max_bytes_is_a_typed_error_or_stepped_over_and_coun
     );
     assert!(err.to_string().contains("t/0 at offset 0"), "{err}");
 
-    let mut skipping = Fetcher::new(
-        client,
-        FetchConfig {
-            skip_undecodable: true,
-            ..limited
-        },
-    );
+    let mut skipping =
+        Fetcher::new(client, limited.with_skip_undecodable(true)).expect("valid fetcher options");
     skipping.assign("t", 0, 0);
     let mut got = Vec::new();
     for _ in 0..5 {
@@ -757,11 +729,8 @@ async fn undecodable_data_is_a_typed_error_or_stepped_over_and_counted() {
             .collect()
     });
     let client = client(&broker).await;
-    let skip = FetchConfig {
-        skip_undecodable: true,
-        ..quick()
-    };
-    let mut f = Fetcher::new(client.clone(), skip.clone());
+    let skip = quick().with_skip_undecodable(true);
+    let mut f = Fetcher::new(client.clone(), skip.clone()).expect("valid fetcher options");
     f.assign("t", 0, 7);
     let err = f.poll().await.expect_err("no batch boundary to step to");
     assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
@@ -771,7 +740,7 @@ async fn undecodable_data_is_a_typed_error_or_stepped_over_and_counted() {
         "names topic, partition and offset: {text}"
     );
 
-    let mut f = Fetcher::new(client.clone(), skip);
+    let mut f = Fetcher::new(client.clone(), skip).expect("valid fetcher options");
     f.assign("t", 1, 0);
     let records = f.poll().await.unwrap();
     assert_eq!(
@@ -781,7 +750,7 @@ async fn undecodable_data_is_a_typed_error_or_stepped_over_and_counted() {
     assert_eq!(f.skipped_batches(), 1);
     assert_eq!(f.position("t", 1), Some(4));
 
-    let mut strict = Fetcher::new(client, quick());
+    let mut strict = Fetcher::new(client, quick()).expect("valid fetcher options");
     strict.assign("t", 1, 0);
     let err = strict.poll().await.expect_err("not skipping");
     assert!(err.to_string().contains("t/1"), "{err}");
@@ -808,7 +777,7 @@ async fn one_busy_partition_cannot_starve_the_others() {
             .collect()
     });
     let client = client(&broker).await;
-    let mut fetcher = Fetcher::new(client, quick());
+    let mut fetcher = Fetcher::new(client, quick()).expect("valid fetcher options");
     for p in 0..4 {
         fetcher.assign("t", p, 0);
     }
@@ -877,11 +846,9 @@ async fn a_read_committed_fetcher_starts_latest_at_the_last_stable_offset() {
     ] {
         let mut fetcher = krpc_kafka::Fetcher::new(
             client.clone(),
-            krpc_kafka::FetchConfig {
-                isolation_level: level,
-                ..krpc_kafka::FetchConfig::default()
-            },
-        );
+            krpc_kafka::FetchConfig::default().with_isolation_level(level),
+        )
+        .expect("valid fetcher options");
         let at = fetcher
             .assign_at("txn", 0, OffsetSpec::Latest)
             .await

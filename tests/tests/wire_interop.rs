@@ -17,13 +17,8 @@ async fn records_we_produce_are_read_identically_by_librdkafka_and_kafka_python(
     let client = kafka::client(&addr).await;
     for codec in Codec::ALL {
         let topic = kafka::topic(&client, &format!("to-peers-{}", codec.name()), 1).await;
-        let producer = Producer::new(
-            client.clone(),
-            ProducerConfig {
-                codec,
-                ..ProducerConfig::default()
-            },
-        );
+        let producer = Producer::new(client.clone(), ProducerConfig::default().with_codec(codec))
+            .expect("valid producer options");
         for i in 0..N {
             producer
                 .send_to(&topic, 0, sample::record(i))

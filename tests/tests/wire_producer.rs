@@ -21,11 +21,9 @@ fn kib_record(i: usize) -> ProducerRecord {
 
 /// Batches that stay queued until a flush or close (a minute's linger, room for everything).
 fn lingering() -> ProducerConfig {
-    ProducerConfig {
-        linger: Duration::from_secs(60),
-        max_batch_bytes: 1 << 20,
-        ..ProducerConfig::default()
-    }
+    ProducerConfig::default()
+        .with_linger(Duration::from_secs(60))
+        .with_max_batch_bytes(1 << 20)
 }
 
 async fn end_offset(client: &krpc_kafka::KafkaClient, topic: &str, partition: i32) -> i64 {
@@ -42,13 +40,12 @@ async fn a_full_buffer_blocks_send_then_fails_after_max_block() {
     let (_proxy, client, direct, topic) = partition_zero_leaderless("buffer-full").await;
     let producer = Producer::new(
         client.clone(),
-        ProducerConfig {
-            linger: Duration::ZERO,
-            buffer_memory: 4096,
-            max_block: Duration::from_millis(500),
-            ..ProducerConfig::default()
-        },
-    );
+        ProducerConfig::default()
+            .with_linger(Duration::ZERO)
+            .with_buffer_memory(4096)
+            .with_max_block(Duration::from_millis(500)),
+    )
+    .expect("valid producer options");
     assert_eq!(kib_record(0).encoded_size_bound(), 1031);
     let mut stuck = Vec::new();
     for i in 0..3 {
@@ -116,12 +113,9 @@ async fn a_send_waiting_for_buffer_space_goes_on_once_queued_records_are_acknowl
     let topic = kafka::topic(&client, "buffer-wait", 1).await;
     let producer = Producer::new(
         client.clone(),
-        ProducerConfig {
-            buffer_memory: 4096,
-            max_block: T,
-            ..lingering()
-        },
-    );
+        lingering().with_buffer_memory(4096).with_max_block(T),
+    )
+    .expect("valid producer options");
     let mut queued = Vec::new();
     for i in 0..3 {
         queued.push(producer.send_to(&topic, 0, kib_record(i)).await.unwrap());
@@ -152,7 +146,7 @@ async fn a_send_waiting_for_buffer_space_goes_on_once_queued_records_are_acknowl
 async fn flush_waits_until_everything_sent_before_it_is_acknowledged() {
     let client = kafka::client(Broker::shared().addr()).await;
     let topic = kafka::topic(&client, "flush", 3).await;
-    let producer = Producer::new(client.clone(), lingering());
+    let producer = Producer::new(client.clone(), lingering()).expect("valid producer options");
     let mut deliveries = Vec::new();
     for i in 0..90 {
         deliveries.push(
@@ -185,7 +179,7 @@ async fn flush_waits_until_everything_sent_before_it_is_acknowledged() {
 async fn close_delivers_everything_sent_before_it_and_refuses_later_sends() {
     let client = kafka::client(Broker::shared().addr()).await;
     let topic = kafka::topic(&client, "close", 2).await;
-    let producer = Producer::new(client.clone(), lingering());
+    let producer = Producer::new(client.clone(), lingering()).expect("valid producer options");
     let other_handle = producer.clone();
     let mut deliveries = Vec::new();
     for i in 0..100 {
@@ -255,12 +249,11 @@ async fn a_partition_without_a_leader_does_not_stall_the_others() {
     let (proxy, client, direct, topic) = partition_zero_leaderless("leaderless").await;
     let producer = Producer::new(
         client.clone(),
-        ProducerConfig {
-            linger: Duration::ZERO,
-            delivery_timeout: T,
-            ..ProducerConfig::default()
-        },
-    );
+        ProducerConfig::default()
+            .with_linger(Duration::ZERO)
+            .with_delivery_timeout(T),
+    )
+    .expect("valid producer options");
     let metadata = || {
         proxy
             .requests()
@@ -319,11 +312,9 @@ async fn close_timeout_fails_what_cannot_be_delivered_in_time() {
     let (_proxy, client, direct, topic) = partition_zero_leaderless("close-timeout").await;
     let producer = Producer::new(
         client.clone(),
-        ProducerConfig {
-            linger: Duration::ZERO,
-            ..ProducerConfig::default()
-        },
-    );
+        ProducerConfig::default().with_linger(Duration::ZERO),
+    )
+    .expect("valid producer options");
     let delivered = producer
         .send_to(&topic, 1, ProducerRecord::value("has a leader"))
         .await
@@ -367,7 +358,7 @@ fn a_producer_whose_sender_task_ended_fails_its_queue_instead_of_hanging() {
     let (producer, delivery) = first.block_on(async {
         let client = kafka::client(&addr).await;
         let topic = kafka::topic(&client, "sender-ended", 1).await;
-        let producer = Producer::new(client, lingering());
+        let producer = Producer::new(client, lingering()).expect("valid producer options");
         let delivery = producer
             .send_to(&topic, 0, kib_record(0))
             .await

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use krpc_kafka::{FetchConfig, Fetcher, IsolationLevel, Producer, ProducerConfig, ProducerRecord};
+use krpc_kafka::{Fetcher, IsolationLevel, Producer, ProducerConfig, ProducerRecord};
 use krpc_tests::frame_proxy::FrameProxy as Proxy;
 use krpc_tests::{kafka, python, Broker};
 
@@ -127,7 +127,8 @@ async fn old_message_formats_are_decoded_where_a_broker_stores_them() {
             );
         }
         // Refused: nothing stored, and the client goes on (a new connection).
-        let producer = Producer::new(client.clone(), ProducerConfig::default());
+        let producer = Producer::new(client.clone(), ProducerConfig::default())
+            .expect("valid producer options");
         let after = producer
             .produce(&topic, ProducerRecord::value("after"))
             .await
@@ -173,7 +174,8 @@ async fn idempotent_batches_are_decoded_both_ways() {
     }
     // Ours: idempotent by default; the sequences follow each other across batches.
     let topic = kafka::topic(&client, "idem-to-peers", 1).await;
-    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let producer =
+        Producer::new(client.clone(), ProducerConfig::default()).expect("valid producer options");
     for i in 0..30 {
         producer
             .send_to(&topic, 0, krpc_tests::sample::record(i))
@@ -219,11 +221,9 @@ async fn a_produce_whose_response_is_lost_is_retried_and_stored_once() {
         let topic = kafka::topic(&direct, &format!("lost-response-{idempotent}"), 1).await;
         let producer = Producer::new(
             client.clone(),
-            ProducerConfig {
-                enable_idempotence: idempotent,
-                ..ProducerConfig::default()
-            },
-        );
+            ProducerConfig::default().with_enable_idempotence(idempotent),
+        )
+        .expect("valid producer options");
         // Warm up (producer id, metadata, connection), then lose the next response.
         producer
             .produce(&topic, ProducerRecord::value("warm-up"))
@@ -250,7 +250,8 @@ async fn a_produce_whose_response_is_lost_is_retried_and_stored_once() {
             .unwrap();
         let mut got = Vec::new();
         let deadline = std::time::Instant::now() + T;
-        let mut fetcher = Fetcher::new(direct.clone(), kafka::quick_fetch());
+        let mut fetcher =
+            Fetcher::new(direct.clone(), kafka::quick_fetch()).expect("valid fetcher options");
         fetcher.assign(&topic, 0, 0);
         while !got
             .iter()
@@ -322,7 +323,8 @@ async fn read_committed_reads_plain_records_to_the_end() {
     let addr = Broker::shared().addr().to_string();
     let client = kafka::client(&addr).await;
     let topic = kafka::topic(&client, "read-committed-plain", 1).await;
-    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let producer =
+        Producer::new(client.clone(), ProducerConfig::default()).expect("valid producer options");
     for i in 0..5 {
         producer
             .produce(&topic, ProducerRecord::value(format!("v{i}")))
@@ -331,11 +333,9 @@ async fn read_committed_reads_plain_records_to_the_end() {
     }
     let mut fetcher = Fetcher::new(
         client.clone(),
-        FetchConfig {
-            isolation_level: IsolationLevel::ReadCommitted,
-            ..kafka::quick_fetch()
-        },
-    );
+        kafka::quick_fetch().with_isolation_level(IsolationLevel::ReadCommitted),
+    )
+    .expect("valid fetcher options");
     fetcher.assign(&topic, 0, 0);
     let deadline = std::time::Instant::now() + T;
     let mut got = Vec::new();
@@ -380,11 +380,9 @@ async fn aborted_transactions_of_peers_are_filtered_or_refused_by_the_broker() {
             ] {
                 let mut fetcher = Fetcher::new(
                     client.clone(),
-                    FetchConfig {
-                        isolation_level: level,
-                        ..kafka::quick_fetch()
-                    },
-                );
+                    kafka::quick_fetch().with_isolation_level(level),
+                )
+                .expect("valid fetcher options");
                 fetcher.assign(&topic, 0, 0);
                 let mut got = Vec::new();
                 let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -14,13 +14,8 @@ async fn every_codec_round_trips_keys_values_nulls_headers_and_timestamps() {
     let client = kafka::client(Broker::shared().addr()).await;
     for codec in Codec::ALL {
         let topic = kafka::topic(&client, &format!("roundtrip-{}", codec.name()), 1).await;
-        let producer = Producer::new(
-            client.clone(),
-            ProducerConfig {
-                codec,
-                ..ProducerConfig::default()
-            },
-        );
+        let producer = Producer::new(client.clone(), ProducerConfig::default().with_codec(codec))
+            .expect("valid producer options");
         let mut deliveries = Vec::new();
         for i in 0..50 {
             deliveries.push(
@@ -53,13 +48,8 @@ async fn every_acks_level_delivers() {
         .into_iter()
         .enumerate()
     {
-        let producer = Producer::new(
-            client.clone(),
-            ProducerConfig {
-                acks,
-                ..ProducerConfig::default()
-            },
-        );
+        let producer = Producer::new(client.clone(), ProducerConfig::default().with_acks(acks))
+            .expect("valid producer options");
         let md = producer
             .produce(&topic, ProducerRecord::value(format!("acks-{n}")))
             .await
@@ -96,7 +86,8 @@ async fn topics_offsets_and_metadata() {
         .await
         .unwrap();
 
-    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let producer =
+        Producer::new(client.clone(), ProducerConfig::default()).expect("valid producer options");
     for i in 0..10i64 {
         let r = ProducerRecord::value(format!("r{i}")).with_timestamp(1_700_000_000_000 + i * 1000);
         producer.send_to(&topic, 1, r).await.unwrap();
@@ -142,7 +133,8 @@ async fn topics_offsets_and_metadata() {
 async fn keys_land_where_the_java_partitioner_puts_them() {
     let client = kafka::client(Broker::shared().addr()).await;
     let topic = kafka::topic(&client, "keyed", 6).await;
-    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let producer =
+        Producer::new(client.clone(), ProducerConfig::default()).expect("valid producer options");
     let keys: Vec<String> = (0..40).map(|i| format!("user-{i}")).collect();
     let mut placed = Vec::new();
     for k in &keys {
@@ -180,12 +172,10 @@ async fn many_concurrent_requests_share_one_connection() {
     let topic = kafka::topic(&client, "pipelined", 4).await;
     // linger 0 and a 1-byte batch limit: every record is its own Produce request, all in flight
     // together on the one default-lane connection.
-    let cfg = ProducerConfig {
-        linger: Duration::ZERO,
-        max_batch_bytes: 1,
-        ..ProducerConfig::default()
-    };
-    let producer = Producer::new(client.clone(), cfg);
+    let cfg = ProducerConfig::default()
+        .with_linger(Duration::ZERO)
+        .with_max_batch_bytes(1);
+    let producer = Producer::new(client.clone(), cfg).expect("valid producer options");
     let sends = (0..400).map(|i| {
         let producer = producer.clone();
         let topic = topic.clone();
@@ -227,12 +217,10 @@ async fn a_live_consumer_misses_nothing_while_eight_producers_race_into_one_part
         let client = kafka::client(&addr).await;
         let topic = topic.clone();
         tasks.push(tokio::spawn(async move {
-            let cfg = ProducerConfig {
-                linger: Duration::ZERO,
-                max_batch_bytes: 1,
-                ..ProducerConfig::default()
-            };
-            let producer = Producer::new(client, cfg);
+            let cfg = ProducerConfig::default()
+                .with_linger(Duration::ZERO)
+                .with_max_batch_bytes(1);
+            let producer = Producer::new(client, cfg).expect("valid producer options");
             for i in 0..per_producer {
                 producer
                     .send_to(&topic, 0, ProducerRecord::value(format!("{i}")))
@@ -245,11 +233,9 @@ async fn a_live_consumer_misses_nothing_while_eight_producers_race_into_one_part
     // kafka-rpc's own hole wait (`HOLE_WAIT` in kafka-rpc/src/server/mod.rs, 20 s): this test
     // runs beside the rest of the suite on two cores, where nisshi took over 5 s to make an
     // earlier batch visible.
-    let config = krpc_kafka::FetchConfig {
-        hole_wait: Some(Duration::from_secs(20)),
-        ..kafka::quick_fetch()
-    };
-    let mut fetcher = krpc_kafka::Fetcher::new(reader.clone(), config);
+    let config = kafka::quick_fetch().with_hole_wait(Duration::from_secs(20));
+    let mut fetcher =
+        krpc_kafka::Fetcher::new(reader.clone(), config).expect("valid fetcher options");
     fetcher.assign(&topic, 0, 0);
     let total = per_producer * producers;
     let deadline = std::time::Instant::now() + 2 * T;
@@ -299,7 +285,8 @@ async fn diagnose_missing(
         .filter(|o| !seen.contains(o))
         .take(20)
         .collect();
-    let mut again = krpc_kafka::Fetcher::new(reader.clone(), kafka::quick_fetch());
+    let mut again = krpc_kafka::Fetcher::new(reader.clone(), kafka::quick_fetch())
+        .expect("valid fetcher options");
     again.assign(topic, 0, 0);
     let mut stored = std::collections::HashSet::new();
     let until = std::time::Instant::now() + T;
@@ -328,7 +315,8 @@ async fn delete_records_moves_the_log_start_offset() {
     let addr = Broker::shared().addr().to_string();
     let client = kafka::client(&addr).await;
     let topic = kafka::topic(&client, "delete-records", 1).await;
-    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let producer =
+        Producer::new(client.clone(), ProducerConfig::default()).expect("valid producer options");
     for i in 0..10 {
         producer
             .produce(&topic, sample::record(i))

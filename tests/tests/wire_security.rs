@@ -50,10 +50,10 @@ fn sasl_broker() -> Option<&'static Broker> {
 
 fn config(addr: &str, sasl: SaslConfig) -> ClientConfig {
     ClientConfig::new(addr)
-        .client_id("krpc-tests-security")
-        .connect_timeout(Duration::from_secs(20))
-        .request_timeout(Duration::from_secs(10))
-        .sasl(sasl)
+        .with_client_id("krpc-tests-security")
+        .with_connect_timeout(Duration::from_secs(20))
+        .with_request_timeout(Duration::from_secs(10))
+        .with_sasl(sasl)
 }
 
 /// Creates a topic, produces three records and reads them back through `client`.
@@ -63,7 +63,8 @@ async fn round_trip(client: &KafkaClient, prefix: &str) {
         .create_topics(&[NewTopic::new(&topic, 1)], false)
         .await
         .expect("create topic over an authenticated connection");
-    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let producer =
+        Producer::new(client.clone(), ProducerConfig::default()).expect("valid producer options");
     for i in 0..3 {
         let md = producer
             .produce(&topic, ProducerRecord::value(format!("{prefix}-{i}")))
@@ -249,17 +250,14 @@ mod tls {
 
     fn tls_config(addr: &str, tls: TlsConfig) -> ClientConfig {
         ClientConfig::new(addr)
-            .client_id("krpc-tests-tls")
-            .connect_timeout(Duration::from_secs(20))
-            .request_timeout(Duration::from_secs(10))
-            .tls(tls)
+            .with_client_id("krpc-tests-tls")
+            .with_connect_timeout(Duration::from_secs(20))
+            .with_request_timeout(Duration::from_secs(10))
+            .with_tls(tls)
     }
 
     fn trusting(ca: &TestCa) -> TlsConfig {
-        TlsConfig {
-            ca_file: Some(ca.cert_file.clone()),
-            ..TlsConfig::default()
-        }
+        TlsConfig::default().with_ca_file(ca.cert_file.clone())
     }
 
     /// Connects with `config`, expecting a TLS failure within [`FAST`] whose text contains
@@ -305,7 +303,8 @@ mod tls {
             .create_topics(&[NewTopic::new(&topic, 2)], false)
             .await
             .expect("create topic over TLS");
-        let producer = Producer::new(client.clone(), ProducerConfig::default());
+        let producer = Producer::new(client.clone(), ProducerConfig::default())
+            .expect("valid producer options");
         for i in 0..4 {
             producer
                 .produce(&topic, ProducerRecord::value(format!("g{i}")))
@@ -355,6 +354,7 @@ mod tls {
         };
         let svc = krpc_tests::unique_topic("tls-rpc").replace('.', "-");
         let server = Server::new(connect().await, tuning::server_options(&svc))
+            .expect("valid server options")
             .method("add", |(a, b): (i64, i64)| async move {
                 Ok::<_, HandlerError>(a + b)
             });
@@ -367,7 +367,7 @@ mod tls {
                 &svc,
                 "add",
                 &(40, 2),
-                CallOptions::default().timeout(Duration::from_secs(60)),
+                CallOptions::default().with_timeout(Duration::from_secs(60)),
             )
             .await
             .expect("RPC call over TLS")
@@ -400,10 +400,7 @@ mod tls {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tls_with_a_name_the_certificate_lacks_fails_fast() {
         let Some(b) = tls_broker() else { return };
-        let tls = TlsConfig {
-            server_name: Some("kafka.example.com".into()),
-            ..trusting(&pki().ca)
-        };
+        let tls = trusting(&pki().ca).with_server_name("kafka.example.com");
         let err = expect_tls_failure(tls_config(b.addr(), tls), "not valid for").await;
         assert!(err.to_string().contains("kafka.example.com"), "{err}");
     }
@@ -417,10 +414,7 @@ mod tls {
             return;
         }
         expect_tls_failure(tls_config(b.addr(), trusting(&pki().ca)), "not valid for").await;
-        let tls = TlsConfig {
-            server_name: Some("broker.krpc.test".into()),
-            ..trusting(&pki().ca)
-        };
+        let tls = trusting(&pki().ca).with_server_name("broker.krpc.test");
         let client = KafkaClient::connect(tls_config(b.addr(), tls))
             .await
             .expect("TLS connect with the server name override");
@@ -459,19 +453,19 @@ mod tls {
             return;
         }
         let config = tls_config(b.addr(), trusting(&pki().ca))
-            .sasl(SaslConfig::scram_sha512("carol", "carol-secret"));
+            .with_sasl(SaslConfig::scram_sha512("carol", "carol-secret"));
         let client = KafkaClient::connect(config)
             .await
             .expect("TLS + SCRAM-SHA-512 login");
         round_trip(&client, "tls-scram512").await;
         let config = tls_config(b.addr(), trusting(&pki().ca))
-            .sasl(SaslConfig::scram_sha256("dave", "dave-secret"));
+            .with_sasl(SaslConfig::scram_sha256("dave", "dave-secret"));
         let client = KafkaClient::connect(config)
             .await
             .expect("TLS + SCRAM-SHA-256 login");
         round_trip(&client, "tls-scram256").await;
         let config = tls_config(b.addr(), trusting(&pki().ca))
-            .sasl(SaslConfig::scram_sha512("carol", "wrong"));
+            .with_sasl(SaslConfig::scram_sha512("carol", "wrong"));
         let started = Instant::now();
         let err = KafkaClient::connect(config)
             .await
@@ -489,10 +483,12 @@ mod tls {
     }
 
     fn mutual(client_cert: Option<&CertFiles>) -> TlsConfig {
-        TlsConfig {
-            client_cert: client_cert.map(|c| (c.cert.clone(), c.key.clone())),
-            server_name: Some("broker.krpc.test".into()),
-            ..trusting(&pki().ca)
+        {
+            let mut tls = trusting(&pki().ca).with_server_name("broker.krpc.test");
+            if let Some(c) = client_cert {
+                tls = tls.with_client_cert(c.cert.clone(), c.key.clone());
+            }
+            tls
         }
     }
 
@@ -608,7 +604,7 @@ async fn tls_without_the_feature_is_a_clear_error() {
         return;
     }
     let Some(broker) = sasl_broker() else { return };
-    let config = ClientConfig::new(broker.addr()).tls(krpc_kafka::TlsConfig::default());
+    let config = ClientConfig::new(broker.addr()).with_tls(krpc_kafka::TlsConfig::default());
     let started = Instant::now();
     let err = KafkaClient::connect(config)
         .await

@@ -42,12 +42,10 @@ async fn bench_krpc_kafka(addr: &str, records: usize) -> Result {
         .create_topics(&[NewTopic::new(&t, 1)], false)
         .await
         .expect("create");
-    let config = ProducerConfig {
-        linger: Duration::from_secs(60),
-        max_batch_bytes: 16 << 20,
-        ..ProducerConfig::default()
-    };
-    let producer = Producer::new(client.clone(), config);
+    let config = ProducerConfig::default()
+        .with_linger(Duration::from_secs(60))
+        .with_max_batch_bytes(16 << 20);
+    let producer = Producer::new(client.clone(), config).expect("producer config");
     let value = vec![b'x'; SIZE];
     let started = Instant::now();
     for _ in 0..records / BATCH {
@@ -61,13 +59,11 @@ async fn bench_krpc_kafka(addr: &str, records: usize) -> Result {
     }
     let produce = started.elapsed();
 
-    let fetch_config = FetchConfig {
-        max_wait: Duration::from_millis(10),
-        partition_max_bytes: 16 << 20,
-        max_bytes: 64 << 20,
-        ..FetchConfig::default()
-    };
-    let mut fetcher = Fetcher::new(client.clone(), fetch_config);
+    let fetch_config = FetchConfig::default()
+        .with_max_wait(Duration::from_millis(10))
+        .with_partition_max_bytes(16 << 20)
+        .with_max_bytes(64 << 20);
+    let mut fetcher = Fetcher::new(client.clone(), fetch_config).expect("fetch config");
     fetcher.assign(&t, 0, 0);
     let started = Instant::now();
     let mut got = 0;
@@ -78,11 +74,9 @@ async fn bench_krpc_kafka(addr: &str, records: usize) -> Result {
 
     let single = Producer::new(
         client.clone(),
-        ProducerConfig {
-            linger: Duration::ZERO,
-            ..ProducerConfig::default()
-        },
-    );
+        ProducerConfig::default().with_linger(Duration::ZERO),
+    )
+    .expect("producer config");
     let mut hist = Histogram::<u64>::new(3).unwrap();
     for _ in 0..ROUND_TRIPS {
         let t0 = Instant::now();

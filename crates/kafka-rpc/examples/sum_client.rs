@@ -15,7 +15,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "127.0.0.1:9092".into());
     let kafka = KafkaClient::connect(ClientConfig::new(&bootstrap)).await?;
     let client = RpcClient::connect(kafka, ClientOptions::default()).await?;
-    let options = CallOptions::default().timeout(Duration::from_secs(30));
+    let options = CallOptions::default().with_timeout(Duration::from_secs(30));
     let result = client
         .call::<_, i64>("Sum", "add", &(1, 2), options)
         .await?;

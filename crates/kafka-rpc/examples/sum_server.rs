@@ -12,7 +12,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9092".into());
     let kafka = KafkaClient::connect(ClientConfig::new(&bootstrap)).await?;
-    let server = Server::new(kafka, ServerOptions::new("Sum")).method(
+    let server = Server::new(kafka, ServerOptions::new("Sum"))?.method(
         "add",
         |(a, b): (i64, i64)| async move {
             a.checked_add(b)

@@ -90,7 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9092".into());
     let kafka = KafkaClient::connect(ClientConfig::new(&bootstrap)).await?;
-    let server = Server::new(kafka.clone(), NotesServer::<Notebook>::options())
+    let server = Server::new(kafka.clone(), NotesServer::<Notebook>::options())?
         .service(NotesServer::new(Notebook::default()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run(async {

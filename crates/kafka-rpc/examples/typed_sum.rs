@@ -30,7 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let kafka = KafkaClient::connect(ClientConfig::new(&bootstrap)).await?;
     if mode == "serve" {
         let server =
-            Server::new(kafka, SumServer::<Adder>::options()).service(SumServer::new(Adder));
+            Server::new(kafka, SumServer::<Adder>::options())?.service(SumServer::new(Adder));
         let stats = server
             .run(async {
                 let _ = tokio::signal::ctrl_c().await;

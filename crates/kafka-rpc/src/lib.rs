@@ -30,7 +30,7 @@
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let kafka = KafkaClient::connect(ClientConfig::new("127.0.0.1:9092")).await?;
-//! let server = Server::new(kafka.clone(), ServerOptions::new("Sum"))
+//! let server = Server::new(kafka.clone(), ServerOptions::new("Sum"))?
 //!     .method("add", |(a, b): (i64, i64)| async move {
 //!         a.checked_add(b).ok_or_else(|| HandlerError::from("overflow"))
 //!     });
@@ -38,10 +38,7 @@
 //!
 //! // The server may not have created the request topic yet: let the client create it (by
 //! // default a call to a service with no request topic is refused, so a typo makes no topic).
-//! let options = ClientOptions {
-//!     create_request_topics: true,
-//!     ..ClientOptions::default()
-//! };
+//! let options = ClientOptions::default().with_create_request_topics(true);
 //! let client = RpcClient::connect(kafka, options).await?;
 //! let sum = client.call::<_, i64>("Sum", "add", &(1, 2), CallOptions::default()).await?;
 //! assert_eq!(sum.value, 3);

@@ -23,10 +23,7 @@ use crate::error::RpcError;
 /// use std::time::Duration;
 /// use kafka_rpc::{topic_setup::TopicKind, TopicOptions};
 ///
-/// let topics = TopicOptions {
-///     reply_retention: Some(Duration::from_secs(600)),
-///     ..TopicOptions::default()
-/// };
+/// let topics = TopicOptions::default().with_reply_retention(Duration::from_secs(600));
 /// assert_eq!(
 ///     topics.configs(TopicKind::Replies),
 ///     vec![("retention.ms".to_string(), "600000".to_string())]
@@ -44,6 +41,7 @@ use crate::error::RpcError;
     derive(serde::Serialize, serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct TopicOptions {
     /// Partitions of each service's request topic (the most servers that can share its load;
     /// `kafka-topics.sh --partitions`). Default 16.
@@ -84,6 +82,66 @@ impl Default for TopicOptions {
         }
     }
 }
+
+impl TopicOptions {
+    /// Checks the settings, as [`Server::new`](crate::Server::new) and
+    /// [`RpcClient::connect`](crate::RpcClient::connect) do before creating anything: at least
+    /// one partition per topic, a replication factor of at least 1 (or -1, the broker's
+    /// default), and no retention of zero.
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::InvalidArgument`] naming the setting and its value.
+    pub fn validate(&self) -> Result<(), RpcError> {
+        use crate::client::check;
+        for (name, value) in [
+            ("request_partitions", self.request_partitions),
+            ("reply_partitions", self.reply_partitions),
+        ] {
+            check(value >= 1, || {
+                format!("TopicOptions::{name} must be >= 1, got {value}")
+            })?;
+        }
+        check(
+            self.replication_factor >= 1 || self.replication_factor == -1,
+            || {
+                format!(
+                    "TopicOptions::replication_factor must be >= 1 (or -1: the broker's \
+                     default), got {}",
+                    self.replication_factor
+                )
+            },
+        )?;
+        for (name, value) in [
+            ("request_retention", self.request_retention),
+            ("reply_retention", self.reply_retention),
+            ("completion_retention", self.completion_retention),
+            ("dead_letter_retention", self.dead_letter_retention),
+        ] {
+            check(value.is_none_or(|d| !d.is_zero()), || {
+                format!("TopicOptions::{name} (retention.ms) must be > 0 when set, got 0s")
+            })?;
+        }
+        Ok(())
+    }
+}
+
+crate::client::with_setters! { TopicOptions {
+    /// Sets [`request_partitions`](Self::request_partitions) (`kafka-topics.sh --partitions`).
+    with_request_partitions(request_partitions: i32);
+    /// Sets [`reply_partitions`](Self::reply_partitions) (`kafka-topics.sh --partitions`).
+    with_reply_partitions(reply_partitions: i32);
+    /// Sets [`replication_factor`](Self::replication_factor) (`kafka-topics.sh --replication-factor`).
+    with_replication_factor(replication_factor: i16);
+    /// Sets [`request_retention`](Self::request_retention) (topic config `retention.ms`).
+    with_request_retention(request_retention: some Duration);
+    /// Sets [`reply_retention`](Self::reply_retention) (topic config `retention.ms`).
+    with_reply_retention(reply_retention: some Duration);
+    /// Sets [`completion_retention`](Self::completion_retention) (topic config `retention.ms`).
+    with_completion_retention(completion_retention: some Duration);
+    /// Sets [`dead_letter_retention`](Self::dead_letter_retention) (topic config `retention.ms`).
+    with_dead_letter_retention(dead_letter_retention: some Duration);
+}}
 
 /// The kinds of topic kafka-rpc creates (wire/WIRE.md, "Topics").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,8 +204,9 @@ impl TopicCache {
         {
             return Ok(());
         }
-        let mut new = NewTopic::new(topic, partitions).replication_factor(replication_factor);
-        new.configs = configs.to_vec();
+        let new = NewTopic::new(topic, partitions)
+            .with_replication_factor(replication_factor)
+            .with_configs(configs.to_vec());
         client
             .create_topics(&[new], true)
             .await

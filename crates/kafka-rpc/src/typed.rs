@@ -67,7 +67,7 @@
 //! }
 //!
 //! # async fn demo(kafka: kafka_rpc::krpc_kafka::KafkaClient) -> Result<(), Box<dyn std::error::Error>> {
-//! let server = Server::new(kafka.clone(), SumServer::<Adder>::options())
+//! let server = Server::new(kafka.clone(), SumServer::<Adder>::options())?
 //!     .service(SumServer::new(Adder));
 //! tokio::spawn(server.run(std::future::pending()));
 //!

@@ -162,8 +162,8 @@ impl BrokerArgs {
     pub fn config(&self) -> Result<ClientConfig, UsageError> {
         let mut config = match &self.file.broker {
             Some(file) if self.file.client_id_given => file.clone(),
-            Some(file) => file.clone().client_id("krpc"),
-            None => ClientConfig::new("").client_id("krpc"),
+            Some(file) => file.clone().with_client_id("krpc"),
+            None => ClientConfig::new("").with_client_id("krpc"),
         };
         if let Some(bootstrap) = &self.bootstrap {
             config.bootstrap = ClientConfig::new(bootstrap).bootstrap;

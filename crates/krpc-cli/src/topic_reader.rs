@@ -30,7 +30,7 @@ pub async fn read_to_end(
         .list_offsets(topic, &ids, OffsetSpec::Latest)
         .await
         .map_err(|e| e.to_string())?;
-    let mut fetcher = Fetcher::new(client.clone(), config);
+    let mut fetcher = Fetcher::new(client.clone(), config).map_err(|e| e.to_string())?;
     let mut ends = BTreeMap::new();
     for &p in &ids {
         let from = start

@@ -75,10 +75,11 @@ impl KafkaClient {
     ///
     /// Fails with [`Error::BootstrapUnreachable`] naming the addresses once the connect timeout
     /// has elapsed.
+    ///
+    /// Fails with [`Error::InvalidArgument`] naming the setting, before dialling, when `config`
+    /// does not pass [`ClientConfig::validate`].
     pub async fn connect(config: ClientConfig) -> Result<Self> {
-        if config.bootstrap.is_empty() {
-            return Err(Error::InvalidArgument("no bootstrap broker given".into()));
-        }
+        config.validate()?;
         let client = Self::unconnected(config);
         client.refresh_metadata(&[]).await?;
         Ok(client)
@@ -120,12 +121,11 @@ impl KafkaClient {
             cfg.connect_timeout,
         );
         loop {
-            let attempt_cfg = ClientConfig {
-                connect_timeout: backoff
+            let attempt_cfg = cfg.clone().with_connect_timeout(
+                backoff
                     .remaining()
                     .max(std::time::Duration::from_millis(10)),
-                ..cfg.clone()
-            };
+            );
             match Connection::connect(addr, &attempt_cfg).await {
                 Ok(conn) => {
                     let conn = Arc::new(conn);

@@ -44,6 +44,7 @@ pub use crate::sasl::{SaslConfig, SaslMechanism};
     derive(serde::Serialize, serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct TlsConfig {
     /// PEM file of the CA certificate(s) to trust; `None` trusts the system's root certificates.
     pub ca_file: Option<PathBuf>,
@@ -56,6 +57,12 @@ pub struct TlsConfig {
 }
 
 /// How to reach and talk to the cluster.
+///
+/// Like every options type of this crate it is `#[non_exhaustive]`: start from
+/// [`ClientConfig::new`] and chain the `with_*` setters (fields stay readable, and assignable
+/// on a value you own). [`KafkaClient::connect`](crate::KafkaClient::connect) checks it
+/// ([`ClientConfig::validate`]) before dialling.
+///
 /// # Examples
 ///
 /// ```
@@ -63,10 +70,11 @@ pub struct TlsConfig {
 /// use krpc_kafka::{ClientConfig, SaslConfig};
 ///
 /// let config = ClientConfig::new("broker1:9092,broker2:9092")
-///     .client_id("billing")
-///     .request_timeout(Duration::from_secs(30))
-///     .sasl(SaslConfig::plain("alice", "secret"));
+///     .with_client_id("billing")
+///     .with_request_timeout(Duration::from_secs(30))
+///     .with_sasl(SaslConfig::plain("alice", "secret"));
 /// assert_eq!(config.bootstrap, ["broker1:9092", "broker2:9092"]);
+/// assert!(config.validate().is_ok());
 /// ```
 #[derive(Debug, Clone)]
 #[cfg_attr(
@@ -74,6 +82,7 @@ pub struct TlsConfig {
     derive(serde::Serialize, serde::Deserialize),
     serde(default = "ClientConfig::serde_default", deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// Bootstrap brokers as `host:port` (Java: `bootstrap.servers`). In a config file: a list,
     /// or one comma-separated string; none by default (a file that leaves it out needs it from
@@ -155,40 +164,113 @@ impl ClientConfig {
         }
     }
 
-    /// Sets the client id.
-    pub fn client_id(mut self, id: impl Into<String>) -> Self {
-        self.client_id = id.into();
-        self
-    }
-
-    /// Sets the connect timeout.
-    pub fn connect_timeout(mut self, t: Duration) -> Self {
-        self.connect_timeout = t;
-        self
-    }
-
-    /// Sets the request timeout.
-    pub fn request_timeout(mut self, t: Duration) -> Self {
-        self.request_timeout = t;
-        self
-    }
-
-    /// Authenticates every connection with SASL.
-    pub fn sasl(mut self, sasl: SaslConfig) -> Self {
-        self.sasl = Some(sasl);
-        self
-    }
-
-    /// Uses TLS for every connection.
-    pub fn tls(mut self, tls: TlsConfig) -> Self {
-        self.tls = Some(tls);
-        self
+    /// Checks every setting, as [`KafkaClient::connect`](crate::KafkaClient::connect) does
+    /// before dialling: at least one bootstrap broker, non-zero timeouts and frame size, and a
+    /// valid [`TlsConfig`].
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::InvalidArgument`] naming the setting and its value.
+    pub fn validate(&self) -> crate::Result<()> {
+        check(!self.bootstrap.is_empty(), || {
+            "ClientConfig::bootstrap (bootstrap.servers) must name at least one broker, got none"
+                .into()
+        })?;
+        check(self.bootstrap.iter().all(|b| !b.trim().is_empty()), || {
+            format!(
+                "ClientConfig::bootstrap (bootstrap.servers) has an empty address: {:?}",
+                self.bootstrap
+            )
+        })?;
+        check(!self.connect_timeout.is_zero(), || {
+            "ClientConfig::connect_timeout (socket.connection.setup.timeout.ms) must be > 0, got 0s"
+                .into()
+        })?;
+        check(!self.request_timeout.is_zero(), || {
+            "ClientConfig::request_timeout (request.timeout.ms) must be > 0, got 0s".into()
+        })?;
+        check(self.max_frame_bytes > 0, || {
+            "ClientConfig::max_frame_bytes must be > 0, got 0".into()
+        })?;
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        }
+        Ok(())
     }
 
     /// The defaults a config file starts from: [`ClientConfig::new`] with no bootstrap broker.
     #[cfg(feature = "serde")]
     fn serde_default() -> Self {
         Self::new("")
+    }
+}
+
+with_setters! { ClientConfig {
+    /// Sets [`bootstrap`](Self::bootstrap) (Java `bootstrap.servers`), one `host:port` each.
+    with_bootstrap(bootstrap: Vec<String>);
+    /// Sets [`client_id`](Self::client_id) (Java `client.id`).
+    with_client_id(client_id: into String);
+    /// Sets [`connect_timeout`](Self::connect_timeout) (Java `socket.connection.setup.timeout.ms`).
+    with_connect_timeout(connect_timeout: Duration);
+    /// Sets [`request_timeout`](Self::request_timeout) (Java `request.timeout.ms`).
+    with_request_timeout(request_timeout: Duration);
+    /// Sets [`retry_backoff`](Self::retry_backoff) (Java `retry.backoff.ms`).
+    with_retry_backoff(retry_backoff: Duration);
+    /// Sets [`retry_backoff_max`](Self::retry_backoff_max) (Java `retry.backoff.max.ms`).
+    with_retry_backoff_max(retry_backoff_max: Duration);
+    /// Sets [`reconnect_backoff`](Self::reconnect_backoff) (Java `reconnect.backoff.ms`).
+    with_reconnect_backoff(reconnect_backoff: Duration);
+    /// Sets [`reconnect_backoff_max`](Self::reconnect_backoff_max) (Java `reconnect.backoff.max.ms`).
+    with_reconnect_backoff_max(reconnect_backoff_max: Duration);
+    /// Sets [`connections_max_idle`](Self::connections_max_idle) (Java `connections.max.idle.ms`).
+    with_connections_max_idle(connections_max_idle: Duration);
+    /// Sets [`max_frame_bytes`](Self::max_frame_bytes) (no Java setting).
+    with_max_frame_bytes(max_frame_bytes: usize);
+    /// Sets [`metadata_max_age`](Self::metadata_max_age) (Java `metadata.max.age.ms`).
+    with_metadata_max_age(metadata_max_age: Duration);
+    /// Authenticates every connection with SASL: sets [`sasl`](Self::sasl) (Java `sasl.mechanism`, `sasl.jaas.config`).
+    with_sasl(sasl: some SaslConfig);
+    /// Uses TLS for every connection: sets [`tls`](Self::tls) (Java `security.protocol=SSL`).
+    with_tls(tls: some TlsConfig);
+}}
+
+impl TlsConfig {
+    /// Checks the settings that can be checked without reading the files (those are read, and
+    /// their errors reported, when a connection is made): a server name, when set, is not
+    /// empty.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::InvalidArgument`] naming the setting and its value.
+    pub fn validate(&self) -> crate::Result<()> {
+        check(
+            self.server_name
+                .as_deref()
+                .is_none_or(|n| !n.trim().is_empty()),
+            || {
+                format!(
+                    "TlsConfig::server_name must not be empty, got {:?}",
+                    self.server_name
+                )
+            },
+        )
+    }
+}
+
+with_setters! { TlsConfig {
+    /// Trusts the CA certificate(s) of this PEM file: sets [`ca_file`](Self::ca_file) (Java `ssl.truststore.location`).
+    with_ca_file(ca_file: some PathBuf);
+    /// Sets [`server_name`](Self::server_name) (what Java's `ssl.endpoint.identification.algorithm=https` checks).
+    with_server_name(server_name: some String);
+}}
+
+impl TlsConfig {
+    /// Presents this client certificate chain and key (PEM files) for mutual TLS: sets
+    /// [`client_cert`](Self::client_cert) (Java `ssl.keystore.location`).
+    #[must_use]
+    pub fn with_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.client_cert = Some((cert.into(), key.into()));
+        self
     }
 }
 
@@ -215,5 +297,187 @@ mod serde_impl {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect())
+    }
+}
+
+/// Writes the chainable `with_*` setters of an options type, one per field, each with the doc
+/// comment given: `with_x(x: T)` sets `x`; `with_x(x: into T)` takes `impl Into<T>`;
+/// `with_x(x: some T)` sets an `Option<T>` field to `Some` (taking `impl Into<T>`).
+macro_rules! with_setters {
+    ($ty:ident { $($body:tt)* }) => {
+        impl $ty {
+            $crate::config::with_setters!(@ $($body)*);
+        }
+    };
+    (@) => {};
+    (@ $(#[$m:meta])* $name:ident($field:ident: into $t:ty); $($rest:tt)*) => {
+        $(#[$m])*
+        #[must_use]
+        pub fn $name(mut self, value: impl Into<$t>) -> Self {
+            self.$field = value.into();
+            self
+        }
+        $crate::config::with_setters!(@ $($rest)*);
+    };
+    (@ $(#[$m:meta])* $name:ident($field:ident: some $t:ty); $($rest:tt)*) => {
+        $(#[$m])*
+        #[must_use]
+        pub fn $name(mut self, value: impl Into<$t>) -> Self {
+            self.$field = Some(value.into());
+            self
+        }
+        $crate::config::with_setters!(@ $($rest)*);
+    };
+    (@ $(#[$m:meta])* $name:ident($field:ident: $t:ty); $($rest:tt)*) => {
+        $(#[$m])*
+        #[must_use]
+        pub fn $name(mut self, value: $t) -> Self {
+            self.$field = value;
+            self
+        }
+        $crate::config::with_setters!(@ $($rest)*);
+    };
+}
+pub(crate) use with_setters;
+
+/// `Err(InvalidArgument)` naming the setting and its value when `ok` is false.
+pub(crate) fn check(ok: bool, what: impl FnOnce() -> String) -> crate::Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::InvalidArgument(what()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Error, GroupConfig, GroupConsumer, KafkaClient, NewTopic};
+
+    fn refused(r: crate::Result<()>) -> String {
+        match r {
+            Err(Error::InvalidArgument(m)) => m,
+            other => panic!("not refused as InvalidArgument: {other:?}"),
+        }
+    }
+
+    /// `connect` refuses a config before dialling, naming the setting: a zero request timeout
+    /// used to be accepted and made every request time out at once.
+    #[tokio::test]
+    async fn connect_refuses_bad_settings_before_dialling() {
+        let m = refused(
+            KafkaClient::connect(
+                ClientConfig::new("127.0.0.1:9").with_request_timeout(Duration::ZERO),
+            )
+            .await
+            .map(drop),
+        );
+        assert!(
+            m.contains("ClientConfig::request_timeout") && m.contains("got 0s"),
+            "{m}"
+        );
+        let m = refused(
+            KafkaClient::connect(ClientConfig::new(" , "))
+                .await
+                .map(drop),
+        );
+        assert!(m.contains("ClientConfig::bootstrap"), "{m}");
+        let m = refused(
+            ClientConfig::new("b:9092")
+                .with_tls(TlsConfig::default().with_server_name(""))
+                .validate(),
+        );
+        assert!(m.contains("TlsConfig::server_name"), "{m}");
+        let m = refused(
+            ClientConfig::new("b:9092")
+                .with_connect_timeout(Duration::ZERO)
+                .validate(),
+        );
+        assert!(m.contains("ClientConfig::connect_timeout"), "{m}");
+        let m = refused(
+            ClientConfig::new("b:9092")
+                .with_max_frame_bytes(0)
+                .validate(),
+        );
+        assert!(m.contains("ClientConfig::max_frame_bytes"), "{m}");
+        assert!(ClientConfig::new("b:9092").validate().is_ok());
+    }
+
+    /// The setters set what they name (a check on the macro writing them).
+    #[test]
+    fn setters_set_their_field() {
+        let c = ClientConfig::new("a:1")
+            .with_bootstrap(vec!["b:2".into()])
+            .with_client_id("x")
+            .with_retry_backoff_max(Duration::from_secs(7))
+            .with_tls(
+                TlsConfig::default()
+                    .with_ca_file("ca.pem")
+                    .with_client_cert("c.pem", "k.pem"),
+            );
+        assert_eq!(c.bootstrap, ["b:2"]);
+        assert_eq!(c.client_id, "x");
+        assert_eq!(c.retry_backoff_max, Duration::from_secs(7));
+        let tls = c.tls.expect("set");
+        assert_eq!(tls.ca_file, Some(PathBuf::from("ca.pem")));
+        assert_eq!(
+            tls.client_cert,
+            Some((PathBuf::from("c.pem"), PathBuf::from("k.pem")))
+        );
+    }
+
+    /// `GroupConsumer::new` refuses a bad group config before starting anything, naming the
+    /// setting (group id, assignors and the zero timeouts were accepted before).
+    #[test]
+    fn group_consumer_new_refuses_bad_settings_naming_them() {
+        let client = KafkaClient::unconnected(ClientConfig::new("127.0.0.1:9"));
+        let base = GroupConfig::new("g", &["t"]);
+        let cases = [
+            (base.clone().with_group_id(""), "GroupConfig::group_id"),
+            (base.clone().with_topics(vec![]), "GroupConfig::topics"),
+            (
+                base.clone().with_assignors(vec![]),
+                "GroupConfig::assignors",
+            ),
+            (
+                base.clone()
+                    .with_heartbeat_interval(Duration::from_secs(30)),
+                "GroupConfig::heartbeat_interval",
+            ),
+            (
+                base.clone().with_rebalance_timeout(Duration::ZERO),
+                "GroupConfig::rebalance_timeout",
+            ),
+            (
+                base.clone()
+                    .with_fetch(crate::FetchConfig::default().with_max_bytes(0)),
+                "FetchConfig::max_bytes",
+            ),
+        ];
+        for (config, setting) in cases {
+            let m = refused(GroupConsumer::new(client.clone(), config).map(drop));
+            assert!(m.contains(setting), "{setting}: {m}");
+        }
+        assert!(base.validate().is_ok());
+    }
+
+    /// `create_topics` refuses a bad topic before sending anything (the broker's
+    /// INVALID_PARTITIONS / INVALID_REPLICATION_FACTOR came back before).
+    #[tokio::test]
+    async fn create_topics_refuses_bad_topics_before_sending() {
+        let client = KafkaClient::unconnected(ClientConfig::new("127.0.0.1:9"));
+        let m = refused(client.create_topics(&[NewTopic::new("t", 0)], true).await);
+        assert!(
+            m.contains("NewTopic::partitions") && m.contains("got 0"),
+            "{m}"
+        );
+        let m = refused(NewTopic::new("t", 3).with_replication_factor(0).validate());
+        assert!(m.contains("NewTopic::replication_factor"), "{m}");
+        let m = refused(NewTopic::new("", 3).validate());
+        assert!(m.contains("NewTopic::name"), "{m}");
+        assert!(NewTopic::new("t", -1)
+            .with_config("retention.ms", "1")
+            .validate()
+            .is_ok());
     }
 }

@@ -601,9 +601,9 @@ mod tests {
 
     fn config(mechanism: SaslMechanism) -> ClientConfig {
         ClientConfig::new("unused")
-            .connect_timeout(Duration::from_secs(5))
-            .request_timeout(Duration::from_secs(5))
-            .sasl(SaslConfig::new(mechanism, "u", "p"))
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_request_timeout(Duration::from_secs(5))
+            .with_sasl(SaslConfig::new(mechanism, "u", "p"))
     }
 
     #[tokio::test]
@@ -649,10 +649,9 @@ mod tests {
     async fn the_client_stops_at_an_authentication_error_instead_of_retrying() {
         let addr = fake_broker(OnHandshake::Close).await;
         let started = std::time::Instant::now();
-        let err = crate::KafkaClient::connect(ClientConfig {
-            bootstrap: vec![addr],
-            ..config(SaslMechanism::ScramSha256)
-        })
+        let err = crate::KafkaClient::connect(
+            config(SaslMechanism::ScramSha256).with_bootstrap(vec![addr]),
+        )
         .await
         .unwrap_err();
         assert!(matches!(err, Error::Authentication { .. }), "{err:?}");

@@ -92,12 +92,16 @@ impl IsolationLevel {
 /// Fetch settings.
 ///
 /// With the `serde` feature it reads from a config file (see [`crate::config`]).
+///
+/// `#[non_exhaustive]`: start from [`FetchConfig::default`] and chain the `with_*` setters.
+/// [`Fetcher::new`] (and [`crate::GroupConsumer::new`]) check it ([`FetchConfig::validate`]).
 #[derive(Debug, Clone)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct FetchConfig {
     /// How long the broker may hold a fetch waiting for `min_bytes` (Java: `fetch.max.wait.ms`,
     /// 500 ms). Default 500 ms. In a config file also `fetch_max_wait` (Java's name, and
@@ -163,6 +167,64 @@ impl Default for FetchConfig {
     }
 }
 
+crate::config::with_setters! { FetchConfig {
+    /// Sets [`max_wait`](Self::max_wait) (Java `fetch.max.wait.ms`).
+    with_max_wait(max_wait: Duration);
+    /// Sets [`min_bytes`](Self::min_bytes) (Java `fetch.min.bytes`).
+    with_min_bytes(min_bytes: i32);
+    /// Sets [`max_bytes`](Self::max_bytes) (Java `fetch.max.bytes`).
+    with_max_bytes(max_bytes: i32);
+    /// Sets [`partition_max_bytes`](Self::partition_max_bytes) (Java `max.partition.fetch.bytes`).
+    with_partition_max_bytes(partition_max_bytes: i32);
+    /// Sets [`max_inflated_bytes`](Self::max_inflated_bytes) (no Java setting).
+    with_max_inflated_bytes(max_inflated_bytes: usize);
+    /// Sets [`offset_reset`](Self::offset_reset) (Java `auto.offset.reset`).
+    with_offset_reset(offset_reset: OffsetReset);
+    /// Sets [`skip_undecodable`](Self::skip_undecodable) (no Java setting).
+    with_skip_undecodable(skip_undecodable: bool);
+    /// Sets [`keep_skipped`](Self::keep_skipped) (no Java setting).
+    with_keep_skipped(keep_skipped: bool);
+    /// Sets [`hole_wait`](Self::hole_wait) to `Some` (no Java setting).
+    with_hole_wait(hole_wait: some Duration);
+    /// Sets [`isolation_level`](Self::isolation_level) (Java `isolation.level`).
+    with_isolation_level(isolation_level: IsolationLevel);
+}}
+
+impl FetchConfig {
+    /// Checks every setting, as [`Fetcher::new`] does: byte limits the Java consumer's
+    /// validators refuse (`fetch.min.bytes` below 0) or with which nothing could be fetched
+    /// (`fetch.max.bytes`, `max.partition.fetch.bytes` or the inflated-size bound at 0 or
+    /// below).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming the setting and its value.
+    pub fn validate(&self) -> Result<()> {
+        use crate::config::check;
+        check(self.min_bytes >= 0, || {
+            format!(
+                "FetchConfig::min_bytes (fetch.min.bytes) must be >= 0, got {}",
+                self.min_bytes
+            )
+        })?;
+        check(self.max_bytes > 0, || {
+            format!(
+                "FetchConfig::max_bytes (fetch.max.bytes) must be > 0, got {}",
+                self.max_bytes
+            )
+        })?;
+        check(self.partition_max_bytes > 0, || {
+            format!(
+                "FetchConfig::partition_max_bytes (max.partition.fetch.bytes) must be > 0, got {}",
+                self.partition_max_bytes
+            )
+        })?;
+        check(self.max_inflated_bytes > 0, || {
+            "FetchConfig::max_inflated_bytes must be > 0, got 0".into()
+        })
+    }
+}
+
 /// One assigned partition: where it is, its byte limit, and its backoff after errors.
 struct Assigned {
     topic: Arc<str>,
@@ -212,7 +274,7 @@ const MAX_KEPT_SKIPPED_BYTES: usize = 16 << 20;
 ///
 /// # async fn example() -> krpc_kafka::Result<()> {
 /// let client = KafkaClient::connect(ClientConfig::new("127.0.0.1:9092")).await?;
-/// let mut fetcher = Fetcher::new(client, FetchConfig::default());
+/// let mut fetcher = Fetcher::new(client, FetchConfig::default())?;
 /// fetcher.assign("events", 0, 0); // partition 0 from offset 0
 /// for record in fetcher.poll().await? {
 ///     println!("{}/{} at {}: {:?}", record.topic, record.partition, record.offset, record.value);
@@ -255,8 +317,14 @@ type Ask = (Arc<str>, i32, i64, i32);
 
 impl Fetcher {
     /// A fetcher with nothing assigned.
-    pub fn new(client: KafkaClient, config: FetchConfig) -> Self {
-        Self {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming the setting when `config` does not pass
+    /// [`FetchConfig::validate`].
+    pub fn new(client: KafkaClient, config: FetchConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
             client,
             config,
             assigned: Vec::new(),
@@ -268,7 +336,7 @@ impl Fetcher {
             holes: HashMap::new(),
             invalidated: HashMap::new(),
             kept_skipped: Vec::new(),
-        }
+        })
     }
 
     fn find(&self, topic: &str, partition: i32) -> Option<usize> {
@@ -964,6 +1032,46 @@ enum PartitionOutcome {
 mod tests {
     use super::*;
     use bytes::{Bytes, BytesMut};
+
+    /// Byte limits with which nothing could be fetched used to be accepted by `Fetcher::new`
+    /// and sent to the broker on every poll; now the constructor refuses them, naming the
+    /// setting and the value.
+    #[test]
+    fn fetcher_new_refuses_bad_settings_naming_them() {
+        let client = KafkaClient::unconnected(crate::ClientConfig::new("127.0.0.1:9"));
+        let cases = [
+            (
+                FetchConfig::default().with_min_bytes(-1),
+                "FetchConfig::min_bytes",
+                "got -1",
+            ),
+            (
+                FetchConfig::default().with_max_bytes(0),
+                "FetchConfig::max_bytes",
+                "got 0",
+            ),
+            (
+                FetchConfig::default().with_partition_max_bytes(-5),
+                "FetchConfig::partition_max_bytes",
+                "got -5",
+            ),
+            (
+                FetchConfig::default().with_max_inflated_bytes(0),
+                "FetchConfig::max_inflated_bytes",
+                "got 0",
+            ),
+        ];
+        for (config, setting, value) in cases {
+            match Fetcher::new(client.clone(), config) {
+                Err(Error::InvalidArgument(m)) => {
+                    assert!(m.contains(setting) && m.contains(value), "{m}")
+                }
+                Err(e) => panic!("{setting}: wrong error {e}"),
+                Ok(_) => panic!("{setting}: accepted"),
+            }
+        }
+        assert!(Fetcher::new(client, FetchConfig::default()).is_ok());
+    }
     use kafka_protocol::messages::fetch_response::{
         AbortedTransaction, FetchableTopicResponse, PartitionData,
     };

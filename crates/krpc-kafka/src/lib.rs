@@ -34,10 +34,10 @@
 //!
 //! # async fn example() -> krpc_kafka::Result<()> {
 //! let client = KafkaClient::connect(ClientConfig::new("127.0.0.1:9092")).await?;
-//! let producer = Producer::new(client.clone(), ProducerConfig::default());
+//! let producer = Producer::new(client.clone(), ProducerConfig::default())?;
 //! let stored = producer.produce("events", ProducerRecord::value("hello")).await?;
 //!
-//! let mut fetcher = Fetcher::new(client, FetchConfig::default());
+//! let mut fetcher = Fetcher::new(client, FetchConfig::default())?;
 //! fetcher.assign("events", stored.partition, stored.offset);
 //! let records = fetcher.poll().await?;
 //! # Ok(())

@@ -336,10 +336,7 @@ mod tests {
 
     #[test]
     fn a_missing_ca_file_is_named() {
-        let cfg = TlsConfig {
-            ca_file: Some("/nonexistent/ca.pem".into()),
-            ..TlsConfig::default()
-        };
+        let cfg = TlsConfig::default().with_ca_file("/nonexistent/ca.pem");
         let err = client_config(&cfg).unwrap_err();
         assert!(err.contains("/nonexistent/ca.pem"), "{err}");
     }

@@ -14,8 +14,12 @@ use kafka_protocol::protocol::StrBytes;
 use crate::client::KafkaClient;
 use crate::error::{check_code, Error, Result};
 
-/// A topic to create.
+/// A topic to create (Java: `NewTopic` of the admin client).
+///
+/// `#[non_exhaustive]`: start from [`NewTopic::new`] and chain the `with_*` setters.
+/// [`KafkaClient::create_topics`] checks each ([`NewTopic::validate`]) before sending anything.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct NewTopic {
     /// Topic name.
     pub name: String,
@@ -40,23 +44,68 @@ impl NewTopic {
         }
     }
 
-    /// Adds a topic config, e.g. `.config("retention.ms", "3600000")`.
-    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    /// Adds one topic config to [`configs`](Self::configs), e.g.
+    /// `.with_config("retention.ms", "3600000")`.
+    #[must_use]
+    pub fn with_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.configs.push((key.into(), value.into()));
         self
     }
 
-    /// Sets the replication factor.
-    pub fn replication_factor(mut self, rf: i16) -> Self {
-        self.replication_factor = rf;
-        self
+    /// Checks the topic as [`KafkaClient::create_topics`] does before sending: a name, at
+    /// least one partition (or -1, the broker's `num.partitions`), a replication factor of at
+    /// least 1 (or -1, the broker's `default.replication.factor`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming the setting and its value.
+    pub fn validate(&self) -> Result<()> {
+        use crate::config::check;
+        check(!self.name.is_empty(), || {
+            "NewTopic::name must not be empty, got \"\"".into()
+        })?;
+        check(self.partitions >= 1 || self.partitions == -1, || {
+            format!(
+                "NewTopic::partitions of {:?} must be >= 1 (or -1: the broker's default), got {}",
+                self.name, self.partitions
+            )
+        })?;
+        check(
+            self.replication_factor >= 1 || self.replication_factor == -1,
+            || {
+                format!(
+                    "NewTopic::replication_factor of {:?} must be >= 1 (or -1: the broker's \
+                     default), got {}",
+                    self.name, self.replication_factor
+                )
+            },
+        )
     }
 }
+
+crate::config::with_setters! { NewTopic {
+    /// Sets [`name`](Self::name).
+    with_name(name: into String);
+    /// Sets [`partitions`](Self::partitions) (`kafka-topics.sh --partitions`).
+    with_partitions(partitions: i32);
+    /// Sets [`replication_factor`](Self::replication_factor) (`kafka-topics.sh --replication-factor`).
+    with_replication_factor(replication_factor: i16);
+    /// Sets all of [`configs`](Self::configs) (`kafka-topics.sh --config`).
+    with_configs(configs: Vec<(String, String)>);
+}}
 
 impl KafkaClient {
     /// Creates `topics` on the controller; a topic that already exists is fine when
     /// `if_not_exists`. Waits until every created topic has a leader for every partition.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] before anything is sent when a topic does not pass
+    /// [`NewTopic::validate`]; the broker's errors otherwise.
     pub async fn create_topics(&self, topics: &[NewTopic], if_not_exists: bool) -> Result<()> {
+        for topic in topics {
+            topic.validate()?;
+        }
         let timeout = self.config().request_timeout;
         let req = CreateTopicsRequest::default()
             .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)

@@ -50,7 +50,7 @@ async fn main() {
                     if i >= calls {
                         return;
                     }
-                    let options = CallOptions::default().timeout(Duration::from_secs(60));
+                    let options = CallOptions::default().with_timeout(Duration::from_secs(60));
                     let result = client
                         .call::<_, i64>(&service, "add", &(i as i64, salt), options)
                         .await;

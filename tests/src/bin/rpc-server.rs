@@ -26,6 +26,7 @@ async fn main() {
     options.heartbeat_interval = options.session_timeout / 6;
     options.commit_interval = Duration::from_millis(commit_ms.parse().unwrap());
     let server = Server::new(kafka, options)
+        .expect("valid server options")
         .method("work", |(n, ms): (u64, u64)| async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             println!("exec {n}");

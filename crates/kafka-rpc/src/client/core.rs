@@ -56,13 +56,8 @@ impl CallCore {
         codec: ClientCodec,
         reply_to: Option<ReplyTo>,
         max_in_flight: usize,
-    ) -> Result<Self, RpcError> {
-        if max_in_flight == 0 || max_in_flight > Semaphore::MAX_PERMITS {
-            return Err(RpcError::InvalidArgument(format!(
-                "max_in_flight must be 1..={} (got {max_in_flight})",
-                Semaphore::MAX_PERMITS
-            )));
-        }
+    ) -> Self {
+        // `max_in_flight` was checked by the options' `validate` (1..=MAX_PERMITS).
         let pending = Arc::new(Pending::default());
         let reader_codec = codec.clone();
         let reader = spawn_reader(fetcher, pending.clone(), move |record| {
@@ -71,14 +66,14 @@ impl CallCore {
                 None => Ok(Parsed::Ignore),
             }
         });
-        Ok(Self {
+        Self {
             producer,
             pending,
             codec,
             reply_to,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             _reader: reader,
-        })
+        }
     }
 
     /// Calls waiting for their reply now.

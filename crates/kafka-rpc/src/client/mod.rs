@@ -17,6 +17,7 @@ use krpc_kafka::{FetchConfig, Fetcher, OffsetSpec, Producer, ProducerConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub(crate) use options::{check, check_max_in_flight, with_setters};
 pub use options::{CallOptions, ClientOptions, NotifyOptions};
 
 pub(crate) use self::core::{CallCore, CallSpec};
@@ -92,7 +93,7 @@ struct Inner {
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 /// let kafka = KafkaClient::connect(ClientConfig::new("127.0.0.1:9092")).await?;
 /// let client = RpcClient::connect(kafka, ClientOptions::default()).await?;
-/// let options = CallOptions::default().timeout(Duration::from_secs(10));
+/// let options = CallOptions::default().with_timeout(Duration::from_secs(10));
 /// let sum = client.call::<_, i64>("Sum", "add", &(1, 2), options).await?;
 /// assert_eq!(sum.value, 3);
 /// println!("served by {} in {:?}", sum.meta.server_id, sum.meta.elapsed);
@@ -109,10 +110,14 @@ pub struct RpcClient {
 impl RpcClient {
     /// Prepares a client: creates the reply topic if needed, takes the slot of `instance_id`,
     /// and reads the slot's end offset before returning, so no reply can be missed.
+    ///
+    /// Fails with [`RpcError::InvalidArgument`] naming the setting, before touching the
+    /// cluster, when `options` does not pass [`ClientOptions::validate`].
     pub async fn connect(
         kafka: krpc_kafka::KafkaClient,
         options: ClientOptions,
     ) -> Result<Self, RpcError> {
+        options.validate()?;
         let topics = TopicCache::default();
         let reply_topic = options.reply_topic.clone();
         let partitions = topics
@@ -127,13 +132,12 @@ impl RpcClient {
         let slot = partition_for_key(options.instance_id.as_bytes(), partitions);
         // A batch in our slot that cannot be decoded must not stop every later reply, and a
         // hole (a broker showing a later reply first) is fetched again, not jumped.
-        let fetch = FetchConfig {
-            max_wait: options.reply_fetch_max_wait,
-            skip_undecodable: true,
-            hole_wait: Some(crate::server::HOLE_WAIT),
-            ..FetchConfig::default()
-        };
-        let mut fetcher = Fetcher::new(kafka.clone(), fetch);
+        let fetch = FetchConfig::default()
+            .with_max_wait(options.reply_fetch_max_wait)
+            .with_skip_undecodable(true)
+            .with_hole_wait(crate::server::HOLE_WAIT);
+        let mut fetcher = Fetcher::new(kafka.clone(), fetch)
+            .map_err(|e| RpcError::kafka("the reply reader's fetch settings", e))?;
         fetcher
             .assign_at(&reply_topic, slot, OffsetSpec::Latest)
             .await
@@ -145,11 +149,9 @@ impl RpcClient {
             })?;
         let producer = Producer::new(
             kafka.clone(),
-            ProducerConfig {
-                linger: options.linger,
-                ..ProducerConfig::default()
-            },
-        );
+            ProducerConfig::default().with_linger(options.linger),
+        )
+        .map_err(|e| RpcError::kafka("the request producer's settings", e))?;
         let reply_to = ReplyTo {
             topic: reply_topic.clone(),
             partition: slot,
@@ -164,7 +166,7 @@ impl RpcClient {
             codec,
             Some(reply_to.clone()),
             options.max_in_flight,
-        )?;
+        );
         tracing::debug!(instance = %options.instance_id, %reply_topic, slot, "client ready");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -213,6 +215,7 @@ impl RpcClient {
         // Measured here (src/metrics.rs), so a call refused before it is sent (an unknown
         // service, arguments that do not encode) and a result that does not decode count too.
         crate::metrics::ClientCall::measure(service, method, async move {
+            options.validate()?;
             let timeout = options
                 .timeout
                 .unwrap_or(self.inner.options.default_timeout);
@@ -235,6 +238,7 @@ impl RpcClient {
         options: NotifyOptions,
     ) -> Result<RequestId, RpcError> {
         let result = async {
+            options.validate()?;
             let spec = self
                 .prepare(service, method, args, options.routing_key, options.metadata)
                 .await?;

@@ -4,23 +4,29 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::error::RpcError;
 use crate::naming::DEFAULT_REPLY_TOPIC;
 use crate::service::Metadata;
 use crate::topic_setup::TopicOptions;
 
 /// Settings of one client instance.
+///
+/// Like every options type of this crate it is `#[non_exhaustive]`: start from
+/// [`ClientOptions::default`] and chain the `with_*` setters (fields stay readable, and
+/// assignable on a value you own). [`RpcClient::connect`](crate::RpcClient::connect) checks it
+/// ([`ClientOptions::validate`]) before touching the cluster.
+///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
 /// use kafka_rpc::ClientOptions;
 ///
-/// let options = ClientOptions {
-///     default_timeout: Duration::from_secs(5),
-///     linger: Duration::from_millis(1),
-///     ..ClientOptions::default()
-/// };
+/// let options = ClientOptions::default()
+///     .with_default_timeout(Duration::from_secs(5))
+///     .with_linger(Duration::from_millis(1));
 /// assert_eq!(options.reply_topic, ClientOptions::default().reply_topic);
+/// assert!(options.validate().is_ok());
 /// ```
 ///
 /// With the `serde` feature it reads from a config file: keys are the field names, each
@@ -33,6 +39,7 @@ use crate::topic_setup::TopicOptions;
     derive(serde::Serialize, serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct ClientOptions {
     /// This instance's id; its reply slot is derived from it. Random unless set.
     pub instance_id: String,
@@ -93,8 +100,115 @@ impl Default for ClientOptions {
     }
 }
 
+impl ClientOptions {
+    /// Checks every setting, as [`RpcClient::connect`](crate::RpcClient::connect) does before
+    /// touching the cluster: an instance id and a reply topic, a non-zero default timeout,
+    /// `max_in_flight` within 1..=[`tokio::sync::Semaphore::MAX_PERMITS`], and valid
+    /// [`topics`](Self::topics).
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::InvalidArgument`] naming the setting and its value.
+    pub fn validate(&self) -> Result<(), RpcError> {
+        check(!self.instance_id.is_empty(), || {
+            "ClientOptions::instance_id must not be empty, got \"\"".into()
+        })?;
+        check(!self.reply_topic.is_empty(), || {
+            "ClientOptions::reply_topic must not be empty, got \"\"".into()
+        })?;
+        check(!self.default_timeout.is_zero(), || {
+            "ClientOptions::default_timeout must be > 0, got 0s".into()
+        })?;
+        check_max_in_flight("ClientOptions", self.max_in_flight)?;
+        self.topics.validate()
+    }
+}
+
+with_setters! { ClientOptions {
+    /// Sets [`instance_id`](Self::instance_id).
+    with_instance_id(instance_id: into String);
+    /// Sets [`reply_topic`](Self::reply_topic).
+    with_reply_topic(reply_topic: into String);
+    /// Sets [`topics`](Self::topics).
+    with_topics(topics: TopicOptions);
+    /// Sets [`default_timeout`](Self::default_timeout) (closest Java setting: `delivery.timeout.ms`).
+    with_default_timeout(default_timeout: Duration);
+    /// Sets [`reply_fetch_max_wait`](Self::reply_fetch_max_wait) (Java `fetch.max.wait.ms`).
+    with_reply_fetch_max_wait(reply_fetch_max_wait: Duration);
+    /// Sets [`linger`](Self::linger) (Java `linger.ms`).
+    with_linger(linger: Duration);
+    /// Seals requests and requires sealed results: sets [`security`](Self::security).
+    with_security(security: some crate::security::PayloadSecurity);
+    /// Sets [`max_in_flight`](Self::max_in_flight) (tarpc's `max_in_flight_requests`).
+    with_max_in_flight(max_in_flight: usize);
+    /// Sets [`create_request_topics`](Self::create_request_topics) (as Java's `allow.auto.create.topics`).
+    with_create_request_topics(create_request_topics: bool);
+}}
+
+/// `max_in_flight` of `what` is within 1..=`Semaphore::MAX_PERMITS` (the permits of the calls
+/// waiting for their reply).
+pub(crate) fn check_max_in_flight(what: &str, max_in_flight: usize) -> Result<(), RpcError> {
+    let max = tokio::sync::Semaphore::MAX_PERMITS;
+    check((1..=max).contains(&max_in_flight), || {
+        format!("{what}::max_in_flight must be 1..={max}, got {max_in_flight}")
+    })
+}
+
+/// `Err(InvalidArgument)` naming the setting and its value when `ok` is false.
+pub(crate) fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), RpcError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(RpcError::InvalidArgument(what()))
+    }
+}
+
+/// Writes the chainable `with_*` setters of an options type, one per field, each with the doc
+/// comment given: `with_x(x: T)` sets `x`; `with_x(x: into T)` takes `impl Into<T>`;
+/// `with_x(x: some T)` sets an `Option<T>` field to `Some` (taking `impl Into<T>`).
+macro_rules! with_setters {
+    ($ty:ident { $($body:tt)* }) => {
+        impl $ty {
+            $crate::client::with_setters!(@ $($body)*);
+        }
+    };
+    (@) => {};
+    (@ $(#[$m:meta])* $name:ident($field:ident: into $t:ty); $($rest:tt)*) => {
+        $(#[$m])*
+        #[must_use]
+        pub fn $name(mut self, value: impl Into<$t>) -> Self {
+            self.$field = value.into();
+            self
+        }
+        $crate::client::with_setters!(@ $($rest)*);
+    };
+    (@ $(#[$m:meta])* $name:ident($field:ident: some $t:ty); $($rest:tt)*) => {
+        $(#[$m])*
+        #[must_use]
+        pub fn $name(mut self, value: impl Into<$t>) -> Self {
+            self.$field = Some(value.into());
+            self
+        }
+        $crate::client::with_setters!(@ $($rest)*);
+    };
+    (@ $(#[$m:meta])* $name:ident($field:ident: $t:ty); $($rest:tt)*) => {
+        $(#[$m])*
+        #[must_use]
+        pub fn $name(mut self, value: $t) -> Self {
+            self.$field = value;
+            self
+        }
+        $crate::client::with_setters!(@ $($rest)*);
+    };
+}
+pub(crate) use with_setters;
+
 /// Options of one call.
+///
+/// `#[non_exhaustive]`: start from [`CallOptions::default`] and chain the `with_*` setters;
+/// [`RpcClient::call`](crate::RpcClient::call) checks it ([`CallOptions::validate`]).
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct CallOptions {
     /// How long to wait for the reply (the client's default if `None`); it travels with the
     /// request as a deadline, so no server starts it after the caller gave up.
@@ -108,28 +222,42 @@ pub struct CallOptions {
 }
 
 impl CallOptions {
-    /// Adds a metadata entry (see [`Metadata`]; a bad name fails the call with
-    /// `InvalidArgument`).
-    pub fn metadata(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    /// Adds one entry to [`metadata`](Self::metadata) (see [`Metadata`]; a bad name fails the
+    /// call with `InvalidArgument`).
+    #[must_use]
+    pub fn with_metadata_entry(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
         self.metadata.insert(name, value);
         self
     }
 
-    /// Sets the timeout.
-    pub fn timeout(mut self, t: Duration) -> Self {
-        self.timeout = Some(t);
-        self
-    }
-
-    /// Sets the routing key.
-    pub fn routing_key(mut self, key: impl Into<Bytes>) -> Self {
-        self.routing_key = Some(key.into());
-        self
+    /// Checks the options, as [`RpcClient::call`](crate::RpcClient::call) does before sending:
+    /// every metadata name is valid ([`Metadata::check`]).
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::InvalidArgument`] naming the setting and the bad entry.
+    pub fn validate(&self) -> Result<(), RpcError> {
+        self.metadata
+            .check()
+            .map_err(|e| RpcError::InvalidArgument(format!("CallOptions::metadata: {e}")))
     }
 }
 
+with_setters! { CallOptions {
+    /// Sets [`timeout`](Self::timeout) (a gRPC deadline).
+    with_timeout(timeout: some Duration);
+    /// Sets [`routing_key`](Self::routing_key) (the record key, as a Java producer's key).
+    with_routing_key(routing_key: some Bytes);
+    /// Sets all of [`metadata`](Self::metadata).
+    with_metadata(metadata: Metadata);
+}}
+
 /// Options of one one-way call (a job).
+///
+/// `#[non_exhaustive]`: start from [`NotifyOptions::default`] and chain the `with_*` setters;
+/// [`RpcClient::notify`](crate::RpcClient::notify) checks it ([`NotifyOptions::validate`]).
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct NotifyOptions {
     /// A deadline after which no server should start the job; `None`: it waits for a server
     /// however long that takes.
@@ -141,21 +269,125 @@ pub struct NotifyOptions {
 }
 
 impl NotifyOptions {
-    /// Sets the deadline.
-    pub fn deadline(mut self, d: Duration) -> Self {
-        self.deadline = Some(d);
-        self
-    }
-
-    /// Sets the routing key.
-    pub fn routing_key(mut self, key: impl Into<Bytes>) -> Self {
-        self.routing_key = Some(key.into());
-        self
-    }
-
-    /// Adds a metadata entry.
-    pub fn metadata(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    /// Adds one entry to [`metadata`](Self::metadata).
+    #[must_use]
+    pub fn with_metadata_entry(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
         self.metadata.insert(name, value);
         self
+    }
+
+    /// Checks the options, as [`RpcClient::notify`](crate::RpcClient::notify) does before
+    /// sending: every metadata name is valid ([`Metadata::check`]).
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::InvalidArgument`] naming the setting and the bad entry.
+    pub fn validate(&self) -> Result<(), RpcError> {
+        self.metadata
+            .check()
+            .map_err(|e| RpcError::InvalidArgument(format!("NotifyOptions::metadata: {e}")))
+    }
+}
+
+with_setters! { NotifyOptions {
+    /// Sets [`deadline`](Self::deadline).
+    with_deadline(deadline: some Duration);
+    /// Sets [`routing_key`](Self::routing_key) (the record key, as a Java producer's key).
+    with_routing_key(routing_key: some Bytes);
+    /// Sets all of [`metadata`](Self::metadata).
+    with_metadata(metadata: Metadata);
+}}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LegacyClientOptions;
+
+    fn refused(r: Result<(), RpcError>) -> String {
+        match r {
+            Err(RpcError::InvalidArgument(m)) => m,
+            other => panic!("not refused as InvalidArgument: {other:?}"),
+        }
+    }
+
+    /// What `RpcClient::connect`, `LegacyClient::connect` and each call check up front, each
+    /// refusal naming the setting (`max_in_flight` used to be checked only after the reply
+    /// topic was made; the timeouts, ids and partitions not at all).
+    #[test]
+    fn bad_client_and_call_options_are_refused_naming_them() {
+        assert!(ClientOptions::default().validate().is_ok());
+        for (options, setting) in [
+            (
+                ClientOptions::default().with_max_in_flight(0),
+                "ClientOptions::max_in_flight",
+            ),
+            (
+                ClientOptions::default().with_max_in_flight(usize::MAX),
+                "ClientOptions::max_in_flight",
+            ),
+            (
+                ClientOptions::default().with_default_timeout(Duration::ZERO),
+                "ClientOptions::default_timeout",
+            ),
+            (
+                ClientOptions::default().with_instance_id(""),
+                "ClientOptions::instance_id",
+            ),
+            (
+                ClientOptions::default().with_reply_topic(""),
+                "ClientOptions::reply_topic",
+            ),
+            (
+                ClientOptions::default()
+                    .with_topics(TopicOptions::default().with_reply_partitions(0)),
+                "TopicOptions::reply_partitions",
+            ),
+        ] {
+            let m = refused(options.validate());
+            assert!(m.contains(setting), "{setting}: {m}");
+        }
+
+        assert!(LegacyClientOptions::new("Calculator").validate().is_ok());
+        for (options, setting) in [
+            (
+                LegacyClientOptions::new("bad name!"),
+                "LegacyClientOptions::name",
+            ),
+            (
+                LegacyClientOptions::new("Calculator").with_partitions(0),
+                "LegacyClientOptions::partitions",
+            ),
+            (
+                LegacyClientOptions::new("Calculator").with_max_in_flight(0),
+                "LegacyClientOptions::max_in_flight",
+            ),
+            (
+                LegacyClientOptions::new("Calculator").with_default_timeout(Duration::ZERO),
+                "LegacyClientOptions::default_timeout",
+            ),
+        ] {
+            let m = refused(options.validate());
+            assert!(m.contains(setting), "{setting}: {m}");
+        }
+
+        let m = refused(
+            CallOptions::default()
+                .with_metadata_entry("Bad Name", "x")
+                .validate(),
+        );
+        assert!(m.contains("CallOptions::metadata"), "{m}");
+        let m = refused(
+            NotifyOptions::default()
+                .with_metadata_entry("Bad Name", "x")
+                .validate(),
+        );
+        assert!(m.contains("NotifyOptions::metadata"), "{m}");
+        let call = CallOptions::default()
+            .with_timeout(Duration::from_secs(3))
+            .with_routing_key("k")
+            .with_metadata_entry("tenant", "acme");
+        assert!(call.validate().is_ok());
+        assert_eq!(call.timeout, Some(Duration::from_secs(3)));
+        assert_eq!(call.routing_key.as_deref(), Some(&b"k"[..]));
     }
 }

@@ -13,14 +13,20 @@ use serde::Serialize;
 
 use super::message::LegacyFormat;
 use super::names::{check_name, client_topic, server_topic, PYTHON_PARTITIONS};
-use crate::client::{CallCore, CallOptions, CallSpec, Response};
+use crate::client::{
+    check, check_max_in_flight, with_setters, CallCore, CallOptions, CallSpec, Response,
+};
 use crate::codec;
 use crate::codec::record::ClientCodec;
 use crate::error::RpcError;
 use crate::topic_setup::{TopicCache, TopicKind, TopicOptions};
 
 /// Settings of a [`LegacyClient`].
+///
+/// `#[non_exhaustive]`: start from [`LegacyClientOptions::new`] and chain the `with_*` setters;
+/// [`LegacyClient::connect`] checks it ([`LegacyClientOptions::validate`]).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LegacyClientOptions {
     /// The service: the Python `topic_name`.
     pub name: String,
@@ -50,7 +56,44 @@ impl LegacyClientOptions {
             max_in_flight: 1000,
         }
     }
+
+    /// Checks every setting, as [`LegacyClient::connect`] does before touching the cluster: a
+    /// valid Python `topic_name`, a non-zero default timeout, at least one partition, and
+    /// `max_in_flight` within 1..=[`tokio::sync::Semaphore::MAX_PERMITS`].
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::InvalidArgument`] naming the setting and its value.
+    pub fn validate(&self) -> Result<(), RpcError> {
+        check_name(&self.name)
+            .map_err(|e| RpcError::InvalidArgument(format!("LegacyClientOptions::name: {e}")))?;
+        check(!self.default_timeout.is_zero(), || {
+            "LegacyClientOptions::default_timeout must be > 0, got 0s".into()
+        })?;
+        check(self.partitions >= 1, || {
+            format!(
+                "LegacyClientOptions::partitions must be >= 1, got {}",
+                self.partitions
+            )
+        })?;
+        check_max_in_flight("LegacyClientOptions", self.max_in_flight)
+    }
 }
+
+with_setters! { LegacyClientOptions {
+    /// Sets [`name`](Self::name) (the Python `topic_name`).
+    with_name(name: into String);
+    /// Sets [`format`](Self::format).
+    with_format(format: LegacyFormat);
+    /// Sets [`default_timeout`](Self::default_timeout).
+    with_default_timeout(default_timeout: Duration);
+    /// Sets [`reply_fetch_max_wait`](Self::reply_fetch_max_wait) (Java `fetch.max.wait.ms`).
+    with_reply_fetch_max_wait(reply_fetch_max_wait: Duration);
+    /// Sets [`partitions`](Self::partitions).
+    with_partitions(partitions: i32);
+    /// Sets [`max_in_flight`](Self::max_in_flight).
+    with_max_in_flight(max_in_flight: usize);
+}}
 
 /// A caller of one legacy service; cheap to clone.
 /// # Examples
@@ -87,11 +130,14 @@ impl LegacyClient {
     /// service from its topics, and a Python client creates nothing: the topics are made here
     /// so a Rust caller may start before the Python server) and starts reading replies from
     /// their current end, before returning, so no reply can be missed.
+    ///
+    /// Fails with [`RpcError::InvalidArgument`] naming the setting, before touching the
+    /// cluster, when `options` does not pass [`LegacyClientOptions::validate`].
     pub async fn connect(
         kafka: krpc_kafka::KafkaClient,
         options: LegacyClientOptions,
     ) -> Result<Self, RpcError> {
-        check_name(&options.name).map_err(RpcError::InvalidArgument)?;
+        options.validate()?;
         let (request_topic, reply_topic) =
             (server_topic(&options.name), client_topic(&options.name));
         let topics = TopicCache::default();
@@ -117,13 +163,12 @@ impl LegacyClient {
             .await?;
         let mut fetcher = Fetcher::new(
             kafka.clone(),
-            FetchConfig {
-                max_wait: options.reply_fetch_max_wait,
-                skip_undecodable: true,
-                hole_wait: Some(crate::server::HOLE_WAIT),
-                ..FetchConfig::default()
-            },
-        );
+            FetchConfig::default()
+                .with_max_wait(options.reply_fetch_max_wait)
+                .with_skip_undecodable(true)
+                .with_hole_wait(crate::server::HOLE_WAIT),
+        )
+        .map_err(|e| RpcError::kafka("the reply reader's fetch settings", e))?;
         // Every partition's end in one ListOffsets request per leader.
         let all: Vec<i32> = (0..partitions).collect();
         let ends = kafka
@@ -133,16 +178,11 @@ impl LegacyClient {
         for (p, end) in ends {
             fetcher.assign(&reply_topic, p, end);
         }
-        let producer = Producer::new(
-            kafka,
-            ProducerConfig {
-                linger: Duration::ZERO,
-                ..ProducerConfig::default()
-            },
-        );
+        let producer = Producer::new(kafka, ProducerConfig::default().with_linger(Duration::ZERO))
+            .map_err(|e| RpcError::kafka("the request producer's settings", e))?;
         // The one place this client's record format is chosen.
         let codec = ClientCodec::Legacy(options.format.clone());
-        let core = CallCore::new(producer, fetcher, codec, None, options.max_in_flight)?;
+        let core = CallCore::new(producer, fetcher, codec, None, options.max_in_flight);
         Ok(Self {
             inner: Arc::new(Inner {
                 core,
@@ -185,11 +225,8 @@ impl LegacyClient {
         let inner = &self.inner;
         let service = inner.options.name.as_str();
         crate::metrics::ClientCall::measure(service, method, async move {
+            options.validate()?;
             let timeout = options.timeout.unwrap_or(inner.options.default_timeout);
-            options
-                .metadata
-                .check()
-                .map_err(RpcError::InvalidArgument)?;
             let codec_error = |reason: String| RpcError::Codec {
                 context: format!("encoding the arguments of {service}.{method}"),
                 reason,

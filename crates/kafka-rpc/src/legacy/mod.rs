@@ -40,7 +40,11 @@ use crate::envelope::RequestId;
 
 /// How a [`Server`](crate::Server) serves a legacy service (the service name is the Python
 /// `topic_name`).
+///
+/// `#[non_exhaustive]`: start from [`LegacyOptions::default`] and chain the `with_*` setters;
+/// [`Server::new`](crate::Server::new) checks it ([`LegacyOptions::validate`]).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LegacyOptions {
     /// Checksum and encryption settings; they must match the Python clients'.
     pub format: LegacyFormat,
@@ -60,6 +64,35 @@ impl Default for LegacyOptions {
         }
     }
 }
+
+impl LegacyOptions {
+    /// Checks the settings, as [`Server::new`](crate::Server::new) does: a consumer group
+    /// (Java's `group.id` must not be empty) and at least one partition.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::RpcError::InvalidArgument`] naming the setting and its value.
+    pub fn validate(&self) -> Result<(), crate::RpcError> {
+        crate::client::check(!self.group.is_empty(), || {
+            "LegacyOptions::group (group.id) must not be empty, got \"\"".into()
+        })?;
+        crate::client::check(self.partitions >= 1, || {
+            format!(
+                "LegacyOptions::partitions must be >= 1, got {}",
+                self.partitions
+            )
+        })
+    }
+}
+
+crate::client::with_setters! { LegacyOptions {
+    /// Sets [`format`](Self::format).
+    with_format(format: LegacyFormat);
+    /// Sets [`group`](Self::group) (the consumer group's `group.id`).
+    with_group(group: into String);
+    /// Sets [`partitions`](Self::partitions).
+    with_partitions(partitions: i32);
+}}
 
 /// The task id a key holds: 32 hex digits (a uuid4's `hex`), as 16 bytes.
 #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]

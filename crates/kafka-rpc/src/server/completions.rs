@@ -32,12 +32,10 @@ pub async fn load_window(
     }
     let mut fetcher = Fetcher::new(
         kafka.clone(),
-        FetchConfig {
-            max_wait: Duration::from_millis(10),
-            hole_wait: Some(super::HOLE_WAIT),
-            ..FetchConfig::default()
-        },
-    );
+        FetchConfig::default()
+            .with_max_wait(Duration::from_millis(10))
+            .with_hole_wait(super::HOLE_WAIT),
+    )?;
     fetcher.assign(topic, partition, from);
     let deadline = Instant::now() + timeout;
     while fetcher.position(topic, partition).unwrap_or(end) < end && Instant::now() < deadline {

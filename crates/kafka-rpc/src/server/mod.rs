@@ -61,7 +61,7 @@ const WINDOW_LOADS_AT_ONCE: usize = 8;
 ///
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 /// let kafka = KafkaClient::connect(ClientConfig::new("127.0.0.1:9092")).await?;
-/// let server = Server::new(kafka, ServerOptions::new("Sum"))
+/// let server = Server::new(kafka, ServerOptions::new("Sum"))?
 ///     .method("add", |(a, b): (i64, i64)| async move {
 ///         a.checked_add(b).ok_or_else(|| HandlerError::from("the sum overflows"))
 ///     })
@@ -88,14 +88,20 @@ pub struct Server {
 
 impl Server {
     /// A server with no methods yet.
-    pub fn new(kafka: krpc_kafka::KafkaClient, options: ServerOptions) -> Self {
-        Self {
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::InvalidArgument`] naming the setting when `options` does not pass
+    /// [`ServerOptions::validate`] (nothing touches the cluster before [`run`](Server::run)).
+    pub fn new(kafka: krpc_kafka::KafkaClient, options: ServerOptions) -> Result<Self, RpcError> {
+        options.validate()?;
+        Ok(Self {
             kafka,
             options,
             methods: Methods::new(),
             service: None,
             counters: Arc::new(Counters::default()),
-        }
+        })
     }
 
     /// Serves `service` (for example what `#[kafka_rpc::service]` generates for a trait
@@ -167,32 +173,8 @@ impl Server {
     /// until its function returns: threads cannot be stopped). Returns the final counters.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<ServerStats, RpcError> {
         let o = &self.options;
-        if o.concurrency == 0 || o.concurrency > tokio::sync::Semaphore::MAX_PERMITS {
-            return Err(RpcError::InvalidArgument(format!(
-                "concurrency must be 1..={} (got {})",
-                tokio::sync::Semaphore::MAX_PERMITS,
-                o.concurrency
-            )));
-        }
-        if o.drain_timeout >= o.rebalance_timeout {
-            return Err(RpcError::InvalidArgument(format!(
-                "drain_timeout ({:?}) must be below rebalance_timeout ({:?}): a server rejoins the \
-                 group only after draining revoked partitions, and the group waits at most the \
-                 rebalance timeout (max.poll.interval.ms) before removing it; raise \
-                 rebalance_timeout or lower drain_timeout",
-                o.drain_timeout, o.rebalance_timeout
-            )));
-        }
-        if let Some(retention) = o.topics.completion_retention {
-            if retention < o.dedup_max_age {
-                return Err(RpcError::InvalidArgument(format!(
-                    "the completion topic's retention ({retention:?}, \
-                     TopicOptions::completion_retention) must be at least dedup_max_age \
-                     ({:?}): the dedup window is rebuilt from it",
-                    o.dedup_max_age
-                )));
-            }
-        }
+        // The options were checked by `Server::new` (ServerOptions::validate) and cannot have
+        // changed since; what needs the registered service is checked here.
         let service: Arc<dyn Service> = match (self.service, self.methods.is_empty()) {
             (Some(_), false) => {
                 return Err(RpcError::InvalidArgument(
@@ -263,11 +245,9 @@ impl Server {
         let committer = consumer.committer();
         let producer = Producer::new(
             self.kafka.clone(),
-            ProducerConfig {
-                linger: Duration::ZERO,
-                ..ProducerConfig::default()
-            },
-        );
+            ProducerConfig::default().with_linger(Duration::ZERO),
+        )
+        .map_err(|e| RpcError::kafka("the reply producer's settings", e))?;
         let dispatcher = Arc::new(Dispatcher {
             outbox: Arc::new(producer),
             service,

@@ -4,20 +4,34 @@ use std::time::Duration;
 
 use krpc_kafka::IsolationLevel;
 
+use crate::client::{check, with_setters};
+use crate::error::RpcError;
 use crate::topic_setup::TopicOptions;
 
 /// Settings of one server instance of a service.
+///
+/// `#[non_exhaustive]`: start from [`ServerOptions::new`] and chain the `with_*` setters
+/// (fields stay readable, and assignable on a value you own). [`Server::new`](crate::Server::new)
+/// checks it ([`ServerOptions::validate`]) and fails naming the setting; only what needs the
+/// registered service (a [`Service`](crate::Service) whose name is not
+/// [`service`](Self::service)) is checked by [`Server::run`](crate::Server::run).
+///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use kafka_rpc::ServerOptions;
+/// use kafka_rpc::{ServerOptions, TopicOptions};
 ///
-/// let mut options = ServerOptions::new("Sum");
-/// options.concurrency = 64;
-/// options.topics.request_partitions = 32;
-/// options.session_timeout = Duration::from_secs(10);
-/// options.heartbeat_interval = Duration::from_secs(3);
+/// let options = ServerOptions::new("Sum")
+///     .with_concurrency(64)
+///     .with_topics(TopicOptions::default().with_request_partitions(32))
+///     .with_session_timeout(Duration::from_secs(10))
+///     .with_heartbeat_interval(Duration::from_secs(3));
+/// assert!(options.validate().is_ok());
+///
+/// // Refused when built, not when run: the drain must end before the group gives up.
+/// let bad = options.with_drain_timeout(Duration::from_secs(600));
+/// assert!(bad.validate().unwrap_err().to_string().contains("ServerOptions::drain_timeout"));
 /// ```
 ///
 /// With the `serde` feature it reads from a config file: keys are the field names, each
@@ -31,6 +45,7 @@ use crate::topic_setup::TopicOptions;
     derive(serde::Serialize, serde::Deserialize),
     serde(default = "ServerOptions::serde_default", deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct ServerOptions {
     /// The service served.
     pub service: String,
@@ -66,7 +81,7 @@ pub struct ServerOptions {
     /// How long the group waits for members to rejoin during a rebalance, sent as JoinGroup's
     /// rebalance timeout (the Java consumer sends `max.poll.interval.ms`, default 300 s). A
     /// server rejoins after draining revoked partitions, so it must exceed `drain_timeout`:
-    /// [`crate::Server::run`] refuses settings where it does not.
+    /// [`crate::Server::new`] refuses settings where it does not.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub rebalance_timeout: Duration,
     /// How often the request topic's metadata is refreshed to notice partitions added (or the
@@ -102,7 +117,7 @@ pub struct ServerOptions {
     /// smaller value delete completions the larger windows would read.
     pub dedup_window: usize,
     /// How long a request id is remembered. The completion topic's retention
-    /// ([`TopicOptions::completion_retention`]) must be at least this: [`crate::Server::run`]
+    /// ([`TopicOptions::completion_retention`]) must be at least this: [`crate::Server::new`]
     /// refuses settings where it is not.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub dedup_max_age: Duration,
@@ -157,7 +172,108 @@ impl ServerOptions {
     fn serde_default() -> Self {
         Self::new("")
     }
+
+    /// Checks every setting, as [`Server::new`](crate::Server::new) does: a valid service
+    /// name (the Python `topic_name` in legacy mode, where payload security is refused), a
+    /// server id, `concurrency` within 1..=[`tokio::sync::Semaphore::MAX_PERMITS`], a heartbeat
+    /// interval below the session timeout (as the Java consumer requires), `drain_timeout`
+    /// below `rebalance_timeout`, a completion retention of at least `dedup_max_age`, a
+    /// non-zero `max_request_bytes`, and valid [`topics`](Self::topics) and
+    /// [`legacy`](Self::legacy) settings.
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::InvalidArgument`] naming the setting and its value.
+    pub fn validate(&self) -> Result<(), RpcError> {
+        // The service name (and the legacy/security pairing): where the topic names are made.
+        super::TopicNames::of(self)?;
+        check(!self.server_id.is_empty(), || {
+            "ServerOptions::server_id must not be empty, got \"\"".into()
+        })?;
+        let max = tokio::sync::Semaphore::MAX_PERMITS;
+        check((1..=max).contains(&self.concurrency), || {
+            format!(
+                "ServerOptions::concurrency must be 1..={max}, got {}",
+                self.concurrency
+            )
+        })?;
+        check(self.heartbeat_interval < self.session_timeout, || {
+            format!(
+                "ServerOptions::heartbeat_interval (heartbeat.interval.ms) must be below \
+                 session_timeout ({:?}), got {:?}",
+                self.session_timeout, self.heartbeat_interval
+            )
+        })?;
+        check(self.drain_timeout < self.rebalance_timeout, || {
+            format!(
+                "ServerOptions::drain_timeout must be below rebalance_timeout ({:?}), got {:?}: \
+                 a server rejoins the group only after draining revoked partitions, and the \
+                 group waits at most the rebalance timeout (max.poll.interval.ms) before \
+                 removing it; raise rebalance_timeout or lower drain_timeout",
+                self.rebalance_timeout, self.drain_timeout
+            )
+        })?;
+        if let Some(retention) = self.topics.completion_retention {
+            check(retention >= self.dedup_max_age, || {
+                format!(
+                    "TopicOptions::completion_retention (the completion topic's retention) \
+                     must be at least ServerOptions::dedup_max_age ({:?}), got {retention:?}: \
+                     the dedup window is rebuilt from it",
+                    self.dedup_max_age
+                )
+            })?;
+        }
+        check(self.max_request_bytes > 0, || {
+            "ServerOptions::max_request_bytes must be > 0, got 0".into()
+        })?;
+        self.topics.validate()?;
+        if let Some(legacy) = &self.legacy {
+            legacy.validate()?;
+        }
+        Ok(())
+    }
 }
+
+with_setters! { ServerOptions {
+    /// Sets [`service`](Self::service).
+    with_service(service: into String);
+    /// Sets [`server_id`](Self::server_id).
+    with_server_id(server_id: into String);
+    /// Sets [`concurrency`](Self::concurrency) (as gRPC's `max_concurrent_streams`).
+    with_concurrency(concurrency: usize);
+    /// Sets [`topics`](Self::topics).
+    with_topics(topics: TopicOptions);
+    /// Sets [`fetch_max_wait`](Self::fetch_max_wait) (Java `fetch.max.wait.ms`).
+    with_fetch_max_wait(fetch_max_wait: Duration);
+    /// Sets [`request_isolation`](Self::request_isolation) (Java `isolation.level`).
+    with_request_isolation(request_isolation: IsolationLevel);
+    /// Sets [`session_timeout`](Self::session_timeout) (Java `session.timeout.ms`).
+    with_session_timeout(session_timeout: Duration);
+    /// Sets [`heartbeat_interval`](Self::heartbeat_interval) (Java `heartbeat.interval.ms`).
+    with_heartbeat_interval(heartbeat_interval: Duration);
+    /// Sets [`rebalance_timeout`](Self::rebalance_timeout) (Java `max.poll.interval.ms`).
+    with_rebalance_timeout(rebalance_timeout: Duration);
+    /// Sets [`metadata_max_age`](Self::metadata_max_age) (Java `metadata.max.age.ms`).
+    with_metadata_max_age(metadata_max_age: Duration);
+    /// Sets [`commit_interval`](Self::commit_interval) (Java `auto.commit.interval.ms`).
+    with_commit_interval(commit_interval: Duration);
+    /// Sets [`drain_timeout`](Self::drain_timeout).
+    with_drain_timeout(drain_timeout: Duration);
+    /// Sets [`cancel_grace`](Self::cancel_grace).
+    with_cancel_grace(cancel_grace: Duration);
+    /// Sets [`dedup_window`](Self::dedup_window).
+    with_dedup_window(dedup_window: usize);
+    /// Sets [`dedup_max_age`](Self::dedup_max_age).
+    with_dedup_max_age(dedup_max_age: Duration);
+    /// Sets [`completion_trim_interval`](Self::completion_trim_interval) to `Some`.
+    with_completion_trim_interval(completion_trim_interval: some Duration);
+    /// Sets [`max_request_bytes`](Self::max_request_bytes).
+    with_max_request_bytes(max_request_bytes: usize);
+    /// Requires sealed requests and seals results: sets [`security`](Self::security).
+    with_security(security: some crate::security::PayloadSecurity);
+    /// Serves the Python kafka-rpc 1.0.8 format: sets [`legacy`](Self::legacy).
+    with_legacy(legacy: some crate::legacy::LegacyOptions);
+}}
 
 #[cfg(test)]
 mod tests {
@@ -169,5 +285,78 @@ mod tests {
             ServerOptions::new("svc").request_isolation,
             IsolationLevel::ReadCommitted
         );
+    }
+
+    fn refused(o: ServerOptions) -> String {
+        match o.validate() {
+            Err(RpcError::InvalidArgument(m)) => m,
+            other => panic!("not refused as InvalidArgument: {other:?}"),
+        }
+    }
+
+    /// Each check names the setting it refuses; those that `Server::run` made (concurrency,
+    /// drain vs rebalance timeout, completion retention, service name, legacy with security)
+    /// now fail at `validate` (so at `Server::new`), and the new ones too.
+    #[test]
+    fn bad_settings_are_refused_naming_them() {
+        let base = ServerOptions::new("svc");
+        assert!(base.validate().is_ok());
+        let cases = [
+            (
+                base.clone().with_concurrency(0),
+                "ServerOptions::concurrency",
+            ),
+            (
+                base.clone().with_drain_timeout(Duration::from_secs(300)),
+                "ServerOptions::drain_timeout",
+            ),
+            (
+                base.clone()
+                    .with_heartbeat_interval(Duration::from_secs(45)),
+                "ServerOptions::heartbeat_interval",
+            ),
+            (
+                base.clone().with_topics(
+                    TopicOptions::default().with_completion_retention(Duration::from_secs(60)),
+                ),
+                "TopicOptions::completion_retention",
+            ),
+            (
+                base.clone().with_max_request_bytes(0),
+                "ServerOptions::max_request_bytes",
+            ),
+            (base.clone().with_server_id(""), "ServerOptions::server_id"),
+            (
+                base.clone()
+                    .with_topics(TopicOptions::default().with_request_partitions(0)),
+                "TopicOptions::request_partitions",
+            ),
+            (
+                base.clone()
+                    .with_topics(TopicOptions::default().with_replication_factor(0)),
+                "TopicOptions::replication_factor",
+            ),
+            (
+                base.clone()
+                    .with_topics(TopicOptions::default().with_reply_retention(Duration::ZERO)),
+                "TopicOptions::reply_retention",
+            ),
+            (
+                base.clone()
+                    .with_legacy(crate::legacy::LegacyOptions::default().with_partitions(0)),
+                "LegacyOptions::partitions",
+            ),
+            (
+                base.clone()
+                    .with_legacy(crate::legacy::LegacyOptions::default().with_group("")),
+                "LegacyOptions::group",
+            ),
+        ];
+        for (options, setting) in cases {
+            let m = refused(options);
+            assert!(m.contains(setting), "{setting}: {m}");
+        }
+        // The service name: refused with the naming rules' reason.
+        assert!(!refused(ServerOptions::new("bad name!")).is_empty());
     }
 }

@@ -101,7 +101,7 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
     let client = RpcClient::connect(kafka, client_options).await?;
     let payload = Value::String("x".repeat(args.payload));
     let options = match args.timeout {
-        Some(t) => CallOptions::default().timeout(t),
+        Some(t) => CallOptions::default().with_timeout(t),
         None => CallOptions::default(), // the client's default_timeout
     };
     // One call first: it waits for a server, and its latency is not part of the measure.

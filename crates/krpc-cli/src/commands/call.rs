@@ -71,7 +71,7 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
     };
     // Without --timeout, the client's default (`default_timeout`, from the config file).
     let call_options = || match args.timeout {
-        Some(t) => CallOptions::default().timeout(t),
+        Some(t) => CallOptions::default().with_timeout(t),
         None => CallOptions::default(),
     };
     let kafka = broker.connect().await?;
@@ -88,7 +88,8 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
                 &positional,
                 &kwargs,
                 // The Python format's client has the package's own default; 30s here as before.
-                CallOptions::default().timeout(args.timeout.unwrap_or(Duration::from_secs(30))),
+                CallOptions::default()
+                    .with_timeout(args.timeout.unwrap_or(Duration::from_secs(30))),
             )
             .await?;
         print_response(args.output, &response.value, &response.meta);

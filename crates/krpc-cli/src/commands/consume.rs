@@ -461,7 +461,7 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
             config.isolation_level,
         )
         .await?;
-    let mut fetcher = Fetcher::new(client.clone(), config);
+    let mut fetcher = Fetcher::new(client.clone(), config)?;
     // Without --follow each partition is read up to its end offset now; `ends` holds those
     // not yet read to it.
     let mut ends: BTreeMap<i32, i64> = BTreeMap::new();

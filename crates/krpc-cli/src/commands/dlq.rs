@@ -271,7 +271,7 @@ pub async fn run(broker: &BrokerArgs, cmd: Command) -> CmdResult {
                 chosen
             };
             let target = request_topic(&common.service);
-            let producer = Producer::new(client.clone(), broker.file.producer());
+            let producer = Producer::new(client.clone(), broker.file.producer())?;
             let (mut replayed, mut refused) = (0usize, 0usize);
             for r in chosen {
                 match replay(r) {

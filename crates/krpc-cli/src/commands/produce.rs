@@ -200,7 +200,7 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
     if let Some(c) = args.compression {
         config.codec = Codec::from_str(&format!("{c:?}").to_lowercase())?;
     }
-    let producer = Producer::new(client.clone(), config);
+    let producer = Producer::new(client.clone(), config)?;
     let mut written = Written {
         json: args.output.format == OutputFormat::Json,
         per_partition: BTreeMap::new(),

@@ -78,14 +78,14 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
         options.server_id = id;
     }
     if args.legacy.legacy {
-        options.legacy = Some(kafka_rpc::LegacyOptions {
-            format: args.legacy.format(),
-            group: args.legacy_group.clone(),
-            ..Default::default()
-        });
+        options.legacy = Some(
+            kafka_rpc::LegacyOptions::default()
+                .with_format(args.legacy.format())
+                .with_group(args.legacy_group.clone()),
+        );
     }
     let (server_id, concurrency) = (options.server_id.clone(), options.concurrency);
-    let server = Server::new(kafka, options)
+    let server = Server::new(kafka, options)?
         .method("add", |args: (Number, Number)| async move { add(args) })
         .method(
             "echo",

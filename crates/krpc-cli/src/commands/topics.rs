@@ -92,8 +92,9 @@ pub async fn run(broker: &BrokerArgs, cmd: Command) -> CmdResult {
                 return Err(format!("--partitions must be at least 1, got {partitions}").into());
             }
             let client = broker.connect().await?;
-            let mut topic = NewTopic::new(&name, partitions).replication_factor(replication_factor);
-            topic.configs = configs;
+            let topic = NewTopic::new(&name, partitions)
+                .with_replication_factor(replication_factor)
+                .with_configs(configs);
             client.create_topics(&[topic], false).await?;
             let plural = if partitions == 1 { "" } else { "s" };
             println!("created {name} with {partitions} partition{plural}");

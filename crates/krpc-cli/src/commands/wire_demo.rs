@@ -44,11 +44,8 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
 
     let producer = Producer::new(
         client.clone(),
-        ProducerConfig {
-            codec: args.codec,
-            ..ProducerConfig::default()
-        },
-    );
+        ProducerConfig::default().with_codec(args.codec),
+    )?;
     let started = Instant::now();
     let mut deliveries = Vec::with_capacity(args.records);
     for i in 0..args.records {
@@ -67,7 +64,7 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
     if let Some(wait) = args.fetch.fetch_max_wait {
         fetch_config.max_wait = wait;
     }
-    let mut fetcher = Fetcher::new(client.clone(), fetch_config);
+    let mut fetcher = Fetcher::new(client.clone(), fetch_config)?;
     fetcher.assign(&topic, 0, 0);
     let started = Instant::now();
     let mut got = 0usize;

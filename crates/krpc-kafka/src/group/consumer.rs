@@ -156,17 +156,8 @@ impl Drop for GroupConsumer {
 impl GroupConsumer {
     /// A member of `config.group_id`; it joins on the first [`poll`](Self::poll).
     pub fn new(client: KafkaClient, config: GroupConfig) -> Result<Self> {
-        if config.topics.is_empty() {
-            return Err(Error::InvalidArgument(
-                "a group consumer needs at least one topic".into(),
-            ));
-        }
-        if config.heartbeat_interval >= config.session_timeout {
-            return Err(Error::InvalidArgument(format!(
-                "heartbeat interval {:?} must be below the session timeout {:?}",
-                config.heartbeat_interval, config.session_timeout
-            )));
-        }
+        config.validate()?;
+        let fetcher = Fetcher::new(client.clone(), config.fetch.clone())?;
         let shared = Arc::new(Shared::new());
         let heartbeat = tokio::spawn(heartbeat_loop(
             client.clone(),
@@ -174,7 +165,7 @@ impl GroupConsumer {
             Arc::downgrade(&shared),
         ));
         Ok(Self {
-            fetcher: Fetcher::new(client.clone(), config.fetch.clone()),
+            fetcher,
             client,
             config,
             shared,

@@ -29,12 +29,16 @@ use crate::fetcher::FetchConfig;
 ///
 /// With the `serde` feature it reads from a config file (see [`crate::config`]); `group_id` and
 /// `topics` default to empty there.
+///
+/// `#[non_exhaustive]`: start from [`GroupConfig::new`] and chain the `with_*` setters.
+/// [`GroupConsumer::new`] checks it ([`GroupConfig::validate`]).
 #[derive(Debug, Clone)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
     serde(default = "GroupConfig::serde_default", deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct GroupConfig {
     /// The group to join (Java: `group.id`).
     pub group_id: String,
@@ -96,4 +100,65 @@ impl GroupConfig {
     fn serde_default() -> Self {
         Self::new("", &[])
     }
+
+    /// Checks every setting, as [`GroupConsumer::new`] does: a group id (the Java consumer
+    /// refuses to subscribe without `group.id`), at least one topic and one assignor (Java:
+    /// `partition.assignment.strategy` must not be empty), a heartbeat interval below the
+    /// session timeout (as the Java consumer requires), non-zero session and rebalance
+    /// timeouts, and valid [`fetch`](Self::fetch) settings.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::InvalidArgument`] naming the setting and its value.
+    pub fn validate(&self) -> crate::Result<()> {
+        use crate::config::check;
+        check(!self.group_id.is_empty(), || {
+            "GroupConfig::group_id (group.id) must not be empty, got \"\"".into()
+        })?;
+        check(!self.topics.is_empty(), || {
+            "GroupConfig::topics must name at least one topic (a group consumer needs one), got none"
+                .into()
+        })?;
+        check(!self.assignors.is_empty(), || {
+            "GroupConfig::assignors (partition.assignment.strategy) must not be empty, got none"
+                .into()
+        })?;
+        check(!self.session_timeout.is_zero(), || {
+            "GroupConfig::session_timeout (session.timeout.ms) must be > 0, got 0s".into()
+        })?;
+        check(!self.rebalance_timeout.is_zero(), || {
+            "GroupConfig::rebalance_timeout (max.poll.interval.ms) must be > 0, got 0s".into()
+        })?;
+        check(self.heartbeat_interval < self.session_timeout, || {
+            format!(
+                "GroupConfig::heartbeat_interval (heartbeat.interval.ms) must be below the \
+                 session timeout {:?}, got {:?}",
+                self.session_timeout, self.heartbeat_interval
+            )
+        })?;
+        self.fetch.validate()
+    }
 }
+
+crate::config::with_setters! { GroupConfig {
+    /// Sets [`group_id`](Self::group_id) (Java `group.id`).
+    with_group_id(group_id: into String);
+    /// Sets [`topics`](Self::topics) (Java `subscribe(topics)`).
+    with_topics(topics: Vec<String>);
+    /// Sets [`session_timeout`](Self::session_timeout) (Java `session.timeout.ms`).
+    with_session_timeout(session_timeout: Duration);
+    /// Sets [`rebalance_timeout`](Self::rebalance_timeout) (Java `max.poll.interval.ms`).
+    with_rebalance_timeout(rebalance_timeout: Duration);
+    /// Sets [`heartbeat_interval`](Self::heartbeat_interval) (Java `heartbeat.interval.ms`).
+    with_heartbeat_interval(heartbeat_interval: Duration);
+    /// Sets [`instance_id`](Self::instance_id) (Java `group.instance.id`).
+    with_instance_id(instance_id: some String);
+    /// Sets [`assignors`](Self::assignors) (Java `partition.assignment.strategy`).
+    with_assignors(assignors: Vec<Assignor>);
+    /// Sets [`auto_commit`](Self::auto_commit) to `Some` (Java `enable.auto.commit` with `auto.commit.interval.ms`).
+    with_auto_commit(auto_commit: some Duration);
+    /// Sets [`metadata_max_age`](Self::metadata_max_age) (Java `metadata.max.age.ms`).
+    with_metadata_max_age(metadata_max_age: Duration);
+    /// Sets [`fetch`](Self::fetch) (the Java consumer's fetch settings).
+    with_fetch(fetch: FetchConfig);
+}}

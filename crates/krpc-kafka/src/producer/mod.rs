@@ -105,12 +105,35 @@ impl Acks {
 /// same default (Apache Kafka 4.0).
 ///
 /// With the `serde` feature it reads from a config file (see [`crate::config`]).
+///
+/// `#[non_exhaustive]`: start from [`ProducerConfig::default`] and chain the `with_*` setters.
+/// [`Producer::new`] checks it ([`ProducerConfig::validate`]).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use krpc_kafka::{Acks, Codec, ProducerConfig};
+///
+/// let config = ProducerConfig::default()
+///     .with_acks(Acks::All)
+///     .with_linger(Duration::from_millis(10))
+///     .with_codec(Codec::Zstd)
+///     .with_max_batch_bytes(64 * 1024);
+/// assert!(config.validate().is_ok());
+///
+/// // A value the Java producer refuses is refused here too, naming the setting.
+/// let bad = ProducerConfig::default().with_max_in_flight_requests_per_connection(0);
+/// let err = bad.validate().unwrap_err();
+/// assert!(err.to_string().contains("max_in_flight_requests_per_connection"));
+/// ```
 #[derive(Debug, Clone)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
     serde(default, deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct ProducerConfig {
     /// Acknowledgements to wait for (Java's `acks`, default `all`).
     pub acks: Acks,
@@ -174,6 +197,58 @@ impl Default for ProducerConfig {
     }
 }
 
+crate::config::with_setters! { ProducerConfig {
+    /// Sets [`acks`](Self::acks) (Java `acks`).
+    with_acks(acks: Acks);
+    /// Sets [`linger`](Self::linger) (Java `linger.ms`).
+    with_linger(linger: Duration);
+    /// Sets [`max_batch_bytes`](Self::max_batch_bytes) (Java `batch.size`).
+    with_max_batch_bytes(max_batch_bytes: usize);
+    /// Sets [`max_record_bytes`](Self::max_record_bytes) (Java `max.request.size`).
+    with_max_record_bytes(max_record_bytes: usize);
+    /// Sets [`buffer_memory`](Self::buffer_memory) (Java `buffer.memory`).
+    with_buffer_memory(buffer_memory: usize);
+    /// Sets [`max_block`](Self::max_block) (Java `max.block.ms`).
+    with_max_block(max_block: Duration);
+    /// Sets [`codec`](Self::codec) (Java `compression.type`).
+    with_codec(codec: Codec);
+    /// Sets [`delivery_timeout`](Self::delivery_timeout) (Java `delivery.timeout.ms`).
+    with_delivery_timeout(delivery_timeout: Duration);
+    /// Sets [`max_in_flight_requests_per_connection`](Self::max_in_flight_requests_per_connection) (Java `max.in.flight.requests.per.connection`).
+    with_max_in_flight_requests_per_connection(max_in_flight_requests_per_connection: usize);
+    /// Sets [`enable_idempotence`](Self::enable_idempotence) (Java `enable.idempotence`).
+    with_enable_idempotence(enable_idempotence: bool);
+}}
+
+impl ProducerConfig {
+    /// Checks every setting, as [`Producer::new`] does: at least one request in flight (as
+    /// the Java producer's `max.in.flight.requests.per.connection` validator), and non-zero
+    /// record size, buffer and delivery timeout (with zero, every send would fail).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming the setting and its value.
+    pub fn validate(&self) -> Result<()> {
+        use crate::config::check;
+        check(self.max_in_flight_requests_per_connection >= 1, || {
+            format!(
+                "ProducerConfig::max_in_flight_requests_per_connection \
+                 (max.in.flight.requests.per.connection) must be >= 1, got {}",
+                self.max_in_flight_requests_per_connection
+            )
+        })?;
+        check(self.max_record_bytes > 0, || {
+            "ProducerConfig::max_record_bytes (max.request.size) must be > 0, got 0".into()
+        })?;
+        check(self.buffer_memory > 0, || {
+            "ProducerConfig::buffer_memory (buffer.memory) must be > 0, got 0".into()
+        })?;
+        check(!self.delivery_timeout.is_zero(), || {
+            "ProducerConfig::delivery_timeout (delivery.timeout.ms) must be > 0, got 0s".into()
+        })
+    }
+}
+
 /// Where a record was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
@@ -216,12 +291,10 @@ impl std::future::Future for Delivery {
 ///
 /// # async fn example() -> krpc_kafka::Result<()> {
 /// let client = KafkaClient::connect(ClientConfig::new("127.0.0.1:9092")).await?;
-/// let config = ProducerConfig {
-///     acks: Acks::All,
-///     linger: Duration::from_millis(5),
-///     ..ProducerConfig::default()
-/// };
-/// let producer = Producer::new(client, config);
+/// let config = ProducerConfig::default()
+///     .with_acks(Acks::All)
+///     .with_linger(Duration::from_millis(5));
+/// let producer = Producer::new(client, config)?;
 /// // Waits for the broker's acknowledgement of this one record.
 /// let stored = producer
 ///     .produce("events", ProducerRecord::value("hello").with_key("user-1"))
@@ -253,14 +326,20 @@ impl Drop for Handle {
 impl Producer {
     /// A producer with `config` on `client`. The sender task starts with the first send
     /// (inside a tokio runtime).
-    pub fn new(client: KafkaClient, config: ProducerConfig) -> Self {
-        Self {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming the setting when `config` does not pass
+    /// [`ProducerConfig::validate`].
+    pub fn new(client: KafkaClient, config: ProducerConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
             handle: Arc::new(Handle(Arc::new(Shared::new(client, config)))),
             // A random first partition, as the Java client's default partitioner had (before
             // 2.4; the sticky partitioner since picks a random partition per batch): short-lived
             // producers (a CLI call, a cron job) would otherwise all write to partition 0.
             round_robin: Arc::new(AtomicUsize::new(rand::random::<u32>() as usize)),
-        }
+        })
     }
 
     fn shared(&self) -> &Arc<Shared> {
@@ -440,11 +519,48 @@ mod tests {
         let starts: std::collections::HashSet<usize> = (0..20)
             .map(|_| {
                 Producer::new(client.clone(), ProducerConfig::default())
+                    .expect("default config")
                     .round_robin
                     .load(Ordering::Relaxed)
                     % 16
             })
             .collect();
         assert!(starts.len() > 1, "all 20 started at {starts:?}");
+    }
+
+    /// A setting the Java producer refuses fails `Producer::new` (it used to be accepted and
+    /// clamped to 1 by the sender), with a message naming the setting and the value; so do
+    /// the sizes with which every send would fail.
+    #[test]
+    fn producer_new_refuses_bad_settings_naming_them() {
+        let client = KafkaClient::unconnected(ClientConfig::new("127.0.0.1:9"));
+        let cases = [
+            (
+                ProducerConfig::default().with_max_in_flight_requests_per_connection(0),
+                "ProducerConfig::max_in_flight_requests_per_connection",
+            ),
+            (
+                ProducerConfig::default().with_max_record_bytes(0),
+                "ProducerConfig::max_record_bytes",
+            ),
+            (
+                ProducerConfig::default().with_buffer_memory(0),
+                "ProducerConfig::buffer_memory",
+            ),
+            (
+                ProducerConfig::default().with_delivery_timeout(Duration::ZERO),
+                "ProducerConfig::delivery_timeout",
+            ),
+        ];
+        for (config, setting) in cases {
+            match Producer::new(client.clone(), config) {
+                Err(Error::InvalidArgument(m)) => {
+                    assert!(m.contains(setting) && m.contains("got 0"), "{m}")
+                }
+                Err(e) => panic!("{setting}: wrong error {e}"),
+                Ok(_) => panic!("{setting}: accepted"),
+            }
+        }
+        assert!(ProducerConfig::default().validate().is_ok());
     }
 }

@@ -68,6 +68,7 @@ impl std::str::FromStr for SaslMechanism {
     derive(serde::Serialize, serde::Deserialize),
     serde(deny_unknown_fields)
 )]
+#[non_exhaustive]
 pub struct SaslConfig {
     /// The mechanism.
     pub mechanism: SaslMechanism,
@@ -117,6 +118,15 @@ impl SaslConfig {
         Self::new(SaslMechanism::ScramSha512, username, password)
     }
 }
+
+crate::config::with_setters! { SaslConfig {
+    /// Sets [`mechanism`](Self::mechanism) (Java `sasl.mechanism`).
+    with_mechanism(mechanism: SaslMechanism);
+    /// Sets [`username`](Self::username) (`username` of Java's `sasl.jaas.config`).
+    with_username(username: into String);
+    /// Sets [`password`](Self::password) (`password` of Java's `sasl.jaas.config`).
+    with_password(password: into String);
+}}
 
 /// One client-side SASL exchange: the bytes to send next, given what the server said.
 pub(crate) enum Exchange {
