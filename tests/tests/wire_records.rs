@@ -288,7 +288,7 @@ async fn a_sequence_gap_at_the_broker_costs_a_new_producer_id_not_the_next_batch
     let client = kafka::client(proxy.addr()).await;
     let direct = kafka::client(broker.addr()).await;
     let topic = kafka::topic(&direct, "sequence-gap", 1).await;
-    let producer = Producer::new(client, ProducerConfig::default());
+    let producer = Producer::new(client, ProducerConfig::default()).expect("producer");
     producer
         .produce(&topic, ProducerRecord::value("before"))
         .await
@@ -304,7 +304,7 @@ async fn a_sequence_gap_at_the_broker_costs_a_new_producer_id_not_the_next_batch
         .expect("the batch after the gap is delivered under a new producer id");
     let mut got = Vec::new();
     let deadline = std::time::Instant::now() + T;
-    let mut fetcher = Fetcher::new(direct.clone(), kafka::quick_fetch());
+    let mut fetcher = Fetcher::new(direct.clone(), kafka::quick_fetch()).expect("fetcher");
     fetcher.assign(&topic, 0, 0);
     while got.len() < 2 {
         assert!(std::time::Instant::now() < deadline, "{got:?}");
