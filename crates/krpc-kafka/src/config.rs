@@ -302,11 +302,14 @@ mod serde_impl {
 
 /// Writes the chainable `with_*` setters of an options type, one per field, each with the doc
 /// comment given: `with_x(x: T)` sets `x`; `with_x(x: into T)` takes `impl Into<T>`;
-/// `with_x(x: some T)` sets an `Option<T>` field to `Some` (taking `impl Into<T>`).
-macro_rules! with_setters {
+/// `with_x(x: some T)` sets an `Option<T>` field to `Some` (taking `impl Into<T>`). Shared by
+/// kafka-rpc's options (as `krpc_kafka::__options_setters!`); not part of the API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __options_setters {
     ($ty:ident { $($body:tt)* }) => {
         impl $ty {
-            $crate::config::with_setters!(@ $($body)*);
+            $crate::__options_setters!(@ $($body)*);
         }
     };
     (@) => {};
@@ -317,7 +320,7 @@ macro_rules! with_setters {
             self.$field = value.into();
             self
         }
-        $crate::config::with_setters!(@ $($rest)*);
+        $crate::__options_setters!(@ $($rest)*);
     };
     (@ $(#[$m:meta])* $name:ident($field:ident: some $t:ty); $($rest:tt)*) => {
         $(#[$m])*
@@ -326,7 +329,7 @@ macro_rules! with_setters {
             self.$field = Some(value.into());
             self
         }
-        $crate::config::with_setters!(@ $($rest)*);
+        $crate::__options_setters!(@ $($rest)*);
     };
     (@ $(#[$m:meta])* $name:ident($field:ident: $t:ty); $($rest:tt)*) => {
         $(#[$m])*
@@ -335,10 +338,12 @@ macro_rules! with_setters {
             self.$field = value;
             self
         }
-        $crate::config::with_setters!(@ $($rest)*);
+        $crate::__options_setters!(@ $($rest)*);
     };
 }
-pub(crate) use with_setters;
+// Crate-internal name; kafka-rpc's options use the exported one, so both crates' options
+// get their setters from this one definition (`#[doc(hidden)]`: not part of the API).
+pub(crate) use __options_setters as with_setters;
 
 /// `Err(InvalidArgument)` naming the setting and its value when `ok` is false.
 pub(crate) fn check(ok: bool, what: impl FnOnce() -> String) -> crate::Result<()> {

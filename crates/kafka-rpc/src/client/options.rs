@@ -163,45 +163,8 @@ pub(crate) fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), RpcEr
     }
 }
 
-/// Writes the chainable `with_*` setters of an options type, one per field, each with the doc
-/// comment given: `with_x(x: T)` sets `x`; `with_x(x: into T)` takes `impl Into<T>`;
-/// `with_x(x: some T)` sets an `Option<T>` field to `Some` (taking `impl Into<T>`).
-macro_rules! with_setters {
-    ($ty:ident { $($body:tt)* }) => {
-        impl $ty {
-            $crate::client::with_setters!(@ $($body)*);
-        }
-    };
-    (@) => {};
-    (@ $(#[$m:meta])* $name:ident($field:ident: into $t:ty); $($rest:tt)*) => {
-        $(#[$m])*
-        #[must_use]
-        pub fn $name(mut self, value: impl Into<$t>) -> Self {
-            self.$field = value.into();
-            self
-        }
-        $crate::client::with_setters!(@ $($rest)*);
-    };
-    (@ $(#[$m:meta])* $name:ident($field:ident: some $t:ty); $($rest:tt)*) => {
-        $(#[$m])*
-        #[must_use]
-        pub fn $name(mut self, value: impl Into<$t>) -> Self {
-            self.$field = Some(value.into());
-            self
-        }
-        $crate::client::with_setters!(@ $($rest)*);
-    };
-    (@ $(#[$m:meta])* $name:ident($field:ident: $t:ty); $($rest:tt)*) => {
-        $(#[$m])*
-        #[must_use]
-        pub fn $name(mut self, value: $t) -> Self {
-            self.$field = value;
-            self
-        }
-        $crate::client::with_setters!(@ $($rest)*);
-    };
-}
-pub(crate) use with_setters;
+// The options' setters come from krpc-kafka's one definition of them.
+pub(crate) use krpc_kafka::__options_setters as with_setters;
 
 /// Options of one call.
 ///
