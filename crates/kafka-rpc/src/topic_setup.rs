@@ -21,14 +21,15 @@ use crate::error::RpcError;
 /// # Examples
 /// ```
 /// use std::time::Duration;
-/// use kafka_rpc::{topic_setup::TopicKind, TopicOptions};
+/// use kafka_rpc::TopicOptions;
 ///
-/// let topics = TopicOptions::default().with_reply_retention(Duration::from_secs(600));
-/// assert_eq!(
-///     topics.configs(TopicKind::Replies),
-///     vec![("retention.ms".to_string(), "600000".to_string())]
-/// );
-/// assert!(topics.configs(TopicKind::Requests).is_empty());
+/// // Reply topics created with `retention.ms` = 600000 and 32 partitions per request topic.
+/// let topics = TopicOptions::default()
+///     .with_request_partitions(32)
+///     .with_reply_retention(Duration::from_secs(600));
+/// assert_eq!(topics.reply_retention, Some(Duration::from_secs(600)));
+/// topics.validate().expect("valid");
+/// assert!(TopicOptions::default().with_request_partitions(0).validate().is_err());
 /// ```
 ///
 /// With the `serde` feature it reads from a config file: keys are the field names, each
