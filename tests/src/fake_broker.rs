@@ -15,7 +15,13 @@
 //!   none (a half-open broker); [`FakeBroker::stop_reading`] stops reading the sockets (a peer
 //!   whose buffers fill); [`FakeBroker::drop_connections`] closes every open one (a broker
 //!   closing idle connections);
-//! - [`FakeBroker::count`] and [`FakeBroker::dials`] count requests per API and connections.
+//! - [`FakeBroker::count`] and [`FakeBroker::dials`] count requests per API and connections;
+//!   [`FakeBroker::fetches`] lists every Fetch received (session id, epoch, partitions listed
+//!   and forgotten);
+//! - [`FakeBroker::grant_fetch_sessions`] turns on KIP-227 fetch sessions (off by default: then
+//!   every Fetch is answered full with session id 0, as nisshi does), and
+//!   [`FakeBroker::fail_next_incremental_fetch`] refuses one incremental fetch with a
+//!   top-level error code.
 //!
 //! The group coordinator knows one member at a time: JoinGroup makes the joiner leader of a new
 //! generation, SyncGroup hands it back its own assignment. It is for tests of one consumer, not
@@ -70,6 +76,27 @@ pub struct FetchAsk {
     pub offset: i64,
     /// The per-partition byte limit asked for.
     pub max_bytes: i32,
+}
+
+/// One Fetch request as the broker received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchSeen {
+    /// The request's `session_id`.
+    pub session_id: i32,
+    /// The request's `session_epoch` (-1: no session, 0: create one, 1..: incremental).
+    pub epoch: i32,
+    /// The partitions the request lists, in request order.
+    pub listed: Vec<FetchAsk>,
+    /// The partitions in its `forgotten_topics_data`.
+    pub forgotten: Vec<(String, i32)>,
+}
+
+/// A fetch session the broker keeps (KIP-227).
+struct FakeSession {
+    /// The epoch the next incremental request must carry.
+    next_epoch: i32,
+    /// The session's partitions with the offset and limit last asked for.
+    partitions: Vec<FetchAsk>,
 }
 
 /// The answer for one partition of a Fetch.
@@ -127,6 +154,14 @@ struct Script {
     paused: bool,
     counts: HashMap<i16, usize>,
     dials: usize,
+    /// Grant fetch sessions (KIP-227).
+    sessions: bool,
+    /// The last session id granted.
+    last_session: i32,
+    session_table: HashMap<i32, FakeSession>,
+    /// Top-level error code for the next incremental fetch.
+    session_error: Option<i16>,
+    fetches: Vec<FetchSeen>,
 }
 
 /// A scriptable fake broker (see the module documentation). Dropping it stops it.
@@ -278,6 +313,29 @@ impl FakeBroker {
     /// Connections accepted so far.
     pub fn dials(&self) -> usize {
         lock(&self.script).dials
+    }
+
+    /// While `on`, the broker grants KIP-227 fetch sessions: a Fetch with epoch 0 creates one
+    /// (ids 1, 2, ...; a non-zero id with epoch 0 closes that session first) and is answered
+    /// in full; an incremental Fetch (epoch 1..) must carry a known id (else top-level
+    /// FETCH_SESSION_ID_NOT_FOUND, 70) and the next epoch (else INVALID_FETCH_SESSION_EPOCH,
+    /// 71); it updates the session's partitions (listed ones added or changed, forgotten ones
+    /// removed), the fetch script is called with all of them, and the answer lists only those
+    /// with records or an error. Off (the default), every Fetch is answered in full with
+    /// session id 0, whatever its session fields.
+    pub fn grant_fetch_sessions(&self, on: bool) {
+        lock(&self.script).sessions = on;
+    }
+
+    /// Answers the next incremental Fetch (with sessions granted) with top-level error `code`
+    /// and no partitions; with FETCH_SESSION_ID_NOT_FOUND (70) the session is also dropped.
+    pub fn fail_next_incremental_fetch(&self, code: i16) {
+        lock(&self.script).session_error = Some(code);
+    }
+
+    /// Every Fetch received so far, in order.
+    pub fn fetches(&self) -> Vec<FetchSeen> {
+        lock(&self.script).fetches.clone()
     }
 
     /// The broker's own port, as announced in Metadata.
@@ -447,7 +505,7 @@ fn answer(
         }
         ApiKey::Fetch => {
             let req = FetchRequest::decode(&mut body, v)?;
-            let asks: Vec<FetchAsk> = req
+            let listed: Vec<FetchAsk> = req
                 .topics
                 .iter()
                 .flat_map(|t| {
@@ -459,6 +517,28 @@ fn answer(
                     })
                 })
                 .collect();
+            let forgotten: Vec<(String, i32)> = req
+                .forgotten_topics_data
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| (t.topic.0.to_string(), *p)))
+                .collect();
+            sc.fetches.push(FetchSeen {
+                session_id: req.session_id,
+                epoch: req.session_epoch,
+                listed: listed.clone(),
+                forgotten: forgotten.clone(),
+            });
+            let (asks, session_id, incremental) = if sc.sessions {
+                match fetch_session(&mut sc, &req, listed, &forgotten) {
+                    Ok(session) => session,
+                    Err(code) => {
+                        let resp = FetchResponse::default().with_error_code(code);
+                        return encode(&resp, v, out);
+                    }
+                }
+            } else {
+                (listed, 0, false)
+            };
             let answers = match (&mut sc.fetch, error) {
                 (_, code) if code != 0 => asks.iter().map(|_| FetchAnswer::error(code)).collect(),
                 (Some(f), _) => f(&asks),
@@ -466,6 +546,9 @@ fn answer(
             };
             let mut responses: Vec<FetchableTopicResponse> = Vec::new();
             for (ask, mut a) in asks.iter().zip(answers) {
+                if incremental && a.records.is_empty() && a.error_code == 0 {
+                    continue; // nothing new for this partition: an incremental answer omits it
+                }
                 if a.high_watermark == 0 {
                     // Unscripted: the end of the records answered, as a broker's would be at
                     // least (a read_committed consumer stops at the last stable offset).
@@ -487,7 +570,10 @@ fn answer(
                     ),
                 }
             }
-            encode(&FetchResponse::default().with_responses(responses), v, out)
+            let resp = FetchResponse::default()
+                .with_session_id(session_id)
+                .with_responses(responses);
+            encode(&resp, v, out)
         }
         ApiKey::ListOffsets => {
             let req = ListOffsetsRequest::decode(&mut body, v)?;
@@ -755,6 +841,66 @@ fn answer(
         }
         other => anyhow::bail!("the fake broker does not answer {other:?}"),
     }
+}
+
+/// KIP-227 on the broker side (with sessions granted): the partitions to answer for `req`,
+/// the session id to answer with, and whether the answer is incremental; `Err`: the
+/// top-level error code to answer with.
+fn fetch_session(
+    sc: &mut Script,
+    req: &FetchRequest,
+    listed: Vec<FetchAsk>,
+    forgotten: &[(String, i32)],
+) -> Result<(Vec<FetchAsk>, i32, bool), i16> {
+    let (id, epoch) = (req.session_id, req.session_epoch);
+    if epoch <= 0 {
+        if id != 0 {
+            sc.session_table.remove(&id); // close it (epoch -1), or close and create anew (0)
+        }
+        if epoch < 0 {
+            return Ok((listed, 0, false));
+        }
+        sc.last_session += 1;
+        let new = sc.last_session;
+        let partitions = listed.clone();
+        sc.session_table.insert(
+            new,
+            FakeSession {
+                next_epoch: 1,
+                partitions,
+            },
+        );
+        return Ok((listed, new, false));
+    }
+    if let Some(code) = sc.session_error.take() {
+        if code == 70 {
+            sc.session_table.remove(&id);
+        }
+        return Err(code);
+    }
+    let Some(session) = sc.session_table.get_mut(&id) else {
+        return Err(70); // FETCH_SESSION_ID_NOT_FOUND
+    };
+    if epoch != session.next_epoch {
+        return Err(71); // INVALID_FETCH_SESSION_EPOCH
+    }
+    session.next_epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
+    for ask in listed {
+        match session
+            .partitions
+            .iter_mut()
+            .find(|p| p.topic == ask.topic && p.partition == ask.partition)
+        {
+            Some(p) => *p = ask,
+            None => session.partitions.push(ask),
+        }
+    }
+    session.partitions.retain(|p| {
+        !forgotten
+            .iter()
+            .any(|(t, n)| *t == p.topic && *n == p.partition)
+    });
+    Ok((session.partitions.clone(), id, true))
 }
 
 /// The offset after the last complete v2 batch in `records` (0 if none): each batch's base

@@ -20,12 +20,23 @@
 //! - **No partition starves the others**: the order of partitions in fetch requests rotates
 //!   every poll (the Java consumer moves fetched partitions to the end of its fetch order), so
 //!   one busy partition cannot fill every response's `max_bytes` before the others are served.
+//! - **Fetch sessions (KIP-227)** where the broker grants them ([`FetchConfig::sessions`],
+//!   Fetch v7+): after the first, full, request to a broker, requests list only the partitions
+//!   whose position or limit changed and the ones dropped; the broker answers only partitions
+//!   with data or news, and a partition it leaves out keeps its position. A refused session
+//!   (FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH) or a failed request makes the
+//!   next request full again; positions never depend on the session (see `fetcher/session.rs`).
+//! - **One fetch per broker at a time**: [`Fetcher::poll`] takes `&mut self` and awaits every
+//!   broker's fetch of its round before it returns, so this fetcher never sends a broker a
+//!   second fetch while one is in flight to it.
+
+mod session;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
@@ -148,6 +159,13 @@ pub struct FetchConfig {
     /// (`krpc consume`'s flag).
     #[cfg_attr(feature = "serde", serde(alias = "isolation"))]
     pub isolation_level: IsolationLevel,
+    /// Use KIP-227 incremental fetch sessions with brokers that grant them (Fetch v7+, Kafka
+    /// 1.1+): after one full request, each request lists only the partitions whose position
+    /// changed, which saves the broker work per fetch. Default true: the Java consumer always
+    /// asks for a session (it has no setting; a broker's
+    /// `max.incremental.fetch.session.cache.slots` = 0 turns them off). False sends every
+    /// request full and sessionless (session id 0, epoch -1).
+    pub sessions: bool,
 }
 
 impl Default for FetchConfig {
@@ -163,6 +181,7 @@ impl Default for FetchConfig {
             keep_skipped: false,
             hole_wait: None,
             isolation_level: IsolationLevel::ReadUncommitted,
+            sessions: true,
         }
     }
 }
@@ -188,6 +207,8 @@ crate::config::with_setters! { FetchConfig {
     with_hole_wait(hole_wait: some Duration);
     /// Sets [`isolation_level`](Self::isolation_level) (Java `isolation.level`).
     with_isolation_level(isolation_level: IsolationLevel);
+    /// Sets [`sessions`](Self::sessions) (KIP-227 incremental fetch sessions; no Java setting).
+    with_sessions(sessions: bool);
 }}
 
 impl FetchConfig {
@@ -304,6 +325,9 @@ pub struct Fetcher {
     invalidated: HashMap<Arc<str>, Instant>,
     /// Undecodable batches stepped over and not yet taken by [`Fetcher::take_skipped`].
     kept_skipped: Vec<SkippedBatch>,
+    /// KIP-227 fetch session per broker address (each broker's rounds run concurrently, so
+    /// behind a lock held only to plan a request or take its answer, never across an await).
+    sessions: Mutex<HashMap<String, session::Session>>,
 }
 
 impl Drop for Fetcher {
@@ -336,6 +360,7 @@ impl Fetcher {
             holes: HashMap::new(),
             invalidated: HashMap::new(),
             kept_skipped: Vec::new(),
+            sessions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -710,9 +735,21 @@ impl Fetcher {
         false
     }
 
-    async fn fetch_from(&self, addr: String, asks: Vec<Ask>) -> Result<Vec<PartitionOutcome>> {
+    /// This fetcher's session with the broker at `addr`, for `f` (the lock is held only by `f`).
+    fn with_session<T>(&self, addr: &str, f: impl FnOnce(&mut session::Session) -> T) -> T {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        f(sessions.entry(addr.to_string()).or_default())
+    }
+
+    /// The Fetch request for `asks`: every one of them, or with a session only those `plan`
+    /// lists, plus the partitions it forgets.
+    fn request(&self, asks: &[Ask], plan: Option<&session::Plan>) -> FetchRequest {
+        let listed: Vec<&Ask> = match plan {
+            Some(plan) => plan.listed.iter().map(|&i| &asks[i]).collect(),
+            None => asks.iter().collect(),
+        };
         let mut topics: Vec<FetchTopic> = Vec::new();
-        for (topic, partition, offset, max_bytes) in &asks {
+        for (topic, partition, offset, max_bytes) in listed {
             let fp = FetchPartition::default()
                 .with_partition(*partition)
                 .with_fetch_offset(*offset)
@@ -730,15 +767,37 @@ impl Fetcher {
                 ),
             }
         }
-        let req = FetchRequest::default()
+        let mut forgotten: Vec<ForgottenTopic> = Vec::new();
+        for (topic, partition) in plan.iter().flat_map(|p| &p.forgotten) {
+            match forgotten
+                .iter_mut()
+                .find(|f| f.topic.0.as_str() == &**topic)
+            {
+                Some(f) => f.partitions.push(*partition),
+                None => forgotten.push(
+                    ForgottenTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_partitions(vec![*partition]),
+                ),
+            }
+        }
+        // No session: id 0, epoch -1 (KIP-227's sessionless full fetch, as before v7).
+        let (session_id, epoch) = plan.map_or((0, -1), |p| (p.session_id, p.epoch));
+        FetchRequest::default()
             .with_replica_id((-1).into())
             .with_max_wait_ms(self.config.max_wait.as_millis().min(i32::MAX as u128) as i32)
             .with_min_bytes(self.config.min_bytes)
             .with_max_bytes(self.config.max_bytes)
             .with_isolation_level(self.config.isolation_level.wire())
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(topics);
+            .with_session_id(session_id)
+            .with_session_epoch(epoch)
+            .with_topics(topics)
+            .with_forgotten_topics_data(forgotten)
+    }
+
+    /// One fetch from the broker at `addr` of `asks` (every partition this round fetches from
+    /// it; with a session, the request lists only those that changed).
+    async fn fetch_from(&self, addr: String, asks: Vec<Ask>) -> Result<Vec<PartitionOutcome>> {
         let retry_all = |e: &Error| {
             asks.iter()
                 .map(|(topic, partition, _, _)| PartitionOutcome::Retry {
@@ -750,26 +809,48 @@ impl Fetcher {
         };
         let conn = match self.client.connection(&addr, self.lane).await {
             Ok(c) => c,
-            Err(e) if e.is_retriable() => return Ok(retry_all(&e)),
-            Err(e) => return Err(e),
+            Err(e) => {
+                self.with_session(&addr, |s| s.failed(&addr, "no connection to the broker"));
+                return if e.is_retriable() {
+                    Ok(retry_all(&e))
+                } else {
+                    Err(e)
+                };
+            }
         };
-        if self.config.isolation_level == IsolationLevel::ReadCommitted
-            && conn.version::<FetchRequest>()? < 4
-        {
+        let version = conn.version::<FetchRequest>()?;
+        if self.config.isolation_level == IsolationLevel::ReadCommitted && version < 4 {
             // Fetch v0-3 has no isolation level: the broker would hand out aborted records.
             return Err(Error::InvalidArgument(format!(
                 "read_committed needs Fetch v4+ (Kafka 0.11+); broker {addr} offers less"
             )));
         }
+        let plan = (self.config.sessions && version >= session::MIN_VERSION)
+            .then(|| self.with_session(&addr, |s| s.plan(&addr, &asks)));
+        let req = self.request(&asks, plan.as_ref());
         let timeout = self.client.config().request_timeout + self.config.max_wait;
         let resp = match conn.send_timeout(&req, timeout).await {
             Ok(r) => r,
-            Err(e) if e.is_retriable() => {
+            Err(e) => {
+                if plan.is_some() {
+                    self.with_session(&addr, |s| s.failed(&addr, "the fetch failed"));
+                }
+                if !e.is_retriable() {
+                    return Err(e);
+                }
                 tracing::debug!(broker = %addr, error = %e, "fetch failed; will retry");
                 return Ok(retry_all(&e));
             }
-            Err(e) => return Err(e),
         };
+        if let Some(plan) = &plan {
+            let answered = self.with_session(&addr, |s| {
+                s.answered(&addr, plan, resp.error_code, resp.session_id)
+            });
+            if answered == session::Answered::Refused {
+                // Nothing fetched, no position moves: the next request is full, at once.
+                return Ok(Vec::new());
+            }
+        }
         match check_code(resp.error_code, &addr, ApiKey::Fetch, String::new) {
             Err(e) if e.is_retriable() => return Ok(retry_all(&e)),
             other => other?,
