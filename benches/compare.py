@@ -208,7 +208,7 @@ def python_rpc(args, r):
             r["py_rates"] = {}
             for rate in rates_of(args, r):
                 print("== Python kafka-rpc 1.0.8 at %g calls/s" % rate, file=sys.stderr)
-                r["py_rates"][str(rate)] = measured(
+                r["py_rates"]["%g" % rate] = measured(
                     args, lambda: one_json(client + ["--mode", "rate", "--rate", str(rate)], 600), [server])
         r["py_server_rss_mb"] = proc_usage(server.pid)[1]
     finally:
@@ -218,7 +218,7 @@ def python_rpc(args, r):
 def rates_of(args, r):
     rates = csv_numbers(args.rates)
     if "py_threads" in r:
-        rates.append(round(r["py_threads"]["calls_per_s"]))
+        rates.append(float(round(r["py_threads"]["calls_per_s"])))
     return sorted(set(x for x in rates if x > 0))
 
 
@@ -228,7 +228,7 @@ def krpc_serve(args, service, concurrency=None, config=None):
            "--concurrency", str(concurrency or args.concurrency),
            "--fetch-max-wait", "%dms" % args.fetch_wait_ms]
     if config:
-        cmd += ["--config", config]
+        cmd += ["--config-file", config]
     return start(cmd)
 
 
@@ -237,7 +237,7 @@ def krpc_bench(args, service, *extra, config=None):
     cmd = [krpc, "bench", "--bootstrap", args.bootstrap, "--service", service, "--payload", "16",
            "--json", "--fetch-max-wait", "%dms" % args.fetch_wait_ms] + list(extra)
     if config:
-        cmd += ["--config", config]
+        cmd += ["--config-file", config]
     return cmd
 
 
@@ -266,7 +266,7 @@ def rust_rpc(args, r):
                 r["ours_rates"] = {}
                 for rate in rates_of(args, r):
                     print("== kafka-rpc (Rust) at %g calls/s" % rate, file=sys.stderr)
-                    r["ours_rates"][str(rate)] = measured(
+                    r["ours_rates"]["%g" % rate] = measured(
                         args, lambda: one_json(krpc_bench(args, service, "--rate", str(rate), *dur), 600), [server])
             r["ours_server_rss_mb"] = proc_usage(server.pid)[1]
     finally:
@@ -323,8 +323,9 @@ def scaling(args, r):
         server = krpc_serve(args, service, config=config)
         try:
             one_json(krpc_bench(args, service, "--calls", "50", config=config), 300)
-            r["scaling"]["partitions"][str(parts)] = measured(
-                args, lambda: one_json(krpc_bench(args, service, *async_run, config=config), 600), [server])
+            res = measured(args, lambda: one_json(krpc_bench(args, service, *async_run, config=config), 600), [server])
+            res["server_rss_mb"] = proc_usage(server.pid)[1]
+            r["scaling"]["partitions"][str(parts)] = res
         finally:
             stop(server)
             os.unlink(config)
