@@ -1,26 +1,37 @@
 """Runs every benchmark against one broker and prints the comparison tables (see benches/compare).
 
-Each system runs in processes of its own; their results come back as JSON lines. CPU time and
-peak RSS of our client come from wait4(2); our server's from /proc just before it is stopped.
+Each system runs in processes of its own; their results come back as JSON lines. CPU time is
+taken per run as deltas of /proc/PID/stat utime+stime of the processes that live across runs
+(the broker, the servers, the echo processes), and from the clients themselves (getrusage over
+their measured window; see krpc bench's and the Python scripts' `cpu_s`), and divided by the
+run's answered calls. Peak RSS is VmHWM from /proc/PID/status (servers) or wait4(2) (clients).
+
+Sections (each can be skipped with --skip NAME,...): kafka (the Kafka-layer table, --runs
+times), python (kafka-rpc 1.0.8), rust (kafka-rpc (Rust)), echo (the raw-echo limit), rates
+(latency at fixed rates, inside the python and rust sections), scaling.
 """
 import argparse
 import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = sys.executable
+RAW = os.path.join(HERE, "python", "rdkafka_raw.py")
+SEED = os.path.join(HERE, "python", "krpc_seed.py")
 
 
 def run_json(cmd, timeout):
     """Runs cmd, returns (list of JSON objects it printed, rusage)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
     deadline = time.time() + timeout
-    out = []
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
@@ -32,11 +43,20 @@ def run_json(cmd, timeout):
     text = proc.stdout.read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit("failed (%s): %s\n%s" % (status, " ".join(cmd), text))
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            out.append(json.loads(line))
+    out = [json.loads(line) for line in map(str.strip, text.splitlines()) if line.startswith("{")]
     return out, usage
+
+
+def one_json(cmd, timeout):
+    """Runs cmd; returns its first JSON object, with client_process_cpu_s and client_rss_mb
+    (the whole process, from wait4) added."""
+    out, usage = run_json(cmd, timeout)
+    if not out:
+        raise SystemExit("no JSON from: %s" % " ".join(cmd))
+    r = out[0]
+    r["client_process_cpu_s"] = usage.ru_utime + usage.ru_stime
+    r["client_rss_mb"] = usage.ru_maxrss / 1024
+    return r
 
 
 def proc_usage(pid):
@@ -53,97 +73,282 @@ def proc_usage(pid):
     return cpu, peak_kb / 1024
 
 
-def start(cmd, ready_check=None, timeout=60):
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if ready_check:
-        deadline = time.time() + timeout
-        while not ready_check():
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise SystemExit("could not start: %s" % " ".join(cmd))
-            time.sleep(0.2)
-    return proc
+def cpu_of(pids):
+    return sum(proc_usage(p)[0] for p in pids)
+
+
+def start(cmd, env=None):
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
 def stop(proc):
+    if proc.poll() is not None:
+        return
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(60)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
 
 
-def timed(args, run):
-    """Runs `run`, adding the broker's CPU seconds during it to its result (dict or tuple[0][0])."""
-    before = proc_usage(args.broker_pid)[0] if args.broker_pid else None
-    result = run()
-    if before is not None:
-        cpu = proc_usage(args.broker_pid)[0] - before
-        target = result if isinstance(result, dict) else result[0][0]
-        target["broker_cpu_s"] = cpu
-    return result
+def measured(args, run, servers=()):
+    """Runs `run` (returning one result dict with "calls" and, if the client measures itself,
+    "cpu_s"), and adds the CPU of the broker and of the `servers` (processes living across
+    runs) during it: totals (*_cpu_s) and per answered call (*_us_per_call)."""
+    broker = [args.broker_pid] if args.broker_pid else []
+    b0, s0 = cpu_of(broker), cpu_of([p.pid for p in servers])
+    r = run()
+    b1, s1 = cpu_of(broker), cpu_of([p.pid for p in servers])
+    calls = max(r.get("calls") or 0, 1)
+    client = r.get("cpu_s")
+    if client is None:
+        client = r.get("client_process_cpu_s")
+    if broker:
+        r["broker_cpu_s"] = b1 - b0
+        r["broker_us_per_call"] = (b1 - b0) * 1e6 / calls
+    if servers:
+        r["server_cpu_s"] = s1 - s0
+        r["server_us_per_call"] = (s1 - s0) * 1e6 / calls
+    if client is not None:
+        r["client_us_per_call"] = client * 1e6 / calls
+    return r
 
 
 def ratio(a, b):
     return "%.2fx" % (a / b) if a and b else "n/a"
 
 
+def csv_numbers(text, kind=float):
+    return [kind(x) for x in text.split(",") if x.strip()]
+
+
+def fresh(name):
+    return "%s-%s" % (name, uuid.uuid4().hex[:8])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--bin", required=True, help="directory of the release krpc and wire-bench")
-    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--seconds", type=float, default=10, help="length of each timed RPC run")
     ap.add_argument("--fetch-wait-ms", type=int, default=10)
     ap.add_argument("--concurrency", type=int, default=128)
     ap.add_argument("--broker-pid", type=int, default=0, help="to report the broker's CPU time per run")
+    ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 3)),
+                    help="runs of the Kafka-layer benchmark (default 3, or BENCH_RUNS)")
+    ap.add_argument("--records", type=int, default=200_000, help="records per Kafka-layer run")
+    ap.add_argument("--rates", default=os.environ.get("BENCH_RATES", "100,500,2000"),
+                    help="fixed rates (calls/s) of the latency table, comma-separated; the "
+                         "highest rate the Python package sustained in its threads run is added")
+    ap.add_argument("--scaling-servers", default="1,2,4")
+    ap.add_argument("--scaling-partitions", default="16,64,256")
+    ap.add_argument("--scaling-in-flight", default="10,1000,10000")
+    ap.add_argument("--scaling-sleep-ms", type=int, default=2000,
+                    help="handler time of the memory runs (calls pile up in the server)")
+    ap.add_argument("--skip", default=os.environ.get("BENCH_SKIP", ""),
+                    help="sections to leave out: kafka,python,rust,echo,rates,scaling")
     args = ap.parse_args()
-    addr, secs, fw, conc = args.bootstrap, args.seconds, args.fetch_wait_ms, args.concurrency
-    krpc = os.path.join(args.bin, "krpc")
-    results = {}
+    skip = set(x.strip() for x in args.skip.split(",") if x.strip())
+    unknown = skip - {"kafka", "python", "rust", "echo", "rates", "scaling"}
+    if unknown:
+        raise SystemExit("unknown --skip sections: %s" % ", ".join(sorted(unknown)))
+    args.skip = skip
+    addr, secs, fw = args.bootstrap, args.seconds, args.fetch_wait_ms
+    r = {}
 
-    print("== raw librdkafka", file=sys.stderr)
-    raw = os.path.join(HERE, "python", "rdkafka_raw.py")
-    results["rd_latency"] = run_json([PY, raw, "latency", addr, "--count", "200", "--fetch-wait-ms", str(fw)], 300)[0][0]
+    print("== raw librdkafka latency", file=sys.stderr)
+    r["rd_latency"] = one_json([PY, RAW, "latency", addr, "--count", "200", "--fetch-wait-ms", str(fw)], 300)
     # Back to back, like our sync bench: the consumer's fetch is always already waiting.
-    results["rd_latency_b2b"] = run_json([PY, raw, "latency", addr, "--count", "200", "--fetch-wait-ms", str(fw), "--no-jitter"], 300)[0][0]
-    results["rd_roundtrip"] = run_json([PY, raw, "roundtrip", addr, "--count", "200"], 300)[0][0]
-    results["rd_throughput"] = run_json([PY, raw, "throughput", addr, "--records", "200000", "--size", "64", "--batch", "1000"], 600)[0][0]
+    r["rd_latency_b2b"] = one_json([PY, RAW, "latency", addr, "--count", "200", "--fetch-wait-ms", str(fw), "--no-jitter"], 300)
 
-    print("== the Kafka layer: krpc-kafka and rskafka", file=sys.stderr)
-    wire, _ = run_json([os.path.join(args.bin, "wire-bench"), addr, "200000"], 600)
-    results["wire"] = {w["system"]: w for w in wire}
+    if "kafka" not in skip:
+        kafka_layer(args, r)
+    if "python" not in skip:
+        python_rpc(args, r)
+    if "rust" not in skip or "echo" not in skip:
+        rust_rpc(args, r)
+    if "scaling" not in skip:
+        scaling(args, r)
+    report(r, args)
 
+
+def kafka_layer(args, r):
+    """--runs runs; run i starts the rotation [krpc-kafka, rskafka, librdkafka] at i, each
+    client on fresh topics (the broker slows as its partitions grow, so no client always goes
+    first)."""
+    addr, n = args.bootstrap, str(args.records)
+    wire = os.path.join(args.bin, "wire-bench")
+    clients = ["krpc-kafka", "rskafka", "librdkafka"]
+    runs = []
+    for i in range(args.runs):
+        order = clients[i % 3:] + clients[:i % 3]
+        print("== the Kafka layer, run %d of %d: %s" % (i + 1, args.runs, ", ".join(order)), file=sys.stderr)
+        run = {"order": order}
+        for c in order:
+            if c == "librdkafka":
+                run[c] = one_json([PY, RAW, "throughput", addr, "--records", n, "--size", "64", "--batch", "1000"], 600)
+            else:
+                run[c] = one_json([wire, addr, n, "--client", c, "--run", str(i)], 600)
+        runs.append(run)
+    r["wire_runs"] = runs
+    r["rd_roundtrip"] = one_json([PY, RAW, "roundtrip", addr, "--count", "200"], 300)
+
+
+def python_rpc(args, r):
+    addr, secs, fw, conc = args.bootstrap, args.seconds, args.fetch_wait_ms, args.concurrency
     print("== Python kafka-rpc 1.0.8 (the seed's Sum.add)", file=sys.stderr)
-    seed = os.path.join(HERE, "python", "krpc_seed.py")
-    server = start([PY, seed, "server", addr, "Sum", "--fetch-wait-ms", str(fw)])
+    name = fresh("Sum")
+    server = start([PY, SEED, "server", addr, name, "--fetch-wait-ms", str(fw)])
+    client = [PY, SEED, "client", addr, name, "--seconds", str(secs), "--fetch-wait-ms", str(fw)]
     try:
-        results["py_seq"] = timed(args, lambda: run_json([PY, seed, "client", addr, "Sum", "--mode", "sequential", "--seconds", str(secs), "--fetch-wait-ms", str(fw)], 600)[0][0])
-        results["py_threads"] = timed(args, lambda: run_json([PY, seed, "client", addr, "Sum", "--mode", "threads", "--threads", str(conc), "--seconds", str(secs), "--fetch-wait-ms", str(fw)], 600)[0][0])
+        r["py_seq"] = measured(args, lambda: one_json(client + ["--mode", "sequential"], 600), [server])
+        r["py_threads"] = measured(args, lambda: one_json(client + ["--mode", "threads", "--threads", str(conc)], 600), [server])
+        if "rates" not in args.skip:
+            r["py_rates"] = {}
+            for rate in rates_of(args, r):
+                print("== Python kafka-rpc 1.0.8 at %g calls/s" % rate, file=sys.stderr)
+                r["py_rates"]["%g" % rate] = measured(
+                    args, lambda: one_json(client + ["--mode", "rate", "--rate", str(rate)], 600), [server])
+        r["py_server_rss_mb"] = proc_usage(server.pid)[1]
     finally:
         stop(server)
 
+
+def rates_of(args, r):
+    rates = csv_numbers(args.rates)
+    if "py_threads" in r:
+        rates.append(float(round(r["py_threads"]["calls_per_s"])))
+    return sorted(set(x for x in rates if x > 0))
+
+
+def krpc_serve(args, service, concurrency=None, config=None):
+    krpc = os.path.join(args.bin, "krpc")
+    cmd = [krpc, "serve", "--bootstrap", args.bootstrap, "--service", service,
+           "--concurrency", str(concurrency or args.concurrency),
+           "--fetch-max-wait", "%dms" % args.fetch_wait_ms]
+    if config:
+        cmd += ["--config-file", config]
+    return start(cmd)
+
+
+def krpc_bench(args, service, *extra, config=None):
+    krpc = os.path.join(args.bin, "krpc")
+    cmd = [krpc, "bench", "--bootstrap", args.bootstrap, "--service", service, "--payload", "16",
+           "--json", "--fetch-max-wait", "%dms" % args.fetch_wait_ms] + list(extra)
+    if config:
+        cmd += ["--config-file", config]
+    return cmd
+
+
+def rust_rpc(args, r):
+    secs, conc = args.seconds, args.concurrency
+    wire = os.path.join(args.bin, "wire-bench")
     print("== kafka-rpc (Rust)", file=sys.stderr)
     # The same fetch wait as the Python side: the library default (fetch.max.wait.ms 500 ms) is
     # for Apache Kafka, which answers a waiting fetch at once; the test broker does not.
-    wait = ["--fetch-max-wait", "%dms" % fw]
-    server = start([krpc, "serve", "--bootstrap", addr, "--service", "Bench", "--concurrency", str(conc)] + wait)
+    service = fresh("Bench")
+    dur = ["--duration", str(secs)]
+    server = krpc_serve(args, service)
     try:
-        bench = [krpc, "bench", "--bootstrap", addr, "--service", "Bench", "--duration", str(secs), "--payload", "16", "--json"] + wait
-        (sync,), sync_usage = timed(args, lambda: run_json(bench + ["--mode", "sync"], 600))
-        (asyn,), async_usage = timed(args, lambda: run_json(bench + ["--mode", "async", "--concurrency", str(conc)], 600))
-        server_cpu, server_rss = proc_usage(server.pid)
+        # A few calls first: they wait for the server, and leave records whose sizes the raw
+        # echo copies.
+        one_json(krpc_bench(args, service, "--calls", "50", "--mode", "async", "--concurrency", "10"), 300)
+        sizes = {}
+        for kind, topic in (("request", "krpc.%s.requests" % service), ("reply", "krpc.replies")):
+            out, _ = run_json([wire, "sizes", args.bootstrap, topic, "--records", "50"], 120)
+            sizes[kind] = max(8, round(out[0]["mean_bytes"])) if out and out[0]["records"] else 64
+        r["record_sizes"] = sizes
+        if "rust" not in args.skip:
+            r["ours_sync"] = measured(args, lambda: one_json(krpc_bench(args, service, "--mode", "sync", *dur), 600), [server])
+            r["ours_async"] = measured(args, lambda: one_json(krpc_bench(args, service, "--mode", "async", "--concurrency", str(conc), *dur), 600), [server])
+            if "rates" not in args.skip:
+                r["ours_rates"] = {}
+                for rate in rates_of(args, r):
+                    print("== kafka-rpc (Rust) at %g calls/s" % rate, file=sys.stderr)
+                    r["ours_rates"]["%g" % rate] = measured(
+                        args, lambda: one_json(krpc_bench(args, service, "--rate", str(rate), *dur), 600), [server])
+            r["ours_server_rss_mb"] = proc_usage(server.pid)[1]
     finally:
         stop(server)
-    results["ours_sync"], results["ours_async"] = sync, asyn
-    results["ours_usage"] = {
-        "client_sync_cpu_s": sync_usage.ru_utime + sync_usage.ru_stime,
-        "client_sync_rss_mb": sync_usage.ru_maxrss / 1024,
-        "client_async_cpu_s": async_usage.ru_utime + async_usage.ru_stime,
-        "client_async_rss_mb": async_usage.ru_maxrss / 1024,
-        "server_cpu_s": server_cpu,
-        "server_rss_mb": server_rss,
-    }
-    report(results, args)
+    if "echo" not in args.skip:
+        raw_echo(args, r)
+
+
+def raw_echo(args, r):
+    """The limit: a request record, a fetch, a reply record, a fetch; no RPC logic."""
+    addr, sizes = args.bootstrap, r["record_sizes"]
+    wire = os.path.join(args.bin, "wire-bench")
+    r["echo"] = {}
+    for system, echo_cmd in (("krpc-kafka", [wire, "echo"]), ("librdkafka", [PY, RAW, "echo"])):
+        print("== raw echo with %s (%d in flight, %d-byte requests, %d-byte replies)"
+              % (system, args.concurrency, sizes["request"], sizes["reply"]), file=sys.stderr)
+        topics = ["--requests", fresh("raw-echo-req"), "--replies", fresh("raw-echo-rep"),
+                  "--partitions", "16", "--reply-size", str(sizes["reply"]),
+                  "--fetch-wait-ms", str(args.fetch_wait_ms)]
+        echo = start(echo_cmd + [addr] + topics)
+        caller = echo_cmd[:-1] + ["echo-caller", addr] + topics + [
+            "--in-flight", str(args.concurrency), "--seconds", str(args.seconds),
+            "--request-size", str(sizes["request"])]
+        try:
+            r["echo"][system] = measured(args, lambda: one_json(caller, 600), [echo])
+        finally:
+            stop(echo)
+
+
+def scaling(args, r):
+    secs, conc = args.seconds, args.concurrency
+    r["scaling"] = {"servers": {}, "partitions": {}, "memory": {}}
+    async_run = ["--mode", "async", "--concurrency", str(conc), "--duration", str(secs)]
+    for n in csv_numbers(args.scaling_servers, int):
+        print("== scaling: %d server processes" % n, file=sys.stderr)
+        service = fresh("Scale%d" % n)
+        servers = [krpc_serve(args, service) for _ in range(n)]
+        try:
+            # Let every server join the group and get its partitions: a warm-up run as long as
+            # the measured one (joins trigger rebalances).
+            one_json(krpc_bench(args, service, *async_run), 600)
+            res = measured(args, lambda: one_json(krpc_bench(args, service, *async_run), 600), servers)
+            res["server_rss_mb"] = max(proc_usage(p.pid)[1] for p in servers)
+            r["scaling"]["servers"][str(n)] = res
+        finally:
+            for s in servers:
+                stop(s)
+    for parts in csv_numbers(args.scaling_partitions, int):
+        print("== scaling: %d request partitions" % parts, file=sys.stderr)
+        with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+            f.write("[topics]\nrequest_partitions = %d\n" % parts)
+            config = f.name
+        service = fresh("Parts%d" % parts)
+        server = krpc_serve(args, service, config=config)
+        try:
+            one_json(krpc_bench(args, service, "--calls", "50", config=config), 300)
+            res = measured(args, lambda: one_json(krpc_bench(args, service, *async_run, config=config), 600), [server])
+            res["server_rss_mb"] = proc_usage(server.pid)[1]
+            r["scaling"]["partitions"][str(parts)] = res
+        finally:
+            stop(server)
+            os.unlink(config)
+    sleep_ms = args.scaling_sleep_ms
+    for n in csv_numbers(args.scaling_in_flight, int):
+        print("== scaling: %d calls in flight (sleep(%d ms) handler)" % (n, sleep_ms), file=sys.stderr)
+        service = fresh("Mem%d" % n)
+        server = krpc_serve(args, service, concurrency=n)
+        try:
+            one_json(krpc_bench(args, service, "--calls", "5"), 300)
+            rss0 = proc_usage(server.pid)[1]
+            run = ["--mode", "async", "--concurrency", str(n), "--sleep-ms", str(sleep_ms),
+                   "--timeout", "120s", "--duration", str(max(secs, 2 * sleep_ms / 1e3))]
+            res = measured(args, lambda: one_json(krpc_bench(args, service, *run), 900), [server])
+            res["server_rss_idle_mb"] = rss0
+            res["server_rss_mb"] = proc_usage(server.pid)[1]
+            r["scaling"]["memory"][str(n)] = res
+        finally:
+            stop(server)
+
+
+def f(x, fmt="%.1f"):
+    return fmt % x if isinstance(x, (int, float)) else "n/a"
 
 
 def report(r, args):
@@ -151,50 +356,149 @@ def report(r, args):
     print()
     print("Machine: %s, %d cores, %s; broker nisshi 0.8.1 (memory storage) on loopback; fetch wait %d ms everywhere"
           % (platform.machine(), os.cpu_count(), platform.platform(), fw))
+    if "py_threads" in r or "ours_async" in r:
+        rpc_table(r, args)
+    if "echo" in r:
+        echo_table(r, args)
+    if "py_rates" in r or "ours_rates" in r:
+        rates_table(r, args)
+    if "wire_runs" in r:
+        kafka_table(r, args)
+    if "scaling" in r:
+        scaling_tables(r, args)
     print()
-    print("RPC: %d s per run, payload 16 bytes (Rust echo) / Sum.add(1, 2) (Python)" % args.seconds)
+    print("JSON: " + json.dumps(r))
+
+
+def rpc_table(r, args):
+    print()
+    print("RPC: %g s per run, payload 16 bytes (Rust echo) / Sum.add(1, 2) (Python); CPU in µs per answered call"
+          % args.seconds)
     rows = [
-        ("Python kafka-rpc 1.0.8, sequential", r["py_seq"]),
-        ("Python kafka-rpc 1.0.8, %d threads" % args.concurrency, r["py_threads"]),
-        ("kafka-rpc (Rust), sync x1", r["ours_sync"]),
-        ("kafka-rpc (Rust), async x%d" % args.concurrency, r["ours_async"]),
+        ("Python kafka-rpc 1.0.8, sequential", r.get("py_seq"), r.get("py_seq")),
+        ("Python kafka-rpc 1.0.8, %d threads" % args.concurrency, r.get("py_threads"), r.get("py_threads")),
+        ("kafka-rpc (Rust), sync x1", r.get("ours_sync"), r.get("py_seq")),
+        ("kafka-rpc (Rust), async x%d" % args.concurrency, r.get("ours_async"), r.get("py_threads")),
     ]
-    print("%-40s %10s %8s %10s %9s %9s %11s" % ("system", "calls/s", "errors", "p50 ms", "p99 ms", "vs Python", "broker CPU"))
-    base = {0: r["py_seq"]["calls_per_s"], 1: r["py_threads"]["calls_per_s"]}
-    for i, (name, x) in enumerate(rows):
-        vs = ratio(x["calls_per_s"], base[i % 2])
-        broker = "%.1f s" % x["broker_cpu_s"] if "broker_cpu_s" in x else "n/a"
-        print("%-40s %10.0f %8d %10.2f %9.2f %9s %11s" % (name, x["calls_per_s"], x.get("errors", 0), x["p50_ms"], x["p99_ms"], vs, broker))
+    print("%-38s %9s %7s %8s %8s %9s %12s %12s %12s" % (
+        "system", "calls/s", "errors", "p50 ms", "p99 ms", "vs Python", "broker µs", "server µs", "client µs"))
+    for name, x, base in rows:
+        if not x:
+            continue
+        print("%-38s %9.0f %7d %8s %8s %9s %12s %12s %12s" % (
+            name, x["calls_per_s"], x.get("errors", 0), f(x.get("p50_ms"), "%.2f"), f(x.get("p99_ms"), "%.2f"),
+            ratio(x["calls_per_s"], base and base["calls_per_s"]), f(x.get("broker_us_per_call")),
+            f(x.get("server_us_per_call")), f(x.get("client_us_per_call"))))
     hop, b2b = r["rd_latency"]["p50_ms"], r["rd_latency_b2b"]["p50_ms"]
     print()
     print("Latency against raw librdkafka, one produce-to-consume hop p50: %.2f ms with random pauses"
           " between records, %.2f ms back to back (two hops: %.2f / %.2f ms)" % (hop, b2b, 2 * hop, 2 * b2b))
-    print("  Rust sync p50 %.2f ms = %s of two paused hops, %s of two back-to-back hops (target: at most 1.20x)"
-          % (r["ours_sync"]["p50_ms"], ratio(r["ours_sync"]["p50_ms"], 2 * hop), ratio(r["ours_sync"]["p50_ms"], 2 * b2b)))
-    print("  Rust async calls/s = %s of Python's %d threads (target: at least 30x)"
-          % (ratio(r["ours_async"]["calls_per_s"], r["py_threads"]["calls_per_s"]), args.concurrency))
-    u = r["ours_usage"]
+    ours_sync, ours_async, py = r.get("ours_sync"), r.get("ours_async"), r.get("py_threads")
+    if ours_sync:
+        print("  Rust sync p50 %.2f ms = %s of two paused hops, %s of two back-to-back hops (target: at most 1.20x)"
+              % (ours_sync["p50_ms"], ratio(ours_sync["p50_ms"], 2 * hop), ratio(ours_sync["p50_ms"], 2 * b2b)))
+    if ours_async and py:
+        print("  Rust async calls/s = %s of Python's %d threads (target: at least 30x)"
+              % (ratio(ours_async["calls_per_s"], py["calls_per_s"]), args.concurrency))
+        print("  Broker CPU per call, Rust async / Python threads = %s (target: at most 0.17x)"
+              % ratio(ours_async.get("broker_us_per_call"), py.get("broker_us_per_call")))
+    rss = ["%s %.1f MB" % (n, r[k]) for n, k in (("ours", "ours_server_rss_mb"), ("Python", "py_server_rss_mb")) if k in r]
+    if rss:
+        print("  Server peak RSS: " + ", ".join(rss))
+
+
+def echo_table(r, args):
+    e, sizes = r["echo"], r["record_sizes"]
     print()
-    print("Resources: server %.1f CPU s, peak RSS %.1f MB (target < 50 MB); client sync %.1f CPU s, %.1f MB; client async %.1f CPU s, %.1f MB"
-          % (u["server_cpu_s"], u["server_rss_mb"], u["client_sync_cpu_s"], u["client_sync_rss_mb"], u["client_async_cpu_s"], u["client_async_rss_mb"]))
+    print("The limit, raw echo: %d in flight, %d-byte request and %d-byte reply records (the sizes of the"
+          " RPC run's), 16 request partitions; CPU in µs per echo"
+          % (args.concurrency, sizes["request"], sizes["reply"]))
+    print("%-38s %9s %8s %8s %12s %12s %12s" % ("system", "calls/s", "p50 ms", "p99 ms", "broker µs", "echo µs", "caller µs"))
+    for system, x in e.items():
+        print("%-38s %9.0f %8.2f %8.2f %12s %12s %12s" % (
+            "raw echo, " + system, x["calls_per_s"], x["p50_ms"], x["p99_ms"], f(x.get("broker_us_per_call")),
+            f(x.get("server_us_per_call")), f(x.get("client_us_per_call"))))
+    best_system = max(e, key=lambda s: e[s]["calls_per_s"])
+    best = e[best_system]["calls_per_s"]
+    if "ours_async" in r:
+        print("Headline: our async RPC = %.0f%% of the limit (%.0f of %.0f calls/s, the %s raw echo; target: at least 90%%)"
+              % (100 * r["ours_async"]["calls_per_s"] / best, r["ours_async"]["calls_per_s"], best, best_system))
+
+
+def rates_table(r, args):
     print()
-    print("Kafka layer: 200,000 records of 64 bytes in batches of 1,000; produce-then-fetch of one record")
-    print("%-14s %14s %14s %12s %12s" % ("client", "produce rec/s", "fetch rec/s", "rt p50 ms", "rt p99 ms"))
-    wire = r["wire"]
-    rd = r["rd_throughput"]
-    rows = [
-        ("krpc-kafka", wire["krpc-kafka"]["produce_per_s"], wire["krpc-kafka"]["fetch_per_s"], wire["krpc-kafka"]["roundtrip_p50_ms"], wire["krpc-kafka"]["roundtrip_p99_ms"]),
-        ("rskafka", wire["rskafka"]["produce_per_s"], wire["rskafka"]["fetch_per_s"], wire["rskafka"]["roundtrip_p50_ms"], wire["rskafka"]["roundtrip_p99_ms"]),
-        ("librdkafka", rd["produce_per_s"], rd["fetch_per_s"], r["rd_roundtrip"]["p50_ms"], r["rd_roundtrip"]["p99_ms"]),
-    ]
-    for name, p, f, p50, p99 in rows:
-        print("%-14s %14.0f %14.0f %12.2f %12.2f" % (name, p, f, p50, p99))
-    kw, rs = wire["krpc-kafka"], wire["rskafka"]
-    print("krpc-kafka / rskafka: produce %s, fetch %s, round trip p50 %s (lower is better)"
-          % (ratio(kw["produce_per_s"], rs["produce_per_s"]), ratio(kw["fetch_per_s"], rs["fetch_per_s"]),
-             ratio(kw["roundtrip_p50_ms"], rs["roundtrip_p50_ms"])))
+    print("Latency at fixed rates (open loop, latency from each call's scheduled start; %g s per rate);"
+          " * = achieved rate below 95%% of the target" % args.seconds)
+    print("%10s | %9s %8s %8s %8s | %9s %8s %8s %8s" % (
+        "calls/s", "ours got", "p50 ms", "p99 ms", "p99.9", "Py got", "p50 ms", "p99 ms", "p99.9"))
+    ours, py = r.get("ours_rates", {}), r.get("py_rates", {})
+    for rate in sorted(set(ours) | set(py), key=float):
+        cells = []
+        for x in (ours.get(rate), py.get(rate)):
+            if not x:
+                cells.append("%9s %8s %8s %8s" % ("-", "-", "-", "-"))
+                continue
+            got = x.get("achieved_rate") or 0
+            mark = "*" if got < 0.95 * float(rate) else " "
+            cells.append("%8.0f%s %8s %8s %8s" % (got, mark, f(x.get("p50_ms"), "%.2f"),
+                                                 f(x.get("p99_ms"), "%.2f"), f(x.get("p999_ms"), "%.2f")))
+        print("%10s | %s | %s" % (rate, cells[0], cells[1]))
+
+
+def spread(values):
+    values = sorted(values)
+    return "%s / %s / %s" % (f(values[0], "%.0f"), f(statistics.median(values), "%.0f"), f(values[-1], "%.0f"))
+
+
+def spread2(values):
+    values = sorted(values)
+    return "%.2f / %.2f / %.2f" % (values[0], statistics.median(values), values[-1])
+
+
+def kafka_table(r, args):
+    runs = r["wire_runs"]
     print()
-    print("JSON: " + json.dumps(r))
+    print("Kafka layer: %d records of 64 bytes in batches of 1,000; %d runs, clients in rotating order, each on"
+          " fresh topics; min / median / max over the runs; CPU per record is the median of the runs"
+          " (process CPU during the phase)" % (args.records, len(runs)))
+    print("%-12s %26s %28s %24s %11s %11s" % (
+        "client", "produce rec/s", "fetch rec/s", "rt p50 ms", "prod CPU µs", "fetch CPU µs"))
+    for c in ("krpc-kafka", "rskafka", "librdkafka"):
+        xs = [run[c] for run in runs]
+        if c == "librdkafka":
+            rt = "%.2f (one run)" % r["rd_roundtrip"]["p50_ms"]
+        else:
+            rt = spread2([x["roundtrip_p50_ms"] for x in xs])
+        print("%-12s %26s %28s %24s %11.3f %11.3f" % (
+            c, spread([x["produce_per_s"] for x in xs]), spread([x["fetch_per_s"] for x in xs]), rt,
+            statistics.median(x["produce_cpu_us_per_record"] for x in xs),
+            statistics.median(x["fetch_cpu_us_per_record"] for x in xs)))
+    print("krpc-kafka / rskafka per run (produce, fetch: higher is better; round trip p50: lower is better):")
+    for i, run in enumerate(runs):
+        kw, rs = run["krpc-kafka"], run["rskafka"]
+        print("  run %d (%s): produce %s, fetch %s, round trip p50 %s" % (
+            i + 1, " > ".join(run["order"]), ratio(kw["produce_per_s"], rs["produce_per_s"]),
+            ratio(kw["fetch_per_s"], rs["fetch_per_s"]), ratio(kw["roundtrip_p50_ms"], rs["roundtrip_p50_ms"])))
+
+
+def scaling_tables(r, args):
+    s = r["scaling"]
+    print()
+    print("Scaling (async x%d, %g s per run; CPU in µs per call; server CPU summed over the servers)"
+          % (args.concurrency, args.seconds))
+    print("%-28s %9s %8s %8s %12s %12s %11s" % ("setup", "calls/s", "p50 ms", "p99 ms", "broker µs", "server µs", "server RSS"))
+    for label, group in (("server processes", s["servers"]), ("request partitions", s["partitions"])):
+        for n, x in group.items():
+            rss = x.get("server_rss_mb")
+            print("%-28s %9.0f %8.2f %8.2f %12s %12s %11s" % (
+                "%s %s" % (n, label), x["calls_per_s"], x["p50_ms"], x["p99_ms"], f(x.get("broker_us_per_call")),
+                f(x.get("server_us_per_call")), f(rss) + " MB" if rss else "n/a"))
+    print("Server memory with calls piling up (sleep(%d ms) handler, server concurrency = calls in flight;"
+          " target: under 50 MB at 10,000)" % args.scaling_sleep_ms)
+    print("%-28s %9s %14s %14s %14s" % ("calls in flight", "calls/s", "server RSS MB", "idle RSS MB", "client RSS MB"))
+    for n, x in s["memory"].items():
+        print("%-28s %9.0f %14.1f %14.1f %14.1f" % (n, x["calls_per_s"], x["server_rss_mb"], x["server_rss_idle_mb"],
+                                                 x.get("client_rss_mb", 0)))
 
 
 if __name__ == "__main__":

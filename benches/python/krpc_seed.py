@@ -6,16 +6,26 @@ README's Sum.add demo. Run it with the venv from scripts/pyenv-seed:
     $PY benches/python/krpc_seed.py server BOOTSTRAP NAME [--fetch-wait-ms 10]     # until SIGTERM
     $PY benches/python/krpc_seed.py client BOOTSTRAP NAME --mode sequential|threads \
         [--threads 128] [--seconds 10] [--fetch-wait-ms 10]
+    $PY benches/python/krpc_seed.py client BOOTSTRAP NAME --mode rate --rate 500 \
+        [--threads 256] [--seconds 10]     # open loop at a fixed rate
     $PY benches/python/krpc_seed.py bench BOOTSTRAP NAME [--seconds 10] [--threads 128]
         # convenience: starts `server` in a child process, runs `client` sequential then threads
         # (each in its own process), stops the server; prints the client's JSON lines
 
 The client prints ONE JSON line on stdout:
   {"system":"python kafka-rpc 1.0.8","mode":...,"threads":...,"calls":N,"errors":E,"seconds":..,
-   "calls_per_s":..,"p50_ms":..,"p99_ms":..}
+   "calls_per_s":..,"p50_ms":..,"p99_ms":..,"p999_ms":..,"cpu_s":..}
 `seconds` is the wall time from the first call to the end of the last one (threads stop starting
 calls after --seconds, then finish the call they are in); calls_per_s = calls / seconds; an error is
 a call that raised (the package raises TimeoutError after 10 s) or returned something other than 3.
+cpu_s is this process's CPU time (all threads, librdkafka's included) over the measured calls.
+
+--mode rate is an open loop (as wrk2): call i is due at start + i / --rate whatever earlier calls
+did; --threads workers each claim the next due call, sleep until it is due and make it, and its
+latency runs from its due time, not from when a worker got to it (so calls delayed because every
+worker was busy count their wait: no coordinated omission). The JSON adds "target_rate" and
+"achieved_rate" (answers per second between the first and the last answer: a system that keeps
+up answers at the target rate; one that does not drains a backlog after the window).
 
 Fetch wait: kafka-rpc 1.0.8 builds its librdkafka configs as literal dicts inside
 KRPCServer.__init__ / KRPCClient.__init__ and has no argument that reaches them (only
@@ -32,6 +42,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -96,6 +107,12 @@ def cmd_server(a):
     os._exit(0)
 
 
+def cpu_seconds():
+    """CPU seconds (user + system) of this process so far: every thread, librdkafka's too."""
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
+
 def percentile(sorted_values, p):
     if not sorted_values:
         return None
@@ -123,8 +140,15 @@ def cmd_client(a):
                       f"{a.ready_timeout} s", file=sys.stderr)
                 os._exit(2)
 
+    if a.threads is None:
+        a.threads = 256 if a.mode == "rate" else 128
+    if a.mode == "rate" and not (a.rate and a.rate > 0):
+        sys.exit("krpc_seed client: --mode rate needs --rate above 0")
     nthreads = 1 if a.mode == "sequential" else a.threads
     results = [None] * nthreads
+    done_at = []  # (first, last) answer time of each open-loop worker
+    claim = threading.Lock()
+    counter = [0]
 
     def worker(i, stop_at):
         lat, calls, errors = [], 0, 0
@@ -142,9 +166,46 @@ def cmd_client(a):
                 errors += 1
         results[i] = (lat, calls, errors)
 
+    def open_loop_worker(i, start, stop_at):
+        lat, calls, errors, first, last = [], 0, 0, None, None
+        while True:
+            with claim:
+                n = counter[0]
+                counter[0] += 1
+            due = start + n / a.rate
+            if due >= stop_at:
+                break
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            try:
+                r = krc.add(1, 2)
+                ok = r["ret"] == 3
+            except Exception:
+                ok = False
+            now = time.perf_counter()
+            if ok:
+                lat.append(now - due)  # from the scheduled start
+                calls += 1
+                first = now if first is None else first
+                last = now
+            else:
+                errors += 1
+        results[i] = (lat, calls, errors)
+        if first is not None:
+            done_at.append((first, last))
+
+    cpu0 = cpu_seconds()
     start = time.perf_counter()
     stop_at = start + a.seconds
-    if nthreads == 1:
+    if a.mode == "rate":
+        threads = [threading.Thread(target=open_loop_worker, args=(i, start, stop_at), daemon=True)
+                   for i in range(nthreads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    elif nthreads == 1:
         worker(0, stop_at)
     else:
         threads = [threading.Thread(target=worker, args=(i, stop_at), daemon=True)
@@ -154,11 +215,12 @@ def cmd_client(a):
         for t in threads:
             t.join()
     elapsed = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu0
 
     lat = sorted(x for r in results for x in r[0])
     calls = sum(r[1] for r in results)
     errors = sum(r[2] for r in results)
-    print(json.dumps({
+    report = {
         "system": SYSTEM,
         "mode": a.mode,
         "threads": nthreads,
@@ -168,8 +230,18 @@ def cmd_client(a):
         "calls_per_s": round(calls / elapsed, 1),
         "p50_ms": round(percentile(lat, 50) * 1e3, 3) if lat else None,
         "p99_ms": round(percentile(lat, 99) * 1e3, 3) if lat else None,
+        "p999_ms": round(percentile(lat, 99.9) * 1e3, 3) if lat else None,
         "fetch_wait_ms": a.fetch_wait_ms,
-    }), flush=True)
+        "cpu_s": round(cpu, 3),
+        "cpu_us_per_call": round(cpu * 1e6 / max(calls, 1), 1),
+    }
+    if a.mode == "rate":
+        report["target_rate"] = a.rate
+        first = min((f for f, _ in done_at), default=None)
+        last = max((l for _, l in done_at), default=None)
+        report["achieved_rate"] = (round((calls - 1) / (last - first), 1)
+                                   if calls > 1 and last > first else 0.0)
+    print(json.dumps(report), flush=True)
 
     # close() can race with its own polling thread; never let teardown hang the benchmark.
     closer = threading.Thread(target=krc.close, daemon=True)
@@ -218,8 +290,12 @@ def main():
 
     sp = sub.add_parser("client", help="call add(1, 2) for --seconds, print one JSON line")
     common(sp)
-    sp.add_argument("--mode", choices=("sequential", "threads"), default="sequential")
-    sp.add_argument("--threads", type=int, default=128)
+    sp.add_argument("--mode", choices=("sequential", "threads", "rate"), default="sequential")
+    sp.add_argument("--threads", type=int, default=None,
+                    help="callers (threads mode; default 128) or open-loop workers (rate "
+                         "mode; default 256)")
+    sp.add_argument("--rate", type=float, default=None,
+                    help="rate mode: calls started per second")
     sp.add_argument("--seconds", type=float, default=10)
     sp.add_argument("--ready-timeout", type=float, default=60,
                     help="seconds to wait for the server's first answer")

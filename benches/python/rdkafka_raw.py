@@ -6,6 +6,11 @@ below any RPC layer. Run it with the venv from scripts/pyenv-seed:
     $PY benches/python/rdkafka_raw.py latency    BOOTSTRAP [--count 200] [--fetch-wait-ms 10]
     $PY benches/python/rdkafka_raw.py roundtrip  BOOTSTRAP [--count 200] [--fetch-wait-ms 10]
     $PY benches/python/rdkafka_raw.py throughput BOOTSTRAP [--records 200000] [--size 64] [--batch 1000]
+    $PY benches/python/rdkafka_raw.py echo        BOOTSTRAP --requests T --replies T [--partitions 16]
+                                                  [--reply-size 64] [--fetch-wait-ms 10]   # until SIGTERM
+    $PY benches/python/rdkafka_raw.py echo-caller BOOTSTRAP --requests T --replies T [--partitions 16]
+                                                  [--in-flight 128] [--seconds 10] [--request-size 64]
+                                                  [--reply-size 64] [--fetch-wait-ms 10]
 
 Each prints one JSON line on stdout; progress and librdkafka logs go to stderr. Every run uses a
 fresh 1-partition topic (created with the admin API, name rdkafka_<test>_<random>).
@@ -26,19 +31,34 @@ roundtrip  produce one record (linger.ms=0), wait for its delivery report (flush
 throughput produce --records records of --size bytes (linger.ms=20, batch.num.messages=--batch, so
            batches hold about --batch records; acks=all, no compression), timed until flush()
            returns; then a fresh consumer assigned at offset 0 reads them all, timed from assign
-           to the last record.
+           to the last record. Each phase's process CPU time (getrusage RUSAGE_SELF: the Python
+           thread and librdkafka's threads) is reported per record (produce_cpu_us_per_record,
+           fetch_cpu_us_per_record): the Python loop calling produce() is part of it, as it is
+           for any Python program using the wheel.
+echo       the echo side of the raw echo (the RPC limit without RPC logic): assigned to every
+           partition of the request topic from offset 0 (no consumer group), it answers each
+           request record with a reply record (its first 8 bytes, the call id, padded to
+           --reply-size) on partition 0 of the reply topic. linger.ms=0, acks=all.
+echo-caller the calling side: produces request records (the call id in 8 bytes, padded to
+           --request-size) to partition id % --partitions, keeping --in-flight outstanding;
+           reads the reply topic's partition 0 from offset 0 and sends a new request for each
+           reply until --seconds have passed, then waits for the rest. Prints calls/s and the
+           request-to-reply latency p50/p99, and its CPU time over the run. Both sides create
+           the two topics if missing (use fresh names: they read from offset 0).
 """
 import argparse
 import json
 import os
 import queue
 import random
+import resource
+import signal
 import sys
 import threading
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -66,6 +86,143 @@ def fresh_topic(bootstrap, test):
             return name
         time.sleep(0.1)
     raise RuntimeError(f"topic {name} did not appear in metadata")
+
+
+def cpu_seconds():
+    """CPU seconds (user + system) of this process so far: every thread, librdkafka's too."""
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
+
+def ensure_topic(bootstrap, name, partitions):
+    """Creates topic `name` unless it exists; returns once its partitions are in metadata."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for _, fut in admin.create_topics([NewTopic(name, num_partitions=partitions,
+                                                replication_factor=1)]).items():
+        try:
+            fut.result(30)
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        t = admin.list_topics(name, timeout=10).topics.get(name)
+        if t is not None and t.error is None and len(t.partitions) >= 1:
+            return len(t.partitions)
+        time.sleep(0.1)
+    raise RuntimeError(f"topic {name} did not appear in metadata")
+
+
+def poll_batch(consumer, timeout):
+    """Waits up to `timeout` s for one message, then takes whatever else is queued already
+    (consume() with a count waits out its timeout unless it gets them all; poll() returns as
+    soon as one is there)."""
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first] + consumer.consume(num_messages=10_000, timeout=0)
+
+
+def produce(producer, topic, value, partition):
+    while True:
+        try:
+            producer.produce(topic, value, partition=partition)
+            return
+        except BufferError:
+            producer.poll(0.001)
+
+
+def cmd_echo(a):
+    ensure_topic(a.bootstrap, a.replies, 1)
+    partitions = ensure_topic(a.bootstrap, a.requests, a.partitions)
+    errors = []
+    producer = Producer({"bootstrap.servers": a.bootstrap, "linger.ms": a.linger_ms,
+                         "acks": "all", "delivery.report.only.error": True,
+                         "on_delivery": lambda err, msg: err is not None and errors.append(err)})
+    consumer = Consumer(dict(consumer_conf(a.bootstrap, a.fetch_wait_ms),
+                             **{"fetch.queue.backoff.ms": 1}))
+    consumer.assign([TopicPartition(a.requests, p, 0) for p in range(partitions)])
+    stop = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+    print(f"rdkafka_raw echo: {a.requests} -> {a.replies}", file=sys.stderr, flush=True)
+    while not stop:
+        for msg in poll_batch(consumer, 0.1):
+            if msg.error():
+                print(f"rdkafka_raw echo: consumer error: {msg.error()}", file=sys.stderr)
+                continue
+            produce(producer, a.replies, msg.value()[:8].ljust(a.reply_size, b"x"), 0)
+        producer.poll(0)
+        if errors:
+            raise RuntimeError(f"echo: {len(errors)} replies failed ({errors[:3]})")
+    producer.flush(10)
+    os._exit(0)
+
+
+def cmd_echo_caller(a):
+    ensure_topic(a.bootstrap, a.replies, 1)
+    partitions = ensure_topic(a.bootstrap, a.requests, a.partitions)
+    errors = []
+    producer = Producer({"bootstrap.servers": a.bootstrap, "linger.ms": a.linger_ms,
+                         "acks": "all", "delivery.report.only.error": True,
+                         "on_delivery": lambda err, msg: err is not None and errors.append(err)})
+    consumer = Consumer(dict(consumer_conf(a.bootstrap, a.fetch_wait_ms),
+                             **{"fetch.queue.backoff.ms": 1}))
+    consumer.assign([TopicPartition(a.replies, 0, 0)])
+
+    def request(i):
+        produce(producer, a.requests, i.to_bytes(8, "big").ljust(a.request_size, b"x"),
+                i % partitions)
+        producer.poll(0)
+
+    def id_of(msg):
+        return int.from_bytes(msg.value()[:8], "big")
+
+    # One call first: the echo may still be starting; it is not part of the measure.
+    request(0)
+    deadline = time.monotonic() + 60
+    while not any(not m.error() and id_of(m) == 0 for m in poll_batch(consumer, 0.1)):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the echo did not answer within 60 s")
+    next_id = 1
+
+    sent, lat = {}, []
+    cpu0, start = cpu_seconds(), time.perf_counter()
+    stop_at = start + a.seconds
+    for _ in range(a.in_flight):
+        sent[next_id] = time.perf_counter()
+        request(next_id)
+        next_id += 1
+    last = start
+    drain_deadline = stop_at + 30
+    while sent:
+        for msg in poll_batch(consumer, 0.05):
+            if msg.error():
+                continue
+            t0 = sent.pop(id_of(msg), None)
+            if t0 is None:
+                continue  # the warm-up's or an earlier run's
+            last = time.perf_counter()
+            lat.append(last - t0)
+            if last < stop_at:
+                sent[next_id] = time.perf_counter()
+                request(next_id)
+                next_id += 1
+        producer.poll(0)
+        if time.perf_counter() > drain_deadline:
+            raise RuntimeError(f"{len(sent)} echoes unanswered 30 s after the run")
+    elapsed, cpu = last - start, cpu_seconds() - cpu0
+    if errors:
+        raise RuntimeError(f"echo-caller: {len(errors)} requests failed ({errors[:3]})")
+    lat.sort()
+    print(json.dumps({"system": "librdkafka", "test": "raw_echo", "in_flight": a.in_flight,
+                      "request_size": a.request_size, "reply_size": a.reply_size,
+                      "calls": len(lat), "seconds": round(elapsed, 3),
+                      "calls_per_s": round(len(lat) / elapsed, 1),
+                      "p50_ms": ms(percentile(lat, 50)), "p99_ms": ms(percentile(lat, 99)),
+                      "cpu_s": round(cpu, 3)}), flush=True)
+    consumer.close()
+    producer.flush(10)
+    os._exit(0)
 
 
 def consumer_conf(bootstrap, fetch_wait_ms):
@@ -204,6 +361,7 @@ def cmd_throughput(a):
     producer.flush(30)
 
     payload = os.urandom(a.size)
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     for _ in range(a.records):
         while True:
@@ -214,6 +372,7 @@ def cmd_throughput(a):
                 producer.poll(0.01)
     left = producer.flush(120)
     produce_s = time.perf_counter() - t0
+    produce_cpu = cpu_seconds() - cpu0
     if left or errors:
         raise RuntimeError(f"produce: {left} records undelivered, {len(errors)} errors "
                            f"({errors[:3]})")
@@ -228,6 +387,7 @@ def cmd_throughput(a):
                                 "queued.min.messages": max(100_000, 2 * total),
                                 "fetch.queue.backoff.ms": 1}))
     got = 0
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     consumer.assign([TopicPartition(topic, 0, 0)])
     deadline = time.monotonic() + 300
@@ -241,11 +401,15 @@ def cmd_throughput(a):
         if time.monotonic() > deadline:
             raise RuntimeError(f"fetched only {got} of {total} records in 300 s")
     fetch_s = time.perf_counter() - t0
+    fetch_cpu = cpu_seconds() - cpu0
     consumer.close()
     print(json.dumps({"system": "librdkafka", "test": "throughput", "records": a.records,
                       "size": a.size, "batch": a.batch,
                       "produce_per_s": round(a.records / produce_s),
-                      "fetch_per_s": round(total / fetch_s)}), flush=True)
+                      "fetch_per_s": round(total / fetch_s),
+                      "produce_cpu_us_per_record": round(produce_cpu * 1e6 / a.records, 3),
+                      "fetch_cpu_us_per_record": round(fetch_cpu * 1e6 / total, 3)}),
+          flush=True)
 
 
 def main():
@@ -274,6 +438,28 @@ def main():
     sp.add_argument("--batch", type=int, default=1000)
     sp.add_argument("--fetch-wait-ms", type=int, default=10)
     sp.set_defaults(func=cmd_throughput)
+
+    def echo_args(sp):
+        sp.add_argument("bootstrap")
+        sp.add_argument("--requests", required=True, help="request topic (fresh)")
+        sp.add_argument("--replies", required=True, help="reply topic (fresh)")
+        sp.add_argument("--partitions", type=int, default=16,
+                        help="partitions of the request topic if it is created (default 16, "
+                             "as an RPC request topic)")
+        sp.add_argument("--reply-size", type=int, default=64)
+        sp.add_argument("--fetch-wait-ms", type=int, default=10)
+        sp.add_argument("--linger-ms", type=float, default=0)
+
+    sp = sub.add_parser("echo", help="the raw echo's echo side, until SIGTERM")
+    echo_args(sp)
+    sp.set_defaults(func=cmd_echo)
+
+    sp = sub.add_parser("echo-caller", help="the raw echo's calling side")
+    echo_args(sp)
+    sp.add_argument("--in-flight", type=int, default=128)
+    sp.add_argument("--seconds", type=float, default=10)
+    sp.add_argument("--request-size", type=int, default=64)
+    sp.set_defaults(func=cmd_echo_caller)
 
     a = p.parse_args()
     a.func(a)

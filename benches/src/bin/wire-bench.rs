@@ -1,10 +1,42 @@
-//! The Kafka layer alone: krpc-kafka against rskafka on the same broker. Produce and fetch
-//! throughput of 64-byte records in batches of 1,000 (each batch awaited before the next), and
-//! the latency of producing one record and fetching it back. Prints a table and JSON lines.
+//! The Kafka layer alone, and the raw-echo limit of the comparison harness.
 //!
-//! Usage: `wire-bench BOOTSTRAP [RECORDS]`
+//! ```text
+//! wire-bench BOOTSTRAP [RECORDS] [--client krpc-kafka|rskafka]... [--run N]
+//! wire-bench echo BOOTSTRAP --requests T --replies T [--partitions P] [--reply-size B]
+//!                           [--fetch-wait-ms W]
+//! wire-bench echo-caller BOOTSTRAP --requests T --replies T [--partitions P] [--in-flight N]
+//!                           [--seconds S] [--request-size B] [--reply-size B] [--fetch-wait-ms W]
+//! wire-bench sizes BOOTSTRAP TOPIC [--records N]
+//! ```
+//!
+//! **Kafka layer** (the default): krpc-kafka and/or rskafka on the same broker, in the order
+//! the `--client` flags give (default: krpc-kafka, then rskafka), each on fresh topics of its
+//! own. Produce and fetch throughput of 64-byte records in batches of 1,000 (each batch awaited
+//! before the next), and the latency of producing one record and fetching it back. Each phase's
+//! process CPU time (getrusage: every thread of this process) is reported per record: nothing
+//! else runs in the process during a phase. Prints a table on stderr and one JSON line per
+//! client on stdout.
+//!
+//! **Raw echo** (`echo` + `echo-caller`, two processes): the least a request/reply exchange
+//! costs through the broker with no RPC logic. The caller produces request records (value:
+//! an 8-byte call id, padded to `--request-size`) round-robin over the `--partitions`
+//! partitions of the request topic, keeping `--in-flight` outstanding; the echo process
+//! fetches them and produces a reply record (the same id, padded to `--reply-size`) to
+//! partition 0 of the reply topic, which the caller fetches. Both are krpc-kafka `Producer`s
+//! (linger 0, acks all, as the RPC client) and `Fetcher`s (no consumer group). Both create the
+//! two topics if missing and read them from offset 0, so use fresh names. The echo runs until
+//! killed; the caller prints one JSON line (calls/s, latency p50/p99) after `--seconds`.
+//!
+//! **sizes**: the mean size (key + value + header keys and values, in bytes) of the first
+//! `--records` records of each partition of TOPIC, as one JSON line: the harness sizes the raw
+//! echo's records like the RPC run's.
 
-use std::collections::BTreeMap;
+// The option structs are built from their defaults by assigning fields (they are, or are
+// becoming, `#[non_exhaustive]`, which rules out struct literals outside their crate).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -21,23 +53,65 @@ const BATCH: usize = 1000;
 const SIZE: usize = 64;
 const ROUND_TRIPS: usize = 200;
 
+type AnyResult<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// CPU seconds (user + system) used so far by every thread of this process.
+fn process_cpu() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given, which is zeroed and ours.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    if rc != 0 {
+        return f64::NAN;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Wall time and process CPU of one phase.
+struct Phase {
+    started: Instant,
+    cpu: f64,
+}
+
+impl Phase {
+    fn start() -> Self {
+        Self {
+            started: Instant::now(),
+            cpu: process_cpu(),
+        }
+    }
+
+    /// (wall seconds, CPU seconds) since the start.
+    fn end(&self) -> (f64, f64) {
+        (
+            self.started.elapsed().as_secs_f64(),
+            process_cpu() - self.cpu,
+        )
+    }
+}
+
 struct Result {
     client: &'static str,
     produce_per_s: f64,
     fetch_per_s: f64,
     rt_p50_ms: f64,
     rt_p99_ms: f64,
+    /// Process CPU per record, µs.
+    produce_cpu_us: f64,
+    fetch_cpu_us: f64,
+    /// Process CPU per round trip, µs.
+    rt_cpu_us: f64,
 }
 
-fn topic(name: &str) -> String {
-    format!("wire-bench-{name}-{}", std::process::id())
+fn topic(name: &str, run: u32) -> String {
+    format!("wire-bench-{name}-r{run}-{}", std::process::id())
 }
 
-async fn bench_krpc_kafka(addr: &str, records: usize) -> Result {
+async fn bench_krpc_kafka(addr: &str, records: usize, run: u32) -> Result {
     let client = KafkaClient::connect(ClientConfig::new(addr))
         .await
         .expect("connect");
-    let t = topic("krpc-kafka");
+    let t = topic("krpc-kafka", run);
     client
         .create_topics(&[NewTopic::new(&t, 1)], false)
         .await
@@ -47,7 +121,7 @@ async fn bench_krpc_kafka(addr: &str, records: usize) -> Result {
         .with_max_batch_bytes(16 << 20);
     let producer = Producer::new(client.clone(), config).expect("producer config");
     let value = vec![b'x'; SIZE];
-    let started = Instant::now();
+    let phase = Phase::start();
     for _ in 0..records / BATCH {
         for _ in 0..BATCH {
             producer
@@ -57,7 +131,7 @@ async fn bench_krpc_kafka(addr: &str, records: usize) -> Result {
         }
         producer.flush().await;
     }
-    let produce = started.elapsed();
+    let (produce, produce_cpu) = phase.end();
 
     let fetch_config = FetchConfig::default()
         .with_max_wait(Duration::from_millis(10))
@@ -65,12 +139,12 @@ async fn bench_krpc_kafka(addr: &str, records: usize) -> Result {
         .with_max_bytes(64 << 20);
     let mut fetcher = Fetcher::new(client.clone(), fetch_config).expect("fetch config");
     fetcher.assign(&t, 0, 0);
-    let started = Instant::now();
+    let phase = Phase::start();
     let mut got = 0;
     while got < records {
         got += fetcher.poll().await.expect("fetch").len();
     }
-    let fetch = started.elapsed();
+    let (fetch, fetch_cpu) = phase.end();
 
     let single = Producer::new(
         client.clone(),
@@ -78,6 +152,7 @@ async fn bench_krpc_kafka(addr: &str, records: usize) -> Result {
     )
     .expect("producer config");
     let mut hist = Histogram::<u64>::new(3).unwrap();
+    let phase = Phase::start();
     for _ in 0..ROUND_TRIPS {
         let t0 = Instant::now();
         let md = single
@@ -91,21 +166,25 @@ async fn bench_krpc_kafka(addr: &str, records: usize) -> Result {
         assert_eq!(back.first().map(|r| r.offset), Some(md.offset));
         hist.record(t0.elapsed().as_micros() as u64).unwrap();
     }
+    let (_, rt_cpu) = phase.end();
     Result {
         client: "krpc-kafka",
-        produce_per_s: records as f64 / produce.as_secs_f64(),
-        fetch_per_s: records as f64 / fetch.as_secs_f64(),
+        produce_per_s: records as f64 / produce,
+        fetch_per_s: records as f64 / fetch,
         rt_p50_ms: hist.value_at_quantile(0.5) as f64 / 1e3,
         rt_p99_ms: hist.value_at_quantile(0.99) as f64 / 1e3,
+        produce_cpu_us: produce_cpu * 1e6 / records as f64,
+        fetch_cpu_us: fetch_cpu * 1e6 / records as f64,
+        rt_cpu_us: rt_cpu * 1e6 / ROUND_TRIPS as f64,
     }
 }
 
-async fn bench_rskafka(addr: &str, records: usize) -> Result {
+async fn bench_rskafka(addr: &str, records: usize, run: u32) -> Result {
     let client = ClientBuilder::new(vec![addr.to_string()])
         .build()
         .await
         .expect("rskafka connect");
-    let t = topic("rskafka");
+    let t = topic("rskafka", run);
     client
         .controller_client()
         .expect("controller")
@@ -122,7 +201,7 @@ async fn bench_rskafka(addr: &str, records: usize) -> Result {
         headers: BTreeMap::new(),
         timestamp: chrono::Utc::now(),
     };
-    let started = Instant::now();
+    let phase = Phase::start();
     for _ in 0..records / BATCH {
         let batch: Vec<Record> = (0..BATCH).map(|_| record()).collect();
         partition
@@ -130,9 +209,9 @@ async fn bench_rskafka(addr: &str, records: usize) -> Result {
             .await
             .expect("produce");
     }
-    let produce = started.elapsed();
+    let (produce, produce_cpu) = phase.end();
 
-    let started = Instant::now();
+    let phase = Phase::start();
     let mut offset = 0;
     let mut got = 0;
     while got < records {
@@ -145,9 +224,10 @@ async fn bench_rskafka(addr: &str, records: usize) -> Result {
             offset = last.offset + 1;
         }
     }
-    let fetch = started.elapsed();
+    let (fetch, fetch_cpu) = phase.end();
 
     let mut hist = Histogram::<u64>::new(3).unwrap();
+    let phase = Phase::start();
     for _ in 0..ROUND_TRIPS {
         let t0 = Instant::now();
         let offsets = partition
@@ -161,40 +241,362 @@ async fn bench_rskafka(addr: &str, records: usize) -> Result {
         assert_eq!(back.first().map(|r| r.offset), Some(offsets[0]));
         hist.record(t0.elapsed().as_micros() as u64).unwrap();
     }
+    let (_, rt_cpu) = phase.end();
     Result {
         client: "rskafka",
-        produce_per_s: records as f64 / produce.as_secs_f64(),
-        fetch_per_s: records as f64 / fetch.as_secs_f64(),
+        produce_per_s: records as f64 / produce,
+        fetch_per_s: records as f64 / fetch,
         rt_p50_ms: hist.value_at_quantile(0.5) as f64 / 1e3,
         rt_p99_ms: hist.value_at_quantile(0.99) as f64 / 1e3,
+        produce_cpu_us: produce_cpu * 1e6 / records as f64,
+        fetch_cpu_us: fetch_cpu * 1e6 / records as f64,
+        rt_cpu_us: rt_cpu * 1e6 / ROUND_TRIPS as f64,
     }
+}
+
+/// Flags after the positional arguments: `--name value` pairs (a repeated flag keeps every
+/// value) and the positionals.
+struct Flags {
+    positional: Vec<String>,
+    named: HashMap<String, Vec<String>>,
+}
+
+impl Flags {
+    fn parse(args: impl Iterator<Item = String>) -> AnyResult<Self> {
+        let mut flags = Flags {
+            positional: Vec::new(),
+            named: HashMap::new(),
+        };
+        let mut args = args.peekable();
+        while let Some(arg) = args.next() {
+            match arg.strip_prefix("--") {
+                Some(name) => {
+                    let value = args
+                        .next()
+                        .ok_or_else(|| format!("--{name} needs a value"))?;
+                    flags.named.entry(name.to_string()).or_default().push(value);
+                }
+                None => flags.positional.push(arg),
+            }
+        }
+        Ok(flags)
+    }
+
+    fn get<T: std::str::FromStr>(&self, name: &str, default: T) -> AnyResult<T> {
+        match self.named.get(name).and_then(|v| v.last()) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("--{name}: cannot parse {v:?}").into()),
+        }
+    }
+
+    fn required(&self, name: &str) -> AnyResult<String> {
+        self.named
+            .get(name)
+            .and_then(|v| v.last().cloned())
+            .ok_or_else(|| format!("--{name} is required").into())
+    }
+}
+
+async fn kafka_layer(flags: Flags) -> AnyResult<()> {
+    let addr = flags
+        .positional
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:9092".into());
+    let records: usize = flags
+        .positional
+        .get(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(200_000)
+        / BATCH
+        * BATCH;
+    let run: u32 = flags.get("run", 0)?;
+    let clients = flags
+        .named
+        .get("client")
+        .cloned()
+        .unwrap_or_else(|| vec!["krpc-kafka".into(), "rskafka".into()]);
+    let mut results = Vec::new();
+    for c in &clients {
+        results.push(match c.as_str() {
+            "krpc-kafka" => bench_krpc_kafka(&addr, records, run).await,
+            "rskafka" => bench_rskafka(&addr, records, run).await,
+            other => return Err(format!("unknown --client {other:?}").into()),
+        });
+    }
+    eprintln!("{records} records of {SIZE} bytes, batches of {BATCH}; {ROUND_TRIPS} produce-then-fetch round trips");
+    eprintln!(
+        "{:<12} {:>14} {:>14} {:>12} {:>12} {:>14} {:>14}",
+        "client",
+        "produce rec/s",
+        "fetch rec/s",
+        "rt p50 ms",
+        "rt p99 ms",
+        "produce CPU µs",
+        "fetch CPU µs"
+    );
+    for r in &results {
+        eprintln!(
+            "{:<12} {:>14.0} {:>14.0} {:>12.2} {:>12.2} {:>14.3} {:>14.3}",
+            r.client,
+            r.produce_per_s,
+            r.fetch_per_s,
+            r.rt_p50_ms,
+            r.rt_p99_ms,
+            r.produce_cpu_us,
+            r.fetch_cpu_us
+        );
+        println!(
+            "{}",
+            json!({"system": r.client, "test": "wire", "run": run, "records": records,
+                   "produce_per_s": r.produce_per_s, "fetch_per_s": r.fetch_per_s,
+                   "roundtrip_p50_ms": r.rt_p50_ms, "roundtrip_p99_ms": r.rt_p99_ms,
+                   "produce_cpu_us_per_record": r.produce_cpu_us,
+                   "fetch_cpu_us_per_record": r.fetch_cpu_us,
+                   "roundtrip_cpu_us": r.rt_cpu_us})
+        );
+    }
+    Ok(())
+}
+
+/// The raw echo's settings, shared by both sides.
+struct Echo {
+    client: KafkaClient,
+    requests: String,
+    replies: String,
+    producer: Producer,
+    fetch: FetchConfig,
+    reply_size: usize,
+}
+
+impl Echo {
+    async fn new(flags: &Flags) -> AnyResult<Self> {
+        let addr = flags
+            .positional
+            .first()
+            .cloned()
+            .ok_or("BOOTSTRAP is required")?;
+        let client = KafkaClient::connect(ClientConfig::new(addr)).await?;
+        let requests = flags.required("requests")?;
+        let replies = flags.required("replies")?;
+        let partitions: i32 = flags.get("partitions", 16)?;
+        client
+            .create_topics(
+                &[
+                    NewTopic::new(&requests, partitions),
+                    NewTopic::new(&replies, 1),
+                ],
+                true,
+            )
+            .await?;
+        for t in [&requests, &replies] {
+            client.wait_for_leaders(t, Duration::from_secs(30)).await?;
+        }
+        // As the RPC client and server: no linger (a request or reply goes out at once, in a
+        // batch with whatever else is ready in the same scheduler turn), acks all.
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig::default()
+                .with_linger(Duration::from_millis(flags.get("linger-ms", 0)?)),
+        )?;
+        let fetch = FetchConfig::default()
+            .with_max_wait(Duration::from_millis(flags.get("fetch-wait-ms", 10)?));
+        Ok(Self {
+            client,
+            requests,
+            replies,
+            producer,
+            fetch,
+            reply_size: flags.get("reply-size", 64)?,
+        })
+    }
+}
+
+/// Pads `id` to `size` bytes (at least its 8).
+fn padded(id: u64, size: usize) -> Vec<u8> {
+    let mut v = id.to_be_bytes().to_vec();
+    v.resize(size.max(8), b'x');
+    v
+}
+
+/// The id at the start of a record value (None: shorter than 8 bytes).
+fn id_of(value: Option<&[u8]>) -> Option<u64> {
+    Some(u64::from_be_bytes(value?.get(..8)?.try_into().ok()?))
+}
+
+/// Awaits a delivery in the background; failures are counted and the first few logged.
+fn watch(delivery: krpc_kafka::producer::Delivery, failed: Arc<AtomicU64>) {
+    tokio::spawn(async move {
+        if let Err(e) = delivery.await {
+            if failed.fetch_add(1, Ordering::Relaxed) < 3 {
+                eprintln!("wire-bench: a produce failed: {e}");
+            }
+        }
+    });
+}
+
+async fn echo(flags: Flags) -> AnyResult<()> {
+    let echo = Echo::new(&flags).await?;
+    let mut fetcher = Fetcher::new(echo.client.clone(), echo.fetch.clone())?;
+    for p in 0..echo.client.partition_count(&echo.requests).await? {
+        fetcher.assign(&echo.requests, p, 0);
+    }
+    let failed = Arc::new(AtomicU64::new(0));
+    eprintln!("wire-bench echo: {} -> {}", echo.requests, echo.replies);
+    loop {
+        for record in fetcher.poll().await? {
+            let Some(id) = id_of(record.value.as_deref()) else {
+                return Err(format!(
+                    "{}/{} at {}: a request without an 8-byte id",
+                    record.topic, record.partition, record.offset
+                )
+                .into());
+            };
+            let reply = ProducerRecord::value(padded(id, echo.reply_size));
+            let delivery = echo.producer.send_to(&echo.replies, 0, reply).await?;
+            watch(delivery, failed.clone());
+        }
+    }
+}
+
+async fn echo_caller(flags: Flags) -> AnyResult<()> {
+    let echo = Echo::new(&flags).await?;
+    let in_flight: usize = flags.get("in-flight", 128)?;
+    let seconds: f64 = flags.get("seconds", 10.0)?;
+    let request_size: usize = flags.get("request-size", 64)?;
+    let mut fetcher = Fetcher::new(echo.client.clone(), echo.fetch.clone())?;
+    fetcher.assign(&echo.replies, 0, 0);
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut sent: HashMap<u64, Instant> = HashMap::new();
+    let mut next_id = 0u64;
+    let send = |id: u64| {
+        let record = ProducerRecord::value(padded(id, request_size));
+        let (producer, topic) = (echo.producer.clone(), echo.requests.clone());
+        async move { producer.send(&topic, record).await }
+    };
+
+    // One call first: the echo may still be starting; it is not part of the measure.
+    watch(send(next_id).await?, failed.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    'warm: loop {
+        for r in fetcher.poll().await? {
+            if id_of(r.value.as_deref()) == Some(next_id) {
+                break 'warm;
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("the echo did not answer within 60 s".into());
+        }
+    }
+    next_id += 1;
+
+    let mut hist = Histogram::<u64>::new(3)?;
+    let cpu_before = process_cpu();
+    let started = Instant::now();
+    let stop_at = started + Duration::from_secs_f64(seconds);
+    while sent.len() < in_flight {
+        sent.insert(next_id, Instant::now());
+        watch(send(next_id).await?, failed.clone());
+        next_id += 1;
+    }
+    let mut last = started;
+    let drain_deadline = stop_at + Duration::from_secs(30);
+    while !sent.is_empty() {
+        for r in fetcher.poll().await? {
+            let Some(t0) = id_of(r.value.as_deref()).and_then(|id| sent.remove(&id)) else {
+                continue; // a reply of an earlier run or of the warm-up
+            };
+            last = Instant::now();
+            hist.record((last - t0).as_micros().max(1) as u64)?;
+            if last < stop_at {
+                sent.insert(next_id, Instant::now());
+                watch(send(next_id).await?, failed.clone());
+                next_id += 1;
+            }
+        }
+        if Instant::now() > drain_deadline {
+            return Err(format!("{} echoes unanswered 30 s after the run", sent.len()).into());
+        }
+    }
+    let elapsed = (last - started).as_secs_f64();
+    let cpu = process_cpu() - cpu_before;
+    let calls = hist.len();
+    println!(
+        "{}",
+        json!({"system": "krpc-kafka", "test": "raw_echo", "in_flight": in_flight,
+               "request_size": request_size, "reply_size": echo.reply_size,
+               "calls": calls, "seconds": elapsed, "calls_per_s": calls as f64 / elapsed,
+               "p50_ms": hist.value_at_quantile(0.5) as f64 / 1e3,
+               "p99_ms": hist.value_at_quantile(0.99) as f64 / 1e3,
+               "cpu_s": cpu, "produce_errors": failed.load(Ordering::Relaxed)})
+    );
+    Ok(())
+}
+
+async fn sizes(flags: Flags) -> AnyResult<()> {
+    let addr = flags.positional.first().ok_or("BOOTSTRAP is required")?;
+    let topic = flags.positional.get(1).ok_or("TOPIC is required")?;
+    let per_partition: usize = flags.get("records", 200)?;
+    let client = KafkaClient::connect(ClientConfig::new(addr.clone())).await?;
+    let fetch = FetchConfig::default().with_max_wait(Duration::from_millis(10));
+    let (mut count, mut bytes) = (0usize, 0usize);
+    for p in 0..client.partition_count(topic).await? {
+        let mut fetcher = Fetcher::new(client.clone(), fetch.clone())?;
+        fetcher.assign(topic, p, 0);
+        let mut seen = 0;
+        // Until this partition gives nothing (its end) or enough records.
+        while seen < per_partition {
+            let records = fetcher.poll().await?;
+            if records.is_empty() {
+                break;
+            }
+            for r in records.iter().take(per_partition - seen) {
+                let len = |b: &Option<bytes::Bytes>| b.as_ref().map_or(0, |b| b.len());
+                bytes += len(&r.key)
+                    + len(&r.value)
+                    + r.headers
+                        .iter()
+                        .map(|h| h.key.len() + len(&h.value))
+                        .sum::<usize>();
+                seen += 1;
+            }
+        }
+        count += seen;
+    }
+    println!(
+        "{}",
+        json!({"topic": topic, "records": count,
+               "mean_bytes": if count > 0 { bytes as f64 / count as f64 } else { 0.0 }})
+    );
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let addr = args
-        .get(1)
-        .cloned()
-        .unwrap_or_else(|| "127.0.0.1:9092".into());
-    let records: usize =
-        args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200_000) / BATCH * BATCH;
-    let ours = bench_krpc_kafka(&addr, records).await;
-    let peer = bench_rskafka(&addr, records).await;
-    eprintln!("{records} records of {SIZE} bytes, batches of {BATCH}; {ROUND_TRIPS} produce-then-fetch round trips");
-    eprintln!(
-        "{:<12} {:>14} {:>14} {:>12} {:>12}",
-        "client", "produce rec/s", "fetch rec/s", "rt p50 ms", "rt p99 ms"
-    );
-    for r in [&ours, &peer] {
-        eprintln!(
-            "{:<12} {:>14.0} {:>14.0} {:>12.2} {:>12.2}",
-            r.client, r.produce_per_s, r.fetch_per_s, r.rt_p50_ms, r.rt_p99_ms
-        );
-        println!(
-            "{}",
-            json!({"system": r.client, "test": "wire", "records": records, "produce_per_s": r.produce_per_s,
-                   "fetch_per_s": r.fetch_per_s, "roundtrip_p50_ms": r.rt_p50_ms, "roundtrip_p99_ms": r.rt_p99_ms})
-        );
+    let mut args = std::env::args().skip(1).peekable();
+    let result = match args.peek().map(String::as_str) {
+        Some(cmd @ ("echo" | "echo-caller" | "sizes")) => {
+            let cmd = cmd.to_string();
+            args.next();
+            match Flags::parse(args) {
+                Err(e) => Err(e),
+                Ok(flags) => match cmd.as_str() {
+                    "echo" => echo(flags).await,
+                    "echo-caller" => echo_caller(flags).await,
+                    _ => sizes(flags).await,
+                },
+            }
+        }
+        _ => match Flags::parse(args) {
+            Err(e) => Err(e),
+            Ok(flags) => kafka_layer(flags).await,
+        },
+    };
+    if let Err(e) = result {
+        eprintln!("wire-bench: {e}");
+        std::process::exit(1);
     }
 }
