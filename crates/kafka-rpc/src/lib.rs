@@ -51,21 +51,9 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-/// Declares modules that are public with the `unstable-internals` feature (for this
-/// repository's fuzz targets and golden tests; no semver promise) and crate-private without it.
-/// Items inside public modules use `visibility::make` instead.
-macro_rules! internal_mods {
-    ($($(#[$meta:meta])* $name:ident;)*) => {$(
-        $(#[$meta])*
-        #[cfg(feature = "unstable-internals")]
-        pub mod $name;
-        $(#[$meta])*
-        #[cfg(not(feature = "unstable-internals"))]
-        #[allow(dead_code)]
-        pub(crate) mod $name;
-    )*};
-}
-pub(crate) use internal_mods;
+// Modules public only with this crate's `unstable-internals` feature: krpc-kafka's one
+// definition of the rule.
+pub(crate) use krpc_kafka::__internal_mods as internal_mods;
 
 pub mod client;
 pub mod error;

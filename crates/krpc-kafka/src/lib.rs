@@ -51,8 +51,12 @@ struct ReadmeDoctests;
 
 /// Declares modules that are public with the `unstable-internals` feature (for this
 /// repository's fuzz targets, fake broker and golden tests; no semver promise) and crate-private
-/// without it. Items inside public modules use `visibility::make` instead.
-macro_rules! internal_mods {
+/// without it. Items inside public modules use `visibility::make` instead. kafka-rpc gates its
+/// own internals with it (as `krpc_kafka::__internal_mods!`; the feature checked is the calling
+/// crate's); not part of the API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __internal_mods {
     ($($(#[$meta:meta])* $name:ident;)*) => {$(
         $(#[$meta])*
         #[cfg(feature = "unstable-internals")]
@@ -63,7 +67,7 @@ macro_rules! internal_mods {
         pub(crate) mod $name;
     )*};
 }
-pub(crate) use internal_mods;
+pub(crate) use __internal_mods as internal_mods;
 
 pub mod backoff;
 pub mod client;
