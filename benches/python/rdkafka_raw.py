@@ -132,7 +132,9 @@ def produce(producer, topic, value, partition):
             producer.poll(0.001)
 
 
-def cmd_echo(a):
+def echo_clients(a):
+    """Both topics of the raw echo, and a producer (its failed deliveries collected in the list
+    returned) and a consumer set as the echo and its caller both use them."""
     ensure_topic(a.bootstrap, a.replies, 1)
     partitions = ensure_topic(a.bootstrap, a.requests, a.partitions)
     errors = []
@@ -141,6 +143,11 @@ def cmd_echo(a):
                          "on_delivery": lambda err, msg: err is not None and errors.append(err)})
     consumer = Consumer(dict(consumer_conf(a.bootstrap, a.fetch_wait_ms),
                              **{"fetch.queue.backoff.ms": 1}))
+    return partitions, errors, producer, consumer
+
+
+def cmd_echo(a):
+    partitions, errors, producer, consumer = echo_clients(a)
     consumer.assign([TopicPartition(a.requests, p, 0) for p in range(partitions)])
     stop = []
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
@@ -159,14 +166,7 @@ def cmd_echo(a):
 
 
 def cmd_echo_caller(a):
-    ensure_topic(a.bootstrap, a.replies, 1)
-    partitions = ensure_topic(a.bootstrap, a.requests, a.partitions)
-    errors = []
-    producer = Producer({"bootstrap.servers": a.bootstrap, "linger.ms": a.linger_ms,
-                         "acks": "all", "delivery.report.only.error": True,
-                         "on_delivery": lambda err, msg: err is not None and errors.append(err)})
-    consumer = Consumer(dict(consumer_conf(a.bootstrap, a.fetch_wait_ms),
-                             **{"fetch.queue.backoff.ms": 1}))
+    partitions, errors, producer, consumer = echo_clients(a)
     consumer.assign([TopicPartition(a.replies, 0, 0)])
 
     def request(i):
