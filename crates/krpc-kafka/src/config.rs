@@ -192,6 +192,27 @@ impl ClientConfig {
         check(self.max_frame_bytes > 0, || {
             "ClientConfig::max_frame_bytes must be > 0, got 0".into()
         })?;
+        check_durations(
+            "ClientConfig",
+            &[
+                ("connect_timeout", Some(self.connect_timeout), false),
+                ("request_timeout", Some(self.request_timeout), false),
+                ("retry_backoff", Some(self.retry_backoff), true),
+                ("retry_backoff_max", Some(self.retry_backoff_max), true),
+                ("reconnect_backoff", Some(self.reconnect_backoff), true),
+                (
+                    "reconnect_backoff_max",
+                    Some(self.reconnect_backoff_max),
+                    true,
+                ),
+                (
+                    "connections_max_idle",
+                    Some(self.connections_max_idle),
+                    true,
+                ),
+                ("metadata_max_age", Some(self.metadata_max_age), true),
+            ],
+        )?;
         if let Some(tls) = &self.tls {
             tls.validate()?;
         }
@@ -345,6 +366,36 @@ macro_rules! __options_setters {
 // get their setters from this one definition (`#[doc(hidden)]`: not part of the API).
 pub(crate) use __options_setters as with_setters;
 
+/// The longest duration a timing setting takes: `i32::MAX` milliseconds (about 24.8 days), the
+/// bound of the Java clients' `*.ms` settings. Every timeout, interval, wait and backoff of the
+/// options of both crates is checked against it when the options are validated: a longer one
+/// would overflow the deadlines computed from it (`Instant::now() + timeout`).
+pub const MAX_DURATION: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// Checks the timing settings of `owner` (an options type's name): each `(setting, value,
+/// zero_allowed)` at most [`MAX_DURATION`], and above zero where `zero_allowed` is false (an
+/// interval of zero would spin, or panic in `tokio::time::interval`). kafka-rpc checks its
+/// options with it too; not part of the API.
+#[doc(hidden)]
+pub fn check_durations(
+    owner: &str,
+    settings: &[(&str, Option<Duration>, bool)],
+) -> crate::Result<()> {
+    for &(setting, value, zero_allowed) in settings {
+        let Some(value) = value else { continue };
+        check(value <= MAX_DURATION, || {
+            format!(
+                "{owner}::{setting} must be at most {MAX_DURATION:?} (i32::MAX ms, the Java \
+                 clients' bound), got {value:?}"
+            )
+        })?;
+        check(zero_allowed || !value.is_zero(), || {
+            format!("{owner}::{setting} must be > 0, got 0s")
+        })?;
+    }
+    Ok(())
+}
+
 /// `Err(InvalidArgument)` naming the setting and its value when `ok` is false.
 pub(crate) fn check(ok: bool, what: impl FnOnce() -> String) -> crate::Result<()> {
     if ok {
@@ -379,6 +430,18 @@ mod tests {
         );
         assert!(
             m.contains("ClientConfig::request_timeout") && m.contains("got 0s"),
+            "{m}"
+        );
+        // Longer than i32::MAX ms: used to panic in `connect` (`Instant::now() + timeout`).
+        let m = refused(
+            KafkaClient::connect(
+                ClientConfig::new("127.0.0.1:9").with_connect_timeout(Duration::MAX),
+            )
+            .await
+            .map(drop),
+        );
+        assert!(
+            m.contains("ClientConfig::connect_timeout") && m.contains("at most"),
             "{m}"
         );
         let m = refused(
@@ -452,6 +515,11 @@ mod tests {
             (
                 base.clone().with_rebalance_timeout(Duration::ZERO),
                 "GroupConfig::rebalance_timeout",
+            ),
+            // Accepted before, and then heartbeat in a loop (review of stop 13).
+            (
+                base.clone().with_heartbeat_interval(Duration::ZERO),
+                "GroupConfig::heartbeat_interval",
             ),
             (
                 base.clone()

@@ -242,7 +242,14 @@ impl FetchConfig {
         })?;
         check(self.max_inflated_bytes > 0, || {
             "FetchConfig::max_inflated_bytes must be > 0, got 0".into()
-        })
+        })?;
+        crate::config::check_durations(
+            "FetchConfig",
+            &[
+                ("max_wait", Some(self.max_wait), true),
+                ("hole_wait", self.hole_wait, true),
+            ],
+        )
     }
 }
 

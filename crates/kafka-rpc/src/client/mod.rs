@@ -17,7 +17,7 @@ use krpc_kafka::{FetchConfig, Fetcher, OffsetSpec, Producer, ProducerConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub(crate) use options::{check, check_max_in_flight, with_setters};
+pub(crate) use options::{check, check_durations, check_max_in_flight, with_setters};
 pub use options::{CallOptions, ClientOptions, NotifyOptions};
 
 pub(crate) use self::core::{CallCore, CallSpec};

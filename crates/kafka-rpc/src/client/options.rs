@@ -116,9 +116,18 @@ impl ClientOptions {
         check(!self.reply_topic.is_empty(), || {
             "ClientOptions::reply_topic must not be empty, got \"\"".into()
         })?;
-        check(!self.default_timeout.is_zero(), || {
-            "ClientOptions::default_timeout must be > 0, got 0s".into()
-        })?;
+        check_durations(
+            "ClientOptions",
+            &[
+                ("default_timeout", Some(self.default_timeout), false),
+                (
+                    "reply_fetch_max_wait",
+                    Some(self.reply_fetch_max_wait),
+                    true,
+                ),
+                ("linger", Some(self.linger), true),
+            ],
+        )?;
         check_max_in_flight("ClientOptions", self.max_in_flight)?;
         self.topics.validate()
     }
@@ -151,6 +160,18 @@ pub(crate) fn check_max_in_flight(what: &str, max_in_flight: usize) -> Result<()
     let max = tokio::sync::Semaphore::MAX_PERMITS;
     check((1..=max).contains(&max_in_flight), || {
         format!("{what}::max_in_flight must be 1..={max}, got {max_in_flight}")
+    })
+}
+
+/// The timing settings of `owner`, checked by krpc-kafka's one rule for them (at most
+/// [`krpc_kafka::config::MAX_DURATION`]; above zero where the flag says zero is not allowed).
+pub(crate) fn check_durations(
+    owner: &str,
+    settings: &[(&str, Option<Duration>, bool)],
+) -> Result<(), RpcError> {
+    krpc_kafka::config::check_durations(owner, settings).map_err(|e| match e {
+        krpc_kafka::Error::InvalidArgument(message) => RpcError::InvalidArgument(message),
+        other => RpcError::InvalidArgument(other.to_string()),
     })
 }
 
@@ -200,6 +221,7 @@ impl CallOptions {
     ///
     /// [`RpcError::InvalidArgument`] naming the setting and the bad entry.
     pub fn validate(&self) -> Result<(), RpcError> {
+        check_durations("CallOptions", &[("timeout", self.timeout, false)])?;
         self.metadata
             .check()
             .map_err(|e| RpcError::InvalidArgument(format!("CallOptions::metadata: {e}")))
@@ -246,6 +268,7 @@ impl NotifyOptions {
     ///
     /// [`RpcError::InvalidArgument`] naming the setting and the bad entry.
     pub fn validate(&self) -> Result<(), RpcError> {
+        check_durations("NotifyOptions", &[("deadline", self.deadline, false)])?;
         self.metadata
             .check()
             .map_err(|e| RpcError::InvalidArgument(format!("NotifyOptions::metadata: {e}")))
@@ -290,6 +313,11 @@ mod tests {
             ),
             (
                 ClientOptions::default().with_default_timeout(Duration::ZERO),
+                "ClientOptions::default_timeout",
+            ),
+            // Would overflow the call's deadline (`Instant::now() + timeout`).
+            (
+                ClientOptions::default().with_default_timeout(Duration::MAX),
                 "ClientOptions::default_timeout",
             ),
             (
@@ -345,6 +373,31 @@ mod tests {
                 .validate(),
         );
         assert!(m.contains("NotifyOptions::metadata"), "{m}");
+        // A zero timeout or deadline is refused; one past i32::MAX ms would overflow it.
+        let m = refused(
+            CallOptions::default()
+                .with_timeout(Duration::MAX)
+                .validate(),
+        );
+        assert!(
+            m.contains("CallOptions::timeout") && m.contains("at most"),
+            "{m}"
+        );
+        let m = refused(
+            CallOptions::default()
+                .with_timeout(Duration::ZERO)
+                .validate(),
+        );
+        assert!(
+            m.contains("CallOptions::timeout") && m.contains("> 0"),
+            "{m}"
+        );
+        let m = refused(
+            NotifyOptions::default()
+                .with_deadline(Duration::ZERO)
+                .validate(),
+        );
+        assert!(m.contains("NotifyOptions::deadline"), "{m}");
         let call = CallOptions::default()
             .with_timeout(Duration::from_secs(3))
             .with_routing_key("k")

@@ -67,9 +67,17 @@ impl LegacyClientOptions {
     pub fn validate(&self) -> Result<(), RpcError> {
         check_name(&self.name)
             .map_err(|e| RpcError::InvalidArgument(format!("LegacyClientOptions::name: {e}")))?;
-        check(!self.default_timeout.is_zero(), || {
-            "LegacyClientOptions::default_timeout must be > 0, got 0s".into()
-        })?;
+        crate::client::check_durations(
+            "LegacyClientOptions",
+            &[
+                ("default_timeout", Some(self.default_timeout), false),
+                (
+                    "reply_fetch_max_wait",
+                    Some(self.reply_fetch_max_wait),
+                    true,
+                ),
+            ],
+        )?;
         check(self.partitions >= 1, || {
             format!(
                 "LegacyClientOptions::partitions must be >= 1, got {}",

@@ -226,6 +226,26 @@ impl ServerOptions {
         check(self.max_request_bytes > 0, || {
             "ServerOptions::max_request_bytes must be > 0, got 0".into()
         })?;
+        crate::client::check_durations(
+            "ServerOptions",
+            &[
+                ("fetch_max_wait", Some(self.fetch_max_wait), true),
+                ("session_timeout", Some(self.session_timeout), false),
+                // Zero would heartbeat in a loop.
+                ("heartbeat_interval", Some(self.heartbeat_interval), false),
+                ("rebalance_timeout", Some(self.rebalance_timeout), false),
+                ("metadata_max_age", Some(self.metadata_max_age), true),
+                // Zero panics in tokio::time::interval.
+                ("commit_interval", Some(self.commit_interval), false),
+                ("drain_timeout", Some(self.drain_timeout), true),
+                ("cancel_grace", Some(self.cancel_grace), true),
+                (
+                    "completion_trim_interval",
+                    self.completion_trim_interval,
+                    false,
+                ),
+            ],
+        )?;
         self.topics.validate()?;
         if let Some(legacy) = &self.legacy {
             legacy.validate()?;
@@ -324,6 +344,24 @@ mod tests {
             (
                 base.clone().with_max_request_bytes(0),
                 "ServerOptions::max_request_bytes",
+            ),
+            // Passed `Server::new` and then panicked in `run` (tokio::time::interval) or in
+            // the trimming task (review of stop 13).
+            (
+                base.clone().with_commit_interval(Duration::ZERO),
+                "ServerOptions::commit_interval",
+            ),
+            (
+                base.clone().with_completion_trim_interval(Duration::ZERO),
+                "ServerOptions::completion_trim_interval",
+            ),
+            (
+                base.clone().with_heartbeat_interval(Duration::ZERO),
+                "ServerOptions::heartbeat_interval",
+            ),
+            (
+                base.clone().with_drain_timeout(Duration::MAX),
+                "ServerOptions::drain_timeout",
             ),
             (base.clone().with_server_id(""), "ServerOptions::server_id"),
             (

@@ -136,6 +136,17 @@ impl GroupConfig {
                 self.session_timeout, self.heartbeat_interval
             )
         })?;
+        crate::config::check_durations(
+            "GroupConfig",
+            &[
+                ("session_timeout", Some(self.session_timeout), false),
+                ("rebalance_timeout", Some(self.rebalance_timeout), false),
+                // Zero would heartbeat in a loop, flooding the coordinator.
+                ("heartbeat_interval", Some(self.heartbeat_interval), false),
+                ("auto_commit", self.auto_commit, false),
+                ("metadata_max_age", Some(self.metadata_max_age), true),
+            ],
+        )?;
         self.fetch.validate()
     }
 }

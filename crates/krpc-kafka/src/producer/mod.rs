@@ -245,7 +245,15 @@ impl ProducerConfig {
         })?;
         check(!self.delivery_timeout.is_zero(), || {
             "ProducerConfig::delivery_timeout (delivery.timeout.ms) must be > 0, got 0s".into()
-        })
+        })?;
+        crate::config::check_durations(
+            "ProducerConfig",
+            &[
+                ("linger", Some(self.linger), true),
+                ("max_block", Some(self.max_block), true),
+                ("delivery_timeout", Some(self.delivery_timeout), false),
+            ],
+        )
     }
 }
 
@@ -560,6 +568,19 @@ mod tests {
                 Err(e) => panic!("{setting}: wrong error {e}"),
                 Ok(_) => panic!("{setting}: accepted"),
             }
+        }
+        // Longer than i32::MAX ms: used to panic the sender task (`created + timeout`), after
+        // which every send failed with Closed.
+        match Producer::new(
+            client.clone(),
+            ProducerConfig::default().with_delivery_timeout(Duration::MAX),
+        ) {
+            Err(Error::InvalidArgument(m)) => assert!(
+                m.contains("ProducerConfig::delivery_timeout") && m.contains("at most"),
+                "{m}"
+            ),
+            Err(e) => panic!("wrong error {e}"),
+            Ok(_) => panic!("Duration::MAX accepted"),
         }
         assert!(ProducerConfig::default().validate().is_ok());
     }
