@@ -34,7 +34,10 @@
 //!     .method("add", |(a, b): (i64, i64)| async move {
 //!         a.checked_add(b).ok_or_else(|| HandlerError::from("overflow"))
 //!     });
-//! tokio::spawn(server.run(std::future::pending()));
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let serving = tokio::spawn(server.run(async {
+//!     let _ = stopped.await;
+//! }));
 //!
 //! // The server may not have created the request topic yet: let the client create it (by
 //! // default a call to a service with no request topic is refused, so a typo makes no topic).
@@ -42,6 +45,12 @@
 //! let client = RpcClient::connect(kafka, options).await?;
 //! let sum = client.call::<_, i64>("Sum", "add", &(1, 2), CallOptions::default()).await?;
 //! assert_eq!(sum.value, 3);
+//!
+//! // A graceful stop: the server finishes, commits and leaves the group, so the next one is
+//! // assigned its partitions at once, not after the session timeout.
+//! let _ = stop.send(());
+//! let stats = serving.await??;
+//! # let _ = stats;
 //! # Ok(())
 //! # }
 //! ```
