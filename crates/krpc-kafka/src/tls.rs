@@ -2,7 +2,7 @@
 //! against [`TlsConfig::ca_file`] or the system's roots; [`TlsConfig::client_cert`] adds a client
 //! certificate (mutual TLS); [`TlsConfig::server_name`] overrides the name checked.
 //!
-//! The crypto provider ([`provider`]): with `tls`, graviola (`rustls-graviola`: pure Rust and
+//! The crypto provider ([`crate::tls_provider`] names it): with `tls`, graviola (`rustls-graviola`: pure Rust and
 //! inline assembly, no C compiler), on x86_64 and aarch64 CPUs with the features it needs, checked
 //! here before it runs (graviola itself would panic); with `tls-ring`, rustls's ring provider
 //! (compiles C). With both, graviola where the CPU allows and ring otherwise.
@@ -106,7 +106,8 @@ fn graviola_usable(has: impl Fn(&str) -> bool) -> std::result::Result<(), String
 /// The crypto provider of this build on this CPU: `("graviola", ..)` or `("ring", ..)`, or why
 /// there is none (a CPU graviola cannot run on, without `tls-ring` to fall back to). Decided
 /// once per process.
-pub fn provider() -> std::result::Result<(&'static str, Arc<CryptoProvider>), String> {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) fn provider() -> std::result::Result<(&'static str, Arc<CryptoProvider>), String> {
     static PROVIDER: OnceLock<std::result::Result<(&'static str, Arc<CryptoProvider>), String>> =
         OnceLock::new();
     PROVIDER.get_or_init(choose_provider).clone()
@@ -164,7 +165,8 @@ fn read_certs(path: &Path) -> std::result::Result<Vec<CertificateDer<'static>>, 
 }
 
 /// The rustls client settings for `cfg`.
-pub fn client_config(cfg: &TlsConfig) -> std::result::Result<rustls::ClientConfig, String> {
+#[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
+pub(crate) fn client_config(cfg: &TlsConfig) -> std::result::Result<rustls::ClientConfig, String> {
     // First: a CPU graviola cannot run on is the error to report, whatever else is wrong.
     let (_, provider) = provider()?;
     let roots = match &cfg.ca_file {
