@@ -182,6 +182,21 @@ impl ClientConfig {
                 self.bootstrap
             )
         })?;
+        // As the Java client ("Invalid url in bootstrap.servers"): refused here, not after the
+        // connect timeout as an unreachable broker.
+        for address in &self.bootstrap {
+            let port = address
+                .trim()
+                .rsplit_once(':')
+                .filter(|(host, _)| !host.is_empty())
+                .and_then(|(_, port)| port.parse::<u16>().ok());
+            check(port.is_some(), || {
+                format!(
+                    "ClientConfig::bootstrap (bootstrap.servers) takes host:port addresses, got \
+                     {address:?}"
+                )
+            })?;
+        }
         check(!self.connect_timeout.is_zero(), || {
             "ClientConfig::connect_timeout (socket.connection.setup.timeout.ms) must be > 0, got 0s"
                 .into()
@@ -430,6 +445,16 @@ mod tests {
         );
         assert!(
             m.contains("ClientConfig::request_timeout") && m.contains("got 0s"),
+            "{m}"
+        );
+        // No port: refused at once, where it used to wait out the connect timeout.
+        let m = refused(
+            KafkaClient::connect(ClientConfig::new("127.0.0.1"))
+                .await
+                .map(drop),
+        );
+        assert!(
+            m.contains("ClientConfig::bootstrap") && m.contains("host:port"),
             "{m}"
         );
         // Longer than i32::MAX ms: used to panic in `connect` (`Instant::now() + timeout`).

@@ -38,8 +38,31 @@ impl ApiKey {
     pub const SYNC_GROUP: ApiKey = ApiKey(ProtocolApiKey::SyncGroup);
     /// ApiVersions (18).
     pub const API_VERSIONS: ApiKey = ApiKey(ProtocolApiKey::ApiVersions);
+    /// DescribeGroups (15).
+    pub const DESCRIBE_GROUPS: ApiKey = ApiKey(ProtocolApiKey::DescribeGroups);
+    /// ListGroups (16).
+    pub const LIST_GROUPS: ApiKey = ApiKey(ProtocolApiKey::ListGroups);
+    /// SaslHandshake (17).
+    pub const SASL_HANDSHAKE: ApiKey = ApiKey(ProtocolApiKey::SaslHandshake);
+    /// CreateTopics (19).
+    pub const CREATE_TOPICS: ApiKey = ApiKey(ProtocolApiKey::CreateTopics);
+    /// DeleteTopics (20).
+    pub const DELETE_TOPICS: ApiKey = ApiKey(ProtocolApiKey::DeleteTopics);
+    /// DeleteRecords (21).
+    pub const DELETE_RECORDS: ApiKey = ApiKey(ProtocolApiKey::DeleteRecords);
     /// InitProducerId (22).
     pub const INIT_PRODUCER_ID: ApiKey = ApiKey(ProtocolApiKey::InitProducerId);
+    /// DescribeConfigs (32).
+    pub const DESCRIBE_CONFIGS: ApiKey = ApiKey(ProtocolApiKey::DescribeConfigs);
+    /// SaslAuthenticate (36).
+    pub const SASL_AUTHENTICATE: ApiKey = ApiKey(ProtocolApiKey::SaslAuthenticate);
+    /// CreatePartitions (37).
+    pub const CREATE_PARTITIONS: ApiKey = ApiKey(ProtocolApiKey::CreatePartitions);
+
+    /// The API with number `key`, if the protocol has one.
+    pub fn from_key(key: i16) -> Option<Self> {
+        ProtocolApiKey::try_from(key).ok().map(ApiKey)
+    }
 
     /// The API's number (`request_api_key`).
     pub fn key(self) -> i16 {
@@ -80,6 +103,8 @@ impl std::hash::Hash for ErrorCode {
 }
 
 impl ErrorCode {
+    /// UNKNOWN_SERVER_ERROR (-1).
+    pub const UNKNOWN_SERVER_ERROR: ErrorCode = ErrorCode(ResponseError::UnknownServerError);
     /// OFFSET_OUT_OF_RANGE (1).
     pub const OFFSET_OUT_OF_RANGE: ErrorCode = ErrorCode(ResponseError::OffsetOutOfRange);
     /// CORRUPT_MESSAGE (2).
@@ -115,15 +140,46 @@ impl ErrorCode {
     /// GROUP_AUTHORIZATION_FAILED (30).
     pub const GROUP_AUTHORIZATION_FAILED: ErrorCode =
         ErrorCode(ResponseError::GroupAuthorizationFailed);
-    /// TOPIC_ALREADY_EXISTS (36).
-    pub const TOPIC_ALREADY_EXISTS: ErrorCode = ErrorCode(ResponseError::TopicAlreadyExists);
     /// UNSUPPORTED_VERSION (35).
     pub const UNSUPPORTED_VERSION: ErrorCode = ErrorCode(ResponseError::UnsupportedVersion);
+    /// TOPIC_ALREADY_EXISTS (36).
+    pub const TOPIC_ALREADY_EXISTS: ErrorCode = ErrorCode(ResponseError::TopicAlreadyExists);
+    /// INVALID_PARTITIONS (37).
+    pub const INVALID_PARTITIONS: ErrorCode = ErrorCode(ResponseError::InvalidPartitions);
+    /// INVALID_REPLICATION_FACTOR (38).
+    pub const INVALID_REPLICATION_FACTOR: ErrorCode =
+        ErrorCode(ResponseError::InvalidReplicationFactor);
+    /// INVALID_CONFIG (40).
+    pub const INVALID_CONFIG: ErrorCode = ErrorCode(ResponseError::InvalidConfig);
+    /// NOT_CONTROLLER (41).
+    pub const NOT_CONTROLLER: ErrorCode = ErrorCode(ResponseError::NotController);
+    /// POLICY_VIOLATION (44).
+    pub const POLICY_VIOLATION: ErrorCode = ErrorCode(ResponseError::PolicyViolation);
     /// OUT_OF_ORDER_SEQUENCE_NUMBER (45).
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: ErrorCode =
         ErrorCode(ResponseError::OutOfOrderSequenceNumber);
+    /// DUPLICATE_SEQUENCE_NUMBER (46).
+    pub const DUPLICATE_SEQUENCE_NUMBER: ErrorCode =
+        ErrorCode(ResponseError::DuplicateSequenceNumber);
+    /// INVALID_PRODUCER_EPOCH (47).
+    pub const INVALID_PRODUCER_EPOCH: ErrorCode = ErrorCode(ResponseError::InvalidProducerEpoch);
+    /// SASL_AUTHENTICATION_FAILED (58).
+    pub const SASL_AUTHENTICATION_FAILED: ErrorCode =
+        ErrorCode(ResponseError::SaslAuthenticationFailed);
     /// UNKNOWN_PRODUCER_ID (59).
     pub const UNKNOWN_PRODUCER_ID: ErrorCode = ErrorCode(ResponseError::UnknownProducerId);
+    /// GROUP_ID_NOT_FOUND (69).
+    pub const GROUP_ID_NOT_FOUND: ErrorCode = ErrorCode(ResponseError::GroupIdNotFound);
+    /// FETCH_SESSION_ID_NOT_FOUND (70).
+    pub const FETCH_SESSION_ID_NOT_FOUND: ErrorCode =
+        ErrorCode(ResponseError::FetchSessionIdNotFound);
+    /// INVALID_FETCH_SESSION_EPOCH (71).
+    pub const INVALID_FETCH_SESSION_EPOCH: ErrorCode =
+        ErrorCode(ResponseError::InvalidFetchSessionEpoch);
+    /// FENCED_INSTANCE_ID (82).
+    pub const FENCED_INSTANCE_ID: ErrorCode = ErrorCode(ResponseError::FencedInstanceId);
+    /// PRODUCER_FENCED (90).
+    pub const PRODUCER_FENCED: ErrorCode = ErrorCode(ResponseError::ProducerFenced);
 
     /// The error for `code`, if this crate knows it (0, no error, is `None`).
     pub fn from_code(code: i16) -> Option<Self> {
@@ -487,6 +543,16 @@ impl Error {
         self.kafka_error().map(ErrorCode::protocol)
     }
 
+    /// The broker's numeric error code, known to this crate or not
+    /// ([`Error::Broker`] or [`Error::UnknownBrokerError`]); `None` for every other error.
+    pub fn error_code(&self) -> Option<i16> {
+        match self {
+            Error::Broker { error, .. } => Some(error.code()),
+            Error::UnknownBrokerError { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
     /// The Kafka error code, if the broker sent one.
     pub fn kafka_error(&self) -> Option<ErrorCode> {
         match self {
@@ -599,5 +665,37 @@ mod tests {
             context: String::new(),
         };
         assert_eq!(unknown.recovery(), Recovery::Fatal);
+        // The numeric code is there for known and unknown codes alike.
+        assert_eq!(unknown.error_code(), Some(9999));
+        assert_eq!(unknown.kafka_error(), None);
+        assert_eq!(broker(ResponseError::InvalidConfig).error_code(), Some(40));
+    }
+
+    /// Our own keys and codes carry the protocol guide's numbers.
+    #[test]
+    fn api_keys_and_error_codes_have_the_protocol_numbers() {
+        for (key, n) in [
+            (ApiKey::PRODUCE, 0),
+            (ApiKey::FETCH, 1),
+            (ApiKey::JOIN_GROUP, 11),
+            (ApiKey::CREATE_TOPICS, 19),
+            (ApiKey::DESCRIBE_CONFIGS, 32),
+            (ApiKey::CREATE_PARTITIONS, 37),
+        ] {
+            assert_eq!(key.key(), n, "{key}");
+            assert_eq!(ApiKey::from_key(n), Some(key));
+        }
+        assert_eq!(ApiKey::from_key(-5), None);
+        for (code, n) in [
+            (ErrorCode::UNKNOWN_SERVER_ERROR, -1),
+            (ErrorCode::NOT_LEADER_OR_FOLLOWER, 6),
+            (ErrorCode::UNSUPPORTED_VERSION, 35),
+            (ErrorCode::INVALID_CONFIG, 40),
+            (ErrorCode::FETCH_SESSION_ID_NOT_FOUND, 70),
+            (ErrorCode::PRODUCER_FENCED, 90),
+        ] {
+            assert_eq!(code.code(), n, "{code}");
+            assert_eq!(ErrorCode::from_code(n), Some(code));
+        }
     }
 }
