@@ -274,6 +274,7 @@ struct Assigned {
 /// A batch stepped over because it could not be decoded (with `skip_undecodable`), kept with
 /// its raw bytes so the caller can store it somewhere (a dead-letter topic) instead of losing it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SkippedBatch {
     /// Topic.
     pub topic: Arc<str>,

@@ -7,6 +7,7 @@ use kafka_protocol::messages::MetadataResponse;
 
 /// One partition's leader.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PartitionInfo {
     /// Partition id.
     pub id: i32,
@@ -16,6 +17,7 @@ pub struct PartitionInfo {
 
 /// One topic's partitions, sorted by id.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TopicInfo {
     /// Topic name.
     pub name: String,
@@ -25,6 +27,7 @@ pub struct TopicInfo {
 
 /// A snapshot of cluster metadata.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClusterMetadata {
     /// Broker id to `host:port`.
     pub brokers: HashMap<i32, String>,

@@ -30,6 +30,7 @@ use crate::topic_setup::{TopicCache, TopicKind};
 
 /// A call's result with where and how it ran.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Response<R> {
     /// The value the handler returned.
     pub value: R,
@@ -58,6 +59,7 @@ impl<R: DeserializeOwned> Response<R> {
 
 /// Where and how a call ran.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CallMeta {
     /// The call's id.
     pub request_id: RequestId,

@@ -84,6 +84,7 @@ pub(crate) fn undecodable_batch(batch: &SkippedBatch, server_id: &str) -> Produc
 /// A record of a dead-letter topic, read back: the provenance headers the server writes (see
 /// the constants of this module), for `krpc dlq list|show` and for [`replay`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeadLetter {
     /// Its offset in the dead-letter topic.
     pub offset: i64,

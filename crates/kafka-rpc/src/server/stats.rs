@@ -54,8 +54,9 @@ macro_rules! counters {
             exported: OnceLock<crate::metrics::ServerMetrics>,
         }
 
-        /// A snapshot of [`Counters`].
+        /// A snapshot of [`Counters`]. `#[non_exhaustive]`: counters are added over time.
         #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        #[non_exhaustive]
         pub struct ServerStats {
             $($(#[doc = $doc])* pub $name: u64,)*
         }

@@ -17,6 +17,7 @@ use crate::error::{check_code, Result};
 
 /// A group as ListGroups names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListedGroup {
     /// Group id.
     pub group_id: String,
@@ -29,6 +30,7 @@ pub struct ListedGroup {
 
 /// A group as DescribeGroups shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupDescription {
     /// Group id.
     pub group_id: String,
@@ -42,6 +44,7 @@ pub struct GroupDescription {
 
 /// One member of a described group.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupMemberDescription {
     /// Member id the coordinator gave it.
     pub member_id: String,

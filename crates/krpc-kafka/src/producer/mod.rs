@@ -259,6 +259,7 @@ impl ProducerConfig {
 
 /// Where a record was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecordMetadata {
     /// Topic.
     pub topic: Arc<str>,
