@@ -96,8 +96,9 @@ pub struct ClientConfig {
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub connect_timeout: Duration,
     /// How long to wait for the answer to one request (a fetch adds its max wait to this; a
-    /// JoinGroup its rebalance timeout). A request that times out retires its connection
-    /// (see the `connection` module). Also bounds how long one frame may take to write.
+    /// JoinGroup its rebalance timeout). A request that times out retires its connection:
+    /// other requests on it fail at once and are retried on a new one, as the broker may
+    /// answer late or never. Also bounds how long one frame may take to write.
     /// Java: `request.timeout.ms`, 30 s. Default 30 s.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub request_timeout: Duration,
