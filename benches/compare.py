@@ -162,15 +162,24 @@ def main():
     # Back to back, like our sync bench: the consumer's fetch is always already waiting.
     r["rd_latency_b2b"] = one_json([PY, RAW, "latency", addr, "--count", "200", "--fetch-wait-ms", str(fw), "--no-jitter"], 300)
 
-    if "kafka" not in skip:
-        kafka_layer(args, r)
-    if "python" not in skip:
-        python_rpc(args, r)
-    if "rust" not in skip or "echo" not in skip:
-        rust_rpc(args, r)
-    if "scaling" not in skip:
-        scaling(args, r)
+    # A section that fails is said, and the tables of the others are still printed.
+    r["failed"] = []
+    for name, run, wanted in (
+        ("kafka", kafka_layer, "kafka" not in skip),
+        ("python", python_rpc, "python" not in skip),
+        ("rust", rust_rpc, "rust" not in skip or "echo" not in skip),
+        ("scaling", scaling, "scaling" not in skip),
+    ):
+        if not wanted:
+            continue
+        try:
+            run(args, r)
+        except SystemExit as e:
+            print("== section %s FAILED: %s" % (name, e), file=sys.stderr)
+            r["failed"].append("%s: %s" % (name, str(e).splitlines()[0] if str(e) else "?"))
     report(r, args)
+    for failure in r["failed"]:
+        print("FAILED section %s" % failure)
 
 
 def kafka_layer(args, r):
@@ -232,6 +241,20 @@ def krpc_serve(args, service, concurrency=None, config=None):
     return start(cmd)
 
 
+def warm_up(args, service, *extra, config=None):
+    """A few calls that wait for the server, tried again until its request topic exists (a
+    server creates it when it starts; a call before that is refused as an unknown service, exit
+    2), for 60 s at most."""
+    deadline = time.time() + 60
+    while True:
+        try:
+            return one_json(krpc_bench(args, service, *extra, config=config), 300)
+        except SystemExit:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def krpc_bench(args, service, *extra, config=None):
     krpc = os.path.join(args.bin, "krpc")
     cmd = [krpc, "bench", "--bootstrap", args.bootstrap, "--service", service, "--payload", "16",
@@ -253,7 +276,7 @@ def rust_rpc(args, r):
     try:
         # A few calls first: they wait for the server, and leave records whose sizes the raw
         # echo copies.
-        one_json(krpc_bench(args, service, "--calls", "50", "--mode", "async", "--concurrency", "10"), 300)
+        warm_up(args, service, "--calls", "50", "--mode", "async", "--concurrency", "10")
         sizes = {}
         for kind, topic in (("request", "krpc.%s.requests" % service), ("reply", "krpc.replies")):
             out, _ = run_json([wire, "sizes", args.bootstrap, topic, "--records", "50"], 120)
@@ -307,7 +330,7 @@ def scaling(args, r):
         try:
             # Let every server join the group and get its partitions: a warm-up run as long as
             # the measured one (joins trigger rebalances).
-            one_json(krpc_bench(args, service, *async_run), 600)
+            warm_up(args, service, *async_run)
             res = measured(args, lambda: one_json(krpc_bench(args, service, *async_run), 600), servers)
             res["server_rss_mb"] = max(proc_usage(p.pid)[1] for p in servers)
             r["scaling"]["servers"][str(n)] = res
@@ -322,7 +345,7 @@ def scaling(args, r):
         service = fresh("Parts%d" % parts)
         server = krpc_serve(args, service, config=config)
         try:
-            one_json(krpc_bench(args, service, "--calls", "50", config=config), 300)
+            warm_up(args, service, "--calls", "50", config=config)
             res = measured(args, lambda: one_json(krpc_bench(args, service, *async_run, config=config), 600), [server])
             res["server_rss_mb"] = proc_usage(server.pid)[1]
             r["scaling"]["partitions"][str(parts)] = res
@@ -335,7 +358,7 @@ def scaling(args, r):
         service = fresh("Mem%d" % n)
         server = krpc_serve(args, service, concurrency=n)
         try:
-            one_json(krpc_bench(args, service, "--calls", "5"), 300)
+            warm_up(args, service, "--calls", "5")
             rss0 = proc_usage(server.pid)[1]
             run = ["--mode", "async", "--concurrency", str(n), "--sleep-ms", str(sleep_ms),
                    "--timeout", "120s", "--duration", str(max(secs, 2 * sleep_ms / 1e3))]
