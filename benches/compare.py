@@ -284,7 +284,12 @@ def rust_rpc(args, r):
         r["record_sizes"] = sizes
         if "rust" not in args.skip:
             r["ours_sync"] = measured(args, lambda: one_json(krpc_bench(args, service, "--mode", "sync", *dur), 600), [server])
+            # Before and after coalesced completions, in the same run: first a server writing one
+            # completion record per call (coalesce_completions = false, fresh topics), then ours
+            # as shipped; the broker slows as its partitions fill, so the order favours the former.
+            r["ours_async_uncoalesced"] = uncoalesced_async(args, dur)
             r["ours_async"] = measured(args, lambda: one_json(krpc_bench(args, service, "--mode", "async", "--concurrency", str(conc), *dur), 600), [server])
+            r["ours_async"]["completions"] = completion_counts(args, service)
             if "rates" not in args.skip:
                 r["ours_rates"] = {}
                 for rate in rates_of(args, r):
@@ -296,6 +301,37 @@ def rust_rpc(args, r):
         stop(server)
     if "echo" not in args.skip:
         raw_echo(args, r)
+
+
+def uncoalesced_async(args, dur):
+    """The async run against a server that writes one completion record per call."""
+    print("== kafka-rpc (Rust), one completion record per call", file=sys.stderr)
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write("[server]\ncoalesce_completions = false\n")
+        config = f.name
+    service = fresh("BenchOnePer")
+    server = krpc_serve(args, service, config=config)
+    try:
+        warm_up(args, service, "--calls", "50", "--mode", "async", "--concurrency", "10")
+        res = measured(args, lambda: one_json(krpc_bench(args, service, "--mode", "async", "--concurrency",
+                                                         str(args.concurrency), *dur), 600), [server])
+        res["completions"] = completion_counts(args, service)
+        return res
+    finally:
+        stop(server)
+        os.unlink(config)
+
+
+def completion_counts(args, service):
+    """Completion records and requests completed in the last minute (`krpc status`)."""
+    krpc = os.path.join(args.bin, "krpc")
+    cmd = [krpc, "status", "--bootstrap", args.bootstrap, "--service", service, "-o", "json"]
+    try:
+        s = json.loads(subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout)
+    except (subprocess.SubprocessError, ValueError) as e:
+        print("krpc status failed: %s" % e, file=sys.stderr)
+        s = {}
+    return {"records": s.get("completion_records_last_minute"), "requests": s.get("completions_last_minute")}
 
 
 def raw_echo(args, r):
@@ -401,6 +437,8 @@ def rpc_table(r, args):
         ("Python kafka-rpc 1.0.8, sequential", r.get("py_seq"), r.get("py_seq")),
         ("Python kafka-rpc 1.0.8, %d threads" % args.concurrency, r.get("py_threads"), r.get("py_threads")),
         ("kafka-rpc (Rust), sync x1", r.get("ours_sync"), r.get("py_seq")),
+        ("kafka-rpc (Rust), async x%d, 1 compl/call" % args.concurrency, r.get("ours_async_uncoalesced"),
+         r.get("py_threads")),
         ("kafka-rpc (Rust), async x%d" % args.concurrency, r.get("ours_async"), r.get("py_threads")),
     ]
     print("%-38s %9s %7s %8s %8s %9s %12s %12s %12s" % (
@@ -425,6 +463,17 @@ def rpc_table(r, args):
               % (ratio(ours_async["calls_per_s"], py["calls_per_s"]), args.concurrency))
         print("  Broker CPU per call, Rust async / Python threads = %s (target: at most 0.17x)"
               % ratio(ours_async.get("broker_us_per_call"), py.get("broker_us_per_call")))
+    before = r.get("ours_async_uncoalesced")
+    if ours_async and before:
+        def per(x):
+            c = x.get("completions") or {}
+            return "%s records for %s completions" % (c.get("records"), c.get("requests"))
+        print("  Coalesced completions (async x%d): broker CPU per call %s -> %s µs (%s), server %s -> %s µs;"
+              " completions topic, last minute: %s -> %s"
+              % (args.concurrency, f(before.get("broker_us_per_call")), f(ours_async.get("broker_us_per_call")),
+                 ratio(ours_async.get("broker_us_per_call"), before.get("broker_us_per_call")),
+                 f(before.get("server_us_per_call")), f(ours_async.get("server_us_per_call")),
+                 per(before), per(ours_async)))
     rss = ["%s %.1f MB" % (n, r[k]) for n, k in (("ours", "ours_server_rss_mb"), ("Python", "py_server_rss_mb")) if k in r]
     if rss:
         print("  Server peak RSS: " + ", ".join(rss))

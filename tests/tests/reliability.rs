@@ -164,6 +164,101 @@ async fn a_server_killed_under_load_loses_no_call_and_dedup_suppresses_completed
     );
 }
 
+/// Every completion in the completions topic of `svc`: (records, request ids completed).
+async fn completions_written(
+    kafka: &kafka_rpc::krpc_kafka::KafkaClient,
+    svc: &str,
+) -> (usize, Vec<kafka_rpc::RequestId>) {
+    use kafka_rpc::envelope::Completion;
+    use kafka_rpc::krpc_kafka::OffsetSpec;
+    let topic = kafka_rpc::naming::completions_topic(svc);
+    let partitions = kafka
+        .partition_count(&topic)
+        .await
+        .expect("completions topic");
+    let (mut records, mut ids) = (0, Vec::new());
+    for p in 0..partitions {
+        let end = kafka
+            .list_offset(&topic, p, OffsetSpec::Latest)
+            .await
+            .expect("end offset");
+        let read =
+            krpc_tests::kafka::read(kafka, &topic, p, 0, end as usize, Duration::from_secs(30))
+                .await;
+        for record in read.iter().take(end as usize) {
+            records += 1;
+            let all = Completion::read_all(record).expect("a readable completion record");
+            assert_eq!(
+                Completion::count(record),
+                Ok(all.len()),
+                "count header agrees"
+            );
+            ids.extend(all.into_iter().map(|c| c.reply.id));
+        }
+    }
+    (records, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_coalesced_under_load_let_the_next_owner_answer_every_redelivery_without_running_it(
+) {
+    let addr = Broker::shared().addr().to_string();
+    let kafka = krpc_tests::kafka::client(&addr).await;
+    let svc = service("coalesce");
+    // Nothing is committed before the kill (commit interval 10 min): every request is
+    // redelivered to the next owner, which must find all of them in the completions.
+    let mut first = server_process(&addr, &svc, "c0", 600_000);
+    rpc::wait_for_servers(&[&first], 16, Duration::from_secs(60)).await;
+    let client = rpc::client(&addr).await;
+    let calls = 400;
+    let (ok, failures) = load(client, svc.clone(), calls, 5, 64, Arc::default()).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(ok, calls);
+    // A reply may reach the caller before its completion is acknowledged: wait for them all.
+    let (records, ids) = wait::until("every completion written", Duration::from_secs(60), || {
+        let kafka = kafka.clone();
+        let svc = svc.clone();
+        async move {
+            let (records, ids) = completions_written(&kafka, &svc).await;
+            (ids.len() >= calls).then_some((records, ids))
+        }
+    })
+    .await;
+    let distinct: HashSet<_> = ids.iter().collect();
+    assert_eq!(
+        (ids.len(), distinct.len()),
+        (calls, calls),
+        "each request completed once"
+    );
+    eprintln!("{calls} completions in {records} records");
+    assert!(
+        records < calls,
+        "64 calls in flight over 16 partitions: completions finishing during a write of their partition share a record ({records} records for {calls} completions)"
+    );
+    first.kill9();
+
+    let mut second = server_process(&addr, &svc, "c1", 200);
+    wait::until(
+        "every redelivery answered from the completions",
+        Duration::from_secs(90),
+        || async {
+            let resent = second
+                .lines()
+                .iter()
+                .filter(|l| l.contains("already answered; reply re-sent"))
+                .count();
+            (resent >= calls).then_some(())
+        },
+    )
+    .await;
+    second.signal(libc::SIGTERM);
+    assert!(second.close_and_wait(Duration::from_secs(60)).success());
+    assert_eq!(stat(&second, "deduplicated"), calls as u64);
+    let runs = executions(&[&first, &second]);
+    assert_eq!(runs.len(), calls);
+    assert!(runs.values().all(|&n| n == 1), "no request ran twice");
+}
+
 /// An in-process server whose `job(n)` records n, and whose `add` adds.
 fn job_server(
     kafka: kafka_rpc::krpc_kafka::KafkaClient,

@@ -5,7 +5,7 @@ pub mod headers;
 mod reply;
 mod request;
 
-pub use completion::Completion;
+pub use completion::{Completion, CompletionError, COMPLETIONS};
 pub use reply::Reply;
 // `RequestError` is for the fuzz targets (feature `unstable-internals`).
 #[allow(unused_imports)]

@@ -9,7 +9,7 @@ use krpc_kafka::{FetchConfig, Fetcher, KafkaClient, OffsetSpec};
 use super::dedup::Window;
 use crate::envelope::{now_ms, Completion};
 
-/// Reads the last `limits.0` completions of `topic`/`partition` into a window, for at most
+/// Reads the last `limits.0` completion records (each one completion or, coalesced, several) of `topic`/`partition` into a window, for at most
 /// `timeout`. Unreadable records are skipped (and logged): a window is an optimisation, never
 /// a reason to stop serving.
 pub async fn load_window(
@@ -40,11 +40,14 @@ pub async fn load_window(
     let deadline = Instant::now() + timeout;
     while fetcher.position(topic, partition).unwrap_or(end) < end && Instant::now() < deadline {
         for record in fetcher.poll().await? {
-            match Completion::from_record(&record) {
-                Ok(c) => {
+            // A record completes one request, or many when coalesced (envelope/completion.rs).
+            match Completion::read_all(&record) {
+                Ok(all) => {
                     let age = Duration::from_millis((now_ms() - record.timestamp).max(0) as u64);
                     let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-                    window.complete(c, at, limits);
+                    for c in all {
+                        window.complete(c, at, limits);
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(topic, partition, offset = record.offset, error = %e, "unreadable completion skipped")

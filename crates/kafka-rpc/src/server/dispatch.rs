@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
+use super::completion_writer::CompletionWriter;
 use super::dead_letter::dead_letter;
 use super::dedup::{Seen, Window};
 use super::progress::Progress;
@@ -72,6 +73,8 @@ pub(super) struct Dispatcher {
     pub counters: Arc<Counters>,
     pub server_id: String,
     pub completions_topic: String,
+    /// Writes the completion records (coalesced unless turned off).
+    pub completion_writer: CompletionWriter,
     pub dead_letter_topic: String,
     pub max_request_bytes: usize,
     /// Dedup window size and age.
@@ -240,11 +243,7 @@ impl Dispatcher {
             reply_to: request.reply_to.clone(),
             request_offset: Some(record.offset),
         };
-        let to_completions = self.produce(
-            &self.completions_topic,
-            record.partition,
-            completion.to_record(),
-        );
+        let to_completions = self.write_completion(record.partition, completion.to_record());
         let to_caller = async {
             match &request.reply_to {
                 Some(to) => self.send_reply(&completion.reply, to).await,
@@ -436,19 +435,32 @@ impl Dispatcher {
     ) -> Result<(), krpc_kafka::Error> {
         let side = self.side_partitions.load(Ordering::Relaxed);
         // A dead letter names its request's topic, partition and offsets in its headers, so one
-        // of a partition the dead-letter topic lacks goes to another partition of it; a
-        // completion is read back per partition (the dedup window), so it cannot.
+        // of a partition the dead-letter topic lacks goes to another partition of it.
         let partition = if topic == self.dead_letter_topic && partition >= side && side > 0 {
             partition % side
         } else {
             partition
         };
-        if topic == self.completions_topic && partition >= side {
+        self.outbox.send(topic, partition, record).await
+    }
+
+    /// Writes a completion record to `partition` of the completions topic (through the
+    /// completion writer, which may coalesce it with others) and waits for its acknowledgement.
+    async fn write_completion(
+        &self,
+        partition: i32,
+        record: ProducerRecord,
+    ) -> Result<(), krpc_kafka::Error> {
+        let side = self.side_partitions.load(Ordering::Relaxed);
+        // A completion is read back per partition (the dedup window), so it cannot go to
+        // another partition than its request's.
+        if partition >= side {
             return Err(krpc_kafka::Error::InvalidArgument(format!(
-                "{topic} has {side} partitions, fewer than the request topic: no partition {partition} to write to"
+                "{} has {side} partitions, fewer than the request topic: no partition {partition} to write to",
+                self.completions_topic
             )));
         }
-        self.outbox.send(topic, partition, record).await
+        self.completion_writer.write(partition, record).await
     }
 
     async fn send_reply(&self, reply: &Reply, to: &ReplyTo) {

@@ -2,6 +2,7 @@
 //! service's consumer group, runs handlers concurrently, replies, and commits an offset only
 //! once every request below it has been answered.
 
+mod completion_writer;
 mod completions;
 pub mod dead_letter;
 mod dedup;
@@ -49,6 +50,16 @@ pub(crate) const HOLE_WAIT: Duration = Duration::from_secs(20);
 
 /// How many partitions' dedup windows an assignment loads at once.
 const WINDOW_LOADS_AT_ONCE: usize = 8;
+
+/// How many requests `record`, read from a service's completions topic
+/// ([`naming::completions_topic`](crate::naming::completions_topic)), completes: 1 for a
+/// record of one completion, the count in its `krpc-completions` header for a coalesced one
+/// ([`ServerOptions::coalesce_completions`], wire/WIRE.md section 8). Reads the headers only.
+/// `None`: not a completion record this version reads (another wire version, or damaged).
+/// For operations tools counting answered requests (`krpc status`).
+pub fn completed_requests(record: &krpc_kafka::ConsumerRecord) -> Option<usize> {
+    crate::envelope::Completion::count(record).ok()
+}
 
 /// A server of one service: register its [`Service`] (or methods one by one), then
 /// [`run`](Server::run).
@@ -248,8 +259,14 @@ impl Server {
             ProducerConfig::default().with_linger(Duration::ZERO),
         )
         .map_err(|e| RpcError::kafka("the reply producer's settings", e))?;
+        let outbox: Arc<dyn dispatch::Outbox> = Arc::new(producer);
         let dispatcher = Arc::new(Dispatcher {
-            outbox: Arc::new(producer),
+            completion_writer: completion_writer::CompletionWriter::new(
+                outbox.clone(),
+                &names.completions,
+                o.coalesce_completions,
+            ),
+            outbox,
             service,
             service_name: o.service.clone(),
             codec,

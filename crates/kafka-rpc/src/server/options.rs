@@ -127,6 +127,16 @@ pub struct ServerOptions {
     /// No Java client setting matches. Default 60 s.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub completion_trim_interval: Option<Duration>,
+    /// Coalesce completion records: while a completion record of a partition is being
+    /// written, the completions of that partition that finish meanwhile wait for it and are
+    /// then written together as one record (wire/WIRE.md section 8), so a busy server writes
+    /// one completion record per partition per produce round trip instead of one per request.
+    /// An idle server still writes each completion at once, alone. Turn it off (`false`: one
+    /// record per request, the only layout earlier releases read) while a fleet still runs
+    /// servers older than this setting: they skip coalesced records (logged), so requests they
+    /// complete are not deduplicated by those servers. No Java client setting matches; it is
+    /// group commit, as a Kafka producer's batching is for records. Default `true`.
+    pub coalesce_completions: bool,
     /// Largest request (value plus headers) served; larger ones are dead-lettered.
     pub max_request_bytes: usize,
     /// Require sealed requests and seal results (payload security); `None`: plain msgpack.
@@ -161,6 +171,7 @@ impl ServerOptions {
             dedup_window: 10_000,
             dedup_max_age: Duration::from_secs(600),
             completion_trim_interval: Some(Duration::from_secs(60)),
+            coalesce_completions: true,
             max_request_bytes: 1024 * 1024,
             security: None,
             legacy: None,
@@ -287,6 +298,8 @@ with_setters! { ServerOptions {
     with_dedup_max_age(dedup_max_age: Duration);
     /// Sets [`completion_trim_interval`](Self::completion_trim_interval) to `Some`.
     with_completion_trim_interval(completion_trim_interval: some Duration);
+    /// Sets [`coalesce_completions`](Self::coalesce_completions).
+    with_coalesce_completions(coalesce_completions: bool);
     /// Sets [`max_request_bytes`](Self::max_request_bytes).
     with_max_request_bytes(max_request_bytes: usize);
     /// Requires sealed requests and seals results: sets [`security`](Self::security).

@@ -1,14 +1,15 @@
 //! `krpc status --service S`: who serves a service and how much waits for it. The members of the
 //! service's group and their partitions, the backlog per request partition (end offset minus
 //! committed offset, or minus the log start where nothing is committed: what
-//! `kafka-consumer-groups.sh --describe` calls lag), dead letters and completions in the last
-//! minute.
+//! `kafka-consumer-groups.sh --describe` calls lag), dead letters and requests completed in
+//! the last minute (read from the completions topic: a record completes one request, or many
+//! when the server coalesced them).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_rpc::naming::{completions_topic, dead_letter_topic, request_topic, server_group};
-use krpc_kafka::{Error as KafkaError, KafkaClient, OffsetSpec};
+use krpc_kafka::{Error as KafkaError, FetchConfig, Fetcher, KafkaClient, OffsetSpec};
 use serde_json::{json, Value};
 
 use super::CmdResult;
@@ -62,26 +63,60 @@ async fn stored_records(client: &KafkaClient, topic: &str) -> Result<i64, KafkaE
     Ok(ids.iter().map(|p| latest[p] - earliest[p]).sum())
 }
 
-/// Records appended to `topic` since `since_ms` (by their timestamps; ListOffsets by time).
-async fn appended_since(
+/// How long `krpc status` reads the last minute of completions before it gives up.
+const COMPLETIONS_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The records appended to the completions `topic` since `since_ms` (by their timestamps;
+/// ListOffsets by time) and the requests they complete (each record read; a coalesced record
+/// completes many, see [`kafka_rpc::server::completed_requests`]). `(0, 0)` if the topic does
+/// not exist. A record this version cannot read counts as one request.
+async fn completed_since(
     client: &KafkaClient,
     topic: &str,
     since_ms: i64,
-) -> Result<i64, KafkaError> {
+) -> Result<(i64, i64), Box<dyn std::error::Error + Send + Sync>> {
     let ids = match client.topic(topic).await {
         Ok(info) => info.partitions.iter().map(|p| p.id).collect::<Vec<_>>(),
-        Err(KafkaError::UnknownTopic { .. }) => return Ok(0),
-        Err(e) => return Err(e),
+        Err(KafkaError::UnknownTopic { .. }) => return Ok((0, 0)),
+        Err(e) => return Err(e.into()),
     };
     let latest = client.list_offsets(topic, &ids, OffsetSpec::Latest).await?;
     let at = client
         .list_offsets(topic, &ids, OffsetSpec::Timestamp(since_ms))
         .await?;
-    // -1: no record at or after the time in that partition.
-    Ok(ids
+    let mut fetcher = Fetcher::new(client.clone(), FetchConfig::default())?;
+    let mut records = 0;
+    for p in &ids {
+        // -1: no record at or after the time in that partition.
+        if at[p] >= 0 && at[p] < latest[p] {
+            fetcher.assign(topic, *p, at[p]);
+            records += latest[p] - at[p];
+        }
+    }
+    let mut requests = 0;
+    let deadline = Instant::now() + COMPLETIONS_READ_TIMEOUT;
+    while ids
         .iter()
-        .map(|p| if at[p] < 0 { 0 } else { latest[p] - at[p] })
-        .sum())
+        .any(|p| fetcher.position(topic, *p).is_some_and(|at| at < latest[p]))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let batch = tokio::time::timeout(left, fetcher.poll())
+            .await
+            .map_err(|_| {
+                format!(
+                    "reading the last minute of {topic} took longer than {COMPLETIONS_READ_TIMEOUT:?}"
+                )
+            })??;
+        for record in batch {
+            if record.offset < latest[&record.partition] {
+                requests += kafka_rpc::server::completed_requests(&record).unwrap_or(1) as i64;
+            }
+            if record.offset + 1 >= latest[&record.partition] {
+                fetcher.unassign(topic, record.partition);
+            }
+        }
+    }
+    Ok((records, requests))
 }
 
 /// Gathers the status as JSON (the table is drawn from it).
@@ -151,6 +186,8 @@ async fn collect(
         })
         .collect();
     let minute_ago = now_ms() - 60_000;
+    let (completion_records, completed) =
+        completed_since(client, &completions_topic(service), minute_ago).await?;
     Ok(json!({
         "service": service,
         "group": group,
@@ -159,7 +196,8 @@ async fn collect(
         "partitions": partitions,
         "backlog": total,
         "dead_letters": stored_records(client, &dead_letter_topic(service)).await?,
-        "completions_last_minute": appended_since(client, &completions_topic(service), minute_ago).await?,
+        "completions_last_minute": completed,
+        "completion_records_last_minute": completion_records,
     }))
 }
 

@@ -71,8 +71,10 @@ fn harness_of(
     cancel_grace: Duration,
 ) -> Harness {
     let out = Arc::new(Recorder::default());
+    let outbox: Arc<dyn Outbox> = Arc::new(out.clone());
     let dispatcher = Arc::new(Dispatcher {
-        outbox: Arc::new(out.clone()),
+        completion_writer: CompletionWriter::new(outbox.clone(), "krpc.Svc.completed", false),
+        outbox,
         service,
         service_name: "Svc".into(),
         codec: ServerCodec::Native {
