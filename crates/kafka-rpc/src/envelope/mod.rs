@@ -5,7 +5,10 @@ pub mod headers;
 mod reply;
 mod request;
 
-pub use completion::{Completion, CompletionError, COMPLETIONS};
+pub use completion::Completion;
+// For the fuzz targets and tests (feature `unstable-internals`).
+#[allow(unused_imports)]
+pub use completion::{CompletionError, COMPLETIONS};
 pub use reply::Reply;
 // `RequestError` is for the fuzz targets (feature `unstable-internals`).
 #[allow(unused_imports)]
