@@ -46,7 +46,8 @@ pub struct ProducerRecord {
     pub value: Option<Bytes>,
     /// Headers.
     pub headers: Vec<Header>,
-    /// Creation time in ms since the epoch; `None` means now.
+    /// Creation time in ms since the epoch; `None`: the time of the send (the producer reads
+    /// its clock in `send`, as the Java producer does).
     pub timestamp: Option<i64>,
 }
 
