@@ -324,7 +324,14 @@ async fn run_until_done(shared: Arc<Shared>) {
                 next = Some(next.map_or(refresh_at, |n| n.min(refresh_at)));
             }
         }
-        let sleep = tokio::time::sleep_until(next.unwrap_or_else(|| now + ONE_HOUR));
+        // A timer only when something is due: with linger 0 most turns have none, and each
+        // timer is registered with (and removed from) the runtime's timer wheel.
+        let sleep = async move {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             Some((leader, outcomes)) = in_flight.next(), if !in_flight.is_empty() => {
                 if let Some(n) = per_leader.get_mut(&leader) {
@@ -356,9 +363,6 @@ async fn run_until_done(shared: Arc<Shared>) {
         }
     }
 }
-
-/// A long sleep for a sender with nothing to wait for but a wake-up.
-const ONE_HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// After a metadata refresh: queued batches of a topic the cluster does not know fail with
 /// [`Error::UnknownTopic`] (as a send to it would), not wait for their delivery timeout.
