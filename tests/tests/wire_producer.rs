@@ -383,3 +383,121 @@ fn a_producer_whose_sender_task_ended_fails_its_queue_instead_of_hanging() {
             .expect("close returns");
     });
 }
+
+/// Now in ms since the epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64
+}
+
+/// Thousands of records in many batches (4 KiB `batch.size`) to two partitions, with keys,
+/// headers, null values, and timestamps given or left to the producer, each encoded into its
+/// batch as it is sent: every awaited delivery resolves with its record's offset (its place in
+/// its partition, in send order) although the deliveries of a batch share one outcome and a
+/// quarter of them were dropped unawaited; every record reads back as sent; the batches are
+/// stamped for idempotence with sequences that follow the offsets; and a record sent without
+/// a timestamp carries the time of its send (as the Java producer gives it), not the time its
+/// batch went out 300 ms later (what the producer gave before it encoded records on send).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_sends_resolve_every_delivery_with_its_offset_and_keep_contents() {
+    let client = kafka::client(Broker::shared().addr()).await;
+    let topic = kafka::topic(&client, "batched", 2).await;
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig::default()
+            .with_linger(Duration::from_millis(5))
+            .with_max_batch_bytes(4096),
+    )
+    .expect("valid producer options");
+    let base_ts = now_ms() - 60_000;
+    // Per partition: (record, earliest and latest ms it may carry).
+    let mut sent: Vec<Vec<(ProducerRecord, i64, i64)>> = vec![Vec::new(), Vec::new()];
+    let mut deliveries = Vec::new();
+    for i in 0..3000usize {
+        let partition = i % 2;
+        let mut record = ProducerRecord::value(format!("value {i}"));
+        if i % 3 == 0 {
+            record = record.with_key(format!("key {i}"));
+        }
+        if i % 5 == 0 {
+            record.value = None;
+        }
+        if i % 7 == 0 {
+            record = record
+                .with_header("n", format!("{i}"))
+                .with_header("empty", "");
+        }
+        if i % 4 == 0 {
+            record = record.with_timestamp(base_ts + i as i64);
+        }
+        let before = now_ms();
+        let delivery = producer
+            .send_to(&topic, partition as i32, record.clone())
+            .await
+            .expect("queued");
+        let after = now_ms();
+        let offset = sent[partition].len() as i64;
+        sent[partition].push((record, before, after));
+        if i % 4 != 3 {
+            deliveries.push((partition as i32, offset, delivery));
+        }
+    }
+    for (partition, offset, delivery) in deliveries {
+        let md = tokio::time::timeout(T, delivery)
+            .await
+            .expect("resolved in time")
+            .expect("delivered");
+        assert_eq!((md.partition, md.offset), (partition, offset));
+        assert_eq!(&*md.topic, topic);
+    }
+    for (partition, sent) in sent.iter().enumerate() {
+        let got = kafka::read(&client, &topic, partition as i32, 0, sent.len(), T).await;
+        for (i, (got, (want, before, after))) in got.iter().zip(sent).enumerate() {
+            assert_eq!(got.offset, i as i64);
+            assert_eq!(
+                (&got.key, &got.value, &got.headers),
+                (&want.key, &want.value, &want.headers),
+                "{partition}/{i}"
+            );
+            match want.timestamp {
+                Some(ts) => assert_eq!(got.timestamp, ts),
+                None => assert!(
+                    (*before..=*after).contains(&got.timestamp),
+                    "{partition}/{i}: {} not in [{before}, {after}]",
+                    got.timestamp
+                ),
+            }
+        }
+        let batches = kafka::raw_batches(&client, &topic, partition as i32).await;
+        assert!(batches.len() > 10, "many batches: {}", batches.len());
+        for b in &batches {
+            assert!(b.producer_id >= 0, "stamped: {b:?}");
+            assert_eq!(b.base_sequence as i64, b.base_offset, "{b:?}");
+        }
+    }
+
+    // The time of the send, not of the batch going out.
+    let lingering = Producer::new(client.clone(), lingering()).expect("valid producer options");
+    let before = now_ms();
+    let delivery = lingering
+        .send_to(&topic, 0, ProducerRecord::value("late"))
+        .await
+        .expect("queued");
+    let after = now_ms();
+    tokio::time::sleep(Duration::from_millis(300)).await; // the batch lingers meanwhile
+    tokio::time::timeout(T, lingering.flush())
+        .await
+        .expect("flushed");
+    let md = delivery
+        .now_or_never()
+        .expect("resolved")
+        .expect("delivered");
+    let got = kafka::read(&client, &topic, 0, md.offset, 1, T).await;
+    assert!(
+        (before..=after).contains(&got[0].timestamp),
+        "{} not in [{before}, {after}]: the record carries its send time",
+        got[0].timestamp
+    );
+}

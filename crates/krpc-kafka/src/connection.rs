@@ -1,7 +1,10 @@
 //! One broker connection: pipelined requests matched to responses by correlation id.
 //!
-//! A writer task owns the socket's write half and writes whole frames taken from a queue, so a
-//! caller that is cancelled (timeout, `select!`) never leaves half a frame on the wire. A reader
+//! Frames go out whole, so a caller that is cancelled (timeout, `select!`) never leaves half a
+//! frame on the wire: a caller that finds the socket's write half free hands its frame to it
+//! itself, in one synchronous step (the frame is written, or buffered whole, for the writer
+//! task to finish: no task hop in the common case), and otherwise queues it for the writer
+//! task, which owns the flushing and its timeout. A reader
 //! task owns the read half and hands each response frame to the waiter with its correlation id.
 //! Any read or write failure breaks the connection for good: every pending and later request
 //! fails with [`Error::ConnectionBroken`], and the owner dials a new connection.
@@ -77,6 +80,9 @@ async fn secure(
     }
 }
 
+/// The write half of a connection, framing each request with its size.
+type FrameSink = FramedWrite<BoxWrite, tokio_util::codec::LengthDelimitedCodec>;
+
 /// What a waiter receives: the response frame, or why the connection broke.
 type Reply = std::result::Result<Bytes, String>;
 
@@ -119,7 +125,11 @@ pub struct Connection {
     client_id: String,
     request_timeout: Duration,
     next_id: AtomicI32,
+    /// To the writer task: a frame to write, or an empty one meaning "flush what a caller
+    /// left buffered".
     outgoing: mpsc::UnboundedSender<Bytes>,
+    /// The write half, shared by the writer task and callers that find it free.
+    sink: Arc<tokio::sync::Mutex<FrameSink>>,
     state: Arc<Mutex<State>>,
     versions: VersionTable,
     reader: JoinHandle<()>,
@@ -175,12 +185,24 @@ impl Connection {
         let (outgoing, mut queue) = mpsc::unbounded_channel::<Bytes>();
 
         let codec = frame::codec(config.max_frame_bytes);
-        let mut writer = FramedWrite::new(write_half, codec.clone());
+        let sink = Arc::new(tokio::sync::Mutex::new(FramedWrite::new(
+            write_half,
+            codec.clone(),
+        )));
+        let writer = sink.clone();
         let writer_state = state.clone();
         let write_timeout = config.request_timeout;
         tokio::spawn(async move {
             while let Some(frame) = queue.recv().await {
-                let reason = match tokio::time::timeout(write_timeout, writer.send(frame)).await {
+                let write = async {
+                    let mut sink = writer.lock().await;
+                    if frame.is_empty() {
+                        SinkExt::<Bytes>::flush(&mut *sink).await
+                    } else {
+                        sink.send(frame).await
+                    }
+                };
+                let reason = match tokio::time::timeout(write_timeout, write).await {
                     Ok(Ok(())) => continue,
                     Ok(Err(e)) => format!("write failed: {e}"),
                     Err(_) => format!(
@@ -231,6 +253,7 @@ impl Connection {
             request_timeout: config.request_timeout,
             next_id: AtomicI32::new(0),
             outgoing,
+            sink,
             state,
             versions: VersionTable::default(),
             reader,
@@ -451,9 +474,63 @@ impl Connection {
             }
             state.last_used = std::time::Instant::now();
         }
+        // Through the writer task (this function does not wait; acks=0 is rare).
         self.outgoing
             .send(frame)
             .map_err(|_| self.broken_error(api_key::<R>(), "writer stopped".into()))
+    }
+
+    /// Hands `frame` to the socket: at once if its write half is free (written, or buffered
+    /// whole with the writer task told to flush it), else through the writer task's queue.
+    /// Either way in one step that a cancellation cannot cut. Err: the writer task is gone.
+    async fn write(&self, frame: Bytes) -> std::result::Result<(), ()> {
+        let mut frame = Some(frame);
+        let queued = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(self.try_write_now(cx, &mut frame))
+        })
+        .await;
+        match frame {
+            // Not taken by the fast path: queue it.
+            Some(frame) => self.outgoing.send(frame).map_err(|_| ()),
+            // Buffered: the writer task flushes it (with its timeout).
+            None if queued => self.outgoing.send(Bytes::new()).map_err(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// The fast path of [`Connection::write`]: takes `frame` when the write half is free and
+    /// has room; returns whether part of it is left buffered. A write error breaks the
+    /// connection (the waiters learn it as from the writer task).
+    fn try_write_now(&self, cx: &mut std::task::Context<'_>, frame: &mut Option<Bytes>) -> bool {
+        use std::task::Poll;
+        let Ok(mut sink) = self.sink.try_lock() else {
+            return false;
+        };
+        match SinkExt::<Bytes>::poll_ready_unpin(&mut *sink, cx) {
+            Poll::Ready(Ok(())) => {}
+            // Still flushing an earlier frame: the writer task has it.
+            Poll::Pending => return false,
+            Poll::Ready(Err(e)) => {
+                frame.take();
+                lock(&self.state).break_with(format!("write failed: {e}"));
+                return false;
+            }
+        }
+        let Some(f) = frame.take() else {
+            return false;
+        };
+        if let Err(e) = sink.start_send_unpin(f) {
+            lock(&self.state).break_with(format!("write failed: {e}"));
+            return false;
+        }
+        match SinkExt::<Bytes>::poll_flush_unpin(&mut *sink, cx) {
+            Poll::Ready(Ok(())) => false,
+            Poll::Pending => true,
+            Poll::Ready(Err(e)) => {
+                lock(&self.state).break_with(format!("write failed: {e}"));
+                false
+            }
+        }
     }
 
     async fn send_version<R: Request>(
@@ -478,7 +555,7 @@ impl Connection {
             state: &self.state,
             id,
         };
-        if self.outgoing.send(frame).is_err() {
+        if self.write(frame).await.is_err() {
             return Err(self.broken_error(api, "writer stopped".into()));
         }
         let Ok(reply) = tokio::time::timeout(timeout, rx).await else {
@@ -518,6 +595,7 @@ mod tests {
     use kafka_protocol::messages::api_versions_response::ApiVersion;
     use kafka_protocol::messages::{ApiVersionsResponse, ResponseHeader, SaslHandshakeResponse};
     use kafka_protocol::protocol::{Encodable, HeaderVersion};
+    use futures::FutureExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -597,6 +675,110 @@ mod tests {
             }
         });
         addr
+    }
+
+    /// A fake broker that answers ApiVersions, then reads nothing for `stall` (so the socket's
+    /// buffers fill and callers' frames are left half-written in the client), then decodes
+    /// every SaslAuthenticate frame it gets (a frame cut short would misalign every later one,
+    /// which then fails to decode) and answers it with the length and first byte of its
+    /// payload. Reports each decoded payload's (length, first byte).
+    async fn frame_checking_broker(stall: Duration) -> (String, mpsc::UnboundedReceiver<(usize, u8)>) {
+        use kafka_protocol::messages::{RequestHeader, SaslAuthenticateResponse};
+        use kafka_protocol::protocol::Decodable;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (seen, seen_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let mut first = true;
+            while let Some(frame) = read_frame(&mut s).await {
+                let mut frame = frame.freeze();
+                let key = i16::from_be_bytes([frame[0], frame[1]]);
+                let version = i16::from_be_bytes([frame[2], frame[3]]);
+                if key == ApiKey::ApiVersions as i16 {
+                    let id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+                    let resp = ApiVersionsResponse::default().with_api_keys(vec![
+                        ApiVersion::default()
+                            .with_api_key(ApiKey::ApiVersions as i16)
+                            .with_max_version(3),
+                        ApiVersion::default()
+                            .with_api_key(ApiKey::SaslAuthenticate as i16)
+                            .with_max_version(2),
+                    ]);
+                    reply(&mut s, id, 0, &resp, version).await;
+                    continue;
+                }
+                if first {
+                    first = false;
+                    tokio::time::sleep(stall).await;
+                }
+                assert_eq!(key, ApiKey::SaslAuthenticate as i16, "a misaligned frame");
+                let hv = SaslAuthenticateRequest::header_version(version);
+                let header = RequestHeader::decode(&mut frame, hv).expect("a whole header");
+                let req = SaslAuthenticateRequest::decode(&mut frame, version).expect("a whole body");
+                assert!(frame.is_empty(), "nothing after the body");
+                let payload = &req.auth_bytes;
+                assert!(payload.iter().all(|b| *b == payload[0]), "one payload per frame");
+                let _ = seen.send((payload.len(), payload[0]));
+                let resp = SaslAuthenticateResponse::default()
+                    .with_auth_bytes(Bytes::from(vec![payload[0]; 1]))
+                    .with_session_lifetime_ms(payload.len() as i64);
+                let rhv = SaslAuthenticateResponse::header_version(version);
+                reply(&mut s, header.correlation_id, rhv, &resp, version).await;
+            }
+        });
+        (addr, seen_rx)
+    }
+
+    /// Callers write their frames to the socket themselves when its write half is free, and
+    /// hand them to the writer task otherwise. Either way a frame goes out whole: callers
+    /// cancelled just after their first poll (their 1 MiB frames half in the socket, which the
+    /// fake broker does not read at first) leave no partial frame behind, every frame reaches
+    /// the broker intact and in one piece, and the callers that wait get their own answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_go_out_whole_whether_callers_write_them_or_the_writer_task_does() {
+        let (addr, mut seen) = frame_checking_broker(Duration::from_millis(200)).await;
+        let config = ClientConfig::new(addr.clone())
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_request_timeout(Duration::from_secs(10));
+        let conn = Arc::new(Connection::connect(&addr, &config).await.expect("connect"));
+        let request = |i: u8| {
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(vec![i; (1 << 20) + i as usize]))
+        };
+        let mut cancelled = 0;
+        for i in 0..8u8 {
+            // Polled once, then dropped: the frame is written, buffered whole, or queued.
+            if conn.send(&request(i)).now_or_never().is_none() {
+                cancelled += 1;
+            }
+        }
+        assert!(cancelled > 0, "some callers left before their answer");
+        let waiting: Vec<_> = (8..16u8)
+            .map(|i| {
+                let conn = conn.clone();
+                tokio::spawn(async move { (i, conn.send(&request(i)).await) })
+            })
+            .collect();
+        for w in waiting {
+            let (i, resp) = w.await.expect("caller task");
+            let resp = resp.expect("answered");
+            assert_eq!(
+                (resp.auth_bytes.to_vec(), resp.session_lifetime_ms),
+                (vec![i], (1 << 20) + i as i64),
+                "caller {i} got its own answer"
+            );
+        }
+        let mut got = Vec::new();
+        while let Ok((len, first)) = seen.try_recv() {
+            assert_eq!(len, (1 << 20) + first as usize);
+            got.push(first);
+        }
+        got.sort();
+        let waited: Vec<u8> = (8..16).collect();
+        assert!(waited.iter().all(|i| got.contains(i)), "{got:?}");
+        assert!(!conn.is_broken());
     }
 
     fn config(mechanism: SaslMechanism) -> ClientConfig {

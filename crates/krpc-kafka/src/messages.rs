@@ -19,11 +19,17 @@ pub fn encode_request<R: Request>(
         .with_request_api_version(version)
         .with_correlation_id(correlation_id)
         .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
-    let mut buf = BytesMut::new();
     let encode_err = |e: anyhow::Error| Error::Encode {
         api: crate::ApiKey::of(api),
         reason: format!("v{version}: {e:#}"),
     };
+    // Sized up front: a Produce request carries whole record batches, which a buffer grown
+    // by doubling would copy several times.
+    let size = header
+        .compute_size(R::header_version(version))
+        .and_then(|h| Ok(h + req.compute_size(version)?))
+        .map_err(encode_err)?;
+    let mut buf = BytesMut::with_capacity(size);
     header
         .encode(&mut buf, R::header_version(version))
         .map_err(encode_err)?;

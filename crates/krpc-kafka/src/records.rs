@@ -7,19 +7,18 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use indexmap::IndexMap;
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder, TimestampType};
 
 use crate::compression::{self, Codec};
 
+mod builder;
 mod legacy;
 
-/// One record header. Kafka allows repeated keys; the encoder of `kafka-protocol` keeps the
-/// last value of a repeated key.
+pub(crate) use builder::BatchBuilder;
+
+/// One record header. Kafka allows repeated keys; the producer writes a repeated key once, in
+/// its first place with its last value (as `kafka-protocol`'s map of headers did).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     /// Header name.
@@ -47,7 +46,8 @@ pub struct ProducerRecord {
     pub value: Option<Bytes>,
     /// Headers.
     pub headers: Vec<Header>,
-    /// Creation time in ms since the epoch; `None` means now.
+    /// Creation time in ms since the epoch; `None`: the time of the send (the producer reads
+    /// its clock in `send`, as the Java producer does).
     pub timestamp: Option<i64>,
 }
 
@@ -157,63 +157,12 @@ pub(crate) fn encode_stamped_batch(
     now_ms: i64,
     stamp: Option<ProducerStamp>,
 ) -> anyhow::Result<Bytes> {
-    if let Some(s) = stamp {
-        if s.base_sequence < 0
-            || (s.base_sequence as i64) + (records.len() as i64) > i32::MAX as i64
-        {
-            anyhow::bail!(
-                "base sequence {} cannot hold {} records",
-                s.base_sequence,
-                records.len()
-            );
-        }
+    let mut builder =
+        BatchBuilder::with_capacity(records.iter().map(ProducerRecord::encoded_size_bound).sum());
+    for r in records {
+        builder.push(r, || now_ms)?;
     }
-    let protocol_records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let headers: IndexMap<StrBytes, Option<Bytes>> = r
-                .headers
-                .iter()
-                .map(|h| (StrBytes::from_string(h.key.clone()), h.value.clone()))
-                .collect();
-            Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: -1,
-                producer_id: stamp.map_or(-1, |s| s.producer_id),
-                producer_epoch: stamp.map_or(-1, |s| s.producer_epoch),
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // offset - sequence must be constant for the encoder to keep one batch. Without
-                // a stamp this makes the batch's base sequence -1 (no sequence), as
-                // non-idempotent clients send.
-                sequence: match stamp {
-                    Some(s) => s.base_sequence + i as i32,
-                    None => (i as i32).wrapping_sub(1),
-                },
-                timestamp: r.timestamp.unwrap_or(now_ms),
-                key: r.key.clone(),
-                value: r.value.clone(),
-                headers,
-                delete_horizon: false,
-            }
-        })
-        .collect();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: codec.to_protocol(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode_with_custom_compression(
-        &mut buf,
-        &protocol_records,
-        &options,
-        Some(|raw: &mut BytesMut, out: &mut BytesMut, c: Compression| {
-            compression::compress(c, raw, out)
-        }),
-    )?;
-    Ok(buf.freeze())
+    builder.encode(codec, stamp)
 }
 
 /// Why a record set could not be decoded.
@@ -608,6 +557,8 @@ fn decode_v2(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions};
 
     fn topic() -> Arc<str> {
         Arc::from("t")
@@ -635,6 +586,141 @@ mod tests {
                 timestamp: Some(999),
             },
         ]
+    }
+
+    /// The batch encoder this crate used before [`BatchBuilder`]: kafka-protocol's, from its
+    /// `Record`s. The reference the builder's bytes are checked against.
+    fn encode_with_kafka_protocol(
+        records: &[ProducerRecord],
+        codec: Codec,
+        now_ms: i64,
+        stamp: Option<ProducerStamp>,
+    ) -> Bytes {
+        use indexmap::IndexMap;
+        use kafka_protocol::protocol::StrBytes;
+        let protocol_records: Vec<Record> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Record {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: -1,
+                producer_id: stamp.map_or(-1, |s| s.producer_id),
+                producer_epoch: stamp.map_or(-1, |s| s.producer_epoch),
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: match stamp {
+                    Some(s) => s.base_sequence + i as i32,
+                    None => (i as i32).wrapping_sub(1),
+                },
+                timestamp: r.timestamp.unwrap_or(now_ms),
+                key: r.key.clone(),
+                value: r.value.clone(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|h| (StrBytes::from_string(h.key.clone()), h.value.clone()))
+                    .collect::<IndexMap<_, _>>(),
+                delete_horizon: false,
+            })
+            .collect();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: codec.to_protocol(),
+        };
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode_with_custom_compression(
+            &mut buf,
+            &protocol_records,
+            &options,
+            Some(|raw: &mut BytesMut, out: &mut BytesMut, c: Compression| {
+                compression::compress(c, raw, out)
+            }),
+        )
+        .unwrap();
+        buf.freeze()
+    }
+
+    /// The hand-written batch encoder writes what kafka-protocol's encoder wrote (for records
+    /// in timestamp order; that encoder takes the least timestamp as the base, the builder the
+    /// first as Java does): nulls, empty values, repeated header keys, timestamps left to the
+    /// producer, large lengths (multi-byte varints), stamps, every codec.
+    #[test]
+    fn builder_writes_the_bytes_kafka_protocol_writes() {
+        let big = Bytes::from(vec![7u8; 20_000]);
+        let records = vec![
+            ProducerRecord::value("v0")
+                .with_key("k0")
+                .with_header("h", "x")
+                .with_timestamp(1000),
+            ProducerRecord {
+                key: Some(Bytes::from_static(b"k1")),
+                value: None,
+                headers: vec![],
+                timestamp: Some(1001),
+            },
+            ProducerRecord {
+                key: None,
+                value: Some(Bytes::new()),
+                headers: vec![
+                    Header {
+                        key: "n".into(),
+                        value: None,
+                    },
+                    Header::new("a", "1"),
+                    Header::new("n", "last"),
+                    Header::new("a", "2"),
+                    Header::new("b", big.clone()),
+                ],
+                timestamp: None,
+            },
+            ProducerRecord::value(big.clone())
+                .with_key(big)
+                .with_timestamp(1_000_000_000_000),
+        ];
+        let stamps = [
+            None,
+            Some(ProducerStamp {
+                producer_id: 77,
+                producer_epoch: 3,
+                base_sequence: 41,
+            }),
+        ];
+        for codec in Codec::ALL {
+            for stamp in stamps {
+                let want = encode_with_kafka_protocol(&records, codec, 1002, stamp);
+                let got = encode_stamped_batch(&records, codec, 1002, stamp).unwrap();
+                if codec == Codec::None {
+                    assert_eq!(got, want, "{stamp:?}");
+                } else {
+                    // Compressors need not be deterministic across calls: compare what decodes.
+                    let d = |b: &Bytes| decode_batches(b, &topic(), 0, 0, 1 << 24).unwrap().records;
+                    assert_eq!(d(&got), d(&want), "{codec:?} {stamp:?}");
+                    assert_eq!(got[21..61], want[21..61], "{codec:?}: same header fields");
+                }
+            }
+        }
+        // Re-encoding under another stamp (a retry after UNKNOWN_PRODUCER_ID) gives that
+        // stamp's bytes, and the first encoding stays as it was.
+        for codec in Codec::ALL {
+            let mut b = BatchBuilder::with_capacity(0);
+            for r in &records {
+                b.push(r, || 1002).unwrap();
+            }
+            let first = b.encode(codec, stamps[1]).unwrap();
+            let first_copy = first.to_vec();
+            let again = b.encode(codec, None).unwrap();
+            assert!(b.push(&records[0], || 0).is_err(), "sealed");
+            assert_eq!(first, first_copy);
+            let d = |b: &Bytes| decode_batches(b, &topic(), 0, 0, 1 << 24).unwrap().records;
+            assert_eq!(d(&again), d(&first));
+            if codec == Codec::None {
+                assert_eq!(
+                    again,
+                    encode_with_kafka_protocol(&records, codec, 1002, None)
+                );
+            }
+        }
     }
 
     #[test]

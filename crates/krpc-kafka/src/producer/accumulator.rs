@@ -20,17 +20,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::time::Instant;
 
-use super::RecordMetadata;
+use super::{BatchOutcome, Delivery};
 use crate::backoff::Backoff;
 pub(crate) use crate::client::CachedLeader;
 use crate::error::{Error, Result};
-use crate::records::ProducerRecord;
-
-/// Where one record's outcome goes.
-pub(super) type Waiter = oneshot::Sender<Result<RecordMetadata>>;
+use crate::records::{BatchBuilder, ProducerRecord};
 
 /// An encoded batch, and the generation of the producer id it was stamped with.
 pub(super) struct Encoded {
@@ -44,8 +42,14 @@ pub(super) struct Batch {
     pub id: u64,
     pub topic: Arc<str>,
     pub partition: i32,
-    pub records: Vec<ProducerRecord>,
-    waiters: Vec<Waiter>,
+    /// The records, encoded as they were appended.
+    pub records: BatchBuilder,
+    /// Where the batch's outcome goes: one message for all its records (their [`Delivery`]s
+    /// share its receiver). Dropped unsent (the batch dropped unresolved), every delivery
+    /// gets [`Error::Closed`].
+    outcome: oneshot::Sender<BatchOutcome>,
+    /// The receiving end every [`Delivery`] of this batch holds a clone of.
+    deliveries: futures::future::Shared<oneshot::Receiver<BatchOutcome>>,
     /// Sum of the records' [`ProducerRecord::encoded_size_bound`]: what it holds of the buffer.
     pub bytes: usize,
     pub created: Instant,
@@ -107,6 +111,8 @@ pub(super) struct Batching {
     linger: Duration,
     queues: Vec<PartitionQueue>,
     index: HashMap<Arc<str>, HashMap<i32, usize>>,
+    /// The queue of the last lookup (queues are never removed, so the index stays valid).
+    last_queue: usize,
     /// Where the next drain starts, so no partition is always last in a full request.
     drain_start: usize,
     next_id: u64,
@@ -127,6 +133,7 @@ impl Batching {
             linger,
             queues: Vec::new(),
             index: HashMap::new(),
+            last_queue: 0,
             drain_start: 0,
             next_id: 0,
             incomplete: BTreeSet::new(),
@@ -137,6 +144,12 @@ impl Batching {
     }
 
     fn queue(&mut self, topic: &str, partition: i32) -> &mut PartitionQueue {
+        // Most appends go to the partition of the one before: no hashing then.
+        if let Some(q) = self.queues.get(self.last_queue) {
+            if q.partition == partition && *q.topic == *topic {
+                return &mut self.queues[self.last_queue];
+            }
+        }
         let at = match self.index.get(topic).and_then(|p| p.get(&partition)) {
             Some(&at) => at,
             None => {
@@ -155,22 +168,26 @@ impl Batching {
                 at
             }
         };
+        self.last_queue = at;
         &mut self.queues[at]
     }
 
     /// Adds `record` (of `size` bytes, already reserved in the buffer) to the open batch of
-    /// `topic`/`partition`, opening one if needed; `waiter` gets its outcome. Refused with
-    /// [`Error::Closed`] once the producer is closed (the record and waiter are dropped; the
-    /// caller releases the size).
+    /// `topic`/`partition`, opening one if needed (created at `now()`, which is read only
+    /// then), encoding it into the batch at once (a record without a timestamp gets
+    /// `now_ms()`, as the Java producer gives it the time of its `send`). Returns what it did
+    /// and the record's [`Delivery`]. Refused with [`Error::Closed`] once the producer is
+    /// closed, and with [`Error::Encode`] for a record the format cannot hold (a length over
+    /// `i32::MAX`); then nothing is appended and the caller releases the size.
     pub(super) fn append(
         &mut self,
         topic: &str,
         partition: i32,
-        record: ProducerRecord,
+        record: &ProducerRecord,
         size: usize,
-        waiter: Waiter,
-        now: Instant,
-    ) -> Result<Appended> {
+        now: impl FnOnce() -> Instant,
+        now_ms: impl FnOnce() -> i64,
+    ) -> Result<(Appended, Delivery)> {
         if self.closed {
             return Err(Error::Closed("producer"));
         }
@@ -193,14 +210,18 @@ impl Batching {
             Some(b) => b,
             None => {
                 let topic = queue.topic.clone();
+                let (outcome, deliveries) = oneshot::channel();
                 queue.batches.push_back(Batch {
                     id: next_id,
                     topic,
                     partition,
-                    records: Vec::new(),
-                    waiters: Vec::new(),
+                    // Java's producer gives each batch `batch.size` bytes up front; a record
+                    // larger than that gets a batch of its size.
+                    records: BatchBuilder::with_capacity(size.max(batch_bytes.min(16 * 1024))),
+                    outcome,
+                    deliveries: deliveries.shared(),
                     bytes: 0,
-                    created: now,
+                    created: now(),
                     closed: false,
                     encoded: None,
                     restamps: 0,
@@ -211,8 +232,21 @@ impl Batching {
                 queue.batches.back_mut().expect("just pushed")
             }
         };
-        batch.records.push(record);
-        batch.waiters.push(waiter);
+        let index = batch.records.len();
+        if let Err(e) = batch.records.push(record, now_ms) {
+            let error = Error::Encode {
+                api: crate::ApiKey::PRODUCE,
+                reason: format!("{topic}/{partition}: {e:#}"),
+            };
+            if opened {
+                queue.batches.pop_back();
+            }
+            return Err(error);
+        }
+        let delivery = Delivery {
+            outcome: batch.deliveries.clone(),
+            index: index as i64,
+        };
         batch.bytes += size;
         if batch.bytes >= batch_bytes {
             batch.closed = true;
@@ -224,7 +258,7 @@ impl Batching {
             self.update_low();
             wake = true;
         }
-        Ok(Appended { wake })
+        Ok((Appended { wake }, delivery))
     }
 
     /// Makes every batch queued now ready at once (a flush); returns the id a flush waits
@@ -428,17 +462,13 @@ impl Batching {
             id,
             topic,
             partition,
-            waiters,
+            outcome: to_deliveries,
             bytes,
             ..
         } = batch;
-        for (i, waiter) in waiters.into_iter().enumerate() {
-            let _ = waiter.send(outcome.clone().map(|base| RecordMetadata {
-                topic: topic.clone(),
-                partition,
-                offset: if base < 0 { -1 } else { base + i as i64 },
-            }));
-        }
+        // One message for every record of the batch: each delivery adds its index to the base
+        // offset. None may be listening (deliveries dropped): nothing to do then.
+        let _ = to_deliveries.send((topic, partition, outcome));
         // After the records' outcomes: a flush that returns finds every one of them resolved.
         self.incomplete.remove(&id);
         self.update_low();
@@ -590,19 +620,13 @@ mod tests {
         ProducerRecord::value(vec![b'x'; n])
     }
 
-    /// Appends a record of `n` value bytes; returns its size and its outcome's receiver.
-    fn add(
-        b: &mut Batching,
-        topic: &str,
-        partition: i32,
-        n: usize,
-        now: Instant,
-    ) -> oneshot::Receiver<Result<RecordMetadata>> {
+    /// Appends a record of `n` value bytes; returns its delivery.
+    fn add(b: &mut Batching, topic: &str, partition: i32, n: usize, now: Instant) -> Delivery {
         let r = record(n);
         let size = r.encoded_size_bound();
-        let (tx, rx) = oneshot::channel();
-        b.append(topic, partition, r, size, tx, now).unwrap();
-        rx
+        b.append(topic, partition, &r, size, || now, || 0)
+            .unwrap()
+            .1
     }
 
     fn everyone_leads(_: &str, _: i32) -> CachedLeader {
@@ -699,9 +723,84 @@ mod tests {
             "the retried batch goes before later ones"
         );
         assert_eq!(b.finish(again, Ok(7), true), 131, "the bytes it held");
-        assert_eq!(rx[0].try_recv().unwrap().unwrap().offset, 7);
+        let md = rx.remove(0).now_or_never().expect("resolved").unwrap();
+        assert_eq!(md.offset, 7);
         let d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);
         assert_eq!(drained_partitions(&d), vec![("t".into(), 0, 1)]);
+    }
+
+    /// The records of a batch share one outcome: each delivery resolves with the batch's base
+    /// offset plus its place in the batch, whichever deliveries were dropped, in the order
+    /// the records were appended; a failure reaches every one, and a batch dropped unresolved
+    /// fails them with Closed.
+    #[tokio::test(start_paused = true)]
+    async fn every_delivery_of_a_batch_resolves_with_its_own_offset() {
+        let mut b = Batching::new(1 << 20, LINGER);
+        let t0 = Instant::now();
+        let mut kept = Vec::new();
+        for i in 0..1000 {
+            let d = add(&mut b, "t", 0, 10, t0);
+            if i % 3 != 1 {
+                kept.push((i, d));
+            }
+        }
+        let other = add(&mut b, "t", 1, 10, t0);
+        b.begin_flush();
+        let mut d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 30);
+        let batches = d.requests.remove(0).1;
+        assert_eq!(
+            batches
+                .iter()
+                .map(Batch::len)
+                .collect::<Vec<_>>()
+                .iter()
+                .sum::<usize>(),
+            1001
+        );
+        for batch in batches {
+            let outcome = if batch.partition == 0 {
+                Ok(5000)
+            } else {
+                Err(Error::NoLeader {
+                    topic: "t".into(),
+                    partition: 1,
+                })
+            };
+            b.finish(batch, outcome, true);
+        }
+        for (i, d) in kept {
+            let md = d.now_or_never().expect("resolved").expect("delivered");
+            assert_eq!((&*md.topic, md.partition, md.offset), ("t", 0, 5000 + i));
+        }
+        let err = other.now_or_never().expect("resolved").expect_err("failed");
+        assert!(
+            matches!(err, Error::NoLeader { partition: 1, .. }),
+            "{err:?}"
+        );
+
+        // Unknown base offset (acks=0, a duplicate): -1 for every record.
+        let unknown = [add(&mut b, "t", 0, 10, t0), add(&mut b, "t", 0, 10, t0)];
+        let batch = b
+            .drain(t0 + LINGER, false, everyone_leads, |_| 5, 1 << 30)
+            .requests
+            .remove(0)
+            .1
+            .remove(0);
+        b.finish(batch, Ok(-1), true);
+        for d in unknown {
+            assert_eq!(d.now_or_never().unwrap().unwrap().offset, -1);
+        }
+
+        // Dropped unresolved (a forced close drops what is in flight).
+        let lost = add(&mut b, "t", 0, 10, t0);
+        let batch = b
+            .drain(t0 + LINGER, false, everyone_leads, |_| 5, 1 << 30)
+            .requests
+            .remove(0)
+            .1;
+        drop(batch);
+        let err = lost.now_or_never().expect("resolved").expect_err("lost");
+        assert!(matches!(err, Error::Closed("producer")), "{err:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -786,9 +885,9 @@ mod tests {
         let t0 = Instant::now();
         let _a = add(&mut b, "t", 0, 10, t0);
         b.close();
-        let (tx, _rx) = oneshot::channel();
         let err = b
-            .append("t", 0, record(1), 27, tx, t0)
+            .append("t", 0, &record(1), 27, || t0, || 0)
+            .map(|_| ())
             .expect_err("refused");
         assert!(matches!(err, Error::Closed("producer")), "{err:?}");
         let d = b.drain(t0, false, everyone_leads, |_| 5, 1 << 20);

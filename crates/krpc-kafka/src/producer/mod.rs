@@ -270,9 +270,19 @@ pub struct RecordMetadata {
     pub offset: i64,
 }
 
+/// What a batch's records learn when it is resolved: its topic, partition and base offset (-1
+/// when unknown), or why it failed.
+type BatchOutcome = (Arc<str>, i32, Result<i64>);
+
 /// The outcome of one `send`, resolved when its batch is acknowledged (or fails).
+///
+/// The records of a batch share one outcome (a batch is acknowledged or fails as a whole):
+/// each delivery holds a handle on it and its record's place in the batch, and resolves to
+/// the batch's base offset plus that place.
 pub struct Delivery {
-    rx: oneshot::Receiver<Result<RecordMetadata>>,
+    outcome: futures::future::Shared<oneshot::Receiver<BatchOutcome>>,
+    /// The record's offset delta in its batch.
+    index: i64,
 }
 
 impl std::future::Future for Delivery {
@@ -281,9 +291,19 @@ impl std::future::Future for Delivery {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(Error::Closed("producer"))))
+        let index = self.index;
+        std::pin::Pin::new(&mut self.outcome).poll(cx).map(|r| {
+            // The batch dropped unresolved (a forced close, the sender task gone).
+            let (topic, partition, base) = r.map_err(|_| Error::Closed("producer"))?;
+            Ok(RecordMetadata {
+                topic,
+                partition,
+                offset: match base? {
+                    base if base < 0 => -1,
+                    base => base + index,
+                },
+            })
+        })
     }
 }
 
@@ -327,7 +347,7 @@ struct Handle(Arc<Shared>);
 impl Drop for Handle {
     fn drop(&mut self) {
         // No one can send any more: send what is queued now, then the sender stops.
-        self.0.stage().close();
+        self.0.close_stage();
         self.0.wake.notify_one();
     }
 }
@@ -416,10 +436,7 @@ impl Producer {
     /// as that takes (each batch is bounded by `delivery_timeout`). Affects every clone.
     pub async fn close(&self) {
         let shared = self.shared();
-        let (mark, mut low) = {
-            let mut stage = shared.stage();
-            (stage.close(), stage.low())
-        };
+        let (mark, mut low) = (shared.close_stage(), shared.stage().low());
         shared.wake.notify_one();
         let _ = low.wait_for(|l| *l >= mark).await;
     }
@@ -443,8 +460,9 @@ impl Producer {
         })
     }
 
+    /// Fails a send at once after a close (without the lock: `append` checks again under it).
     fn check_open(&self) -> Result<()> {
-        if self.shared().stage().is_closed() {
+        if self.shared().is_closed() {
             return Err(Error::Closed("producer"));
         }
         Ok(())
@@ -474,22 +492,23 @@ impl Producer {
                 max_block,
             });
         }
-        let (tx, rx) = oneshot::channel();
         let appended = shared.stage().append(
             topic,
             partition,
-            record,
+            &record,
             size,
-            tx,
-            tokio::time::Instant::now(),
+            tokio::time::Instant::now,
+            now_ms,
         );
+        // The record is in its batch's bytes now; its own buffers go (outside the lock).
+        drop(record);
         match appended {
-            Ok(a) => {
+            Ok((a, delivery)) => {
                 if a.wake {
                     shared.wake.notify_one();
                 }
                 shared.ensure_sender();
-                Ok(Delivery { rx })
+                Ok(delivery)
             }
             Err(e) => {
                 shared.pool.release(size);
@@ -515,10 +534,26 @@ impl Producer {
     }
 }
 
+/// Now in ms since the epoch: the timestamp of a record sent without one (Java's producer
+/// takes `time.milliseconds()` in `send`).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ClientConfig;
+
+    /// A delivery is handed to other tasks and awaited there, as the oneshot receiver it
+    /// replaced was.
+    #[test]
+    fn deliveries_are_send_sync_and_unpin() {
+        fn check<T: Send + Sync + Unpin + 'static>() {}
+        check::<Delivery>();
+    }
 
     /// Every new producer used to start its round-robin at partition 0, so every `krpc call`
     /// process (and any short-lived producer) wrote its one record to partition 0.

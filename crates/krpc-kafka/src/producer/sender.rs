@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -30,7 +29,6 @@ use super::{Acks, ProducerConfig};
 use crate::backoff::Backoff;
 use crate::client::{KafkaClient, Lane};
 use crate::error::{check_code, Error, Result};
-use crate::records::encode_stamped_batch;
 
 /// What the producer handles and its sender task share.
 pub(super) struct Shared {
@@ -42,6 +40,8 @@ pub(super) struct Shared {
     pub wake: Notify,
     idem: Idempotence,
     started: AtomicBool,
+    /// The stage is closed (a copy of its flag, read without its lock by every send).
+    closed: AtomicBool,
     /// A forced close: the sender drops what it has in flight and stops.
     aborted: AtomicBool,
 }
@@ -62,6 +62,7 @@ impl Shared {
             wake: Notify::new(),
             idem: Idempotence::new(config.enable_idempotence && config.acks == Acks::All),
             started: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
             client,
             config,
@@ -72,9 +73,23 @@ impl Shared {
         self.stage.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Closes the stage (appends are refused, every batch is ready); returns the id a flush
+    /// of everything queued waits for (see [`Batching::close`]).
+    pub(super) fn close_stage(&self) -> u64 {
+        let mark = self.stage().close();
+        self.closed.store(true, Ordering::SeqCst);
+        mark
+    }
+
+    /// Whether the producer is closed (sends are refused).
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
     /// Starts the sender task if it is not running yet.
     pub(super) fn ensure_sender(self: &Arc<Self>) {
-        if !self.started.swap(true, Ordering::SeqCst) {
+        // A load first: every send calls this, and a swap writes the line each time.
+        if !self.started.load(Ordering::Acquire) && !self.started.swap(true, Ordering::SeqCst) {
             tokio::spawn(run(self.clone()));
         }
     }
@@ -84,6 +99,7 @@ impl Shared {
     pub(super) fn abort(&self, error: &Error) {
         self.aborted.store(true, Ordering::SeqCst);
         let freed = self.stage().abort(error);
+        self.closed.store(true, Ordering::SeqCst);
         self.pool.release(freed);
         self.wake.notify_one();
     }
@@ -94,8 +110,9 @@ impl Shared {
         self.pool.release(freed);
     }
 
-    /// The bytes of `batch`: encoded (and stamped, with idempotence) on first use, the same
-    /// bytes on every retry.
+    /// The bytes of `batch`: its records were encoded as they were appended; on first use the
+    /// header is filled in (and stamped, with idempotence) and the records compressed with
+    /// the codec; the same bytes on every retry.
     async fn prepare(&self, batch: &mut Batch) -> Result<Bytes> {
         if let Some(e) = &batch.encoded {
             return Ok(e.bytes.clone());
@@ -104,19 +121,13 @@ impl Shared {
             .idem
             .stamp(&self.client, &batch.topic, batch.partition, batch.len())
             .await?;
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let bytes = encode_stamped_batch(
-            &batch.records,
-            self.config.codec,
-            now_ms,
-            stamp.map(|(s, _)| s),
-        )
-        .map_err(|e| Error::Encode {
-            api: crate::ApiKey::PRODUCE,
-            reason: format!("{}/{}: {e:#}", batch.topic, batch.partition),
-        })?;
+        let bytes = batch
+            .records
+            .encode(self.config.codec, stamp.map(|(s, _)| s))
+            .map_err(|e| Error::Encode {
+                api: crate::ApiKey::PRODUCE,
+                reason: format!("{}/{}: {e:#}", batch.topic, batch.partition),
+            })?;
         batch.encoded = Some(Encoded {
             bytes: bytes.clone(),
             generation: stamp.map(|(_, g)| g),
@@ -313,7 +324,14 @@ async fn run_until_done(shared: Arc<Shared>) {
                 next = Some(next.map_or(refresh_at, |n| n.min(refresh_at)));
             }
         }
-        let sleep = tokio::time::sleep_until(next.unwrap_or_else(|| now + ONE_HOUR));
+        // A timer only when something is due: with linger 0 most turns have none, and each
+        // timer is registered with (and removed from) the runtime's timer wheel.
+        let sleep = async move {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             Some((leader, outcomes)) = in_flight.next(), if !in_flight.is_empty() => {
                 if let Some(n) = per_leader.get_mut(&leader) {
@@ -345,9 +363,6 @@ async fn run_until_done(shared: Arc<Shared>) {
         }
     }
 }
-
-/// A long sleep for a sender with nothing to wait for but a wake-up.
-const ONE_HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// After a metadata refresh: queued batches of a topic the cluster does not know fail with
 /// [`Error::UnknownTopic`] (as a send to it would), not wait for their delivery timeout.
