@@ -278,18 +278,23 @@ impl ClientCall {
         }
     }
 
-    /// Runs `call` as a call of `service.method`: [`start`](Self::start), then
+    /// Runs `call` as a call of `service.method`: [`start`](Self::start) now, then
     /// [`finish`](Self::finish) with its result (the in-flight gauge goes down also if the
     /// future is dropped).
-    pub async fn measure<T>(
+    ///
+    /// A combinator, not an `async fn`: an `async fn` keeps its future argument and the copy
+    /// it awaits side by side, doubling the size of every call in flight.
+    pub fn measure<T>(
         service: &str,
         method: &str,
         call: impl std::future::Future<Output = Result<T, RpcError>>,
-    ) -> Result<T, RpcError> {
+    ) -> impl std::future::Future<Output = Result<T, RpcError>> {
+        use futures::FutureExt;
         let measured = Self::start(service, method);
-        let result = call.await;
-        measured.finish(&result);
-        result
+        call.map(move |result| {
+            measured.finish(&result);
+            result
+        })
     }
 
     /// Records how the call ended: its latency by status, and its error and timeout counts.

@@ -279,7 +279,11 @@ impl KafkaClient {
         let req = MetadataRequest::default()
             .with_topics(topics)
             .with_allow_auto_topic_creation(false);
-        let resp = self.send_any(&req).await?;
+        // Boxed: a metadata round trip is a large future, and the lookups that may need one
+        // (`topic`, `partition_count`, `leader_addr`) sit inside every `Producer::send`; inline,
+        // it would grow each send's future, and with it every task awaiting a send (an RPC
+        // call in flight), by about a kilobyte, for a path taken once per `metadata_max_age`.
+        let resp = Box::pin(self.send_any(&req)).await?;
         self.inner
             .metadata
             .write()

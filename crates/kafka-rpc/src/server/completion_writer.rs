@@ -57,15 +57,16 @@ impl CompletionWriter {
         }
     }
 
-    /// Writes `record` (a [`Completion::to_record`]) to `partition`; resolves once the record
-    /// carrying it is acknowledged.
-    pub async fn write(
+    /// Writes `record` (a [`Completion::to_record`]) to `partition`; the future resolves once
+    /// the record carrying it is acknowledged. The record is handed over now, so the future
+    /// holds only the wait (a server answering thousands of calls holds thousands of them).
+    pub fn write(
         &self,
         partition: i32,
         record: ProducerRecord,
-    ) -> Result<(), krpc_kafka::Error> {
+    ) -> BoxFuture<'static, Result<(), krpc_kafka::Error>> {
         if !self.coalesce {
-            return self.outbox.send(&self.topic, partition, record).await;
+            return self.outbox.send(&self.topic, partition, record);
         }
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -74,14 +75,15 @@ impl CompletionWriter {
         });
         let (done, result) = oneshot::channel();
         let gone = || krpc_kafka::Error::Closed("the server's completion writer");
-        queue
-            .send(Pending {
-                partition,
-                record,
-                done,
-            })
-            .map_err(|_| gone())?;
-        result.await.map_err(|_| gone())?
+        let queued = queue.send(Pending {
+            partition,
+            record,
+            done,
+        });
+        if queued.is_err() {
+            return Box::pin(std::future::ready(Err(gone())));
+        }
+        Box::pin(async move { result.await.unwrap_or_else(|_| Err(gone())) })
     }
 }
 

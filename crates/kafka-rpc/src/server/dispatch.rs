@@ -28,7 +28,7 @@ use super::dedup::{Seen, Window};
 use super::progress::Progress;
 use super::stats::Counters;
 use crate::codec::record::{Incoming, Refused, RefusedKind, ServerCodec};
-use crate::envelope::{now_ms, Completion, Reply, ReplyTo, RequestId};
+use crate::envelope::{now_ms, Completion, Reply, ReplyTo, Request, RequestId};
 use crate::error::{HandlerError, RpcError};
 use crate::service::{panicked, CancelReason, RequestContext, Service};
 use crate::status::StatusCode;
@@ -52,15 +52,23 @@ impl Outbox for Producer {
         partition: i32,
         record: ProducerRecord,
     ) -> BoxFuture<'static, Result<(), krpc_kafka::Error>> {
-        // `send_to` may wait for buffer space (`buffer.memory`), so it runs inside the future.
-        let (producer, topic) = (self.clone(), topic.to_string());
-        Box::pin(async move {
-            producer
-                .send_to(&topic, partition, record)
-                .await?
-                .await
-                .map(|_| ())
-        })
+        // Queued now when the buffer has room: the future then holds only the delivery (a
+        // server answering thousands of calls at once holds thousands of these). Else
+        // `send_to` waits for room (`buffer.memory`) inside the future.
+        match self.try_send_to(topic, partition, record) {
+            Ok(Ok(delivery)) => Box::pin(delivery.map(|stored| stored.map(|_| ()))),
+            Ok(Err(record)) => {
+                let (producer, topic) = (self.clone(), topic.to_string());
+                Box::pin(async move {
+                    producer
+                        .send_to(&topic, partition, record)
+                        .await?
+                        .await
+                        .map(|_| ())
+                })
+            }
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 }
 
@@ -133,7 +141,7 @@ impl Dispatcher {
             );
             let (id, reply_to) = self.codec.reply_address(record);
             trace::record_status(&Span::current(), StatusCode::ResourceExhausted, true);
-            self.refuse(record, id, reply_to, StatusCode::ResourceExhausted, reason)
+            Box::pin(self.refuse(record, id, reply_to, StatusCode::ResourceExhausted, reason))
                 .await;
             return Ending::Done;
         }
@@ -145,7 +153,7 @@ impl Dispatcher {
                 Ok(Incoming::Handshake(to, answer)) => {
                     Counters::bump(&self.counters.handshakes);
                     trace::record_status(&Span::current(), StatusCode::Ok, true);
-                    if let Err(e) = self.produce(&to.topic, to.partition, answer).await {
+                    if let Err(e) = Box::pin(self.produce(&to.topic, to.partition, answer)).await {
                         Counters::bump(&self.counters.reply_failures);
                         tracing::warn!(topic = %to.topic, error = %e, "handshake not answered");
                     }
@@ -153,7 +161,7 @@ impl Dispatcher {
                 }
                 Err(refused) => {
                     trace::record_status(&Span::current(), refused.status(), true);
-                    self.refused(record, refused).await;
+                    Box::pin(self.refused(record, refused)).await;
                     return Ending::Done;
                 }
             };
@@ -187,7 +195,7 @@ impl Dispatcher {
                 trace::record_status(&Span::current(), done.reply.status, true);
                 tracing::debug!(id = %request.id, offset = record.offset, first = ?done.request_offset, partition = record.partition, "already answered; reply re-sent");
                 if let Some(to) = &request.reply_to {
-                    self.send_reply(&done.reply, to).await;
+                    Box::pin(self.send_reply(&done.reply, to)).await;
                 }
                 return Ending::Done;
             }
@@ -223,6 +231,23 @@ impl Dispatcher {
                 }
             }
         };
+        // Boxed: while the handler runs (all a sleeping call does), only the states up to
+        // here are held; answering's futures (two sends, the dead letter) are allocated when
+        // reached. Inline, they more than doubled every request task in flight.
+        Box::pin(self.answer(record, &request, outcome, started, queue_ms)).await
+    }
+
+    /// Answers a request that ran (or was refused by the codec after decoding): counts and
+    /// traces its outcome, replies, writes its completion record and records it in the dedup
+    /// window.
+    async fn answer(
+        &self,
+        record: &ConsumerRecord,
+        request: &Request,
+        outcome: Result<Bytes, HandlerError>,
+        started: Instant,
+        queue_ms: i64,
+    ) -> Ending {
         let handler_us = started.elapsed().as_micros() as u64;
         self.count_outcome(&outcome);
         let code = outcome.as_ref().map_or_else(|e| e.code, |_| StatusCode::Ok);
@@ -426,13 +451,15 @@ impl Dispatcher {
         }
     }
 
-    /// Produces `record` to `topic`/`partition` and waits for its acknowledgement.
-    async fn produce(
+    /// Produces `record` to `topic`/`partition`; the future resolves once it is acknowledged.
+    /// Not an `async fn`: the record goes to the outbox now, so the futures of the calls
+    /// being answered do not each keep a copy of it.
+    fn produce(
         &self,
         topic: &str,
         partition: i32,
         record: ProducerRecord,
-    ) -> Result<(), krpc_kafka::Error> {
+    ) -> BoxFuture<'static, Result<(), krpc_kafka::Error>> {
         let side = self.side_partitions.load(Ordering::Relaxed);
         // A dead letter names its request's topic, partition and offsets in its headers, so one
         // of a partition the dead-letter topic lacks goes to another partition of it.
@@ -441,26 +468,29 @@ impl Dispatcher {
         } else {
             partition
         };
-        self.outbox.send(topic, partition, record).await
+        self.outbox.send(topic, partition, record)
     }
 
     /// Writes a completion record to `partition` of the completions topic (through the
-    /// completion writer, which may coalesce it with others) and waits for its acknowledgement.
-    async fn write_completion(
+    /// completion writer, which may coalesce it with others); the future resolves once the
+    /// record carrying it is acknowledged. Not an `async fn`, as [`Self::produce`].
+    fn write_completion(
         &self,
         partition: i32,
         record: ProducerRecord,
-    ) -> Result<(), krpc_kafka::Error> {
+    ) -> BoxFuture<'static, Result<(), krpc_kafka::Error>> {
         let side = self.side_partitions.load(Ordering::Relaxed);
         // A completion is read back per partition (the dedup window), so it cannot go to
         // another partition than its request's.
         if partition >= side {
-            return Err(krpc_kafka::Error::InvalidArgument(format!(
-                "{} has {side} partitions, fewer than the request topic: no partition {partition} to write to",
-                self.completions_topic
-            )));
+            return Box::pin(std::future::ready(Err(krpc_kafka::Error::InvalidArgument(
+                format!(
+                    "{} has {side} partitions, fewer than the request topic: no partition {partition} to write to",
+                    self.completions_topic
+                ),
+            ))));
         }
-        self.completion_writer.write(partition, record).await
+        self.completion_writer.write(partition, record)
     }
 
     async fn send_reply(&self, reply: &Reply, to: &ReplyTo) {
@@ -577,32 +607,8 @@ impl Pipeline {
             return;
         };
         self.queued -= 1;
-        let d = self.dispatcher.clone();
-        // The request's span, a child of the caller's (src/trace.rs).
-        let (span, trace) =
-            trace::server_span(&d.service_name, &record, &d.counters.invalid_trace_headers);
-        self.tasks.spawn(async move {
-            // A panic here is a bug of the dispatcher itself (handler panics are caught in
-            // `call`); the task still reports back, so the routing key is released. The offset
-            // stays uncommitted: the partition's next owner meets the record again.
-            let handled = d.handle(&record, &trace).instrument(span.clone());
-            let ending = match AssertUnwindSafe(handled).catch_unwind().await {
-                Ok(ending) => ending,
-                Err(p) => {
-                    trace::record_status(&span, StatusCode::Internal, true);
-                    tracing::error!(topic = %record.topic, partition = record.partition, offset = record.offset, panic = %panicked(&*p).message, "serving a request panicked; its offset stays uncommitted");
-                    Ending::Abandoned
-                }
-            };
-            drop(permit);
-            Finished {
-                topic: record.topic.clone(),
-                partition: record.partition,
-                offset: record.offset,
-                key: record.key.clone(),
-                ending,
-            }
-        });
+        let task = request_task(self.dispatcher.clone(), record, permit);
+        self.tasks.spawn(task);
     }
 
     fn finished(&mut self, done: Finished) {
@@ -765,6 +771,40 @@ impl Pipeline {
             );
             self.tasks.abort_all();
             while self.tasks.join_next().await.is_some() {}
+        }
+    }
+}
+
+/// The task serving one request record: its `krpc.request` span, [`Dispatcher::handle`]
+/// inside it, and the report back to the pipeline (the permit is held until the end).
+fn request_task(
+    d: Arc<Dispatcher>,
+    record: ConsumerRecord,
+    permit: OwnedSemaphorePermit,
+) -> impl std::future::Future<Output = Finished> + Send + 'static {
+    // The request's span, a child of the caller's (src/trace.rs).
+    let (span, trace) =
+        trace::server_span(&d.service_name, &record, &d.counters.invalid_trace_headers);
+    async move {
+        // A panic here is a bug of the dispatcher itself (handler panics are caught in
+        // `call`); the task still reports back, so the routing key is released. The offset
+        // stays uncommitted: the partition's next owner meets the record again.
+        let handled = d.handle(&record, &trace).instrument(span.clone());
+        let ending = match AssertUnwindSafe(handled).catch_unwind().await {
+            Ok(ending) => ending,
+            Err(p) => {
+                trace::record_status(&span, StatusCode::Internal, true);
+                tracing::error!(topic = %record.topic, partition = record.partition, offset = record.offset, panic = %panicked(&*p).message, "serving a request panicked; its offset stays uncommitted");
+                Ending::Abandoned
+            }
+        };
+        drop(permit);
+        Finished {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            key: record.key.clone(),
+            ending,
         }
     }
 }

@@ -570,16 +570,15 @@ impl BufferPool {
         max_block: Duration,
         on_wait: impl FnOnce(),
     ) -> bool {
+        if self.try_reserve(size) {
+            return true;
+        }
         if size > self.total {
             return false;
         }
         let Ok(n) = u32::try_from(size) else {
             return false;
         };
-        if let Ok(permit) = self.space.try_acquire_many(n) {
-            permit.forget();
-            return true;
-        }
         // Counted as waiting until this returns or its future is dropped (a caller's own
         // timeout, a cancelled task): a count left behind would keep the pool exhausted, and
         // every batch ready at once, for the producer's life.
@@ -592,13 +591,32 @@ impl BufferPool {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let _waiting = Waiting(&self.waiting);
         on_wait();
-        let got = tokio::time::timeout(max_block, self.space.acquire_many(n)).await;
+        // Boxed: the wait (a timer and a semaphore acquire) is the rare path; inline, it would
+        // grow every send's future (and every task awaiting a send) by its size.
+        let got = Box::pin(tokio::time::timeout(max_block, self.space.acquire_many(n))).await;
         match got {
             Ok(Ok(permit)) => {
                 permit.forget();
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Takes `size` bytes if they are free now; never waits.
+    pub(super) fn try_reserve(&self, size: usize) -> bool {
+        if size > self.total {
+            return false;
+        }
+        let Ok(n) = u32::try_from(size) else {
+            return false;
+        };
+        match self.space.try_acquire_many(n) {
+            Ok(permit) => {
+                permit.forget();
+                true
+            }
+            Err(_) => false,
         }
     }
 
