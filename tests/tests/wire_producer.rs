@@ -351,10 +351,7 @@ async fn close_timeout_fails_what_cannot_be_delivered_in_time() {
 #[test]
 fn a_producer_whose_sender_task_ended_fails_its_queue_instead_of_hanging() {
     let addr = Broker::shared().addr().to_string();
-    let first = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let first = one_thread_runtime();
     let (producer, delivery) = first.block_on(async {
         let client = kafka::client(&addr).await;
         let topic = kafka::topic(&client, "sender-ended", 1).await;
@@ -366,10 +363,7 @@ fn a_producer_whose_sender_task_ended_fails_its_queue_instead_of_hanging() {
         (producer, delivery)
     });
     drop(first); // the sender task, spawned on `first`, is dropped with it
-    let second = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let second = one_thread_runtime();
     second.block_on(async {
         let outcome = tokio::time::timeout(T, delivery)
             .await
@@ -382,6 +376,69 @@ fn a_producer_whose_sender_task_ended_fails_its_queue_instead_of_hanging() {
             .await
             .expect("close returns");
     });
+}
+
+/// An idle producer's record is written to the broker by the sending task itself: it is on
+/// the broker before the runtime has run any other task (the sender task included). The
+/// runtime here has one thread, which the test blocks right after `send_to` returns while
+/// another thread, with a runtime and a client of its own, watches the log end. Before, the
+/// request waited for the sender task to be scheduled, so it reached the broker only once the
+/// sending thread yielded (and on a multi-threaded runtime, after waking a parked worker).
+#[test]
+fn an_idle_producers_record_reaches_the_broker_before_the_runtime_runs_another_task() {
+    let addr = Broker::shared().addr().to_string();
+    let rt = one_thread_runtime();
+    rt.block_on(async {
+        let client = kafka::client(&addr).await;
+        let topic = kafka::topic(&client, "idle-send", 1).await;
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig::default().with_linger(Duration::ZERO),
+        )
+        .expect("valid producer options");
+        // The first record starts the sender task, dials the leader and gets a producer id.
+        let first =
+            tokio::time::timeout(T, producer.send_to(&topic, 0, kib_record(0)).await.unwrap())
+                .await
+                .expect("first record acknowledged in time")
+                .expect("first record delivered");
+        assert_eq!(first.offset, 0);
+        let delivery = producer.send_to(&topic, 0, kib_record(1)).await.unwrap();
+        // From here until the watcher returns, this runtime runs nothing: its only thread waits.
+        let watcher = {
+            let (addr, topic) = (addr.clone(), topic.clone());
+            std::thread::spawn(move || {
+                let rt = one_thread_runtime();
+                rt.block_on(async {
+                    let client = kafka::client(&addr).await;
+                    wait::until("the second record at the log end", T, || {
+                        let client = client.clone();
+                        let topic = topic.clone();
+                        async move { (end_offset(&client, &topic, 0).await == 2).then_some(()) }
+                    })
+                    .await;
+                })
+            })
+        };
+        let seen = watcher.join();
+        assert!(
+            seen.is_ok(),
+            "the record did not reach the broker while the sending runtime was blocked"
+        );
+        let md = tokio::time::timeout(T, delivery)
+            .await
+            .expect("acknowledged in time")
+            .expect("delivered");
+        assert_eq!(md.offset, 1);
+    });
+}
+
+/// A runtime of one thread: nothing runs on it while that thread is blocked.
+fn one_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
 }
 
 /// Now in ms since the epoch.

@@ -74,6 +74,25 @@ impl Batch {
     }
 }
 
+/// A batch taken out of the stage whose records are still to be told their outcome (see
+/// [`Batching::take_finished`]).
+pub(super) struct Finished {
+    id: u64,
+    topic: Arc<str>,
+    partition: i32,
+    outcome: oneshot::Sender<BatchOutcome>,
+}
+
+impl Finished {
+    /// Tells the batch's records `outcome` (one message for all: each delivery adds its index
+    /// to the base offset; none may be listening, deliveries dropped, and that is fine).
+    /// Returns the batch's id for [`Batching::resolved`].
+    pub(super) fn deliver(self, outcome: Result<i64>) -> u64 {
+        let _ = self.outcome.send((self.topic, self.partition, outcome));
+        self.id
+    }
+}
+
 struct PartitionQueue {
     topic: Arc<str>,
     partition: i32,
@@ -442,13 +461,25 @@ impl Batching {
 
     /// Hands `outcome` (the base offset, or -1 when unknown) to each record of `batch`; the
     /// batch's partition is no longer in flight. Returns the bytes the batch held, for the
-    /// caller to give back to the buffer.
+    /// caller to give back to the buffer. The records are told under the stage's lock: the
+    /// sender uses [`Batching::take_finished`] instead, which tells them after it.
     pub(super) fn finish(
         &mut self,
         batch: Batch,
         outcome: Result<i64>,
         was_in_flight: bool,
     ) -> usize {
+        let (finished, bytes) = self.take_finished(batch, was_in_flight);
+        let id = finished.deliver(outcome);
+        self.resolved(id);
+        bytes
+    }
+
+    /// The first half of [`Batching::finish`]: the batch's partition is no longer in flight
+    /// (if `was_in_flight`); returns what tells its records their outcome, and the bytes it
+    /// held. The batch still counts as unfinished (flushes wait for it) until
+    /// [`Batching::resolved`] is called with [`Finished::deliver`]'s id.
+    pub(super) fn take_finished(&mut self, batch: Batch, was_in_flight: bool) -> (Finished, usize) {
         if was_in_flight {
             if let Some(&at) = self
                 .index
@@ -462,17 +493,26 @@ impl Batching {
             id,
             topic,
             partition,
-            outcome: to_deliveries,
+            outcome,
             bytes,
             ..
         } = batch;
-        // One message for every record of the batch: each delivery adds its index to the base
-        // offset. None may be listening (deliveries dropped): nothing to do then.
-        let _ = to_deliveries.send((topic, partition, outcome));
-        // After the records' outcomes: a flush that returns finds every one of them resolved.
+        (
+            Finished {
+                id,
+                topic,
+                partition,
+                outcome,
+            },
+            bytes,
+        )
+    }
+
+    /// The second half of [`Batching::finish`]: batch `id`'s records have their outcome, so
+    /// a flush waiting for it may return.
+    pub(super) fn resolved(&mut self, id: u64) {
         self.incomplete.remove(&id);
         self.update_low();
-        bytes
     }
 
     /// Records `error` as the reason the queued batches of `topic` wait (a failed metadata

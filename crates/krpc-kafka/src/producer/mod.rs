@@ -536,7 +536,7 @@ impl Producer {
         drop(record);
         match appended {
             Ok((a, delivery)) => {
-                if a.wake {
+                if a.wake && shared.send_now_if_idle() {
                     shared.wake.notify_one();
                 }
                 shared.ensure_sender();

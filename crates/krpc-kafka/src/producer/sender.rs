@@ -4,6 +4,13 @@
 //! `max.in.flight.requests.per.connection` requests in flight per leader, and applies each
 //! outcome: resolve the batch, or put it back at the head of its partition with a backoff.
 //!
+//! An idle producer does not wait for its sender to wake: a send that makes a batch ready
+//! while no request is in flight (on the sender's runtime) drains the ready batches itself
+//! and starts their request, which writes it when the connection is ready and free, then
+//! hands the request to the sender, which waits for its answer and applies it as for any
+//! other (see [`Shared::send_now_if_idle`]). Under load nothing changes: the sender drains
+//! what piled up behind the requests in flight.
+//!
 //! Nothing waits on anything but its own partition: a request in flight holds back only the
 //! partitions in it, a partition without a leader holds back only its own batches (the sender
 //! refreshes metadata for it in the background, with backoff), and a batch waiting for its
@@ -12,6 +19,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -44,6 +52,13 @@ pub(super) struct Shared {
     closed: AtomicBool,
     /// A forced close: the sender drops what it has in flight and stops.
     aborted: AtomicBool,
+    /// Produce requests in flight, per leader (Java's `max.in.flight.requests.per.connection`
+    /// bounds each); a leader with none has no entry. Locked after `stage` when both are.
+    in_flight: Mutex<HashMap<String, usize>>,
+    /// Requests a send started (see [`Shared::send_now_if_idle`]) for the sender to finish.
+    handoff: Mutex<Vec<BoxFuture<'static, Sent>>>,
+    /// The runtime the sender task was spawned on.
+    sender_runtime: std::sync::OnceLock<tokio::runtime::Id>,
 }
 
 /// What to do with a batch after an attempt.
@@ -64,6 +79,9 @@ impl Shared {
             started: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
+            in_flight: Mutex::new(HashMap::new()),
+            handoff: Mutex::new(Vec::new()),
+            sender_runtime: std::sync::OnceLock::new(),
             client,
             config,
         }
@@ -71,6 +89,127 @@ impl Shared {
 
     pub(super) fn stage(&self) -> MutexGuard<'_, Batching> {
         self.stage.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn in_flight(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn handoff(&self) -> MutexGuard<'_, Vec<BoxFuture<'static, Sent>>> {
+        self.handoff.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the batches ready now (see [`Batching::drain`]) within each leader's room for
+    /// requests in flight, and counts the requests they make as in flight. `stage` is this
+    /// producer's stage, locked by the caller.
+    fn drain(&self, stage: &mut Batching, now: Instant) -> super::accumulator::Drained {
+        let max_in_flight = self.config.max_in_flight_requests_per_connection.max(1);
+        let mut in_flight = self.in_flight();
+        let drained = stage.drain(
+            now,
+            self.pool.exhausted(),
+            |topic, partition| self.client.cached_leader(topic, partition),
+            |leader| max_in_flight.saturating_sub(*in_flight.get(leader).unwrap_or(&0)),
+            self.config.max_record_bytes,
+        );
+        for (leader, _) in &drained.requests {
+            *in_flight.entry(leader.clone()).or_default() += 1;
+        }
+        drained
+    }
+
+    /// A request to `leader` is answered (or dropped): it no longer counts as in flight.
+    fn request_done(&self, leader: &str) {
+        let mut in_flight = self.in_flight();
+        if let Some(n) = in_flight.get_mut(leader) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                in_flight.remove(leader);
+            }
+        }
+    }
+
+    /// Called by a send that made a batch ready to go (it opened or closed one). When no
+    /// request is in flight and the sender task runs on the sending task's runtime, the
+    /// sending task drains the ready batches and starts each request itself: its first poll
+    /// writes the frame when the connection is ready and free (else it gets as far as it can:
+    /// a dial, a producer id, a busy socket). Then it hands the requests over to the sender
+    /// task, which awaits their answers and applies them. The first poll's waker wakes the
+    /// sender, so the sender is woken when an answer (or a timeout) comes, not now. This spares
+    /// an idle producer's record two thread wakes (of the sender, by the sending thread, before
+    /// its request is written); rskafka writes from the caller too, the Java producer always
+    /// hands over to its sender thread. With requests in flight the sender drains as before,
+    /// so what piles up behind them still goes in as few requests as possible.
+    ///
+    /// Returns whether the sender still needs waking for this send: a batch waits (linger,
+    /// backoff: a timer to set), a partition has no known leader (a refresh to start), or
+    /// nothing was drained here.
+    pub(super) fn send_now_if_idle(self: &Arc<Self>) -> bool {
+        // Only on the sender's runtime: what the first poll starts (a dial, a timer) belongs to
+        // the runtime it runs on, and the sender task finishes it. Outside a runtime
+        // (`try_send_to` is a plain function) nothing can be started here at all.
+        let same_runtime = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| self.sender_runtime.get() == Some(&h.id()));
+        if !same_runtime {
+            return true;
+        }
+        let drained = {
+            let mut stage = self.stage();
+            if !self.in_flight().is_empty() {
+                return true;
+            }
+            self.drain(&mut stage, Instant::now())
+        };
+        if drained.requests.is_empty() {
+            return true;
+        }
+        let wake = Arc::new(WakeSender {
+            shared: Arc::downgrade(self),
+            woken: AtomicBool::new(false),
+        });
+        let waker = std::task::Waker::from(wake.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut started = Vec::with_capacity(drained.requests.len());
+        // A request done in its first poll (acks=0, a failure) wakes no one: the sender must
+        // be woken to apply it.
+        let mut finished = false;
+        for (leader, batches) in drained.requests {
+            let mut request = send_request(self.clone(), leader, batches).boxed();
+            // A panic here would leave the drained batches in flight for good (flush and close
+            // would never return): fail the producer as the sender task's end does.
+            let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                request.as_mut().poll(&mut cx)
+            }));
+            started.push(match first {
+                Ok(Poll::Ready(sent)) => {
+                    finished = true;
+                    futures::future::ready(sent).boxed()
+                }
+                Ok(Poll::Pending) => request,
+                Err(panic) => {
+                    drop(started);
+                    self.abort(&Error::Closed("producer (a send panicked)"));
+                    std::panic::resume_unwind(panic);
+                }
+            });
+        }
+        {
+            let mut handoff = self.handoff();
+            if self.aborted.load(Ordering::SeqCst) {
+                // A forced close emptied the handoff and stopped the sender meanwhile: these
+                // requests are dropped as the ones it had (their records get `Closed`).
+                drop(handoff);
+                drop(started);
+                return false;
+            }
+            handoff.extend(started);
+        }
+        // An answer that came before the requests were in the handoff woke a sender that
+        // found nothing: wake it again now that they are there.
+        finished
+            || wake.woken.load(Ordering::SeqCst)
+            || !drained.leaderless.is_empty()
+            || drained.next.is_some()
     }
 
     /// Closes the stage (appends are refused, every batch is ready); returns the id a flush
@@ -90,6 +229,9 @@ impl Shared {
     pub(super) fn ensure_sender(self: &Arc<Self>) {
         // A load first: every send calls this, and a swap writes the line each time.
         if !self.started.load(Ordering::Acquire) && !self.started.swap(true, Ordering::SeqCst) {
+            let _ = self
+                .sender_runtime
+                .set(tokio::runtime::Handle::current().id());
             tokio::spawn(run(self.clone()));
         }
     }
@@ -98,6 +240,10 @@ impl Shared {
     /// requests it has in flight (their records get [`Error::Closed`]) and stop.
     pub(super) fn abort(&self, error: &Error) {
         self.aborted.store(true, Ordering::SeqCst);
+        // Requests handed over and not yet taken by the sender are dropped with it (a send
+        // handing some over checks `aborted` under the same lock, after this store).
+        let handed = std::mem::take(&mut *self.handoff());
+        drop(handed);
         let freed = self.stage().abort(error);
         self.closed.store(true, Ordering::SeqCst);
         self.pool.release(freed);
@@ -106,7 +252,11 @@ impl Shared {
 
     /// Resolves `batch` and gives its bytes back to the buffer.
     fn finish(&self, batch: Batch, outcome: Result<i64>, was_in_flight: bool) {
-        let freed = self.stage().finish(batch, outcome, was_in_flight);
+        let (finished, freed) = self.stage().take_finished(batch, was_in_flight);
+        // The records are told outside the stage's lock (a woken caller's next send takes
+        // it); the batch counts as unfinished until then, so a flush cannot return first.
+        let id = finished.deliver(outcome);
+        self.stage().resolved(id);
         self.pool.release(freed);
     }
 
@@ -211,6 +361,28 @@ impl Shared {
     }
 }
 
+/// Wakes the sender task: the waker of requests a send started (see
+/// [`Shared::send_now_if_idle`]). Weak: a timer may hold it after the producer is gone.
+struct WakeSender {
+    shared: std::sync::Weak<Shared>,
+    /// Set by the first wake: one that came before the requests reached the handoff found
+    /// nothing there, and the send wakes the sender again.
+    woken: AtomicBool,
+}
+
+impl std::task::Wake for WakeSender {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        if let Some(shared) = self.shared.upgrade() {
+            shared.wake.notify_one();
+        }
+    }
+}
+
 /// The outcome of one request: its leader and each batch with what to do with it.
 type Sent = (String, Vec<(Batch, Decision)>);
 /// A metadata refresh for the topics it names.
@@ -264,9 +436,7 @@ fn run(shared: Arc<Shared>) -> impl std::future::Future<Output = ()> + Send {
 
 async fn run_until_done(shared: Arc<Shared>) {
     let cfg = shared.client.config().clone();
-    let max_in_flight = shared.config.max_in_flight_requests_per_connection.max(1);
     let mut in_flight: FuturesUnordered<BoxFuture<'static, Sent>> = FuturesUnordered::new();
-    let mut per_leader: HashMap<String, usize> = HashMap::new();
     let mut refresh: Option<Refresh> = None;
     let mut refresh_backoff = Backoff::unbounded(cfg.retry_backoff, cfg.retry_backoff_max);
     let mut refresh_at = Instant::now();
@@ -276,17 +446,15 @@ async fn run_until_done(shared: Arc<Shared>) {
             // `Error::Closed`.
             return;
         }
+        // Requests that sends started (already counted as in flight).
+        for request in std::mem::take(&mut *shared.handoff()) {
+            in_flight.push(request);
+        }
         let now = Instant::now();
         let (expired, drained, next_expiry, done) = {
             let mut stage = shared.stage();
             let expired = stage.expire(now, shared.config.delivery_timeout);
-            let drained = stage.drain(
-                now,
-                shared.pool.exhausted(),
-                |topic, partition| shared.client.cached_leader(topic, partition),
-                |leader| max_in_flight.saturating_sub(*per_leader.get(leader).unwrap_or(&0)),
-                shared.config.max_record_bytes,
-            );
+            let drained = shared.drain(&mut stage, now);
             let done = stage.is_closed() && stage.is_empty() && in_flight.is_empty();
             (
                 expired,
@@ -302,7 +470,6 @@ async fn run_until_done(shared: Arc<Shared>) {
             shared.expire(batch).await;
         }
         for (leader, batches) in drained.requests {
-            *per_leader.entry(leader.clone()).or_default() += 1;
             in_flight.push(send_request(shared.clone(), leader, batches).boxed());
         }
         let mut next = [drained.next, next_expiry].into_iter().flatten().min();
@@ -334,9 +501,7 @@ async fn run_until_done(shared: Arc<Shared>) {
         };
         tokio::select! {
             Some((leader, outcomes)) = in_flight.next(), if !in_flight.is_empty() => {
-                if let Some(n) = per_leader.get_mut(&leader) {
-                    *n = n.saturating_sub(1);
-                }
+                shared.request_done(&leader);
                 for (batch, decision) in outcomes {
                     match decision {
                         Decision::Done(outcome) => shared.finish(batch, outcome, true),
