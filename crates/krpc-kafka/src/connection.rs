@@ -13,8 +13,14 @@
 //! its timeout leaves the connection in an unknown state (a half-open peer, a broker that stopped
 //! reading, responses that may still arrive out of turn), so the timeout **retires** the
 //! connection: every other waiter fails with [`Error::ConnectionBroken`] and the next request
-//! dials afresh. A frame the writer cannot hand to the socket within the request timeout (a
-//! peer that stopped reading) breaks it the same way. A connection unused for
+//! dials afresh. Timeouts are enforced as the Java client's `NetworkClient` does, by a sweep
+//! rather than a timer per request: each pending request carries its deadline and the reader
+//! task checks them every tenth of the request timeout (at most every second), so a request
+//! fails within a tenth of its timeout after it (a shorter timeout than the connection's own
+//! gets a timer of its own). A timer per request cost each request a wake of a parked worker
+//! thread (registering the only timer of an idle runtime) and a contended timer-wheel lock. A
+//! frame the writer cannot hand to the socket within the request timeout (a peer that stopped
+//! reading) breaks it the same way. A connection unused for
 //! [`ClientConfig::connections_max_idle`] is not reused ([`Connection::idle_for`]): the broker
 //! may have closed it (`connections.max.idle.ms`) without our reader having seen the close yet.
 
@@ -83,11 +89,29 @@ async fn secure(
 /// The write half of a connection, framing each request with its size.
 type FrameSink = FramedWrite<BoxWrite, tokio_util::codec::LengthDelimitedCodec>;
 
-/// What a waiter receives: the response frame, or why the connection broke.
-type Reply = std::result::Result<Bytes, String>;
+/// Why a waiter gets no response.
+enum Failure {
+    /// The connection broke (why).
+    Broken(String),
+    /// The request's deadline passed (the sweep retired the connection).
+    TimedOut,
+}
+
+/// What a waiter receives: the response frame, or why there is none.
+type Reply = std::result::Result<Bytes, Failure>;
+
+/// A request sent and not yet answered.
+struct Waiter {
+    tx: oneshot::Sender<Reply>,
+    /// When the reader's sweep fails it with [`Failure::TimedOut`] (tokio's clock, as the
+    /// sweep's timer: a paused test clock governs both).
+    deadline: tokio::time::Instant,
+    api: ApiKey,
+    timeout: Duration,
+}
 
 struct State {
-    pending: HashMap<i32, oneshot::Sender<Reply>>,
+    pending: HashMap<i32, Waiter>,
     broken: Option<String>,
     /// The broker ended the TLS session with an alert after the handshake (TLS 1.3 sends a
     /// refused client certificate that way): what it means, for [`Error::Tls`].
@@ -113,10 +137,44 @@ impl State {
         if self.broken.is_none() {
             self.broken = Some(reason.clone());
         }
-        for (_, tx) in self.pending.drain() {
-            let _ = tx.send(Err(reason.clone()));
+        for (_, waiter) in self.pending.drain() {
+            let _ = waiter.tx.send(Err(Failure::Broken(reason.clone())));
         }
     }
+
+    /// Fails every request past its deadline with [`Failure::TimedOut`] and, if there was
+    /// one, retires the connection (every other waiter fails as broken); returns the reason.
+    fn sweep(&mut self, broker: &str, now: tokio::time::Instant) -> Option<String> {
+        let expired: Vec<i32> = self
+            .pending
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut reason = None;
+        for id in expired {
+            if let Some(w) = self.pending.remove(&id) {
+                reason.get_or_insert_with(|| {
+                    tracing::debug!(%broker, api = ?w.api, timeout = ?w.timeout, "request timed out; connection retired");
+                    format!(
+                        "retired: a {:?} request got no answer within {:?}",
+                        w.api, w.timeout
+                    )
+                });
+                let _ = w.tx.send(Err(Failure::TimedOut));
+            }
+        }
+        if let Some(reason) = &reason {
+            self.break_with(reason.clone());
+        }
+        reason
+    }
+}
+
+/// How often the reader sweeps for requests past their deadline: a tenth of the request
+/// timeout, at least every second and at most every millisecond.
+fn sweep_period(request_timeout: Duration) -> Duration {
+    (request_timeout / 10).clamp(Duration::from_millis(1), Duration::from_secs(1))
 }
 
 /// A live connection to one broker, with its negotiated API versions.
@@ -148,6 +206,9 @@ impl Drop for Connection {
         self.reader.abort();
     }
 }
+
+/// A deadline for a timeout too long to add to an `Instant` (`Duration::MAX`): about 30 years.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
 
 /// Removes a pending entry when its caller goes away before the answer came.
 struct PendingGuard<'a> {
@@ -216,9 +277,40 @@ impl Connection {
 
         let mut frames = FramedRead::new(read_half, codec);
         let reader_state = state.clone();
+        let period = sweep_period(config.request_timeout);
+        let reader_broker = broker.to_string();
         let reader = tokio::spawn(async move {
+            // However the task ends (its runtime shut down, a panic): every waiter, which has
+            // no timer of its own, fails at once rather than waiting forever.
+            struct Ended(Arc<Mutex<State>>);
+            impl Drop for Ended {
+                fn drop(&mut self) {
+                    lock(&self.0).break_with("the connection's reader task ended".into());
+                }
+            }
+            let _ended = Ended(reader_state.clone());
+            let mut sweep =
+                tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Also swept between frames: a connection whose answers never stop coming would
+            // otherwise never see its timer's turn.
+            let mut next_sweep = tokio::time::Instant::now() + period;
             let reason = loop {
-                match frames.next().await {
+                // `None`: the timer's turn (an idle connection's only chance to sweep).
+                let next = tokio::select! {
+                    biased;
+                    next = frames.next() => Some(next),
+                    _ = sweep.tick() => None,
+                };
+                let now = tokio::time::Instant::now();
+                if next.is_none() || now >= next_sweep {
+                    next_sweep = now + period;
+                    if let Some(reason) = lock(&reader_state).sweep(&reader_broker, now) {
+                        break reason;
+                    }
+                }
+                let Some(next) = next else { continue };
+                match next {
                     Some(Ok(frame)) => {
                         let frame = frame.freeze();
                         let Some(id) = peek_correlation_id(&frame) else {
@@ -228,10 +320,15 @@ impl Connection {
                             );
                         };
                         // An unknown id belongs to a caller that went away (cancelled): drop it.
-                        let mut state = lock(&reader_state);
-                        state.last_used = std::time::Instant::now();
-                        if let Some(tx) = state.pending.remove(&id) {
-                            let _ = tx.send(Ok(frame));
+                        let waiter = {
+                            let mut state = lock(&reader_state);
+                            state.last_used = std::time::Instant::now();
+                            state.pending.remove(&id)
+                        };
+                        // Woken after the lock is released: the caller's first step (its
+                        // pending entry's guard) takes the same lock.
+                        if let Some(waiter) = waiter {
+                            let _ = waiter.tx.send(Ok(frame));
                         }
                     }
                     Some(Err(e)) => {
@@ -548,7 +645,14 @@ impl Connection {
             if let Some(reason) = state.broken.clone() {
                 return Err(self.broken_error(api, reason));
             }
-            state.pending.insert(id, tx);
+            let now = tokio::time::Instant::now();
+            let waiter = Waiter {
+                tx,
+                deadline: now.checked_add(timeout).unwrap_or(now + FAR_FUTURE),
+                api,
+                timeout,
+            };
+            state.pending.insert(id, waiter);
             state.last_used = std::time::Instant::now();
         }
         let _guard = PendingGuard {
@@ -558,22 +662,37 @@ impl Connection {
         if self.write(frame).await.is_err() {
             return Err(self.broken_error(api, "writer stopped".into()));
         }
-        let Ok(reply) = tokio::time::timeout(timeout, rx).await else {
-            // The broker may answer later, or never: the connection's state is unknown, so
-            // it is retired (other waiters fail at once) and the next request dials afresh.
-            self.retire(format!(
-                "retired: a {api:?} request got no answer within {timeout:?}"
-            ));
-            tracing::debug!(broker = %self.broker, ?api, ?timeout, "request timed out; connection retired");
-            return Err(Error::Timeout {
-                broker: self.broker.clone(),
-                api: crate::ApiKey::of(api),
-                after: timeout,
-            });
+        // The reader's sweep enforces the deadline (see the module documentation); a timeout
+        // shorter than the connection's own, which the sweep may overshoot by more than a
+        // tenth, also gets a timer.
+        let reply = if timeout < self.request_timeout {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(reply) => reply,
+                Err(_) => {
+                    let reason = lock(&self.state).sweep(&self.broker, tokio::time::Instant::now());
+                    if reason.is_none() {
+                        // Due by the timer's clock, not yet by the deadline's (they are read
+                        // apart): retire the connection as the sweep would.
+                        self.retire(format!(
+                            "retired: a {api:?} request got no answer within {timeout:?}"
+                        ));
+                    }
+                    Ok(Err(Failure::TimedOut))
+                }
+            }
+        } else {
+            rx.await
         };
         match reply {
             Ok(Ok(frame)) => decode_response::<R>(frame, version, &self.broker),
-            Ok(Err(reason)) => Err(self.broken_error(api, reason)),
+            // The broker may answer later, or never: the connection's state is unknown, so it
+            // was retired (other waiters failed at once) and the next request dials afresh.
+            Ok(Err(Failure::TimedOut)) => Err(Error::Timeout {
+                broker: self.broker.clone(),
+                api: crate::ApiKey::of(api),
+                after: timeout,
+            }),
+            Ok(Err(Failure::Broken(reason))) => Err(self.broken_error(api, reason)),
             Err(_) => Err(self.broken_error(api, "connection dropped".into())),
         }
     }
@@ -786,6 +905,92 @@ mod tests {
             .with_connect_timeout(Duration::from_secs(5))
             .with_request_timeout(Duration::from_secs(5))
             .with_sasl(SaslConfig::new(mechanism, "u", "p"))
+    }
+
+    /// The sweep fails exactly the requests past their deadline with `TimedOut`, retires the
+    /// connection (every other waiter fails as broken, naming the request that timed out), and
+    /// leaves a connection with nothing due alone.
+    #[test]
+    fn the_sweep_times_out_requests_past_their_deadline_and_retires_the_connection() {
+        let now = tokio::time::Instant::now();
+        let mut state = State::default();
+        let waiter = |deadline, api| {
+            let (tx, rx) = oneshot::channel();
+            let w = Waiter {
+                tx,
+                deadline,
+                api,
+                timeout: Duration::from_secs(1),
+            };
+            (w, rx)
+        };
+        let (due, mut due_rx) = waiter(now - Duration::from_millis(1), ApiKey::Metadata);
+        let (later, mut later_rx) = waiter(now + Duration::from_secs(60), ApiKey::Fetch);
+        state.pending.insert(1, later);
+        assert_eq!(state.sweep("b:9092", now), None, "nothing due yet");
+        assert!(state.broken.is_none());
+        state.pending.insert(2, due);
+        let reason = state.sweep("b:9092", now).expect("one request was due");
+        assert!(reason.contains("Metadata") && reason.contains("1s"), "{reason}");
+        assert!(matches!(due_rx.try_recv(), Ok(Err(Failure::TimedOut))));
+        match later_rx.try_recv() {
+            Ok(Err(Failure::Broken(r))) => assert_eq!(r, reason),
+            _ => panic!("the other waiter fails as broken"),
+        }
+        assert!(state.pending.is_empty());
+        assert_eq!(state.broken.as_deref(), Some(reason.as_str()));
+    }
+
+    /// A request has no timer of its own: if the connection's reader task ends without a
+    /// word (here: the runtime it ran on shut down while the request waited on another), the
+    /// waiter fails at once with `ConnectionBroken`, not never (nor after its whole timeout).
+    #[test]
+    fn a_waiter_fails_at_once_when_the_reader_task_is_gone() {
+        let broker_rt = tokio::runtime::Runtime::new().unwrap();
+        // Answers ApiVersions, then reads nothing for a minute.
+        let (addr, _seen) = broker_rt.block_on(frame_checking_broker(Duration::from_secs(60)));
+        let config = ClientConfig::new(addr.clone())
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_request_timeout(Duration::from_secs(60));
+        let reader_rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let conn = Arc::new(
+            reader_rt
+                .block_on(Connection::connect(&addr, &config))
+                .expect("connect"),
+        );
+        let caller_rt = tokio::runtime::Runtime::new().unwrap();
+        let waiter = {
+            let conn = conn.clone();
+            caller_rt.spawn(async move {
+                let req = SaslAuthenticateRequest::default()
+                    .with_auth_bytes(Bytes::from_static(b"x"));
+                conn.send(&req).await
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while conn.in_flight() != 1 {
+            assert!(std::time::Instant::now() < deadline, "the request was not sent");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(reader_rt);
+        let outcome = caller_rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), waiter).await })
+            .expect("the waiter fails at once, not after its 60 s timeout")
+            .unwrap();
+        assert!(
+            matches!(&outcome, Err(Error::ConnectionBroken { reason, .. }) if reason.contains("reader task ended")),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn the_sweep_runs_every_tenth_of_the_request_timeout_between_1_ms_and_1_s() {
+        assert_eq!(sweep_period(Duration::from_secs(30)), Duration::from_secs(1));
+        assert_eq!(sweep_period(Duration::from_millis(500)), Duration::from_millis(50));
+        assert_eq!(sweep_period(Duration::from_micros(100)), Duration::from_millis(1));
     }
 
     #[tokio::test]
