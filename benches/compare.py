@@ -199,6 +199,9 @@ def kafka_layer(args, r):
                 run[c] = one_json([PY, RAW, "throughput", addr, "--records", n, "--size", "64", "--batch", "1000"], 600)
             else:
                 run[c] = one_json([wire, addr, n, "--client", c, "--run", str(i)], 600)
+        # The round trip, the Rust clients interleaved in one process (see wire-bench's doc).
+        out, _ = run_json([wire, "roundtrip", addr, "--count", "600", "--run", str(i)], 600)
+        run["roundtrip"] = {x["system"]: x for x in out}
         runs.append(run)
     r["wire_runs"] = runs
     r["rd_roundtrip"] = one_json([PY, RAW, "roundtrip", addr, "--count", "200"], 300)
@@ -533,24 +536,36 @@ def kafka_table(r, args):
     print("Kafka layer: %d records of 64 bytes in batches of 1,000; %d runs, clients in rotating order, each on"
           " fresh topics; min / median / max over the runs; CPU per record is the median of the runs"
           " (process CPU during the phase)" % (args.records, len(runs)))
-    print("%-12s %26s %28s %24s %11s %11s" % (
-        "client", "produce rec/s", "fetch rec/s", "rt p50 ms", "prod CPU µs", "fetch CPU µs"))
-    for c in ("krpc-kafka", "rskafka", "librdkafka"):
-        xs = [run[c] for run in runs]
+    print("krpc-kafka with idempotence off, as rskafka (which has none) and librdkafka (off by default);"
+          " rt = produce one record, await the ack, fetch it back: 600 per client per run, the Rust clients"
+          " interleaved in blocks of 20 in one process")
+    print("%-23s %26s %28s %20s %11s %11s %9s" % (
+        "client", "produce rec/s", "fetch rec/s", "rt p50 ms", "prod CPU µs", "fetch CPU µs", "rt CPU µs"))
+    for c in ("krpc-kafka", "krpc-kafka idempotent", "rskafka", "librdkafka"):
+        rts = [run["roundtrip"][c] for run in runs if c in run.get("roundtrip", {})]
         if c == "librdkafka":
             rt = "%.2f (one run)" % r["rd_roundtrip"]["p50_ms"]
         else:
-            rt = spread2([x["roundtrip_p50_ms"] for x in xs])
-        print("%-12s %26s %28s %24s %11.3f %11.3f" % (
+            rt = spread2([x["p50_ms"] for x in rts])
+        rt_cpu = "%9.1f" % statistics.median(x["cpu_us_per_roundtrip"] for x in rts) if rts else "%9s" % "-"
+        if c == "krpc-kafka idempotent":
+            # Only the round trip: the throughput rows are like for like.
+            print("%-23s %26s %28s %20s %11s %11s %s" % (c, "-", "-", rt, "-", "-", rt_cpu))
+            continue
+        xs = [run[c] for run in runs]
+        print("%-23s %26s %28s %20s %11.3f %11.3f %s" % (
             c, spread([x["produce_per_s"] for x in xs]), spread([x["fetch_per_s"] for x in xs]), rt,
             statistics.median(x["produce_cpu_us_per_record"] for x in xs),
-            statistics.median(x["fetch_cpu_us_per_record"] for x in xs)))
-    print("krpc-kafka / rskafka per run (produce, fetch: higher is better; round trip p50: lower is better):")
+            statistics.median(x["fetch_cpu_us_per_record"] for x in xs), rt_cpu))
+    print("krpc-kafka / rskafka per run (produce, fetch: higher is better; round trip p50, CPU per round trip:"
+          " lower is better):")
     for i, run in enumerate(runs):
         kw, rs = run["krpc-kafka"], run["rskafka"]
-        print("  run %d (%s): produce %s, fetch %s, round trip p50 %s" % (
+        kr, rr = run["roundtrip"]["krpc-kafka"], run["roundtrip"]["rskafka"]
+        print("  run %d (%s): produce %s, fetch %s, round trip p50 %s, CPU per round trip %s" % (
             i + 1, " > ".join(run["order"]), ratio(kw["produce_per_s"], rs["produce_per_s"]),
-            ratio(kw["fetch_per_s"], rs["fetch_per_s"]), ratio(kw["roundtrip_p50_ms"], rs["roundtrip_p50_ms"])))
+            ratio(kw["fetch_per_s"], rs["fetch_per_s"]), ratio(kr["p50_ms"], rr["p50_ms"]),
+            ratio(kr["cpu_us_per_roundtrip"], rr["cpu_us_per_roundtrip"])))
 
 
 def scaling_tables(r, args):

@@ -6,6 +6,7 @@
 //!                           [--fetch-wait-ms W]
 //! wire-bench echo-caller BOOTSTRAP --requests T --replies T [--partitions P] [--in-flight N]
 //!                           [--seconds S] [--request-size B] [--reply-size B] [--fetch-wait-ms W]
+//! wire-bench roundtrip BOOTSTRAP [--count N] [--block B] [--run R]
 //! wire-bench sizes BOOTSTRAP TOPIC [--records N]
 //! ```
 //!
@@ -15,7 +16,16 @@
 //! before the next), and the latency of producing one record and fetching it back. Each phase's
 //! process CPU time (getrusage: every thread of this process) is reported per record: nothing
 //! else runs in the process during a phase. Prints a table on stderr and one JSON line per
-//! client on stdout.
+//! client on stdout. krpc-kafka's producer runs with idempotence off here, as rskafka's (which
+//! has none) and librdkafka's in the harness (`enable.idempotence` defaults to false there):
+//! like for like. The `roundtrip` mode measures what the default idempotent producer costs.
+//!
+//! **Round trip** (`roundtrip`): produce one 64-byte record, wait for its acknowledgement,
+//! fetch it back, `--count` times per client, the clients interleaved in blocks of `--block`
+//! in one process (the broker's speed drifts as it ages: interleaving puts every client in
+//! the same moments): krpc-kafka as above, krpc-kafka with its default idempotent producer,
+//! and rskafka. Prints p50/p99 and the process CPU per round trip (measured per block: only
+//! that client works then), one JSON line per client.
 //!
 //! **Raw echo** (`echo` + `echo-caller`, two processes): the least a request/reply exchange
 //! costs through the broker with no RPC logic. The caller produces request records (value:
@@ -116,9 +126,11 @@ async fn bench_krpc_kafka(addr: &str, records: usize, run: u32) -> Result {
         .create_topics(&[NewTopic::new(&t, 1)], false)
         .await
         .expect("create");
+    // Idempotence off: rskafka's producer has none (see the module documentation).
     let config = ProducerConfig::default()
         .with_linger(Duration::from_secs(60))
-        .with_max_batch_bytes(16 << 20);
+        .with_max_batch_bytes(16 << 20)
+        .with_enable_idempotence(false);
     let producer = Producer::new(client.clone(), config).expect("producer config");
     let value = vec![b'x'; SIZE];
     let phase = Phase::start();
@@ -148,7 +160,9 @@ async fn bench_krpc_kafka(addr: &str, records: usize, run: u32) -> Result {
 
     let single = Producer::new(
         client.clone(),
-        ProducerConfig::default().with_linger(Duration::ZERO),
+        ProducerConfig::default()
+            .with_linger(Duration::ZERO)
+            .with_enable_idempotence(false),
     )
     .expect("producer config");
     let mut hist = Histogram::<u64>::new(3).unwrap();
@@ -252,6 +266,169 @@ async fn bench_rskafka(addr: &str, records: usize, run: u32) -> Result {
         fetch_cpu_us: fetch_cpu * 1e6 / records as f64,
         rt_cpu_us: rt_cpu * 1e6 / ROUND_TRIPS as f64,
     }
+}
+
+/// One client of the interleaved round-trip measurement: its own topic (one partition).
+enum RoundTripper {
+    KrpcKafka {
+        producer: Producer,
+        fetcher: Box<Fetcher>,
+        topic: String,
+    },
+    Rskafka(rskafka::client::partition::PartitionClient),
+}
+
+impl RoundTripper {
+    async fn krpc_kafka(addr: &str, topic: String, idempotent: bool) -> AnyResult<Self> {
+        let client = KafkaClient::connect(ClientConfig::new(addr)).await?;
+        client
+            .create_topics(&[NewTopic::new(&topic, 1)], false)
+            .await?;
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig::default()
+                .with_linger(Duration::ZERO)
+                .with_enable_idempotence(idempotent),
+        )?;
+        let fetcher = Fetcher::new(
+            client,
+            FetchConfig::default().with_max_wait(Duration::from_millis(10)),
+        )?;
+        Ok(Self::KrpcKafka {
+            producer,
+            fetcher: Box::new(fetcher),
+            topic,
+        })
+    }
+
+    async fn rskafka(addr: &str, topic: String) -> AnyResult<Self> {
+        let client = ClientBuilder::new(vec![addr.to_string()]).build().await?;
+        client
+            .controller_client()?
+            .create_topic(&topic, 1, 1, 10_000)
+            .await?;
+        Ok(Self::Rskafka(
+            client
+                .partition_client(&topic, 0, UnknownTopicHandling::Retry)
+                .await?,
+        ))
+    }
+
+    /// Produces one record, waits for its acknowledgement and fetches it back.
+    async fn once(&mut self) -> AnyResult<()> {
+        match self {
+            Self::KrpcKafka {
+                producer,
+                fetcher,
+                topic,
+            } => {
+                let md = producer
+                    .send_to(topic, 0, ProducerRecord::value(vec![b'x'; SIZE]))
+                    .await?
+                    .await?;
+                fetcher.assign(topic, 0, md.offset);
+                let back = fetcher.poll().await?;
+                if back.first().map(|r| r.offset) != Some(md.offset) {
+                    return Err(format!(
+                        "fetched {:?}, not offset {}",
+                        back.first().map(|r| r.offset),
+                        md.offset
+                    )
+                    .into());
+                }
+            }
+            Self::Rskafka(partition) => {
+                let record = Record {
+                    key: None,
+                    value: Some(vec![b'x'; SIZE]),
+                    headers: BTreeMap::new(),
+                    timestamp: chrono::Utc::now(),
+                };
+                let offsets = partition
+                    .produce(vec![record], Compression::NoCompression)
+                    .await?;
+                let (back, _) = partition
+                    .fetch_records(offsets[0], 1..(1 << 20), 10)
+                    .await?;
+                if back.first().map(|r| r.offset) != Some(offsets[0]) {
+                    return Err(format!(
+                        "fetched {:?}, not offset {}",
+                        back.first().map(|r| r.offset),
+                        offsets[0]
+                    )
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn roundtrip(flags: Flags) -> AnyResult<()> {
+    let addr = flags
+        .positional
+        .first()
+        .cloned()
+        .ok_or("BOOTSTRAP is required")?;
+    let count: usize = flags.get("count", 600)?;
+    let block: usize = flags.get("block", 20)?.max(1);
+    let run: u32 = flags.get("run", 0)?;
+    let mut clients: Vec<(&str, RoundTripper)> = vec![
+        (
+            "krpc-kafka",
+            RoundTripper::krpc_kafka(&addr, topic("rt-krpc-kafka", run), false).await?,
+        ),
+        (
+            "krpc-kafka idempotent",
+            RoundTripper::krpc_kafka(&addr, topic("rt-krpc-kafka-idem", run), true).await?,
+        ),
+        (
+            "rskafka",
+            RoundTripper::rskafka(&addr, topic("rt-rskafka", run)).await?,
+        ),
+    ];
+    // Warm-up: connections dialled, producer ids fetched, fetch sessions opened.
+    for (_, c) in clients.iter_mut() {
+        for _ in 0..block {
+            c.once().await?;
+        }
+    }
+    let n = clients.len();
+    let mut hists: Vec<Histogram<u64>> = (0..n).map(|_| Histogram::new(3).unwrap()).collect();
+    let mut cpu = vec![0.0f64; n];
+    for b in 0..count.div_ceil(block) {
+        // Rotate who goes first in each block.
+        for k in 0..n {
+            let i = (b + k) % n;
+            let started = process_cpu();
+            for _ in 0..block {
+                let t0 = Instant::now();
+                clients[i].1.once().await?;
+                hists[i].record(t0.elapsed().as_micros() as u64)?;
+            }
+            cpu[i] += process_cpu() - started;
+        }
+    }
+    eprintln!(
+        "{count} round trips per client, interleaved in blocks of {block}: produce one {SIZE}-byte record, await its ack, fetch it back"
+    );
+    eprintln!(
+        "{:<24} {:>10} {:>10} {:>12}",
+        "client", "p50 ms", "p99 ms", "CPU µs/rt"
+    );
+    for (i, (name, _)) in clients.iter().enumerate() {
+        let h = &hists[i];
+        let per = cpu[i] * 1e6 / h.len() as f64;
+        let p50 = h.value_at_quantile(0.5) as f64 / 1e3;
+        let p99 = h.value_at_quantile(0.99) as f64 / 1e3;
+        eprintln!("{name:<24} {p50:>10.3} {p99:>10.3} {per:>12.1}");
+        println!(
+            "{}",
+            json!({"test": "roundtrip", "system": name, "run": run, "count": h.len(),
+                   "p50_ms": p50, "p99_ms": p99, "cpu_us_per_roundtrip": per})
+        );
+    }
+    Ok(())
 }
 
 /// Flags after the positional arguments: `--name value` pairs (a repeated flag keeps every
@@ -578,7 +755,7 @@ async fn sizes(flags: Flags) -> AnyResult<()> {
 async fn main() {
     let mut args = std::env::args().skip(1).peekable();
     let result = match args.peek().map(String::as_str) {
-        Some(cmd @ ("echo" | "echo-caller" | "sizes")) => {
+        Some(cmd @ ("echo" | "echo-caller" | "sizes" | "roundtrip")) => {
             let cmd = cmd.to_string();
             args.next();
             match Flags::parse(args) {
@@ -586,6 +763,7 @@ async fn main() {
                 Ok(flags) => match cmd.as_str() {
                     "echo" => echo(flags).await,
                     "echo-caller" => echo_caller(flags).await,
+                    "roundtrip" => roundtrip(flags).await,
                     _ => sizes(flags).await,
                 },
             }

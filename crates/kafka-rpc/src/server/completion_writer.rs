@@ -253,29 +253,39 @@ mod tests {
             })
     }
 
+    /// A writer over `gate`, coalescing or not.
+    fn writer(gate: &Arc<Gate>, coalesce: bool) -> Arc<CompletionWriter> {
+        Arc::new(CompletionWriter::new(
+            Arc::new(gate.clone()),
+            "krpc.S.completed",
+            coalesce,
+        ))
+    }
+
+    /// Writes completion `id` to `partition` in a task of its own.
+    fn spawn_write(
+        writer: &Arc<CompletionWriter>,
+        partition: i32,
+        id: u8,
+    ) -> tokio::task::JoinHandle<Result<(), krpc_kafka::Error>> {
+        let w = writer.clone();
+        tokio::spawn(async move { w.write(partition, completion(id)).await })
+    }
+
     #[tokio::test]
     async fn completions_finishing_during_a_write_go_out_together_in_one_record() {
         let gate = Gate::new(false);
-        let writer = Arc::new(CompletionWriter::new(
-            Arc::new(gate.clone()),
-            "krpc.S.completed",
-            true,
-        ));
+        let writer = writer(&gate, true);
         // The first completion of partition 0 goes out at once, alone.
-        let w = writer.clone();
-        let first = tokio::spawn(async move { w.write(0, completion(0)).await });
+        let first = spawn_write(&writer, 0, 0);
         sent_count(&gate, 1).await;
         // Five more of partition 0 and one of partition 1 while it is in flight: partition 1
         // does not wait for partition 0.
         let mut later = Vec::new();
         for id in 1..=5 {
-            let w = writer.clone();
-            later.push(tokio::spawn(
-                async move { w.write(0, completion(id)).await },
-            ));
+            later.push(spawn_write(&writer, 0, id));
         }
-        let w = writer.clone();
-        let other = tokio::spawn(async move { w.write(1, completion(9)).await });
+        let other = spawn_write(&writer, 1, 9);
         sent_count(&gate, 2).await;
         for _ in 0..50 {
             tokio::task::yield_now().await;
@@ -298,20 +308,12 @@ mod tests {
     #[tokio::test]
     async fn a_failed_write_fails_every_completion_it_carried() {
         let gate = Gate::new(true);
-        let writer = Arc::new(CompletionWriter::new(
-            Arc::new(gate.clone()),
-            "krpc.S.completed",
-            true,
-        ));
-        let w = writer.clone();
-        let first = tokio::spawn(async move { w.write(0, completion(0)).await });
+        let writer = writer(&gate, true);
+        let first = spawn_write(&writer, 0, 0);
         sent_count(&gate, 1).await;
         let mut later = Vec::new();
         for id in 1..=3 {
-            let w = writer.clone();
-            later.push(tokio::spawn(
-                async move { w.write(0, completion(id)).await },
-            ));
+            later.push(spawn_write(&writer, 0, id));
         }
         for _ in 0..50 {
             tokio::task::yield_now().await;
@@ -332,17 +334,10 @@ mod tests {
     #[tokio::test]
     async fn without_coalescing_every_completion_is_its_own_record_at_once() {
         let gate = Gate::new(false);
-        let writer = Arc::new(CompletionWriter::new(
-            Arc::new(gate.clone()),
-            "krpc.S.completed",
-            false,
-        ));
+        let writer = writer(&gate, false);
         let mut all = Vec::new();
         for id in 0..4 {
-            let w = writer.clone();
-            all.push(tokio::spawn(
-                async move { w.write(0, completion(id)).await },
-            ));
+            all.push(spawn_write(&writer, 0, id));
         }
         sent_count(&gate, 4).await;
         gate.open(4);
