@@ -541,14 +541,14 @@ def kafka_table(r, args):
           " interleaved in blocks of 20 in one process")
     print("%-23s %26s %28s %20s %11s %11s %9s" % (
         "client", "produce rec/s", "fetch rec/s", "rt p50 ms", "prod CPU µs", "fetch CPU µs", "rt CPU µs"))
-    for c in ("krpc-kafka", "krpc-kafka idempotent", "rskafka", "librdkafka"):
+    for c in ("krpc-kafka", "krpc-kafka idempotent", "krpc-kafka no sessions", "rskafka", "librdkafka"):
         rts = [run["roundtrip"][c] for run in runs if c in run.get("roundtrip", {})]
         if c == "librdkafka":
             rt = "%.2f (one run)" % r["rd_roundtrip"]["p50_ms"]
         else:
             rt = spread2([x["p50_ms"] for x in rts])
         rt_cpu = "%9.1f" % statistics.median(x["cpu_us_per_roundtrip"] for x in rts) if rts else "%9s" % "-"
-        if c == "krpc-kafka idempotent":
+        if c in ("krpc-kafka idempotent", "krpc-kafka no sessions"):
             # Only the round trip: the throughput rows are like for like.
             print("%-23s %26s %28s %20s %11s %11s %s" % (c, "-", "-", rt, "-", "-", rt_cpu))
             continue
@@ -557,15 +557,21 @@ def kafka_table(r, args):
             c, spread([x["produce_per_s"] for x in xs]), spread([x["fetch_per_s"] for x in xs]), rt,
             statistics.median(x["produce_cpu_us_per_record"] for x in xs),
             statistics.median(x["fetch_cpu_us_per_record"] for x in xs), rt_cpu))
-    print("krpc-kafka / rskafka per run (produce, fetch: higher is better; round trip p50, CPU per round trip:"
-          " lower is better):")
+    print("krpc-kafka / rskafka per run (produce, fetch: higher is better; round trip p50 and its halves,"
+          " CPU per round trip: lower is better; the produce half is send to acknowledgement, the fetch"
+          " half the rest; \"no sessions\": krpc-kafka's round trip with KIP-227 fetch sessions off):")
     for i, run in enumerate(runs):
         kw, rs = run["krpc-kafka"], run["rskafka"]
         kr, rr = run["roundtrip"]["krpc-kafka"], run["roundtrip"]["rskafka"]
-        print("  run %d (%s): produce %s, fetch %s, round trip p50 %s, CPU per round trip %s" % (
-            i + 1, " > ".join(run["order"]), ratio(kw["produce_per_s"], rs["produce_per_s"]),
-            ratio(kw["fetch_per_s"], rs["fetch_per_s"]), ratio(kr["p50_ms"], rr["p50_ms"]),
-            ratio(kr["cpu_us_per_roundtrip"], rr["cpu_us_per_roundtrip"])))
+        ns = run["roundtrip"].get("krpc-kafka no sessions")
+        print("  run %d (%s): produce %s, fetch %s, round trip p50 %s (produce half %s, fetch half %s%s),"
+              " CPU per round trip %s" % (
+                  i + 1, " > ".join(run["order"]), ratio(kw["produce_per_s"], rs["produce_per_s"]),
+                  ratio(kw["fetch_per_s"], rs["fetch_per_s"]), ratio(kr["p50_ms"], rr["p50_ms"]),
+                  ratio(kr["produce_p50_ms"], rr["produce_p50_ms"]),
+                  ratio(kr["p50_ms"] - kr["produce_p50_ms"], rr["p50_ms"] - rr["produce_p50_ms"]),
+                  ", no sessions %s" % ratio(ns["p50_ms"], rr["p50_ms"]) if ns else "",
+                  ratio(kr["cpu_us_per_roundtrip"], rr["cpu_us_per_roundtrip"])))
 
 
 def scaling_tables(r, args):

@@ -6,7 +6,7 @@
 //!                           [--fetch-wait-ms W]
 //! wire-bench echo-caller BOOTSTRAP --requests T --replies T [--partitions P] [--in-flight N]
 //!                           [--seconds S] [--request-size B] [--reply-size B] [--fetch-wait-ms W]
-//! wire-bench roundtrip BOOTSTRAP [--count N] [--block B] [--run R]
+//! wire-bench roundtrip BOOTSTRAP [--count N] [--block B] [--run R] [--only CLIENT]...
 //! wire-bench sizes BOOTSTRAP TOPIC [--records N]
 //! ```
 //!
@@ -279,7 +279,12 @@ enum RoundTripper {
 }
 
 impl RoundTripper {
-    async fn krpc_kafka(addr: &str, topic: String, idempotent: bool) -> AnyResult<Self> {
+    async fn krpc_kafka(
+        addr: &str,
+        topic: String,
+        idempotent: bool,
+        sessions: bool,
+    ) -> AnyResult<Self> {
         let client = KafkaClient::connect(ClientConfig::new(addr)).await?;
         client
             .create_topics(&[NewTopic::new(&topic, 1)], false)
@@ -292,7 +297,9 @@ impl RoundTripper {
         )?;
         let fetcher = Fetcher::new(
             client,
-            FetchConfig::default().with_max_wait(Duration::from_millis(10)),
+            FetchConfig::default()
+                .with_max_wait(Duration::from_millis(10))
+                .with_sessions(sessions),
         )?;
         Ok(Self::KrpcKafka {
             producer,
@@ -314,8 +321,11 @@ impl RoundTripper {
         ))
     }
 
-    /// Produces one record, waits for its acknowledgement and fetches it back.
-    async fn once(&mut self) -> AnyResult<()> {
+    /// Produces one record, waits for its acknowledgement and fetches it back; returns how
+    /// long the produce (to its acknowledgement) took.
+    async fn once(&mut self) -> AnyResult<Duration> {
+        let t0 = Instant::now();
+        let produced;
         match self {
             Self::KrpcKafka {
                 producer,
@@ -326,6 +336,7 @@ impl RoundTripper {
                     .send_to(topic, 0, ProducerRecord::value(vec![b'x'; SIZE]))
                     .await?
                     .await?;
+                produced = t0.elapsed();
                 fetcher.assign(topic, 0, md.offset);
                 let back = fetcher.poll().await?;
                 if back.first().map(|r| r.offset) != Some(md.offset) {
@@ -347,6 +358,7 @@ impl RoundTripper {
                 let offsets = partition
                     .produce(vec![record], Compression::NoCompression)
                     .await?;
+                produced = t0.elapsed();
                 let (back, _) = partition
                     .fetch_records(offsets[0], 1..(1 << 20), 10)
                     .await?;
@@ -360,7 +372,7 @@ impl RoundTripper {
                 }
             }
         }
-        Ok(())
+        Ok(produced)
     }
 }
 
@@ -376,17 +388,26 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
     let mut clients: Vec<(&str, RoundTripper)> = vec![
         (
             "krpc-kafka",
-            RoundTripper::krpc_kafka(&addr, topic("rt-krpc-kafka", run), false).await?,
+            RoundTripper::krpc_kafka(&addr, topic("rt-krpc-kafka", run), false, true).await?,
+        ),
+        (
+            "krpc-kafka no sessions",
+            RoundTripper::krpc_kafka(&addr, topic("rt-krpc-kafka-nosess", run), false, false)
+                .await?,
         ),
         (
             "krpc-kafka idempotent",
-            RoundTripper::krpc_kafka(&addr, topic("rt-krpc-kafka-idem", run), true).await?,
+            RoundTripper::krpc_kafka(&addr, topic("rt-krpc-kafka-idem", run), true, true).await?,
         ),
         (
             "rskafka",
             RoundTripper::rskafka(&addr, topic("rt-rskafka", run)).await?,
         ),
     ];
+    // `--only NAME` (repeatable): just those clients, e.g. to profile one.
+    if let Some(only) = flags.named.get("only") {
+        clients.retain(|(name, _)| only.iter().any(|o| o == name));
+    }
     // Warm-up: connections dialled, producer ids fetched, fetch sessions opened.
     for (_, c) in clients.iter_mut() {
         for _ in 0..block {
@@ -395,6 +416,9 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
     }
     let n = clients.len();
     let mut hists: Vec<Histogram<u64>> = (0..n).map(|_| Histogram::new(3).unwrap()).collect();
+    // The produce half (to its acknowledgement) alone; the fetch half is the rest.
+    let mut produce_hists: Vec<Histogram<u64>> =
+        (0..n).map(|_| Histogram::new(3).unwrap()).collect();
     let mut cpu = vec![0.0f64; n];
     for b in 0..count.div_ceil(block) {
         // Rotate who goes first in each block.
@@ -403,8 +427,9 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
             let started = process_cpu();
             for _ in 0..block {
                 let t0 = Instant::now();
-                clients[i].1.once().await?;
+                let produced = clients[i].1.once().await?;
                 hists[i].record(t0.elapsed().as_micros() as u64)?;
+                produce_hists[i].record(produced.as_micros() as u64)?;
             }
             cpu[i] += process_cpu() - started;
         }
@@ -413,19 +438,21 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
         "{count} round trips per client, interleaved in blocks of {block}: produce one {SIZE}-byte record, await its ack, fetch it back"
     );
     eprintln!(
-        "{:<24} {:>10} {:>10} {:>12}",
-        "client", "p50 ms", "p99 ms", "CPU µs/rt"
+        "{:<24} {:>10} {:>10} {:>14} {:>12}",
+        "client", "p50 ms", "p99 ms", "produce p50 ms", "CPU µs/rt"
     );
     for (i, (name, _)) in clients.iter().enumerate() {
         let h = &hists[i];
         let per = cpu[i] * 1e6 / h.len() as f64;
         let p50 = h.value_at_quantile(0.5) as f64 / 1e3;
         let p99 = h.value_at_quantile(0.99) as f64 / 1e3;
-        eprintln!("{name:<24} {p50:>10.3} {p99:>10.3} {per:>12.1}");
+        let produce_p50 = produce_hists[i].value_at_quantile(0.5) as f64 / 1e3;
+        eprintln!("{name:<24} {p50:>10.3} {p99:>10.3} {produce_p50:>14.3} {per:>12.1}");
         println!(
             "{}",
             json!({"test": "roundtrip", "system": name, "run": run, "count": h.len(),
-                   "p50_ms": p50, "p99_ms": p99, "cpu_us_per_roundtrip": per})
+                   "p50_ms": p50, "p99_ms": p99, "produce_p50_ms": produce_p50,
+                   "cpu_us_per_roundtrip": per})
         );
     }
     Ok(())

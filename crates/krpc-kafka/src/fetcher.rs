@@ -524,10 +524,17 @@ impl Fetcher {
             tokio::time::sleep(delay).await;
             return Ok(Vec::new());
         }
-        let rounds = by_leader
-            .into_iter()
-            .map(|(addr, asks)| self.fetch_from(addr, asks));
-        let results = futures::future::join_all(rounds).await;
+        // One leader (the usual case): awaited in place. `join_all` allocates its futures'
+        // slots, over a kilobyte, on every poll.
+        let results = if by_leader.len() == 1 {
+            let (addr, asks) = by_leader.pop().expect("one leader");
+            vec![self.fetch_from(addr, asks).await]
+        } else {
+            let rounds = by_leader
+                .into_iter()
+                .map(|(addr, asks)| self.fetch_from(addr, asks));
+            futures::future::join_all(rounds).await
+        };
         let mut outcomes = Vec::new();
         for result in results {
             outcomes.extend(result?);

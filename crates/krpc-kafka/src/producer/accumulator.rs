@@ -315,10 +315,15 @@ impl Batching {
 
     fn update_low(&self) {
         let low = self.incomplete.first().copied().unwrap_or(u64::MAX);
+        // Receivers are flushes and closes waiting; with none, the value changes silently (a
+        // later `low()` reads it): a watch's notification wakes nobody then, yet locks each of
+        // its eight lists, once per batch. Both run under the stage's lock, so no receiver
+        // appears in between.
+        let watched = self.low.receiver_count() > 0;
         self.low.send_if_modified(|l| {
             let changed = *l != low;
             *l = low;
-            changed
+            changed && watched
         });
     }
 
@@ -338,9 +343,17 @@ impl Batching {
         max_request_bytes: usize,
     ) -> Drained {
         let mut out = Drained::default();
-        // Requests being filled, by leader: (index in out.requests, bytes so far).
-        let mut open: HashMap<String, (usize, usize)> = HashMap::new();
-        let mut used: HashMap<String, usize> = HashMap::new();
+        // Per leader, the request being filled and how many were taken. A list, not a map: a
+        // producer talks to a few leaders, and this runs on every send that opens a batch and
+        // every turn of the sender.
+        struct Leader {
+            addr: String,
+            /// The request being filled: its index in `out.requests`, bytes so far.
+            open: Option<(usize, usize)>,
+            /// Requests taken for this leader in this drain.
+            taken: usize,
+        }
+        let mut by_leader: Vec<Leader> = Vec::new();
         let n = self.queues.len();
         let start = if n == 0 { 0 } else { self.drain_start % n };
         self.drain_start = self.drain_start.wrapping_add(1);
@@ -393,18 +406,25 @@ impl Batching {
                 }
             };
             let size = head.bytes;
-            let slot = match open.get_mut(&addr) {
+            let l = match by_leader.iter().position(|l| l.addr == addr) {
+                Some(l) => l,
+                None => {
+                    by_leader.push(Leader {
+                        addr,
+                        open: None,
+                        taken: 0,
+                    });
+                    by_leader.len() - 1
+                }
+            };
+            let Leader { addr, open, taken } = &mut by_leader[l];
+            let at = match open {
                 Some((at, bytes)) if *bytes + size <= max_request_bytes => {
                     *bytes += size;
-                    Some(*at)
+                    *at
                 }
-                _ => None,
-            };
-            let at = match slot {
-                Some(at) => at,
-                None => {
-                    let taken = used.entry(addr.clone()).or_default();
-                    if *taken >= room(&addr) {
+                _ => {
+                    if *taken >= room(addr) {
                         // This leader has all the requests in flight it may have; the batch
                         // goes when one completes (the sender drains again then).
                         continue;
@@ -412,7 +432,7 @@ impl Batching {
                     *taken += 1;
                     out.requests.push((addr.clone(), Vec::new()));
                     let at = out.requests.len() - 1;
-                    open.insert(addr, (at, size));
+                    *open = Some((at, size));
                     at
                 }
             };
