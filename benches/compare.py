@@ -77,8 +77,18 @@ def cpu_of(pids):
     return sum(proc_usage(p)[0] for p in pids)
 
 
-def start(cmd, env=None):
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+# Where our servers' logs go (info level): a run that stalls can be read afterwards. Printed at
+# the end of the run.
+SERVER_LOGS = tempfile.mkdtemp(prefix="krpc-bench-servers-")
+
+
+def start(cmd, env=None, log=None):
+    err = open(log, "w") if log else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
+    finally:
+        if log:
+            err.close()
 
 
 def stop(proc):
@@ -241,7 +251,8 @@ def krpc_serve(args, service, concurrency=None, config=None):
            "--fetch-max-wait", "%dms" % args.fetch_wait_ms]
     if config:
         cmd += ["--config-file", config]
-    return start(cmd)
+    log = tempfile.NamedTemporaryFile(dir=SERVER_LOGS, prefix=service + "-", suffix=".log", delete=False).name
+    return start(cmd, env=dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info")), log=log)
 
 
 def warm_up(args, service, *extra, config=None):
@@ -429,6 +440,7 @@ def report(r, args):
     if "scaling" in r:
         scaling_tables(r, args)
     print()
+    print("Our servers' logs (info): %s" % SERVER_LOGS)
     print("JSON: " + json.dumps(r))
 
 
