@@ -23,9 +23,11 @@
 //! **Round trip** (`roundtrip`): produce one 64-byte record, wait for its acknowledgement,
 //! fetch it back, `--count` times per client, the clients interleaved in blocks of `--block`
 //! in one process (the broker's speed drifts as it ages: interleaving puts every client in
-//! the same moments): krpc-kafka as above, krpc-kafka with its default idempotent producer,
-//! and rskafka. Prints p50/p99 and the process CPU per round trip (measured per block: only
-//! that client works then), one JSON line per client.
+//! the same moments): krpc-kafka as above, krpc-kafka without KIP-227 fetch sessions,
+//! krpc-kafka with its default idempotent producer, and rskafka (`--only NAME`, repeatable:
+//! just those). Prints p50/p99, the p50 of each half (send to acknowledgement; fetch) and the
+//! process CPU per round trip (measured per block: only that client works then), one JSON
+//! line per client.
 //!
 //! **Raw echo** (`echo` + `echo-caller`, two processes): the least a request/reply exchange
 //! costs through the broker with no RPC logic. The caller produces request records (value:
@@ -416,9 +418,10 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
     }
     let n = clients.len();
     let mut hists: Vec<Histogram<u64>> = (0..n).map(|_| Histogram::new(3).unwrap()).collect();
-    // The produce half (to its acknowledgement) alone; the fetch half is the rest.
+    // The produce half (to its acknowledgement) and the fetch half (the rest), each alone.
     let mut produce_hists: Vec<Histogram<u64>> =
         (0..n).map(|_| Histogram::new(3).unwrap()).collect();
+    let mut fetch_hists: Vec<Histogram<u64>> = (0..n).map(|_| Histogram::new(3).unwrap()).collect();
     let mut cpu = vec![0.0f64; n];
     for b in 0..count.div_ceil(block) {
         // Rotate who goes first in each block.
@@ -428,8 +431,10 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
             for _ in 0..block {
                 let t0 = Instant::now();
                 let produced = clients[i].1.once().await?;
-                hists[i].record(t0.elapsed().as_micros() as u64)?;
+                let elapsed = t0.elapsed();
+                hists[i].record(elapsed.as_micros() as u64)?;
                 produce_hists[i].record(produced.as_micros() as u64)?;
+                fetch_hists[i].record(elapsed.saturating_sub(produced).as_micros() as u64)?;
             }
             cpu[i] += process_cpu() - started;
         }
@@ -438,8 +443,8 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
         "{count} round trips per client, interleaved in blocks of {block}: produce one {SIZE}-byte record, await its ack, fetch it back"
     );
     eprintln!(
-        "{:<24} {:>10} {:>10} {:>14} {:>12}",
-        "client", "p50 ms", "p99 ms", "produce p50 ms", "CPU µs/rt"
+        "{:<24} {:>10} {:>10} {:>14} {:>12} {:>12}",
+        "client", "p50 ms", "p99 ms", "produce p50 ms", "fetch p50 ms", "CPU µs/rt"
     );
     for (i, (name, _)) in clients.iter().enumerate() {
         let h = &hists[i];
@@ -447,12 +452,15 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
         let p50 = h.value_at_quantile(0.5) as f64 / 1e3;
         let p99 = h.value_at_quantile(0.99) as f64 / 1e3;
         let produce_p50 = produce_hists[i].value_at_quantile(0.5) as f64 / 1e3;
-        eprintln!("{name:<24} {p50:>10.3} {p99:>10.3} {produce_p50:>14.3} {per:>12.1}");
+        let fetch_p50 = fetch_hists[i].value_at_quantile(0.5) as f64 / 1e3;
+        eprintln!(
+            "{name:<24} {p50:>10.3} {p99:>10.3} {produce_p50:>14.3} {fetch_p50:>12.3} {per:>12.1}"
+        );
         println!(
             "{}",
             json!({"test": "roundtrip", "system": name, "run": run, "count": h.len(),
                    "p50_ms": p50, "p99_ms": p99, "produce_p50_ms": produce_p50,
-                   "cpu_us_per_roundtrip": per})
+                   "fetch_p50_ms": fetch_p50, "cpu_us_per_roundtrip": per})
         );
     }
     Ok(())

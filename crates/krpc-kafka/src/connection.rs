@@ -15,9 +15,10 @@
 //! connection: every other waiter fails with [`Error::ConnectionBroken`] and the next request
 //! dials afresh. Timeouts are enforced as the Java client's `NetworkClient` does, by a sweep
 //! rather than a timer per request: each pending request carries its deadline and the reader
-//! task checks them every tenth of the request timeout (at most every second), so a request
-//! fails within a tenth of its timeout after it (a shorter timeout than the connection's own
-//! gets a timer of its own). A timer per request cost each request a wake of a parked worker
+//! task checks them every tenth of the request timeout (and at least once a second), so a
+//! request fails within a tenth of its timeout after it (a shorter timeout than the
+//! connection's own, or a caller on another runtime than the reader's, gets a timer of its
+//! own). A request's deadline runs from when it is queued, before its frame is written. A timer per request cost each request a wake of a parked worker
 //! thread (registering the only timer of an idle runtime) and a contended timer-wheel lock. A
 //! frame the writer cannot hand to the socket within the request timeout (a peer that stopped
 //! reading) breaks it the same way. A connection unused for
@@ -191,6 +192,8 @@ pub struct Connection {
     state: Arc<Mutex<State>>,
     versions: VersionTable,
     reader: JoinHandle<()>,
+    /// The runtime the reader task (and with it the deadline sweep) runs on.
+    reader_runtime: tokio::runtime::Id,
 }
 
 impl std::fmt::Debug for Connection {
@@ -302,44 +305,51 @@ impl Connection {
                     next = frames.next() => Some(next),
                     _ = sweep.tick() => None,
                 };
+                let ticked = next.is_none();
+                // A frame read is handed to its waiter before deadlines are swept (as Java's
+                // `NetworkClient.poll` handles completed receives before timed-out requests):
+                // an answer that came is delivered even if the sweep then retires the
+                // connection.
+                if let Some(next) = next {
+                    match next {
+                        Some(Ok(frame)) => {
+                            let frame = frame.freeze();
+                            let Some(id) = peek_correlation_id(&frame) else {
+                                break format!(
+                                    "response frame of {} bytes has no correlation id",
+                                    frame.len()
+                                );
+                            };
+                            // An unknown id belongs to a caller that went away
+                            // (cancelled): drop it.
+                            let waiter = {
+                                let mut state = lock(&reader_state);
+                                state.last_used = std::time::Instant::now();
+                                state.pending.remove(&id)
+                            };
+                            // Woken after the lock is released: the caller's first step (its
+                            // pending entry's guard) takes the same lock.
+                            if let Some(waiter) = waiter {
+                                let _ = waiter.tx.send(Ok(frame));
+                            }
+                        }
+                        Some(Err(e)) => {
+                            #[cfg(any(feature = "tls", feature = "tls-ring"))]
+                            if let Some(refusal) = crate::tls::refusal(&e) {
+                                lock(&reader_state).tls_refusal = Some(refusal);
+                            }
+                            break format!("read failed: {e}");
+                        }
+                        None => break "closed by the broker".to_string(),
+                    }
+                }
                 let now = tokio::time::Instant::now();
-                if next.is_none() || now >= next_sweep {
+                if ticked || now >= next_sweep {
                     next_sweep = now + period;
                     if let Some(reason) = lock(&reader_state).sweep(&reader_broker, now) {
                         break reason;
                     }
                 }
-                let Some(next) = next else { continue };
-                match next {
-                    Some(Ok(frame)) => {
-                        let frame = frame.freeze();
-                        let Some(id) = peek_correlation_id(&frame) else {
-                            break format!(
-                                "response frame of {} bytes has no correlation id",
-                                frame.len()
-                            );
-                        };
-                        // An unknown id belongs to a caller that went away (cancelled): drop it.
-                        let waiter = {
-                            let mut state = lock(&reader_state);
-                            state.last_used = std::time::Instant::now();
-                            state.pending.remove(&id)
-                        };
-                        // Woken after the lock is released: the caller's first step (its
-                        // pending entry's guard) takes the same lock.
-                        if let Some(waiter) = waiter {
-                            let _ = waiter.tx.send(Ok(frame));
-                        }
-                    }
-                    Some(Err(e)) => {
-                        #[cfg(any(feature = "tls", feature = "tls-ring"))]
-                        if let Some(refusal) = crate::tls::refusal(&e) {
-                            lock(&reader_state).tls_refusal = Some(refusal);
-                        }
-                        break format!("read failed: {e}");
-                    }
-                    None => break "closed by the broker".to_string(),
-                };
             };
             lock(&reader_state).break_with(reason);
         });
@@ -354,6 +364,7 @@ impl Connection {
             state,
             versions: VersionTable::default(),
             reader,
+            reader_runtime: tokio::runtime::Handle::current().id(),
         };
         conn.versions = match conn.negotiate_versions().await {
             Ok(versions) => versions,
@@ -630,6 +641,11 @@ impl Connection {
         }
     }
 
+    /// Whether the calling task runs on the reader task's runtime.
+    fn on_reader_runtime(&self) -> bool {
+        tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == self.reader_runtime)
+    }
+
     async fn send_version<R: Request>(
         &self,
         req: &R,
@@ -662,10 +678,12 @@ impl Connection {
         if self.write(frame).await.is_err() {
             return Err(self.broken_error(api, "writer stopped".into()));
         }
-        // The reader's sweep enforces the deadline (see the module documentation); a timeout
-        // shorter than the connection's own, which the sweep may overshoot by more than a
-        // tenth, also gets a timer.
-        let reply = if timeout < self.request_timeout {
+        // The reader's sweep enforces the deadline (see the module documentation). A timer
+        // does too for a timeout shorter than the connection's own (the sweep may overshoot it
+        // by more than a tenth), and for a caller on another runtime than the reader's: that
+        // runtime may not be running (a current-thread runtime between two `block_on`s), and
+        // then nothing would sweep.
+        let reply = if timeout < self.request_timeout || !self.on_reader_runtime() {
             match tokio::time::timeout(timeout, rx).await {
                 Ok(reply) => reply,
                 Err(_) => {
@@ -984,6 +1002,41 @@ mod tests {
             matches!(&outcome, Err(Error::ConnectionBroken { reason, .. }) if reason.contains("reader task ended")),
             "{outcome:?}"
         );
+    }
+
+    /// The sweep runs on the reader's runtime. A caller on another runtime, while the
+    /// reader's is alive but not running (a current-thread runtime between two `block_on`s),
+    /// still gets its `Timeout`: it keeps a timer of its own. Before, it waited for as long as
+    /// the reader's runtime stayed idle.
+    #[test]
+    fn a_caller_on_another_runtime_times_out_while_the_readers_runtime_is_idle() {
+        let broker_rt = tokio::runtime::Runtime::new().unwrap();
+        // Answers ApiVersions, then reads nothing for a minute.
+        let (addr, _seen) = broker_rt.block_on(frame_checking_broker(Duration::from_secs(60)));
+        let config = ClientConfig::new(addr.clone())
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_request_timeout(Duration::from_millis(300));
+        let reader_rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let conn = reader_rt
+            .block_on(Connection::connect(&addr, &config))
+            .expect("connect");
+        // `reader_rt` stays alive and is not run again until the end of the test.
+        let caller_rt = tokio::runtime::Runtime::new().unwrap();
+        let outcome = caller_rt
+            .block_on(async {
+                let req =
+                    SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"x"));
+                tokio::time::timeout(Duration::from_secs(10), conn.send(&req)).await
+            })
+            .expect("the caller times out after 300 ms, not never");
+        assert!(
+            matches!(&outcome, Err(Error::Timeout { after, .. }) if *after == Duration::from_millis(300)),
+            "{outcome:?}"
+        );
+        drop(reader_rt);
     }
 
     #[test]

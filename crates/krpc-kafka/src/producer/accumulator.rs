@@ -344,8 +344,8 @@ impl Batching {
     ) -> Drained {
         let mut out = Drained::default();
         // Per leader, the request being filled and how many were taken. A list, not a map: a
-        // producer talks to a few leaders, and this runs on every send that opens a batch and
-        // every turn of the sender.
+        // producer talks to a few leaders, and this runs on every turn of the sender and on an
+        // idle producer's sends that make a batch ready.
         struct Leader {
             addr: String,
             /// The request being filled: its index in `out.requests`, bytes so far.
