@@ -959,26 +959,35 @@ mod tests {
         assert_eq!(state.broken.as_deref(), Some(reason.as_str()));
     }
 
+    /// A connection with `request_timeout` to a broker that answers ApiVersions and then reads
+    /// nothing for a minute; returns the broker's runtime (keep it alive), the current-thread
+    /// runtime the connection was dialled on (its reader task runs there, and only while that
+    /// runtime runs), and the connection.
+    fn silent_broker_connection(
+        request_timeout: Duration,
+    ) -> (tokio::runtime::Runtime, tokio::runtime::Runtime, Connection) {
+        let broker_rt = tokio::runtime::Runtime::new().unwrap();
+        let (addr, _seen) = broker_rt.block_on(frame_checking_broker(Duration::from_secs(60)));
+        let config = ClientConfig::new(addr.clone())
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_request_timeout(request_timeout);
+        let reader_rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let conn = reader_rt
+            .block_on(Connection::connect(&addr, &config))
+            .expect("connect");
+        (broker_rt, reader_rt, conn)
+    }
+
     /// A request has no timer of its own: if the connection's reader task ends without a
     /// word (here: the runtime it ran on shut down while the request waited on another), the
     /// waiter fails at once with `ConnectionBroken`, not never (nor after its whole timeout).
     #[test]
     fn a_waiter_fails_at_once_when_the_reader_task_is_gone() {
-        let broker_rt = tokio::runtime::Runtime::new().unwrap();
-        // Answers ApiVersions, then reads nothing for a minute.
-        let (addr, _seen) = broker_rt.block_on(frame_checking_broker(Duration::from_secs(60)));
-        let config = ClientConfig::new(addr.clone())
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_request_timeout(Duration::from_secs(60));
-        let reader_rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let conn = Arc::new(
-            reader_rt
-                .block_on(Connection::connect(&addr, &config))
-                .expect("connect"),
-        );
+        let (_broker_rt, reader_rt, conn) = silent_broker_connection(Duration::from_secs(60));
+        let conn = Arc::new(conn);
         let caller_rt = tokio::runtime::Runtime::new().unwrap();
         let waiter = {
             let conn = conn.clone();
@@ -1010,19 +1019,7 @@ mod tests {
     /// the reader's runtime stayed idle.
     #[test]
     fn a_caller_on_another_runtime_times_out_while_the_readers_runtime_is_idle() {
-        let broker_rt = tokio::runtime::Runtime::new().unwrap();
-        // Answers ApiVersions, then reads nothing for a minute.
-        let (addr, _seen) = broker_rt.block_on(frame_checking_broker(Duration::from_secs(60)));
-        let config = ClientConfig::new(addr.clone())
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_request_timeout(Duration::from_millis(300));
-        let reader_rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let conn = reader_rt
-            .block_on(Connection::connect(&addr, &config))
-            .expect("connect");
+        let (_broker_rt, reader_rt, conn) = silent_broker_connection(Duration::from_millis(300));
         // `reader_rt` stays alive and is not run again until the end of the test.
         let caller_rt = tokio::runtime::Runtime::new().unwrap();
         let outcome = caller_rt
