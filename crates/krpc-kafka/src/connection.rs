@@ -157,10 +157,7 @@ impl State {
             if let Some(w) = self.pending.remove(&id) {
                 reason.get_or_insert_with(|| {
                     tracing::debug!(%broker, api = ?w.api, timeout = ?w.timeout, "request timed out; connection retired");
-                    format!(
-                        "retired: a {:?} request got no answer within {:?}",
-                        w.api, w.timeout
-                    )
+                    timed_out(w.api, w.timeout)
                 });
                 let _ = w.tx.send(Err(Failure::TimedOut));
             }
@@ -170,6 +167,11 @@ impl State {
         }
         reason
     }
+}
+
+/// Why a connection is retired when a request to it got no answer within `timeout`.
+fn timed_out(api: ApiKey, timeout: Duration) -> String {
+    format!("retired: a {api:?} request got no answer within {timeout:?}")
 }
 
 /// How often the reader sweeps for requests past their deadline: a tenth of the request
@@ -691,9 +693,7 @@ impl Connection {
                     if reason.is_none() {
                         // Due by the timer's clock, not yet by the deadline's (they are read
                         // apart): retire the connection as the sweep would.
-                        self.retire(format!(
-                            "retired: a {api:?} request got no answer within {timeout:?}"
-                        ));
+                        self.retire(timed_out(api, timeout));
                     }
                     Ok(Err(Failure::TimedOut))
                 }
