@@ -433,6 +433,43 @@ fn an_idle_producers_record_reaches_the_broker_before_the_runtime_runs_another_t
     });
 }
 
+/// An idle producer's records cost its sender task no turn at all: the sending task writes
+/// each request, and the connection's reader task hands the answer to the records' deliveries
+/// (as the Java producer completes batches on its I/O thread). Before, every acknowledgement
+/// went through the sender task: one turn of it (a thread wake) per record, between the answer
+/// and the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_producers_acknowledgements_reach_their_callers_without_its_sender_task() {
+    let client = kafka::client(Broker::shared().addr()).await;
+    let topic = kafka::topic(&client, "idle-acks", 1).await;
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig::default().with_linger(Duration::ZERO),
+    )
+    .expect("valid producer options");
+    // The first record starts the sender task, which dials the leader and gets a producer id.
+    let first = tokio::time::timeout(T, producer.send_to(&topic, 0, kib_record(0)).await.unwrap())
+        .await
+        .expect("first record acknowledged in time")
+        .expect("first record delivered");
+    assert_eq!(first.offset, 0);
+    let before = producer.sender_turns();
+    assert!(before > 0, "the first record went through the sender task");
+    for i in 1..=20 {
+        let md = tokio::time::timeout(T, producer.send_to(&topic, 0, kib_record(i)).await.unwrap())
+            .await
+            .expect("acknowledged in time")
+            .expect("delivered");
+        assert_eq!(md.offset, i as i64);
+    }
+    let turns = producer.sender_turns() - before;
+    assert!(
+        turns <= 2,
+        "20 records sent one at a time woke the sender task {turns} times"
+    );
+    assert_eq!(end_offset(&client, &topic, 0).await, 21);
+}
+
 /// A runtime of one thread: nothing runs on it while that thread is blocked.
 fn one_thread_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -5,7 +5,9 @@
 //! itself, in one synchronous step (the frame is written, or buffered whole, for the writer
 //! task to finish: no task hop in the common case), and otherwise queues it for the writer
 //! task, which owns the flushing and its timeout. A reader
-//! task owns the read half and hands each response frame to the waiter with its correlation id.
+//! task owns the read half and hands each response frame to the waiter with its correlation id:
+//! a caller awaiting it, or a callback the reader runs at once (`Connection::send_then`, for
+//! the producer, whose answers then wake no task of their own).
 //! Any read or write failure breaks the connection for good: every pending and later request
 //! fails with [`Error::ConnectionBroken`], and the owner dials a new connection.
 //!
@@ -101,14 +103,47 @@ enum Failure {
 /// What a waiter receives: the response frame, or why there is none.
 type Reply = std::result::Result<Bytes, Failure>;
 
+/// Where a request's answer goes.
+enum Answer {
+    /// To the caller awaiting it ([`Connection::send`]).
+    Channel(oneshot::Sender<Reply>),
+    /// To a function the reader task calls ([`Connection::send_then`]).
+    Call(Box<dyn FnOnce(Reply) + Send>),
+}
+
+impl Answer {
+    fn give(self, reply: Reply) {
+        match self {
+            // A caller that went away has no use for it.
+            Answer::Channel(tx) => {
+                let _ = tx.send(reply);
+            }
+            Answer::Call(f) => f(reply),
+        }
+    }
+}
+
 /// A request sent and not yet answered.
 struct Waiter {
-    tx: oneshot::Sender<Reply>,
+    answer: Answer,
     /// When the reader's sweep fails it with [`Failure::TimedOut`] (tokio's clock, as the
     /// sweep's timer: a paused test clock governs both).
     deadline: tokio::time::Instant,
     api: ApiKey,
     timeout: Duration,
+}
+
+/// Waiters taken out of the state to be told why they get no answer, once its lock is
+/// released ([`Failed::give`]): a waiter's callback may take locks of its own.
+#[must_use = "the waiters must be told (Failed::give), after the state's lock is released"]
+struct Failed(Vec<(Answer, Failure)>);
+
+impl Failed {
+    fn give(self) {
+        for (answer, failure) in self.0 {
+            answer.give(Err(failure));
+        }
+    }
 }
 
 struct State {
@@ -133,19 +168,23 @@ impl Default for State {
 }
 
 impl State {
-    /// Marks the connection broken and fails every waiter with `reason`.
-    fn break_with(&mut self, reason: String) {
+    /// Marks the connection broken; returns every waiter, to be failed with `reason`.
+    fn break_with(&mut self, reason: String) -> Failed {
         if self.broken.is_none() {
             self.broken = Some(reason.clone());
         }
-        for (_, waiter) in self.pending.drain() {
-            let _ = waiter.tx.send(Err(Failure::Broken(reason.clone())));
-        }
+        Failed(
+            self.pending
+                .drain()
+                .map(|(_, w)| (w.answer, Failure::Broken(reason.clone())))
+                .collect(),
+        )
     }
 
-    /// Fails every request past its deadline with [`Failure::TimedOut`] and, if there was
-    /// one, retires the connection (every other waiter fails as broken); returns the reason.
-    fn sweep(&mut self, broker: &str, now: tokio::time::Instant) -> Option<String> {
+    /// Takes every request past its deadline (to fail with [`Failure::TimedOut`]) and, if
+    /// there was one, retires the connection (every other waiter is to fail as broken);
+    /// returns the reason, if retired, and the waiters to tell.
+    fn sweep(&mut self, broker: &str, now: tokio::time::Instant) -> (Option<String>, Failed) {
         let expired: Vec<i32> = self
             .pending
             .iter()
@@ -153,25 +192,65 @@ impl State {
             .map(|(id, _)| *id)
             .collect();
         let mut reason = None;
+        let mut failed = Vec::new();
         for id in expired {
             if let Some(w) = self.pending.remove(&id) {
                 reason.get_or_insert_with(|| {
                     tracing::debug!(%broker, api = ?w.api, timeout = ?w.timeout, "request timed out; connection retired");
                     timed_out(w.api, w.timeout)
                 });
-                let _ = w.tx.send(Err(Failure::TimedOut));
+                failed.push((w.answer, Failure::TimedOut));
             }
         }
         if let Some(reason) = &reason {
-            self.break_with(reason.clone());
+            failed.extend(self.break_with(reason.clone()).0);
         }
-        reason
+        (reason, Failed(failed))
     }
+}
+
+/// Breaks the connection whose state is `state` and fails every waiter with `reason`, after
+/// the lock is released.
+fn break_connection(state: &Mutex<State>, reason: String) {
+    let failed = lock(state).break_with(reason);
+    failed.give();
+}
+
+/// [`State::sweep`] of `state`, the waiters told after the lock is released.
+fn sweep_connection(state: &Mutex<State>, broker: &str, now: tokio::time::Instant) -> Option<String> {
+    let (reason, failed) = lock(state).sweep(broker, now);
+    failed.give();
+    reason
 }
 
 /// Why a connection is retired when a request to it got no answer within `timeout`.
 fn timed_out(api: ApiKey, timeout: Duration) -> String {
     format!("retired: a {api:?} request got no answer within {timeout:?}")
+}
+
+/// What a request's `reply` from `broker` means for its sender: the decoded response (`R`'s
+/// response at `version`), [`Error::Timeout`] after `timeout`, or [`Error::ConnectionBroken`].
+fn answer_of<R: Request>(
+    reply: Reply,
+    version: i16,
+    broker: &str,
+    timeout: Duration,
+) -> Result<R::Response> {
+    match reply {
+        Ok(frame) => decode_response::<R>(frame, version, broker),
+        // The broker may answer later, or never: the connection's state is unknown, so it
+        // was retired (other waiters failed at once) and the next request dials afresh.
+        Err(Failure::TimedOut) => Err(Error::Timeout {
+            broker: broker.to_string(),
+            api: crate::ApiKey::of(api_key::<R>()),
+            after: timeout,
+        }),
+        Err(Failure::Broken(reason)) => Err(Error::ConnectionBroken {
+            broker: broker.to_string(),
+            api: Some(crate::ApiKey::of(api_key::<R>())),
+            reason,
+        }),
+    }
 }
 
 /// How often the reader sweeps for requests past their deadline: a tenth of the request
@@ -275,7 +354,7 @@ impl Connection {
                         "the broker took no bytes for {write_timeout:?} (it stopped reading)"
                     ),
                 };
-                lock(&writer_state).break_with(reason);
+                break_connection(&writer_state, reason);
                 return;
             }
         });
@@ -290,7 +369,7 @@ impl Connection {
             struct Ended(Arc<Mutex<State>>);
             impl Drop for Ended {
                 fn drop(&mut self) {
-                    lock(&self.0).break_with("the connection's reader task ended".into());
+                    break_connection(&self.0, "the connection's reader task ended".into());
                 }
             }
             let _ended = Ended(reader_state.clone());
@@ -332,7 +411,7 @@ impl Connection {
                             // Woken after the lock is released: the caller's first step (its
                             // pending entry's guard) takes the same lock.
                             if let Some(waiter) = waiter {
-                                let _ = waiter.tx.send(Ok(frame));
+                                waiter.answer.give(Ok(frame));
                             }
                         }
                         Some(Err(e)) => {
@@ -348,12 +427,12 @@ impl Connection {
                 let now = tokio::time::Instant::now();
                 if ticked || now >= next_sweep {
                     next_sweep = now + period;
-                    if let Some(reason) = lock(&reader_state).sweep(&reader_broker, now) {
+                    if let Some(reason) = sweep_connection(&reader_state, &reader_broker, now) {
                         break reason;
                     }
                 }
             };
-            lock(&reader_state).break_with(reason);
+            break_connection(&reader_state, reason);
         });
 
         let mut conn = Self {
@@ -547,7 +626,7 @@ impl Connection {
 
     /// Breaks the connection for good, failing every waiter with `reason`.
     pub fn retire(&self, reason: String) {
-        lock(&self.state).break_with(reason);
+        break_connection(&self.state, reason);
     }
 
     /// The version this connection uses for request type `R`.
@@ -622,7 +701,7 @@ impl Connection {
             Poll::Pending => return false,
             Poll::Ready(Err(e)) => {
                 frame.take();
-                lock(&self.state).break_with(format!("write failed: {e}"));
+                break_connection(&self.state, format!("write failed: {e}"));
                 return false;
             }
         }
@@ -630,14 +709,14 @@ impl Connection {
             return false;
         };
         if let Err(e) = sink.start_send_unpin(f) {
-            lock(&self.state).break_with(format!("write failed: {e}"));
+            break_connection(&self.state, format!("write failed: {e}"));
             return false;
         }
         match SinkExt::<Bytes>::poll_flush_unpin(&mut *sink, cx) {
             Poll::Ready(Ok(())) => false,
             Poll::Pending => true,
             Poll::Ready(Err(e)) => {
-                lock(&self.state).break_with(format!("write failed: {e}"));
+                break_connection(&self.state, format!("write failed: {e}"));
                 false
             }
         }
@@ -658,21 +737,7 @@ impl Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_request(req, version, id, &self.client_id)?;
         let (tx, rx) = oneshot::channel();
-        {
-            let mut state = lock(&self.state);
-            if let Some(reason) = state.broken.clone() {
-                return Err(self.broken_error(api, reason));
-            }
-            let now = tokio::time::Instant::now();
-            let waiter = Waiter {
-                tx,
-                deadline: now.checked_add(timeout).unwrap_or(now + FAR_FUTURE),
-                api,
-                timeout,
-            };
-            state.pending.insert(id, waiter);
-            state.last_used = std::time::Instant::now();
-        }
+        self.register(id, api, timeout, Answer::Channel(tx))?;
         let _guard = PendingGuard {
             state: &self.state,
             id,
@@ -689,7 +754,8 @@ impl Connection {
             match tokio::time::timeout(timeout, rx).await {
                 Ok(reply) => reply,
                 Err(_) => {
-                    let reason = lock(&self.state).sweep(&self.broker, tokio::time::Instant::now());
+                    let reason =
+                        sweep_connection(&self.state, &self.broker, tokio::time::Instant::now());
                     if reason.is_none() {
                         // Due by the timer's clock, not yet by the deadline's (they are read
                         // apart): retire the connection as the sweep would.
@@ -702,17 +768,79 @@ impl Connection {
             rx.await
         };
         match reply {
-            Ok(Ok(frame)) => decode_response::<R>(frame, version, &self.broker),
-            // The broker may answer later, or never: the connection's state is unknown, so it
-            // was retired (other waiters failed at once) and the next request dials afresh.
-            Ok(Err(Failure::TimedOut)) => Err(Error::Timeout {
-                broker: self.broker.clone(),
-                api: crate::ApiKey::of(api),
-                after: timeout,
-            }),
-            Ok(Err(Failure::Broken(reason))) => Err(self.broken_error(api, reason)),
+            Ok(reply) => answer_of::<R>(reply, version, &self.broker, timeout),
             Err(_) => Err(self.broken_error(api, "connection dropped".into())),
         }
+    }
+
+    /// Sends `req` at the negotiated version (request timeout) and has `on_reply` called with
+    /// its response, or with why there is none (as [`Connection::send`] would return it), by
+    /// the connection's reader task as soon as the frame is read: the answer is handled
+    /// without waking the task that sent it (as the Java client's `NetworkClient` completes a
+    /// request's callback on its I/O thread). This resolves once the frame is handed to the
+    /// socket. The request's deadline is the reader's sweep's, so this is for callers on the
+    /// reader's runtime; from another runtime this future itself waits for the answer and
+    /// calls `on_reply`.
+    ///
+    /// `on_reply` runs on the reader task, outside the connection's locks: it must not block.
+    ///
+    /// # Errors
+    ///
+    /// The request could not be sent (encoding, a connection already broken, the writer task
+    /// gone): `on_reply` is then never called. On `Ok` it is called exactly once, unless this
+    /// future is dropped before it resolves.
+    pub(crate) async fn send_then<R, F>(&self, req: &R, on_reply: F) -> Result<()>
+    where
+        R: Request,
+        F: FnOnce(Result<R::Response>) + Send + 'static,
+    {
+        let api = api_key::<R>();
+        let version = self.version::<R>()?;
+        let timeout = self.request_timeout;
+        if !self.on_reader_runtime() {
+            on_reply(self.send_version(req, version, timeout).await);
+            return Ok(());
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_request(req, version, id, &self.client_id)?;
+        let broker = self.broker.clone();
+        let call = move |reply: Reply| on_reply(answer_of::<R>(reply, version, &broker, timeout));
+        self.register(id, api, timeout, Answer::Call(Box::new(call)))?;
+        // Dropped before the frame is handed over: the waiter goes (`on_reply` uncalled).
+        let guard = PendingGuard {
+            state: &self.state,
+            id,
+        };
+        let written = self.write(frame).await;
+        std::mem::forget(guard);
+        if written.is_err() {
+            // Still pending: never sent, so `on_reply` is dropped uncalled and the caller
+            // learns it here. Gone: the connection's break already called it.
+            let waiter = lock(&self.state).pending.remove(&id);
+            if waiter.is_some() {
+                return Err(self.broken_error(api, "writer stopped".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records request `id` as waiting for its answer (due `timeout` from now), unless the
+    /// connection is broken.
+    fn register(&self, id: i32, api: ApiKey, timeout: Duration, answer: Answer) -> Result<()> {
+        let mut state = lock(&self.state);
+        if let Some(reason) = state.broken.clone() {
+            return Err(self.broken_error(api, reason));
+        }
+        let now = tokio::time::Instant::now();
+        let waiter = Waiter {
+            answer,
+            deadline: now.checked_add(timeout).unwrap_or(now + FAR_FUTURE),
+            api,
+            timeout,
+        };
+        state.pending.insert(id, waiter);
+        state.last_used = std::time::Instant::now();
+        Ok(())
     }
 
     fn broken_error(&self, api: ApiKey, reason: String) -> Error {
@@ -935,7 +1063,7 @@ mod tests {
         let waiter = |deadline, api| {
             let (tx, rx) = oneshot::channel();
             let w = Waiter {
-                tx,
+                answer: Answer::Channel(tx),
                 deadline,
                 api,
                 timeout: Duration::from_secs(1),
@@ -945,10 +1073,13 @@ mod tests {
         let (due, mut due_rx) = waiter(now - Duration::from_millis(1), ApiKey::Metadata);
         let (later, mut later_rx) = waiter(now + Duration::from_secs(60), ApiKey::Fetch);
         state.pending.insert(1, later);
-        assert_eq!(state.sweep("b:9092", now), None, "nothing due yet");
+        let (reason, failed) = state.sweep("b:9092", now);
+        assert!(reason.is_none() && failed.0.is_empty(), "nothing due yet");
         assert!(state.broken.is_none());
         state.pending.insert(2, due);
-        let reason = state.sweep("b:9092", now).expect("one request was due");
+        let (reason, failed) = state.sweep("b:9092", now);
+        failed.give();
+        let reason = reason.expect("one request was due");
         assert!(reason.contains("Metadata") && reason.contains("1s"), "{reason}");
         assert!(matches!(due_rx.try_recv(), Ok(Err(Failure::TimedOut))));
         match later_rx.try_recv() {
@@ -1034,6 +1165,69 @@ mod tests {
             "{outcome:?}"
         );
         drop(reader_rt);
+    }
+
+    /// `send_then` resolves once the frame is written, and the reader task calls the callback
+    /// with the decoded answer, each with its own, whichever order they are answered in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_then_has_the_reader_call_back_with_each_answer() {
+        let (addr, _seen) = frame_checking_broker(Duration::ZERO).await;
+        let config = ClientConfig::new(addr.clone())
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_request_timeout(Duration::from_secs(10));
+        let conn = Connection::connect(&addr, &config).await.expect("connect");
+        let (answers, mut answered) = mpsc::unbounded_channel();
+        for i in 1..=4u8 {
+            let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(vec![i; 10]));
+            let answers = answers.clone();
+            conn.send_then(&req, move |reply: Result<_>| {
+                let _ = answers.send((i, reply));
+            })
+            .await
+            .expect("written");
+        }
+        for _ in 0..4 {
+            let (i, reply) = tokio::time::timeout(Duration::from_secs(10), answered.recv())
+                .await
+                .expect("answered in time")
+                .expect("a callback");
+            let resp: kafka_protocol::messages::SaslAuthenticateResponse = reply.expect("decoded");
+            assert_eq!(resp.auth_bytes.to_vec(), vec![i], "callback {i} got its own answer");
+        }
+        assert_eq!(conn.in_flight(), 0);
+    }
+
+    /// A request sent with `send_then` that gets no answer: the reader's sweep calls its
+    /// callback with `Timeout` (and retires the connection); on a connection already broken,
+    /// `send_then` fails and never calls the callback.
+    #[test]
+    fn send_then_calls_back_with_the_timeout_and_refuses_a_broken_connection() {
+        let (_broker_rt, reader_rt, conn) = silent_broker_connection(Duration::from_millis(300));
+        let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"x"));
+        let reply = reader_rt.block_on(async {
+            let (tx, rx) = oneshot::channel();
+            conn.send_then(&req, move |reply| {
+                let _ = tx.send(reply);
+            })
+            .await
+            .expect("written");
+            tokio::time::timeout(Duration::from_secs(10), rx)
+                .await
+                .expect("called back within the sweep's reach, not never")
+                .expect("called")
+        });
+        assert!(
+            matches!(&reply, Err(Error::Timeout { after, .. }) if *after == Duration::from_millis(300)),
+            "{reply:?}"
+        );
+        assert!(conn.is_broken(), "the timeout retired the connection");
+        let called = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refused = reader_rt.block_on({
+            let called = called.clone();
+            conn.send_then(&req, move |_: Result<_>| called.store(true, Ordering::SeqCst))
+        });
+        assert!(matches!(refused, Err(Error::ConnectionBroken { .. })), "{refused:?}");
+        assert!(!called.load(Ordering::SeqCst), "the callback of a refused request is not called");
     }
 
     #[test]

@@ -143,6 +143,10 @@ pub(super) struct Batching {
     flush_below: u64,
     /// The producer is closed: appends are refused, every batch is ready.
     closed: bool,
+    /// The last drain left batches that wait for an answer (behind their partition's batch
+    /// in flight, or for room in their leader's requests in flight): the sender must drain
+    /// again when one comes ([`Batching::take_held_for_answers`]).
+    held_for_answers: bool,
 }
 
 impl Batching {
@@ -159,6 +163,7 @@ impl Batching {
             low: watch::channel(u64::MAX).0,
             flush_below: 0,
             closed: false,
+            held_for_answers: false,
         }
     }
 
@@ -359,6 +364,7 @@ impl Batching {
         self.drain_start = self.drain_start.wrapping_add(1);
         let mut next: Option<Instant> = None;
         let mut soonest = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        let mut held = false;
         for k in 0..n {
             let i = (start + k) % n;
             let flush_below = self.flush_below;
@@ -366,6 +372,7 @@ impl Batching {
             let linger = self.linger;
             let queue = &mut self.queues[i];
             if queue.in_flight {
+                held |= !queue.batches.is_empty();
                 continue;
             }
             let behind = queue.batches.len() > 1;
@@ -427,6 +434,7 @@ impl Batching {
                     if *taken >= room(addr) {
                         // This leader has all the requests in flight it may have; the batch
                         // goes when one completes (the sender drains again then).
+                        held = true;
                         continue;
                     }
                     *taken += 1;
@@ -442,7 +450,14 @@ impl Batching {
             out.requests[at].1.push(batch);
         }
         out.next = next;
+        self.held_for_answers = held;
         out
+    }
+
+    /// Whether the last drain left batches waiting for an answer (and forgets it): a request
+    /// just answered may have made room for them, so the sender must drain again.
+    pub(super) fn take_held_for_answers(&mut self) -> bool {
+        std::mem::take(&mut self.held_for_answers)
     }
 
     /// The earliest time a queued batch reaches its delivery timeout, if any is queued.

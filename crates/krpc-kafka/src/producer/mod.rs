@@ -380,6 +380,14 @@ impl Producer {
         &self.shared().config
     }
 
+    /// How many turns the sender task's loop has taken (each after a wake, a timer or an
+    /// answer it awaited): for tests of what wakes it. Not a stable API.
+    #[cfg(feature = "unstable-internals")]
+    #[doc(hidden)]
+    pub fn sender_turns(&self) -> u64 {
+        self.shared().turns.load(Ordering::Relaxed)
+    }
+
     /// Queues `record` for `topic`, choosing the partition from its key (Java-compatible murmur2)
     /// or round-robin for a null key (from a random partition for each new producer). Resolves once it is queued; await the [`Delivery`] for the ack.
     ///

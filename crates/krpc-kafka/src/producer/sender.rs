@@ -4,12 +4,20 @@
 //! `max.in.flight.requests.per.connection` requests in flight per leader, and applies each
 //! outcome: resolve the batch, or put it back at the head of its partition with a backoff.
 //!
-//! An idle producer does not wait for its sender to wake: a send that makes a batch ready
-//! while no request is in flight (on the sender's runtime) drains the ready batches itself
-//! and starts their request, which writes it when the connection is ready and free, then
-//! hands the request to the sender, which waits for its answer and applies it as for any
-//! other (see [`Shared::send_now_if_idle`]). Under load nothing changes: the sender drains
-//! what piled up behind the requests in flight.
+//! Answers do not go through the sender task: the connection's reader task calls
+//! [`Shared::on_answer`] as soon as it reads one (as the Java producer completes batches in
+//! its I/O thread's callbacks), and when every batch of the request is stored their records
+//! learn their offsets there, so the caller waiting on a record is woken by the reader itself.
+//! An answer with any error goes to the sender task, which decides on each batch (retries,
+//! the idempotence errors) as on a batch it could not send.
+//!
+//! An idle producer does not wait for its sender to wake either: a send that makes a batch
+//! ready while no request is in flight (on the sender's runtime) drains the ready batches
+//! itself and writes their requests when the connection is ready and free; only a request
+//! that cannot be written at once (a dial, a producer id) goes on in the sender task (see
+//! [`Shared::send_now_if_idle`]). Under load nothing changes: the sender drains what piled up
+//! behind the requests in flight. An idle producer's record thus costs no wake of the sender
+//! task at all: the caller writes the request, the reader resolves it.
 //!
 //! Nothing waits on anything but its own partition: a request in flight holds back only the
 //! partitions in it, a partition without a leader holds back only its own batches (the sender
@@ -17,7 +25,7 @@
 //! retry holds back only the batches behind it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -26,7 +34,7 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, TopicName};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -57,6 +65,14 @@ pub(super) struct Shared {
     in_flight: Mutex<HashMap<String, usize>>,
     /// Requests a send started (see [`Shared::send_now_if_idle`]) for the sender to finish.
     handoff: Mutex<Vec<BoxFuture<'static, Sent>>>,
+    /// The batches of each request written and not yet answered, by request number: the
+    /// answer's callback takes them (see [`Shared::on_answer`]), or a forced close does.
+    answering: Mutex<HashMap<u64, Vec<Batch>>>,
+    next_request: AtomicU64,
+    /// Answers with an error, for the sender to decide on (retries, idempotence).
+    answered: Mutex<Vec<Answered>>,
+    /// Turns of the sender task's loop (each after a wake, a timer or an answer it awaited).
+    pub turns: AtomicU64,
     /// The runtime the sender task was spawned on.
     sender_runtime: std::sync::OnceLock<tokio::runtime::Id>,
 }
@@ -81,6 +97,10 @@ impl Shared {
             aborted: AtomicBool::new(false),
             in_flight: Mutex::new(HashMap::new()),
             handoff: Mutex::new(Vec::new()),
+            answering: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(0),
+            answered: Mutex::new(Vec::new()),
+            turns: AtomicU64::new(0),
             sender_runtime: std::sync::OnceLock::new(),
             client,
             config,
@@ -97,6 +117,89 @@ impl Shared {
 
     fn handoff(&self) -> MutexGuard<'_, Vec<BoxFuture<'static, Sent>>> {
         self.handoff.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn answering(&self) -> MutexGuard<'_, HashMap<u64, Vec<Batch>>> {
+        self.answering.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn answered(&self) -> MutexGuard<'_, Vec<Answered>> {
+        self.answered.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `batches` (a request's, about to be written) until its answer; returns the
+    /// request's number.
+    fn park(&self, batches: Vec<Batch>) -> u64 {
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        self.answering().insert(request, batches);
+        request
+    }
+
+    /// The batches of `request` ([`Shared::park`]); none after a forced close took them.
+    fn unpark(&self, request: u64) -> Option<Vec<Batch>> {
+        self.answering().remove(&request)
+    }
+
+    /// The answer to `request` (its batches parked, sent to `leader`): called by the
+    /// connection's reader task as soon as the answer is read (see
+    /// `Connection::send_then`), so a record's caller is woken by the
+    /// reader itself, not through the sender task (the Java producer completes batches on its
+    /// I/O thread the same way). Every batch stored: their records learn their offsets here
+    /// (what [`Shared::decide`] makes of a success). Any error: the answer goes to the sender
+    /// task, which decides on each batch (retries, idempotence) as for any other.
+    fn on_answer(&self, request: u64, leader: String, reply: Result<ProduceResponse>) {
+        let Some(batches) = self.unpark(request) else {
+            // A forced close failed them already.
+            return;
+        };
+        let results: Vec<Result<i64>> = match &reply {
+            Ok(response) => batches
+                .iter()
+                .map(|b| partition_result(response, &leader, &b.topic, b.partition))
+                .collect(),
+            Err(e) => {
+                tracing::debug!(broker = %leader, error = %e, "produce request failed");
+                batches.iter().map(|_| Err(e.clone())).collect()
+            }
+        };
+        if results.iter().all(Result::is_ok) {
+            self.request_done(&leader);
+            for (batch, result) in batches.into_iter().zip(results) {
+                self.finish(batch, result, true);
+            }
+            // The sender has work only if its last drain left batches waiting for an answer
+            // (this one may have made room for them) or the producer is closing (it may be
+            // done). A batch appended since is the appending send's to start, or to wake the
+            // sender for: not a reason to wake it here.
+            let more = {
+                let mut stage = self.stage();
+                stage.take_held_for_answers() || stage.is_closed()
+            };
+            if more {
+                self.wake.notify_one();
+            }
+        } else {
+            self.answered().push(Answered {
+                leader,
+                batches,
+                results,
+            });
+            self.wake.notify_one();
+        }
+    }
+
+    /// Applies what an attempt at a request left: resolves or requeues each batch and, if it
+    /// ends the request, no longer counts it in flight.
+    fn apply(&self, sent: Sent) {
+        if sent.ends_request {
+            self.request_done(&sent.leader);
+        }
+        for (batch, decision) in sent.outcomes {
+            match decision {
+                Decision::Done(outcome) => self.finish(batch, outcome, true),
+                Decision::Retry(at) => self.stage().requeue(batch, at),
+            }
+        }
     }
 
     /// Takes the batches ready now (see [`Batching::drain`]) within each leader's room for
@@ -132,18 +235,19 @@ impl Shared {
     /// Called by a send that made a batch ready to go (it opened or closed one). When no
     /// request is in flight and the sender task runs on the sending task's runtime, the
     /// sending task drains the ready batches and starts each request itself: its first poll
-    /// writes the frame when the connection is ready and free (else it gets as far as it can:
-    /// a dial, a producer id, a busy socket). Then it hands the requests over to the sender
-    /// task, which awaits their answers and applies them. The first poll's waker wakes the
-    /// sender, so the sender is woken when an answer (or a timeout) comes, not now. This spares
-    /// an idle producer's record two thread wakes (of the sender, by the sending thread, before
-    /// its request is written); rskafka writes from the caller too, the Java producer always
-    /// hands over to its sender thread. With requests in flight the sender drains as before,
-    /// so what piles up behind them still goes in as few requests as possible.
+    /// writes the frame when the connection is ready and free, and the answer is then the
+    /// reader's to apply ([`Shared::on_answer`]). A request that gets only part of the way (a
+    /// dial, a producer id) is handed to the sender task, which finishes it; the first poll's
+    /// waker wakes the sender, so the sender is woken when that can go on, not now. This
+    /// spares an idle producer's record two thread wakes (of the sender, by the sending
+    /// thread, before its request is written); rskafka writes from the caller too, the Java
+    /// producer always hands over to its sender thread. With requests in flight the sender
+    /// drains as before, so what piles up behind them still goes in as few requests as
+    /// possible.
     ///
     /// Returns whether the sender still needs waking for this send: a batch waits (linger,
-    /// backoff: a timer to set), a partition has no known leader (a refresh to start), or
-    /// nothing was drained here.
+    /// backoff: a timer to set), a partition has no known leader (a refresh to start), a
+    /// request ended at once (its outcome to apply), or nothing was drained here.
     pub(super) fn send_now_if_idle(self: &Arc<Self>) -> bool {
         // Only on the sender's runtime: what the first poll starts (a dial, a timer) belongs to
         // the runtime it runs on, and the sender task finishes it. Outside a runtime
@@ -181,6 +285,8 @@ impl Shared {
                 request.as_mut().poll(&mut cx)
             }));
             started.push(match first {
+                // Written: its answer's callback takes it from here (the common case).
+                Ok(Poll::Ready(sent)) if sent.is_handed_over() => continue,
                 Ok(Poll::Ready(sent)) => {
                     finished = true;
                     futures::future::ready(sent).boxed()
@@ -244,6 +350,12 @@ impl Shared {
         // handing some over checks `aborted` under the same lock, after this store).
         let handed = std::mem::take(&mut *self.handoff());
         drop(handed);
+        // So are the batches of requests written and not yet answered (their answers, if
+        // any come, find nothing left to resolve), and answers the sender has not taken.
+        let answering = std::mem::take(&mut *self.answering());
+        drop(answering);
+        let answered = std::mem::take(&mut *self.answered());
+        drop(answered);
         let freed = self.stage().abort(error);
         self.closed.store(true, Ordering::SeqCst);
         self.pool.release(freed);
@@ -383,8 +495,31 @@ impl std::task::Wake for WakeSender {
     }
 }
 
-/// The outcome of one request: its leader and each batch with what to do with it.
-type Sent = (String, Vec<(Batch, Decision)>);
+/// What an attempt at one request leaves for the sender to apply ([`Shared::apply`]).
+struct Sent {
+    leader: String,
+    /// Each batch resolved or to retry (the batches not written, or all of an answer that
+    /// went to the sender).
+    outcomes: Vec<(Batch, Decision)>,
+    /// Whether this ends the request (it no longer counts in flight). When not, the request
+    /// was written and its answer's callback ends it ([`Shared::on_answer`]).
+    ends_request: bool,
+}
+
+impl Sent {
+    /// Written, with nothing left for the sender: the answer's callback does the rest.
+    fn is_handed_over(&self) -> bool {
+        !self.ends_request && self.outcomes.is_empty()
+    }
+}
+
+/// An answer with an error, for the sender to decide on: the request's leader, its batches
+/// and each one's result.
+struct Answered {
+    leader: String,
+    batches: Vec<Batch>,
+    results: Vec<Result<i64>>,
+}
 /// A metadata refresh for the topics it names.
 type Refresh = BoxFuture<'static, (Vec<Arc<str>>, Result<()>)>;
 
@@ -441,6 +576,7 @@ async fn run_until_done(shared: Arc<Shared>) {
     let mut refresh_backoff = Backoff::unbounded(cfg.retry_backoff, cfg.retry_backoff_max);
     let mut refresh_at = Instant::now();
     loop {
+        shared.turns.fetch_add(1, Ordering::Relaxed);
         if shared.aborted.load(Ordering::SeqCst) {
             // Dropping the requests in flight drops their records' waiters: each gets
             // `Error::Closed`.
@@ -449,6 +585,10 @@ async fn run_until_done(shared: Arc<Shared>) {
         // Requests that sends started (already counted as in flight).
         for request in std::mem::take(&mut *shared.handoff()) {
             in_flight.push(request);
+        }
+        // Answers with errors (their requests still counted as in flight).
+        for answered in std::mem::take(&mut *shared.answered()) {
+            in_flight.push(decide_answered(shared.clone(), answered).boxed());
         }
         let now = Instant::now();
         let (expired, drained, next_expiry, done) = {
@@ -500,15 +640,7 @@ async fn run_until_done(shared: Arc<Shared>) {
             }
         };
         tokio::select! {
-            Some((leader, outcomes)) = in_flight.next(), if !in_flight.is_empty() => {
-                shared.request_done(&leader);
-                for (batch, decision) in outcomes {
-                    match decision {
-                        Decision::Done(outcome) => shared.finish(batch, outcome, true),
-                        Decision::Retry(at) => shared.stage().requeue(batch, at),
-                    }
-                }
-            }
+            Some(sent) = in_flight.next(), if !in_flight.is_empty() => shared.apply(sent),
             (topics, result) = async { refresh.as_mut().expect("guarded").await }, if refresh.is_some() => {
                 refresh = None;
                 refresh_at = Instant::now() + refresh_backoff.next_delay();
@@ -545,9 +677,11 @@ fn fail_unknown_topics(shared: &Shared, topics: &[Arc<str>]) {
     }
 }
 
-/// Sends `batches` to `leader` in one Produce request and decides each one's fate.
+/// Sends `batches` to `leader` in one Produce request. Resolves once it is written: its
+/// answer is applied by [`Shared::on_answer`]. What could not be written (a batch that could
+/// not be prepared, a connection that could not be had) is decided on here.
 async fn send_request(shared: Arc<Shared>, leader: String, batches: Vec<Batch>) -> Sent {
-    let mut out = Vec::with_capacity(batches.len());
+    let mut outcomes = Vec::with_capacity(batches.len());
     let mut sending = Vec::with_capacity(batches.len());
     let mut payload = Vec::with_capacity(batches.len());
     for mut batch in batches {
@@ -558,41 +692,88 @@ async fn send_request(shared: Arc<Shared>, leader: String, batches: Vec<Batch>) 
             }
             Err(e) => {
                 let decision = shared.decide(&mut batch, Err(e)).await;
-                out.push((batch, decision));
+                outcomes.push((batch, decision));
             }
         }
     }
-    if !payload.is_empty() {
-        match produce_to(&shared.client, &shared.config, &leader, &payload).await {
-            Ok(results) => {
-                for (mut batch, result) in sending.into_iter().zip(results) {
-                    let decision = shared.decide(&mut batch, result).await;
-                    out.push((batch, decision));
+    let mut sent = Sent {
+        leader,
+        outcomes,
+        ends_request: true,
+    };
+    if payload.is_empty() {
+        return sent;
+    }
+    let failed = match shared.client.connection(&sent.leader, Lane::Default).await {
+        Ok(conn) => {
+            let req = produce_request(
+                shared.config.acks,
+                shared.client.config().request_timeout,
+                &payload,
+            );
+            if shared.config.acks == Acks::None {
+                match conn.send_no_response(&req) {
+                    Ok(()) => sending.into_iter().map(|b| (b, Ok(-1))).collect(),
+                    Err(e) => with_error(sending, &e),
                 }
-            }
-            Err(e) => {
-                tracing::debug!(broker = %leader, error = %e, "produce request failed");
-                for mut batch in sending {
-                    let decision = shared.decide(&mut batch, Err(e.clone())).await;
-                    out.push((batch, decision));
+            } else {
+                let request = shared.park(sending);
+                let on_reply = {
+                    let (shared, leader) = (shared.clone(), sent.leader.clone());
+                    move |reply| shared.on_answer(request, leader, reply)
+                };
+                match conn.send_then(&req, on_reply).await {
+                    Ok(()) => {
+                        sent.ends_request = false;
+                        Vec::new()
+                    }
+                    // Not sent: the batches are still parked (unless a forced close took
+                    // them).
+                    Err(e) => with_error(shared.unpark(request).unwrap_or_default(), &e),
                 }
             }
         }
+        Err(e) => with_error(sending, &e),
+    };
+    for (mut batch, result) in failed {
+        if let Err(e) = &result {
+            tracing::debug!(broker = %sent.leader, error = %e, "produce request failed");
+        }
+        let decision = shared.decide(&mut batch, result).await;
+        sent.outcomes.push((batch, decision));
     }
-    (leader, out)
+    sent
 }
 
-/// Sends `batches` (topic, partition, encoded records) to the leader at `addr` in one request.
-/// The outer error is the request's (nothing was known to be written); the inner results are
-/// per batch, in order: base offset, or -1 with acks=0.
-pub(super) async fn produce_to(
-    client: &KafkaClient,
-    config: &ProducerConfig,
-    addr: &str,
+/// Each of `batches` with (a clone of) `error`.
+fn with_error(batches: Vec<Batch>, error: &Error) -> Vec<(Batch, Result<i64>)> {
+    batches
+        .into_iter()
+        .map(|b| (b, Err(error.clone())))
+        .collect()
+}
+
+/// Decides on each batch of an answer with an error ([`Shared::on_answer`]); ends its request.
+async fn decide_answered(shared: Arc<Shared>, answered: Answered) -> Sent {
+    let mut outcomes = Vec::with_capacity(answered.batches.len());
+    for (mut batch, result) in answered.batches.into_iter().zip(answered.results) {
+        let decision = shared.decide(&mut batch, result).await;
+        outcomes.push((batch, decision));
+    }
+    Sent {
+        leader: answered.leader,
+        outcomes,
+        ends_request: true,
+    }
+}
+
+/// A Produce request (v3+: one record batch per partition) of `batches` (topic, partition,
+/// encoded records) with `acks` and the broker's `timeout` for replication (`timeout_ms`).
+fn produce_request(
+    acks: Acks,
+    timeout: std::time::Duration,
     batches: &[(Arc<str>, i32, Bytes)],
-) -> Result<Vec<Result<i64>>> {
-    let conn = client.connection(addr, Lane::Default).await?;
-    let timeout = client.config().request_timeout;
+) -> ProduceRequest {
     let mut topics: Vec<TopicProduceData> = Vec::new();
     for (topic, partition, records) in batches {
         let data = PartitionProduceData::default()
@@ -607,37 +788,38 @@ pub(super) async fn produce_to(
             ),
         }
     }
-    let req = ProduceRequest::default()
-        .with_acks(config.acks.wire())
+    ProduceRequest::default()
+        .with_acks(acks.wire())
         .with_timeout_ms(timeout.as_millis().min(i32::MAX as u128) as i32)
-        .with_topic_data(topics);
-    if config.acks == Acks::None {
-        conn.send_no_response(&req)?;
-        return Ok(batches.iter().map(|_| Ok(-1)).collect());
-    }
-    let resp = conn.send(&req).await?;
-    Ok(batches
+        .with_topic_data(topics)
+}
+
+/// What `response` (from `broker`) says of `topic`/`partition`: its batch's base offset, the
+/// partition's error (with the broker's message), or [`Error::Malformed`] when the response
+/// has no result for it.
+fn partition_result(
+    response: &ProduceResponse,
+    broker: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<i64> {
+    let p = response
+        .responses
         .iter()
-        .map(|(topic, partition, _)| {
-            let p = resp
-                .responses
-                .iter()
-                .filter(|t| t.name.0.as_str() == &**topic)
-                .flat_map(|t| t.partition_responses.iter())
-                .find(|p| p.index == *partition)
-                .ok_or_else(|| Error::Malformed {
-                    broker: conn.broker().to_string(),
-                    what: "Produce response".into(),
-                    reason: format!("no result for {topic}/{partition}"),
-                })?;
-            check_code(p.error_code, conn.broker(), ApiKey::Produce, || {
-                let msg = p
-                    .error_message
-                    .as_ref()
-                    .map(|m| format!(": {}", m.as_str()));
-                format!(" {topic}/{partition}{}", msg.unwrap_or_default())
-            })?;
-            Ok(p.base_offset)
-        })
-        .collect())
+        .filter(|t| t.name.0.as_str() == topic)
+        .flat_map(|t| t.partition_responses.iter())
+        .find(|p| p.index == partition)
+        .ok_or_else(|| Error::Malformed {
+            broker: broker.to_string(),
+            what: "Produce response".into(),
+            reason: format!("no result for {topic}/{partition}"),
+        })?;
+    check_code(p.error_code, broker, ApiKey::Produce, || {
+        let msg = p
+            .error_message
+            .as_ref()
+            .map(|m| format!(": {}", m.as_str()));
+        format!(" {topic}/{partition}{}", msg.unwrap_or_default())
+    })?;
+    Ok(p.base_offset)
 }
