@@ -277,10 +277,10 @@ type BatchOutcome = (Arc<str>, i32, Result<i64>);
 /// The outcome of one `send`, resolved when its batch is acknowledged (or fails).
 ///
 /// The records of a batch share one outcome (a batch is acknowledged or fails as a whole):
-/// each delivery holds a handle on it and its record's place in the batch, and resolves to
-/// the batch's base offset plus that place.
+/// each delivery gets it with its record's place in the batch, and resolves to the batch's
+/// base offset plus that place.
 pub struct Delivery {
-    outcome: futures::future::Shared<oneshot::Receiver<BatchOutcome>>,
+    outcome: oneshot::Receiver<BatchOutcome>,
     /// The record's offset delta in its batch.
     index: i64,
 }
