@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::FutureExt;
 use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::time::Instant;
 
@@ -713,6 +712,7 @@ impl BufferPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
 
     const LINGER: Duration = Duration::from_millis(5);
 
