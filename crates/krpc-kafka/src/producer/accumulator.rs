@@ -20,9 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
+use super::outcome::Resolver;
 use super::{BatchOutcome, Delivery};
 use crate::backoff::Backoff;
 pub(crate) use crate::client::CachedLeader;
@@ -43,12 +44,10 @@ pub(super) struct Batch {
     pub partition: i32,
     /// The records, encoded as they were appended.
     pub records: BatchBuilder,
-    /// Where the batch's outcome goes: one channel per record, to its [`Delivery`]. Dropped
-    /// unsent (the batch dropped unresolved), every delivery gets [`Error::Closed`]. Not one
-    /// channel shared by all (`futures::future::Shared`): that wakes its listeners while
-    /// holding a lock their first poll takes, so a woken caller on another thread found it
-    /// taken and slept again (two more futex calls and a context switch per acknowledgement).
-    outcome: Vec<oneshot::Sender<BatchOutcome>>,
+    /// Where the batch's outcome goes: one for all its records, each [`Delivery`] listening
+    /// to it ([`super::outcome`]). Dropped unresolved (the batch dropped), every delivery gets
+    /// [`Error::Closed`].
+    outcome: Resolver<BatchOutcome>,
     /// Sum of the records' [`ProducerRecord::encoded_size_bound`]: what it holds of the buffer.
     pub bytes: usize,
     pub created: Instant,
@@ -79,22 +78,15 @@ pub(super) struct Finished {
     id: u64,
     topic: Arc<str>,
     partition: i32,
-    outcome: Vec<oneshot::Sender<BatchOutcome>>,
+    outcome: Resolver<BatchOutcome>,
 }
 
 impl Finished {
-    /// Tells the batch's records `outcome` (the same to each: each delivery adds its index to
-    /// the base offset; a delivery dropped is not listening, and that is fine). Returns the
-    /// batch's id for [`Batching::resolved`].
+    /// Tells the batch's records `outcome` (one value for all: each delivery adds its index to
+    /// the base offset; none may be listening, deliveries dropped, and that is fine). Returns
+    /// the batch's id for [`Batching::resolved`].
     pub(super) fn deliver(self, outcome: Result<i64>) -> u64 {
-        let mut waiters = self.outcome.into_iter();
-        let last = waiters.next_back();
-        for waiter in waiters {
-            let _ = waiter.send((self.topic.clone(), self.partition, outcome.clone()));
-        }
-        if let Some(last) = last {
-            let _ = last.send((self.topic, self.partition, outcome));
-        }
+        self.outcome.resolve((self.topic, self.partition, outcome));
         self.id
     }
 }
@@ -247,7 +239,7 @@ impl Batching {
                     // Java's producer gives each batch `batch.size` bytes up front; a record
                     // larger than that gets a batch of its size.
                     records: BatchBuilder::with_capacity(size.max(batch_bytes.min(16 * 1024))),
-                    outcome: Vec::new(),
+                    outcome: Resolver::new(),
                     bytes: 0,
                     created: now(),
                     closed: false,
@@ -271,10 +263,8 @@ impl Batching {
             }
             return Err(error);
         }
-        let (outcome, listening) = oneshot::channel();
-        batch.outcome.push(outcome);
         let delivery = Delivery {
-            outcome: listening,
+            outcome: batch.outcome.listen(),
             index: index as i64,
         };
         batch.bytes += size;
@@ -869,12 +859,7 @@ mod tests {
             b.finish(batch, outcome, true);
         }
         for (i, d) in kept {
-            // Unconstrained: polled one after another in one task, tokio's cooperative budget
-            // would answer `Pending` after 128 of them.
-            let md = tokio::task::unconstrained(d)
-                .now_or_never()
-                .expect("resolved")
-                .expect("delivered");
+            let md = d.now_or_never().expect("resolved").expect("delivered");
             assert_eq!((&*md.topic, md.partition, md.offset), ("t", 0, 5000 + i));
         }
         let err = other.now_or_never().expect("resolved").expect_err("failed");

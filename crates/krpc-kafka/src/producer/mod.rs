@@ -25,14 +25,13 @@
 
 mod accumulator;
 mod idempotence;
+mod outcome;
 pub mod partitioner;
 mod sender;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::sync::oneshot;
 
 use crate::client::KafkaClient;
 use crate::compression::Codec;
@@ -280,7 +279,7 @@ type BatchOutcome = (Arc<str>, i32, Result<i64>);
 /// each delivery gets it with its record's place in the batch, and resolves to the batch's
 /// base offset plus that place.
 pub struct Delivery {
-    outcome: oneshot::Receiver<BatchOutcome>,
+    outcome: outcome::Listener<BatchOutcome>,
     /// The record's offset delta in its batch.
     index: i64,
 }
@@ -292,9 +291,9 @@ impl std::future::Future for Delivery {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         let index = self.index;
-        std::pin::Pin::new(&mut self.outcome).poll(cx).map(|r| {
+        self.outcome.poll(cx).map(|r| {
             // The batch dropped unresolved (a forced close, the sender task gone).
-            let (topic, partition, base) = r.map_err(|_| Error::Closed("producer"))?;
+            let (topic, partition, base) = r.ok_or(Error::Closed("producer"))?;
             Ok(RecordMetadata {
                 topic,
                 partition,
