@@ -16,8 +16,9 @@
          nothing) when the broker refuses the transactional producer
 
 A sample record i: key b"key-i" (None when i % 5 == 4), value b"value-i" * (i % 3 + 1)
-(None when i % 7 == 6), headers [("h", b"i"), ("n", None)], timestamp 1_600_000_000_000 + i.
-kafka-python cannot produce a null header value, so its records carry only ("h", b"i").
+(None when i % 7 == 6), headers [("h", b"i"), ("n", None), ("h", b"again")] (a key
+repeated, as Kafka allows), timestamp 1_600_000_000_000 + i.
+kafka-python cannot produce a null header value, so its records carry only the two "h".
 """
 import json
 import sys
@@ -29,7 +30,7 @@ DEADLINE_S = 60
 def sample(i):
     key = None if i % 5 == 4 else b"key-%d" % i
     value = None if i % 7 == 6 else (b"value-%d" % i) * (i % 3 + 1)
-    headers = [("h", str(i).encode()), ("n", None)]
+    headers = [("h", str(i).encode()), ("n", None), ("h", b"again")]
     return key, value, headers, 1_600_000_000_000 + i
 
 

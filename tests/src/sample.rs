@@ -3,7 +3,8 @@
 use bytes::Bytes;
 use krpc_kafka::{ConsumerRecord, Header, ProducerRecord};
 
-/// Sample record `i`: some keys and values null, two headers (one null), a fixed timestamp.
+/// Sample record `i`: some keys and values null, three headers (one null; the first key
+/// repeated last, as Kafka allows), a fixed timestamp.
 pub fn record(i: usize) -> ProducerRecord {
     let key = (i % 5 != 4).then(|| Bytes::from(format!("key-{i}")));
     let value = (i % 7 != 6).then(|| Bytes::from(format!("value-{i}").repeat(i % 3 + 1)));
@@ -16,6 +17,7 @@ pub fn record(i: usize) -> ProducerRecord {
                 key: "n".into(),
                 value: None,
             },
+            Header::new("h", "again"),
         ],
         timestamp: Some(1_600_000_000_000 + i as i64),
     }

@@ -8,17 +8,18 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::records::{Compression, RecordBatchDecoder, TimestampType};
+use kafka_protocol::records::Compression;
 
 use crate::compression::{self, Codec};
 
 mod builder;
 mod legacy;
+mod v2;
 
 pub(crate) use builder::BatchBuilder;
 
-/// One record header. Kafka allows repeated keys; the producer writes a repeated key once, in
-/// its first place with its last value (as `kafka-protocol`'s map of headers did).
+/// One record header. Kafka allows repeated keys: the producer writes every header given, in
+/// order, and the consumer reads every one, in order (as the Java client and librdkafka do).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     /// Header name.
@@ -457,6 +458,7 @@ fn v2_crc_holds(entry: &[u8]) -> bool {
 struct V2Header {
     attributes: i16,
     last_offset_delta: i32,
+    base_timestamp: i64,
     max_timestamp: i64,
     producer_id: i64,
     record_count: i32,
@@ -474,6 +476,7 @@ impl V2Header {
         Self {
             attributes,
             last_offset_delta: i32_at(23),
+            base_timestamp: i64_at(27),
             max_timestamp: i64_at(35),
             producer_id: i64_at(43),
             record_count: i32_at(57),
@@ -483,7 +486,8 @@ impl V2Header {
     }
 }
 
-/// Decodes the records of one complete v2 data batch.
+/// Decodes the records of one complete v2 data batch: its CRC-32C checked, its records
+/// inflated (within `max_inflated` bytes) and read ([`v2::decode_records`]).
 fn decode_v2(
     batch: &Bytes,
     header: &V2Header,
@@ -496,69 +500,61 @@ fn decode_v2(
         offset: base_offset,
         reason,
     };
-    let record_count = header.record_count;
-    if record_count < 0 {
-        return Err(malformed(format!("negative record count {record_count}")));
-    }
-    let min_body = (record_count as usize).saturating_mul(MIN_RECORD_LEN);
-    let codec = header.attributes & 0x7;
-    if codec == 0 && min_body > batch.len() - BATCH_HEADER_LEN {
+    if !v2_crc_holds(batch) {
         return Err(malformed(format!(
-            "{record_count} records cannot fit in {} bytes",
-            batch.len() - BATCH_HEADER_LEN
+            "CRC-32C mismatch: the batch says {:#010x}, its bytes make {:#010x}",
+            u32::from_be_bytes(batch[17..21].try_into().expect("4 bytes")),
+            crc32c::crc32c(&batch[21..])
         )));
     }
-    let mut batch_bytes = batch.clone();
-    let decompress = |compressed: &mut Bytes, c: Compression| -> anyhow::Result<Bytes> {
-        let inflated = compression::decompress(c, compressed, max_inflated)?;
-        if inflated.len() < min_body {
-            anyhow::bail!(
-                "{record_count} records cannot fit in {} inflated bytes",
-                inflated.len()
-            );
-        }
-        Ok(inflated)
+    let record_count = header.record_count;
+    let Ok(count) = usize::try_from(record_count) else {
+        return Err(malformed(format!("negative record count {record_count}")));
     };
-    let set =
-        RecordBatchDecoder::decode_with_custom_compression(&mut batch_bytes, Some(decompress))
-            .map_err(|e| malformed(format!("{e:#}")))?;
-    Ok(set
-        .records
-        .into_iter()
-        .map(|r| {
-            let log_append_time = r.timestamp_type == TimestampType::LogAppend;
-            ConsumerRecord {
-                topic: topic.clone(),
-                partition,
-                offset: r.offset,
-                // A broker with message.timestamp.type=LogAppendTime sets the batch's max
-                // timestamp and the attribute only; Java gives every record that timestamp.
-                timestamp: if log_append_time {
-                    header.max_timestamp
-                } else {
-                    r.timestamp
-                },
-                log_append_time,
-                key: r.key,
-                value: r.value,
-                headers: r
-                    .headers
-                    .into_iter()
-                    .map(|(k, v)| Header {
-                        key: k.to_string(),
-                        value: v,
-                    })
-                    .collect(),
-            }
-        })
-        .collect())
+    let min_body = count.saturating_mul(MIN_RECORD_LEN);
+    let body = batch.slice(BATCH_HEADER_LEN..);
+    let body = match header.attributes & 0x7 {
+        0 => body,
+        codec => {
+            let codec = match codec {
+                1 => Compression::Gzip,
+                2 => Compression::Snappy,
+                3 => Compression::Lz4,
+                4 => Compression::Zstd,
+                other => return Err(malformed(format!("unknown compression codec {other}"))),
+            };
+            compression::decompress(codec, &body, max_inflated)
+                .map_err(|e| malformed(format!("{e:#}")))?
+        }
+    };
+    if min_body > body.len() {
+        let inflated = if header.attributes & 0x7 == 0 {
+            ""
+        } else {
+            "inflated "
+        };
+        return Err(malformed(format!(
+            "{record_count} records cannot fit in {} {inflated}bytes",
+            body.len()
+        )));
+    }
+    let source = v2::Batch {
+        topic,
+        partition,
+        base_offset,
+        base_timestamp: header.base_timestamp,
+        // A broker with message.timestamp.type=LogAppendTime sets the batch's max timestamp
+        // and the attribute only; Java gives every record that timestamp.
+        log_append_time: (header.attributes & 0x8 != 0).then_some(header.max_timestamp),
+    };
+    v2::decode_records(&source, body, count).map_err(malformed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions};
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
     fn topic() -> Arc<str> {
         Arc::from("t")
@@ -643,8 +639,9 @@ mod tests {
 
     /// The hand-written batch encoder writes what kafka-protocol's encoder wrote (for records
     /// in timestamp order; that encoder takes the least timestamp as the base, the builder the
-    /// first as Java does): nulls, empty values, repeated header keys, timestamps left to the
-    /// producer, large lengths (multi-byte varints), stamps, every codec.
+    /// first as Java does; and for header keys that do not repeat, which that encoder's map
+    /// keeps once): nulls, empty values, timestamps left to the producer, large lengths
+    /// (multi-byte varints), stamps, every codec.
     #[test]
     fn builder_writes_the_bytes_kafka_protocol_writes() {
         let big = Bytes::from(vec![7u8; 20_000]);
@@ -668,8 +665,6 @@ mod tests {
                         value: None,
                     },
                     Header::new("a", "1"),
-                    Header::new("n", "last"),
-                    Header::new("a", "2"),
                     Header::new("b", big.clone()),
                 ],
                 timestamp: None,
@@ -721,6 +716,46 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A header key given more than once is written and read back each time, in order, with
+    /// each value (Kafka allows it; Java and librdkafka keep every one). Before, the builder
+    /// wrote a repeated key once (its first place, its last value) and the decoder, through
+    /// kafka-protocol's map of headers, kept one of each key.
+    #[test]
+    fn repeated_header_keys_are_written_and_read_each_time_in_order() {
+        let headers = vec![
+            Header::new("a", "1"),
+            Header {
+                key: "n".into(),
+                value: None,
+            },
+            Header::new("a", "2"),
+            Header::new("n", "last"),
+            Header::new("a", "3"),
+        ];
+        let record = ProducerRecord {
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: headers.clone(),
+            timestamp: Some(5),
+        };
+        for codec in Codec::ALL {
+            let bytes = encode_batch(std::slice::from_ref(&record), codec, 0).unwrap();
+            let decoded = decode_batches(&bytes, &topic(), 0, 0, 1 << 20).unwrap();
+            assert_eq!(decoded.records.len(), 1, "{codec:?}");
+            assert_eq!(decoded.records[0].headers, headers, "{codec:?}");
+        }
+        // Batches librdkafka and kafka-python write with a repeated key: tests/tests/wire_interop.rs.
+        let bytes = encode_batch(std::slice::from_ref(&record), Codec::None, 0).unwrap();
+        let got = &decode_batches(&bytes, &topic(), 0, 0, 1 << 20)
+            .unwrap()
+            .records[0];
+        assert_eq!(
+            got.header("a").map(|v| &v[..]),
+            Some(&b"1"[..]),
+            "the first of a key"
+        );
     }
 
     #[test]
@@ -778,10 +813,7 @@ mod tests {
         b[last] ^= 0xff;
         let decoded = decode_batches(&b.freeze(), &topic(), 0, 0, 1 << 20).unwrap();
         let err = &decoded.undecodable[0].error;
-        assert!(
-            err.to_string().to_lowercase().contains("cyclic redundancy"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("CRC-32C mismatch"), "{err}");
     }
 
     /// A corrupt batch whose (CRC-covered) last offset delta is garbage never moves the

@@ -8,9 +8,11 @@
 //! its key and value, which allocates for a `Bytes` made from a `Vec`, and an `IndexMap` of its
 //! headers), encoded them into a growing scratch buffer and copied that into the batch. Here a
 //! record costs its bytes in the buffer and nothing else. The output is the same bytes as that
-//! encoder's for records whose timestamps do not decrease (test
-//! `builder_writes_the_bytes_kafka_protocol_writes`); otherwise the base timestamp is the first
-//! record's and later deltas may be negative, as the Java producer writes them.
+//! encoder's for records whose timestamps do not decrease and whose header keys do not repeat
+//! (test `builder_writes_the_bytes_kafka_protocol_writes`); otherwise the base timestamp is the
+//! first record's and later deltas may be negative, as the Java producer writes them, and a
+//! repeated header key is written each time it is given, as Java and librdkafka write it
+//! (that encoder's map of headers kept one).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -72,25 +74,7 @@ impl BatchBuilder {
         }
         let timestamp_delta = timestamp.wrapping_sub(self.base_timestamp);
         let offset_delta = self.count;
-        // Headers as a map with insertion order, as the format's other writers (kafka-protocol's
-        // encoder, which this one replaced) keep them: a repeated key keeps its first place and
-        // its last value.
-        let unique = |i: usize| {
-            !record.headers[..i]
-                .iter()
-                .any(|h| h.key == record.headers[i].key)
-        };
-        let last_value = |i: usize| {
-            let key = &record.headers[i].key;
-            &record.headers[record
-                .headers
-                .iter()
-                .rposition(|h| &h.key == key)
-                .unwrap_or(i)]
-            .value
-        };
-        let repeats = record.headers.len() > 1 && (1..record.headers.len()).any(|i| !unique(i));
-
+        // Every header as given, a repeated key too (Java's `Headers.add`, librdkafka).
         let len32 = |n: usize, what: &str| -> anyhow::Result<i32> {
             i32::try_from(n).map_err(|_| anyhow::anyhow!("record {what} of {n} bytes is too large"))
         };
@@ -99,7 +83,6 @@ impl BatchBuilder {
         };
         let key_len = opt_len(&record.key, "key")?;
         let value_len = opt_len(&record.value, "value")?;
-        let mut header_count = 0usize;
         let mut body = 1 // attributes
             + varlong_size(timestamp_delta)
             + varint_size(offset_delta)
@@ -107,17 +90,12 @@ impl BatchBuilder {
             + key_len.max(0) as usize
             + varint_size(value_len)
             + value_len.max(0) as usize;
-        for (i, h) in record.headers.iter().enumerate() {
-            if repeats && !unique(i) {
-                continue;
-            }
-            header_count += 1;
-            let value = if repeats { last_value(i) } else { &h.value };
+        for h in &record.headers {
             let k = len32(h.key.len(), "header key")?;
-            let v = opt_len(value, "header value")?;
+            let v = opt_len(&h.value, "header value")?;
             body += varint_size(k) + k as usize + varint_size(v) + v.max(0) as usize;
         }
-        let header_count = len32(header_count, "header count")?;
+        let header_count = len32(record.headers.len(), "header count")?;
         body += varint_size(header_count);
         let body = len32(body, "")?;
 
@@ -135,14 +113,10 @@ impl BatchBuilder {
             buf.put_slice(v);
         }
         put_varint(buf, header_count);
-        for (i, h) in record.headers.iter().enumerate() {
-            if repeats && !unique(i) {
-                continue;
-            }
-            let value = if repeats { last_value(i) } else { &h.value };
+        for h in &record.headers {
             put_varint(buf, h.key.len() as i32);
             buf.put_slice(h.key.as_bytes());
-            match value {
+            match &h.value {
                 Some(v) => {
                     put_varint(buf, v.len() as i32);
                     buf.put_slice(v);
