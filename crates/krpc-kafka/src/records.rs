@@ -318,7 +318,9 @@ pub(crate) fn decode_fetched(
             covered = covered.max(base_offset.saturating_add(1));
             continue;
         };
-        // (first offset, next offset) the entry covers, and its records.
+        // (first offset, next offset) the entry covers, and its records (v2 records go straight
+        // into `out.records`, from `tail` on).
+        let tail = out.records.len();
         let (start, next_offset, records) = match magic as i8 {
             0 | 1 => {
                 let next = base_offset.saturating_add(1);
@@ -388,8 +390,16 @@ pub(crate) fn decode_fetched(
                     if skip_batch {
                         (base_offset, next, Vec::new())
                     } else {
-                        match decode_v2(&entry, &header, topic, partition, max_inflated) {
-                            Ok(records) => (base_offset, next, records),
+                        let decoded = decode_v2(
+                            &entry,
+                            &header,
+                            topic,
+                            partition,
+                            max_inflated,
+                            &mut out.records,
+                        );
+                        match decoded {
+                            Ok(()) => (base_offset, next, Vec::new()),
                             Err(reason) if v2_crc_holds(&entry) => {
                                 // The batch is intact (an unsupported codec, an inflation past
                                 // the limit): its header says where it ends.
@@ -437,11 +447,14 @@ pub(crate) fn decode_fetched(
             out.first_gap = Some(covered);
         }
         covered = covered.max(next_offset);
-        out.records.extend(
-            records
-                .into_iter()
-                .filter(|r| r.offset >= min_offset && lso.is_none_or(|lso| r.offset < lso)),
-        );
+        out.records.extend(records);
+        let keep =
+            |r: &ConsumerRecord| r.offset >= min_offset && lso.is_none_or(|lso| r.offset < lso);
+        // Most entries keep every record: then nothing moves.
+        if out.records[tail..].iter().any(|r| !keep(r)) {
+            let entry_records = out.records.split_off(tail);
+            out.records.extend(entry_records.into_iter().filter(keep));
+        }
     }
     Ok(out)
 }
@@ -486,15 +499,17 @@ impl V2Header {
     }
 }
 
-/// Decodes the records of one complete v2 data batch: its CRC-32C checked, its records
-/// inflated (within `max_inflated` bytes) and read ([`v2::decode_records`]).
+/// Decodes the records of one complete v2 data batch onto the end of `out`: its CRC-32C
+/// checked, its records inflated (within `max_inflated` bytes) and read
+/// ([`v2::decode_records`]). On an error `out` is as it was.
 fn decode_v2(
     batch: &Bytes,
     header: &V2Header,
     topic: &Arc<str>,
     partition: i32,
     max_inflated: usize,
-) -> Result<Vec<ConsumerRecord>, RecordsError> {
+    out: &mut Vec<ConsumerRecord>,
+) -> Result<(), RecordsError> {
     let base_offset = i64::from_be_bytes(batch[0..8].try_into().expect("8 bytes"));
     let malformed = |reason: String| RecordsError::Malformed {
         offset: base_offset,
@@ -547,7 +562,11 @@ fn decode_v2(
         // and the attribute only; Java gives every record that timestamp.
         log_append_time: (header.attributes & 0x8 != 0).then_some(header.max_timestamp),
     };
-    v2::decode_records(&source, body, count).map_err(malformed)
+    let before = out.len();
+    v2::decode_records(&source, body, count, out).map_err(|reason| {
+        out.truncate(before);
+        malformed(reason)
+    })
 }
 
 #[cfg(test)]
@@ -1298,6 +1317,72 @@ mod tests {
                 }
             }
             let _ = decode_batches(&Bytes::from(input), &topic(), 0, 0, 1 << 16);
+        }
+    }
+
+    /// Mutated and truncated v2 batches (their CRC-32C made valid again, so the mutation
+    /// reaches the record decoder) are records or a reported entry, never a panic; and the
+    /// record decoder's refusals name what was wrong.
+    #[test]
+    fn mutated_v2_records_never_panic_and_refusals_say_why() {
+        use rand::{Rng, SeedableRng};
+        let fix_crc = |b: &mut Vec<u8>| {
+            if b.len() >= 21 {
+                let crc = crc32c::crc32c(&b[21..]);
+                b[17..21].copy_from_slice(&crc.to_be_bytes());
+            }
+        };
+        let seed = encode_batch(&sample(), Codec::None, 0).unwrap().to_vec();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        for round in 0..20_000 {
+            let mut input = seed.clone();
+            for _ in 0..rng.random_range(1..4) {
+                let at = rng.random_range(BATCH_HEADER_LEN..input.len());
+                input[at] = rng.random();
+            }
+            if round % 4 == 0 {
+                // A batch cut short inside its records, its size field saying so.
+                let len = rng.random_range(BATCH_HEADER_LEN..input.len());
+                input.truncate(len);
+                input[8..12].copy_from_slice(&((len - 12) as i32).to_be_bytes());
+            }
+            fix_crc(&mut input);
+            let _ = decode_batches(&Bytes::from(input), &topic(), 0, 0, 1 << 16);
+        }
+        // One record, its fields written by hand: each refusal names its field.
+        let record = |body: &[u8]| {
+            let mut b = seed[..BATCH_HEADER_LEN].to_vec();
+            b[57..61].copy_from_slice(&1i32.to_be_bytes());
+            b[21..23].copy_from_slice(&0i16.to_be_bytes());
+            b.extend_from_slice(body);
+            let len = (b.len() - 12) as i32;
+            b[8..12].copy_from_slice(&len.to_be_bytes());
+            fix_crc(&mut b);
+            let decoded = decode_batches(&Bytes::from(b), &topic(), 0, 0, 1 << 16).unwrap();
+            match decoded.undecodable.first() {
+                Some(u) => Err(u.error.to_string()),
+                None => Ok(decoded.records),
+            }
+        };
+        // length 6 (zigzag 12): attributes, deltas 0, key -1 (zigzag 1), value -1, no headers.
+        let ok = record(&[12, 0, 0, 0, 1, 1, 0]).expect("a minimal record");
+        assert_eq!((ok[0].key.clone(), ok[0].value.clone()), (None, None));
+        let cases: [(&[u8], &str); 5] = [
+            (
+                &[0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0, 0, 0, 0],
+                "longer than 5 bytes",
+            ),
+            (&[12, 0, 0, 0, 3, 1, 0], "key: negative length -2"),
+            (&[40, 0, 0, 0, 1, 1, 0], "bytes of its length"),
+            (&[18, 0, 0, 0, 1, 1, 2, 2, 0xff, 1], "not UTF-8"),
+            (&[12, 0, 0, 0, 1, 1, 1], "negative header count"),
+        ];
+        for (body, why) in cases {
+            let err = record(body).expect_err(why);
+            assert!(
+                err.contains(why) && err.contains("record 0"),
+                "{why}: {err}"
+            );
         }
     }
 }

@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 
 use super::{ConsumerRecord, Header};
 
@@ -35,44 +35,118 @@ pub(super) struct Batch<'a> {
     pub log_append_time: Option<i64>,
 }
 
-/// Reads `count` records from `body` (the batch's records, inflated). A record that cannot be
-/// read fails the whole batch with the reason; bytes after the last record are ignored.
+/// Reads `count` records from `body` (the batch's records, inflated) onto the end of
+/// `records`. A record that cannot be read fails the whole batch with the reason (the records
+/// read before it are left for the caller to drop); bytes after the last record are ignored.
 pub(super) fn decode_records(
     batch: &Batch<'_>,
-    mut body: Bytes,
+    body: Bytes,
     count: usize,
-) -> Result<Vec<ConsumerRecord>, String> {
+    records: &mut Vec<ConsumerRecord>,
+) -> Result<(), String> {
     // The count is untrusted: reserve no more records than the bytes can hold.
-    let mut records = Vec::with_capacity(count.min(body.len() / super::MIN_RECORD_LEN + 1));
+    records.reserve(count.min(body.len() / super::MIN_RECORD_LEN + 1));
+    let mut at = 0;
     for i in 0..count {
-        let record = read_record(batch, &mut body).map_err(|e| format!("record {i}: {e}"))?;
+        let record = read_record(batch, &body, &mut at).map_err(|e| format!("record {i}: {e}"))?;
         records.push(record);
     }
-    Ok(records)
+    Ok(())
 }
 
-fn read_record(batch: &Batch<'_>, buf: &mut Bytes) -> Result<ConsumerRecord, String> {
-    let size = varint(buf, "length")?;
-    let size = usize::try_from(size).map_err(|_| format!("negative length {size}"))?;
-    let mut record = take(buf, size, "its length")?;
-    let _attributes = take(&mut record, 1, "attributes")?;
-    let timestamp_delta = zigzag(&mut record, 10, "timestamp delta")?;
-    let offset_delta = varint(&mut record, "offset delta")?;
-    let key = nullable(&mut record, "key")?;
-    let value = nullable(&mut record, "value")?;
-    let header_count = varint(&mut record, "header count")?;
+/// A cursor over one record's bytes: `body[at..end]`. Keys and values are slices of `body`
+/// (no copy); nothing else allocates but header keys.
+struct Cursor<'a> {
+    body: &'a Bytes,
+    at: usize,
+    end: usize,
+}
+
+impl Cursor<'_> {
+    /// A zigzag varint of at most `max_bytes` bytes (5 for a `VARINT`, 10 for a `VARLONG`), as
+    /// Java's `ByteUtils.readVarint`/`readVarlong` read it: a longer one is an error.
+    fn zigzag(&mut self, max_bytes: u32, what: &str) -> Result<i64, String> {
+        let mut raw: u64 = 0;
+        for i in 0..max_bytes {
+            if self.at >= self.end {
+                return Err(format!("{what}: the varint is cut short"));
+            }
+            let byte = self.body[self.at];
+            self.at += 1;
+            raw |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+            }
+        }
+        Err(format!("{what}: a varint longer than {max_bytes} bytes"))
+    }
+
+    /// A `VARINT`: what does not fit 32 bits is an error.
+    fn varint(&mut self, what: &str) -> Result<i32, String> {
+        let v = self.zigzag(5, what)?;
+        i32::try_from(v).map_err(|_| format!("{what}: {v} is not a 32-bit varint"))
+    }
+
+    /// A non-negative `VARINT` length.
+    fn len(&mut self, what: &str) -> Result<usize, String> {
+        let len = self.varint(what)?;
+        usize::try_from(len).map_err(|_| format!("{what}: negative length {len}"))
+    }
+
+    /// The next `len` bytes' range, or why not (`what` names them).
+    fn skip(&mut self, len: usize, what: &str) -> Result<std::ops::Range<usize>, String> {
+        let left = self.end - self.at;
+        if len > left {
+            return Err(format!("{len} bytes of {what} but {left} left"));
+        }
+        self.at += len;
+        Ok(self.at - len..self.at)
+    }
+
+    /// A varint length then that many bytes; -1 is null.
+    fn nullable(&mut self, what: &str) -> Result<Option<Bytes>, String> {
+        match self.varint(what)? {
+            -1 => Ok(None),
+            len => match usize::try_from(len) {
+                Ok(len) => Ok(Some(self.body.slice(self.skip(len, what)?))),
+                Err(_) => Err(format!("{what}: negative length {len}")),
+            },
+        }
+    }
+}
+
+/// Reads the record at `*at` in `body`, moving `*at` past it.
+fn read_record(batch: &Batch<'_>, body: &Bytes, at: &mut usize) -> Result<ConsumerRecord, String> {
+    let mut outer = Cursor {
+        body,
+        at: *at,
+        end: body.len(),
+    };
+    let size = outer.len("length")?;
+    let range = outer.skip(size, "its length")?;
+    *at = range.end;
+    let mut c = Cursor {
+        body,
+        at: range.start,
+        end: range.end,
+    };
+    c.skip(1, "attributes")?;
+    let timestamp_delta = c.zigzag(10, "timestamp delta")?;
+    let offset_delta = c.varint("offset delta")?;
+    let key = c.nullable("key")?;
+    let value = c.nullable("value")?;
+    let header_count = c.varint("header count")?;
     let header_count = usize::try_from(header_count)
         .map_err(|_| format!("negative header count {header_count}"))?;
     // Untrusted as the record count: at most one header per two bytes left.
-    let mut headers = Vec::with_capacity(header_count.min(record.len() / 2));
+    let mut headers = Vec::with_capacity(header_count.min((c.end - c.at) / 2));
     for h in 0..header_count {
-        let key_len = varint(&mut record, "header key length")?;
-        let key_len = usize::try_from(key_len)
-            .map_err(|_| format!("header {h}: negative key length {key_len}"))?;
-        let key = take(&mut record, key_len, "a header key")?;
-        let key = String::from_utf8(key.to_vec())
-            .map_err(|e| format!("header {h}: the key is not UTF-8: {e}"))?;
-        let value = nullable(&mut record, "header value")?;
+        let key_len = c.len("header key length")?;
+        let key = c.skip(key_len, "a header key")?;
+        let key = std::str::from_utf8(&body[key])
+            .map_err(|e| format!("header {h}: the key is not UTF-8: {e}"))?
+            .to_string();
+        let value = c.nullable("header value")?;
         headers.push(Header { key, value });
     }
     // Wrapping, as the Java client adds them: the deltas are untrusted.
@@ -89,46 +163,4 @@ fn read_record(batch: &Batch<'_>, buf: &mut Bytes) -> Result<ConsumerRecord, Str
         value,
         headers,
     })
-}
-
-/// A zigzag varint of at most `max_bytes` bytes (5 for a `VARINT`, 10 for a `VARLONG`), as
-/// Java's `ByteUtils.readVarint`/`readVarlong` read it: a longer one is an error.
-fn zigzag(buf: &mut Bytes, max_bytes: u32, what: &str) -> Result<i64, String> {
-    let mut raw: u64 = 0;
-    for i in 0..max_bytes {
-        if !buf.has_remaining() {
-            return Err(format!("{what}: the varint is cut short"));
-        }
-        let byte = buf.get_u8();
-        raw |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
-        }
-    }
-    Err(format!("{what}: a varint longer than {max_bytes} bytes"))
-}
-
-/// A `VARINT`: what does not fit 32 bits is an error.
-fn varint(buf: &mut Bytes, what: &str) -> Result<i32, String> {
-    let v = zigzag(buf, 5, what)?;
-    i32::try_from(v).map_err(|_| format!("{what}: {v} is not a 32-bit varint"))
-}
-
-/// `len` bytes of `buf`, or why not (`what` names them).
-fn take(buf: &mut Bytes, len: usize, what: &str) -> Result<Bytes, String> {
-    if len > buf.len() {
-        return Err(format!("{len} bytes of {what} but {} left", buf.len()));
-    }
-    Ok(buf.split_to(len))
-}
-
-/// A varint length then that many bytes; -1 is null.
-fn nullable(buf: &mut Bytes, what: &str) -> Result<Option<Bytes>, String> {
-    match varint(buf, what)? {
-        -1 => Ok(None),
-        len => match usize::try_from(len) {
-            Ok(len) => take(buf, len, what).map(Some),
-            Err(_) => Err(format!("{what}: negative length {len}")),
-        },
-    }
 }
