@@ -302,7 +302,9 @@ struct PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        lock(self.state).pending.remove(&self.id);
+        // Dropped after the lock is released (a callback's state drops with it).
+        let waiter = lock(self.state).pending.remove(&self.id);
+        drop(waiter);
     }
 }
 
@@ -774,21 +776,29 @@ impl Connection {
     }
 
     /// Sends `req` at the negotiated version (request timeout) and has `on_reply` called with
-    /// its response, or with why there is none (as [`Connection::send`] would return it), by
-    /// the connection's reader task as soon as the frame is read: the answer is handled
-    /// without waking the task that sent it (as the Java client's `NetworkClient` completes a
-    /// request's callback on its I/O thread). This resolves once the frame is handed to the
-    /// socket. The request's deadline is the reader's sweep's, so this is for callers on the
-    /// reader's runtime; from another runtime this future itself waits for the answer and
-    /// calls `on_reply`.
+    /// its response, or with why there is none (as [`Connection::send`] would return it),
+    /// without the sending task waiting for it: the reader task calls it as soon as the frame
+    /// is read, so the answer is handled without waking the task that sent it (as the Java
+    /// client's `NetworkClient` completes a request's callback on its I/O thread). This
+    /// resolves once the frame is handed over (written to the socket, buffered whole, or
+    /// queued for the writer task).
     ///
-    /// `on_reply` runs on the reader task, outside the connection's locks: it must not block.
+    /// The request's deadline is the reader's sweep's, so the reader's runtime must run: from
+    /// a task on another runtime this future instead waits for the answer itself (with its
+    /// own timer) and calls `on_reply` before it resolves.
+    ///
+    /// Where `on_reply` runs: on the reader task for an answer, a timeout or a broken read;
+    /// on whichever task broke the connection otherwise (the writer task, a caller whose write
+    /// failed, this very call, a caller's timer, [`Connection::retire`], the reader task's end
+    /// when its runtime shuts down). Always outside the connection's state lock, but maybe
+    /// inside its write half's: it must not block, nor send on this connection.
     ///
     /// # Errors
     ///
     /// The request could not be sent (encoding, a connection already broken, the writer task
-    /// gone): `on_reply` is then never called. On `Ok` it is called exactly once, unless this
-    /// future is dropped before it resolves.
+    /// gone): `on_reply` is then never called. On `Ok` it has been or will be called exactly
+    /// once, unless this future is dropped before it resolves. (From another runtime a
+    /// failure comes through `on_reply`, and this returns `Ok`.)
     pub(crate) async fn send_then<R, F>(&self, req: &R, on_reply: F) -> Result<()>
     where
         R: Request,
@@ -838,8 +848,16 @@ impl Connection {
             api,
             timeout,
         };
-        state.pending.insert(id, waiter);
+        let displaced = state.pending.insert(id, waiter);
         state.last_used = std::time::Instant::now();
+        drop(state);
+        // The correlation id wrapped around (2^32 requests) onto a request still unanswered:
+        // that one can no longer be told its answer, so it fails rather than wait forever.
+        if let Some(old) = displaced {
+            old.answer.give(Err(Failure::Broken(format!(
+                "correlation id {id} reused while its request was unanswered"
+            ))));
+        }
         Ok(())
     }
 

@@ -8,8 +8,11 @@
 //! [`Shared::on_answer`] as soon as it reads one (as the Java producer completes batches in
 //! its I/O thread's callbacks), and when every batch of the request is stored their records
 //! learn their offsets there, so the caller waiting on a record is woken by the reader itself.
-//! An answer with any error goes to the sender task, which decides on each batch (retries,
-//! the idempotence errors) as on a batch it could not send.
+//! (A connection whose reader runs on another runtime than the sender's is awaited by the
+//! request instead, and the answer applied there: see `Connection::send_then`.) An answer
+//! with any error goes to the sender task, which decides on each batch (retries, the
+//! idempotence errors) as on a batch it could not send. A forced close drops the batches of
+//! requests still unanswered: their records get [`Error::Closed`], whatever comes later.
 //!
 //! An idle producer does not wait for its sender to wake either: a send that makes a batch
 //! ready while no request is in flight (on the sender's runtime) drains the ready batches
@@ -128,11 +131,19 @@ impl Shared {
     }
 
     /// Keeps `batches` (a request's, about to be written) until its answer; returns the
-    /// request's number.
-    fn park(&self, batches: Vec<Batch>) -> u64 {
+    /// request's number. After a forced close, `None`: the batches are dropped (their records
+    /// get [`Error::Closed`]) and nothing is to be sent. Checked under the lock a forced close
+    /// takes the parked batches with, so none is parked after it.
+    fn park(&self, batches: Vec<Batch>) -> Option<u64> {
+        let mut answering = self.answering();
+        if self.aborted.load(Ordering::SeqCst) {
+            drop(answering);
+            drop(batches);
+            return None;
+        }
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
-        self.answering().insert(request, batches);
-        request
+        answering.insert(request, batches);
+        Some(request)
     }
 
     /// The batches of `request` ([`Shared::park`]); none after a forced close took them.
@@ -140,13 +151,15 @@ impl Shared {
         self.answering().remove(&request)
     }
 
-    /// The answer to `request` (its batches parked, sent to `leader`): called by the
-    /// connection's reader task as soon as the answer is read (see
-    /// `Connection::send_then`), so a record's caller is woken by the
-    /// reader itself, not through the sender task (the Java producer completes batches on its
-    /// I/O thread the same way). Every batch stored: their records learn their offsets here
-    /// (what [`Shared::decide`] makes of a success). Any error: the answer goes to the sender
-    /// task, which decides on each batch (retries, idempotence) as for any other.
+    /// The answer to `request` (its batches parked, sent to `leader`), or why there is none:
+    /// called as `Connection::send_then` says, usually by the connection's reader task as
+    /// soon as the answer is read, so a record's caller is woken by the reader itself, not
+    /// through the sender task (the Java producer completes batches on its I/O thread the same
+    /// way); a failure may also be told from whichever task broke the connection. Every batch
+    /// stored: their records learn their offsets here (what [`Shared::decide`] makes of a
+    /// success). Any error: the answer goes to the sender task, which decides on each batch
+    /// (retries, idempotence) as for any other. Never blocks: it takes the producer's locks
+    /// only briefly, one at a time.
     fn on_answer(&self, request: u64, leader: String, reply: Result<ProduceResponse>) {
         let Some(batches) = self.unpark(request) else {
             // A forced close failed them already.
@@ -179,11 +192,20 @@ impl Shared {
                 self.wake.notify_one();
             }
         } else {
-            self.answered().push(Answered {
+            let mut answered = self.answered();
+            if self.aborted.load(Ordering::SeqCst) {
+                // A forced close took the queue already and the sender is gone: the batches
+                // are dropped here (their records get `Closed`), not left in the queue.
+                drop(answered);
+                drop(batches);
+                return;
+            }
+            answered.push(Answered {
                 leader,
                 batches,
                 results,
             });
+            drop(answered);
             self.wake.notify_one();
         }
     }
@@ -587,7 +609,8 @@ async fn run_until_done(shared: Arc<Shared>) {
             in_flight.push(request);
         }
         // Answers with errors (their requests still counted as in flight).
-        for answered in std::mem::take(&mut *shared.answered()) {
+        let answered = std::mem::take(&mut *shared.answered());
+        for answered in answered {
             in_flight.push(decide_answered(shared.clone(), answered).boxed());
         }
         let now = Instant::now();
@@ -677,9 +700,10 @@ fn fail_unknown_topics(shared: &Shared, topics: &[Arc<str>]) {
     }
 }
 
-/// Sends `batches` to `leader` in one Produce request. Resolves once it is written: its
-/// answer is applied by [`Shared::on_answer`]. What could not be written (a batch that could
-/// not be prepared, a connection that could not be had) is decided on here.
+/// Sends `batches` to `leader` in one Produce request. Resolves once it is handed to the
+/// connection (or, for a connection on another runtime, answered): its answer is applied by
+/// [`Shared::on_answer`]. What could not be sent (a batch that could not be prepared, a
+/// connection that could not be had, a refused write) is decided on here.
 async fn send_request(shared: Arc<Shared>, leader: String, batches: Vec<Batch>) -> Sent {
     let mut outcomes = Vec::with_capacity(batches.len());
     let mut sending = Vec::with_capacity(batches.len());
@@ -717,10 +741,25 @@ async fn send_request(shared: Arc<Shared>, leader: String, batches: Vec<Batch>) 
                     Err(e) => with_error(sending, &e),
                 }
             } else {
-                let request = shared.park(sending);
+                let Some(request) = shared.park(sending) else {
+                    // A forced close: nothing more is sent.
+                    return sent;
+                };
                 let on_reply = {
                     let (shared, leader) = (shared.clone(), sent.leader.clone());
-                    move |reply| shared.on_answer(request, leader, reply)
+                    move |reply| {
+                        // A panic here (on the connection's reader task) would leave the
+                        // request's batches unresolved and its room in flight taken for good:
+                        // fail the producer, as the sender task's end does.
+                        let applied =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                shared.on_answer(request, leader, reply)
+                            }));
+                        if let Err(panic) = applied {
+                            shared.abort(&Error::Closed("producer (applying an answer panicked)"));
+                            std::panic::resume_unwind(panic);
+                        }
+                    }
                 };
                 match conn.send_then(&req, on_reply).await {
                     Ok(()) => {
