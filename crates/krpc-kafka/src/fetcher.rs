@@ -753,6 +753,10 @@ impl Fetcher {
     /// This fetcher's session with the broker at `addr`, for `f` (the lock is held only by `f`).
     fn with_session<T>(&self, addr: &str, f: impl FnOnce(&mut session::Session) -> T) -> T {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        // Looked up by `&str` first: `entry` would allocate the key on every poll.
+        if let Some(session) = sessions.get_mut(addr) {
+            return f(session);
+        }
         f(sessions.entry(addr.to_string()).or_default())
     }
 
@@ -777,7 +781,7 @@ impl Fetcher {
                 Some(t) if t.topic.0.as_str() == &**topic => t.partitions.push(fp),
                 _ => topics.push(
                     FetchTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_topic(TopicName(StrBytes::from_string(String::from(&**topic))))
                         .with_partitions(vec![fp]),
                 ),
             }
@@ -791,7 +795,7 @@ impl Fetcher {
                 Some(f) => f.partitions.push(*partition),
                 None => forgotten.push(
                     ForgottenTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_topic(TopicName(StrBytes::from_string(String::from(&**topic))))
                         .with_partitions(vec![*partition]),
                 ),
             }

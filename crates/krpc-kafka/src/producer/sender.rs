@@ -822,7 +822,7 @@ fn produce_request(
             Some(t) => t.partition_data.push(data),
             None => topics.push(
                 TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_name(TopicName(StrBytes::from_string(String::from(&**topic))))
                     .with_partition_data(vec![data]),
             ),
         }
