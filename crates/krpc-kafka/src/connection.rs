@@ -118,7 +118,13 @@ impl Answer {
             Answer::Channel(tx) => {
                 let _ = tx.send(reply);
             }
-            Answer::Call(f) => f(reply),
+            // A callback that panics is reported, not raised: it runs on whichever task tells
+            // the waiters (see `Connection::send_then`), which must go on to tell the others.
+            Answer::Call(f) => {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(reply))).is_err() {
+                    tracing::error!("a request's answer callback panicked");
+                }
+            }
         }
     }
 }
@@ -789,9 +795,13 @@ impl Connection {
     ///
     /// Where `on_reply` runs: on the reader task for an answer, a timeout or a broken read;
     /// on whichever task broke the connection otherwise (the writer task, a caller whose write
-    /// failed, this very call, a caller's timer, [`Connection::retire`], the reader task's end
-    /// when its runtime shuts down). Always outside the connection's state lock, but maybe
-    /// inside its write half's: it must not block, nor send on this connection.
+    /// failed or whose correlation id collided, this very call, a caller's timer,
+    /// [`Connection::retire`] (the client's pool retires idle connections while holding a
+    /// slot's lock), the reader task's end when its runtime shuts down or it panics). Always
+    /// outside the connection's state lock, but maybe inside its write half's: it must not
+    /// block, nor send on this connection. A panic in it is caught and logged (the other
+    /// waiters are still told); a panic while decoding the answer reaches it as
+    /// [`Error::Malformed`].
     ///
     /// # Errors
     ///
@@ -814,7 +824,18 @@ impl Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_request(req, version, id, &self.client_id)?;
         let broker = self.broker.clone();
-        let call = move |reply: Reply| on_reply(answer_of::<R>(reply, version, &broker, timeout));
+        let call = move |reply: Reply| {
+            // A decoder that panics on a hostile frame must not drop `on_reply` uncalled.
+            let answer = std::panic::catch_unwind(|| answer_of::<R>(reply, version, &broker, timeout))
+                .unwrap_or_else(|_| {
+                    Err(Error::Malformed {
+                        broker: broker.clone(),
+                        what: format!("{api:?} v{version} response"),
+                        reason: "decoding it panicked".into(),
+                    })
+                });
+            on_reply(answer)
+        };
         self.register(id, api, timeout, Answer::Call(Box::new(call)))?;
         // Dropped before the frame is handed over: the waiter goes (`on_reply` uncalled).
         let guard = PendingGuard {
@@ -848,16 +869,19 @@ impl Connection {
             api,
             timeout,
         };
-        let displaced = state.pending.insert(id, waiter);
-        state.last_used = std::time::Instant::now();
-        drop(state);
-        // The correlation id wrapped around (2^32 requests) onto a request still unanswered:
-        // that one can no longer be told its answer, so it fails rather than wait forever.
-        if let Some(old) = displaced {
-            old.answer.give(Err(Failure::Broken(format!(
-                "correlation id {id} reused while its request was unanswered"
-            ))));
+        if state.pending.contains_key(&id) {
+            // The correlation id wrapped around (2^32 requests) onto a request still
+            // unanswered: an answer could no longer be told apart, so the connection breaks
+            // (every waiter fails, the next request dials afresh).
+            let reason = format!("correlation id {id} reused while its request was unanswered");
+            let failed = state.break_with(reason.clone());
+            drop(state);
+            failed.give();
+            drop(waiter);
+            return Err(self.broken_error(api, reason));
         }
+        state.pending.insert(id, waiter);
+        state.last_used = std::time::Instant::now();
         Ok(())
     }
 
@@ -1246,6 +1270,35 @@ mod tests {
         });
         assert!(matches!(refused, Err(Error::ConnectionBroken { .. })), "{refused:?}");
         assert!(!called.load(Ordering::SeqCst), "the callback of a refused request is not called");
+    }
+
+    /// A callback that panics while the waiters of a broken connection are told does not
+    /// stop the others from being told (they may belong to other producers and callers).
+    #[test]
+    fn a_panicking_callback_does_not_keep_the_other_waiters_from_their_answer() {
+        let mut state = State::default();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let waiter = |answer| Waiter {
+            answer,
+            deadline,
+            api: ApiKey::Produce,
+            timeout: Duration::from_secs(60),
+        };
+        let (tx, mut rx) = oneshot::channel();
+        state.pending.insert(
+            1,
+            waiter(Answer::Call(Box::new(|_| panic!("a callback's bug")))),
+        );
+        state.pending.insert(2, waiter(Answer::Channel(tx)));
+        state.pending.insert(
+            3,
+            waiter(Answer::Call(Box::new(|_| panic!("another callback's bug")))),
+        );
+        state.break_with("gone".into()).give();
+        assert!(
+            matches!(rx.try_recv(), Ok(Err(Failure::Broken(r))) if r == "gone"),
+            "the channel waiter was told"
+        );
     }
 
     #[test]

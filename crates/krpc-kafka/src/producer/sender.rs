@@ -12,7 +12,8 @@
 //! request instead, and the answer applied there: see `Connection::send_then`.) An answer
 //! with any error goes to the sender task, which decides on each batch (retries, the
 //! idempotence errors) as on a batch it could not send. A forced close drops the batches of
-//! requests still unanswered: their records get [`Error::Closed`], whatever comes later.
+//! requests still unanswered (their records get [`Error::Closed`]), unless their answer is
+//! being applied at that moment, and then their records get that answer's outcome.
 //!
 //! An idle producer does not wait for its sender to wake either: a send that makes a batch
 //! ready while no request is in flight (on the sender's runtime) drains the ready batches
@@ -219,7 +220,18 @@ impl Shared {
         for (batch, decision) in sent.outcomes {
             match decision {
                 Decision::Done(outcome) => self.finish(batch, outcome, true),
-                Decision::Retry(at) => self.stage().requeue(batch, at),
+                Decision::Retry(at) => {
+                    let mut stage = self.stage();
+                    // After a forced close nothing drains the stage again: the batch is
+                    // dropped (its records get `Closed`), outside the lock. `abort` sets the
+                    // flag before it takes this lock.
+                    if self.aborted.load(Ordering::SeqCst) {
+                        drop(stage);
+                        drop(batch);
+                    } else {
+                        stage.requeue(batch, at);
+                    }
+                }
             }
         }
     }
@@ -748,16 +760,21 @@ async fn send_request(shared: Arc<Shared>, leader: String, batches: Vec<Batch>) 
                 let on_reply = {
                     let (shared, leader) = (shared.clone(), sent.leader.clone());
                     move |reply| {
-                        // A panic here (on the connection's reader task) would leave the
-                        // request's batches unresolved and its room in flight taken for good:
-                        // fail the producer, as the sender task's end does.
+                        // A panic here would leave the request's batches unresolved and its
+                        // room in flight taken for good: fail the producer, as the sender
+                        // task's end does. Not raised again: this runs on whichever task told
+                        // the connection's waiters (`Connection::send_then`), whose other
+                        // waiters, of other producers and callers, must still be told. The
+                        // panic hook has reported it.
                         let applied =
                             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                                 shared.on_answer(request, leader, reply)
                             }));
-                        if let Err(panic) = applied {
+                        if applied.is_err() {
+                            tracing::error!(
+                                "applying a produce answer panicked: the producer is closed"
+                            );
                             shared.abort(&Error::Closed("producer (applying an answer panicked)"));
-                            std::panic::resume_unwind(panic);
                         }
                     }
                 };
