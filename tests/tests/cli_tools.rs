@@ -261,8 +261,8 @@ async fn produce_then_consume_keys_headers_offsets_and_formats_and_librdkafka_ag
         );
     }
 
-    // And krpc reads what librdkafka produced: null keys, null values, a null header value,
-    // the producer's timestamps (peers.py's sample records).
+    // And krpc reads what librdkafka produced: null keys, null values, a null header value, a
+    // repeated header key, the producer's timestamps (peers.py's sample records).
     let topic2 = kafka::topic(&client, "cli-records-rdkafka", 1).await;
     python::run(
         "peers.py",
@@ -278,7 +278,11 @@ async fn produce_then_consume_keys_headers_offsets_and_formats_and_librdkafka_ag
         assert_eq!(r["value"], json!(value), "{r}");
         assert_eq!(
             r["headers"],
-            json!([{"key": "h", "value": i.to_string()}, {"key": "n", "value": null}])
+            json!([
+                {"key": "h", "value": i.to_string()},
+                {"key": "n", "value": null},
+                {"key": "h", "value": "again"}
+            ])
         );
         assert_eq!(r["timestamp"], 1_600_000_000_000i64 + i as i64);
     }
