@@ -818,7 +818,9 @@ impl Connection {
         let version = self.version::<R>()?;
         let timeout = self.request_timeout;
         if !self.on_reader_runtime() {
-            on_reply(self.send_version(req, version, timeout).await);
+            // Boxed: the awaiting path (with its timer) would otherwise size the common
+            // path's future too.
+            on_reply(Box::pin(self.send_version(req, version, timeout)).await);
             return Ok(());
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

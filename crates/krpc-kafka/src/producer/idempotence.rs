@@ -98,7 +98,9 @@ impl Idempotence {
         let mut state = self.state.lock().await;
         loop {
             if matches!(*state, State::Unknown) {
-                *state = self.init(client).await?;
+                // Boxed: the rare InitProducerId round would otherwise size every stamp's
+                // future (and every boxed produce request holding one) at about 1.6 KB.
+                *state = Box::pin(self.init(client)).await?;
             }
             let State::Known {
                 producer_id,
