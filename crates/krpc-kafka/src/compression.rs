@@ -82,6 +82,19 @@ impl std::str::FromStr for Codec {
     }
 }
 
+/// The codec that attribute bits 0-2 of a record batch (or an old-format message) name, in
+/// the protocol's numbering: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd; `None` for any other.
+pub(crate) fn from_attribute(codec: u8) -> Option<Compression> {
+    match codec {
+        0 => Some(Compression::None),
+        1 => Some(Compression::Gzip),
+        2 => Some(Compression::Snappy),
+        3 => Some(Compression::Lz4),
+        4 => Some(Compression::Zstd),
+        _ => None,
+    }
+}
+
 /// The configuration name of a protocol compression attribute.
 #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
 pub(crate) fn codec_name(c: Compression) -> &'static str {

@@ -528,26 +528,15 @@ fn decode_v2(
     };
     let min_body = count.saturating_mul(MIN_RECORD_LEN);
     let body = batch.slice(BATCH_HEADER_LEN..);
-    let body = match header.attributes & 0x7 {
-        0 => body,
-        codec => {
-            let codec = match codec {
-                1 => Compression::Gzip,
-                2 => Compression::Snappy,
-                3 => Compression::Lz4,
-                4 => Compression::Zstd,
-                other => return Err(malformed(format!("unknown compression codec {other}"))),
-            };
-            compression::decompress(codec, &body, max_inflated)
-                .map_err(|e| malformed(format!("{e:#}")))?
-        }
+    let codec = (header.attributes & 0x7) as u8;
+    let body = match compression::from_attribute(codec) {
+        Some(Compression::None) => body,
+        Some(c) => compression::decompress(c, &body, max_inflated)
+            .map_err(|e| malformed(format!("{e:#}")))?,
+        None => return Err(malformed(format!("unknown compression codec {codec}"))),
     };
     if min_body > body.len() {
-        let inflated = if header.attributes & 0x7 == 0 {
-            ""
-        } else {
-            "inflated "
-        };
+        let inflated = if codec == 0 { "" } else { "inflated " };
         return Err(malformed(format!(
             "{record_count} records cannot fit in {} {inflated}bytes",
             body.len()

@@ -57,16 +57,14 @@ pub(crate) fn decode_entry(
     if codec == 0 {
         return Ok(vec![wrapper]);
     }
-    let compression = match codec {
-        1 => Compression::Gzip,
-        2 => Compression::Snappy,
-        3 => Compression::Lz4,
-        4 => {
+    let compression = match compression::from_attribute(codec) {
+        Some(Compression::Zstd) => {
             return Err(LegacyError::Malformed(
                 "zstd is not allowed in message format v0/v1".into(),
             ))
         }
-        other => return Err(LegacyError::Malformed(format!("unknown codec {other}"))),
+        Some(c) => c,
+        None => return Err(LegacyError::Malformed(format!("unknown codec {codec}"))),
     };
     let magic = body[4];
     let value = wrapper
