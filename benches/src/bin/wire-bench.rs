@@ -10,12 +10,15 @@
 //! wire-bench sizes BOOTSTRAP TOPIC [--records N]
 //! ```
 //!
-//! **Kafka layer** (the default): krpc-kafka and/or rskafka on the same broker, in the order
-//! the `--client` flags give (default: krpc-kafka, then rskafka), each on fresh topics of its
-//! own. Produce and fetch throughput of 64-byte records in batches of 1,000 (each batch awaited
-//! before the next), and the latency of producing one record and fetching it back. Each phase's
-//! process CPU time (getrusage: every thread of this process) is reported per record: nothing
-//! else runs in the process during a phase. Prints a table on stderr and one JSON line per
+//! **Kafka layer** (the default): krpc-kafka and/or rskafka on the same broker (`--client`,
+//! repeatable; default both), each on a fresh topic of its own. Produce and fetch throughput
+//! of 64-byte records in batches of 1,000 (each batch awaited before the next), and the latency
+//! of producing one record and fetching it back. Each phase goes in turns: a block of work per
+//! client per turn (10 batches; one fetch; 20 round trips), the first of each turn rotating
+//! from the order the flags give, each client timed over its own turns only (the broker's
+//! speed drifts, and one client after the other was not like for like). Each client's process
+//! CPU time (getrusage: every thread of this process) over its turns is reported per record:
+//! only that client works during its turn. Prints a table on stderr and one JSON line per
 //! client on stdout. krpc-kafka's producer runs with idempotence off here, as rskafka's (which
 //! has none) and librdkafka's in the harness (`enable.idempotence` defaults to false there):
 //! like for like. The `roundtrip` mode measures what the default idempotent producer costs.
@@ -130,155 +133,254 @@ fn topic(name: &str, run: u32) -> String {
     format!("{t:-<TOPIC_NAME_WIDTH$}")
 }
 
-async fn bench_krpc_kafka(addr: &str, records: usize, run: u32) -> Result {
-    let client = KafkaClient::connect(ClientConfig::new(addr))
-        .await
-        .expect("connect");
-    let t = topic("krpc-kafka", run);
-    client
-        .create_topics(&[NewTopic::new(&t, 1)], false)
-        .await
-        .expect("create");
-    // Idempotence off: rskafka's producer has none (see the module documentation).
-    let config = ProducerConfig::default()
-        .with_linger(Duration::from_secs(60))
-        .with_max_batch_bytes(16 << 20)
-        .with_enable_idempotence(false);
-    let producer = Producer::new(client.clone(), config).expect("producer config");
-    let value = vec![b'x'; SIZE];
-    let phase = Phase::start();
-    for _ in 0..records / BATCH {
-        for _ in 0..BATCH {
-            producer
-                .send_to(&t, 0, ProducerRecord::value(value.clone()))
-                .await
-                .expect("send");
-        }
-        producer.flush().await;
-    }
-    let (produce, produce_cpu) = phase.end();
+/// Records produced per client turn in the interleaved produce phase.
+const PRODUCE_BLOCK: usize = 10 * BATCH;
+/// Round trips per client turn in the interleaved round-trip phase.
+const ROUND_TRIP_BLOCK: usize = 20;
 
-    let fetch_config = FetchConfig::default()
-        .with_max_wait(Duration::from_millis(10))
-        .with_partition_max_bytes(16 << 20)
-        .with_max_bytes(64 << 20);
-    let mut fetcher = Fetcher::new(client.clone(), fetch_config).expect("fetch config");
-    fetcher.assign(&t, 0, 0);
-    let phase = Phase::start();
-    let mut got = 0;
-    while got < records {
-        got += fetcher.poll().await.expect("fetch").len();
-    }
-    let (fetch, fetch_cpu) = phase.end();
+/// One client of the Kafka-layer measurement, on a fresh topic of its own (one partition).
+enum Thrower {
+    KrpcKafka {
+        /// Batches of [`BATCH`] records (a linger long enough that `flush` closes each).
+        producer: Producer,
+        /// One record at a time (linger 0), for the round trips.
+        single: Producer,
+        fetcher: Box<Fetcher>,
+        topic: String,
+    },
+    Rskafka {
+        partition: rskafka::client::partition::PartitionClient,
+        /// Where the throughput fetch goes on.
+        offset: i64,
+    },
+}
 
-    let single = Producer::new(
-        client.clone(),
-        ProducerConfig::default()
-            .with_linger(Duration::ZERO)
-            .with_enable_idempotence(false),
-    )
-    .expect("producer config");
-    let mut hist = Histogram::<u64>::new(3).unwrap();
-    let phase = Phase::start();
-    for _ in 0..ROUND_TRIPS {
-        let t0 = Instant::now();
-        let md = single
-            .send_to(&t, 0, ProducerRecord::value(value.clone()))
-            .await
-            .unwrap()
-            .await
-            .expect("produce");
-        fetcher.assign(&t, 0, md.offset);
-        let back = fetcher.poll().await.expect("fetch");
-        assert_eq!(back.first().map(|r| r.offset), Some(md.offset));
-        hist.record(t0.elapsed().as_micros() as u64).unwrap();
-    }
-    let (_, rt_cpu) = phase.end();
-    Result {
-        client: "krpc-kafka",
-        produce_per_s: records as f64 / produce,
-        fetch_per_s: records as f64 / fetch,
-        rt_p50_ms: hist.value_at_quantile(0.5) as f64 / 1e3,
-        rt_p99_ms: hist.value_at_quantile(0.99) as f64 / 1e3,
-        produce_cpu_us: produce_cpu * 1e6 / records as f64,
-        fetch_cpu_us: fetch_cpu * 1e6 / records as f64,
-        rt_cpu_us: rt_cpu * 1e6 / ROUND_TRIPS as f64,
+/// The wall time, CPU and work of one client's turns, summed.
+#[derive(Default)]
+struct Turns {
+    wall: f64,
+    cpu: f64,
+    records: usize,
+}
+
+impl Turns {
+    fn add(&mut self, phase: Phase, records: usize) {
+        let (wall, cpu) = phase.end();
+        self.wall += wall;
+        self.cpu += cpu;
+        self.records += records;
     }
 }
 
-async fn bench_rskafka(addr: &str, records: usize, run: u32) -> Result {
-    let client = ClientBuilder::new(vec![addr.to_string()])
-        .build()
-        .await
-        .expect("rskafka connect");
-    let t = topic("rskafka", run);
-    client
-        .controller_client()
-        .expect("controller")
-        .create_topic(&t, 1, 1, 10_000)
-        .await
-        .expect("create");
-    let partition = client
-        .partition_client(&t, 0, UnknownTopicHandling::Retry)
-        .await
-        .expect("partition client");
-    let record = || Record {
+fn rskafka_record() -> Record {
+    Record {
         key: None,
         value: Some(vec![b'x'; SIZE]),
         headers: BTreeMap::new(),
         timestamp: chrono::Utc::now(),
-    };
-    let phase = Phase::start();
-    for _ in 0..records / BATCH {
-        let batch: Vec<Record> = (0..BATCH).map(|_| record()).collect();
-        partition
-            .produce(batch, Compression::NoCompression)
-            .await
-            .expect("produce");
     }
-    let (produce, produce_cpu) = phase.end();
+}
 
-    let phase = Phase::start();
-    let mut offset = 0;
-    let mut got = 0;
-    while got < records {
-        let (batch, _high_watermark) = partition
-            .fetch_records(offset, 1..(16 << 20), 10)
-            .await
-            .expect("fetch");
-        got += batch.len();
-        if let Some(last) = batch.last() {
-            offset = last.offset + 1;
+impl Thrower {
+    async fn new(name: &str, addr: &str, run: u32) -> AnyResult<Self> {
+        let t = topic(name, run);
+        match name {
+            "krpc-kafka" => {
+                let client = KafkaClient::connect(ClientConfig::new(addr)).await?;
+                client.create_topics(&[NewTopic::new(&t, 1)], false).await?;
+                // Idempotence off: rskafka's producer has none (see the module documentation).
+                let producer = Producer::new(
+                    client.clone(),
+                    ProducerConfig::default()
+                        .with_linger(Duration::from_secs(60))
+                        .with_max_batch_bytes(16 << 20)
+                        .with_enable_idempotence(false),
+                )?;
+                let single = Producer::new(
+                    client.clone(),
+                    ProducerConfig::default()
+                        .with_linger(Duration::ZERO)
+                        .with_enable_idempotence(false),
+                )?;
+                let mut fetcher = Fetcher::new(
+                    client,
+                    FetchConfig::default()
+                        .with_max_wait(Duration::from_millis(10))
+                        .with_partition_max_bytes(16 << 20)
+                        .with_max_bytes(64 << 20),
+                )?;
+                fetcher.assign(&t, 0, 0);
+                Ok(Self::KrpcKafka {
+                    producer,
+                    single,
+                    fetcher: Box::new(fetcher),
+                    topic: t,
+                })
+            }
+            "rskafka" => {
+                let client = ClientBuilder::new(vec![addr.to_string()]).build().await?;
+                client
+                    .controller_client()?
+                    .create_topic(&t, 1, 1, 10_000)
+                    .await?;
+                let partition = client
+                    .partition_client(&t, 0, UnknownTopicHandling::Retry)
+                    .await?;
+                Ok(Self::Rskafka {
+                    partition,
+                    offset: 0,
+                })
+            }
+            other => Err(format!("unknown --client {other:?}").into()),
         }
     }
-    let (fetch, fetch_cpu) = phase.end();
 
-    let mut hist = Histogram::<u64>::new(3).unwrap();
-    let phase = Phase::start();
-    for _ in 0..ROUND_TRIPS {
-        let t0 = Instant::now();
-        let offsets = partition
-            .produce(vec![record()], Compression::NoCompression)
-            .await
-            .expect("produce");
-        let (back, _) = partition
-            .fetch_records(offsets[0], 1..(1 << 20), 10)
-            .await
-            .expect("fetch");
-        assert_eq!(back.first().map(|r| r.offset), Some(offsets[0]));
-        hist.record(t0.elapsed().as_micros() as u64).unwrap();
+    /// Produces one batch of [`BATCH`] records and waits for its acknowledgement.
+    async fn produce_batch(&mut self) -> AnyResult<()> {
+        match self {
+            Self::KrpcKafka {
+                producer, topic, ..
+            } => {
+                let value = vec![b'x'; SIZE];
+                for _ in 0..BATCH {
+                    producer
+                        .send_to(topic, 0, ProducerRecord::value(value.clone()))
+                        .await?;
+                }
+                producer.flush().await;
+            }
+            Self::Rskafka { partition, .. } => {
+                let batch: Vec<Record> = (0..BATCH).map(|_| rskafka_record()).collect();
+                partition.produce(batch, Compression::NoCompression).await?;
+            }
+        }
+        Ok(())
     }
-    let (_, rt_cpu) = phase.end();
-    Result {
-        client: "rskafka",
-        produce_per_s: records as f64 / produce,
-        fetch_per_s: records as f64 / fetch,
-        rt_p50_ms: hist.value_at_quantile(0.5) as f64 / 1e3,
-        rt_p99_ms: hist.value_at_quantile(0.99) as f64 / 1e3,
-        produce_cpu_us: produce_cpu * 1e6 / records as f64,
-        fetch_cpu_us: fetch_cpu * 1e6 / records as f64,
-        rt_cpu_us: rt_cpu * 1e6 / ROUND_TRIPS as f64,
+
+    /// One fetch from where the last one ended (up to 16 MiB); returns how many records came.
+    async fn fetch_some(&mut self) -> AnyResult<usize> {
+        match self {
+            Self::KrpcKafka { fetcher, .. } => Ok(fetcher.poll().await?.len()),
+            Self::Rskafka { partition, offset } => {
+                let (batch, _high_watermark) =
+                    partition.fetch_records(*offset, 1..(16 << 20), 10).await?;
+                if let Some(last) = batch.last() {
+                    *offset = last.offset + 1;
+                }
+                Ok(batch.len())
+            }
+        }
     }
+
+    /// Produces one record, waits for its acknowledgement and fetches it back.
+    async fn round_trip(&mut self) -> AnyResult<()> {
+        let (produced, fetched) = match self {
+            Self::KrpcKafka {
+                single,
+                fetcher,
+                topic,
+                ..
+            } => {
+                let md = single
+                    .send_to(topic, 0, ProducerRecord::value(vec![b'x'; SIZE]))
+                    .await?
+                    .await?;
+                fetcher.assign(topic, 0, md.offset);
+                let back = fetcher.poll().await?;
+                (md.offset, back.first().map(|r| r.offset))
+            }
+            Self::Rskafka { partition, .. } => {
+                let offsets = partition
+                    .produce(vec![rskafka_record()], Compression::NoCompression)
+                    .await?;
+                let (back, _) = partition
+                    .fetch_records(offsets[0], 1..(1 << 20), 10)
+                    .await?;
+                (offsets[0], back.first().map(|r| r.offset))
+            }
+        };
+        if fetched != Some(produced) {
+            return Err(format!("fetched {fetched:?}, not offset {produced}").into());
+        }
+        Ok(())
+    }
+}
+
+/// The Kafka-layer measurement of `names`, interleaved: each phase goes in turns, a block of
+/// work per client per turn, the client that goes first rotating, each client's time and CPU
+/// summed over its own turns only. The broker's speed drifts (its partitions grow, it warms
+/// up): measured one client after the other, whichever went second was up to a quarter faster
+/// at producing (2026-12-01); in turns, every client meets the same broker.
+async fn kafka_layer_interleaved(
+    names: &[String],
+    addr: &str,
+    records: usize,
+    run: u32,
+) -> AnyResult<Vec<Result>> {
+    let mut clients = Vec::new();
+    for name in names {
+        clients.push(Thrower::new(name, addr, run).await?);
+    }
+    let n = clients.len();
+    let order = |turn: usize| (0..n).map(move |k| (turn + k) % n);
+
+    let mut produce: Vec<Turns> = (0..n).map(|_| Turns::default()).collect();
+    for turn in 0..records.div_ceil(PRODUCE_BLOCK) {
+        for i in order(turn) {
+            let batches = (records - produce[i].records).min(PRODUCE_BLOCK) / BATCH;
+            let phase = Phase::start();
+            for _ in 0..batches {
+                clients[i].produce_batch().await?;
+            }
+            produce[i].add(phase, batches * BATCH);
+        }
+    }
+
+    let mut fetch: Vec<Turns> = (0..n).map(|_| Turns::default()).collect();
+    let mut turn = 0;
+    while fetch.iter().any(|f| f.records < records) {
+        for i in order(turn) {
+            if fetch[i].records >= records {
+                continue;
+            }
+            let phase = Phase::start();
+            let got = clients[i].fetch_some().await?;
+            fetch[i].add(phase, got);
+        }
+        turn += 1;
+    }
+
+    let mut hists: Vec<Histogram<u64>> = (0..n).map(|_| Histogram::new(3).unwrap()).collect();
+    let mut rt_cpu = vec![0.0f64; n];
+    for turn in 0..ROUND_TRIPS.div_ceil(ROUND_TRIP_BLOCK) {
+        for i in order(turn) {
+            let started = process_cpu();
+            for _ in 0..ROUND_TRIP_BLOCK {
+                let t0 = Instant::now();
+                clients[i].round_trip().await?;
+                hists[i].record(t0.elapsed().as_micros() as u64)?;
+            }
+            rt_cpu[i] += process_cpu() - started;
+        }
+    }
+
+    Ok(clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Result {
+            client: match c {
+                Thrower::KrpcKafka { .. } => "krpc-kafka",
+                Thrower::Rskafka { .. } => "rskafka",
+            },
+            produce_per_s: produce[i].records as f64 / produce[i].wall,
+            fetch_per_s: fetch[i].records as f64 / fetch[i].wall,
+            rt_p50_ms: hists[i].value_at_quantile(0.5) as f64 / 1e3,
+            rt_p99_ms: hists[i].value_at_quantile(0.99) as f64 / 1e3,
+            produce_cpu_us: produce[i].cpu * 1e6 / produce[i].records as f64,
+            fetch_cpu_us: fetch[i].cpu * 1e6 / fetch[i].records as f64,
+            rt_cpu_us: rt_cpu[i] * 1e6 / hists[i].len() as f64,
+        })
+        .collect())
 }
 
 /// One client of the interleaved round-trip measurement: its own topic (one partition).
@@ -542,15 +644,10 @@ async fn kafka_layer(flags: Flags) -> AnyResult<()> {
         .get("client")
         .cloned()
         .unwrap_or_else(|| vec!["krpc-kafka".into(), "rskafka".into()]);
-    let mut results = Vec::new();
-    for c in &clients {
-        results.push(match c.as_str() {
-            "krpc-kafka" => bench_krpc_kafka(&addr, records, run).await,
-            "rskafka" => bench_rskafka(&addr, records, run).await,
-            other => return Err(format!("unknown --client {other:?}").into()),
-        });
-    }
-    eprintln!("{records} records of {SIZE} bytes, batches of {BATCH}; {ROUND_TRIPS} produce-then-fetch round trips");
+    let results = kafka_layer_interleaved(&clients, &addr, records, run).await?;
+    eprintln!(
+        "{records} records of {SIZE} bytes, batches of {BATCH}; {ROUND_TRIPS} produce-then-fetch round trips; the clients in turns (produce {PRODUCE_BLOCK} records, one fetch, {ROUND_TRIP_BLOCK} round trips per turn)"
+    );
     eprintln!(
         "{:<12} {:>14} {:>14} {:>12} {:>12} {:>14} {:>14}",
         "client",

@@ -1,6 +1,5 @@
 //! The cluster client: connections per broker and lane, and the metadata cache.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -11,6 +10,7 @@ use crate::backoff::Backoff;
 use crate::config::ClientConfig;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
+use crate::fast_map::FastMap;
 use crate::metadata::{ClusterMetadata, TopicInfo};
 
 /// Which connection to a broker a request uses. Kafka answers the requests of one connection in
@@ -40,7 +40,9 @@ type Slot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
 
 struct Inner {
     config: ClientConfig,
-    slots: Mutex<HashMap<(String, Lane), Slot>>,
+    /// Per lane, per broker address: looked up by `&str` on every request, with no key to
+    /// allocate.
+    slots: Mutex<FastMap<Lane, FastMap<String, Slot>>>,
     metadata: RwLock<ClusterMetadata>,
 }
 
@@ -90,7 +92,7 @@ impl KafkaClient {
         Self {
             inner: Arc::new(Inner {
                 config,
-                slots: Mutex::new(HashMap::new()),
+                slots: Mutex::new(FastMap::default()),
                 metadata: RwLock::new(ClusterMetadata::default()),
             }),
         }
@@ -105,10 +107,13 @@ impl KafkaClient {
     /// there is none or the cached one broke.
     #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
     pub(crate) async fn connection(&self, addr: &str, lane: Lane) -> Result<Arc<Connection>> {
-        let slot = {
-            let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
-            slots.entry((addr.to_string(), lane)).or_default().clone()
-        };
+        let slot = self.slot(addr, lane);
+        // The common case, a connection in place and no dial under way, without an await.
+        if let Ok(guard) = slot.try_lock() {
+            if let Some(conn) = self.reusable(guard.as_ref()) {
+                return Ok(conn);
+            }
+        }
         let mut guard = slot.lock().await;
         if let Some(conn) = self.reusable(guard.as_ref()) {
             return Ok(conn);
@@ -118,6 +123,16 @@ impl KafkaClient {
         // every request that asks for a connection, a produce request's included, at about
         // 1.6 KB more.
         Box::pin(self.dial(addr, lane, &mut guard)).await
+    }
+
+    /// The slot of `addr` on `lane`, created empty if there is none.
+    fn slot(&self, addr: &str, lane: Lane) -> Slot {
+        let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let of_lane = slots.entry(lane).or_default();
+        match of_lane.get(addr) {
+            Some(slot) => slot.clone(),
+            None => of_lane.entry(addr.to_string()).or_default().clone(),
+        }
     }
 
     /// Dials `addr` for `lane` into `slot` (its lock held), with backoff within the connect
@@ -185,7 +200,7 @@ impl KafkaClient {
     #[cfg_attr(feature = "unstable-internals", visibility::make(pub))]
     pub(crate) fn close_lane(&self, lane: Lane) {
         let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.retain(|(_, l), _| *l != lane);
+        slots.remove(&lane);
     }
 
     /// A connection to any broker: known brokers first, then the bootstrap list.
@@ -225,13 +240,7 @@ impl KafkaClient {
 
     /// One attempt at a default-lane connection (used while cycling through brokers).
     async fn connection_once(&self, addr: &str) -> Result<Arc<Connection>> {
-        let slot = {
-            let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
-            slots
-                .entry((addr.to_string(), Lane::Default))
-                .or_default()
-                .clone()
-        };
+        let slot = self.slot(addr, Lane::Default);
         let mut guard = slot.lock().await;
         if let Some(conn) = self.reusable(guard.as_ref()) {
             return Ok(conn);

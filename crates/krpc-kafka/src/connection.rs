@@ -27,9 +27,10 @@
 //! [`ClientConfig::connections_max_idle`] is not reused ([`Connection::idle_for`]): the broker
 //! may have closed it (`connections.max.idle.ms`) without our reader having seen the close yet.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
+
+use crate::fast_map::FastMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -153,7 +154,7 @@ impl Failed {
 }
 
 struct State {
-    pending: HashMap<i32, Waiter>,
+    pending: FastMap<i32, Waiter>,
     broken: Option<String>,
     /// The broker ended the TLS session with an alert after the handshake (TLS 1.3 sends a
     /// refused client certificate that way): what it means, for [`Error::Tls`].
@@ -165,7 +166,7 @@ struct State {
 impl Default for State {
     fn default() -> Self {
         Self {
-            pending: HashMap::new(),
+            pending: FastMap::default(),
             broken: None,
             tls_refusal: None,
             last_used: std::time::Instant::now(),

@@ -43,6 +43,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::backoff::Backoff;
 use crate::client::{KafkaClient, Lane};
 use crate::error::{check_code, Error, Recovery, Result};
+use crate::fast_map::FastMap;
 use crate::list_offsets::OffsetSpec;
 use crate::records::{decode_fetched, ConsumerRecord, ReadCommitted, RecordsError};
 
@@ -335,7 +336,7 @@ pub struct Fetcher {
     kept_skipped: Vec<SkippedBatch>,
     /// KIP-227 fetch session per broker address (each broker's rounds run concurrently, so
     /// behind a lock held only to plan a request or take its answer, never across an await).
-    sessions: Mutex<HashMap<String, session::Session>>,
+    sessions: Mutex<FastMap<String, session::Session>>,
 }
 
 impl Drop for Fetcher {
@@ -368,7 +369,7 @@ impl Fetcher {
             holes: HashMap::new(),
             invalidated: HashMap::new(),
             kept_skipped: Vec::new(),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(FastMap::default()),
         })
     }
 

@@ -87,6 +87,8 @@ pub mod tls;
 pub mod topic_admin;
 pub mod topic_configs;
 
+mod fast_map;
+
 internal_mods! {
     connection;
     frame;

@@ -18,10 +18,11 @@
 //! positions move only from answers, and an unapplied answer leaves them where the session
 //! already has them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::Ask;
+use crate::fast_map::FastMap;
 
 /// The first Fetch version with sessions (KIP-227, Kafka 1.1).
 pub(super) const MIN_VERSION: i16 = 7;
@@ -43,7 +44,7 @@ pub(super) struct Session {
     next_epoch: i32,
     /// What the broker's session holds: each partition's fetch offset and byte limit as the
     /// last request sent them.
-    held: HashMap<Key, (i64, i32)>,
+    held: FastMap<Key, (i64, i32)>,
     /// A request was built and its answer not yet handled.
     in_flight: bool,
     /// The broker answered a create with session id 0 (logged once).

@@ -28,7 +28,6 @@
 //! refreshes metadata for it in the background, with backoff), and a batch waiting for its
 //! retry holds back only the batches behind it.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -49,6 +48,7 @@ use super::{Acks, ProducerConfig};
 use crate::backoff::Backoff;
 use crate::client::{KafkaClient, Lane};
 use crate::error::{check_code, Error, Result};
+use crate::fast_map::FastMap;
 
 /// What the producer handles and its sender task share.
 pub(super) struct Shared {
@@ -66,12 +66,12 @@ pub(super) struct Shared {
     aborted: AtomicBool,
     /// Produce requests in flight, per leader (Java's `max.in.flight.requests.per.connection`
     /// bounds each); a leader with none has no entry. Locked after `stage` when both are.
-    in_flight: Mutex<HashMap<String, usize>>,
+    in_flight: Mutex<FastMap<String, usize>>,
     /// Requests a send started (see [`Shared::send_now_if_idle`]) for the sender to finish.
     handoff: Mutex<Vec<BoxFuture<'static, Sent>>>,
     /// The batches of each request written and not yet answered, by request number: the
     /// answer's callback takes them (see [`Shared::on_answer`]), or a forced close does.
-    answering: Mutex<HashMap<u64, Vec<Batch>>>,
+    answering: Mutex<FastMap<u64, Vec<Batch>>>,
     next_request: AtomicU64,
     /// Answers with an error, for the sender to decide on (retries, idempotence).
     answered: Mutex<Vec<Answered>>,
@@ -99,9 +99,9 @@ impl Shared {
             started: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(FastMap::default()),
             handoff: Mutex::new(Vec::new()),
-            answering: Mutex::new(HashMap::new()),
+            answering: Mutex::new(FastMap::default()),
             next_request: AtomicU64::new(0),
             answered: Mutex::new(Vec::new()),
             turns: AtomicU64::new(0),
@@ -115,7 +115,7 @@ impl Shared {
         self.stage.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn in_flight(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+    fn in_flight(&self) -> MutexGuard<'_, FastMap<String, usize>> {
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -123,7 +123,7 @@ impl Shared {
         self.handoff.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn answering(&self) -> MutexGuard<'_, HashMap<u64, Vec<Batch>>> {
+    fn answering(&self) -> MutexGuard<'_, FastMap<u64, Vec<Batch>>> {
         self.answering.lock().unwrap_or_else(|p| p.into_inner())
     }
 
