@@ -7,6 +7,7 @@
 //! wire-bench echo-caller BOOTSTRAP --requests T --replies T [--partitions P] [--in-flight N]
 //!                           [--seconds S] [--request-size B] [--reply-size B] [--fetch-wait-ms W]
 //! wire-bench roundtrip BOOTSTRAP [--count N] [--block B] [--run R] [--only CLIENT]...
+//!                     [--pause-ms MS]
 //! wire-bench sizes BOOTSTRAP TOPIC [--records N]
 //! ```
 //!
@@ -500,34 +501,44 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
     let count: usize = flags.get("count", 600)?;
     let block: usize = flags.get("block", 20)?.max(1);
     let run: u32 = flags.get("run", 0)?;
-    let mut clients: Vec<(&str, RoundTripper)> = vec![
-        (
-            "krpc-kafka",
-            RoundTripper::krpc_kafka(&addr, topic("rt-krpc-kafka", run), false, true).await?,
-        ),
-        (
-            "krpc-kafka no sessions",
-            RoundTripper::krpc_kafka(&addr, topic("rt-krpc-kafka-nosess", run), false, false)
-                .await?,
-        ),
-        (
-            "krpc-kafka idempotent",
-            RoundTripper::krpc_kafka(&addr, topic("rt-krpc-kafka-idem", run), true, true).await?,
-        ),
-        (
-            "rskafka",
-            RoundTripper::rskafka(&addr, topic("rt-rskafka", run)).await?,
-        ),
-    ];
-    // `--only NAME` (repeatable): just those clients, e.g. to profile one.
-    if let Some(only) = flags.named.get("only") {
-        clients.retain(|(name, _)| only.iter().any(|o| o == name));
+    // `--only NAME` (repeatable): just those clients (the others are not even created), e.g.
+    // to profile one.
+    let only = flags.named.get("only");
+    let wanted = |name: &str| only.is_none_or(|o| o.iter().any(|x| x == name));
+    let mut clients: Vec<(&str, RoundTripper)> = Vec::new();
+    for (name, krpc) in [
+        ("krpc-kafka", Some((false, true))),
+        ("krpc-kafka no sessions", Some((false, false))),
+        ("krpc-kafka idempotent", Some((true, true))),
+        ("rskafka", None),
+    ] {
+        if !wanted(name) {
+            continue;
+        }
+        let t = topic(&format!("rt-{}", name.replace(' ', "-")), run);
+        clients.push((
+            name,
+            match krpc {
+                Some((idempotent, sessions)) => {
+                    RoundTripper::krpc_kafka(&addr, t, idempotent, sessions).await?
+                }
+                None => RoundTripper::rskafka(&addr, t).await?,
+            },
+        ));
     }
     // Warm-up: connections dialled, producer ids fetched, fetch sessions opened.
     for (_, c) in clients.iter_mut() {
         for _ in 0..block {
             c.once().await?;
         }
+    }
+    // `--pause-ms MS`: a quiet moment before and after the measured round trips, each marked
+    // on stderr, for a profiler driven from outside to start and stop in (`callgrind_control
+    // -z` / `-d`: instruction counts of the round trips alone; see BENCHMARKS.md).
+    let pause = Duration::from_millis(flags.get("pause-ms", 0)?);
+    if !pause.is_zero() {
+        eprintln!("wire-bench: measuring in {pause:?}");
+        tokio::time::sleep(pause).await;
     }
     let n = clients.len();
     let mut hists: Vec<Histogram<u64>> = (0..n).map(|_| Histogram::new(3).unwrap()).collect();
@@ -551,6 +562,10 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
             }
             cpu[i] += process_cpu() - started;
         }
+    }
+    if !pause.is_zero() {
+        eprintln!("wire-bench: measured; pausing {pause:?}");
+        tokio::time::sleep(pause).await;
     }
     eprintln!(
         "{count} round trips per client, interleaved in blocks of {block}: produce one {SIZE}-byte record, await its ack, fetch it back"

@@ -177,11 +177,8 @@ impl KafkaClient {
     /// `connections_max_idle` (the broker may have closed it; it is retired instead).
     fn reusable(&self, cached: Option<&Arc<Connection>>) -> Option<Arc<Connection>> {
         let conn = cached?;
-        if conn.is_broken() {
-            return None;
-        }
+        let idle = conn.idle_unless_broken()?;
         let max_idle = self.inner.config.connections_max_idle;
-        let idle = conn.idle_for();
         if idle >= max_idle {
             tracing::debug!(
                 broker = conn.broker(),

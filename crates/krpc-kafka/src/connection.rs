@@ -269,7 +269,8 @@ fn sweep_period(request_timeout: Duration) -> Duration {
 /// A live connection to one broker, with its negotiated API versions.
 pub struct Connection {
     broker: String,
-    client_id: String,
+    /// Sent in every request header; a `StrBytes` so that each request shares its bytes.
+    client_id: StrBytes,
     request_timeout: Duration,
     next_id: AtomicI32,
     /// To the writer task: a frame to write, or an empty one meaning "flush what a caller
@@ -446,7 +447,7 @@ impl Connection {
 
         let mut conn = Self {
             broker: broker.to_string(),
-            client_id: config.client_id.clone(),
+            client_id: StrBytes::from_string(config.client_id.clone()),
             request_timeout: config.request_timeout,
             next_id: AtomicI32::new(0),
             outgoing,
@@ -630,6 +631,19 @@ impl Connection {
             state.last_used.elapsed()
         } else {
             Duration::ZERO
+        }
+    }
+
+    /// [`Connection::idle_for`], or `None` if the connection broke: both under one lock, for
+    /// the client's check before each request.
+    pub(crate) fn idle_unless_broken(&self) -> Option<Duration> {
+        let state = lock(&self.state);
+        if state.broken.is_some() {
+            None
+        } else if state.pending.is_empty() {
+            Some(state.last_used.elapsed())
+        } else {
+            Some(Duration::ZERO)
         }
     }
 

@@ -1,9 +1,11 @@
 //! The hash map of the request path's bookkeeping: waiters by correlation id, requests in flight
-//! by broker, fetch sessions by broker, connections by broker and lane.
+//! by broker, fetch sessions by broker, connections by broker and lane, the producer's
+//! partition queues and sequence numbers, the fetcher's holes. (Not the public
+//! `ClusterMetadata`, whose maps keep std's hasher so its type names no other crate.)
 //!
 //! `std`'s default hasher (SipHash-1-3) showed as about 1.6% of the client's user-space CPU in a
-//! produce-then-fetch round trip (`perf`, 2026-12-01), spent on these small keys a few times per
-//! request. foldhash's fast hasher, which hashbrown uses by default, is several times cheaper on
+//! produce-then-fetch round trip (`perf`, 2026-12-01), spent on these keys (topic names among
+//! them) a few times per request. foldhash's fast hasher, which hashbrown uses by default, is several times cheaper on
 //! them. It is seeded per process, so keys taken from the network (broker addresses from
 //! metadata) are not predictable to a broker that would want to collide them.
 

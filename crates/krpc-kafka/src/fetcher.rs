@@ -32,7 +32,6 @@
 
 mod session;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -328,10 +327,10 @@ pub struct Fetcher {
     /// Offsets jumped over by resets (a reset forward from `from` to `to` adds `to - from`).
     reset_skipped: u64,
     /// Per partition, a hole being waited for: its first offset and when it was first seen.
-    holes: HashMap<(Arc<str>, i32), (i64, Instant)>,
+    holes: FastMap<(Arc<str>, i32), (i64, Instant)>,
     /// When each topic's cached metadata was last invalidated after an error (at most once
     /// per `retry_backoff`, however many of its partitions fail).
-    invalidated: HashMap<Arc<str>, Instant>,
+    invalidated: FastMap<Arc<str>, Instant>,
     /// Undecodable batches stepped over and not yet taken by [`Fetcher::take_skipped`].
     kept_skipped: Vec<SkippedBatch>,
     /// KIP-227 fetch session per broker address (each broker's rounds run concurrently, so
@@ -366,8 +365,8 @@ impl Fetcher {
             skipped: Default::default(),
             resets: 0,
             reset_skipped: 0,
-            holes: HashMap::new(),
-            invalidated: HashMap::new(),
+            holes: FastMap::default(),
+            invalidated: FastMap::default(),
             kept_skipped: Vec::new(),
             sessions: Mutex::new(FastMap::default()),
         })

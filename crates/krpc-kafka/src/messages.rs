@@ -11,14 +11,14 @@ pub fn encode_request<R: Request>(
     req: &R,
     version: i16,
     correlation_id: i32,
-    client_id: &str,
+    client_id: &StrBytes,
 ) -> Result<Bytes> {
     let api = api_key::<R>();
     let header = RequestHeader::default()
         .with_request_api_key(R::KEY)
         .with_request_api_version(version)
         .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
+        .with_client_id(Some(client_id.clone()));
     let encode_err = |e: anyhow::Error| Error::Encode {
         api: crate::ApiKey::of(api),
         reason: format!("v{version}: {e:#}"),
@@ -102,7 +102,12 @@ mod tests {
 
     #[test]
     fn requests_carry_their_header() {
-        let frame = encode_request(&ApiVersionsRequest::default(), 0, 42, "me").unwrap();
+        let frame = encode_request(
+            &ApiVersionsRequest::default(),
+            0,
+            42,
+            &StrBytes::from_static_str("me"),
+        ).unwrap();
         assert_eq!(
             &frame[..8],
             &[0, 18, 0, 0, 0, 0, 0, 42],

@@ -227,7 +227,7 @@ pub(crate) struct ReadCommitted {
 }
 
 /// Size of a v2 batch header from the base offset to the record count inclusive.
-const BATCH_HEADER_LEN: usize = 61;
+pub(crate) const BATCH_HEADER_LEN: usize = 61;
 /// Smallest possible encoded record (length, attributes, deltas, key, value, header count).
 const MIN_RECORD_LEN: usize = 7;
 /// Offset of the magic byte in every format (after base offset, size, and the v2 partition

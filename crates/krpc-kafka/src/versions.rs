@@ -1,11 +1,13 @@
 //! ApiVersions negotiation: for each API, the highest version both sides support.
 
-use std::collections::HashMap;
-
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use kafka_protocol::protocol::Request;
 
 use crate::error::{Error, Result};
+
+/// The highest API key the version table keeps (Kafka's keys reach about 90 in 4.x; a broker
+/// that announced a key above this would be announcing one no request of this crate has).
+pub const MAX_API_KEY: usize = 1024;
 
 /// Highest version this crate uses for an API, below the `kafka-protocol` maximum where a
 /// gotcha applies: Produce and Fetch v13+ address topics by id only (KAFKA-NOTES).
@@ -20,17 +22,28 @@ pub fn our_max<R: Request>() -> i16 {
 /// The versions a broker announced, per API key.
 #[derive(Debug, Clone, Default)]
 pub struct VersionTable {
-    ranges: HashMap<i16, (i16, i16)>,
+    /// Indexed by API key (they are small and dense: 0 to about 90 today); `None` for a key
+    /// the broker did not announce. Looked up on every request: an index, not a hash.
+    ranges: Vec<Option<(i16, i16)>>,
 }
 
 impl VersionTable {
-    /// Builds the table from an ApiVersions response.
+    /// Builds the table from an ApiVersions response. A key outside 0..=[`MAX_API_KEY`] (none
+    /// is assigned) is left out: no request of this crate can use it.
     pub fn from_response(resp: &ApiVersionsResponse) -> Self {
-        let ranges = resp
-            .api_keys
-            .iter()
-            .map(|k| (k.api_key, (k.min_version, k.max_version)))
-            .collect();
+        let mut ranges = Vec::new();
+        for k in &resp.api_keys {
+            let Ok(i) = usize::try_from(k.api_key) else {
+                continue;
+            };
+            if i > MAX_API_KEY {
+                continue;
+            }
+            if ranges.len() <= i {
+                ranges.resize(i + 1, None);
+            }
+            ranges[i] = Some((k.min_version, k.max_version));
+        }
         Self { ranges }
     }
 
@@ -39,7 +52,10 @@ impl VersionTable {
         let ours_min = R::VERSIONS.min;
         let ours_max = our_max::<R>();
         let api = crate::messages::api_key::<R>();
-        let Some(&(broker_min, broker_max)) = self.ranges.get(&R::KEY) else {
+        let announced = usize::try_from(R::KEY)
+            .ok()
+            .and_then(|i| self.ranges.get(i).copied().flatten());
+        let Some((broker_min, broker_max)) = announced else {
             return Err(Error::NoVersionMatch {
                 broker: broker.to_string(),
                 api: crate::ApiKey::of(api),

@@ -5,7 +5,6 @@
 //! a batch whose response was lost and that is sent again is stored once: the broker answers
 //! the second copy with the first one's offset (or DUPLICATE_SEQUENCE_NUMBER).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
@@ -13,6 +12,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
 
 use crate::client::KafkaClient;
 use crate::error::{check_code, Error, Result};
+use crate::fast_map::FastMap;
 use crate::records::ProducerStamp;
 
 /// What the producer does with a batch after a produce attempt failed with `error`.
@@ -63,7 +63,7 @@ enum State {
         epoch: i16,
         /// Increments on every reset, so late failures of an older id reset nothing.
         generation: u64,
-        next: HashMap<(Arc<str>, i32), i32>,
+        next: FastMap<(Arc<str>, i32), i32>,
     },
 }
 
@@ -177,7 +177,7 @@ impl Idempotence {
             producer_id: resp.producer_id.0,
             epoch: resp.producer_epoch,
             generation,
-            next: HashMap::new(),
+            next: FastMap::default(),
         })
     }
 }

@@ -49,6 +49,47 @@ impl BatchBuilder {
         }
     }
 
+    /// An empty batch in `buf` (a finished batch's, from [`BatchBuilder::into_buffer`]): its
+    /// contents are dropped and it is grown to hold `capacity` bytes of records if smaller.
+    pub(crate) fn with_buffer(mut buf: BytesMut, capacity: usize) -> Self {
+        buf.clear();
+        buf.reserve(BATCH_HEADER_LEN + capacity);
+        buf.put_bytes(0, BATCH_HEADER_LEN);
+        Self {
+            buf: Buf::Open(buf),
+            count: 0,
+            base_timestamp: 0,
+            max_timestamp: i64::MIN,
+        }
+    }
+
+    /// The batch's buffer, for [`BatchBuilder::with_buffer`], unless something else still
+    /// holds its bytes (a request frame being written, a clone of the encoded batch).
+    pub(crate) fn into_buffer(self) -> Option<BytesMut> {
+        match self.buf {
+            Buf::Open(buf) => Some(buf),
+            Buf::Sealed(bytes) => bytes.try_into_mut().ok(),
+        }
+    }
+
+    /// Where the batch's bytes are (tests: a buffer reused is the same memory).
+    #[cfg(test)]
+    pub(crate) fn buffer_addr(&self) -> usize {
+        match &self.buf {
+            Buf::Open(buf) => buf.as_ptr() as usize,
+            Buf::Sealed(bytes) => bytes.as_ptr() as usize,
+        }
+    }
+
+    /// The capacity of the batch's buffer (tests).
+    #[cfg(test)]
+    pub(crate) fn capacity_for_tests(&self) -> usize {
+        match &self.buf {
+            Buf::Open(buf) => buf.capacity(),
+            Buf::Sealed(bytes) => bytes.len(),
+        }
+    }
+
     /// Records appended.
     pub(crate) fn len(&self) -> usize {
         self.count as usize
