@@ -65,7 +65,8 @@ pub(super) struct Shared {
     /// A forced close: the sender drops what it has in flight and stops.
     aborted: AtomicBool,
     /// Produce requests in flight, per leader (Java's `max.in.flight.requests.per.connection`
-    /// bounds each); a leader with none has no entry. Locked after `stage` when both are.
+    /// bounds each); a leader once used keeps its entry at 0. Locked after `stage` when both
+    /// are.
     in_flight: Mutex<FastMap<String, usize>>,
     /// Requests a send started (see [`Shared::send_now_if_idle`]) for the sender to finish.
     handoff: Mutex<Vec<BoxFuture<'static, Sent>>>,
@@ -250,7 +251,13 @@ impl Shared {
             self.config.max_record_bytes,
         );
         for (leader, _) in &drained.requests {
-            *in_flight.entry(leader.clone()).or_default() += 1;
+            // A leader's entry stays at 0 between requests: no key to allocate each time.
+            match in_flight.get_mut(leader.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    in_flight.insert(leader.clone(), 1);
+                }
+            }
         }
         drained
     }
@@ -259,10 +266,8 @@ impl Shared {
     fn request_done(&self, leader: &str) {
         let mut in_flight = self.in_flight();
         if let Some(n) = in_flight.get_mut(leader) {
+            // Kept at 0 (one entry per leader ever used, so a handful).
             *n = n.saturating_sub(1);
-            if *n == 0 {
-                in_flight.remove(leader);
-            }
         }
     }
 
@@ -293,7 +298,7 @@ impl Shared {
         }
         let drained = {
             let mut stage = self.stage();
-            if !self.in_flight().is_empty() {
+            if self.in_flight().values().any(|&n| n > 0) {
                 return true;
             }
             self.drain(&mut stage, Instant::now())
