@@ -23,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
-use super::outcome::Resolver;
+use super::outcome::{Resolver, Wake};
 use super::{BatchOutcome, Delivery};
 use crate::backoff::Backoff;
 pub(crate) use crate::client::CachedLeader;
@@ -93,6 +93,14 @@ impl Finished {
     pub(super) fn deliver(self, outcome: Result<i64>) -> u64 {
         self.outcome.resolve((self.topic, self.partition, outcome));
         self.id
+    }
+
+    /// [`Finished::deliver`], the records' tasks woken when the returned [`Wake`] is dropped.
+    pub(super) fn deliver_later(self, outcome: Result<i64>) -> (u64, Wake) {
+        let wake = self
+            .outcome
+            .resolve_later((self.topic, self.partition, outcome));
+        (self.id, wake)
     }
 }
 

@@ -30,11 +30,35 @@ impl<T> Shared<T> {
 
     /// Sets the value (unless set) and wakes every listener, outside the lock.
     fn set(&self, value: Option<T>) {
+        drop(self.set_later(value));
+    }
+
+    /// Sets the value (unless set); returns the listeners to wake.
+    fn set_later(&self, value: Option<T>) -> Wake {
         if self.value.set(value).is_err() {
-            return;
+            return Wake(Vec::new());
         }
-        let waiting = std::mem::take(&mut *self.waiting());
-        for waker in waiting.into_iter().flatten() {
+        Wake(std::mem::take(&mut *self.waiting()))
+    }
+}
+
+/// The listeners of an outcome just resolved, woken when this is dropped: the resolving side
+/// finishes its other work first. A task woken on another thread is often placed on the
+/// waking thread's CPU, and then waits for it to go idle: on a round trip's critical path,
+/// the work after a wake counts as much as the work before it.
+#[must_use = "dropping it wakes the listeners: drop it where they should be woken"]
+pub(super) struct Wake(Vec<Option<Waker>>);
+
+impl Wake {
+    /// Adds `other`'s listeners to these (woken together).
+    pub(super) fn merge(&mut self, mut other: Wake) {
+        self.0.append(&mut other.0);
+    }
+}
+
+impl Drop for Wake {
+    fn drop(&mut self) {
+        for waker in std::mem::take(&mut self.0).into_iter().flatten() {
             waker.wake();
         }
     }
@@ -63,6 +87,12 @@ impl<T> Resolver<T> {
     /// Gives every listener `value`.
     pub(super) fn resolve(self, value: T) {
         self.0.set(Some(value));
+    }
+
+    /// Gives every listener `value`, to be woken when the returned [`Wake`] is dropped (a
+    /// listener that polls before sees the value).
+    pub(super) fn resolve_later(self, value: T) -> Wake {
+        self.0.set_later(Some(value))
     }
 }
 
@@ -168,6 +198,33 @@ mod tests {
         assert_eq!(a.poll(&mut cx), Poll::Ready(Some(7)));
         assert_eq!(b.poll(&mut cx), Poll::Ready(Some(7)));
         assert_eq!(late.poll(&mut cx), Poll::Ready(Some(7)));
+    }
+
+    /// `resolve_later`: the value is there at once for any poll, the waiting listeners are
+    /// woken only when the `Wake` goes (merged ones together), and once.
+    #[test]
+    fn resolve_later_wakes_when_its_wake_is_dropped() {
+        let (first, second) = (Resolver::new(), Resolver::new());
+        let (mut a, mut b) = (first.listen(), second.listen());
+        let (a_count, a_waker) = counting();
+        let (b_count, b_waker) = counting();
+        assert!(a.poll(&mut Context::from_waker(&a_waker)).is_pending());
+        assert!(b.poll(&mut Context::from_waker(&b_waker)).is_pending());
+        let mut wake: super::Wake = first.resolve_later(1);
+        wake.merge(second.resolve_later(2));
+        assert_eq!(a_count.0.load(Ordering::SeqCst), 0, "not woken yet");
+        assert_eq!(b_count.0.load(Ordering::SeqCst), 0, "not woken yet");
+        assert_eq!(
+            a.poll(&mut Context::from_waker(&a_waker)),
+            Poll::Ready(Some(1))
+        );
+        drop(wake);
+        assert_eq!(a_count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(b_count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            b.poll(&mut Context::from_waker(&b_waker)),
+            Poll::Ready(Some(2))
+        );
     }
 
     /// A resolver dropped unresolved gives every listener `None`, and wakes those waiting.

@@ -44,6 +44,7 @@ use tokio::time::Instant;
 
 use super::accumulator::{Batch, Batching, BufferPool, CachedLeader, Encoded};
 use super::idempotence::{self, Idempotence, OnError};
+use super::outcome::Wake;
 use super::{Acks, ProducerConfig};
 use crate::backoff::Backoff;
 use crate::client::{KafkaClient, Lane};
@@ -179,8 +180,15 @@ impl Shared {
         };
         if results.iter().all(Result::is_ok) {
             self.request_done(&leader);
+            // The records' tasks are woken last, when everything else here is done (see
+            // `outcome::Wake`): each is likely to run next on this thread's CPU.
+            let mut wake: Option<Wake> = None;
             for (batch, result) in batches.into_iter().zip(results) {
-                self.finish(batch, result, true);
+                let w = self.finish_later(batch, result, true);
+                match &mut wake {
+                    Some(all) => all.merge(w),
+                    None => wake = Some(w),
+                }
             }
             // The sender has work only if its last drain left batches waiting for an answer
             // (this one may have made room for them) or the producer is closing (it may be
@@ -193,6 +201,8 @@ impl Shared {
             if more {
                 self.wake.notify_one();
             }
+            drop(reply);
+            drop(wake);
         } else {
             let mut answered = self.answered();
             if self.aborted.load(Ordering::SeqCst) {
@@ -403,12 +413,18 @@ impl Shared {
 
     /// Resolves `batch` and gives its bytes back to the buffer.
     fn finish(&self, batch: Batch, outcome: Result<i64>, was_in_flight: bool) {
+        drop(self.finish_later(batch, outcome, was_in_flight));
+    }
+
+    /// [`Shared::finish`], the records' tasks woken when the returned [`Wake`] is dropped.
+    fn finish_later(&self, batch: Batch, outcome: Result<i64>, was_in_flight: bool) -> Wake {
         let (finished, freed) = self.stage().take_finished(batch, was_in_flight);
         // The records are told outside the stage's lock (a woken caller's next send takes
         // it); the batch counts as unfinished until then, so a flush cannot return first.
-        let id = finished.deliver(outcome);
+        let (id, wake) = finished.deliver_later(outcome);
         self.stage().resolved(id);
         self.pool.release(freed);
+        wake
     }
 
     /// The bytes of `batch`: its records were encoded as they were appended; on first use the
