@@ -26,7 +26,10 @@ fuzz_target!(|data: &[u8]| {
     }];
     let _ = task_id(sum);
     // Whatever the settings, the plain decoders also see the raw value.
-    for plain in [format.open(value, &headers).ok(), Some(value.to_vec())].into_iter().flatten() {
+    for plain in [format.open(value, &headers).ok(), Some(value.to_vec())]
+        .into_iter()
+        .flatten()
+    {
         if let Ok(call) = LegacyCall::decode(&plain) {
             let params = ["a".to_string(), "b".to_string(), "c".to_string()];
             let _ = call.positional(Some(&params));

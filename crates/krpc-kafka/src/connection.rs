@@ -224,7 +224,11 @@ fn break_connection(state: &Mutex<State>, reason: String) {
 }
 
 /// [`State::sweep`] of `state`, the waiters told after the lock is released.
-fn sweep_connection(state: &Mutex<State>, broker: &str, now: tokio::time::Instant) -> Option<String> {
+fn sweep_connection(
+    state: &Mutex<State>,
+    broker: &str,
+    now: tokio::time::Instant,
+) -> Option<String> {
     let (reason, failed) = lock(state).sweep(broker, now);
     failed.give();
     reason
@@ -383,8 +387,7 @@ impl Connection {
                 }
             }
             let _ended = Ended(reader_state.clone());
-            let mut sweep =
-                tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // Also swept between frames: a connection whose answers never stop coming would
             // otherwise never see its timer's turn.
@@ -697,10 +700,9 @@ impl Connection {
     /// Either way in one step that a cancellation cannot cut. Err: the writer task is gone.
     async fn write(&self, frame: Bytes) -> std::result::Result<(), ()> {
         let mut frame = Some(frame);
-        let queued = std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(self.try_write_now(cx, &mut frame))
-        })
-        .await;
+        let queued =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(self.try_write_now(cx, &mut frame)))
+                .await;
         match frame {
             // Not taken by the fast path: queue it.
             Some(frame) => self.outgoing.send(frame).map_err(|_| ()),
@@ -843,14 +845,15 @@ impl Connection {
         let broker = self.broker.clone();
         let call = move |reply: Reply| {
             // A decoder that panics on a hostile frame must not drop `on_reply` uncalled.
-            let answer = std::panic::catch_unwind(|| answer_of::<R>(reply, version, &broker, timeout))
-                .unwrap_or_else(|_| {
-                    Err(Error::Malformed {
-                        broker: broker.clone(),
-                        what: format!("{api:?} v{version} response"),
-                        reason: "decoding it panicked".into(),
-                    })
-                });
+            let answer =
+                std::panic::catch_unwind(|| answer_of::<R>(reply, version, &broker, timeout))
+                    .unwrap_or_else(|_| {
+                        Err(Error::Malformed {
+                            broker: broker.clone(),
+                            what: format!("{api:?} v{version} response"),
+                            reason: "decoding it panicked".into(),
+                        })
+                    });
             on_reply(answer)
         };
         self.register(id, api, timeout, Answer::Call(Box::new(call)))?;
@@ -916,10 +919,10 @@ mod tests {
     use super::*;
     use crate::sasl::SaslMechanism;
     use bytes::{BufMut, BytesMut};
+    use futures::FutureExt;
     use kafka_protocol::messages::api_versions_response::ApiVersion;
     use kafka_protocol::messages::{ApiVersionsResponse, ResponseHeader, SaslHandshakeResponse};
     use kafka_protocol::protocol::{Encodable, HeaderVersion};
-    use futures::FutureExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -1006,7 +1009,9 @@ mod tests {
     /// every SaslAuthenticate frame it gets (a frame cut short would misalign every later one,
     /// which then fails to decode) and answers it with the length and first byte of its
     /// payload. Reports each decoded payload's (length, first byte).
-    async fn frame_checking_broker(stall: Duration) -> (String, mpsc::UnboundedReceiver<(usize, u8)>) {
+    async fn frame_checking_broker(
+        stall: Duration,
+    ) -> (String, mpsc::UnboundedReceiver<(usize, u8)>) {
         use kafka_protocol::messages::{RequestHeader, SaslAuthenticateResponse};
         use kafka_protocol::protocol::Decodable;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1041,10 +1046,14 @@ mod tests {
                 assert_eq!(key, ApiKey::SaslAuthenticate as i16, "a misaligned frame");
                 let hv = SaslAuthenticateRequest::header_version(version);
                 let header = RequestHeader::decode(&mut frame, hv).expect("a whole header");
-                let req = SaslAuthenticateRequest::decode(&mut frame, version).expect("a whole body");
+                let req =
+                    SaslAuthenticateRequest::decode(&mut frame, version).expect("a whole body");
                 assert!(frame.is_empty(), "nothing after the body");
                 let payload = &req.auth_bytes;
-                assert!(payload.iter().all(|b| *b == payload[0]), "one payload per frame");
+                assert!(
+                    payload.iter().all(|b| *b == payload[0]),
+                    "one payload per frame"
+                );
                 let _ = seen.send((payload.len(), payload[0]));
                 let resp = SaslAuthenticateResponse::default()
                     .with_auth_bytes(Bytes::from(vec![payload[0]; 1]))
@@ -1068,9 +1077,11 @@ mod tests {
             .with_connect_timeout(Duration::from_secs(5))
             .with_request_timeout(Duration::from_secs(10));
         let conn = Arc::new(Connection::connect(&addr, &config).await.expect("connect"));
-        let request = |i: u8| {
-            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(vec![i; (1 << 20) + i as usize]))
-        };
+        let request =
+            |i: u8| {
+                SaslAuthenticateRequest::default()
+                    .with_auth_bytes(Bytes::from(vec![i; (1 << 20) + i as usize]))
+            };
         let mut cancelled = 0;
         for i in 0..8u8 {
             // Polled once, then dropped: the frame is written, buffered whole, or queued.
@@ -1139,7 +1150,10 @@ mod tests {
         let (reason, failed) = state.sweep("b:9092", now);
         failed.give();
         let reason = reason.expect("one request was due");
-        assert!(reason.contains("Metadata") && reason.contains("1s"), "{reason}");
+        assert!(
+            reason.contains("Metadata") && reason.contains("1s"),
+            "{reason}"
+        );
         assert!(matches!(due_rx.try_recv(), Ok(Err(Failure::TimedOut))));
         match later_rx.try_recv() {
             Ok(Err(Failure::Broken(r))) => assert_eq!(r, reason),
@@ -1182,14 +1196,17 @@ mod tests {
         let waiter = {
             let conn = conn.clone();
             caller_rt.spawn(async move {
-                let req = SaslAuthenticateRequest::default()
-                    .with_auth_bytes(Bytes::from_static(b"x"));
+                let req =
+                    SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"x"));
                 conn.send(&req).await
             })
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while conn.in_flight() != 1 {
-            assert!(std::time::Instant::now() < deadline, "the request was not sent");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the request was not sent"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         drop(reader_rt);
@@ -1251,7 +1268,11 @@ mod tests {
                 .expect("answered in time")
                 .expect("a callback");
             let resp: kafka_protocol::messages::SaslAuthenticateResponse = reply.expect("decoded");
-            assert_eq!(resp.auth_bytes.to_vec(), vec![i], "callback {i} got its own answer");
+            assert_eq!(
+                resp.auth_bytes.to_vec(),
+                vec![i],
+                "callback {i} got its own answer"
+            );
         }
         assert_eq!(conn.in_flight(), 0);
     }
@@ -1283,10 +1304,18 @@ mod tests {
         let called = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let refused = reader_rt.block_on({
             let called = called.clone();
-            conn.send_then(&req, move |_: Result<_>| called.store(true, Ordering::SeqCst))
+            conn.send_then(&req, move |_: Result<_>| {
+                called.store(true, Ordering::SeqCst)
+            })
         });
-        assert!(matches!(refused, Err(Error::ConnectionBroken { .. })), "{refused:?}");
-        assert!(!called.load(Ordering::SeqCst), "the callback of a refused request is not called");
+        assert!(
+            matches!(refused, Err(Error::ConnectionBroken { .. })),
+            "{refused:?}"
+        );
+        assert!(
+            !called.load(Ordering::SeqCst),
+            "the callback of a refused request is not called"
+        );
     }
 
     /// A callback that panics while the waiters of a broken connection are told does not
@@ -1320,9 +1349,18 @@ mod tests {
 
     #[test]
     fn the_sweep_runs_every_tenth_of_the_request_timeout_between_1_ms_and_1_s() {
-        assert_eq!(sweep_period(Duration::from_secs(30)), Duration::from_secs(1));
-        assert_eq!(sweep_period(Duration::from_millis(500)), Duration::from_millis(50));
-        assert_eq!(sweep_period(Duration::from_micros(100)), Duration::from_millis(1));
+        assert_eq!(
+            sweep_period(Duration::from_secs(30)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            sweep_period(Duration::from_millis(500)),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            sweep_period(Duration::from_micros(100)),
+            Duration::from_millis(1)
+        );
     }
 
     #[tokio::test]

@@ -107,7 +107,8 @@ mod tests {
             0,
             42,
             &StrBytes::from_static_str("me"),
-        ).unwrap();
+        )
+        .unwrap();
         assert_eq!(
             &frame[..8],
             &[0, 18, 0, 0, 0, 0, 0, 42],

@@ -133,10 +133,7 @@ impl Completion {
             return Ok(vec![Self::from_record(record)?]);
         };
         let value = record.value.clone().unwrap_or_default();
-        let mut rd = Reader {
-            all: &value,
-            at: 0,
-        };
+        let mut rd = Reader { all: &value, at: 0 };
         let n = rd.array_len("the list of entries")?;
         if n != count {
             return Err(CompletionError::Coalesced(format!(
@@ -152,9 +149,9 @@ impl Completion {
         }
         let mut out = Vec::with_capacity(n as usize);
         for i in 0..n {
-            let entry = rd.entry().map_err(|e| {
-                CompletionError::Coalesced(format!("entry {i} of {n}: {e}"))
-            })?;
+            let entry = rd
+                .entry()
+                .map_err(|e| CompletionError::Coalesced(format!("entry {i} of {n}: {e}")))?;
             let entry = ConsumerRecord {
                 topic: record.topic.clone(),
                 partition: record.partition,
@@ -274,9 +271,14 @@ impl Reader<'_> {
             .map_err(|e| CompletionError::Coalesced(format!("{what} is not a string: {e}")))?
             as usize;
         let start = self.at + (before - rd.len());
-        let bytes = self.all.get(start..start.saturating_add(len)).ok_or_else(|| {
-            CompletionError::Coalesced(format!("{what} of {len} bytes runs past the value's end"))
-        })?;
+        let bytes = self
+            .all
+            .get(start..start.saturating_add(len))
+            .ok_or_else(|| {
+                CompletionError::Coalesced(format!(
+                    "{what} of {len} bytes runs past the value's end"
+                ))
+            })?;
         let text = std::str::from_utf8(bytes)
             .map_err(|_| CompletionError::Coalesced(format!("{what} is not UTF-8")))?
             .to_string();
@@ -328,7 +330,11 @@ mod tests {
                 } else {
                     StatusCode::InvalidArgument
                 },
-                message: if ok { String::new() } else { format!("bad {id}") },
+                message: if ok {
+                    String::new()
+                } else {
+                    format!("bad {id}")
+                },
                 server_id: "s1".into(),
                 handler_us: u64::from(id) * 10,
                 queue_ms: i64::from(id),
@@ -360,7 +366,11 @@ mod tests {
     fn one_completion_keeps_the_single_layout_and_many_read_back_whole_and_in_order() {
         let one = completion(2, true);
         let record = Completion::coalesce(vec![one.to_record()]);
-        assert_eq!(record.key.as_deref(), Some(&[2u8; 16][..]), "keyed by request id");
+        assert_eq!(
+            record.key.as_deref(),
+            Some(&[2u8; 16][..]),
+            "keyed by request id"
+        );
         assert!(record.headers.iter().all(|h| h.key != COMPLETIONS));
         let back = received(record);
         assert_eq!(Completion::count(&back), Ok(1));
