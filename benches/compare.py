@@ -195,8 +195,8 @@ def main():
 def kafka_layer(args, r):
     """--runs runs, each client on fresh topics. The two Rust clients run in one wire-bench
     process, in turns (see its doc: the broker's speed drifts); librdkafka (another process)
-    goes before them in even runs and after them in odd ones, and the Rust client that starts
-    each turn alternates too."""
+    goes before them in runs 1, 3, ... and after them in runs 2, 4, ..., and the Rust client
+    that starts the first turn alternates too."""
     addr, n = args.bootstrap, str(args.records)
     wire = os.path.join(args.bin, "wire-bench")
     runs = []
@@ -209,8 +209,12 @@ def kafka_layer(args, r):
             if c == "librdkafka":
                 run[c] = one_json([PY, RAW, "throughput", addr, "--records", n, "--size", "64", "--batch", "1000"], 600)
             else:
-                out, _ = run_json([wire, addr, n, "--run", str(i)] + [a for r in rust for a in ("--client", r)], 600)
-                run.update({x["system"]: x for x in out})
+                out, _ = run_json([wire, addr, n, "--run", str(i)] + [a for c in rust for a in ("--client", c)], 900)
+                got = {x["system"]: x for x in out}
+                missing = set(rust) - set(got)
+                if missing:
+                    raise SystemExit("wire-bench printed no result for %s" % ", ".join(sorted(missing)))
+                run.update(got)
         # The round trip, the Rust clients interleaved in one process (see wire-bench's doc).
         out, _ = run_json([wire, "roundtrip", addr, "--count", "600", "--run", str(i)], 600)
         run["roundtrip"] = {x["system"]: x for x in out}
@@ -556,7 +560,7 @@ def kafka_table(r, args):
     print()
     print("Kafka layer: %d records of 64 bytes in batches of 1,000; %d runs, each client on fresh topics, the"
           " two Rust clients in turns in one process (10 batches, one fetch, 20 round trips per turn),"
-          " librdkafka's process before them in odd runs and after them in even ones; min / median / max"
+          " librdkafka's process before them in runs 1, 3, ... and after them in runs 2, 4, ...; min / median / max"
           " over the runs; CPU per record is the median of the runs (process CPU during the client's"
           " turns)" % (args.records, len(runs)))
     print("krpc-kafka with idempotence off, as rskafka (which has none) and librdkafka (off by default);"

@@ -13,7 +13,7 @@ below any RPC layer. Run it with the venv from scripts/pyenv-seed:
                                                   [--reply-size 64] [--fetch-wait-ms 10]
 
 Each prints one JSON line on stdout; progress and librdkafka logs go to stderr. Every run uses a
-fresh 1-partition topic (created with the admin API, name rdkafka_<test>_<random>, padded with "-" to 48 characters as wire-bench's).
+fresh 1-partition topic (created with the admin API, name rdkafka_<test>_<random>, padded with "-" to 64 characters as wire-bench's).
 
 latency    produce-to-consume: a consumer is assigned to partition 0 at its end offset and polls in
            a thread; the main thread produces one record at a time (linger.ms=0) and waits until
@@ -74,7 +74,7 @@ def ms(seconds):
 def fresh_topic(bootstrap, test):
     # Padded to wire-bench's TOPIC_NAME_WIDTH: the test broker's fetch costs more for a longer
     # topic name (wire-bench's `topic` says what was measured), so every client's has one length.
-    name = f"rdkafka_{test}_{uuid.uuid4().hex[:8]}_".ljust(48, "-")
+    name = f"rdkafka_{test}_{uuid.uuid4().hex[:8]}_".ljust(64, "-")
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for topic, fut in admin.create_topics([NewTopic(name, num_partitions=1,
                                                     replication_factor=1)]).items():

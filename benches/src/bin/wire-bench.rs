@@ -121,7 +121,7 @@ struct Result {
 
 /// Every benchmark topic's name has this many characters (`rdkafka_raw.py` pads its own to
 /// the same width).
-const TOPIC_NAME_WIDTH: usize = 48;
+const TOPIC_NAME_WIDTH: usize = 64;
 
 /// A fresh topic for client `name`, padded with `-` to [`TOPIC_NAME_WIDTH`]: the test broker's
 /// fetch lists every stored batch of the partition by a key holding the topic's name, so its
@@ -131,6 +131,10 @@ const TOPIC_NAME_WIDTH: usize = 48;
 /// for like, every client's topic is the same length.
 fn topic(name: &str, run: u32) -> String {
     let t = format!("wire-bench-{name}-r{run}-{}-", std::process::id());
+    assert!(
+        t.len() <= TOPIC_NAME_WIDTH,
+        "topic name {t:?} is longer than {TOPIC_NAME_WIDTH}: the clients' would differ"
+    );
     format!("{t:-<TOPIC_NAME_WIDTH$}")
 }
 
@@ -211,6 +215,9 @@ impl Thrower {
                         .with_max_bytes(64 << 20),
                 )?;
                 fetcher.assign(&t, 0, 0);
+                // Its connection (a lane of its own) dialled before the timed turns, as
+                // rskafka's, which its produce turns open: an empty fetch.
+                fetcher.poll().await?;
                 Ok(Self::KrpcKafka {
                     producer,
                     single,
@@ -339,9 +346,17 @@ async fn kafka_layer_interleaved(
 
     let mut fetch: Vec<Turns> = (0..n).map(|_| Turns::default()).collect();
     let mut turn = 0;
-    while fetch.iter().any(|f| f.records < records) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while (0..n).any(|i| fetch[i].records < produce[i].records) {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "fetched {:?} of {records} records per client in 300 s",
+                fetch.iter().map(|f| f.records).collect::<Vec<_>>()
+            )
+            .into());
+        }
         for i in order(turn) {
-            if fetch[i].records >= records {
+            if fetch[i].records >= produce[i].records {
                 continue;
             }
             let phase = Phase::start();
@@ -653,6 +668,9 @@ async fn kafka_layer(flags: Flags) -> AnyResult<()> {
         .unwrap_or(200_000)
         / BATCH
         * BATCH;
+    if records == 0 {
+        return Err(format!("RECORDS must be at least one batch ({BATCH})").into());
+    }
     let run: u32 = flags.get("run", 0)?;
     let clients = flags
         .named

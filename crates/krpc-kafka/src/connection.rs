@@ -29,8 +29,6 @@
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
-
-use crate::fast_map::FastMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -48,6 +46,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
+use crate::fast_map::FastMap;
 use crate::frame;
 use crate::messages::{api_key, decode_response, encode_request, peek_correlation_id};
 use crate::sasl::{Exchange, SaslConfig, Step};

@@ -5,9 +5,10 @@
 //!
 //! `std`'s default hasher (SipHash-1-3) showed as about 1.6% of the client's user-space CPU in a
 //! produce-then-fetch round trip (`perf`, 2026-12-01), spent on these keys (topic names among
-//! them) a few times per request. foldhash's fast hasher, which hashbrown uses by default, is several times cheaper on
-//! them. It is seeded per process, so keys taken from the network (broker addresses from
-//! metadata) are not predictable to a broker that would want to collide them.
+//! them) a few times per request. foldhash's fast hasher, which hashbrown uses by default, is
+//! several times cheaper on them. It is seeded per process and per map, which foldhash calls
+//! minimally resistant to deliberate collisions: enough here, where the only keys taken from
+//! the network are the addresses of the cluster's own brokers (from metadata), a handful.
 
 use std::collections::HashMap;
 

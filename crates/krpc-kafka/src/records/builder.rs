@@ -81,7 +81,8 @@ impl BatchBuilder {
         }
     }
 
-    /// The capacity of the batch's buffer (tests).
+    /// The capacity of the batch's buffer while it is open; the length of its bytes once
+    /// sealed (tests).
     #[cfg(test)]
     pub(crate) fn capacity_for_tests(&self) -> usize {
         match &self.buf {
