@@ -559,7 +559,7 @@ def kafka_table(r, args):
     runs = r["wire_runs"]
     print()
     print("Kafka layer: %d records of 64 bytes in batches of 1,000; %d runs, each client on fresh topics, the"
-          " two Rust clients in turns in one process (10 batches, one fetch, 20 round trips per turn),"
+          " two Rust clients in turns in one process (10 batches, one fetch per turn),"
           " librdkafka's process before them in runs 1, 3, ... and after them in runs 2, 4, ...; min / median / max"
           " over the runs; CPU per record is the median of the runs (process CPU during the client's"
           " turns)" % (args.records, len(runs)))

@@ -13,9 +13,10 @@
 //!
 //! **Kafka layer** (the default): krpc-kafka and/or rskafka on the same broker (`--client`,
 //! repeatable; default both), each on a fresh topic of its own. Produce and fetch throughput
-//! of 64-byte records in batches of 1,000 (each batch awaited before the next), and the latency
-//! of producing one record and fetching it back. Each phase goes in turns: a block of work per
-//! client per turn (10 batches; one fetch; 20 round trips), the first of each turn rotating
+//! of 64-byte records in batches of 1,000 (each batch awaited before the next); the latency of
+//! producing one record and fetching it back is the `roundtrip` mode's. Each phase goes in
+//! turns: a block of work per client per turn (10 batches; one fetch), the first of each turn
+//! rotating
 //! from the order the flags give, each client timed over its own turns only (the broker's
 //! speed drifts, and one client after the other was not like for like). Each client's process
 //! CPU time (getrusage: every thread of this process) over its turns is reported per record:
@@ -67,7 +68,6 @@ use serde_json::json;
 
 const BATCH: usize = 1000;
 const SIZE: usize = 64;
-const ROUND_TRIPS: usize = 200;
 
 type AnyResult<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -110,13 +110,9 @@ struct Result {
     client: &'static str,
     produce_per_s: f64,
     fetch_per_s: f64,
-    rt_p50_ms: f64,
-    rt_p99_ms: f64,
     /// Process CPU per record, µs.
     produce_cpu_us: f64,
     fetch_cpu_us: f64,
-    /// Process CPU per round trip, µs.
-    rt_cpu_us: f64,
 }
 
 /// Every benchmark topic's name has this many characters (`rdkafka_raw.py` pads its own to
@@ -140,16 +136,12 @@ fn topic(name: &str, run: u32) -> String {
 
 /// Records produced per client turn in the interleaved produce phase.
 const PRODUCE_BLOCK: usize = 10 * BATCH;
-/// Round trips per client turn in the interleaved round-trip phase.
-const ROUND_TRIP_BLOCK: usize = 20;
 
 /// One client of the Kafka-layer measurement, on a fresh topic of its own (one partition).
 enum Thrower {
     KrpcKafka {
         /// Batches of [`BATCH`] records (a linger long enough that `flush` closes each).
         producer: Producer,
-        /// One record at a time (linger 0), for the round trips.
-        single: Producer,
         fetcher: Box<Fetcher>,
         topic: String,
     },
@@ -201,12 +193,6 @@ impl Thrower {
                         .with_max_batch_bytes(16 << 20)
                         .with_enable_idempotence(false),
                 )?;
-                let single = Producer::new(
-                    client.clone(),
-                    ProducerConfig::default()
-                        .with_linger(Duration::ZERO)
-                        .with_enable_idempotence(false),
-                )?;
                 let mut fetcher = Fetcher::new(
                     client,
                     FetchConfig::default()
@@ -220,7 +206,6 @@ impl Thrower {
                 fetcher.poll().await?;
                 Ok(Self::KrpcKafka {
                     producer,
-                    single,
                     fetcher: Box::new(fetcher),
                     topic: t,
                 })
@@ -279,39 +264,6 @@ impl Thrower {
             }
         }
     }
-
-    /// Produces one record, waits for its acknowledgement and fetches it back.
-    async fn round_trip(&mut self) -> AnyResult<()> {
-        let (produced, fetched) = match self {
-            Self::KrpcKafka {
-                single,
-                fetcher,
-                topic,
-                ..
-            } => {
-                let md = single
-                    .send_to(topic, 0, ProducerRecord::value(vec![b'x'; SIZE]))
-                    .await?
-                    .await?;
-                fetcher.assign(topic, 0, md.offset);
-                let back = fetcher.poll().await?;
-                (md.offset, back.first().map(|r| r.offset))
-            }
-            Self::Rskafka { partition, .. } => {
-                let offsets = partition
-                    .produce(vec![rskafka_record()], Compression::NoCompression)
-                    .await?;
-                let (back, _) = partition
-                    .fetch_records(offsets[0], 1..(1 << 20), 10)
-                    .await?;
-                (offsets[0], back.first().map(|r| r.offset))
-            }
-        };
-        if fetched != Some(produced) {
-            return Err(format!("fetched {fetched:?}, not offset {produced}").into());
-        }
-        Ok(())
-    }
 }
 
 /// The Kafka-layer measurement of `names`, interleaved: each phase goes in turns, a block of
@@ -366,20 +318,6 @@ async fn kafka_layer_interleaved(
         turn += 1;
     }
 
-    let mut hists: Vec<Histogram<u64>> = (0..n).map(|_| Histogram::new(3).unwrap()).collect();
-    let mut rt_cpu = vec![0.0f64; n];
-    for turn in 0..ROUND_TRIPS.div_ceil(ROUND_TRIP_BLOCK) {
-        for i in order(turn) {
-            let started = process_cpu();
-            for _ in 0..ROUND_TRIP_BLOCK {
-                let t0 = Instant::now();
-                clients[i].round_trip().await?;
-                hists[i].record(t0.elapsed().as_micros() as u64)?;
-            }
-            rt_cpu[i] += process_cpu() - started;
-        }
-    }
-
     Ok(clients
         .iter()
         .enumerate()
@@ -390,11 +328,8 @@ async fn kafka_layer_interleaved(
             },
             produce_per_s: produce[i].records as f64 / produce[i].wall,
             fetch_per_s: fetch[i].records as f64 / fetch[i].wall,
-            rt_p50_ms: hists[i].value_at_quantile(0.5) as f64 / 1e3,
-            rt_p99_ms: hists[i].value_at_quantile(0.99) as f64 / 1e3,
             produce_cpu_us: produce[i].cpu * 1e6 / produce[i].records as f64,
             fetch_cpu_us: fetch[i].cpu * 1e6 / fetch[i].records as f64,
-            rt_cpu_us: rt_cpu[i] * 1e6 / hists[i].len() as f64,
         })
         .collect())
 }
@@ -679,37 +614,23 @@ async fn kafka_layer(flags: Flags) -> AnyResult<()> {
         .unwrap_or_else(|| vec!["krpc-kafka".into(), "rskafka".into()]);
     let results = kafka_layer_interleaved(&clients, &addr, records, run).await?;
     eprintln!(
-        "{records} records of {SIZE} bytes, batches of {BATCH}; {ROUND_TRIPS} produce-then-fetch round trips; the clients in turns (produce {PRODUCE_BLOCK} records, one fetch, {ROUND_TRIP_BLOCK} round trips per turn)"
+        "{records} records of {SIZE} bytes, batches of {BATCH}; the clients in turns (produce {PRODUCE_BLOCK} records, one fetch per turn)"
     );
     eprintln!(
-        "{:<12} {:>14} {:>14} {:>12} {:>12} {:>14} {:>14}",
-        "client",
-        "produce rec/s",
-        "fetch rec/s",
-        "rt p50 ms",
-        "rt p99 ms",
-        "produce CPU µs",
-        "fetch CPU µs"
+        "{:<12} {:>14} {:>14} {:>14} {:>14}",
+        "client", "produce rec/s", "fetch rec/s", "produce CPU µs", "fetch CPU µs"
     );
     for r in &results {
         eprintln!(
-            "{:<12} {:>14.0} {:>14.0} {:>12.2} {:>12.2} {:>14.3} {:>14.3}",
-            r.client,
-            r.produce_per_s,
-            r.fetch_per_s,
-            r.rt_p50_ms,
-            r.rt_p99_ms,
-            r.produce_cpu_us,
-            r.fetch_cpu_us
+            "{:<12} {:>14.0} {:>14.0} {:>14.3} {:>14.3}",
+            r.client, r.produce_per_s, r.fetch_per_s, r.produce_cpu_us, r.fetch_cpu_us
         );
         println!(
             "{}",
             json!({"system": r.client, "test": "wire", "run": run, "records": records,
                    "produce_per_s": r.produce_per_s, "fetch_per_s": r.fetch_per_s,
-                   "roundtrip_p50_ms": r.rt_p50_ms, "roundtrip_p99_ms": r.rt_p99_ms,
                    "produce_cpu_us_per_record": r.produce_cpu_us,
-                   "fetch_cpu_us_per_record": r.fetch_cpu_us,
-                   "roundtrip_cpu_us": r.rt_cpu_us})
+                   "fetch_cpu_us_per_record": r.fetch_cpu_us})
         );
     }
     Ok(())

@@ -39,14 +39,10 @@ enum Buf {
 impl BatchBuilder {
     /// An empty batch whose buffer first holds `capacity` bytes of records (it grows beyond).
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        let mut buf = BytesMut::with_capacity(BATCH_HEADER_LEN + capacity);
-        buf.put_bytes(0, BATCH_HEADER_LEN);
-        Self {
-            buf: Buf::Open(buf),
-            count: 0,
-            base_timestamp: 0,
-            max_timestamp: i64::MIN,
-        }
+        Self::with_buffer(
+            BytesMut::with_capacity(BATCH_HEADER_LEN + capacity),
+            capacity,
+        )
     }
 
     /// An empty batch in `buf` (a finished batch's, from [`BatchBuilder::into_buffer`]): its
