@@ -327,6 +327,13 @@ impl FakeBroker {
         lock(&self.script).sessions = on;
     }
 
+    /// The ids of the fetch sessions the broker keeps now, sorted.
+    pub fn open_fetch_sessions(&self) -> Vec<i32> {
+        let mut ids: Vec<i32> = lock(&self.script).session_table.keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
     /// Answers the next incremental Fetch (with sessions granted) with top-level error `code`
     /// and no partitions; with FETCH_SESSION_ID_NOT_FOUND (70) the session is also dropped.
     pub fn fail_next_incremental_fetch(&self, code: i16) {

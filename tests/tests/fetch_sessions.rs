@@ -331,3 +331,57 @@ async fn a_broker_that_keeps_no_fetch_sessions_gets_full_fetches() {
         assert_eq!(got.0, logs.all());
     }
 }
+
+/// Closing a fetcher closes its session on the broker (KIP-227: the session's id with epoch
+/// -1, listing nothing), as the Java consumer's `close` does, so the session does not hold one
+/// of the broker's session slots until it is evicted; a fetcher whose broker keeps no sessions
+/// sends nothing more. (The old code had no close: the session stayed open on the broker.)
+#[tokio::test]
+async fn closing_a_fetcher_closes_its_session_on_the_broker() {
+    let broker = FakeBroker::start().await;
+    broker.topic("t", 2);
+    broker.grant_fetch_sessions(true);
+    let logs = Logs::serving(&broker);
+    let mut fetcher = Fetcher::new(client(&broker).await, quick()).expect("fetcher");
+    fetcher.assign("t", 0, 0);
+    fetcher.assign("t", 1, 0);
+    let mut got = Got::default();
+    logs.produce(0, 3);
+    assert_eq!(got.poll(&mut fetcher).await, 3); // full: creates the session
+    assert_eq!(got.poll(&mut fetcher).await, 0); // incremental
+    let id = broker.fetches().last().map_or(0, |f| f.session_id);
+    assert_ne!(id, 0, "a session was in use");
+    assert_eq!(broker.open_fetch_sessions(), vec![id]);
+
+    let closing = Instant::now();
+    fetcher.close(Duration::from_secs(5)).await;
+    assert!(
+        closing.elapsed() < Duration::from_secs(5),
+        "answered, not timed out"
+    );
+    let last = broker.fetches().last().cloned().expect("a fetch");
+    assert_eq!(
+        (last.session_id, last.epoch, last.listed.len()),
+        (id, -1, 0),
+        "the close: the session's id, FINAL_EPOCH, nothing listed"
+    );
+    assert!(
+        broker.open_fetch_sessions().is_empty(),
+        "the broker closed it"
+    );
+
+    // A broker that keeps no sessions: nothing to close, nothing sent.
+    let broker = FakeBroker::start().await;
+    broker.topic("t", 1);
+    let _logs = Logs::serving(&broker);
+    let mut fetcher = Fetcher::new(client(&broker).await, quick()).expect("fetcher");
+    fetcher.assign("t", 0, 0);
+    fetcher.poll().await.expect("poll");
+    let before = broker.fetches().len();
+    fetcher.close(Duration::from_secs(5)).await;
+    assert_eq!(
+        broker.fetches().len(),
+        before,
+        "no close request without a session"
+    );
+}

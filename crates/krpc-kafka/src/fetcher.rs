@@ -480,6 +480,55 @@ impl Fetcher {
         &self.config
     }
 
+    /// Closes this fetcher's KIP-227 fetch sessions on their brokers, waiting at most
+    /// `timeout` for the answers, as the Java consumer's `close` does: each broker gets a
+    /// Fetch with the session's id and epoch -1 (`FINAL_EPOCH`) that lists no partition, and
+    /// answers it empty. A session left open holds one of the broker's
+    /// `max.incremental.fetch.session.cache.slots` until the broker evicts it for a newer one.
+    /// A later [`Fetcher::poll`] creates new sessions. Failures are logged at debug level
+    /// and otherwise ignored: a session the broker cannot be told about is evicted in time.
+    pub async fn close_sessions(&self, timeout: Duration) {
+        let open: Vec<(String, i32)> = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            sessions
+                .iter_mut()
+                .filter_map(|(addr, s)| s.take_for_close().map(|id| (addr.clone(), id)))
+                .collect()
+        };
+        if open.is_empty() {
+            return;
+        }
+        let closes = open.into_iter().map(|(addr, session_id)| async move {
+            let req = FetchRequest::default()
+                .with_replica_id((-1).into())
+                .with_max_wait_ms(0)
+                .with_min_bytes(0)
+                .with_max_bytes(self.config.max_bytes)
+                .with_isolation_level(self.config.isolation_level.wire())
+                .with_session_id(session_id)
+                .with_session_epoch(session::FINAL_EPOCH);
+            let sent = async {
+                let conn = self.client.connection(&addr, self.lane).await?;
+                conn.send(&req).await
+            };
+            match tokio::time::timeout(timeout, sent).await {
+                Ok(Ok(_)) => {
+                    tracing::debug!(broker = %addr, session = session_id, "fetch session closed")
+                }
+                Ok(Err(e)) => tracing::debug!(broker = %addr, session = session_id, error = %e,
+                    "fetch session not closed (the broker evicts it in time)"),
+                Err(_) => tracing::debug!(broker = %addr, session = session_id, ?timeout,
+                    "fetch session not closed in time (the broker evicts it in time)"),
+            }
+        });
+        futures::future::join_all(closes).await;
+    }
+
+    /// [`Fetcher::close_sessions`], then drops the fetcher (its connections with it).
+    pub async fn close(self, timeout: Duration) {
+        self.close_sessions(timeout).await;
+    }
+
     /// One long-poll fetch round over every assigned partition not backing off (leaders asked
     /// concurrently). Returns the records in offset order per partition and advances the
     /// positions. Retriable failures never escape: the partitions concerned back off and are

@@ -26,6 +26,8 @@ use crate::fast_map::FastMap;
 
 /// The first Fetch version with sessions (KIP-227, Kafka 1.1).
 pub(super) const MIN_VERSION: i16 = 7;
+/// The epoch that closes a session (KIP-227's `FINAL_EPOCH`).
+pub(super) const FINAL_EPOCH: i32 = -1;
 /// Top-level error: the session id is not (or no longer) known to the broker.
 pub(super) const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 /// Top-level error: the epoch is not the one the broker expects next.
@@ -197,6 +199,16 @@ impl Session {
     pub fn failed(&mut self, addr: &str, reason: &str) {
         self.in_flight = false;
         self.reset(addr, reason);
+    }
+
+    /// The broker's session to close, if one may be open (its id), forgotten here either
+    /// way: the next request, if any, creates a new one.
+    pub fn take_for_close(&mut self) -> Option<i32> {
+        let id = std::mem::take(&mut self.id);
+        self.next_epoch = 0;
+        self.held.clear();
+        self.in_flight = false;
+        (id != 0).then_some(id)
     }
 
     /// The next request is full and closes the current session (if any).

@@ -475,13 +475,18 @@ impl GroupConsumer {
         offsets::fetch_committed(&conn, &self.config.group_id, topics).await
     }
 
-    /// Commits (with auto-commit), leaves the group so it rebalances at once, stops heartbeats.
-    /// A static member (instance id set) does not leave: it keeps its place for a restart.
+    /// Commits (with auto-commit), closes its fetch sessions on the brokers
+    /// ([`Fetcher::close_sessions`], within the request timeout), leaves the group so it
+    /// rebalances at once, stops heartbeats. A static member (instance id set) does not
+    /// leave: it keeps its place for a restart.
     pub async fn close(mut self) -> Result<()> {
         self.heartbeat.abort();
         if self.config.auto_commit.is_some() && !self.assignment.is_empty() {
             self.commit_positions().await?;
         }
+        self.fetcher
+            .close_sessions(self.client.config().request_timeout)
+            .await;
         self.assignment.clear();
         let member_id = self.member_id();
         if member_id.is_empty() || self.config.instance_id.is_some() {
