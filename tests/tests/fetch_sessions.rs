@@ -334,8 +334,9 @@ async fn a_broker_that_keeps_no_fetch_sessions_gets_full_fetches() {
 
 /// Closing a fetcher closes its session on the broker (KIP-227: the session's id with epoch
 /// -1, listing nothing), as the Java consumer's `close` does, so the session does not hold one
-/// of the broker's session slots until it is evicted; a fetcher whose broker keeps no sessions
-/// sends nothing more. (The old code had no close: the session stayed open on the broker.)
+/// of the broker's session slots until it is evicted; after `close_sessions` the fetcher's
+/// next fetch creates a new session; a fetcher whose broker keeps no sessions sends nothing
+/// more. (The old code had no close: the session stayed open on the broker.)
 #[tokio::test]
 async fn closing_a_fetcher_closes_its_session_on_the_broker() {
     let broker = FakeBroker::start().await;
@@ -368,6 +369,24 @@ async fn closing_a_fetcher_closes_its_session_on_the_broker() {
     assert!(
         broker.open_fetch_sessions().is_empty(),
         "the broker closed it"
+    );
+    assert!(last.forgotten.is_empty());
+
+    // After `close_sessions` the same fetcher starts afresh: its next fetch is a full create
+    // (id 0, epoch 0, every partition at its position).
+    let mut fetcher = Fetcher::new(client(&broker).await, quick()).expect("fetcher");
+    fetcher.assign("t", 0, 0);
+    fetcher.assign("t", 1, 0);
+    let mut again = Got::default();
+    assert_eq!(again.poll(&mut fetcher).await, 3); // creates a session
+    fetcher.close_sessions(Duration::from_secs(5)).await;
+    assert_eq!(broker.fetches().last().map(|f| f.epoch), Some(-1), "closed");
+    assert_eq!(again.poll(&mut fetcher).await, 0);
+    let next = broker.fetches().last().cloned().expect("a fetch");
+    assert_eq!(
+        (next.session_id, next.epoch, listed(&next)),
+        (0, 0, vec![(0, 3), (1, 0)]),
+        "a full create after the close"
     );
 
     // A broker that keeps no sessions: nothing to close, nothing sent.

@@ -125,6 +125,17 @@ impl KafkaClient {
         Box::pin(self.dial(addr, lane, &mut guard)).await
     }
 
+    /// The connection to `addr` on `lane` if one is open and may carry another request (see
+    /// [`KafkaClient::connection`]); never dials.
+    pub(crate) fn open_connection(&self, addr: &str, lane: Lane) -> Option<Arc<Connection>> {
+        let slot = {
+            let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.get(&lane)?.get(addr)?.clone()
+        };
+        let guard = slot.try_lock().ok()?;
+        self.reusable(guard.as_ref())
+    }
+
     /// The slot of `addr` on `lane`, created empty if there is none.
     fn slot(&self, addr: &str, lane: Lane) -> Slot {
         let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());

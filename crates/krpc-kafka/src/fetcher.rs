@@ -481,12 +481,15 @@ impl Fetcher {
     }
 
     /// Closes this fetcher's KIP-227 fetch sessions on their brokers, waiting at most
-    /// `timeout` for the answers, as the Java consumer's `close` does: each broker gets a
-    /// Fetch with the session's id and epoch -1 (`FINAL_EPOCH`) that lists no partition, and
-    /// answers it empty. A session left open holds one of the broker's
-    /// `max.incremental.fetch.session.cache.slots` until the broker evicts it for a newer one.
-    /// A later [`Fetcher::poll`] creates new sessions. Failures are logged at debug level
-    /// and otherwise ignored: a session the broker cannot be told about is evicted in time.
+    /// `timeout` for the answers (each send is bounded by the client's request timeout too),
+    /// as the Java consumer's `close` does: each broker gets a Fetch with the session's id and
+    /// epoch -1 (`FINAL_EPOCH`) that lists no partition, and answers it empty. A session left
+    /// open holds one of the broker's `max.incremental.fetch.session.cache.slots` until the
+    /// broker evicts it for a newer one. As Java skips a broker it cannot reach, a broker with
+    /// no open connection on this fetcher's lane is skipped, not dialled. A later
+    /// [`Fetcher::poll`] creates new sessions. Failures are logged at debug level and
+    /// otherwise ignored: a session the broker cannot be told about is evicted in time (as is
+    /// one a cancelled poll created without learning its id).
     pub async fn close_sessions(&self, timeout: Duration) {
         let open: Vec<(String, i32)> = {
             let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
@@ -507,11 +510,12 @@ impl Fetcher {
                 .with_isolation_level(self.config.isolation_level.wire())
                 .with_session_id(session_id)
                 .with_session_epoch(session::FINAL_EPOCH);
-            let sent = async {
-                let conn = self.client.connection(&addr, self.lane).await?;
-                conn.send(&req).await
+            let Some(conn) = self.client.open_connection(&addr, self.lane) else {
+                tracing::debug!(broker = %addr, session = session_id,
+                    "fetch session not closed: no open connection (the broker evicts it in time)");
+                return;
             };
-            match tokio::time::timeout(timeout, sent).await {
+            match tokio::time::timeout(timeout, conn.send(&req)).await {
                 Ok(Ok(_)) => {
                     tracing::debug!(broker = %addr, session = session_id, "fetch session closed")
                 }

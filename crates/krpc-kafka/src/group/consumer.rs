@@ -475,28 +475,35 @@ impl GroupConsumer {
         offsets::fetch_committed(&conn, &self.config.group_id, topics).await
     }
 
-    /// Commits (with auto-commit), closes its fetch sessions on the brokers
-    /// ([`Fetcher::close_sessions`], within the request timeout), leaves the group so it
-    /// rebalances at once, stops heartbeats. A static member (instance id set) does not
-    /// leave: it keeps its place for a restart.
+    /// Commits (with auto-commit), stops heartbeats, leaves the group so it rebalances at
+    /// once, then closes its fetch sessions on the brokers ([`Fetcher::close_sessions`],
+    /// within the request timeout), as the Java consumer closes its coordinator before its
+    /// fetcher. A static member (instance id set) does not leave: it keeps its place for a
+    /// restart. Err: the commit or the leave failed (the sessions are closed all the same
+    /// after a failed leave).
     pub async fn close(mut self) -> Result<()> {
         self.heartbeat.abort();
         if self.config.auto_commit.is_some() && !self.assignment.is_empty() {
             self.commit_positions().await?;
         }
+        self.assignment.clear();
+        let member_id = self.member_id();
+        let left = if member_id.is_empty() || self.config.instance_id.is_some() {
+            Ok(())
+        } else {
+            match self
+                .shared
+                .coordinator(&self.client, &self.config.group_id)
+                .await
+            {
+                Ok(conn) => membership::leave(&conn, &self.config, &member_id).await,
+                Err(e) => Err(e),
+            }
+        };
         self.fetcher
             .close_sessions(self.client.config().request_timeout)
             .await;
-        self.assignment.clear();
-        let member_id = self.member_id();
-        if member_id.is_empty() || self.config.instance_id.is_some() {
-            return Ok(());
-        }
-        let conn = self
-            .shared
-            .coordinator(&self.client, &self.config.group_id)
-            .await?;
-        membership::leave(&conn, &self.config, &member_id).await
+        left
     }
 }
 
