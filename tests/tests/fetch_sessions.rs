@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::ApiKey;
 use krpc_kafka::{ClientConfig, FetchConfig, Fetcher, KafkaClient};
 use krpc_tests::fake_broker::{batch, FakeBroker, FetchAnswer, FetchSeen};
 
@@ -403,4 +404,88 @@ async fn closing_a_fetcher_closes_its_session_on_the_broker() {
         before,
         "no close request without a session"
     );
+}
+
+/// A fetcher with a session on the broker, after one full and one incremental fetch of
+/// partition 0 of `t` (the broker granting sessions), and the session's id.
+async fn fetcher_in_a_session(broker: &FakeBroker) -> (Fetcher, i32) {
+    broker.topic("t", 1);
+    broker.grant_fetch_sessions(true);
+    Logs::serving(broker).produce(0, 2);
+    let mut fetcher = Fetcher::new(client(broker).await, quick()).expect("fetcher");
+    fetcher.assign("t", 0, 0);
+    let mut got = Got::default();
+    assert_eq!(got.poll(&mut fetcher).await, 2); // full: creates the session
+    assert_eq!(got.poll(&mut fetcher).await, 0); // incremental
+    let id = broker.fetches().last().map_or(0, |f| f.session_id);
+    assert_ne!(id, 0, "a session was in use");
+    assert_eq!(broker.open_fetch_sessions(), vec![id]);
+    (fetcher, id)
+}
+
+/// Dropping a fetcher without `close` still closes its session on the broker (from a task of
+/// its runtime): every short-lived reader (the RPC client's reply reader when the client goes,
+/// a server's dedup-window loads, the CLI's readers) would otherwise hold one of the broker's
+/// session slots until evicted. (The old code only closed sessions on `close`.)
+#[tokio::test]
+async fn dropping_a_fetcher_closes_its_session_on_the_broker() {
+    let broker = FakeBroker::start().await;
+    let (fetcher, id) = fetcher_in_a_session(&broker).await;
+    drop(fetcher);
+    krpc_tests::wait::until("the session closed", Duration::from_secs(5), || async {
+        broker.open_fetch_sessions().is_empty().then_some(())
+    })
+    .await;
+    let last = broker.fetches().last().cloned().expect("a fetch");
+    assert_eq!(
+        (last.session_id, last.epoch, last.listed.len()),
+        (id, -1, 0),
+        "the close: the session's id, FINAL_EPOCH, nothing listed"
+    );
+}
+
+/// A session whose broker connection is gone (retired after a fetch timed out) is not closed
+/// by dialling the broker again: Java skips a node it cannot reach, and the broker evicts the
+/// session in time. The close returns at once, with no dial and no request.
+#[tokio::test]
+async fn a_session_whose_connection_is_gone_is_left_to_the_broker() {
+    let broker = FakeBroker::start().await;
+    let (mut fetcher, id) = fetcher_in_a_session(&broker).await;
+    broker.go_silent(true);
+    assert!(fetcher.poll().await.expect("poll").is_empty()); // times out: connection retired
+    broker.go_silent(false);
+    let (dials, fetches) = (broker.dials(), broker.count(ApiKey::Fetch));
+    let closing = Instant::now();
+    fetcher.close(Duration::from_secs(5)).await;
+    assert!(
+        closing.elapsed() < Duration::from_secs(1),
+        "nothing waited on"
+    );
+    assert_eq!(broker.dials(), dials, "no dial to close a session");
+    assert_eq!(broker.count(ApiKey::Fetch), fetches, "no request");
+    assert_eq!(broker.open_fetch_sessions(), vec![id], "left to the broker");
+}
+
+/// A fetcher dropped while its runtime shuts down (its task dropped unfinished) does not
+/// panic: the close task it spawns is dropped unrun, and the session is left to the broker.
+#[test]
+fn a_fetcher_dropped_with_its_runtime_does_not_panic() {
+    let broker_rt = tokio::runtime::Runtime::new().expect("runtime");
+    let broker = broker_rt.block_on(FakeBroker::start());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (ready, holding) = tokio::sync::oneshot::channel();
+    let task = async move {
+        let (fetcher, _id) = fetcher_in_a_session(&broker).await;
+        let _ = ready.send(broker);
+        std::future::pending::<()>().await;
+        drop(fetcher);
+    };
+    rt.spawn(task);
+    let broker = rt.block_on(holding).expect("the task got a session");
+    drop(rt); // drops the task and its fetcher while the runtime shuts down
+    assert_eq!(broker.open_fetch_sessions().len(), 1, "left to the broker");
+    drop(broker_rt);
 }

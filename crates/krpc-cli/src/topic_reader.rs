@@ -75,6 +75,9 @@ pub async fn read_to_end(
             !done
         });
     }
+    // Its KIP-227 session, if the broker granted one, closed before the command ends (a drop
+    // would send the close from a task the ending runtime may never run).
+    fetcher.close(client.config().request_timeout).await;
     out.sort_by_key(|r| (r.partition, r.offset));
     Ok(out)
 }

@@ -339,8 +339,62 @@ pub struct Fetcher {
 }
 
 impl Drop for Fetcher {
+    /// Closes the fetcher's open fetch sessions in the background (see
+    /// [`Fetcher::close_sessions`]), then drops its connections.
     fn drop(&mut self) {
+        let closes = self.take_session_closes();
+        if !closes.is_empty() {
+            // A Drop cannot wait: the closes are sent from a task of the runtime the fetcher
+            // is dropped in, each bounded by the connection's request timeout (its reader
+            // sweeps deadlines); the task holds the connections until answered. A runtime
+            // shutting down drops the task unrun: those sessions are left to eviction.
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(futures::future::join_all(
+                        closes.into_iter().map(|close| close.send(None)),
+                    ));
+                }
+                Err(_) => tracing::debug!(
+                    sessions = closes.len(),
+                    "fetch sessions not closed: fetcher dropped outside a Tokio runtime \
+                     (the brokers evict them in time)"
+                ),
+            }
+        }
         self.client.close_lane(self.lane);
+    }
+}
+
+/// The request that closes one KIP-227 fetch session, and the connection it goes on.
+struct SessionClose {
+    addr: String,
+    session_id: i32,
+    conn: Arc<crate::connection::Connection>,
+    request: FetchRequest,
+}
+
+impl SessionClose {
+    /// Sends the close, waiting at most `timeout` (`None`: the connection's request timeout
+    /// only); the outcome is logged at debug level, as nothing depends on it.
+    async fn send(self, timeout: Option<Duration>) {
+        let (addr, session_id) = (&self.addr, self.session_id);
+        let answer = self.conn.send(&self.request);
+        let answer = match timeout {
+            Some(timeout) => match tokio::time::timeout(timeout, answer).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    tracing::debug!(broker = %addr, session = session_id, ?timeout,
+                        "fetch session not closed in time (the broker evicts it in time)");
+                    return;
+                }
+            },
+            None => answer.await,
+        };
+        match answer {
+            Ok(_) => tracing::debug!(broker = %addr, session = session_id, "fetch session closed"),
+            Err(e) => tracing::debug!(broker = %addr, session = session_id, error = %e,
+                "fetch session not closed (the broker evicts it in time)"),
+        }
     }
 }
 
@@ -490,7 +544,20 @@ impl Fetcher {
     /// [`Fetcher::poll`] creates new sessions. Failures are logged at debug level and
     /// otherwise ignored: a session the broker cannot be told about is evicted in time (as is
     /// one a cancelled poll created without learning its id).
+    ///
+    /// Dropping a fetcher sends the same closes without waiting for them, from a task of the
+    /// Tokio runtime it is dropped in (none outside a runtime); call this, or
+    /// [`Fetcher::close`], to know they were sent before going on.
     pub async fn close_sessions(&self, timeout: Duration) {
+        let closes = self.take_session_closes();
+        futures::future::join_all(closes.into_iter().map(|close| close.send(Some(timeout)))).await;
+    }
+
+    /// Forgets every open fetch session (the next poll creates new ones) and returns the
+    /// requests that close them on their brokers: each session's id, epoch -1
+    /// (`FINAL_EPOCH`), no partition listed. A broker with no open connection on this
+    /// fetcher's lane is skipped (logged), not dialled.
+    fn take_session_closes(&self) -> Vec<SessionClose> {
         let open: Vec<(String, i32)> = {
             let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
             sessions
@@ -498,34 +565,29 @@ impl Fetcher {
                 .filter_map(|(addr, s)| s.take_for_close().map(|id| (addr.clone(), id)))
                 .collect()
         };
-        if open.is_empty() {
-            return;
-        }
-        let closes = open.into_iter().map(|(addr, session_id)| async move {
-            let req = FetchRequest::default()
-                .with_replica_id((-1).into())
-                .with_max_wait_ms(0)
-                .with_min_bytes(0)
-                .with_max_bytes(self.config.max_bytes)
-                .with_isolation_level(self.config.isolation_level.wire())
-                .with_session_id(session_id)
-                .with_session_epoch(session::FINAL_EPOCH);
-            let Some(conn) = self.client.open_connection(&addr, self.lane) else {
-                tracing::debug!(broker = %addr, session = session_id,
-                    "fetch session not closed: no open connection (the broker evicts it in time)");
-                return;
-            };
-            match tokio::time::timeout(timeout, conn.send(&req)).await {
-                Ok(Ok(_)) => {
-                    tracing::debug!(broker = %addr, session = session_id, "fetch session closed")
-                }
-                Ok(Err(e)) => tracing::debug!(broker = %addr, session = session_id, error = %e,
-                    "fetch session not closed (the broker evicts it in time)"),
-                Err(_) => tracing::debug!(broker = %addr, session = session_id, ?timeout,
-                    "fetch session not closed in time (the broker evicts it in time)"),
-            }
-        });
-        futures::future::join_all(closes).await;
+        open.into_iter()
+            .filter_map(|(addr, session_id)| {
+                let Some(conn) = self.client.open_connection(&addr, self.lane) else {
+                    tracing::debug!(broker = %addr, session = session_id,
+                        "fetch session not closed: no open connection (the broker evicts it in time)");
+                    return None;
+                };
+                let request = FetchRequest::default()
+                    .with_replica_id((-1).into())
+                    .with_max_wait_ms(0)
+                    .with_min_bytes(0)
+                    .with_max_bytes(self.config.max_bytes)
+                    .with_isolation_level(self.config.isolation_level.wire())
+                    .with_session_id(session_id)
+                    .with_session_epoch(session::FINAL_EPOCH);
+                Some(SessionClose {
+                    addr,
+                    session_id,
+                    conn,
+                    request,
+                })
+            })
+            .collect()
     }
 
     /// [`Fetcher::close_sessions`], then drops the fetcher (its connections with it).
@@ -579,37 +641,40 @@ impl Fetcher {
         }
         // One leader (the usual case): awaited in place. `join_all` allocates its futures'
         // slots, over a kilobyte, on every poll.
-        let results = if by_leader.len() == 1 {
+        let mut outcomes = if by_leader.len() == 1 {
             let (addr, asks) = by_leader.pop().expect("one leader");
-            vec![self.fetch_from(addr, asks).await]
+            self.fetch_from(addr, asks).await?
         } else {
             let rounds = by_leader
                 .into_iter()
                 .map(|(addr, asks)| self.fetch_from(addr, asks));
-            futures::future::join_all(rounds).await
+            let mut outcomes = Vec::new();
+            for result in futures::future::join_all(rounds).await {
+                outcomes.extend(result?);
+            }
+            outcomes
         };
-        let mut outcomes = Vec::new();
-        for result in results {
-            outcomes.extend(result?);
-        }
         // Cancel safety: the resets (which await ListOffsets) run before any position moves
         // past records returned to the caller, so a poll dropped half-way loses no record.
-        let (resets, rest): (Vec<_>, Vec<_>) = outcomes
-            .into_iter()
-            .partition(|o| matches!(o, PartitionOutcome::Reset { .. }));
-        for reset in resets {
-            if let PartitionOutcome::Reset {
-                topic,
-                partition,
-                from,
-                spec,
-            } = reset
-            {
-                self.reset(topic, partition, from, spec).await?;
+        // (Split only when there is one: the usual poll allocates no second list.)
+        let is_reset = |o: &PartitionOutcome| matches!(o, PartitionOutcome::Reset { .. });
+        if outcomes.iter().any(is_reset) {
+            let (resets, rest): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(is_reset);
+            for reset in resets {
+                if let PartitionOutcome::Reset {
+                    topic,
+                    partition,
+                    from,
+                    spec,
+                } = reset
+                {
+                    self.reset(topic, partition, from, spec).await?;
+                }
             }
+            outcomes = rest;
         }
         let mut records = Vec::new();
-        for outcome in rest {
+        for outcome in outcomes {
             self.apply(outcome, &mut records);
         }
         Ok(records)

@@ -30,11 +30,16 @@ pub async fn load_window(
     if from >= end {
         return Ok(window);
     }
+    // Sessionless (KIP-227 off): a one-off read of one partition gains nothing from an
+    // incremental session, and each assignment would otherwise open one on the broker (and
+    // close it when the fetcher is dropped): with hundreds of partitions per rebalance, that
+    // many of the broker's session slots and as many closing requests.
     let mut fetcher = Fetcher::new(
         kafka.clone(),
         FetchConfig::default()
             .with_max_wait(Duration::from_millis(10))
-            .with_hole_wait(super::HOLE_WAIT),
+            .with_hole_wait(super::HOLE_WAIT)
+            .with_sessions(false),
     )?;
     fetcher.assign(topic, partition, from);
     let deadline = Instant::now() + timeout;

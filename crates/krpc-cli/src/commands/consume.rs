@@ -551,6 +551,7 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
         });
     }
     printer.finish()?;
+    fetcher.close(client.config().request_timeout).await; // its fetch session, if any
     Ok(())
 }
 

@@ -116,6 +116,7 @@ async fn completed_since(
             }
         }
     }
+    fetcher.close(client.config().request_timeout).await; // its fetch session, if any
     Ok((records, requests))
 }
 
