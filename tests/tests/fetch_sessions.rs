@@ -467,25 +467,43 @@ async fn a_session_whose_connection_is_gone_is_left_to_the_broker() {
 }
 
 /// A fetcher dropped while its runtime shuts down (its task dropped unfinished) does not
-/// panic: the close task it spawns is dropped unrun, and the session is left to the broker.
+/// panic: the close task it spawns on that runtime is dropped unrun, and the session is left
+/// to the broker. (Tokio catches a panic of a task dropped at shutdown: the fetcher is dropped
+/// inside `catch_unwind` here, so a panic fails the test.)
 #[test]
 fn a_fetcher_dropped_with_its_runtime_does_not_panic() {
+    /// Drops its fetcher inside `catch_unwind` and records whether that ran and returned.
+    struct Probe(Option<Fetcher>, Arc<Mutex<Option<bool>>>);
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            let fetcher = self.0.take();
+            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(fetcher)));
+            *self.1.lock().unwrap() = Some(dropped.is_ok());
+        }
+    }
     let broker_rt = tokio::runtime::Runtime::new().expect("runtime");
     let broker = broker_rt.block_on(FakeBroker::start());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    let outcome = Arc::new(Mutex::new(None));
     let (ready, holding) = tokio::sync::oneshot::channel();
-    let task = async move {
+    let seen = outcome.clone();
+    rt.spawn(async move {
         let (fetcher, _id) = fetcher_in_a_session(&broker).await;
+        let _probe = Probe(Some(fetcher), seen);
         let _ = ready.send(broker);
         std::future::pending::<()>().await;
-        drop(fetcher);
-    };
-    rt.spawn(task);
+    });
     let broker = rt.block_on(holding).expect("the task got a session");
+    assert_eq!(*outcome.lock().unwrap(), None, "still held");
     drop(rt); // drops the task and its fetcher while the runtime shuts down
+    assert_eq!(
+        *outcome.lock().unwrap(),
+        Some(true),
+        "the fetcher was dropped, without a panic"
+    );
     assert_eq!(broker.open_fetch_sessions().len(), 1, "left to the broker");
     drop(broker_rt);
 }

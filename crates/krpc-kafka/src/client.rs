@@ -329,8 +329,7 @@ impl KafkaClient {
             .metadata
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .topics
-            .remove(topic);
+            .forget_topic(topic);
     }
 
     /// The partitions of `topic`, from the cache or (if absent or stale) the cluster.
@@ -382,11 +381,17 @@ impl KafkaClient {
 
     /// The address of the leader of `topic`/`partition`, refreshing metadata once if unknown.
     pub async fn leader_addr(&self, topic: &str, partition: i32) -> Result<String> {
+        Ok(self.leader_of(topic, partition).await?.to_string())
+    }
+
+    /// [`KafkaClient::leader_addr`], the address shared with the metadata cache (no copy):
+    /// what the request path (the fetcher, once per partition per poll) asks.
+    pub(crate) async fn leader_of(&self, topic: &str, partition: i32) -> Result<Arc<str>> {
         let cached = |me: &Self| {
             let md = me.inner.metadata.read().unwrap_or_else(|p| p.into_inner());
             let fresh = md.updated.elapsed() < me.inner.config.metadata_max_age;
             fresh
-                .then(|| md.leader_addr(topic, partition).map(str::to_string))
+                .then(|| md.leader(topic, partition).cloned())
                 .flatten()
         };
         if let Some(addr) = cached(self) {
@@ -398,9 +403,9 @@ impl KafkaClient {
             .metadata
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .leader_addr(topic, partition)
+            .leader(topic, partition)
         {
-            return Ok(addr.to_string());
+            return Ok(addr.clone());
         }
         self.topic(topic).await?;
         Err(Error::NoLeader {
@@ -417,12 +422,10 @@ impl KafkaClient {
             .metadata
             .read()
             .unwrap_or_else(|p| p.into_inner());
-        if !md.topics.contains_key(topic) {
-            return CachedLeader::UnknownTopic;
-        }
-        match md.leader_addr(topic, partition) {
-            Some(addr) => CachedLeader::Leader(addr.to_string()),
-            None => CachedLeader::NoLeader,
+        match md.leader(topic, partition) {
+            Some(addr) => CachedLeader::Leader(addr.clone()),
+            None if md.knows_topic(topic) => CachedLeader::NoLeader,
+            None => CachedLeader::UnknownTopic,
         }
     }
 
@@ -440,8 +443,8 @@ impl KafkaClient {
 /// The leader of a partition as the cached metadata says ([`KafkaClient::cached_leader`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum CachedLeader {
-    /// The leader's `host:port`.
-    Leader(String),
+    /// The leader's `host:port` (shared with the metadata cache).
+    Leader(Arc<str>),
     /// The topic is known but this partition has no leader (or does not exist).
     NoLeader,
     /// The topic is not in the cached metadata.

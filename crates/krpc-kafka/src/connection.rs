@@ -285,7 +285,7 @@ pub struct Connection {
     versions: VersionTable,
     reader: JoinHandle<()>,
     /// The runtime the reader task (and with it the deadline sweep) runs on.
-    reader_runtime: tokio::runtime::Id,
+    reader_runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Connection {
@@ -457,7 +457,7 @@ impl Connection {
             state,
             versions: VersionTable::default(),
             reader,
-            reader_runtime: tokio::runtime::Handle::current().id(),
+            reader_runtime: tokio::runtime::Handle::current(),
         };
         conn.versions = match conn.negotiate_versions().await {
             Ok(versions) => versions,
@@ -748,7 +748,14 @@ impl Connection {
 
     /// Whether the calling task runs on the reader task's runtime.
     fn on_reader_runtime(&self) -> bool {
-        tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == self.reader_runtime)
+        tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == self.reader_runtime.id())
+    }
+
+    /// The runtime this connection's reader task runs on: a task spawned there can send on
+    /// the connection with only the reader's sweep to bound its wait (no timer of its own),
+    /// from whichever thread spawns it. If that runtime has shut down, the task never runs.
+    pub(crate) fn reader_runtime(&self) -> &tokio::runtime::Handle {
+        &self.reader_runtime
     }
 
     async fn send_version<R: Request>(

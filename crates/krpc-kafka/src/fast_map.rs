@@ -1,7 +1,8 @@
 //! The hash map of the request path's bookkeeping: waiters by correlation id, requests in flight
 //! by broker, fetch sessions by broker, connections by broker and lane, the producer's
-//! partition queues and sequence numbers, the fetcher's holes. (Not the public
-//! `ClusterMetadata`, whose maps keep std's hasher so its type names no other crate.)
+//! partition queues and sequence numbers, the fetcher's holes, the metadata cache's leader
+//! index. (Not the public maps of `ClusterMetadata`, which keep std's hasher so their types
+//! name no other crate.)
 //!
 //! `std`'s default hasher (SipHash-1-3) showed as about 1.6% of the client's user-space CPU in a
 //! produce-then-fetch round trip (`perf`, 2026-12-01), spent on these keys (topic names among

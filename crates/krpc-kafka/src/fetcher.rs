@@ -296,6 +296,10 @@ const MAX_KEPT_SKIPPED: usize = 1024;
 const MAX_KEPT_SKIPPED_BYTES: usize = 16 << 20;
 
 /// Fetches records of a set of assigned partitions, tracking each one's position.
+///
+/// With a broker that grants KIP-227 fetch sessions, dropping a fetcher sends each such broker
+/// one request that closes the session, in the background (see [`Fetcher::close_sessions`]).
+///
 /// # Examples
 ///
 /// ```no_run
@@ -340,26 +344,16 @@ pub struct Fetcher {
 
 impl Drop for Fetcher {
     /// Closes the fetcher's open fetch sessions in the background (see
-    /// [`Fetcher::close_sessions`]), then drops its connections.
+    /// [`Fetcher::close_sessions`]) and gives up its lane's connections: a connection with a
+    /// session to close lives on in that task until the close is answered or times out.
     fn drop(&mut self) {
-        let closes = self.take_session_closes();
-        if !closes.is_empty() {
-            // A Drop cannot wait: the closes are sent from a task of the runtime the fetcher
-            // is dropped in, each bounded by the connection's request timeout (its reader
-            // sweeps deadlines); the task holds the connections until answered. A runtime
-            // shutting down drops the task unrun: those sessions are left to eviction.
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => {
-                    runtime.spawn(futures::future::join_all(
-                        closes.into_iter().map(|close| close.send(None)),
-                    ));
-                }
-                Err(_) => tracing::debug!(
-                    sessions = closes.len(),
-                    "fetch sessions not closed: fetcher dropped outside a Tokio runtime \
-                     (the brokers evict them in time)"
-                ),
-            }
+        // A Drop cannot wait: each close is sent from a task spawned on the runtime of its
+        // connection's reader, from any thread (inside or outside a runtime), bounded by the
+        // connection's request timeout (the reader sweeps deadlines). A runtime shut down
+        // drops the task unrun: that session is left to the broker's eviction.
+        for close in self.take_session_closes() {
+            let runtime = close.conn.reader_runtime().clone();
+            runtime.spawn(close.send(None));
         }
         self.client.close_lane(self.lane);
     }
@@ -545,9 +539,10 @@ impl Fetcher {
     /// otherwise ignored: a session the broker cannot be told about is evicted in time (as is
     /// one a cancelled poll created without learning its id).
     ///
-    /// Dropping a fetcher sends the same closes without waiting for them, from a task of the
-    /// Tokio runtime it is dropped in (none outside a runtime); call this, or
-    /// [`Fetcher::close`], to know they were sent before going on.
+    /// Dropping a fetcher sends the same closes without waiting for them, from tasks on the
+    /// runtime its connections were opened on: none is sent if that runtime shuts down first
+    /// (or, a current-thread runtime, is never driven again). Call this, or
+    /// [`Fetcher::close`], to know they were answered before going on.
     pub async fn close_sessions(&self, timeout: Duration) {
         let closes = self.take_session_closes();
         futures::future::join_all(closes.into_iter().map(|close| close.send(Some(timeout)))).await;
@@ -605,14 +600,14 @@ impl Fetcher {
         let n = self.assigned.len();
         let start = if n == 0 { 0 } else { self.rotation % n };
         self.rotation = self.rotation.wrapping_add(1);
-        let mut by_leader: Vec<(String, Vec<Ask>)> = Vec::new();
+        let mut by_leader: Vec<(Arc<str>, Vec<Ask>)> = Vec::new();
         let mut failed = Vec::new();
         for k in 0..n {
             let a = &self.assigned[(start + k) % n];
             if a.retry_at.is_some_and(|t| t > now) {
                 continue;
             }
-            match self.client.leader_addr(&a.topic, a.partition).await {
+            match self.client.leader_of(&a.topic, a.partition).await {
                 Ok(addr) => {
                     let ask = (a.topic.clone(), a.partition, a.offset, a.max_bytes);
                     match by_leader.iter_mut().find(|(l, _)| *l == addr) {
@@ -934,7 +929,7 @@ impl Fetcher {
 
     /// One fetch from the broker at `addr` of `asks` (every partition this round fetches from
     /// it; with a session, the request lists only those that changed).
-    async fn fetch_from(&self, addr: String, asks: Vec<Ask>) -> Result<Vec<PartitionOutcome>> {
+    async fn fetch_from(&self, addr: Arc<str>, asks: Vec<Ask>) -> Result<Vec<PartitionOutcome>> {
         let retry_all = |e: &Error| {
             asks.iter()
                 .map(|(topic, partition, _, _)| PartitionOutcome::Retry {

@@ -501,11 +501,15 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
     let mut last_progress = Instant::now();
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
+    let mut stopped_by_user = false;
     'read: while printer.printed < limit && (args.follow || !ends.is_empty()) {
         let records = if args.follow {
             tokio::select! {
                 records = fetcher.poll() => records?,
-                _ = &mut interrupted => break 'read,
+                _ = &mut interrupted => {
+                    stopped_by_user = true;
+                    break 'read;
+                }
             }
         } else {
             let idle = last_progress + args.timeout;
@@ -551,7 +555,15 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
         });
     }
     printer.finish()?;
-    fetcher.close(client.config().request_timeout).await; // its fetch session, if any
+    // Its fetch session, if any, closed before exiting. After Ctrl-C the close waits behind
+    // the long poll it cut short (one request at a time per connection) and, if the broker is
+    // the reason for the Ctrl-C, for nothing: at most a second then.
+    let close_wait = if stopped_by_user {
+        Duration::from_secs(1).min(client.config().request_timeout)
+    } else {
+        client.config().request_timeout
+    };
+    fetcher.close(close_wait).await;
     Ok(())
 }
 

@@ -96,6 +96,7 @@ pub async fn run(broker: &BrokerArgs, args: Args) -> CmdResult {
         }
         hist.record(t.elapsed().as_micros() as u64)?;
     }
+    fetcher.close(client.config().request_timeout).await; // its fetch session, if any
 
     let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;

@@ -125,7 +125,7 @@ pub(super) struct Appended {
 pub(super) struct Drained {
     /// Each entry is one Produce request: a leader's address and at most one batch per partition,
     /// within the request size limit (a lone batch may exceed it).
-    pub requests: Vec<(String, Vec<Batch>)>,
+    pub requests: Vec<(Arc<str>, Vec<Batch>)>,
     /// Topics with a ready batch whose partition has no known leader (the sender refreshes
     /// their metadata).
     pub leaderless: Vec<Arc<str>>,
@@ -400,7 +400,7 @@ impl Batching {
         // producer talks to a few leaders, and this runs on every turn of the sender and on an
         // idle producer's sends that make a batch ready.
         struct Leader {
-            addr: String,
+            addr: Arc<str>,
             /// The request being filled: its index in `out.requests`, bytes so far.
             open: Option<(usize, usize)>,
             /// Requests taken for this leader in this drain.
@@ -1065,7 +1065,7 @@ mod tests {
         for p in 0..6 {
             let _rx = add(&mut b, "t", p, 100, t0); // 131 bytes each
         }
-        let leader = |_: &str, p: i32| CachedLeader::Leader(format!("b{}", p % 2));
+        let leader = |_: &str, p: i32| CachedLeader::Leader(format!("b{}", p % 2).into());
         // Two batches per request; broker b0 has room for one more request, b1 for two.
         let d = b.drain(
             t0,
@@ -1077,7 +1077,7 @@ mod tests {
         let mut shape: Vec<(String, usize)> = d
             .requests
             .iter()
-            .map(|(a, bs)| (a.clone(), bs.len()))
+            .map(|(a, bs)| (a.to_string(), bs.len()))
             .collect();
         shape.sort();
         assert_eq!(

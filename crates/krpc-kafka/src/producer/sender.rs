@@ -68,7 +68,7 @@ pub(super) struct Shared {
     /// Produce requests in flight, per leader (Java's `max.in.flight.requests.per.connection`
     /// bounds each); a leader once used keeps its entry at 0. Locked after `stage` when both
     /// are.
-    in_flight: Mutex<FastMap<String, usize>>,
+    in_flight: Mutex<FastMap<Arc<str>, usize>>,
     /// Requests a send started (see [`Shared::send_now_if_idle`]) for the sender to finish.
     handoff: Mutex<Vec<BoxFuture<'static, Sent>>>,
     /// The batches of each request written and not yet answered, by request number: the
@@ -117,7 +117,7 @@ impl Shared {
         self.stage.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn in_flight(&self) -> MutexGuard<'_, FastMap<String, usize>> {
+    fn in_flight(&self) -> MutexGuard<'_, FastMap<Arc<str>, usize>> {
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -163,7 +163,7 @@ impl Shared {
     /// success). Any error: the answer goes to the sender task, which decides on each batch
     /// (retries, idempotence) as for any other. Never blocks: it takes the producer's locks
     /// only briefly, one at a time.
-    fn on_answer(&self, request: u64, leader: String, reply: Result<ProduceResponse>) {
+    fn on_answer(&self, request: u64, leader: Arc<str>, reply: Result<ProduceResponse>) {
         let Some(batches) = self.unpark(request) else {
             // A forced close failed them already.
             return;
@@ -262,7 +262,7 @@ impl Shared {
         );
         for (leader, _) in &drained.requests {
             // A leader's entry stays at 0 between requests: no key to allocate each time.
-            match in_flight.get_mut(leader.as_str()) {
+            match in_flight.get_mut(&**leader) {
                 Some(n) => *n += 1,
                 None => {
                     in_flight.insert(leader.clone(), 1);
@@ -552,7 +552,7 @@ impl std::task::Wake for WakeSender {
 
 /// What an attempt at one request leaves for the sender to apply ([`Shared::apply`]).
 struct Sent {
-    leader: String,
+    leader: Arc<str>,
     /// Each batch resolved or to retry (the batches not written, or all of an answer that
     /// went to the sender).
     outcomes: Vec<(Batch, Decision)>,
@@ -571,7 +571,7 @@ impl Sent {
 /// An answer with an error, for the sender to decide on: the request's leader, its batches
 /// and each one's result.
 struct Answered {
-    leader: String,
+    leader: Arc<str>,
     batches: Vec<Batch>,
     results: Vec<Result<i64>>,
 }
@@ -737,7 +737,7 @@ fn fail_unknown_topics(shared: &Shared, topics: &[Arc<str>]) {
 /// connection (or, for a connection on another runtime, answered): its answer is applied by
 /// [`Shared::on_answer`]. What could not be sent (a batch that could not be prepared, a
 /// connection that could not be had, a refused write) is decided on here.
-async fn send_request(shared: Arc<Shared>, leader: String, batches: Vec<Batch>) -> Sent {
+async fn send_request(shared: Arc<Shared>, leader: Arc<str>, batches: Vec<Batch>) -> Sent {
     let mut outcomes = Vec::with_capacity(batches.len());
     let mut sending = Vec::with_capacity(batches.len());
     let mut payload = Vec::with_capacity(batches.len());
