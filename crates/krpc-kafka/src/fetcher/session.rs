@@ -93,12 +93,17 @@ impl Session {
             self.reset(addr, "the answer to the last request was never read");
         }
         if self.next_epoch == 0 {
-            self.held = asks
-                .iter()
-                .map(|(topic, partition, offset, max_bytes)| {
-                    ((topic.clone(), *partition), (*offset, *max_bytes))
-                })
-                .collect();
+            // What a session created by this request would hold. Not built for a broker that
+            // declined the last create (nisshi, brokers before Kafka 1.1, a full session
+            // cache): it would be thrown away on every fetch. Should such a broker grant one
+            // after all, `answered` makes the next request a full one that replaces it.
+            self.held.clear();
+            if !self.declined {
+                self.held
+                    .extend(asks.iter().map(|(topic, partition, offset, max_bytes)| {
+                        ((topic.clone(), *partition), (*offset, *max_bytes))
+                    }));
+            }
             return Plan {
                 session_id: self.id,
                 epoch: 0,
@@ -170,10 +175,17 @@ impl Session {
                 }
                 self.id = 0;
                 self.next_epoch = 0;
+            } else if self.declined {
+                // Granted by a broker that had declined, to a request whose partitions were
+                // not kept (see `plan`): the next request is full again and replaces it.
+                tracing::debug!(broker = %addr, session = session_id,
+                    "fetch session granted after a refusal; the next fetch replaces it");
+                self.declined = false;
+                self.id = session_id;
+                self.next_epoch = 0;
             } else {
                 tracing::debug!(broker = %addr, session = session_id, partitions = self.held.len(),
                     "fetch session created");
-                self.declined = false;
                 self.id = session_id;
                 self.next_epoch = 1;
             }
@@ -293,6 +305,26 @@ mod tests {
             assert_eq!((p.session_id, p.epoch, p.listed.len()), (0, 0, 1));
             s.answered("b", &p, 0, 0);
         }
+    }
+
+    /// A broker that declined (session id 0) and then grants a session to a full request:
+    /// that request's partitions were not kept, so the session is replaced by the next full
+    /// request (its id, epoch 0), and the one after is incremental, listing nothing that
+    /// did not move.
+    #[test]
+    fn a_session_granted_after_a_refusal_is_replaced_by_a_full_request() {
+        let mut s = Session::default();
+        let asks = [ask(0, 0), ask(1, 0)];
+        let p = s.plan("b", &asks);
+        s.answered("b", &p, 0, 0); // declined
+        let p = s.plan("b", &asks);
+        assert!(s.held.is_empty(), "nothing kept for a broker that declines");
+        assert_eq!(s.answered("b", &p, 0, 7), Answered::Use); // granted after all
+        let p = s.plan("b", &asks);
+        assert_eq!((p.session_id, p.epoch, p.listed.len()), (7, 0, 2));
+        s.answered("b", &p, 0, 8);
+        let p = s.plan("b", &asks);
+        assert_eq!((p.session_id, p.epoch, p.listed.len()), (8, 1, 0));
     }
 
     #[test]
