@@ -88,6 +88,19 @@ impl Got {
     }
 }
 
+/// A fetcher of every partition of topic `t` (`partitions` of them) from offset 0, on a
+/// broker that grants sessions and serves the returned logs.
+async fn fetcher_of_t(broker: &FakeBroker, partitions: i32) -> (Fetcher, Logs) {
+    broker.topic("t", partitions);
+    broker.grant_fetch_sessions(true);
+    let logs = Logs::serving(broker);
+    let mut fetcher = Fetcher::new(client(broker).await, quick()).expect("fetcher");
+    for p in 0..partitions {
+        fetcher.assign("t", p, 0);
+    }
+    (fetcher, logs)
+}
+
 /// (partition, offset) of each partition a fetch listed, sorted.
 fn listed(f: &FetchSeen) -> Vec<(i32, i64)> {
     let mut l: Vec<(i32, i64)> = f.listed.iter().map(|a| (a.partition, a.offset)).collect();
@@ -112,13 +125,7 @@ fn shape(seen: &[FetchSeen]) -> Vec<Shape> {
 #[tokio::test]
 async fn a_fetch_session_lists_only_the_partitions_whose_position_moved() {
     let broker = FakeBroker::start().await;
-    broker.topic("t", 16);
-    broker.grant_fetch_sessions(true);
-    let logs = Logs::serving(&broker);
-    let mut fetcher = Fetcher::new(client(&broker).await, quick()).expect("fetcher");
-    for p in 0..16 {
-        fetcher.assign("t", p, 0);
-    }
+    let (mut fetcher, logs) = fetcher_of_t(&broker, 16).await;
     let mut got = Got::default();
     assert_eq!(got.poll(&mut fetcher).await, 0); // full: creates the session
     assert_eq!(got.poll(&mut fetcher).await, 0); // incremental: nothing moved
@@ -158,13 +165,7 @@ async fn a_fetch_session_lists_only_the_partitions_whose_position_moved() {
 async fn a_refused_fetch_session_falls_back_to_a_full_fetch_without_losing_records() {
     for code in [FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH] {
         let broker = FakeBroker::start().await;
-        broker.topic("t", 4);
-        broker.grant_fetch_sessions(true);
-        let logs = Logs::serving(&broker);
-        let mut fetcher = Fetcher::new(client(&broker).await, quick()).expect("fetcher");
-        for p in 0..4 {
-            fetcher.assign("t", p, 0);
-        }
+        let (mut fetcher, logs) = fetcher_of_t(&broker, 4).await;
         let mut got = Got::default();
         logs.produce(0, 3);
         logs.produce(1, 2);
@@ -208,12 +209,7 @@ async fn a_refused_fetch_session_falls_back_to_a_full_fetch_without_losing_recor
 #[tokio::test]
 async fn a_timed_out_fetch_drops_the_session() {
     let broker = FakeBroker::start().await;
-    broker.topic("t", 2);
-    broker.grant_fetch_sessions(true);
-    let logs = Logs::serving(&broker);
-    let mut fetcher = Fetcher::new(client(&broker).await, quick()).expect("fetcher");
-    fetcher.assign("t", 0, 0);
-    fetcher.assign("t", 1, 0);
+    let (mut fetcher, logs) = fetcher_of_t(&broker, 2).await;
     let mut got = Got::default();
     logs.produce(0, 2);
     got.poll(&mut fetcher).await;
@@ -254,15 +250,9 @@ async fn a_timed_out_fetch_drops_the_session() {
 #[tokio::test]
 async fn unassigned_and_reassigned_partitions_are_forgotten_or_listed_in_the_next_fetch() {
     let broker = FakeBroker::start().await;
-    broker.topic("t", 4);
-    broker.grant_fetch_sessions(true);
-    let logs = Logs::serving(&broker);
+    let (mut fetcher, logs) = fetcher_of_t(&broker, 4).await;
     for p in 0..4 {
         logs.produce(p, 3);
-    }
-    let mut fetcher = Fetcher::new(client(&broker).await, quick()).expect("fetcher");
-    for p in 0..4 {
-        fetcher.assign("t", p, 0);
     }
     let mut got = Got::default();
     assert_eq!(got.poll(&mut fetcher).await, 12); // full
@@ -341,12 +331,7 @@ async fn a_broker_that_keeps_no_fetch_sessions_gets_full_fetches() {
 #[tokio::test]
 async fn closing_a_fetcher_closes_its_session_on_the_broker() {
     let broker = FakeBroker::start().await;
-    broker.topic("t", 2);
-    broker.grant_fetch_sessions(true);
-    let logs = Logs::serving(&broker);
-    let mut fetcher = Fetcher::new(client(&broker).await, quick()).expect("fetcher");
-    fetcher.assign("t", 0, 0);
-    fetcher.assign("t", 1, 0);
+    let (mut fetcher, logs) = fetcher_of_t(&broker, 2).await;
     let mut got = Got::default();
     logs.produce(0, 3);
     assert_eq!(got.poll(&mut fetcher).await, 3); // full: creates the session
@@ -409,11 +394,8 @@ async fn closing_a_fetcher_closes_its_session_on_the_broker() {
 /// A fetcher with a session on the broker, after one full and one incremental fetch of
 /// partition 0 of `t` (the broker granting sessions), and the session's id.
 async fn fetcher_in_a_session(broker: &FakeBroker) -> (Fetcher, i32) {
-    broker.topic("t", 1);
-    broker.grant_fetch_sessions(true);
-    Logs::serving(broker).produce(0, 2);
-    let mut fetcher = Fetcher::new(client(broker).await, quick()).expect("fetcher");
-    fetcher.assign("t", 0, 0);
+    let (mut fetcher, logs) = fetcher_of_t(broker, 1).await;
+    logs.produce(0, 2);
     let mut got = Got::default();
     assert_eq!(got.poll(&mut fetcher).await, 2); // full: creates the session
     assert_eq!(got.poll(&mut fetcher).await, 0); // incremental
