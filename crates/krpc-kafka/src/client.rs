@@ -363,6 +363,20 @@ impl KafkaClient {
 
     /// The number of partitions of `topic`.
     pub async fn partition_count(&self, topic: &str) -> Result<i32> {
+        // Every keyed or round-robin `Producer::send` asks: answered from the leader index
+        // while fresh, without copying the topic's `TopicInfo` as `topic` does.
+        {
+            let md = self
+                .inner
+                .metadata
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            if md.updated.elapsed() < self.inner.config.metadata_max_age {
+                if let Some(count) = md.partition_count(topic) {
+                    return Ok(count as i32);
+                }
+            }
+        }
         Ok(self.topic(topic).await?.partitions.len() as i32)
     }
 

@@ -9,7 +9,9 @@
 //! them) a few times per request. foldhash's fast hasher, which hashbrown uses by default, is
 //! several times cheaper on them. It is seeded per process and per map, which foldhash calls
 //! minimally resistant to deliberate collisions: enough here, where the only keys taken from
-//! the network are the addresses of the cluster's own brokers (from metadata), a handful.
+//! the network come from the cluster's own metadata: its brokers' addresses and its topic
+//! names (in the metadata cache's leader index). A principal allowed to create topics could
+//! pick colliding names; the worst it gets is slower lookups in this client's cache.
 
 use std::collections::HashMap;
 

@@ -6,8 +6,10 @@
 //!   next requests carry that id and epochs 1, 2, ... (after `i32::MAX`, 1 again) and list only
 //!   partitions that are new or whose fetch offset or byte limit changed since the last request,
 //!   plus the partitions dropped from the fetch set as `forgotten_topics_data`.
-//! - A response with session id 0 to a create means the broker keeps no sessions (older
-//!   brokers, and nisshi): every request stays full with session id 0 and epoch 0, as Java's.
+//! - A response with session id 0 to a create means the broker keeps no session for us (nisshi;
+//!   a broker with `max.incremental.fetch.session.cache.slots` 0 or a full session cache;
+//!   brokers before Kafka 1.1 never get here: sessions need Fetch v7): every request stays
+//!   full with session id 0 and epoch 0, as Java's.
 //! - FETCH_SESSION_ID_NOT_FOUND (70) starts afresh (id 0, epoch 0); INVALID_FETCH_SESSION_EPOCH
 //!   (71), any other top-level error, a failed or timed-out request and a request whose answer
 //!   was never read (a cancelled poll) send a full request with the old id and epoch 0, which
@@ -49,7 +51,8 @@ pub(super) struct Session {
     held: FastMap<Key, (i64, i32)>,
     /// A request was built and its answer not yet handled.
     in_flight: bool,
-    /// The broker answered a create with session id 0 (logged once).
+    /// The broker answered the last create with session id 0 (logged once): the next create
+    /// does not build `held` (see [`Session::plan`]).
     declined: bool,
 }
 
@@ -94,8 +97,9 @@ impl Session {
         }
         if self.next_epoch == 0 {
             // What a session created by this request would hold. Not built for a broker that
-            // declined the last create (nisshi, brokers before Kafka 1.1, a full session
-            // cache): it would be thrown away on every fetch. Should such a broker grant one
+            // declined the last create (nisshi, a broker with
+            // `max.incremental.fetch.session.cache.slots` 0 or a full session cache): it would
+            // be thrown away on every fetch. Should such a broker grant one
             // after all, `answered` makes the next request a full one that replaces it.
             self.held.clear();
             if !self.declined {
