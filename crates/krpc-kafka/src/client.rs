@@ -334,18 +334,8 @@ impl KafkaClient {
 
     /// The partitions of `topic`, from the cache or (if absent or stale) the cluster.
     pub async fn topic(&self, topic: &str) -> Result<TopicInfo> {
-        let max_age = self.inner.config.metadata_max_age;
-        {
-            let md = self
-                .inner
-                .metadata
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
-            if md.updated.elapsed() < max_age {
-                if let Some(t) = md.topics.get(topic) {
-                    return Ok(t.clone());
-                }
-            }
+        if let Some(t) = self.fresh_cached(|md| md.topics.get(topic).cloned()) {
+            return Ok(t);
         }
         self.refresh_metadata(&[topic]).await?;
         let md = self
@@ -361,21 +351,27 @@ impl KafkaClient {
             })
     }
 
+    /// `f` of the cached metadata, under its read lock, if the cache is younger than
+    /// `metadata_max_age` (Java's `metadata.max.age.ms`); `None` otherwise.
+    fn fresh_cached<T>(&self, f: impl FnOnce(&ClusterMetadata) -> Option<T>) -> Option<T> {
+        let md = self
+            .inner
+            .metadata
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        if md.updated.elapsed() < self.inner.config.metadata_max_age {
+            f(&md)
+        } else {
+            None
+        }
+    }
+
     /// The number of partitions of `topic`.
     pub async fn partition_count(&self, topic: &str) -> Result<i32> {
         // Every keyed or round-robin `Producer::send` asks: answered from the leader index
         // while fresh, without copying the topic's `TopicInfo` as `topic` does.
-        {
-            let md = self
-                .inner
-                .metadata
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
-            if md.updated.elapsed() < self.inner.config.metadata_max_age {
-                if let Some(count) = md.partition_count(topic) {
-                    return Ok(count as i32);
-                }
-            }
+        if let Some(count) = self.fresh_cached(|md| md.partition_count(topic)) {
+            return Ok(count as i32);
         }
         Ok(self.topic(topic).await?.partitions.len() as i32)
     }
@@ -401,14 +397,7 @@ impl KafkaClient {
     /// [`KafkaClient::leader_addr`], the address shared with the metadata cache (no copy):
     /// what the request path (the fetcher, once per partition per poll) asks.
     pub(crate) async fn leader_of(&self, topic: &str, partition: i32) -> Result<Arc<str>> {
-        let cached = |me: &Self| {
-            let md = me.inner.metadata.read().unwrap_or_else(|p| p.into_inner());
-            let fresh = md.updated.elapsed() < me.inner.config.metadata_max_age;
-            fresh
-                .then(|| md.leader(topic, partition).cloned())
-                .flatten()
-        };
-        if let Some(addr) = cached(self) {
+        if let Some(addr) = self.fresh_cached(|md| md.leader(topic, partition).cloned()) {
             return Ok(addr);
         }
         self.refresh_metadata(&[topic]).await?;

@@ -491,14 +491,13 @@ impl GroupConsumer {
         let left = if member_id.is_empty() || self.config.instance_id.is_some() {
             Ok(())
         } else {
-            match self
-                .shared
-                .coordinator(&self.client, &self.config.group_id)
-                .await
-            {
-                Ok(conn) => membership::leave(&conn, &self.config, &member_id).await,
-                Err(e) => Err(e),
+            async {
+                let conn = (self.shared)
+                    .coordinator(&self.client, &self.config.group_id)
+                    .await?;
+                membership::leave(&conn, &self.config, &member_id).await
             }
+            .await
         };
         self.fetcher
             .close_sessions(self.client.config().request_timeout)
