@@ -29,10 +29,12 @@
 //! fetch it back, `--count` times per client, the clients interleaved in blocks of `--block`
 //! in one process (the broker's speed drifts as it ages: interleaving puts every client in
 //! the same moments): krpc-kafka as above, krpc-kafka without KIP-227 fetch sessions,
-//! krpc-kafka with its default idempotent producer, and rskafka (`--only NAME`, repeatable:
-//! just those). Prints p50/p99, the p50 of each half (send to acknowledgement; fetch) and the
-//! process CPU per round trip (measured per block: only that client works then), one JSON
-//! line per client.
+//! krpc-kafka with its default idempotent producer, rskafka (one connection carries its
+//! produce and its fetch), and rskafka with a client for each (`rskafka two connections`: the
+//! shape of krpc-kafka's producer and fetcher) (`--only NAME`, repeatable: just those).
+//! Prints p50/p99, the p50 of each half (send to acknowledgement; fetch), the process CPU per
+//! round trip (measured per block: only that client works then) and the fetches the broker
+//! answered empty (repeated: see `RoundTripper::once`), one JSON line per client.
 //!
 //! **Raw echo** (`echo` + `echo-caller`, two processes): the least a request/reply exchange
 //! costs through the broker with no RPC logic. The caller produces request records (value:
@@ -68,6 +70,8 @@ use serde_json::json;
 
 const BATCH: usize = 1000;
 const SIZE: usize = 64;
+/// The most empty fetches one round trip repeats before it fails (see `RoundTripper::once`).
+const EMPTY_FETCHES_MAX: u32 = 50;
 
 type AnyResult<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -341,7 +345,17 @@ enum RoundTripper {
         fetcher: Box<Fetcher>,
         topic: String,
     },
+    /// rskafka's produce and fetch through one partition client: one connection for both.
     Rskafka(rskafka::client::partition::PartitionClient),
+    /// rskafka with a client for producing and another for fetching, each with its own
+    /// connection: the shape of krpc-kafka's `Producer` and `Fetcher` (and of the Java
+    /// clients' producer and consumer), whose fetches must not hold produce answers behind a
+    /// long poll on a shared connection (a broker answers one connection's requests in order).
+    /// Measured beside the shared-connection row, it shows what the second connection costs.
+    RskafkaTwoConnections {
+        producing: rskafka::client::partition::PartitionClient,
+        fetching: rskafka::client::partition::PartitionClient,
+    },
 }
 
 impl RoundTripper {
@@ -375,23 +389,47 @@ impl RoundTripper {
     }
 
     async fn rskafka(addr: &str, topic: String) -> AnyResult<Self> {
-        let client = ClientBuilder::new(vec![addr.to_string()]).build().await?;
-        client
-            .controller_client()?
-            .create_topic(&topic, 1, 1, 10_000)
-            .await?;
         Ok(Self::Rskafka(
-            client
-                .partition_client(&topic, 0, UnknownTopicHandling::Retry)
-                .await?,
+            Self::rskafka_partition(addr, &topic, true).await?,
         ))
     }
 
+    async fn rskafka_two_connections(addr: &str, topic: String) -> AnyResult<Self> {
+        Ok(Self::RskafkaTwoConnections {
+            producing: Self::rskafka_partition(addr, &topic, true).await?,
+            fetching: Self::rskafka_partition(addr, &topic, false).await?,
+        })
+    }
+
+    /// A partition client of partition 0 of `topic` on a client of its own (its own
+    /// connections), creating the topic first if `create`.
+    async fn rskafka_partition(
+        addr: &str,
+        topic: &str,
+        create: bool,
+    ) -> AnyResult<rskafka::client::partition::PartitionClient> {
+        let client = ClientBuilder::new(vec![addr.to_string()]).build().await?;
+        if create {
+            client
+                .controller_client()?
+                .create_topic(topic, 1, 1, 10_000)
+                .await?;
+        }
+        Ok(client
+            .partition_client(topic, 0, UnknownTopicHandling::Retry)
+            .await?)
+    }
+
     /// Produces one record, waits for its acknowledgement and fetches it back; returns how
-    /// long the produce (to its acknowledgement) took.
-    async fn once(&mut self) -> AnyResult<Duration> {
+    /// long the produce (to its acknowledgement) took and how many fetches came back empty
+    /// first. The test broker now and then answers the first fetch of an acknowledged record
+    /// with nothing after its 10 ms wait (both clients, more often as the broker ages); such a
+    /// fetch is repeated (at most `EMPTY_FETCHES_MAX` times), counted and reported, and its
+    /// time stays in the round trip.
+    async fn once(&mut self) -> AnyResult<(Duration, u32)> {
         let t0 = Instant::now();
         let produced;
+        let mut empty = 0;
         match self {
             Self::KrpcKafka {
                 producer,
@@ -404,7 +442,11 @@ impl RoundTripper {
                     .await?;
                 produced = t0.elapsed();
                 fetcher.assign(topic, 0, md.offset);
-                let back = fetcher.poll().await?;
+                let mut back = fetcher.poll().await?;
+                while back.is_empty() && empty < EMPTY_FETCHES_MAX {
+                    empty += 1;
+                    back = fetcher.poll().await?;
+                }
                 if back.first().map(|r| r.offset) != Some(md.offset) {
                     return Err(format!(
                         "fetched {:?}, not offset {}",
@@ -415,30 +457,50 @@ impl RoundTripper {
                 }
             }
             Self::Rskafka(partition) => {
-                let record = Record {
-                    key: None,
-                    value: Some(vec![b'x'; SIZE]),
-                    headers: BTreeMap::new(),
-                    timestamp: chrono::Utc::now(),
-                };
-                let offsets = partition
-                    .produce(vec![record], Compression::NoCompression)
-                    .await?;
-                produced = t0.elapsed();
-                let (back, _) = partition
-                    .fetch_records(offsets[0], 1..(1 << 20), 10)
-                    .await?;
-                if back.first().map(|r| r.offset) != Some(offsets[0]) {
-                    return Err(format!(
-                        "fetched {:?}, not offset {}",
-                        back.first().map(|r| r.offset),
-                        offsets[0]
-                    )
-                    .into());
-                }
+                (produced, empty) = Self::rskafka_once(partition, partition, t0).await?;
+            }
+            Self::RskafkaTwoConnections {
+                producing,
+                fetching,
+            } => {
+                (produced, empty) = Self::rskafka_once(producing, fetching, t0).await?;
             }
         }
-        Ok(produced)
+        Ok((produced, empty))
+    }
+
+    /// rskafka's round trip: produce through `producing`, fetch through `fetching`; returns
+    /// the time from `t0` to the acknowledgement and the empty fetches (as [`Self::once`]).
+    async fn rskafka_once(
+        producing: &rskafka::client::partition::PartitionClient,
+        fetching: &rskafka::client::partition::PartitionClient,
+        t0: Instant,
+    ) -> AnyResult<(Duration, u32)> {
+        let record = Record {
+            key: None,
+            value: Some(vec![b'x'; SIZE]),
+            headers: BTreeMap::new(),
+            timestamp: chrono::Utc::now(),
+        };
+        let offsets = producing
+            .produce(vec![record], Compression::NoCompression)
+            .await?;
+        let produced = t0.elapsed();
+        let mut empty = 0;
+        let (mut back, _) = fetching.fetch_records(offsets[0], 1..(1 << 20), 10).await?;
+        while back.is_empty() && empty < EMPTY_FETCHES_MAX {
+            empty += 1;
+            (back, _) = fetching.fetch_records(offsets[0], 1..(1 << 20), 10).await?;
+        }
+        if back.first().map(|r| r.offset) != Some(offsets[0]) {
+            return Err(format!(
+                "fetched {:?}, not offset {}",
+                back.first().map(|r| r.offset),
+                offsets[0]
+            )
+            .into());
+        }
+        Ok((produced, empty))
     }
 }
 
@@ -461,6 +523,7 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
         ("krpc-kafka no sessions", Some((false, false))),
         ("krpc-kafka idempotent", Some((true, true))),
         ("rskafka", None),
+        ("rskafka two connections", None),
     ] {
         if !wanted(name) {
             continue;
@@ -472,7 +535,8 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
                 Some((idempotent, sessions)) => {
                     RoundTripper::krpc_kafka(&addr, t, idempotent, sessions).await?
                 }
-                None => RoundTripper::rskafka(&addr, t).await?,
+                None if name == "rskafka" => RoundTripper::rskafka(&addr, t).await?,
+                None => RoundTripper::rskafka_two_connections(&addr, t).await?,
             },
         ));
     }
@@ -497,6 +561,7 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
         (0..n).map(|_| Histogram::new(3).unwrap()).collect();
     let mut fetch_hists: Vec<Histogram<u64>> = (0..n).map(|_| Histogram::new(3).unwrap()).collect();
     let mut cpu = vec![0.0f64; n];
+    let mut empty = vec![0u64; n];
     for b in 0..count.div_ceil(block) {
         // Rotate who goes first in each block.
         for k in 0..n {
@@ -504,7 +569,8 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
             let started = process_cpu();
             for _ in 0..block {
                 let t0 = Instant::now();
-                let produced = clients[i].1.once().await?;
+                let (produced, empties) = clients[i].1.once().await?;
+                empty[i] += u64::from(empties);
                 let elapsed = t0.elapsed();
                 hists[i].record(elapsed.as_micros() as u64)?;
                 produce_hists[i].record(produced.as_micros() as u64)?;
@@ -521,8 +587,14 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
         "{count} round trips per client, interleaved in blocks of {block}: produce one {SIZE}-byte record, await its ack, fetch it back"
     );
     eprintln!(
-        "{:<24} {:>10} {:>10} {:>14} {:>12} {:>12}",
-        "client", "p50 ms", "p99 ms", "produce p50 ms", "fetch p50 ms", "CPU µs/rt"
+        "{:<24} {:>10} {:>10} {:>14} {:>12} {:>12} {:>13}",
+        "client",
+        "p50 ms",
+        "p99 ms",
+        "produce p50 ms",
+        "fetch p50 ms",
+        "CPU µs/rt",
+        "empty fetches"
     );
     for (i, (name, _)) in clients.iter().enumerate() {
         let h = &hists[i];
@@ -532,13 +604,15 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
         let produce_p50 = produce_hists[i].value_at_quantile(0.5) as f64 / 1e3;
         let fetch_p50 = fetch_hists[i].value_at_quantile(0.5) as f64 / 1e3;
         eprintln!(
-            "{name:<24} {p50:>10.3} {p99:>10.3} {produce_p50:>14.3} {fetch_p50:>12.3} {per:>12.1}"
+            "{name:<24} {p50:>10.3} {p99:>10.3} {produce_p50:>14.3} {fetch_p50:>12.3} {per:>12.1} {:>13}",
+            empty[i]
         );
         println!(
             "{}",
             json!({"test": "roundtrip", "system": name, "run": run, "count": h.len(),
                    "p50_ms": p50, "p99_ms": p99, "produce_p50_ms": produce_p50,
-                   "fetch_p50_ms": fetch_p50, "cpu_us_per_roundtrip": per})
+                   "fetch_p50_ms": fetch_p50, "cpu_us_per_roundtrip": per,
+                   "empty_fetches": empty[i]})
         );
     }
     Ok(())
