@@ -8,7 +8,7 @@ run's answered calls. Peak RSS is VmHWM from /proc/PID/status (servers) or wait4
 
 Sections (each can be skipped with --skip NAME,...): kafka (the Kafka-layer table, --runs
 times), python (kafka-rpc 1.0.8), rust (kafka-rpc (Rust)), echo (the raw-echo limit), rates
-(latency at fixed rates, inside the python and rust sections), scaling.
+(latency at fixed rates, after both systems' runs: the two systems in turn at each rate), scaling.
 """
 import argparse
 import json
@@ -178,6 +178,7 @@ def main():
         ("kafka", kafka_layer, "kafka" not in skip),
         ("python", python_rpc, "python" not in skip),
         ("rust", rust_rpc, "rust" not in skip or "echo" not in skip),
+        ("rates", fixed_rates, "rates" not in skip and not {"python", "rust"} <= skip),
         ("scaling", scaling, "scaling" not in skip),
     ):
         if not wanted:
@@ -235,23 +236,6 @@ def python_rpc(args, r):
         r["py_server_rss_mb"] = proc_usage(server.pid)[1]
     finally:
         stop(server)
-    if "rates" not in args.skip:
-        # Each rate on fresh topics, with a server of its own (as ours): the test broker's fetch
-        # costs more the more batches a partition holds (see BENCHMARKS.md), so a rate measured
-        # after a system's throughput runs was slowed by how much that system had just done.
-        r["py_rates"] = {}
-        for rate in rates_of(args, r):
-            print("== Python kafka-rpc 1.0.8 at %g calls/s (fresh topics)" % rate, file=sys.stderr)
-            name = fresh("SumRate")
-            server = start([PY, SEED, "server", addr, name, "--fetch-wait-ms", str(fw)])
-            client = [PY, SEED, "client", addr, name, "--seconds", str(secs), "--fetch-wait-ms", str(fw)]
-            try:
-                r["py_rates"]["%g" % rate] = measured(
-                    args, lambda: one_json(client + ["--mode", "rate", "--rate", str(rate)], 600), [server])
-            finally:
-                stop(server)
-
-
 def rates_of(args, r):
     rates = csv_numbers(args.rates)
     if "py_threads" in r:
@@ -320,10 +304,6 @@ def rust_rpc(args, r):
             r["ours_async_uncoalesced"] = uncoalesced_async(args, dur)
             r["ours_async"] = measured(args, lambda: one_json(krpc_bench(args, service, "--mode", "async", "--concurrency", str(conc), *dur), 600), [server])
             r["ours_async"]["completions"] = completion_counts(args, service)
-            if "rates" not in args.skip:
-                r["ours_rates"] = {}
-                for rate in rates_of(args, r):
-                    r["ours_rates"]["%g" % rate] = rust_rate(args, rate, dur)
             r["ours_server_rss_mb"] = proc_usage(server.pid)[1]
     finally:
         stop(server)
@@ -331,10 +311,38 @@ def rust_rpc(args, r):
         raw_echo(args, r)
 
 
+def fixed_rates(args, r):
+    """Latency at fixed rates, both systems at each rate in turn (the first alternating from one
+    rate to the next), each run on fresh topics with a server of its own: the test broker's
+    fetch costs more the more batches a partition holds, and it slows as it ages, so a rate
+    measured on the topics of a system's throughput runs was slowed by how much that system
+    had just done, and one system's rates all after the other's met an older broker."""
+    r["py_rates"], r["ours_rates"] = {}, {}
+    dur = ["--duration", str(args.seconds)]
+    for i, rate in enumerate(rates_of(args, r)):
+        runs = [("python", python_rate), ("rust", rust_rate)]
+        for system, run in runs if i % 2 == 0 else runs[::-1]:
+            if system not in args.skip:
+                r["py_rates" if system == "python" else "ours_rates"]["%g" % rate] = run(args, rate, dur)
+
+
+def python_rate(args, rate, dur):
+    """One fixed-rate run of the Python package on fresh topics (see fixed_rates)."""
+    print("== Python kafka-rpc 1.0.8 at %g calls/s (fresh topics)" % rate, file=sys.stderr)
+    fw = str(args.fetch_wait_ms)
+    name = fresh("SumRate")
+    server = start([PY, SEED, "server", args.bootstrap, name, "--fetch-wait-ms", fw])
+    client = [PY, SEED, "client", args.bootstrap, name, "--seconds", str(args.seconds), "--fetch-wait-ms", fw]
+    try:
+        return measured(args, lambda: one_json(client + ["--mode", "rate", "--rate", str(rate)], 600), [server])
+    finally:
+        stop(server)
+
+
 def rust_rate(args, rate, dur):
-    """One fixed-rate run on fresh topics: a new service (request and completion topics) with
-    a server of its own, and a reply topic of its own (client config `reply_topic`), as the
-    Python side's rate runs (see python_rpc)."""
+    """One fixed-rate run of ours on fresh topics (see fixed_rates): a new service (request and
+    completion topics) with a server of its own, and a reply topic of its own (client config
+    `reply_topic`)."""
     print("== kafka-rpc (Rust) at %g calls/s (fresh topics)" % rate, file=sys.stderr)
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
         f.write('[client]\nreply_topic = "%s"\n' % fresh("krpc.replies.rate"))
@@ -548,7 +556,8 @@ def echo_table(r, args):
 def rates_table(r, args):
     print()
     print("Latency at fixed rates (open loop, latency from each call's scheduled start; %g s per rate;"
-          " each rate of each system on fresh topics with a server of its own);"
+          " each rate of each system on fresh topics with a server of its own, the two systems in turn,"
+          " the first alternating from one rate to the next);"
           " * = achieved rate below 95%% of the target" % args.seconds)
     print("%10s | %9s %8s %8s %8s | %9s %8s %8s %8s" % (
         "calls/s", "ours got", "p50 ms", "p99 ms", "p99.9", "Py got", "p50 ms", "p99 ms", "p99.9"))
