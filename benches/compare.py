@@ -236,11 +236,6 @@ def python_rpc(args, r):
         r["py_server_rss_mb"] = proc_usage(server.pid)[1]
     finally:
         stop(server)
-def rates_of(args, r):
-    rates = csv_numbers(args.rates)
-    if "py_threads" in r:
-        rates.append(float(round(r["py_threads"]["calls_per_s"])))
-    return sorted(set(x for x in rates if x > 0))
 
 
 def krpc_serve(args, service, concurrency=None, config=None):
@@ -322,30 +317,57 @@ def fixed_rates(args, r):
     for i, rate in enumerate(rates_of(args, r)):
         runs = [("python", python_rate), ("rust", rust_rate)]
         for system, run in runs if i % 2 == 0 else runs[::-1]:
-            if system not in args.skip:
+            if system in args.skip:
+                continue
+            # One failed run is said and the others still run: the table shows "-" for it.
+            try:
                 r["py_rates" if system == "python" else "ours_rates"]["%g" % rate] = run(args, rate, dur)
+            except SystemExit as e:
+                first = (str(e).splitlines() or ["?"])[0]
+                print("== rates: %s at %g calls/s FAILED: %s" % (system, rate, first), file=sys.stderr)
+                r["failed"].append("rates: %s at %g calls/s: %s" % (system, rate, first))
+
+
+def rates_of(args, r):
+    """The fixed rates: --rates plus the calls/s the Python package reached in its threads run."""
+    rates = csv_numbers(args.rates)
+    if "py_threads" in r:
+        rates.append(float(round(r["py_threads"]["calls_per_s"])))
+    return sorted(set(x for x in rates if x > 0))
 
 
 def python_rate(args, rate, dur):
     """One fixed-rate run of the Python package on fresh topics (see fixed_rates). kafka-rpc
     1.0.8's client gives up when its server has not created the topics within its 30 s
-    handshake (seen once on a slow broker: "Subscribed topic not available"); then the run is
-    tried once more, with a new server on new topics."""
+    handshake (seen once on a slow broker: "Subscribed topic not available"); a run that failed
+    before its measurement could have begun (within `STARTUP_FAILURE_S`) is tried once more,
+    with a new server on new topics, and the retry is recorded (`retried_after`)."""
     print("== Python kafka-rpc 1.0.8 at %g calls/s (fresh topics)" % rate, file=sys.stderr)
     fw = str(args.fetch_wait_ms)
+    retried_after = None
     for attempt in (1, 2):
         name = fresh("SumRate")
         server = start([PY, SEED, "server", args.bootstrap, name, "--fetch-wait-ms", fw])
         client = [PY, SEED, "client", args.bootstrap, name, "--seconds", str(args.seconds), "--fetch-wait-ms", fw]
+        began = time.time()
         try:
-            return measured(args, lambda: one_json(client + ["--mode", "rate", "--rate", str(rate)], 600), [server])
+            res = measured(args, lambda: one_json(client + ["--mode", "rate", "--rate", str(rate)], 600), [server])
+            if retried_after:
+                res["retried_after"] = retried_after
+            return res
         except SystemExit as e:
-            if attempt == 2:
+            if attempt == 2 or time.time() - began > STARTUP_FAILURE_S:
                 raise
-            print("== the Python client did not start (%s); once more on new topics" % str(e).splitlines()[0],
+            retried_after = (str(e).splitlines() or ["?"])[0]
+            print("== the Python client did not start (%s); once more on new topics" % retried_after,
                   file=sys.stderr)
         finally:
             stop(server)
+
+
+# Longer than kafka-rpc 1.0.8's 30 s client handshake and the seed client's 60 s wait for a
+# first answer: a rate run failing sooner failed before measuring anything.
+STARTUP_FAILURE_S = 75
 
 
 def rust_rate(args, rate, dur):
@@ -357,13 +379,15 @@ def rust_rate(args, rate, dur):
         f.write('[client]\nreply_topic = "%s"\n' % fresh("krpc.replies.rate"))
         config = f.name
     service = fresh("BenchRate")
-    server = krpc_serve(args, service)
+    server = None
     try:
+        server = krpc_serve(args, service)
         warm_up(args, service, "--calls", "50", "--mode", "async", "--concurrency", "10", config=config)
         return measured(args, lambda: one_json(krpc_bench(args, service, "--rate", str(rate), *dur,
                                                           config=config), 600), [server])
     finally:
-        stop(server)
+        if server is not None:
+            stop(server)
         os.unlink(config)
 
 
@@ -582,6 +606,10 @@ def rates_table(r, args):
             cells.append("%8.0f%s %8s %8s %8s" % (got, mark, f(x.get("p50_ms"), "%.2f"),
                                                  f(x.get("p99_ms"), "%.2f"), f(x.get("p999_ms"), "%.2f")))
         print("%10s | %s | %s" % (rate, cells[0], cells[1]))
+    for rate, x in sorted(py.items(), key=lambda kv: float(kv[0])):
+        if x.get("retried_after"):
+            print("  Python at %s calls/s: measured on a second server, the first client having given up (%s)"
+                  % (rate, x["retried_after"]))
 
 
 def spread(values):
@@ -651,11 +679,11 @@ def kafka_table(r, args):
                   ratio(kr["cpu_us_per_roundtrip"], rr["cpu_us_per_roundtrip"]),
                   " (against two connections %s)" % ratio(kr["cpu_us_per_roundtrip"], two["cpu_us_per_roundtrip"])
                   if two else ""))
-        # The test broker now and then answers an acknowledged record's first fetch empty;
-        # wire-bench fetches again and counts it (the time stays in the round trip).
+        # The test broker now and then answers an acknowledged record's first fetch with no
+        # record; wire-bench polls again and counts it (the time stays in the round trip).
         empties = {c: x.get("empty_fetches", 0) for c, x in run["roundtrip"].items() if x.get("empty_fetches")}
         if empties:
-            print("    fetches answered empty and repeated: %s" % ", ".join(
+            print("    fetches (polls) that returned no record and were repeated: %s" % ", ".join(
                 "%s %d" % (c, n) for c, n in sorted(empties.items())))
 
 
