@@ -141,7 +141,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--bin", required=True, help="directory of the release krpc and wire-bench")
-    ap.add_argument("--seconds", type=float, default=10, help="length of each timed RPC run")
+    ap.add_argument("--seconds", type=float, default=10, help="length of each timed RPC run: sync, async, each fixed rate, each scaling run")
     ap.add_argument("--fetch-wait-ms", type=int, default=10)
     ap.add_argument("--concurrency", type=int, default=128)
     ap.add_argument("--broker-pid", type=int, default=0, help="to report the broker's CPU time per run")
@@ -631,14 +631,14 @@ def fetch_half(rt):
 def kafka_table(r, args):
     runs = r["wire_runs"]
     print()
-    print("Kafka layer: %d records of 64 bytes in batches of 1,000; %d runs, each client on fresh topics, the"
+    print("Kafka layer: %d records of 64 bytes in batches of 1,000; %d run(s), each client on fresh topics, the"
           " two Rust clients in turns in one process (10 batches, one fetch per turn),"
           " librdkafka's process before them in runs 1, 3, ... and after them in runs 2, 4, ...; min / median / max"
           " over the runs; CPU per record is the median of the runs (process CPU during the client's"
           " turns)" % (args.records, len(runs)))
     print("krpc-kafka with idempotence off, as rskafka (which has none) and librdkafka (off by default);"
-          " rt = produce one record, await the ack, fetch it back: 600 per client per run, the Rust clients"
-          " interleaved in blocks of 20 in one process")
+          " rt = produce one record, await the ack, fetch it back: 600 per Rust client per run, interleaved"
+          " in blocks of 20 in one process; librdkafka's 200, once")
     print("%-23s %26s %28s %20s %11s %11s %9s" % (
         "client", "produce rec/s", "fetch rec/s", "rt p50 ms", "prod CPU µs", "fetch CPU µs", "rt CPU µs"))
     for c in ("krpc-kafka", "krpc-kafka idempotent", "krpc-kafka no sessions", "rskafka",
@@ -697,7 +697,7 @@ def scaling_tables(r, args):
         for n, x in group.items():
             rss = x.get("server_rss_mb")
             print("%-28s %9.0f %8.2f %8.2f %12s %12s %11s" % (
-                "%s %s" % (n, label), x["calls_per_s"], x["p50_ms"], x["p99_ms"], f(x.get("broker_us_per_call")),
+                "%s %s" % (n, label if str(n) != "1" else label.replace("processes", "process").replace("partitions", "partition")), x["calls_per_s"], x["p50_ms"], x["p99_ms"], f(x.get("broker_us_per_call")),
                 f(x.get("server_us_per_call")), f(rss) + " MB" if rss else "n/a"))
     print("Server memory with calls piling up (sleep(%d ms) handler, server concurrency = calls in flight;"
           " target: under 50 MB at 10,000)" % args.scaling_sleep_ms)

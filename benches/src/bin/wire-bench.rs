@@ -530,13 +530,26 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
         idempotent,
         sessions,
     };
-    for (name, kind) in [
+    let kinds = [
         ("krpc-kafka", krpc(false, true)),
         ("krpc-kafka no sessions", krpc(false, false)),
         ("krpc-kafka idempotent", krpc(true, true)),
         ("rskafka", Kind::Rskafka),
         ("rskafka two connections", Kind::RskafkaTwoConnections),
-    ] {
+    ];
+    // A misspelt `--only` would otherwise measure nothing and succeed.
+    for name in only.into_iter().flatten() {
+        if !kinds.iter().any(|(known, _)| known == name) {
+            let names: Vec<&str> = kinds.iter().map(|(known, _)| *known).collect();
+            return Err(format!("--only {name:?}: no such client (clients: {names:?})").into());
+        }
+    }
+    // Whole blocks: the count measured is a multiple of `--block`.
+    let count = count.div_ceil(block) * block;
+    if count == 0 {
+        return Err("--count must be at least 1".into());
+    }
+    for (name, kind) in kinds {
         if !wanted(name) {
             continue;
         }
@@ -577,7 +590,7 @@ async fn roundtrip(flags: Flags) -> AnyResult<()> {
     let mut fetch_hists: Vec<Histogram<u64>> = (0..n).map(|_| Histogram::new(3).unwrap()).collect();
     let mut cpu = vec![0.0f64; n];
     let mut empty = vec![0u64; n];
-    for b in 0..count.div_ceil(block) {
+    for b in 0..count / block {
         // Rotate who goes first in each block.
         for k in 0..n {
             let i = (b + k) % n;
