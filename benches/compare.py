@@ -11,6 +11,7 @@ times), python (kafka-rpc 1.0.8), rust (kafka-rpc (Rust)), echo (the raw-echo li
 (latency at fixed rates, after both systems' runs: the two systems in turn at each rate), scaling.
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -137,6 +138,28 @@ def fresh(name):
     return "%s-%s" % (name, uuid.uuid4().hex[:8])
 
 
+@contextlib.contextmanager
+def config_file(text):
+    """The path of a `krpc` config file (TOML) holding `text`, removed on leaving."""
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write(text)
+    try:
+        yield f.name
+    finally:
+        os.unlink(f.name)
+
+
+def py_server(args, name):
+    """The Python package's server of topics `name` (krpc_seed.py), started."""
+    return start([PY, SEED, "server", args.bootstrap, name, "--fetch-wait-ms", str(args.fetch_wait_ms)])
+
+
+def py_client(args, name):
+    """The Python package's client command for topics `name`; the mode flags go after it."""
+    return [PY, SEED, "client", args.bootstrap, name, "--seconds", str(args.seconds),
+            "--fetch-wait-ms", str(args.fetch_wait_ms)]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
@@ -225,11 +248,11 @@ def kafka_layer(args, r):
 
 
 def python_rpc(args, r):
-    addr, secs, fw, conc = args.bootstrap, args.seconds, args.fetch_wait_ms, args.concurrency
+    conc = args.concurrency
     print("== Python kafka-rpc 1.0.8 (the seed's Sum.add)", file=sys.stderr)
     name = fresh("Sum")
-    server = start([PY, SEED, "server", addr, name, "--fetch-wait-ms", str(fw)])
-    client = [PY, SEED, "client", addr, name, "--seconds", str(secs), "--fetch-wait-ms", str(fw)]
+    server = py_server(args, name)
+    client = py_client(args, name)
     try:
         r["py_seq"] = measured(args, lambda: one_json(client + ["--mode", "sequential"], 600), [server])
         r["py_threads"] = measured(args, lambda: one_json(client + ["--mode", "threads", "--threads", str(conc)], 600), [server])
@@ -315,13 +338,13 @@ def fixed_rates(args, r):
     r["py_rates"], r["ours_rates"] = {}, {}
     dur = ["--duration", str(args.seconds)]
     for i, rate in enumerate(rates_of(args, r)):
-        runs = [("python", python_rate), ("rust", rust_rate)]
-        for system, run in runs if i % 2 == 0 else runs[::-1]:
+        runs = [("python", "py_rates", python_rate), ("rust", "ours_rates", rust_rate)]
+        for system, key, run in runs if i % 2 == 0 else runs[::-1]:
             if system in args.skip:
                 continue
             # One failed run is said and the others still run: the table shows "-" for it.
             try:
-                r["py_rates" if system == "python" else "ours_rates"]["%g" % rate] = run(args, rate, dur)
+                r[key]["%g" % rate] = run(args, rate, dur)
             except SystemExit as e:
                 first = (str(e).splitlines() or ["?"])[0]
                 print("== rates: %s at %g calls/s FAILED: %s" % (system, rate, first), file=sys.stderr)
@@ -343,12 +366,11 @@ def python_rate(args, rate, dur):
     before its measurement could have begun (within `STARTUP_FAILURE_S`) is tried once more,
     with a new server on new topics, and the retry is recorded (`retried_after`)."""
     print("== Python kafka-rpc 1.0.8 at %g calls/s (fresh topics)" % rate, file=sys.stderr)
-    fw = str(args.fetch_wait_ms)
     retried_after = None
     for attempt in (1, 2):
         name = fresh("SumRate")
-        server = start([PY, SEED, "server", args.bootstrap, name, "--fetch-wait-ms", fw])
-        client = [PY, SEED, "client", args.bootstrap, name, "--seconds", str(args.seconds), "--fetch-wait-ms", fw]
+        server = py_server(args, name)
+        client = py_client(args, name)
         began = time.time()
         try:
             res = measured(args, lambda: one_json(client + ["--mode", "rate", "--rate", str(rate)], 600), [server])
@@ -375,39 +397,31 @@ def rust_rate(args, rate, dur):
     completion topics) with a server of its own, and a reply topic of its own (client config
     `reply_topic`)."""
     print("== kafka-rpc (Rust) at %g calls/s (fresh topics)" % rate, file=sys.stderr)
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
-        f.write('[client]\nreply_topic = "%s"\n' % fresh("krpc.replies.rate"))
-        config = f.name
     service = fresh("BenchRate")
-    server = None
-    try:
+    with config_file('[client]\nreply_topic = "%s"\n' % fresh("krpc.replies.rate")) as config:
         server = krpc_serve(args, service)
-        warm_up(args, service, "--calls", "50", "--mode", "async", "--concurrency", "10", config=config)
-        return measured(args, lambda: one_json(krpc_bench(args, service, "--rate", str(rate), *dur,
-                                                          config=config), 600), [server])
-    finally:
-        if server is not None:
+        try:
+            warm_up(args, service, "--calls", "50", "--mode", "async", "--concurrency", "10", config=config)
+            return measured(args, lambda: one_json(krpc_bench(args, service, "--rate", str(rate), *dur,
+                                                              config=config), 600), [server])
+        finally:
             stop(server)
-        os.unlink(config)
 
 
 def uncoalesced_async(args, dur):
     """The async run against a server that writes one completion record per call."""
     print("== kafka-rpc (Rust), one completion record per call", file=sys.stderr)
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
-        f.write("[server]\ncoalesce_completions = false\n")
-        config = f.name
     service = fresh("BenchOnePer")
-    server = krpc_serve(args, service, config=config)
-    try:
-        warm_up(args, service, "--calls", "50", "--mode", "async", "--concurrency", "10")
-        res = measured(args, lambda: one_json(krpc_bench(args, service, "--mode", "async", "--concurrency",
-                                                         str(args.concurrency), *dur), 600), [server])
-        res["completions"] = completion_counts(args, service)
-        return res
-    finally:
-        stop(server)
-        os.unlink(config)
+    with config_file("[server]\ncoalesce_completions = false\n") as config:
+        server = krpc_serve(args, service, config=config)
+        try:
+            warm_up(args, service, "--calls", "50", "--mode", "async", "--concurrency", "10")
+            res = measured(args, lambda: one_json(krpc_bench(args, service, "--mode", "async", "--concurrency",
+                                                             str(args.concurrency), *dur), 600), [server])
+            res["completions"] = completion_counts(args, service)
+            return res
+        finally:
+            stop(server)
 
 
 def completion_counts(args, service):
@@ -463,19 +477,17 @@ def scaling(args, r):
                 stop(s)
     for parts in csv_numbers(args.scaling_partitions, int):
         print("== scaling: %d request partitions" % parts, file=sys.stderr)
-        with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
-            f.write("[topics]\nrequest_partitions = %d\n" % parts)
-            config = f.name
         service = fresh("Parts%d" % parts)
-        server = krpc_serve(args, service, config=config)
-        try:
-            warm_up(args, service, "--calls", "50", config=config)
-            res = measured(args, lambda: one_json(krpc_bench(args, service, *async_run, config=config), 600), [server])
-            res["server_rss_mb"] = proc_usage(server.pid)[1]
-            r["scaling"]["partitions"][str(parts)] = res
-        finally:
-            stop(server)
-            os.unlink(config)
+        with config_file("[topics]\nrequest_partitions = %d\n" % parts) as config:
+            server = krpc_serve(args, service, config=config)
+            try:
+                warm_up(args, service, "--calls", "50", config=config)
+                res = measured(args, lambda: one_json(krpc_bench(args, service, *async_run, config=config), 600),
+                               [server])
+                res["server_rss_mb"] = proc_usage(server.pid)[1]
+                r["scaling"]["partitions"][str(parts)] = res
+            finally:
+                stop(server)
     sleep_ms = args.scaling_sleep_ms
     for n in csv_numbers(args.scaling_in_flight, int):
         print("== scaling: %d calls in flight (sleep(%d ms) handler)" % (n, sleep_ms), file=sys.stderr)
@@ -693,11 +705,12 @@ def scaling_tables(r, args):
     print("Scaling (async x%d, %g s per run; CPU in µs per call; server CPU summed over the servers)"
           % (args.concurrency, args.seconds))
     print("%-28s %9s %8s %8s %12s %12s %11s" % ("setup", "calls/s", "p50 ms", "p99 ms", "broker µs", "server µs", "server RSS"))
-    for label, group in (("server processes", s["servers"]), ("request partitions", s["partitions"])):
+    for one, many, group in (("server process", "server processes", s["servers"]),
+                             ("request partition", "request partitions", s["partitions"])):
         for n, x in group.items():
             rss = x.get("server_rss_mb")
             print("%-28s %9.0f %8.2f %8.2f %12s %12s %11s" % (
-                "%s %s" % (n, label if str(n) != "1" else label.replace("processes", "process").replace("partitions", "partition")), x["calls_per_s"], x["p50_ms"], x["p99_ms"], f(x.get("broker_us_per_call")),
+                "%s %s" % (n, one if str(n) == "1" else many), x["calls_per_s"], x["p50_ms"], x["p99_ms"], f(x.get("broker_us_per_call")),
                 f(x.get("server_us_per_call")), f(rss) + " MB" if rss else "n/a"))
     print("Server memory with calls piling up (sleep(%d ms) handler, server concurrency = calls in flight;"
           " target: under 50 MB at 10,000)" % args.scaling_sleep_ms)

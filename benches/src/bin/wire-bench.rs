@@ -449,14 +449,7 @@ impl RoundTripper {
                     empty += 1;
                     back = fetcher.poll().await?;
                 }
-                if back.first().map(|r| r.offset) != Some(md.offset) {
-                    return Err(format!(
-                        "fetched {:?}, not offset {}",
-                        back.first().map(|r| r.offset),
-                        md.offset
-                    )
-                    .into());
-                }
+                fetched_back(back.first().map(|r| r.offset), md.offset)?;
             }
             Self::Rskafka(partition) => {
                 (produced, empty) = Self::rskafka_once(partition, partition, t0).await?;
@@ -494,15 +487,18 @@ impl RoundTripper {
             empty += 1;
             (back, _) = fetching.fetch_records(offsets[0], 1..(1 << 20), 10).await?;
         }
-        if back.first().map(|r| r.offset) != Some(offsets[0]) {
-            return Err(format!(
-                "fetched {:?}, not offset {}",
-                back.first().map(|r| r.offset),
-                offsets[0]
-            )
-            .into());
-        }
+        fetched_back(back.first().map(|r| r.offset), offsets[0])?;
         Ok((produced, empty))
+    }
+}
+
+/// Whether a round trip's fetch returned the record it produced (`first`: the offset of the
+/// first record fetched).
+fn fetched_back(first: Option<i64>, produced: i64) -> AnyResult<()> {
+    if first == Some(produced) {
+        Ok(())
+    } else {
+        Err(format!("fetched {first:?}, not offset {produced}").into())
     }
 }
 
