@@ -387,9 +387,10 @@ def python_rate(args, rate, dur):
             stop(server)
 
 
-# Longer than kafka-rpc 1.0.8's 30 s client handshake and the seed client's 60 s wait for a
-# first answer: a rate run failing sooner failed before measuring anything.
-STARTUP_FAILURE_S = 75
+# kafka-rpc 1.0.8's client handshake (30 s at most) and then the seed client's wait for a
+# first answer (`--ready-timeout`, 60 s) come before any measuring, one after the other: a rate
+# run failing within both, and a margin for starting Python, failed before measuring anything.
+STARTUP_FAILURE_S = 30 + 60 + 15
 
 
 def rust_rate(args, rate, dur):
